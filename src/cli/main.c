@@ -1,0 +1,151 @@
+/*
+ * mlstream: one executable, one subcommand per process role.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/config.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "engine/engine.h"
+
+extern char **environ;
+
+static mls_engine_t *running_engine;
+
+static void on_signal(int sig)
+{
+        if (!running_engine)
+                return;
+        if (sig == SIGHUP)
+                mls_engine_reload(running_engine);
+        else
+                mls_engine_stop(running_engine);
+}
+
+static void install_signals(void)
+{
+        struct sigaction sa;
+
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = on_signal;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGHUP, &sa, NULL);
+        signal(SIGPIPE, SIG_IGN);
+}
+
+static void usage(FILE *out)
+{
+        fprintf(out, "usage: mlstream COMMAND [OPTIONS]\n\n"
+                     "Scores a Kafka stream of events with a model and pushes "
+                     "every prediction to\nRedis and GraphQL subscribers.\n\n"
+                     "commands:\n"
+                     "  engine    Kafka -> model -> Redis (+ output and "
+                     "dead-letter topics)\n"
+                     "  config    print the configuration reference "
+                     "(--markdown for docs)\n"
+                     "  version   print the version\n\n"
+                     "`mlstream COMMAND --help` lists the command's options; "
+                     "every option is also an\nenvironment variable "
+                     "(docs/configuration.md).\n");
+}
+
+static int has_help(int argc, char **argv)
+{
+        for (int i = 0; i < argc; i++)
+                if (strcmp(argv[i], "--help") == 0 ||
+                    strcmp(argv[i], "-h") == 0)
+                        return 1;
+        return 0;
+}
+
+static int load_config(struct mls_config *cfg, unsigned scope, int argc,
+                       char **argv)
+{
+        char errstr[1024];
+
+        if (mls_config_load(cfg, scope, environ, argc, argv, errstr,
+                            sizeof(errstr)) < 0) {
+                fprintf(stderr, "mlstream: %s\n", errstr);
+                return -1;
+        }
+        mls_log_set_level(cfg->log_level);
+        mls_log_set_format(cfg->log_format);
+        return 0;
+}
+
+static int cmd_engine(int argc, char **argv)
+{
+        struct mls_config cfg;
+        struct mls_sink none = {0};
+        mls_metrics_t *metrics;
+        mls_engine_t *e;
+        char errstr[1024];
+        int status;
+
+        if (has_help(argc, argv)) {
+                printf("usage: mlstream engine [OPTIONS]\n\n"
+                       "Consumes input messages from Kafka, scores them and "
+                       "publishes predictions to\nRedis. SIGTERM/SIGINT "
+                       "finish the batch in flight, commit and exit 0;\n"
+                       "SIGHUP reloads models.\n\noptions:\n");
+                mls_config_print_help(stdout, MLS_SCOPE_ENGINE);
+                return 0;
+        }
+        if (load_config(&cfg, MLS_SCOPE_ENGINE, argc, argv) < 0)
+                return 2;
+        mls_log_set_component("engine");
+        metrics = mls_metrics_new();
+        e = mls_engine_new(&cfg, metrics, none, errstr, sizeof(errstr));
+        if (!e) {
+                mls_error("%s", errstr);
+                mls_metrics_free(metrics);
+                mls_config_free(&cfg);
+                return 2;
+        }
+        running_engine = e;
+        install_signals();
+        status = mls_engine_run(e);
+        running_engine = NULL;
+        mls_engine_free(e);
+        mls_metrics_free(metrics);
+        mls_config_free(&cfg);
+        return status;
+}
+
+static int cmd_config(int argc, char **argv)
+{
+        if (argc > 0 && strcmp(argv[0], "--markdown") == 0) {
+                mls_config_print_markdown(stdout);
+                return 0;
+        }
+        printf("options of all commands:\n");
+        mls_config_print_help(stdout, MLS_SCOPE_ALL);
+        return 0;
+}
+
+int main(int argc, char **argv)
+{
+        const char *cmd = argc > 1 ? argv[1] : NULL;
+
+        if (!cmd || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 ||
+            strcmp(cmd, "help") == 0) {
+                usage(cmd ? stdout : stderr);
+                return cmd ? 0 : 2;
+        }
+        if (strcmp(cmd, "engine") == 0)
+                return cmd_engine(argc - 2, argv + 2);
+        if (strcmp(cmd, "config") == 0)
+                return cmd_config(argc - 2, argv + 2);
+        if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+                printf("mlstream %s\n", MLS_VERSION);
+                return 0;
+        }
+        fprintf(stderr, "mlstream: unknown command \"%s\"\n\n", cmd);
+        usage(stderr);
+        return 2;
+}

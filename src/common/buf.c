@@ -1,0 +1,218 @@
+#include "common/buf.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void mls_buf_init(struct mls_buf *b, size_t limit)
+{
+        memset(b, 0, sizeof(*b));
+        b->limit = limit;
+}
+
+void mls_buf_free(struct mls_buf *b)
+{
+        free(b->data);
+        mls_buf_init(b, b->limit);
+}
+
+int mls_buf_reserve(struct mls_buf *b, size_t n)
+{
+        size_t want, ncap;
+        char *p;
+
+        if (b->len + n + 1 <= b->cap)
+                return 0;
+        if (n > b->limit || b->len + n > b->limit) {
+                b->overflow = 1;
+                return -1;
+        }
+        want = b->len + n + 1;
+        ncap = b->cap ? b->cap : 256;
+        while (ncap < want)
+                ncap *= 2;
+        if (ncap > b->limit + 1)
+                ncap = b->limit + 1;
+        p = realloc(b->data, ncap);
+        if (!p) {
+                b->overflow = 1;
+                return -1;
+        }
+        b->data = p;
+        b->cap = ncap;
+        return 0;
+}
+
+int mls_buf_append(struct mls_buf *b, const void *p, size_t n)
+{
+        if (mls_buf_reserve(b, n) < 0)
+                return -1;
+        memcpy(b->data + b->len, p, n);
+        b->len += n;
+        return 0;
+}
+
+int mls_buf_puts(struct mls_buf *b, const char *s)
+{
+        return mls_buf_append(b, s, strlen(s));
+}
+
+int mls_buf_putc(struct mls_buf *b, char c)
+{
+        if (mls_buf_reserve(b, 1) < 0)
+                return -1;
+        b->data[b->len++] = c;
+        return 0;
+}
+
+int mls_buf_printf(struct mls_buf *b, const char *fmt, ...)
+{
+        va_list ap;
+        int n;
+
+        va_start(ap, fmt);
+        n = vsnprintf(NULL, 0, fmt, ap);
+        va_end(ap);
+        if (n < 0 || mls_buf_reserve(b, (size_t)n) < 0)
+                return -1;
+        va_start(ap, fmt);
+        vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+        b->len += (size_t)n;
+        return 0;
+}
+
+size_t mls_utf8_len(const unsigned char *s, size_t n)
+{
+        unsigned c = s[0];
+        size_t need;
+        unsigned cp;
+
+        if (c < 0x80)
+                return 1;
+        if (c >= 0xc2 && c <= 0xdf) {
+                need = 2;
+                cp = c & 0x1f;
+        } else if (c >= 0xe0 && c <= 0xef) {
+                need = 3;
+                cp = c & 0x0f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+                need = 4;
+                cp = c & 0x07;
+        } else {
+                return 0;
+        }
+        if (n < need)
+                return 0;
+        for (size_t i = 1; i < need; i++) {
+                if ((s[i] & 0xc0) != 0x80)
+                        return 0;
+                cp = (cp << 6) | (s[i] & 0x3f);
+        }
+        if ((need == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+            (need == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+                return 0;
+        return need;
+}
+
+int mls_buf_json_str(struct mls_buf *b, const char *s, size_t n)
+{
+        static const char hex[] = "0123456789abcdef";
+        const unsigned char *p = (const unsigned char *)s;
+        size_t i = 0, run = 0;
+
+        if (mls_buf_putc(b, '"') < 0)
+                return -1;
+        while (i < n) {
+                unsigned char c = p[i];
+                size_t l;
+                if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+                        i++;
+                        run++;
+                        continue;
+                }
+                if (run && mls_buf_append(b, p + i - run, run) < 0)
+                        return -1;
+                run = 0;
+                if (c == '"' || c == '\\') {
+                        char esc[2] = {'\\', (char)c};
+                        if (mls_buf_append(b, esc, 2) < 0)
+                                return -1;
+                        i++;
+                } else if (c < 0x20) {
+                        char esc[6] = {'\\', 'u',         '0',
+                                       '0',  hex[c >> 4], hex[c & 15]};
+                        if (mls_buf_append(b, esc, 6) < 0)
+                                return -1;
+                        i++;
+                } else if ((l = mls_utf8_len(p + i, n - i)) != 0) {
+                        if (mls_buf_append(b, p + i, l) < 0)
+                                return -1;
+                        i += l;
+                } else {
+                        if (mls_buf_append(b, "\xef\xbf\xbd", 3) < 0)
+                                return -1;
+                        i++;
+                }
+        }
+        if (run && mls_buf_append(b, p + i - run, run) < 0)
+                return -1;
+        return mls_buf_putc(b, '"');
+}
+
+int mls_buf_json_float(struct mls_buf *b, float v)
+{
+        char tmp[32];
+        int n = 0;
+
+        if (!isfinite(v))
+                return mls_buf_append(b, "null", 4);
+        if (v == (float)(int32_t)v && fabsf(v) < 1e9f)
+                return mls_buf_printf(b, "%d", (int)(int32_t)v);
+        /* Shortest precision that reads back exactly. */
+        for (int prec = 6; prec <= 9; prec++) {
+                n = snprintf(tmp, sizeof(tmp), "%.*g", prec, (double)v);
+                if (strtof(tmp, NULL) == v)
+                        break;
+        }
+        return mls_buf_append(b, tmp, (size_t)n);
+}
+
+int mls_buf_json_double(struct mls_buf *b, double v)
+{
+        char tmp[40];
+        int n = 0;
+
+        if (!isfinite(v))
+                return mls_buf_append(b, "null", 4);
+        for (int prec = 15; prec <= 17; prec++) {
+                n = snprintf(tmp, sizeof(tmp), "%.*g", prec, v);
+                if (strtod(tmp, NULL) == v)
+                        break;
+        }
+        return mls_buf_append(b, tmp, (size_t)n);
+}
+
+int mls_buf_u64(struct mls_buf *b, uint64_t v)
+{
+        char tmp[24];
+        int i = (int)sizeof(tmp);
+
+        do {
+                tmp[--i] = (char)('0' + v % 10);
+                v /= 10;
+        } while (v);
+        return mls_buf_append(b, tmp + i, sizeof(tmp) - (size_t)i);
+}
+
+const char *mls_buf_cstr(struct mls_buf *b)
+{
+        if (mls_buf_reserve(b, 0) < 0 && !b->data)
+                return "";
+        if (!b->data)
+                return "";
+        b->data[b->len] = '\0';
+        return b->data;
+}

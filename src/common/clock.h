@@ -1,0 +1,16 @@
+/* Clocks. All functions are thread-safe. */
+#ifndef MLS_CLOCK_H
+#define MLS_CLOCK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Monotonic nanoseconds, for durations. */
+int64_t mls_clock_mono_ns(void);
+/* Wall-clock milliseconds since the epoch, for timestamps. */
+int64_t mls_clock_wall_ms(void);
+/* Writes "2026-11-26T23:59:59.123Z" (24 bytes + NUL) into out; returns the
+ * length, or 0 if cap is too small. */
+size_t mls_clock_iso8601(int64_t wall_ms, char *out, size_t cap);
+
+#endif

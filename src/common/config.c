@@ -1,0 +1,390 @@
+#include "common/config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define OFF(field) offsetof(struct mls_config, field)
+#define E MLS_SCOPE_ENGINE
+#define G MLS_SCOPE_GATEWAY
+#define U MLS_SCOPE_UP
+
+const struct mls_conf_def mls_conf_defs[] = {
+        {"KAFKA_BOOTSTRAP_SERVERS", "kafka-bootstrap-servers", MLS_CONF_STR,
+         "localhost:9092", 0, 0, NULL, E | U, OFF(kafka_bootstrap_servers),
+         "Kafka brokers, host:port[,host:port...]. Under `mlstream up`, "
+         "setting it replaces the embedded broker."},
+        {"KAFKA_INFERENCE_TOPIC", "kafka-inference-topic", MLS_CONF_STR,
+         "ml.inference", 0, 0, NULL, E | U, OFF(kafka_inference_topic),
+         "Topic the engine consumes input messages from."},
+        {"KAFKA_CONSUMER_GROUP", "kafka-consumer-group", MLS_CONF_STR,
+         "ml-streaming", 0, 0, NULL, E | U, OFF(kafka_consumer_group),
+         "Consumer group id; engines in one group share the partitions."},
+        {"KAFKA_OUTPUT_TOPIC", "kafka-output-topic", MLS_CONF_STR, NULL, 0, 0,
+         NULL, E | U, OFF(kafka_output_topic),
+         "Optional topic that also receives every prediction payload "
+         "(durable, for automations). Unset: predictions go to Redis only."},
+        {"KAFKA_DLQ_TOPIC", "kafka-dlq-topic", MLS_CONF_STR, "ml.inference.dlq",
+         0, 0, NULL, E | U, OFF(kafka_dlq_topic),
+         "Dead-letter topic: receives the original bytes of every message "
+         "that fails to decode, validate or score, with an `mls.error` "
+         "reason header. Empty: bad messages are only counted and logged."},
+        {"KAFKA_CONFIG_FILE", "kafka-config-file", MLS_CONF_STR, NULL, 0, 0,
+         NULL, E | U, OFF(kafka_config_file),
+         "librdkafka properties file (name=value lines, # comments) applied "
+         "to every Kafka client, e.g. SASL/SSL settings. `KAFKA_CONF_*` "
+         "variables override it."},
+        {"REDIS_URL", "redis-url", MLS_CONF_STR, "redis://localhost:6379/0", 0,
+         0, NULL, E | G | U, OFF(redis_url),
+         "Redis server, `redis://[:password@]host:port/db`. Under `mlstream "
+         "up`, setting it replaces the in-process bus."},
+        {"ML_STREAM_REDIS_CHANNEL", "redis-channel", MLS_CONF_STR,
+         "ml:stream:inference", 0, 0, NULL, E | G | U, OFF(redis_channel),
+         "Redis Pub/Sub channel for predictions and heartbeats."},
+        {"REDIS_RETRY_MAX_MS", "redis-retry-max-ms", MLS_CONF_INT, "2000", 10,
+         60000, NULL, E | G | U, OFF(redis_retry_max_ms),
+         "Longest wait between Redis reconnect attempts (backoff doubles "
+         "from 50 ms up to this)."},
+        {"ML_MODEL_FRAMEWORK", "model-framework", MLS_CONF_ENUM, "torch", 0, 0,
+         "torch|tensorflow|identity", E | U, OFF(model_framework),
+         "Framework of the model at `ML_MODEL_PATH`."},
+        {"ML_MODEL_PATH", "model-path", MLS_CONF_STR, NULL, 0, 0, NULL, E | U,
+         OFF(model_path),
+         "Model artifact (TorchScript file or SavedModel directory). Unset: "
+         "the identity model, which returns the features as predictions."},
+        {"ML_MODEL_REPOSITORY", "model-repository", MLS_CONF_STR, NULL, 0, 0,
+         NULL, E | U, OFF(model_repository),
+         "Directory with one sub-directory per model id (many models in one "
+         "engine). Not yet supported."},
+        {"ML_DEFAULT_MODEL_ID", "default-model-id", MLS_CONF_STR, "default", 0,
+         0, NULL, E | U, OFF(default_model_id),
+         "Model id used for messages that carry no `model_id`."},
+        {"ML_MODEL_THREADS", "model-threads", MLS_CONF_INT, "0", 0, 256, NULL,
+         E | U, OFF(model_threads),
+         "Threads a model may use for one batch; 0 picks the framework's "
+         "default."},
+        {"ML_BATCH_MAX_ROWS", "batch-max-rows", MLS_CONF_INT, "256", 1, 65536,
+         NULL, E | U, OFF(batch_max_rows),
+         "Most rows scored together in one model call."},
+        {"ML_BATCH_MAX_WAIT_US", "batch-max-wait-us", MLS_CONF_INT, "1000", 0,
+         1000000, NULL, E | U, OFF(batch_max_wait_us),
+         "Longest time, in microseconds, a message waits for others to fill "
+         "its batch. 0: score whatever has arrived at once."},
+        {"ML_MAX_MESSAGE_BYTES", "max-message-bytes", MLS_CONF_INT, "1048576",
+         64, 104857600, NULL, E | U, OFF(max_message_bytes),
+         "Input messages larger than this are dead-lettered unread."},
+        {"ML_MAX_ROWS_PER_MESSAGE", "max-rows-per-message", MLS_CONF_INT,
+         "4096", 1, 1048576, NULL, E | U, OFF(max_rows_per_message),
+         "Most feature rows one message may carry."},
+        {"ML_MAX_ROW_WIDTH", "max-row-width", MLS_CONF_INT, "65536", 1,
+         16777216, NULL, E | U, OFF(max_row_width),
+         "Most numbers in one feature row."},
+        {"ML_HEARTBEAT_INTERVAL_MS", "heartbeat-interval-ms", MLS_CONF_INT,
+         "5000", 100, 3600000, NULL, E | U, OFF(heartbeat_interval_ms),
+         "How often the engine publishes a heartbeat on the channel."},
+        {"ML_ENGINE_ID", "engine-id", MLS_CONF_STR, NULL, 0, 0, NULL, E | U,
+         OFF(engine_id),
+         "Name of this engine in heartbeats and logs. Unset: "
+         "`<hostname>-<pid>`."},
+        {"ML_PROMETHEUS_PORT", "prometheus-port", MLS_CONF_INT, NULL, 0, 65535,
+         NULL, E, OFF(prometheus_port),
+         "Port of the engine's `/metrics`, `/healthz` and `/readyz`. Unset: "
+         "disabled. 0 picks a free port (logged)."},
+        {"ML_PROMETHEUS_HOST", "prometheus-host", MLS_CONF_STR, "0.0.0.0", 0, 0,
+         NULL, E, OFF(prometheus_host),
+         "Address the engine's metrics listener binds to."},
+        {"GATEWAY_HOST", "gateway-host", MLS_CONF_STR, "0.0.0.0", 0, 0, NULL,
+         G | U, OFF(gateway_host),
+         "Address of the gateway's HTTP and WebSocket listener."},
+        {"GATEWAY_PORT", "gateway-port", MLS_CONF_INT, "4000", 0, 65535, NULL,
+         G | U, OFF(gateway_port),
+         "Port of the gateway's listener: `/graphql`, `/`, `/metrics`, "
+         "`/healthz`, `/readyz`."},
+        {"ML_LOG_LEVEL", "log-level", MLS_CONF_ENUM, "info", 0, 0,
+         "debug|info|warn|error", MLS_SCOPE_ALL, OFF(log_level),
+         "Least severe log level printed."},
+        {"ML_LOG_FORMAT", "log-format", MLS_CONF_ENUM, "text", 0, 0,
+         "text|json", MLS_SCOPE_ALL, OFF(log_format),
+         "Log lines as text or as one JSON object per line."},
+        {NULL, NULL, 0, NULL, 0, 0, NULL, 0, 0, NULL},
+};
+
+#define KAFKA_CONF_PREFIX "KAFKA_CONF_"
+
+static char **str_field(struct mls_config *cfg, const struct mls_conf_def *d)
+{
+        return (char **)((char *)cfg + d->offset);
+}
+
+static long long *int_field(struct mls_config *cfg,
+                            const struct mls_conf_def *d)
+{
+        return (long long *)((char *)cfg + d->offset);
+}
+
+static int choice_ok(const char *choices, const char *v)
+{
+        size_t n = strlen(v);
+        const char *p = choices;
+
+        while (*p) {
+                const char *end = strchr(p, '|');
+                size_t len = end ? (size_t)(end - p) : strlen(p);
+                if (len == n && strncmp(p, v, n) == 0)
+                        return 1;
+                p += len + (end ? 1 : 0);
+        }
+        return 0;
+}
+
+static int set_def(struct mls_config *cfg, const struct mls_conf_def *d,
+                   const char *value, char *errstr, size_t errstr_size)
+{
+        char *end;
+        long long v;
+
+        switch (d->type) {
+        case MLS_CONF_STR:
+        case MLS_CONF_ENUM:
+                if (d->type == MLS_CONF_ENUM && !choice_ok(d->choices, value)) {
+                        snprintf(errstr, errstr_size,
+                                 "%s (--%s): invalid value \"%s\": expected "
+                                 "one of %s",
+                                 d->env, d->flag, value, d->choices);
+                        return -1;
+                }
+                free(*str_field(cfg, d));
+                *str_field(cfg, d) = strdup(value);
+                return 0;
+        case MLS_CONF_INT:
+                errno = 0;
+                v = strtoll(value, &end, 10);
+                if (errno || end == value || *end || v < d->min || v > d->max) {
+                        snprintf(errstr, errstr_size,
+                                 "%s (--%s): invalid value \"%s\": expected "
+                                 "an integer from %lld to %lld",
+                                 d->env, d->flag, value, d->min, d->max);
+                        return -1;
+                }
+                *int_field(cfg, d) = v;
+                return 0;
+        }
+        return -1;
+}
+
+int mls_config_set(struct mls_config *cfg, const char *env, const char *value,
+                   char *errstr, size_t errstr_size)
+{
+        for (const struct mls_conf_def *d = mls_conf_defs; d->env; d++)
+                if (strcmp(d->env, env) == 0)
+                        return set_def(cfg, d, value, errstr, errstr_size);
+        snprintf(errstr, errstr_size, "unknown setting %s", env);
+        return -1;
+}
+
+/*
+ * KAFKA_CONF_FETCH_WAIT_MAX_MS=1 -> "fetch.wait.max.ms=1", with Confluent's
+ * image rules: lower case, "_" -> ".", "__" -> "_", "___" -> "-".
+ */
+static int add_kafka_conf(struct mls_config *cfg, const char *entry)
+{
+        const char *name = entry + strlen(KAFKA_CONF_PREFIX);
+        const char *eq = strchr(name, '='), *p;
+        char *s, *o, **list;
+
+        if (!eq || eq == name)
+                return 0;
+        s = malloc(strlen(name) + 1);
+        if (!s)
+                return -1;
+        for (p = name, o = s; p < eq;) {
+                size_t run = 0;
+                while (p[run] == '_')
+                        run++;
+                if (run == 0) {
+                        *o++ = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a'
+                                                             : *p);
+                        p++;
+                        continue;
+                }
+                *o++ = run == 1 ? '.' : run == 2 ? '_' : '-';
+                p += run > 3 ? 3 : run;
+        }
+        strcpy(o, eq);
+        list = realloc(cfg->kafka_conf,
+                       (cfg->kafka_conf_count + 1) * sizeof(*list));
+        if (!list) {
+                free(s);
+                return -1;
+        }
+        cfg->kafka_conf = list;
+        cfg->kafka_conf[cfg->kafka_conf_count++] = s;
+        return 0;
+}
+
+int mls_config_load(struct mls_config *cfg, unsigned scope, char **envp,
+                    int argc, char **argv, char *errstr, size_t errstr_size)
+{
+        const struct mls_conf_def *d;
+
+        memset(cfg, 0, sizeof(*cfg));
+        for (d = mls_conf_defs; d->env; d++) {
+                if (d->type == MLS_CONF_INT)
+                        *int_field(cfg, d) = -1;
+                if (d->defval &&
+                    set_def(cfg, d, d->defval, errstr, errstr_size) < 0)
+                        goto fail;
+        }
+        for (char **e = envp; e && *e; e++) {
+                const char *eq = strchr(*e, '=');
+                if (!eq)
+                        continue;
+                if (strncmp(*e, KAFKA_CONF_PREFIX, strlen(KAFKA_CONF_PREFIX)) ==
+                    0) {
+                        if (add_kafka_conf(cfg, *e) < 0)
+                                goto oom;
+                        continue;
+                }
+                for (d = mls_conf_defs; d->env; d++) {
+                        size_t n = strlen(d->env);
+                        if ((size_t)(eq - *e) == n &&
+                            strncmp(*e, d->env, n) == 0) {
+                                if (set_def(cfg, d, eq + 1, errstr,
+                                            errstr_size) < 0)
+                                        goto fail;
+                                break;
+                        }
+                }
+        }
+        for (int i = 0; i < argc; i++) {
+                const char *arg = argv[i], *name, *value, *eq;
+                size_t nlen;
+
+                if (strncmp(arg, "--", 2) != 0) {
+                        snprintf(errstr, errstr_size,
+                                 "unexpected argument \"%s\" (see --help)",
+                                 arg);
+                        goto fail;
+                }
+                name = arg + 2;
+                eq = strchr(name, '=');
+                nlen = eq ? (size_t)(eq - name) : strlen(name);
+                for (d = mls_conf_defs; d->env; d++)
+                        if ((d->scope & scope) && strlen(d->flag) == nlen &&
+                            strncmp(d->flag, name, nlen) == 0)
+                                break;
+                if (!d->env) {
+                        snprintf(errstr, errstr_size,
+                                 "unknown option \"%.*s\" (see --help)",
+                                 (int)(nlen + 2), arg);
+                        goto fail;
+                }
+                if (eq) {
+                        value = eq + 1;
+                } else if (i + 1 < argc) {
+                        value = argv[++i];
+                } else {
+                        snprintf(errstr, errstr_size,
+                                 "option --%s needs a value", d->flag);
+                        goto fail;
+                }
+                if (set_def(cfg, d, value, errstr, errstr_size) < 0)
+                        goto fail;
+        }
+        return 0;
+oom:
+        snprintf(errstr, errstr_size, "out of memory");
+fail:
+        mls_config_free(cfg);
+        return -1;
+}
+
+void mls_config_free(struct mls_config *cfg)
+{
+        for (const struct mls_conf_def *d = mls_conf_defs; d->env; d++) {
+                if (d->type != MLS_CONF_INT) {
+                        free(*str_field(cfg, d));
+                        *str_field(cfg, d) = NULL;
+                }
+        }
+        for (size_t i = 0; i < cfg->kafka_conf_count; i++)
+                free(cfg->kafka_conf[i]);
+        free(cfg->kafka_conf);
+        cfg->kafka_conf = NULL;
+        cfg->kafka_conf_count = 0;
+}
+
+static const char *type_word(const struct mls_conf_def *d)
+{
+        switch (d->type) {
+        case MLS_CONF_INT:
+                return "N";
+        case MLS_CONF_ENUM:
+                return d->choices;
+        default:
+                return "VALUE";
+        }
+}
+
+void mls_config_print_help(FILE *out, unsigned scope)
+{
+        for (const struct mls_conf_def *d = mls_conf_defs; d->env; d++) {
+                if (!(d->scope & scope))
+                        continue;
+                fprintf(out, "  --%s=%s\n", d->flag, type_word(d));
+                fprintf(out, "      %s\n      env %s, default %s\n", d->help,
+                        d->env, d->defval ? d->defval : "(unset)");
+        }
+        fprintf(out, "  KAFKA_CONF_<NAME>=VALUE (environment only)\n"
+                     "      Any librdkafka property, upper-cased with '.' "
+                     "as '_'.\n");
+}
+
+static void scope_words(FILE *out, unsigned scope)
+{
+        const char *sep = "";
+
+        if (scope & MLS_SCOPE_ENGINE) {
+                fprintf(out, "engine");
+                sep = ", ";
+        }
+        if (scope & MLS_SCOPE_GATEWAY) {
+                fprintf(out, "%sgateway", sep);
+                sep = ", ";
+        }
+        if (scope & MLS_SCOPE_UP)
+                fprintf(out, "%sup", sep);
+}
+
+void mls_config_print_markdown(FILE *out)
+{
+        fprintf(out,
+                "# Configuration\n\n"
+                "<!-- Generated by `mlstream config --markdown` from the "
+                "table in src/common/config.c; do not edit. -->\n\n"
+                "Every setting is an environment variable and a "
+                "command-line flag; flags win. A bad value stops the "
+                "process at start-up with a message naming the variable.\n\n"
+                "| variable | flag | type | default | commands | meaning |\n"
+                "|---|---|---|---|---|---|\n");
+        for (const struct mls_conf_def *d = mls_conf_defs; d->env; d++) {
+                fprintf(out, "| `%s` | `--%s` | ", d->env, d->flag);
+                if (d->type == MLS_CONF_INT)
+                        fprintf(out, "integer %lld..%lld", d->min, d->max);
+                else if (d->type == MLS_CONF_ENUM)
+                        fprintf(out, "one of `%s`", d->choices);
+                else
+                        fprintf(out, "string");
+                fprintf(out, " | %s%s%s | ", d->defval ? "`" : "",
+                        d->defval ? d->defval : "unset", d->defval ? "`" : "");
+                scope_words(out, d->scope);
+                fprintf(out, " | %s |\n", d->help);
+        }
+        fprintf(out,
+                "\n## librdkafka properties\n\n"
+                "`KAFKA_CONF_<NAME>=VALUE` sets any librdkafka property on "
+                "every Kafka client: the name is upper-cased with `.` "
+                "written as `_`, so `KAFKA_CONF_FETCH_WAIT_MAX_MS=1` sets "
+                "`fetch.wait.max.ms=1`. They are applied after "
+                "`KAFKA_CONFIG_FILE`.\n");
+}

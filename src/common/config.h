@@ -1,0 +1,104 @@
+/*
+ * Configuration: one table (config.c) is the single source of truth for
+ * every setting's environment variable, command-line flag, type, default,
+ * range and help. It drives parsing, validation, --help and
+ * docs/configuration.md.
+ *
+ * Precedence: defaults < environment < command-line flags.
+ * Called from the main thread at start-up only.
+ */
+#ifndef MLS_CONFIG_H
+#define MLS_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+/* Which commands a setting applies to. */
+#define MLS_SCOPE_ENGINE 0x1
+#define MLS_SCOPE_GATEWAY 0x2
+#define MLS_SCOPE_UP 0x4
+#define MLS_SCOPE_ALL 0x7
+
+struct mls_config {
+        /* Kafka */
+        char *kafka_bootstrap_servers;
+        char *kafka_inference_topic;
+        char *kafka_consumer_group;
+        char *kafka_output_topic;
+        char *kafka_dlq_topic;
+        char *kafka_config_file;
+        /* Redis */
+        char *redis_url;
+        char *redis_channel;
+        long long redis_retry_max_ms;
+        /* Model */
+        char *model_framework;
+        char *model_path;
+        char *model_repository;
+        char *default_model_id;
+        long long model_threads;
+        /* Engine */
+        long long batch_max_rows;
+        long long batch_max_wait_us;
+        long long max_message_bytes;
+        long long max_rows_per_message;
+        long long max_row_width;
+        long long heartbeat_interval_ms;
+        char *engine_id;
+        long long prometheus_port; /* -1: disabled */
+        char *prometheus_host;
+        /* Gateway */
+        char *gateway_host;
+        long long gateway_port;
+        /* Logging */
+        char *log_level;
+        char *log_format;
+
+        /* KAFKA_CONF_<NAME> pass-through, as "name=value" strings. */
+        char **kafka_conf;
+        size_t kafka_conf_count;
+};
+
+enum mls_conf_type {
+        MLS_CONF_STR,
+        MLS_CONF_INT,
+        MLS_CONF_ENUM,
+};
+
+struct mls_conf_def {
+        const char *env;  /* environment variable */
+        const char *flag; /* command-line flag without "--" */
+        enum mls_conf_type type;
+        const char *defval;  /* NULL: unset */
+        long long min, max;  /* MLS_CONF_INT range */
+        const char *choices; /* MLS_CONF_ENUM: "a|b|c" */
+        unsigned scope;
+        size_t offset; /* into struct mls_config */
+        const char *help;
+};
+
+/* The table, terminated by an entry whose env is NULL. */
+extern const struct mls_conf_def mls_conf_defs[];
+
+/*
+ * Fills cfg from defaults, then the environment (envp, NULL-terminated, may
+ * be NULL), then argv flags (--flag=value or --flag value) for the settings
+ * in scope. Unknown flags and bad values fail.
+ * Returns 0, or -1 with the reason in errstr (naming the variable and flag).
+ * On success the caller frees cfg with mls_config_free(). Positional
+ * arguments are not accepted. "--help" is not handled here.
+ */
+int mls_config_load(struct mls_config *cfg, unsigned scope, char **envp,
+                    int argc, char **argv, char *errstr, size_t errstr_size);
+void mls_config_free(struct mls_config *cfg);
+
+/* Sets one setting by environment name, validating it. */
+int mls_config_set(struct mls_config *cfg, const char *env, const char *value,
+                   char *errstr, size_t errstr_size);
+
+/* Prints the options in scope, for --help. */
+void mls_config_print_help(FILE *out, unsigned scope);
+/* Prints docs/configuration.md. */
+void mls_config_print_markdown(FILE *out);
+
+#endif

@@ -1,0 +1,36 @@
+/*
+ * A minimal HTTP/1.1 server on its own thread, for the engine's /metrics,
+ * /healthz and /readyz. One request per connection (Connection: close);
+ * requests are capped at 8 KiB and 2 s.
+ */
+#ifndef MLS_HTTPD_H
+#define MLS_HTTPD_H
+
+#include <stddef.h>
+
+#include "common/buf.h"
+
+typedef struct mls_httpd mls_httpd_t;
+
+/*
+ * Answers one GET/HEAD request for path (query string removed). Fills body
+ * and sets *content_type (a static string); returns the HTTP status.
+ * Runs on the server thread.
+ */
+typedef int (*mls_httpd_handler)(void *opaque, const char *path,
+                                 struct mls_buf *body,
+                                 const char **content_type);
+
+/*
+ * Binds host:port (port 0 picks a free one) and starts the thread. Returns
+ * NULL with the reason (naming the address) in errstr.
+ */
+mls_httpd_t *mls_httpd_start(const char *host, int port,
+                             mls_httpd_handler handler, void *opaque,
+                             char *errstr, size_t errstr_size);
+/* The bound port. */
+int mls_httpd_port(const mls_httpd_t *h);
+/* Stops the thread, closes the socket and frees h. */
+void mls_httpd_stop(mls_httpd_t *h);
+
+#endif

@@ -1,0 +1,91 @@
+#include "common/log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+
+static enum mls_log_level threshold = MLS_LOG_INFO;
+static int json_format;
+static const char *component = "mlstream";
+
+static const char *const level_names[] = {"debug", "info", "warn", "error"};
+
+int mls_log_set_level(const char *name)
+{
+        for (int i = 0; i < 4; i++) {
+                if (strcmp(name, level_names[i]) == 0) {
+                        threshold = (enum mls_log_level)i;
+                        return 0;
+                }
+        }
+        return -1;
+}
+
+int mls_log_set_format(const char *name)
+{
+        if (strcmp(name, "text") == 0)
+                json_format = 0;
+        else if (strcmp(name, "json") == 0)
+                json_format = 1;
+        else
+                return -1;
+        return 0;
+}
+
+void mls_log_set_component(const char *name)
+{
+        component = name;
+}
+
+/* Appends msg to out as the body of a JSON string (without quotes). */
+static size_t json_escape(char *out, size_t cap, const char *msg)
+{
+        size_t n = 0;
+
+        for (; *msg && n + 7 < cap; msg++) {
+                unsigned char c = (unsigned char)*msg;
+                if (c == '"' || c == '\\') {
+                        out[n++] = '\\';
+                        out[n++] = (char)c;
+                } else if (c < 0x20) {
+                        n += (size_t)snprintf(out + n, cap - n, "\\u%04x", c);
+                } else {
+                        out[n++] = (char)c;
+                }
+        }
+        return n;
+}
+
+void mls_log(enum mls_log_level level, const char *fmt, ...)
+{
+        char msg[2048], line[4608], ts[32];
+        va_list ap;
+        int n;
+
+        if (level < threshold)
+                return;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        mls_clock_iso8601(mls_clock_wall_ms(), ts, sizeof(ts));
+        if (json_format) {
+                n = snprintf(line, sizeof(line),
+                             "{\"ts\":\"%s\",\"level\":\"%s\","
+                             "\"component\":\"%s\",\"msg\":\"",
+                             ts, level_names[level], component);
+                n += (int)json_escape(line + n, sizeof(line) - (size_t)n - 3,
+                                      msg);
+                n += snprintf(line + n, sizeof(line) - (size_t)n, "\"}\n");
+        } else {
+                n = snprintf(line, sizeof(line), "%s %-5s %s: %s\n", ts,
+                             level_names[level], component, msg);
+        }
+        if (n > (int)sizeof(line) - 1)
+                n = (int)sizeof(line) - 1;
+        if (write(STDERR_FILENO, line, (size_t)n) < 0)
+                return;
+}

@@ -1,0 +1,20 @@
+/* Parses redis://[[user]:password@]host[:port][/db] URLs. */
+#ifndef MLS_REDIS_URL_H
+#define MLS_REDIS_URL_H
+
+#include <stddef.h>
+
+struct mls_redis_url {
+        char host[256];
+        int port;
+        char user[128];
+        char password[256];
+        int db;
+};
+
+/* Returns 0, or -1 with the reason in errstr (the password is never
+ * copied into errstr). */
+int mls_redis_url_parse(const char *url, struct mls_redis_url *out,
+                        char *errstr, size_t errstr_size);
+
+#endif

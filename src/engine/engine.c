@@ -1,0 +1,628 @@
+#include "engine/engine.h"
+
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "common/clock.h"
+#include "common/httpd.h"
+#include "common/log.h"
+#include "common/redis_url.h"
+#include "engine/kafka.h"
+#include "engine/pipeline.h"
+#include "engine/redis_sink.h"
+
+#define BACKOFF_START_MS 50
+#define STOP_GRACE_MS 10000 /* retrying a down sink after a stop request */
+
+struct mls_engine {
+        const struct mls_config *cfg;
+        mls_metrics_t *metrics;
+        rd_kafka_t *consumer, *producer;
+        void *redis, *out_sink, *dlq_sink;
+        struct mls_sink publisher;
+        mls_pipeline_t *pipeline;
+        mls_model_t *model;
+        mls_httpd_t *httpd;
+        char engine_id[256];
+        rd_kafka_topic_partition_list_t *done_offsets;
+        rd_kafka_message_t **held; /* consumed while a sink was down */
+        size_t nheld, held_cap;
+        atomic_int stop, reload, ready, joined, sink_down;
+        int paused;
+        int64_t backoff_ms, next_retry_ns;
+        mls_series_t *s_consumed, *s_ready, *s_assigned;
+};
+
+static mls_model_t *resolve_model(void *opaque, const char *model_id)
+{
+        (void)model_id;
+        return ((mls_engine_t *)opaque)->model;
+}
+
+/* Called by the pipeline for each delivered record, in order. */
+static void record_done(void *opaque, const struct mls_record *rec)
+{
+        mls_engine_t *e = opaque;
+        rd_kafka_topic_partition_t *tp;
+
+        tp = rd_kafka_topic_partition_list_find(e->done_offsets, rec->topic,
+                                                rec->partition);
+        if (!tp)
+                tp = rd_kafka_topic_partition_list_add(
+                        e->done_offsets, rec->topic, rec->partition);
+        tp->offset = rec->offset + 1;
+        rd_kafka_message_destroy(rec->opaque);
+}
+
+static void record_release(void *opaque, const struct mls_record *rec)
+{
+        (void)opaque;
+        rd_kafka_message_destroy(rec->opaque);
+}
+
+/* Stores the offsets of everything delivered since the last call; the
+ * consumer's auto-commit (or the final commit) sends them. */
+static void store_offsets(mls_engine_t *e)
+{
+        rd_kafka_resp_err_t err;
+
+        if (e->done_offsets->cnt == 0)
+                return;
+        err = rd_kafka_offsets_store(e->consumer, e->done_offsets);
+        if (err)
+                mls_debug("offsets store: %s (partition no longer assigned)",
+                          rd_kafka_err2str(err));
+        rd_kafka_topic_partition_list_destroy(e->done_offsets);
+        e->done_offsets = rd_kafka_topic_partition_list_new(8);
+}
+
+static void set_paused(mls_engine_t *e, int pause)
+{
+        rd_kafka_topic_partition_list_t *parts = NULL;
+
+        if (rd_kafka_assignment(e->consumer, &parts) || !parts)
+                return;
+        if (pause)
+                rd_kafka_pause_partitions(e->consumer, parts);
+        else
+                rd_kafka_resume_partitions(e->consumer, parts);
+        rd_kafka_topic_partition_list_destroy(parts);
+        e->paused = pause;
+}
+
+static void update_ready(mls_engine_t *e)
+{
+        int r = atomic_load(&e->joined) && !atomic_load(&e->sink_down) &&
+                (!e->redis || mls_redis_sink_connected(e->redis));
+        atomic_store(&e->ready, r);
+        mls_series_set(e->s_ready, r);
+}
+
+/* Tries to deliver the pending batch; on failure enters the down state:
+ * consumption pauses and run() retries with backoff. */
+static int flush(mls_engine_t *e)
+{
+        char errstr[512];
+
+        if (mls_pipeline_pending(e->pipeline) == 0)
+                return 0;
+        if (mls_pipeline_flush(e->pipeline, errstr, sizeof(errstr)) == 0) {
+                store_offsets(e);
+                return 0;
+        }
+        if (!atomic_load(&e->sink_down)) {
+                mls_warn("delivery failed, pausing consumption: %s", errstr);
+                atomic_store(&e->sink_down, 1);
+                e->backoff_ms = BACKOFF_START_MS;
+                e->next_retry_ns =
+                        mls_clock_mono_ns() + e->backoff_ms * 1000000LL;
+                set_paused(e, 1);
+                update_ready(e);
+        }
+        return -1;
+}
+
+static void add_message(mls_engine_t *e, rd_kafka_message_t *m)
+{
+        struct mls_record rec = {
+                .payload = m->payload,
+                .len = m->len,
+                .key = m->key,
+                .key_len = m->key_len,
+                .topic = rd_kafka_topic_name(m->rkt),
+                .partition = m->partition,
+                .offset = m->offset,
+                .recv_ns = mls_clock_mono_ns(),
+                .recv_wall_ms = mls_clock_wall_ms(),
+                .opaque = m,
+        };
+
+        mls_series_add(e->s_consumed, 1);
+        mls_pipeline_add(e->pipeline, &rec);
+}
+
+static void hold_message(mls_engine_t *e, rd_kafka_message_t *m)
+{
+        if (e->nheld == e->held_cap) {
+                size_t ncap = e->held_cap ? e->held_cap * 2 : 64;
+                rd_kafka_message_t **n = realloc(e->held, ncap * sizeof(*n));
+                if (!n) {
+                        mls_error("out of memory holding a message");
+                        abort();
+                }
+                e->held = n;
+                e->held_cap = ncap;
+        }
+        e->held[e->nheld++] = m;
+}
+
+/* Runs on the engine thread, inside rd_kafka_consumer_poll(). */
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+        mls_engine_t *e = opaque;
+        int cooperative =
+                strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+
+        if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+                mls_info("assigned %d partition(s)", parts->cnt);
+                if (cooperative)
+                        rd_kafka_incremental_assign(rk, parts);
+                else
+                        rd_kafka_assign(rk, parts);
+                atomic_store(&e->joined, 1);
+                if (atomic_load(&e->sink_down))
+                        rd_kafka_pause_partitions(rk, parts);
+        } else {
+                mls_info("revoked %d partition(s)", parts->cnt);
+                /* Deliver what is in flight so its offsets are committed
+                 * before another engine takes over; if a sink is down,
+                 * drop it uncommitted and let Kafka redeliver it. */
+                if (atomic_load(&e->sink_down) || flush(e) < 0) {
+                        mls_pipeline_discard(e->pipeline, record_release, e);
+                        for (size_t i = 0; i < e->nheld; i++)
+                                rd_kafka_message_destroy(e->held[i]);
+                        e->nheld = 0;
+                } else {
+                        store_offsets(e);
+                        rd_kafka_commit(rk, NULL, 0);
+                }
+                if (cooperative)
+                        rd_kafka_incremental_unassign(rk, parts);
+                else
+                        rd_kafka_assign(rk, NULL);
+        }
+        mls_series_set(e->s_assigned, parts->cnt);
+        update_ready(e);
+}
+
+static int http_handler(void *opaque, const char *path, struct mls_buf *body,
+                        const char **content_type)
+{
+        mls_engine_t *e = opaque;
+
+        if (strcmp(path, "/metrics") == 0) {
+                *content_type = "text/plain; version=0.0.4; charset=utf-8";
+                mls_metrics_render(e->metrics, body);
+                return 200;
+        }
+        if (strcmp(path, "/healthz") == 0) {
+                mls_buf_puts(body, "ok\n");
+                return 200;
+        }
+        if (strcmp(path, "/readyz") == 0) {
+                int r = mls_engine_ready(e);
+                mls_buf_puts(body, r ? "ready\n" : "not ready\n");
+                return r ? 200 : 503;
+        }
+        mls_buf_puts(body, "not found; try /metrics, /healthz, /readyz\n");
+        return 404;
+}
+
+static rd_kafka_t *consumer_new(mls_engine_t *e, char *errstr,
+                                size_t errstr_size)
+{
+        static const char *const defaults[] = {"enable.auto.commit",
+                                               "true",
+                                               "auto.commit.interval.ms",
+                                               "1000",
+                                               "enable.auto.offset.store",
+                                               "false",
+                                               "auto.offset.reset",
+                                               "earliest",
+                                               "queued.max.messages.kbytes",
+                                               "16384",
+                                               "enable.partition.eof",
+                                               "false",
+                                               NULL};
+        const struct mls_config *cfg = e->cfg;
+        rd_kafka_conf_t *conf;
+        rd_kafka_topic_partition_list_t *topics;
+        rd_kafka_resp_err_t err;
+        rd_kafka_t *rk;
+        char kerr[512];
+
+        conf = mls_kafka_conf(cfg, defaults, errstr, errstr_size);
+        if (!conf)
+                return NULL;
+        if (rd_kafka_conf_set(conf, "group.id", cfg->kafka_consumer_group, kerr,
+                              sizeof(kerr)) != RD_KAFKA_CONF_OK ||
+            rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", kerr,
+                              sizeof(kerr)) != RD_KAFKA_CONF_OK) {
+                snprintf(errstr, errstr_size, "KAFKA_CONSUMER_GROUP: %s", kerr);
+                rd_kafka_conf_destroy(conf);
+                return NULL;
+        }
+        rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+        rd_kafka_conf_set_opaque(conf, e);
+        rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, kerr, sizeof(kerr));
+        if (!rk) {
+                snprintf(errstr, errstr_size, "kafka consumer: %s", kerr);
+                rd_kafka_conf_destroy(conf);
+                return NULL;
+        }
+        rd_kafka_poll_set_consumer(rk);
+        topics = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(topics, cfg->kafka_inference_topic,
+                                          RD_KAFKA_PARTITION_UA);
+        err = rd_kafka_subscribe(rk, topics);
+        rd_kafka_topic_partition_list_destroy(topics);
+        if (err) {
+                snprintf(errstr, errstr_size,
+                         "KAFKA_INFERENCE_TOPIC %s: cannot subscribe: %s",
+                         cfg->kafka_inference_topic, rd_kafka_err2str(err));
+                rd_kafka_destroy(rk);
+                return NULL;
+        }
+        return rk;
+}
+
+static int load_model(mls_engine_t *e, char *errstr, size_t errstr_size)
+{
+        const struct mls_config *cfg = e->cfg;
+        const char *fw = cfg->model_path ? cfg->model_framework : "identity";
+        const struct mls_model_type *type;
+        struct mls_model_conf mc = {.path = cfg->model_path,
+                                    .threads = (int)cfg->model_threads};
+        char err[512];
+
+        if (cfg->model_repository) {
+                snprintf(errstr, errstr_size,
+                         "ML_MODEL_REPOSITORY: model repositories are not "
+                         "supported yet");
+                return -1;
+        }
+        type = mls_model_type_find(fw, err, sizeof(err));
+        if (!type) {
+                snprintf(errstr, errstr_size, "ML_MODEL_FRAMEWORK: %s", err);
+                return -1;
+        }
+        e->model = mls_model_load(type, &mc, err, sizeof(err));
+        if (!e->model) {
+                snprintf(errstr, errstr_size, "ML_MODEL_PATH %s: %s",
+                         cfg->model_path ? cfg->model_path : "(unset)", err);
+                return -1;
+        }
+        mls_info("model: %s%s%s", fw, cfg->model_path ? " " : "",
+                 cfg->model_path ? cfg->model_path : " (ML_MODEL_PATH unset)");
+        return 0;
+}
+
+mls_engine_t *mls_engine_new(const struct mls_config *cfg,
+                             mls_metrics_t *metrics, struct mls_sink publisher,
+                             char *errstr, size_t errstr_size)
+{
+        mls_engine_t *e = calloc(1, sizeof(*e));
+        struct mls_pipeline_conf pc = {0};
+        struct mls_redis_url url;
+        char host[200];
+
+        if (!e) {
+                snprintf(errstr, errstr_size, "out of memory");
+                return NULL;
+        }
+        e->cfg = cfg;
+        e->metrics = metrics;
+        e->done_offsets = rd_kafka_topic_partition_list_new(8);
+        if (cfg->engine_id) {
+                snprintf(e->engine_id, sizeof(e->engine_id), "%s",
+                         cfg->engine_id);
+        } else {
+                if (gethostname(host, sizeof(host)) < 0)
+                        snprintf(host, sizeof(host), "engine");
+                host[sizeof(host) - 1] = '\0';
+                snprintf(e->engine_id, sizeof(e->engine_id), "%s-%d", host,
+                         (int)getpid());
+        }
+        e->s_consumed =
+                mls_series(mls_metric_new(metrics, MLS_COUNTER,
+                                          "ml_stream_messages_consumed_total",
+                                          "Messages received from Kafka.", NULL,
+                                          NULL, NULL, 0),
+                           NULL, NULL);
+        e->s_ready = mls_series(
+                mls_metric_new(metrics, MLS_GAUGE, "ml_stream_engine_ready",
+                               "1 while the engine is ready (joined the "
+                               "group, publisher up).",
+                               NULL, NULL, NULL, 0),
+                NULL, NULL);
+        e->s_assigned =
+                mls_series(mls_metric_new(metrics, MLS_GAUGE,
+                                          "ml_stream_kafka_assigned_partitions",
+                                          "Partitions assigned to this engine.",
+                                          NULL, NULL, NULL, 0),
+                           NULL, NULL);
+        mls_series_set(
+                mls_series(mls_metric_new(metrics, MLS_GAUGE,
+                                          "ml_stream_build_info",
+                                          "Build information.", "version",
+                                          "component", NULL, 0),
+                           MLS_VERSION, "engine"),
+                1);
+        if (load_model(e, errstr, errstr_size) < 0)
+                goto fail;
+        if (publisher.ops) {
+                e->publisher = publisher;
+        } else {
+                if (mls_redis_url_parse(cfg->redis_url, &url, errstr,
+                                        errstr_size) < 0)
+                        goto fail;
+                e->redis =
+                        mls_redis_sink_new(&url, cfg->redis_channel, metrics);
+                e->publisher.ops = &mls_redis_sink_ops;
+                e->publisher.ctx = e->redis;
+        }
+        if ((cfg->kafka_output_topic && *cfg->kafka_output_topic) ||
+            (cfg->kafka_dlq_topic && *cfg->kafka_dlq_topic)) {
+                e->producer = mls_kafka_producer_new(cfg, errstr, errstr_size);
+                if (!e->producer)
+                        goto fail;
+        }
+        pc.default_model_id = cfg->default_model_id;
+        pc.engine_id = e->engine_id;
+        pc.limits.max_bytes = (size_t)cfg->max_message_bytes;
+        pc.limits.max_rows = (size_t)cfg->max_rows_per_message;
+        pc.limits.max_width = (size_t)cfg->max_row_width;
+        pc.batch_max_rows = (size_t)cfg->batch_max_rows;
+        pc.resolve = resolve_model;
+        pc.resolve_opaque = e;
+        pc.publisher = e->publisher;
+        if (cfg->kafka_output_topic && *cfg->kafka_output_topic) {
+                e->out_sink = mls_kafka_sink_new(e->producer,
+                                                 cfg->kafka_output_topic);
+                pc.output.ops = &mls_kafka_sink_ops;
+                pc.output.ctx = e->out_sink;
+        }
+        if (cfg->kafka_dlq_topic && *cfg->kafka_dlq_topic) {
+                e->dlq_sink =
+                        mls_kafka_sink_new(e->producer, cfg->kafka_dlq_topic);
+                pc.deadletter.ops = &mls_kafka_sink_ops;
+                pc.deadletter.ctx = e->dlq_sink;
+        }
+        pc.done = record_done;
+        pc.done_opaque = e;
+        pc.metrics = metrics;
+        e->pipeline = mls_pipeline_new(&pc);
+        if (!e->pipeline) {
+                snprintf(errstr, errstr_size, "out of memory");
+                goto fail;
+        }
+        if (cfg->prometheus_port >= 0) {
+                e->httpd = mls_httpd_start(
+                        cfg->prometheus_host, (int)cfg->prometheus_port,
+                        http_handler, e, errstr, errstr_size);
+                if (!e->httpd) {
+                        char tmp[512];
+                        snprintf(tmp, sizeof(tmp),
+                                 "ML_PROMETHEUS_PORT (--prometheus-port): %s",
+                                 errstr);
+                        snprintf(errstr, errstr_size, "%s", tmp);
+                        goto fail;
+                }
+                mls_info("metrics on http://%s:%d/metrics",
+                         cfg->prometheus_host, mls_httpd_port(e->httpd));
+        }
+        e->consumer = consumer_new(e, errstr, errstr_size);
+        if (!e->consumer)
+                goto fail;
+        return e;
+fail:
+        mls_engine_free(e);
+        return NULL;
+}
+
+int mls_engine_ready(mls_engine_t *e)
+{
+        return atomic_load(&e->ready);
+}
+
+void mls_engine_stop(mls_engine_t *e)
+{
+        atomic_store(&e->stop, 1);
+}
+
+void mls_engine_reload(mls_engine_t *e)
+{
+        atomic_store(&e->reload, 1);
+}
+
+static void heartbeat(mls_engine_t *e)
+{
+        struct mls_buf b;
+        char errstr[256];
+
+        mls_buf_init(&b, 1 << 20);
+        mls_pipeline_heartbeat(e->pipeline, &b);
+        if (e->publisher.ops->send(e->publisher.ctx, NULL, b.data, b.len, NULL,
+                                   NULL) < 0 ||
+            e->publisher.ops->flush(e->publisher.ctx, errstr, sizeof(errstr)) <
+                    0)
+                mls_debug("heartbeat not delivered");
+        mls_buf_free(&b);
+}
+
+/* While a sink is down: keep the group membership alive, hold anything the
+ * consumer still hands out, and retry with exponential backoff. */
+static void run_down(mls_engine_t *e)
+{
+        const struct mls_sink_ops *ops = e->publisher.ops;
+        rd_kafka_message_t *m;
+        char errstr[512];
+        int64_t now = mls_clock_mono_ns();
+        int wait_ms = (int)((e->next_retry_ns - now) / 1000000);
+
+        m = rd_kafka_consumer_poll(e->consumer, wait_ms > 0 ? wait_ms : 0);
+        if (m) {
+                if (m->err)
+                        rd_kafka_message_destroy(m);
+                else
+                        hold_message(e, m);
+        }
+        if (mls_clock_mono_ns() < e->next_retry_ns)
+                return;
+        if (ops->reconnect && e->redis && !mls_redis_sink_connected(e->redis) &&
+            ops->reconnect(e->publisher.ctx, errstr, sizeof(errstr)) < 0) {
+                mls_warn("still down: %s", errstr);
+        } else if (mls_pipeline_flush(e->pipeline, errstr, sizeof(errstr)) ==
+                   0) {
+                store_offsets(e);
+                mls_info("delivery resumed");
+                atomic_store(&e->sink_down, 0);
+                set_paused(e, 0);
+                for (size_t i = 0; i < e->nheld; i++)
+                        add_message(e, e->held[i]);
+                e->nheld = 0;
+                update_ready(e);
+                return;
+        } else {
+                mls_warn("still down: %s", errstr);
+        }
+        e->backoff_ms *= 2;
+        if (e->backoff_ms > e->cfg->redis_retry_max_ms)
+                e->backoff_ms = e->cfg->redis_retry_max_ms;
+        e->next_retry_ns = mls_clock_mono_ns() + e->backoff_ms * 1000000LL;
+}
+
+int mls_engine_run(mls_engine_t *e)
+{
+        const int64_t wait_ns = e->cfg->batch_max_wait_us * 1000;
+        const size_t max_rows = (size_t)e->cfg->batch_max_rows;
+        const int64_t hb_ns = e->cfg->heartbeat_interval_ms * 1000000LL;
+        int64_t deadline = 0, next_hb = 0, stop_by = 0;
+        char errstr[512];
+        int status = 0;
+
+        if (e->redis &&
+            e->publisher.ops->reconnect(e->redis, errstr, sizeof(errstr)) < 0) {
+                mls_warn("redis not reachable yet, will retry: %s", errstr);
+                atomic_store(&e->sink_down, 1);
+                e->backoff_ms = BACKOFF_START_MS;
+                e->next_retry_ns = mls_clock_mono_ns();
+        }
+        mls_info("engine %s consuming %s as group %s", e->engine_id,
+                 e->cfg->kafka_inference_topic, e->cfg->kafka_consumer_group);
+        for (;;) {
+                int64_t now = mls_clock_mono_ns();
+                rd_kafka_message_t *m;
+                int timeout_ms;
+
+                if (atomic_load(&e->stop)) {
+                        if (!stop_by)
+                                stop_by = now + STOP_GRACE_MS * 1000000LL;
+                        if (!atomic_load(&e->sink_down) && flush(e) == 0)
+                                break;
+                        if (now > stop_by) {
+                                mls_error("stopping with %zu message(s) "
+                                          "undelivered; Kafka will redeliver "
+                                          "them",
+                                          mls_pipeline_pending(e->pipeline) +
+                                                  e->nheld);
+                                status = 1;
+                                break;
+                        }
+                }
+                if (atomic_exchange(&e->reload, 0))
+                        mls_info("SIGHUP: the %s model has nothing to reload",
+                                 mls_model_framework(e->model));
+                if (atomic_load(&e->sink_down)) {
+                        run_down(e);
+                        continue;
+                }
+                if (now >= next_hb) {
+                        heartbeat(e);
+                        next_hb = now + hb_ns;
+                }
+                if (mls_pipeline_pending(e->pipeline) == 0)
+                        timeout_ms = 100;
+                else if (now >= deadline)
+                        timeout_ms = 0;
+                else
+                        timeout_ms = (int)((deadline - now + 999999) / 1000000);
+                m = rd_kafka_consumer_poll(e->consumer, timeout_ms);
+                if (m && m->err) {
+                        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                                mls_warn("kafka: %s",
+                                         rd_kafka_message_errstr(m));
+                        rd_kafka_message_destroy(m);
+                        if (rd_kafka_fatal_error(e->consumer, errstr,
+                                                 sizeof(errstr))) {
+                                mls_error("kafka fatal error: %s", errstr);
+                                status = 1;
+                                break;
+                        }
+                        continue;
+                }
+                if (m) {
+                        if (mls_pipeline_pending(e->pipeline) == 0)
+                                deadline = mls_clock_mono_ns() + wait_ns;
+                        add_message(e, m);
+                        if (mls_pipeline_pending_rows(e->pipeline) >= max_rows)
+                                flush(e);
+                        continue;
+                }
+                if (mls_pipeline_pending(e->pipeline) &&
+                    mls_clock_mono_ns() >= deadline)
+                        flush(e);
+        }
+        store_offsets(e);
+        if (!status) {
+                rd_kafka_resp_err_t err = rd_kafka_commit(e->consumer, NULL, 0);
+                if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+                        mls_warn("final commit: %s", rd_kafka_err2str(err));
+        }
+        mls_info("engine stopped");
+        return status;
+}
+
+void mls_engine_free(mls_engine_t *e)
+{
+        if (!e)
+                return;
+        if (e->consumer) {
+                if (e->pipeline)
+                        mls_pipeline_discard(e->pipeline, record_release, e);
+                for (size_t i = 0; i < e->nheld; i++)
+                        rd_kafka_message_destroy(e->held[i]);
+                rd_kafka_consumer_close(e->consumer);
+                rd_kafka_destroy(e->consumer);
+        }
+        mls_httpd_stop(e->httpd);
+        mls_pipeline_free(e->pipeline);
+        if (e->producer) {
+                rd_kafka_flush(e->producer, 5000);
+                rd_kafka_destroy(e->producer);
+        }
+        mls_kafka_sink_free(e->out_sink);
+        mls_kafka_sink_free(e->dlq_sink);
+        mls_redis_sink_free(e->redis);
+        mls_model_free(e->model);
+        rd_kafka_topic_partition_list_destroy(e->done_offsets);
+        free(e->held);
+        free(e);
+}

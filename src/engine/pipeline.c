@@ -1,0 +1,626 @@
+#include "engine/pipeline.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "common/buf.h"
+#include "common/clock.h"
+#include "common/log.h"
+
+#define MODEL_SLOTS 2048 /* hash slots, a power of two */
+#define MODEL_MAX 1024   /* distinct model ids tracked; more share "other" */
+#define PAYLOAD_LIMIT ((size_t)1 << 30)
+
+enum item_state {
+        ITEM_PENDING,
+        ITEM_OK,
+        ITEM_BAD,
+};
+
+struct model_entry {
+        char id[MLS_MODEL_ID_MAX + 1];
+        mls_series_t *predictions, *latency, *rows, *batch_rows;
+        mls_series_t *err_decode, *err_route, *err_inference;
+};
+
+struct item {
+        struct mls_record rec;
+        struct mls_input in;
+        enum item_state state;
+        const char *reason;
+        char detail[200];
+        struct model_entry *entry;
+        mls_model_t *model;
+        size_t out_off, out_cols; /* into p->outputs */
+        size_t pay_off, pay_len;  /* into p->payloads */
+};
+
+enum phase {
+        PHASE_COLLECT,
+        PHASE_PUBLISH,
+        PHASE_SECONDARY,
+};
+
+struct mls_pipeline {
+        struct mls_pipeline_conf conf;
+        char *default_model_id, *engine_id;
+        struct item *items;
+        size_t nitems, cap, rows;
+        enum phase phase;
+        struct mls_floats feats, outputs, scratch;
+        struct mls_buf payloads;
+        size_t *order; /* indices being scored together */
+        struct model_entry *slots[MODEL_SLOTS];
+        size_t nmodels;
+        struct model_entry other, unknown;
+        uint64_t rng[2];
+        mls_metric_t *m_pred, *m_lat, *m_err, *m_rows, *m_batch, *m_dlq;
+        mls_metric_t *m_pubfail;
+        mls_series_t *s_pubfail;
+};
+
+static uint64_t rng_next(uint64_t s[2])
+{
+        uint64_t a = s[0], b = s[1], r = a + b;
+
+        b ^= a;
+        s[0] = ((a << 55) | (a >> 9)) ^ b ^ (b << 14);
+        s[1] = (b << 36) | (b >> 28);
+        return r;
+}
+
+static void entry_init(mls_pipeline_t *p, struct model_entry *e, const char *id)
+{
+        snprintf(e->id, sizeof(e->id), "%s", id);
+        e->predictions = mls_series(p->m_pred, id, NULL);
+        e->latency = mls_series(p->m_lat, id, NULL);
+        e->rows = mls_series(p->m_rows, id, NULL);
+        e->batch_rows = mls_series(p->m_batch, id, NULL);
+        e->err_decode = mls_series(p->m_err, id, "decode");
+        e->err_route = mls_series(p->m_err, id, "route");
+        e->err_inference = mls_series(p->m_err, id, "inference");
+}
+
+mls_pipeline_t *mls_pipeline_new(const struct mls_pipeline_conf *conf)
+{
+        static const double batch_buckets[] = {1,  2,   4,   8,   16,   32,
+                                               64, 128, 256, 512, 1024, 4096};
+        mls_pipeline_t *p = calloc(1, sizeof(*p));
+
+        if (!p)
+                return NULL;
+        p->conf = *conf;
+        p->default_model_id = strdup(conf->default_model_id);
+        p->engine_id = strdup(conf->engine_id ? conf->engine_id : "engine");
+        p->conf.default_model_id = p->default_model_id;
+        p->conf.engine_id = p->engine_id;
+        mls_buf_init(&p->payloads, PAYLOAD_LIMIT);
+        if (getrandom(p->rng, sizeof(p->rng), 0) != sizeof(p->rng))
+                p->rng[0] = (uint64_t)mls_clock_mono_ns(), p->rng[1] = 1;
+        p->m_pred = mls_metric_new(conf->metrics, MLS_COUNTER,
+                                   "ml_stream_inference_predictions_total",
+                                   "Predictions published (one per input "
+                                   "message).",
+                                   "model_id", NULL, NULL, 0);
+        p->m_lat = mls_metric_new(
+                conf->metrics, MLS_HISTOGRAM,
+                "ml_stream_inference_latency_seconds",
+                "Engine time from receiving a message to handing its "
+                "prediction to the publisher.",
+                "model_id", NULL, mls_latency_buckets, mls_latency_nbuckets);
+        p->m_err = mls_metric_new(conf->metrics, MLS_COUNTER,
+                                  "ml_stream_inference_errors_total",
+                                  "Messages that failed, by stage (decode, "
+                                  "route, inference, publish).",
+                                  "model_id", "stage", NULL, 0);
+        p->m_rows = mls_metric_new(
+                conf->metrics, MLS_COUNTER, "ml_stream_inference_rows_total",
+                "Feature rows scored.", "model_id", NULL, NULL, 0);
+        p->m_batch = mls_metric_new(
+                conf->metrics, MLS_HISTOGRAM, "ml_stream_batch_rows",
+                "Rows per model call.", "model_id", NULL, batch_buckets,
+                sizeof(batch_buckets) / sizeof(batch_buckets[0]));
+        p->m_dlq = mls_metric_new(conf->metrics, MLS_COUNTER,
+                                  "ml_stream_dead_letters_total",
+                                  "Messages sent to the dead-letter topic, "
+                                  "by reason.",
+                                  "reason", NULL, NULL, 0);
+        p->m_pubfail = mls_metric_new(conf->metrics, MLS_COUNTER,
+                                      "ml_stream_publish_failures_total",
+                                      "Failed attempts to deliver a batch, by "
+                                      "sink.",
+                                      "sink", NULL, NULL, 0);
+        entry_init(p, &p->other, "other");
+        entry_init(p, &p->unknown, "unknown");
+        return p;
+}
+
+void mls_pipeline_free(mls_pipeline_t *p)
+{
+        if (!p)
+                return;
+        for (size_t i = 0; i < MODEL_SLOTS; i++)
+                free(p->slots[i]);
+        free(p->items);
+        free(p->order);
+        mls_floats_free(&p->feats);
+        mls_floats_free(&p->outputs);
+        mls_floats_free(&p->scratch);
+        mls_buf_free(&p->payloads);
+        free(p->default_model_id);
+        free(p->engine_id);
+        free(p);
+}
+
+static uint32_t hash_str(const char *s)
+{
+        uint32_t h = 2166136261u;
+
+        for (; *s; s++)
+                h = (h ^ (unsigned char)*s) * 16777619u;
+        return h;
+}
+
+/* The metrics entry for a model id; ids past MODEL_MAX share "other". */
+static struct model_entry *entry_for(mls_pipeline_t *p, const char *id)
+{
+        uint32_t h = hash_str(id) & (MODEL_SLOTS - 1);
+        struct model_entry *e;
+
+        while ((e = p->slots[h]) != NULL) {
+                if (strcmp(e->id, id) == 0)
+                        return e;
+                h = (h + 1) & (MODEL_SLOTS - 1);
+        }
+        if (p->nmodels >= MODEL_MAX)
+                return &p->other;
+        e = calloc(1, sizeof(*e));
+        if (!e)
+                return &p->other;
+        entry_init(p, e, id);
+        p->slots[h] = e;
+        p->nmodels++;
+        return e;
+}
+
+static void mark_bad(struct item *it, const char *reason, mls_series_t *err,
+                     const char *detail)
+{
+        it->state = ITEM_BAD;
+        it->reason = reason;
+        snprintf(it->detail, sizeof(it->detail), "%s", detail);
+        mls_series_add(err, 1);
+}
+
+size_t mls_pipeline_add(mls_pipeline_t *p, const struct mls_record *rec)
+{
+        struct item *it;
+        enum mls_decode_err err;
+        char errstr[200];
+
+        if (p->nitems == p->cap) {
+                size_t ncap = p->cap ? p->cap * 2 : 256;
+                struct item *n = realloc(p->items, ncap * sizeof(*n));
+                size_t *o = realloc(p->order, ncap * sizeof(*o));
+                if (n)
+                        p->items = n;
+                if (o)
+                        p->order = o;
+                if (!n || !o) {
+                        mls_error("pipeline: out of memory");
+                        abort();
+                }
+                p->cap = ncap;
+        }
+        it = &p->items[p->nitems++];
+        it->rec = *rec;
+        it->state = ITEM_PENDING;
+        it->model = NULL;
+        err = mls_decode(rec->payload, rec->len, &p->conf.limits, &p->feats,
+                         &it->in, errstr, sizeof(errstr));
+        if (err != MLS_DECODE_OK) {
+                it->entry = &p->unknown;
+                mark_bad(it, mls_decode_err_name(err), it->entry->err_decode,
+                         errstr);
+                return p->rows;
+        }
+        if (!it->in.has_model_id)
+                snprintf(it->in.model_id, sizeof(it->in.model_id), "%s",
+                         p->default_model_id);
+        it->entry = &p->unknown; /* until the model id resolves */
+        p->rows += it->in.rows;
+        return p->rows;
+}
+
+size_t mls_pipeline_pending(const mls_pipeline_t *p)
+{
+        return p->nitems;
+}
+
+size_t mls_pipeline_pending_rows(const mls_pipeline_t *p)
+{
+        return p->rows;
+}
+
+static int floats_reserve(struct mls_floats *f, size_t n)
+{
+        if (f->len + n > f->cap) {
+                size_t ncap = f->cap ? f->cap : 1024;
+                float *v;
+                while (ncap < f->len + n)
+                        ncap *= 2;
+                v = realloc(f->v, ncap * sizeof(float));
+                if (!v)
+                        return -1;
+                f->v = v;
+                f->cap = ncap;
+        }
+        return 0;
+}
+
+/* Keeps the model's output rows for each item of a scored chunk. */
+static int keep_outputs(mls_pipeline_t *p, size_t *idx, size_t n,
+                        const struct mls_tensor *out)
+{
+        size_t row = 0;
+
+        if (floats_reserve(&p->outputs, out->rows * out->cols) < 0)
+                return -1;
+        for (size_t k = 0; k < n; k++) {
+                struct item *it = &p->items[idx[k]];
+                size_t cnt = it->in.rows * out->cols;
+                it->out_off = p->outputs.len;
+                it->out_cols = out->cols;
+                memcpy(p->outputs.v + p->outputs.len,
+                       out->data + row * out->cols, cnt * sizeof(float));
+                p->outputs.len += cnt;
+                row += it->in.rows;
+                it->state = ITEM_OK;
+        }
+        return 0;
+}
+
+/* Scores items idx[0..n) (same model, same width) in one call; on failure
+ * with several items, scores them one by one so that only the items the
+ * model refuses are dead-lettered. */
+static void score_chunk(mls_pipeline_t *p, size_t *idx, size_t n)
+{
+        struct item *first = &p->items[idx[0]];
+        struct mls_tensor in = {.cols = first->in.cols}, out;
+        char errstr[200];
+        int contiguous = 1;
+
+        for (size_t k = 0; k < n; k++) {
+                struct item *it = &p->items[idx[k]];
+                if (k && it->in.features_off !=
+                                 p->items[idx[k - 1]].in.features_off +
+                                         p->items[idx[k - 1]].in.rows * in.cols)
+                        contiguous = 0;
+                in.rows += it->in.rows;
+        }
+        if (contiguous) {
+                in.data = p->feats.v + first->in.features_off;
+        } else {
+                p->scratch.len = 0;
+                if (floats_reserve(&p->scratch, in.rows * in.cols) < 0)
+                        goto fail_oom;
+                for (size_t k = 0; k < n; k++) {
+                        struct item *it = &p->items[idx[k]];
+                        size_t cnt = it->in.rows * in.cols;
+                        memcpy(p->scratch.v + p->scratch.len,
+                               p->feats.v + it->in.features_off,
+                               cnt * sizeof(float));
+                        p->scratch.len += cnt;
+                }
+                in.data = p->scratch.v;
+        }
+        if (mls_model_infer(first->model, &in, &out, errstr, sizeof(errstr)) ==
+            0) {
+                mls_series_observe(first->entry->batch_rows, (double)in.rows);
+                for (size_t k = 0; k < n; k++)
+                        mls_series_add(p->items[idx[k]].entry->rows,
+                                       (double)p->items[idx[k]].in.rows);
+                if (keep_outputs(p, idx, n, &out) < 0)
+                        goto fail_oom;
+                return;
+        }
+        if (n > 1) {
+                for (size_t k = 0; k < n; k++)
+                        score_chunk(p, &idx[k], 1);
+                return;
+        }
+        mls_warn("model %s failed on %s[%d]@%lld: %s", first->in.model_id,
+                 first->rec.topic, first->rec.partition,
+                 (long long)first->rec.offset, errstr);
+        mark_bad(first, "inference_failed", first->entry->err_inference,
+                 errstr);
+        return;
+fail_oom:
+        for (size_t k = 0; k < n; k++)
+                mark_bad(&p->items[idx[k]], "out_of_memory",
+                         p->items[idx[k]].entry->err_inference,
+                         "out of memory");
+}
+
+/* Groups the pending items by model and width and scores each group in
+ * chunks of at most batch_max_rows rows. */
+static void score_all(mls_pipeline_t *p)
+{
+        char errstr[200];
+
+        for (size_t i = 0; i < p->nitems; i++) {
+                struct item *it = &p->items[i];
+                size_t width;
+                if (it->state != ITEM_PENDING)
+                        continue;
+                it->model = p->conf.resolve(p->conf.resolve_opaque,
+                                            it->in.model_id);
+                if (!it->model) {
+                        snprintf(errstr, sizeof(errstr), "unknown model \"%s\"",
+                                 it->in.model_id);
+                        mark_bad(it, "unknown_model", p->unknown.err_route,
+                                 errstr);
+                        continue;
+                }
+                it->entry = entry_for(p, it->in.model_id);
+                width = mls_model_input_width(it->model);
+                if (width && width != it->in.cols) {
+                        snprintf(errstr, sizeof(errstr),
+                                 "input has %zu features per row, model "
+                                 "\"%s\" takes %zu",
+                                 it->in.cols, it->in.model_id, width);
+                        mark_bad(it, "width_mismatch", it->entry->err_inference,
+                                 errstr);
+                }
+        }
+        for (size_t i = 0; i < p->nitems; i++) {
+                struct item *lead = &p->items[i];
+                size_t n = 0, rows = 0;
+                if (lead->state != ITEM_PENDING)
+                        continue;
+                for (size_t j = i; j < p->nitems; j++) {
+                        struct item *it = &p->items[j];
+                        if (it->state != ITEM_PENDING ||
+                            it->model != lead->model ||
+                            it->in.cols != lead->in.cols)
+                                continue;
+                        if (n && rows + it->in.rows > p->conf.batch_max_rows) {
+                                score_chunk(p, p->order, n);
+                                n = rows = 0;
+                        }
+                        p->order[n++] = j;
+                        rows += it->in.rows;
+                }
+                score_chunk(p, p->order, n);
+        }
+}
+
+static void put_uuid(mls_pipeline_t *p, struct mls_buf *b)
+{
+        static const char hex[] = "0123456789abcdef";
+        uint64_t hi = rng_next(p->rng), lo = rng_next(p->rng);
+        char out[38];
+        int k = 0;
+
+        hi = (hi & ~0xf000ULL) | 0x4000ULL;       /* version 4 */
+        lo = (lo & ~(3ULL << 62)) | (2ULL << 62); /* variant 1 */
+        out[k++] = '"';
+        for (int i = 0; i < 32; i++) {
+                uint64_t w = i < 16 ? hi : lo;
+                int shift = 60 - 4 * (i % 16);
+                if (i == 8 || i == 12 || i == 16 || i == 20)
+                        out[k++] = '-';
+                out[k++] = hex[(w >> shift) & 15];
+        }
+        out[k++] = '"';
+        mls_buf_append(b, out, (size_t)k);
+}
+
+/* Latency in ms with microsecond precision, e.g. 1.840. */
+static void put_ms(struct mls_buf *b, int64_t ns)
+{
+        int64_t us = ns / 1000;
+        char tmp[32];
+        int n;
+
+        if (us < 0)
+                us = 0;
+        n = snprintf(tmp, sizeof(tmp), "%lld.%03d", (long long)(us / 1000),
+                     (int)(us % 1000));
+        mls_buf_append(b, tmp, (size_t)n);
+}
+
+static void build_payload(mls_pipeline_t *p, struct item *it)
+{
+        struct mls_buf *b = &p->payloads;
+        int64_t now = mls_clock_mono_ns();
+        char ts[32];
+        const float *o = p->outputs.v + it->out_off;
+
+        it->pay_off = b->len;
+        mls_buf_puts(b, "{\"type\":\"prediction\",\"inference_id\":");
+        put_uuid(p, b);
+        mls_buf_puts(b, ",\"model_id\":");
+        mls_buf_json_str(b, it->in.model_id, strlen(it->in.model_id));
+        mls_buf_puts(b, ",\"input_id\":");
+        if (it->in.has_input_id)
+                mls_buf_json_str(b, it->in.input_id, strlen(it->in.input_id));
+        else
+                mls_buf_puts(b, "null");
+        mls_buf_puts(b, ",\"predictions\":[");
+        for (size_t r = 0; r < it->in.rows; r++) {
+                mls_buf_puts(b, r ? ",[" : "[");
+                for (size_t c = 0; c < it->out_cols; c++) {
+                        if (c)
+                                mls_buf_putc(b, ',');
+                        mls_buf_json_float(b, o[r * it->out_cols + c]);
+                }
+                mls_buf_putc(b, ']');
+        }
+        mls_buf_puts(b, "],\"latency_ms\":");
+        put_ms(b, now - it->rec.recv_ns);
+        mls_buf_puts(b, ",\"received_at\":\"");
+        mls_clock_iso8601(it->rec.recv_wall_ms, ts, sizeof(ts));
+        mls_buf_puts(b, ts);
+        mls_buf_puts(b, "\",\"published_at\":\"");
+        mls_clock_iso8601(mls_clock_wall_ms(), ts, sizeof(ts));
+        mls_buf_puts(b, ts);
+        mls_buf_puts(b, "\",\"metadata\":");
+        if (it->in.metadata)
+                mls_buf_append(b, it->in.metadata, it->in.metadata_len);
+        else
+                mls_buf_puts(b, "null");
+        mls_buf_puts(b, ",\"kafka\":{\"topic\":");
+        mls_buf_json_str(b, it->rec.topic ? it->rec.topic : "",
+                         it->rec.topic ? strlen(it->rec.topic) : 0);
+        mls_buf_printf(b, ",\"partition\":%d,\"offset\":%lld}}",
+                       (int)it->rec.partition, (long long)it->rec.offset);
+        it->pay_len = b->len - it->pay_off;
+        mls_series_observe(it->entry->latency,
+                           (double)(now - it->rec.recv_ns) / 1e9);
+}
+
+static int sink_fail(mls_pipeline_t *p, const struct mls_sink *s, char *errstr,
+                     size_t errstr_size)
+{
+        mls_series_add(mls_series(p->m_pubfail, s->ops->name, NULL), 1);
+        (void)errstr;
+        (void)errstr_size;
+        return -1;
+}
+
+static int deliver_publish(mls_pipeline_t *p, char *errstr, size_t errstr_size)
+{
+        const struct mls_sink *s = &p->conf.publisher;
+
+        for (size_t i = 0; i < p->nitems; i++) {
+                struct item *it = &p->items[i];
+                if (it->state != ITEM_OK)
+                        continue;
+                if (s->ops->send(s->ctx, &it->rec,
+                                 p->payloads.data + it->pay_off, it->pay_len,
+                                 NULL, NULL) < 0) {
+                        snprintf(errstr, errstr_size, "%s: cannot queue",
+                                 s->ops->name);
+                        return sink_fail(p, s, errstr, errstr_size);
+                }
+        }
+        if (s->ops->flush(s->ctx, errstr, errstr_size) < 0)
+                return sink_fail(p, s, errstr, errstr_size);
+        return 0;
+}
+
+static int deliver_secondary(mls_pipeline_t *p, char *errstr,
+                             size_t errstr_size)
+{
+        const struct mls_sink *out = &p->conf.output,
+                              *dlq = &p->conf.deadletter;
+        int any_out = 0, any_dlq = 0;
+
+        for (size_t i = 0; i < p->nitems; i++) {
+                struct item *it = &p->items[i];
+                if (it->state == ITEM_OK && out->ops) {
+                        out->ops->send(out->ctx, &it->rec,
+                                       p->payloads.data + it->pay_off,
+                                       it->pay_len, NULL, NULL);
+                        any_out = 1;
+                } else if (it->state == ITEM_BAD && dlq->ops) {
+                        dlq->ops->send(dlq->ctx, &it->rec, it->rec.payload,
+                                       it->rec.len, it->reason, it->detail);
+                        any_dlq = 1;
+                }
+        }
+        if (any_out && out->ops->flush(out->ctx, errstr, errstr_size) < 0)
+                return sink_fail(p, out, errstr, errstr_size);
+        if (any_dlq && dlq->ops->flush(dlq->ctx, errstr, errstr_size) < 0)
+                return sink_fail(p, dlq, errstr, errstr_size);
+        return 0;
+}
+
+static void reset(mls_pipeline_t *p)
+{
+        p->nitems = 0;
+        p->rows = 0;
+        p->phase = PHASE_COLLECT;
+        p->feats.len = 0;
+        p->outputs.len = 0;
+        mls_buf_reset(&p->payloads);
+}
+
+int mls_pipeline_flush(mls_pipeline_t *p, char *errstr, size_t errstr_size)
+{
+        if (p->nitems == 0)
+                return 0;
+        if (p->phase == PHASE_COLLECT) {
+                score_all(p);
+                for (size_t i = 0; i < p->nitems; i++) {
+                        struct item *it = &p->items[i];
+                        if (it->state == ITEM_OK)
+                                build_payload(p, it);
+                        else
+                                mls_debug("dead letter %s[%d]@%lld: %s: %s",
+                                          it->rec.topic, it->rec.partition,
+                                          (long long)it->rec.offset, it->reason,
+                                          it->detail);
+                }
+                if (p->payloads.overflow) {
+                        snprintf(errstr, errstr_size,
+                                 "batch payloads exceed %zu bytes",
+                                 PAYLOAD_LIMIT);
+                        return -1;
+                }
+                p->phase = PHASE_PUBLISH;
+        }
+        if (p->phase == PHASE_PUBLISH) {
+                if (deliver_publish(p, errstr, errstr_size) < 0)
+                        return -1;
+                for (size_t i = 0; i < p->nitems; i++)
+                        if (p->items[i].state == ITEM_OK)
+                                mls_series_add(p->items[i].entry->predictions,
+                                               1);
+                p->phase = PHASE_SECONDARY;
+        }
+        if (deliver_secondary(p, errstr, errstr_size) < 0)
+                return -1;
+        for (size_t i = 0; i < p->nitems; i++) {
+                struct item *it = &p->items[i];
+                if (it->state == ITEM_BAD && p->conf.deadletter.ops)
+                        mls_series_add(mls_series(p->m_dlq, it->reason, NULL),
+                                       1);
+                if (p->conf.done)
+                        p->conf.done(p->conf.done_opaque, &it->rec);
+        }
+        reset(p);
+        return 0;
+}
+
+void mls_pipeline_discard(mls_pipeline_t *p, mls_record_done release,
+                          void *opaque)
+{
+        for (size_t i = 0; release && i < p->nitems; i++)
+                release(opaque, &p->items[i].rec);
+        reset(p);
+}
+
+size_t mls_pipeline_heartbeat(mls_pipeline_t *p, struct mls_buf *out)
+{
+        char ts[32];
+        int first = 1;
+
+        mls_clock_iso8601(mls_clock_wall_ms(), ts, sizeof(ts));
+        mls_buf_puts(out, "{\"type\":\"heartbeat\",\"engine_id\":");
+        mls_buf_json_str(out, p->engine_id, strlen(p->engine_id));
+        mls_buf_printf(out, ",\"at\":\"%s\",\"models\":[", ts);
+        for (size_t i = 0; i < MODEL_SLOTS; i++) {
+                if (!p->slots[i])
+                        continue;
+                if (!first)
+                        mls_buf_putc(out, ',');
+                mls_buf_json_str(out, p->slots[i]->id, strlen(p->slots[i]->id));
+                first = 0;
+        }
+        mls_buf_puts(out, "]}");
+        return out->len;
+}

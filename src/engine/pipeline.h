@@ -1,0 +1,84 @@
+/*
+ * The engine's core, free of Kafka: records go in, are decoded at once,
+ * wait in a micro-batch, are scored per model, and come out as prediction
+ * payloads on the publisher (and the optional output sink) or as dead
+ * letters, in arrival order. The caller (engine.c) feeds it from Kafka and
+ * commits offsets from the done callback.
+ *
+ * Threads: one pipeline belongs to the engine thread.
+ */
+#ifndef MLS_PIPELINE_H
+#define MLS_PIPELINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/metrics.h"
+#include "engine/decoder.h"
+#include "engine/sink.h"
+#include "model/model.h"
+
+/* One input message. payload, key and topic must stay valid until the done
+ * callback for it returns. */
+struct mls_record {
+        const char *payload;
+        size_t len;
+        const char *key;
+        size_t key_len;
+        const char *topic;
+        int32_t partition;
+        int64_t offset;
+        int64_t recv_ns;      /* monotonic, when the engine received it */
+        int64_t recv_wall_ms; /* wall clock, for received_at */
+        void *opaque;         /* the caller's handle */
+};
+
+typedef struct mls_pipeline mls_pipeline_t;
+
+/* Returns the model for model_id, or NULL if there is none. */
+typedef mls_model_t *(*mls_model_resolver)(void *opaque, const char *model_id);
+/* Called for every record once its outcome is delivered, in arrival order. */
+typedef void (*mls_record_done)(void *opaque, const struct mls_record *rec);
+
+struct mls_pipeline_conf {
+        const char *default_model_id;
+        const char *engine_id;
+        struct mls_decode_limits limits;
+        size_t batch_max_rows;
+        mls_model_resolver resolve;
+        void *resolve_opaque;
+        struct mls_sink publisher;  /* required */
+        struct mls_sink output;     /* optional: ops NULL */
+        struct mls_sink deadletter; /* optional: ops NULL */
+        mls_record_done done;
+        void *done_opaque;
+        mls_metrics_t *metrics;
+};
+
+/* Returns NULL when out of memory. The conf is copied (strings too). */
+mls_pipeline_t *mls_pipeline_new(const struct mls_pipeline_conf *conf);
+void mls_pipeline_free(mls_pipeline_t *p);
+
+/* Decodes rec into the pending batch. Returns the rows pending. */
+size_t mls_pipeline_add(mls_pipeline_t *p, const struct mls_record *rec);
+size_t mls_pipeline_pending(const mls_pipeline_t *p);
+size_t mls_pipeline_pending_rows(const mls_pipeline_t *p);
+
+/*
+ * Scores the pending batch and delivers every outcome. Returns 0 when all
+ * are delivered (done was called for each and the batch is empty), or -1
+ * with errstr when a sink failed: the batch stays, already scored, and the
+ * next call delivers it again from the failed sink on.
+ */
+int mls_pipeline_flush(mls_pipeline_t *p, char *errstr, size_t errstr_size);
+
+/* Drops the pending batch without delivering it, calling release (if not
+ * NULL) for each record instead of done. For partitions taken away in a
+ * rebalance while a sink is down: Kafka redelivers them. */
+void mls_pipeline_discard(mls_pipeline_t *p, mls_record_done release,
+                          void *opaque);
+
+/* Appends a heartbeat payload (DESIGN §4) naming the models seen so far. */
+size_t mls_pipeline_heartbeat(mls_pipeline_t *p, struct mls_buf *out);
+
+#endif

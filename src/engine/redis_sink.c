@@ -1,0 +1,172 @@
+#include "engine/redis_sink.h"
+
+#include <hiredis/hiredis.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/redis_url.h"
+
+struct redis_sink {
+        struct mls_redis_url url;
+        char *channel;
+        redisContext *c;
+        size_t queued;
+        int failed; /* an append failed since the last flush */
+        mls_series_t *connected;
+};
+
+void *mls_redis_sink_new(const struct mls_redis_url *url, const char *channel,
+                         mls_metrics_t *metrics)
+{
+        struct redis_sink *s = calloc(1, sizeof(*s));
+
+        if (!s)
+                return NULL;
+        s->url = *url;
+        s->channel = strdup(channel);
+        s->connected = mls_series(
+                mls_metric_new(metrics, MLS_GAUGE, "ml_stream_redis_connected",
+                               "1 while the engine's Redis connection is up.",
+                               NULL, NULL, NULL, 0),
+                NULL, NULL);
+        return s;
+}
+
+void mls_redis_sink_free(void *ctx)
+{
+        struct redis_sink *s = ctx;
+
+        if (!s)
+                return;
+        if (s->c)
+                redisFree(s->c);
+        free(s->channel);
+        free(s);
+}
+
+int mls_redis_sink_connected(void *ctx)
+{
+        return ((struct redis_sink *)ctx)->c != NULL;
+}
+
+static void drop(struct redis_sink *s)
+{
+        if (s->c)
+                redisFree(s->c);
+        s->c = NULL;
+        s->queued = 0;
+        mls_series_set(s->connected, 0);
+}
+
+static int command(struct redis_sink *s, char *errstr, size_t errstr_size,
+                   int argc, const char **argv)
+{
+        redisReply *r = redisCommandArgv(s->c, argc, argv, NULL);
+        int rc = 0;
+
+        if (!r) {
+                snprintf(errstr, errstr_size, "redis %s:%d: %s", s->url.host,
+                         s->url.port, s->c->errstr);
+                return -1;
+        }
+        if (r->type == REDIS_REPLY_ERROR) {
+                snprintf(errstr, errstr_size, "redis %s:%d: %s: %s",
+                         s->url.host, s->url.port, argv[0], r->str);
+                rc = -1;
+        }
+        freeReplyObject(r);
+        return rc;
+}
+
+static int redis_reconnect(void *ctx, char *errstr, size_t errstr_size)
+{
+        struct redis_sink *s = ctx;
+        struct timeval tv = {.tv_sec = 2};
+
+        drop(s);
+        s->c = redisConnectWithTimeout(s->url.host, s->url.port, tv);
+        if (!s->c || s->c->err) {
+                snprintf(errstr, errstr_size, "redis %s:%d: %s", s->url.host,
+                         s->url.port, s->c ? s->c->errstr : "out of memory");
+                drop(s);
+                return -1;
+        }
+        tv.tv_sec = 5;
+        redisSetTimeout(s->c, tv);
+        redisEnableKeepAlive(s->c);
+        if (s->url.password[0]) {
+                const char *argv[3] = {"AUTH", s->url.user, s->url.password};
+                int argc = 3;
+                if (!s->url.user[0]) {
+                        argv[1] = s->url.password;
+                        argc = 2;
+                }
+                if (command(s, errstr, errstr_size, argc, argv) < 0) {
+                        drop(s);
+                        return -1;
+                }
+        }
+        s->failed = 0;
+        mls_series_set(s->connected, 1);
+        return 0;
+}
+
+static int redis_send(void *ctx, const struct mls_record *rec,
+                      const char *payload, size_t len, const char *reason,
+                      const char *detail)
+{
+        struct redis_sink *s = ctx;
+        const char *argv[3] = {"PUBLISH", s->channel, payload};
+        size_t lens[3] = {7, strlen(s->channel), len};
+
+        (void)rec;
+        (void)reason;
+        (void)detail;
+        if (!s->c || redisAppendCommandArgv(s->c, 3, argv, lens) != REDIS_OK) {
+                s->failed = 1;
+                return -1;
+        }
+        s->queued++;
+        return 0;
+}
+
+static int redis_flush(void *ctx, char *errstr, size_t errstr_size)
+{
+        struct redis_sink *s = ctx;
+        int rc = 0;
+
+        if (!s->c || s->failed) {
+                snprintf(errstr, errstr_size, "redis %s:%d: not connected",
+                         s->url.host, s->url.port);
+                drop(s);
+                return -1;
+        }
+        while (s->queued > 0) {
+                void *reply = NULL;
+                redisReply *r;
+                if (redisGetReply(s->c, &reply) != REDIS_OK) {
+                        snprintf(errstr, errstr_size, "redis %s:%d: %s",
+                                 s->url.host, s->url.port, s->c->errstr);
+                        drop(s);
+                        return -1;
+                }
+                r = reply;
+                if (r->type == REDIS_REPLY_ERROR && rc == 0) {
+                        snprintf(errstr, errstr_size, "redis %s:%d: %s",
+                                 s->url.host, s->url.port, r->str);
+                        rc = -1;
+                }
+                freeReplyObject(r);
+                s->queued--;
+        }
+        return rc;
+}
+
+const struct mls_sink_ops mls_redis_sink_ops = {
+        .name = "redis",
+        .send = redis_send,
+        .flush = redis_flush,
+        .reconnect = redis_reconnect,
+};

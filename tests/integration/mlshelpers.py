@@ -1,0 +1,227 @@
+"""Helpers for the integration tests: a Redis subscriber speaking RESP over
+a socket, kcat wrappers, an engine process, and waiting for conditions."""
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+MLSTREAM = os.environ.get("MLSTREAM_BIN", os.path.join(ROOT, "build", "mlstream"))
+SERVICES = os.path.join(ROOT, "scripts", "services")
+CHANNEL = "ml:stream:inference"
+
+
+def wait_for(cond, timeout, what):
+    """Polls cond() until it returns a true value; fails after timeout s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
+        time.sleep(0.05)
+
+
+def redis_addr(env):
+    m = re.match(r"redis://(?:[^@]*@)?([^:/]+):(\d+)", env["REDIS_URL"])
+    return m.group(1), int(m.group(2))
+
+
+class Subscriber:
+    """Collects every message published on a Redis channel, in order."""
+
+    def __init__(self, env, channel=CHANNEL):
+        self.sock = socket.create_connection(redis_addr(env))
+        self.messages = []
+        self.lock = threading.Lock()
+        self.buf = b""
+        ch = channel.encode()
+        self.sock.sendall(b"*2\r\n$9\r\nSUBSCRIBE\r\n$%d\r\n%s\r\n" % (len(ch), ch))
+        reply = self._read()
+        assert reply[0] == b"subscribe", reply
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _fill(self):
+        data = self.sock.recv(1 << 20)
+        if not data:
+            raise EOFError
+        self.buf += data
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            self._fill()
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def _read(self):
+        line = self._line()
+        t, rest = line[:1], line[1:]
+        if t == b"*":
+            return [self._read() for _ in range(int(rest))]
+        if t == b"$":
+            n = int(rest)
+            while len(self.buf) < n + 2:
+                self._fill()
+            data, self.buf = self.buf[:n], self.buf[n + 2:]
+            return data
+        if t == b":":
+            return int(rest)
+        return rest
+
+    def _run(self):
+        try:
+            while True:
+                msg = self._read()
+                if msg[0] == b"message":
+                    with self.lock:
+                        self.messages.append(msg[2])
+        except (EOFError, OSError):
+            pass
+
+    def payloads(self, type_="prediction"):
+        with self.lock:
+            msgs = list(self.messages)
+        out = [json.loads(m) for m in msgs]
+        return [p for p in out if p.get("type") == type_]
+
+    def raw(self):
+        with self.lock:
+            return list(self.messages)
+
+    def close(self):
+        self.sock.close()
+
+
+def produce(env, topic, lines, key=None):
+    """Produces one Kafka message per line with kcat."""
+    data = "".join(l + "\n" for l in lines).encode("utf-8", "surrogateescape")
+    args = ["kcat", "-P", "-b", env["KAFKA_BOOTSTRAP_SERVERS"], "-t", topic]
+    if key:
+        args += ["-K", key]
+    subprocess.run(args, input=data, check=True, timeout=60)
+
+
+def consume_all(env, topic, expect, timeout=30):
+    """Reads a topic from the beginning until it holds expect messages.
+    Returns [(headers dict, value bytes)]."""
+    fmt = "%h\\t%S\\t%s\\n"
+
+    def read():
+        r = subprocess.run(["kcat", "-C", "-b", env["KAFKA_BOOTSTRAP_SERVERS"],
+                            "-t", topic, "-o", "beginning", "-e", "-q",
+                            "-f", "%h\t%S\t%s\n"],
+                           capture_output=True, timeout=60)
+        out = []
+        for line in r.stdout.split(b"\n"):
+            if not line:
+                continue
+            h, size, rest = line.split(b"\t", 2)
+            hdrs = {}
+            if h and h != b"":
+                for kv in h.decode().split(","):
+                    if "=" in kv:
+                        k, v = kv.split("=", 1)
+                        hdrs[k] = v
+            out.append((hdrs, rest))
+        return out if len(out) >= expect else None
+
+    del fmt
+    return wait_for(read, timeout, "%d messages on %s" % (expect, topic))
+
+
+def topic_create(env, name, partitions):
+    subprocess.run([SERVICES, "topic", "create", name, str(partitions)],
+                   env=env, check=True, capture_output=True, timeout=120)
+
+
+def http_get(url):
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError:
+        return None, ""
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def parse_metrics(text):
+    """{(name, frozenset(labels)): value} from the Prometheus text format."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r"([a-zA-Z_:][\w:]*)(\{([^}]*)\})? (\S+)$", line)
+        assert m, line
+        labels = frozenset(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
+        out[(m.group(1), labels)] = float(m.group(4))
+    return out
+
+
+def metric_sum(metrics, name, **labels):
+    want = set(labels.items())
+    return sum(v for (n, l), v in metrics.items() if n == name and want <= set(l))
+
+
+class Engine:
+    """An `mlstream engine` process with its own metrics port and log."""
+
+    def __init__(self, env, topic, group=None, extra_env=None, args=()):
+        self.port = free_port()
+        self.env = dict(env)
+        self.env.update({
+            "KAFKA_INFERENCE_TOPIC": topic,
+            "KAFKA_CONSUMER_GROUP": group or "g-" + topic,
+            "KAFKA_DLQ_TOPIC": topic + ".dlq",
+            "ML_PROMETHEUS_PORT": str(self.port),
+            "ML_PROMETHEUS_HOST": "127.0.0.1",
+            "ML_HEARTBEAT_INTERVAL_MS": "1000",
+        })
+        self.env.update(extra_env or {})
+        self.log = open("/tmp/mlstream-engine-%s-%d.log" % (topic, self.port), "w+")
+        self.proc = subprocess.Popen([MLSTREAM, "engine", *args], env=self.env,
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+
+    def url(self, path):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+    def wait_ready(self, timeout=60):
+        def ready():
+            if self.proc.poll() is not None:
+                raise AssertionError("engine exited %s:\n%s" % (self.proc.returncode, self.output()))
+            return http_get(self.url("/readyz"))[0] == 200
+        wait_for(ready, timeout, "engine /readyz")
+
+    def metrics(self):
+        status, text = http_get(self.url("/metrics"))
+        assert status == 200, status
+        return parse_metrics(text)
+
+    def output(self):
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()
+
+    def stop(self, sig=signal.SIGTERM, timeout=60):
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=timeout)
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()

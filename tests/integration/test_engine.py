@@ -1,0 +1,165 @@
+"""mlstream engine end to end on a real Kafka broker and a real Redis."""
+import json
+import random
+import re
+import subprocess
+
+from mlshelpers import (MLSTREAM, Subscriber, consume_all, metric_sum,
+                        produce, wait_for)
+
+GOOD = 2000
+
+
+def good_message(i, rng):
+    rows = [[round(rng.uniform(-10, 10), 3) for _ in range(3)]
+            for _ in range(1 + i % 3)]
+    msg = {"input_id": "event-%d" % i, "features": rows if i % 2 else rows[0] if len(rows) == 1 else rows,
+           "metadata": {"tenant": "t%d" % (i % 5), "seq": i}}
+    if i % 7:
+        msg["model_id"] = "threat-detector-v%d" % (i % 2)
+    return msg, rows
+
+
+# One of each malformed class of DESIGN §3, with the reason the dead-letter
+# header must carry.
+BAD = [
+    ("not json at all", "invalid_json"),
+    ('{"features": [1, 2', "invalid_json"),
+    ('{"input_id": "\udcff", "features": [1]}', "invalid_json"),
+    ("[1, 2, 3]", "not_object"),
+    ('{"model_id": "m"}', "missing_features"),
+    ('{"features": []}', "bad_features"),
+    ('{"features": ["a", "b"]}', "bad_features"),
+    ('{"features": [[1, 2], [3]]}', "ragged_rows"),
+    ('{"features": [NaN, 1]}', "non_finite"),
+    ('{"features": [1e999]}', "non_finite"),
+    ('{"model_id": 7, "features": [1]}', "bad_field"),
+    ('{"input_id": "%s", "features": [1]}' % ("x" * 600), "bad_field"),
+    ('{"features": [%s]}' % ",".join(["1"] * 700), "oversize"),
+]
+
+
+def test_pipeline_end_to_end(services, topic, engines):
+    rng = random.Random(42)
+    sub = Subscriber(services)
+    eng = engines(topic=topic, extra_env={"ML_MAX_MESSAGE_BYTES": "1024",
+                                          "ML_DEFAULT_MODEL_ID": "fallback"})
+    eng.wait_ready()
+    expected = {}
+    lines = []
+    for i in range(GOOD):
+        msg, rows = good_message(i, rng)
+        line = json.dumps(msg)
+        expected[msg["input_id"]] = (msg, rows, line)
+        lines.append(line)
+        if i % 150 == 0:
+            bad, _ = BAD[(i // 150) % len(BAD)]
+            lines.append(bad)
+    bad_sent = [l for l in lines if not l.startswith('{"input_id": "event-')]
+    produce(services, topic, lines)
+
+    preds = wait_for(lambda: (lambda p: p if len(p) >= GOOD else None)(sub.payloads()),
+                     90, "%d predictions" % GOOD)
+    ids = [p["input_id"] for p in preds]
+    assert len(ids) == len(set(ids)) == GOOD, "each good message exactly once"
+    for p in preds:
+        msg, rows, line = expected[p["input_id"]]
+        assert p["type"] == "prediction"
+        assert p["model_id"] == msg.get("model_id", "fallback")
+        assert p["predictions"] == [[float(x) for x in r] for r in rows] or \
+            all(abs(a - b) < 1e-5 for r1, r2 in zip(p["predictions"], rows) for a, b in zip(r1, r2))
+        assert len(p["predictions"]) == len(rows)
+        assert p["metadata"] == msg["metadata"]
+        assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}",
+                            p["inference_id"])
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", p["received_at"])
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", p["published_at"])
+        assert p["published_at"] >= p["received_at"]
+        assert 0 <= p["latency_ms"] < 10000
+        assert p["kafka"]["topic"] == topic
+        assert 0 <= p["kafka"]["partition"] < 4
+    # per-partition order is kept: offsets rise within each partition
+    last = {}
+    for p in preds:
+        part, off = p["kafka"]["partition"], p["kafka"]["offset"]
+        assert off > last.get(part, -1)
+        last[part] = off
+
+    dlq = consume_all(services, topic + ".dlq", len(bad_sent))
+    assert len(dlq) == len(bad_sent), "the dead-letter topic holds exactly the bad ones"
+    assert sorted(v for _, v in dlq) == sorted(l.encode("utf-8", "surrogateescape") for l in bad_sent)
+    want_reason = dict((b.encode("utf-8", "surrogateescape"), r) for b, r in BAD)
+    for hdrs, value in dlq:
+        assert hdrs["mls.error.reason"] == want_reason[value], (value[:60], hdrs)
+        assert hdrs["mls.source.topic"] == topic
+        assert hdrs.get("mls.error.message")
+
+    def counts_settled():
+        m = eng.metrics()
+        return m if metric_sum(m, "ml_stream_inference_predictions_total") == GOOD else None
+    m = wait_for(counts_settled, 10, "metrics to count every prediction")
+    assert metric_sum(m, "ml_stream_inference_errors_total") == len(bad_sent)
+    assert metric_sum(m, "ml_stream_dead_letters_total") == len(bad_sent)
+    assert metric_sum(m, "ml_stream_messages_consumed_total") == len(lines)
+    assert metric_sum(m, "ml_stream_inference_latency_seconds_count") == GOOD
+    n7 = sum(1 for i in range(GOOD) if i % 7 == 0)
+    assert metric_sum(m, "ml_stream_inference_predictions_total", model_id="fallback") == n7
+    assert eng.stop() == 0
+    sub.close()
+
+
+def test_heartbeats(services, topic, engines):
+    sub = Subscriber(services)
+    eng = engines(topic=topic, extra_env={"ML_ENGINE_ID": "hb-engine"})
+    eng.wait_ready()
+    beats = wait_for(lambda: [b for b in sub.payloads("heartbeat")
+                              if b["engine_id"] == "hb-engine"][:2] or None
+                     if len([b for b in sub.payloads("heartbeat")
+                             if b["engine_id"] == "hb-engine"]) >= 2 else None,
+                     15, "two heartbeats")
+    for b in beats:
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", b["at"])
+        assert isinstance(b["models"], list)
+    eng.stop()
+
+
+def test_restart_resumes_from_committed_offsets(services, topic, engines):
+    sub = Subscriber(services)
+    group = "g-restart-" + topic
+    first = engines(topic=topic, group=group)
+    first.wait_ready()
+    produce(services, topic, [json.dumps({"input_id": "a%d" % i, "features": [i]})
+                              for i in range(1000)])
+    wait_for(lambda: len(sub.payloads()) >= 1000, 60, "first 1000 predictions")
+    assert first.stop() == 0, first.output()
+    produce(services, topic, [json.dumps({"input_id": "b%d" % i, "features": [i]})
+                              for i in range(1000)])
+    second = engines(topic=topic, group=group)
+    second.wait_ready()
+    wait_for(lambda: len(sub.payloads()) >= 2000, 60, "all 2000 predictions")
+    ids = [p["input_id"] for p in sub.payloads()]
+    assert set(ids) == {"a%d" % i for i in range(1000)} | {"b%d" % i for i in range(1000)}
+    # a clean stop commits everything: nothing is scored twice
+    assert len(ids) == 2000
+    assert second.stop() == 0
+
+
+def test_bad_configuration_fails_fast():
+    for env, needle in [({"ML_BATCH_MAX_ROWS": "0"}, "ML_BATCH_MAX_ROWS"),
+                        ({"ML_MODEL_FRAMEWORK": "onnx"}, "ML_MODEL_FRAMEWORK"),
+                        ({"REDIS_URL": "http://nope"}, "REDIS_URL"),
+                        ({"ML_MODEL_FRAMEWORK": "tensorflow", "ML_MODEL_PATH": "/nonexistent"},
+                         "ML_MODEL")]:
+        r = subprocess.run([MLSTREAM, "engine"], env=env, capture_output=True,
+                           text=True, timeout=30)
+        assert r.returncode == 2, (env, r.stderr)
+        assert needle in r.stderr, (env, r.stderr)
+
+
+def test_help_lists_every_option():
+    r = subprocess.run([MLSTREAM, "engine", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0
+    for flag in ("--kafka-bootstrap-servers", "--kafka-inference-topic", "--redis-url",
+                 "--model-framework", "--model-path", "--prometheus-port",
+                 "--batch-max-rows", "--batch-max-wait-us", "--kafka-dlq-topic"):
+        assert flag in r.stdout

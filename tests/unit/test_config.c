@@ -1,0 +1,105 @@
+/* Configuration: defaults, precedence, validation, KAFKA_CONF_*. */
+#include "common/config.h"
+#include "test.h"
+
+MLS_TEST(config_seed_defaults)
+{
+        struct mls_config c;
+        char err[256];
+
+        CHECK_INT_EQ(mls_config_load(&c, MLS_SCOPE_ALL, NULL, 0, NULL, err,
+                                     sizeof(err)),
+                     0);
+        CHECK_STR_EQ(c.kafka_bootstrap_servers, "localhost:9092");
+        CHECK_STR_EQ(c.kafka_inference_topic, "ml.inference");
+        CHECK_STR_EQ(c.kafka_consumer_group, "ml-streaming");
+        CHECK_STR_EQ(c.redis_url, "redis://localhost:6379/0");
+        CHECK_STR_EQ(c.redis_channel, "ml:stream:inference");
+        CHECK_STR_EQ(c.model_framework, "torch");
+        CHECK(c.model_path == NULL);
+        CHECK_INT_EQ(c.prometheus_port, -1);
+        CHECK_STR_EQ(c.gateway_host, "0.0.0.0");
+        CHECK_INT_EQ(c.gateway_port, 4000);
+        mls_config_free(&c);
+}
+
+MLS_TEST(config_env_then_flags)
+{
+        char *env[] = {"KAFKA_INFERENCE_TOPIC=from-env", "ML_BATCH_MAX_ROWS=32",
+                       "UNRELATED=1", NULL};
+        char *argv[] = {"--batch-max-rows=64", "--kafka-consumer-group", "g2"};
+        struct mls_config c;
+        char err[256];
+
+        CHECK_INT_EQ(mls_config_load(&c, MLS_SCOPE_ENGINE, env, 3, argv, err,
+                                     sizeof(err)),
+                     0);
+        CHECK_STR_EQ(c.kafka_inference_topic, "from-env");
+        CHECK_INT_EQ(c.batch_max_rows, 64);
+        CHECK_STR_EQ(c.kafka_consumer_group, "g2");
+        mls_config_free(&c);
+}
+
+MLS_TEST(config_bad_values_name_the_variable)
+{
+        char *env1[] = {"ML_PROMETHEUS_PORT=99999", NULL};
+        char *env2[] = {"ML_MODEL_FRAMEWORK=onnx", NULL};
+        char *env3[] = {"ML_BATCH_MAX_ROWS=12abc", NULL};
+        char *argv[] = {"--no-such-flag=1"};
+        char *argv2[] = {"--batch-max-rows"};
+        struct mls_config c;
+        char err[256];
+
+        CHECK_INT_EQ(mls_config_load(&c, MLS_SCOPE_ALL, env1, 0, NULL, err,
+                                     sizeof(err)),
+                     -1);
+        CHECK_CONTAINS(err, "ML_PROMETHEUS_PORT");
+        CHECK_CONTAINS(err, "99999");
+        CHECK_INT_EQ(mls_config_load(&c, MLS_SCOPE_ALL, env2, 0, NULL, err,
+                                     sizeof(err)),
+                     -1);
+        CHECK_CONTAINS(err, "ML_MODEL_FRAMEWORK");
+        CHECK_CONTAINS(err, "torch|tensorflow|identity");
+        CHECK_INT_EQ(mls_config_load(&c, MLS_SCOPE_ALL, env3, 0, NULL, err,
+                                     sizeof(err)),
+                     -1);
+        CHECK_CONTAINS(err, "ML_BATCH_MAX_ROWS");
+        CHECK_INT_EQ(mls_config_load(&c, MLS_SCOPE_ALL, NULL, 1, argv, err,
+                                     sizeof(err)),
+                     -1);
+        CHECK_CONTAINS(err, "--no-such-flag");
+        CHECK_INT_EQ(mls_config_load(&c, MLS_SCOPE_ALL, NULL, 1, argv2, err,
+                                     sizeof(err)),
+                     -1);
+        CHECK_CONTAINS(err, "needs a value");
+}
+
+MLS_TEST(config_flag_out_of_scope_is_unknown)
+{
+        char *argv[] = {"--gateway-port=5000"};
+        struct mls_config c;
+        char err[256];
+
+        CHECK_INT_EQ(mls_config_load(&c, MLS_SCOPE_ENGINE, NULL, 1, argv, err,
+                                     sizeof(err)),
+                     -1);
+        CHECK_CONTAINS(err, "unknown option");
+}
+
+MLS_TEST(config_kafka_conf_passthrough)
+{
+        char *env[] = {"KAFKA_CONF_FETCH_WAIT_MAX_MS=1",
+                       "KAFKA_CONF_SASL_MECHANISM=PLAIN",
+                       "KAFKA_CONF_SOME__ODD___NAME=x=y", NULL};
+        struct mls_config c;
+        char err[256];
+
+        CHECK_INT_EQ(mls_config_load(&c, MLS_SCOPE_ENGINE, env, 0, NULL, err,
+                                     sizeof(err)),
+                     0);
+        CHECK_INT_EQ(c.kafka_conf_count, 3);
+        CHECK_STR_EQ(c.kafka_conf[0], "fetch.wait.max.ms=1");
+        CHECK_STR_EQ(c.kafka_conf[1], "sasl.mechanism=PLAIN");
+        CHECK_STR_EQ(c.kafka_conf[2], "some_odd-name=x=y");
+        mls_config_free(&c);
+}

@@ -1,0 +1,373 @@
+/*
+ * The engine pipeline with fakes behind the sink and model interfaces:
+ * what the seed's own suite covered (a published prediction counts and
+ * times itself; a failure counts an error and the loop goes on; a missing
+ * model_id gets the default), plus dead letters, ordering and retries.
+ */
+#include <jansson.h>
+#include <stdlib.h>
+
+#include "common/clock.h"
+#include "engine/pipeline.h"
+#include "test.h"
+
+struct fake_sink {
+        int fail_flush; /* flushes left to fail */
+        int nsent, nflushed;
+        char *sent[64];
+        char *reason[64];
+};
+
+static int fake_send(void *ctx, const struct mls_record *rec,
+                     const char *payload, size_t len, const char *reason,
+                     const char *detail)
+{
+        struct fake_sink *s = ctx;
+
+        (void)rec;
+        (void)detail;
+        if (s->nsent == 64)
+                return -1;
+        s->sent[s->nsent] = strndup(payload, len);
+        s->reason[s->nsent] = reason ? strdup(reason) : NULL;
+        s->nsent++;
+        return 0;
+}
+
+static int fake_flush(void *ctx, char *errstr, size_t errstr_size)
+{
+        struct fake_sink *s = ctx;
+
+        if (s->fail_flush > 0) {
+                s->fail_flush--;
+                for (int i = s->nflushed; i < s->nsent; i++) {
+                        free(s->sent[i]);
+                        free(s->reason[i]);
+                }
+                s->nsent = s->nflushed;
+                snprintf(errstr, errstr_size, "fake: down");
+                return -1;
+        }
+        s->nflushed = s->nsent;
+        return 0;
+}
+
+static const struct mls_sink_ops fake_ops = {
+        .name = "fake", .send = fake_send, .flush = fake_flush};
+
+static void fake_free(struct fake_sink *s)
+{
+        for (int i = 0; i < s->nsent; i++) {
+                free(s->sent[i]);
+                free(s->reason[i]);
+        }
+}
+
+/* A model that doubles its input and refuses rows whose first value is
+ * negative; takes width 2. */
+static int dbl_load(const struct mls_model_conf *c, void **ctx, char *e,
+                    size_t n)
+{
+        (void)c;
+        (void)e;
+        (void)n;
+        *ctx = calloc(1, sizeof(struct mls_tensor));
+        return 0;
+}
+
+static int dbl_infer(void *ctx, const struct mls_tensor *in,
+                     struct mls_tensor *out, char *e, size_t n)
+{
+        struct mls_tensor *o = ctx;
+
+        for (size_t r = 0; r < in->rows; r++)
+                if (in->data[r * in->cols] < 0) {
+                        snprintf(e, n, "negative input");
+                        return -1;
+                }
+        free(o->data);
+        o->data = malloc(in->rows * in->cols * sizeof(float));
+        for (size_t i = 0; i < in->rows * in->cols; i++)
+                o->data[i] = in->data[i] * 2;
+        o->rows = in->rows;
+        o->cols = in->cols;
+        *out = *o;
+        return 0;
+}
+
+static void dbl_unload(void *ctx)
+{
+        free(((struct mls_tensor *)ctx)->data);
+        free(ctx);
+}
+
+static size_t dbl_width(void *ctx)
+{
+        (void)ctx;
+        return 2;
+}
+
+static const struct mls_model_type dbl_type = {.name = "double",
+                                               .load = dbl_load,
+                                               .infer = dbl_infer,
+                                               .unload = dbl_unload,
+                                               .input_width = dbl_width};
+
+struct harness {
+        mls_metrics_t *metrics;
+        mls_model_t *model;
+        struct fake_sink pub, dlq;
+        mls_pipeline_t *p;
+        int64_t done[64];
+        int ndone;
+};
+
+static mls_model_t *resolve(void *opaque, const char *id)
+{
+        struct harness *h = opaque;
+
+        return strcmp(id, "nope") == 0 ? NULL : h->model;
+}
+
+static void on_done(void *opaque, const struct mls_record *rec)
+{
+        struct harness *h = opaque;
+
+        h->done[h->ndone++] = rec->offset;
+}
+
+static void setup(struct harness *h)
+{
+        struct mls_pipeline_conf pc = {0};
+        struct mls_model_conf mc = {0};
+        char err[100];
+
+        memset(h, 0, sizeof(*h));
+        h->metrics = mls_metrics_new();
+        h->model = mls_model_load(&dbl_type, &mc, err, sizeof(err));
+        pc.default_model_id = "fallback-model";
+        pc.engine_id = "test-engine";
+        pc.limits = (struct mls_decode_limits){1024, 16, 16};
+        pc.batch_max_rows = 4;
+        pc.resolve = resolve;
+        pc.resolve_opaque = h;
+        pc.publisher = (struct mls_sink){&fake_ops, &h->pub};
+        pc.deadletter = (struct mls_sink){&fake_ops, &h->dlq};
+        pc.done = on_done;
+        pc.done_opaque = h;
+        pc.metrics = h->metrics;
+        h->p = mls_pipeline_new(&pc);
+}
+
+static void teardown(struct harness *h)
+{
+        mls_pipeline_free(h->p);
+        mls_model_free(h->model);
+        mls_metrics_free(h->metrics);
+        fake_free(&h->pub);
+        fake_free(&h->dlq);
+}
+
+static void add(struct harness *h, const char *payload, int64_t offset)
+{
+        struct mls_record r = {.payload = payload,
+                               .len = strlen(payload),
+                               .topic = "ml.inference",
+                               .partition = 3,
+                               .offset = offset,
+                               .recv_ns = mls_clock_mono_ns(),
+                               .recv_wall_ms = mls_clock_wall_ms()};
+        mls_pipeline_add(h->p, &r);
+}
+
+static double metric(struct harness *h, const char *line)
+{
+        struct mls_buf b;
+        const char *at;
+        double v = -1;
+
+        mls_buf_init(&b, 1 << 20);
+        mls_metrics_render(h->metrics, &b);
+        at = strstr(mls_buf_cstr(&b), line);
+        if (at)
+                v = strtod(at + strlen(line), NULL);
+        mls_buf_free(&b);
+        return v;
+}
+
+MLS_TEST(pipeline_publish_counts_and_times)
+{
+        struct harness h;
+        json_t *j;
+        char err[100];
+
+        setup(&h);
+        add(&h,
+            "{\"model_id\":\"m\",\"input_id\":\"e1\",\"features\":[1,2],"
+            "\"metadata\":{\"tenant\":\"blue\",\"ts\":"
+            "1732665599123456789}}",
+            7);
+        CHECK_INT_EQ(mls_pipeline_flush(h.p, err, sizeof(err)), 0);
+        CHECK_INT_EQ(h.pub.nsent, 1);
+        CHECK_INT_EQ(h.ndone, 1);
+        CHECK_INT_EQ(h.done[0], 7);
+        CHECK_CONTAINS(h.pub.sent[0],
+                       "\"metadata\":{\"tenant\":\"blue\",\"ts\":"
+                       "1732665599123456789}");
+        j = json_loads(h.pub.sent[0], 0, NULL);
+        CHECK(j != NULL);
+        CHECK_STR_EQ(json_string_value(json_object_get(j, "type")),
+                     "prediction");
+        CHECK_STR_EQ(json_string_value(json_object_get(j, "model_id")), "m");
+        CHECK_STR_EQ(json_string_value(json_object_get(j, "input_id")), "e1");
+        CHECK_INT_EQ(json_string_length(json_object_get(j, "inference_id")),
+                     36);
+        CHECK(json_real_value(json_array_get(
+                      json_array_get(json_object_get(j, "predictions"), 0),
+                      1)) == 4.0 ||
+              json_integer_value(json_array_get(
+                      json_array_get(json_object_get(j, "predictions"), 0),
+                      1)) == 4);
+        CHECK(json_is_number(json_object_get(j, "latency_ms")));
+        CHECK_INT_EQ(json_string_length(json_object_get(j, "received_at")), 24);
+        CHECK_INT_EQ(json_integer_value(json_object_get(
+                             json_object_get(j, "kafka"), "offset")),
+                     7);
+        CHECK_INT_EQ(json_integer_value(json_object_get(
+                             json_object_get(j, "kafka"), "partition")),
+                     3);
+        json_decref(j);
+        CHECK(metric(&h, "ml_stream_inference_predictions_total{model_id=\"m\"}"
+                         " ") == 1);
+        CHECK(metric(&h, "ml_stream_inference_latency_seconds_count{model_id="
+                         "\"m\"} ") == 1);
+        teardown(&h);
+}
+
+MLS_TEST(pipeline_default_model_id)
+{
+        struct harness h;
+        char err[100];
+
+        setup(&h);
+        add(&h, "{\"features\":[[1,2]]}", 1);
+        CHECK_INT_EQ(mls_pipeline_flush(h.p, err, sizeof(err)), 0);
+        CHECK_INT_EQ(h.pub.nsent, 1);
+        CHECK_CONTAINS(h.pub.sent[0], "\"model_id\":\"fallback-model\"");
+        CHECK_CONTAINS(h.pub.sent[0], "\"input_id\":null");
+        CHECK(metric(&h, "ml_stream_inference_predictions_total{model_id="
+                         "\"fallback-model\"} ") == 1);
+        teardown(&h);
+}
+
+MLS_TEST(pipeline_failures_counted_loop_goes_on)
+{
+        struct harness h;
+        char err[100];
+
+        setup(&h);
+        add(&h, "{\"model_id\":\"m\",\"features\":[1,2]}", 0);
+        add(&h, "{\"model_id\":\"m\",\"features\":[-1,2]}", 1);   /* throws */
+        add(&h, "oops", 2);                                       /* decode */
+        add(&h, "{\"model_id\":\"nope\",\"features\":[1,2]}", 3); /* route */
+        add(&h, "{\"model_id\":\"m\",\"features\":[1,2,3]}", 4);  /* width */
+        add(&h, "{\"model_id\":\"m\",\"features\":[5,6]}", 5);
+        CHECK_INT_EQ(mls_pipeline_flush(h.p, err, sizeof(err)), 0);
+        /* the good ones around the bad ones are all published, in order */
+        CHECK_INT_EQ(h.pub.nsent, 2);
+        CHECK_CONTAINS(h.pub.sent[0], "[[2,4]]");
+        CHECK_CONTAINS(h.pub.sent[1], "[[10,12]]");
+        CHECK_INT_EQ(h.dlq.nsent, 4);
+        CHECK_STR_EQ(h.dlq.reason[0], "inference_failed");
+        CHECK_STR_EQ(h.dlq.reason[1], "invalid_json");
+        CHECK_STR_EQ(h.dlq.reason[2], "unknown_model");
+        CHECK_STR_EQ(h.dlq.reason[3], "width_mismatch");
+        CHECK_STR_EQ(h.dlq.sent[1], "oops"); /* original bytes */
+        CHECK_INT_EQ(h.ndone, 6);
+        for (int i = 0; i < 6; i++)
+                CHECK_INT_EQ(h.done[i], i);
+        CHECK(metric(&h, "ml_stream_inference_errors_total{model_id=\"m\","
+                         "stage=\"inference\"} ") == 2);
+        CHECK(metric(&h, "ml_stream_inference_errors_total{model_id="
+                         "\"unknown\",stage=\"decode\"} ") == 1);
+        CHECK(metric(&h, "ml_stream_inference_errors_total{model_id="
+                         "\"unknown\",stage=\"route\"} ") == 1);
+        CHECK(metric(&h, "ml_stream_inference_predictions_total{model_id="
+                         "\"m\"} ") == 2);
+        /* the loop goes on: the next batch is scored normally */
+        add(&h, "{\"model_id\":\"m\",\"features\":[7,8]}", 6);
+        CHECK_INT_EQ(mls_pipeline_flush(h.p, err, sizeof(err)), 0);
+        CHECK_INT_EQ(h.pub.nsent, 3);
+        teardown(&h);
+}
+
+MLS_TEST(pipeline_publish_failure_keeps_batch)
+{
+        struct harness h;
+        char err[100];
+
+        setup(&h);
+        h.pub.fail_flush = 2;
+        add(&h, "{\"features\":[1,2]}", 10);
+        add(&h, "{\"features\":[3,4]}", 11);
+        CHECK_INT_EQ(mls_pipeline_flush(h.p, err, sizeof(err)), -1);
+        CHECK_CONTAINS(err, "down");
+        CHECK_INT_EQ(h.ndone, 0); /* nothing acknowledged, nothing done */
+        CHECK_INT_EQ(mls_pipeline_pending(h.p), 2);
+        CHECK_INT_EQ(mls_pipeline_flush(h.p, err, sizeof(err)), -1);
+        CHECK_INT_EQ(mls_pipeline_flush(h.p, err, sizeof(err)), 0);
+        CHECK_INT_EQ(h.pub.nsent, 2);
+        CHECK_INT_EQ(h.ndone, 2);
+        CHECK(metric(&h, "ml_stream_publish_failures_total{sink=\"fake\"} ") ==
+              2);
+        CHECK(metric(&h, "ml_stream_inference_predictions_total{model_id="
+                         "\"fallback-model\"} ") == 2);
+        teardown(&h);
+}
+
+MLS_TEST(pipeline_batches_split_back)
+{
+        struct harness h;
+        char err[100];
+
+        setup(&h);
+        add(&h, "{\"features\":[[1,1],[2,2]]}", 0);
+        add(&h, "{\"features\":[[3,3]]}", 1);
+        add(&h, "{\"features\":[[4,4],[5,5],[6,6]]}", 2);
+        CHECK_INT_EQ(mls_pipeline_flush(h.p, err, sizeof(err)), 0);
+        CHECK_INT_EQ(h.pub.nsent, 3);
+        CHECK_CONTAINS(h.pub.sent[0], "\"predictions\":[[2,2],[4,4]]");
+        CHECK_CONTAINS(h.pub.sent[1], "\"predictions\":[[6,6]]");
+        CHECK_CONTAINS(h.pub.sent[2],
+                       "\"predictions\":[[8,8],[10,10],[12,12]]");
+        /* 6 rows with a 4-row limit: two model calls */
+        CHECK(metric(&h, "ml_stream_batch_rows_count{model_id="
+                         "\"fallback-model\"} ") == 2);
+        teardown(&h);
+}
+
+MLS_TEST(pipeline_heartbeat)
+{
+        struct harness h;
+        struct mls_buf b;
+        json_t *j;
+        char err[100];
+
+        setup(&h);
+        add(&h, "{\"model_id\":\"m\",\"features\":[1,2]}", 0);
+        mls_pipeline_flush(h.p, err, sizeof(err));
+        mls_buf_init(&b, 4096);
+        mls_pipeline_heartbeat(h.p, &b);
+        j = json_loads(mls_buf_cstr(&b), 0, NULL);
+        CHECK(j != NULL);
+        CHECK_STR_EQ(json_string_value(json_object_get(j, "type")),
+                     "heartbeat");
+        CHECK_STR_EQ(json_string_value(json_object_get(j, "engine_id")),
+                     "test-engine");
+        CHECK_STR_EQ(json_string_value(
+                             json_array_get(json_object_get(j, "models"), 0)),
+                     "m");
+        json_decref(j);
+        mls_buf_free(&b);
+        teardown(&h);
+}
