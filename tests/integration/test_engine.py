@@ -4,7 +4,7 @@ import random
 import re
 import subprocess
 
-from mlshelpers import (MLSTREAM, Subscriber, consume_all, metric_sum,
+from mlshelpers import (MLSTREAM, SERVICES, Subscriber, consume_all, http_get, metric_sum,
                         produce, wait_for)
 
 GOOD = 2000
@@ -163,3 +163,54 @@ def test_help_lists_every_option():
                  "--model-framework", "--model-path", "--prometheus-port",
                  "--batch-max-rows", "--batch-max-wait-us", "--kafka-dlq-topic"):
         assert flag in r.stdout
+
+
+def test_metrics_pass_promtool(services, topic, engines):
+    eng = engines(topic=topic)
+    eng.wait_ready()
+    produce(services, topic, ['{"model_id":"m\\"1","features":[1]}', "bad"])
+    wait_for(lambda: metric_sum(eng.metrics(), "ml_stream_messages_consumed_total") >= 2,
+             30, "two messages consumed")
+    status, text = http_get(eng.url("/metrics"))
+    assert status == 200
+    for name in ("ml_stream_inference_latency_seconds_bucket",
+                 "ml_stream_inference_predictions_total",
+                 "ml_stream_inference_errors_total"):
+        assert name in text
+    r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert http_get(eng.url("/healthz"))[0] == 200
+    assert http_get(eng.url("/nope"))[0] == 404
+
+
+def test_redis_outage_pauses_and_loses_nothing(services, topic, engines):
+    """Redis stopped mid-stream: the engine pauses, /readyz says 503, and once
+    Redis is back every message reaches Redis and the output topic."""
+    eng = engines(topic=topic, extra_env={"KAFKA_OUTPUT_TOPIC": topic + ".out",
+                                          "REDIS_RETRY_MAX_MS": "200"})
+    eng.wait_ready()
+    produce(services, topic, [json.dumps({"input_id": "a%d" % i, "features": [i]})
+                              for i in range(300)])
+    wait_for(lambda: metric_sum(eng.metrics(), "ml_stream_inference_predictions_total") >= 300,
+             30, "the first 300 predictions")
+    subprocess.run([SERVICES, "stop", "--keep", "redis"], env=services, check=True,
+                   capture_output=True)
+    try:
+        produce(services, topic, [json.dumps({"input_id": "b%d" % i, "features": [i]})
+                                  for i in range(300)])
+        wait_for(lambda: http_get(eng.url("/readyz"))[0] == 503, 30, "/readyz to say 503")
+        m = eng.metrics()
+        assert metric_sum(m, "ml_stream_inference_predictions_total") == 300
+        assert metric_sum(m, "ml_stream_redis_connected") == 0
+        assert eng.proc.poll() is None, "the engine keeps running"
+    finally:
+        subprocess.run([SERVICES, "start", "redis"], env=services, check=True,
+                       capture_output=True)
+    wait_for(lambda: http_get(eng.url("/readyz"))[0] == 200, 30, "/readyz to recover")
+    wait_for(lambda: metric_sum(eng.metrics(), "ml_stream_inference_predictions_total") >= 600,
+             30, "all 600 predictions")
+    out = consume_all(services, topic + ".out", 600)
+    ids = {json.loads(v)["input_id"] for _, v in out}
+    assert ids == {"a%d" % i for i in range(300)} | {"b%d" % i for i in range(300)}
+    assert eng.stop() == 0
