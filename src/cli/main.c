@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/cli.h"
 #include "common/config.h"
 #include "common/log.h"
 #include "common/metrics.h"
@@ -44,6 +45,8 @@ static void usage(FILE *out)
                      "Scores a Kafka stream of events with a model and pushes "
                      "every prediction to\nRedis and GraphQL subscribers.\n\n"
                      "commands:\n"
+                     "  up        everything in one process: embedded broker, "
+                     "engine, gateway\n"
                      "  engine    Kafka -> model -> Redis (+ output and "
                      "dead-letter topics)\n"
                      "  config    print the configuration reference "
@@ -139,6 +142,8 @@ int main(int argc, char **argv)
         }
         if (strcmp(cmd, "engine") == 0)
                 return cmd_engine(argc - 2, argv + 2);
+        if (strcmp(cmd, "up") == 0)
+                return mls_cli_up(argc - 2, argv + 2);
         if (strcmp(cmd, "config") == 0)
                 return cmd_config(argc - 2, argv + 2);
         if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

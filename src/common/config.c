@@ -100,6 +100,14 @@ const struct mls_conf_def mls_conf_defs[] = {
          G | U, OFF(gateway_port),
          "Port of the gateway's listener: `/graphql`, `/`, `/metrics`, "
          "`/healthz`, `/readyz`."},
+        {"ML_EMBEDDED_KAFKA_PORT", "embedded-kafka-port", MLS_CONF_INT, "9092",
+         1, 65535, NULL, U, OFF(embedded_kafka_port),
+         "Port on 127.0.0.1 where `mlstream up` offers its embedded broker "
+         "(in memory, not durable). Ignored when KAFKA_BOOTSTRAP_SERVERS is "
+         "set."},
+        {"ML_DEMO_RATE", "demo-rate", MLS_CONF_INT, "20", 1, 1000000, NULL, U,
+         OFF(demo_rate),
+         "Synthetic events per second that `mlstream up --demo` produces."},
         {"ML_LOG_LEVEL", "log-level", MLS_CONF_ENUM, "info", 0, 0,
          "debug|info|warn|error", MLS_SCOPE_ALL, OFF(log_level),
          "Least severe log level printed."},

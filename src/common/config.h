@@ -50,6 +50,9 @@ struct mls_config {
         /* Gateway */
         char *gateway_host;
         long long gateway_port;
+        /* mlstream up */
+        long long embedded_kafka_port;
+        long long demo_rate;
         /* Logging */
         char *log_level;
         char *log_format;

@@ -1,0 +1,7 @@
+/* Subcommands other than those in main.c. Each returns the exit status. */
+#ifndef MLS_CLI_H
+#define MLS_CLI_H
+
+int mls_cli_up(int argc, char **argv);
+
+#endif
