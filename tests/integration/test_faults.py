@@ -1,0 +1,148 @@
+"""The delivery promises of DESIGN §7 under faults, on the real broker and
+Redis: each test counts what was sent, what reached the durable output
+topic, what was duplicated, and asserts nothing is missing."""
+import collections
+import json
+import signal
+import subprocess
+
+from mlshelpers import SERVICES, consume_all, metric_sum, produce, wait_for
+
+FAST_GROUP = {"KAFKA_CONF_SESSION_TIMEOUT_MS": "6000",
+              "KAFKA_CONF_HEARTBEAT_INTERVAL_MS": "500"}
+
+
+def messages(prefix, n):
+    return [json.dumps({"input_id": "%s%d" % (prefix, i), "features": [i % 97, 1]})
+            for i in range(n)]
+
+
+def output_ids(env, topic, want, timeout=120):
+    """Reads the output topic until every id in want is there (or the time
+    is up) and returns a Counter of the ids seen, duplicates included."""
+    seen = collections.Counter()
+
+    def complete():
+        out = consume_all(env, topic, 0, timeout=timeout)
+        seen.clear()
+        seen.update(json.loads(v)["input_id"] for _, v in out)
+        return want <= set(seen)
+    try:
+        wait_for(complete, timeout, "every input on %s" % topic)
+    except AssertionError:
+        pass  # the caller reports what is missing
+    return seen
+
+
+def engine_env(topic):
+    return dict(FAST_GROUP, KAFKA_OUTPUT_TOPIC=topic + ".out", ML_LOG_LEVEL="warn")
+
+
+def test_kill9_mid_stream_then_restart_loses_nothing(services, topic, engines):
+    n = 100000
+    group = "g-kill-" + topic
+    first = engines(topic=topic, group=group, extra_env=engine_env(topic))
+    first.wait_ready()
+    produce(services, topic, messages("k", n))
+    wait_for(lambda: metric_sum(first.metrics(), "ml_stream_inference_predictions_total") >= 20000,
+             60, "the engine to be mid-stream")
+    first.proc.send_signal(signal.SIGKILL)
+    first.proc.wait()
+    second = engines(topic=topic, group=group, extra_env=engine_env(topic))
+    second.wait_ready()
+    want = {"k%d" % i for i in range(n)}
+    ids = output_ids(services, topic + ".out", want)
+    missing = want - set(ids)
+    dups = sum(c - 1 for c in ids.values())
+    print("kill -9: %d sent, %d distinct out, %d duplicates" % (n, len(ids), dups))
+    assert not missing, "%d inputs never reached the output topic" % len(missing)
+    assert second.stop() == 0
+
+
+def test_kafka_restart_mid_stream(services, topic, engines):
+    n = 20000
+    eng = engines(topic=topic, extra_env=engine_env(topic))
+    eng.wait_ready()
+    produce(services, topic, messages("r", n // 2))
+    wait_for(lambda: metric_sum(eng.metrics(), "ml_stream_inference_predictions_total") >= n // 4,
+             60, "the engine to be mid-stream")
+    subprocess.run([SERVICES, "restart", "kafka"], env=services, check=True,
+                   capture_output=True, timeout=180)
+    produce(services, topic, messages("s", n // 2))
+    want = {"r%d" % i for i in range(n // 2)} | {"s%d" % i for i in range(n // 2)}
+    ids = output_ids(services, topic + ".out", want)
+    assert want <= set(ids), "%d missing" % len(want - set(ids))
+    assert eng.proc.poll() is None, "the engine survived the broker restart"
+    assert eng.stop() == 0
+
+
+def test_two_engines_one_killed_other_takes_over(services, topic, engines):
+    n = 40000
+    group = "g-pair-" + topic
+    a = engines(topic=topic, group=group, extra_env=engine_env(topic))
+    b = engines(topic=topic, group=group, extra_env=engine_env(topic))
+    a.wait_ready()
+    b.wait_ready()
+    wait_for(lambda: metric_sum(a.metrics(), "ml_stream_kafka_assigned_partitions") == 2 and
+             metric_sum(b.metrics(), "ml_stream_kafka_assigned_partitions") == 2,
+             60, "both engines to hold two partitions")
+    produce(services, topic, messages("p", n))
+    wait_for(lambda: metric_sum(a.metrics(), "ml_stream_inference_predictions_total") +
+             metric_sum(b.metrics(), "ml_stream_inference_predictions_total") >= n // 4,
+             60, "both engines mid-stream")
+    a.proc.send_signal(signal.SIGKILL)
+    a.proc.wait()
+    wait_for(lambda: metric_sum(b.metrics(), "ml_stream_kafka_assigned_partitions") == 4,
+             60, "the survivor to take all four partitions")
+    want = {"p%d" % i for i in range(n)}
+    ids = output_ids(services, topic + ".out", want)
+    missing = want - set(ids)
+    assert not missing, "%d inputs lost" % len(missing)
+    assert b.stop() == 0
+
+
+HOSTILE = [
+    (b'{"features": [1, 2', "invalid_json"),
+    (b'{"features": [1], "metadata": {"a": "\xc3\x28"}}', "invalid_json"),
+    (b'\xef\xbb\xbf{"features": [1]}', "invalid_json"),
+    (b'{"features": [NaN]}', "non_finite"),
+    (b'{"features": [Infinity, 1]}', "non_finite"),
+    (b'{"features": [1e309]}', "non_finite"),
+    (b'{"features": [' + b"9" * 600 + b"]}", "bad_features"),
+    (b'{"features": [1], "x": ' + b"[" * 200 + b"]" * 200 + b"}", "invalid_json"),
+    (b'{"features": [[1, 2], [3, 4, 5]]}', "ragged_rows"),
+    (b'{"features": {"a": 1}}', "bad_features"),
+    (b'{"features": [true]}', "bad_features"),
+    (b'{"features": []}', "bad_features"),
+    (b'{"features": [[]]}', "bad_features"),
+    (b'{"model_id": ["x"], "features": [1]}', "bad_field"),
+    (b'{"model_id": "' + b"m" * 200 + b'", "features": [1]}', "bad_field"),
+    (b'{"input_id": "' + b"i" * 5000 + b'", "features": [1]}', "bad_field"),
+    (b'{"features": [' + b"1," * 40000 + b"1]}", "oversize"),
+    (b"null", "not_object"),
+    (b"", "invalid_json"),
+]
+
+
+def test_hostile_corpus_dead_lettered_good_ones_delivered(services, topic, engines):
+    eng = engines(topic=topic, extra_env=dict(engine_env(topic), ML_MAX_MESSAGE_BYTES="65536"))
+    eng.wait_ready()
+    lines = []
+    for i, (bad, _) in enumerate(HOSTILE):
+        lines.append(json.dumps({"input_id": "g%d" % i, "features": [i]}).encode())
+        lines.append(bad)
+    lines.append(b'{"input_id": "last", "features": [0]}')
+    # kcat splits on newlines; none of the hostile inputs contain one
+    data = b"".join(l + b"\n" for l in lines)
+    subprocess.run(["kcat", "-P", "-b", services["KAFKA_BOOTSTRAP_SERVERS"], "-t", topic,
+                    "-X", "message.max.bytes=1000000"], input=data, check=True, timeout=60)
+    want = {"g%d" % i for i in range(len(HOSTILE))} | {"last"}
+    ids = output_ids(services, topic + ".out", want)
+    assert set(ids) == want
+    dlq = consume_all(services, topic + ".dlq", len(HOSTILE) - 1)  # "" is not sent by kcat
+    reasons = collections.Counter(h["mls.error.reason"] for h, _ in dlq)
+    want = collections.Counter(r for b, r in HOSTILE if b)
+    assert reasons == want
+    m = eng.metrics()
+    assert metric_sum(m, "ml_stream_inference_errors_total") == len(dlq)
+    assert eng.proc.poll() is None
