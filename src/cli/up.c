@@ -17,6 +17,7 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/redis_url.h"
 #include "engine/demo.h"
 #include "engine/embedded_kafka.h"
 #include "engine/engine.h"
@@ -218,7 +219,16 @@ int mls_cli_up(int argc, char **argv)
         sigaction(SIGHUP, &sa, NULL);
         signal(SIGPIPE, SIG_IGN);
         {
+                struct mls_redis_url ru;
+                char redis_shown[400] = "";
                 int port = mls_gateway_port(up_gateway);
+                /* Never print the password. */
+                if (!bus && mls_redis_url_parse(cfg.redis_url, &ru, errstr,
+                                                sizeof(errstr)) == 0)
+                        snprintf(redis_shown, sizeof(redis_shown),
+                                 "redis://%s%s:%d/%d",
+                                 ru.password[0] ? "***@" : "", ru.host, ru.port,
+                                 ru.db);
                 const char *host = strcmp(cfg.gateway_host, "0.0.0.0") == 0
                                            ? "127.0.0.1"
                                            : cfg.gateway_host;
@@ -239,7 +249,7 @@ int mls_cli_up(int argc, char **argv)
                         cfg.kafka_bootstrap_servers,
                         embedded ? "  (embedded: in memory, not durable)" : "",
                         cfg.kafka_inference_topic,
-                        bus ? "in-process bus (no Redis)" : cfg.redis_url, host,
+                        bus ? "in-process bus (no Redis)" : redis_shown, host,
                         port, host, port, host, port, host, port,
                         cfg.kafka_bootstrap_servers, cfg.kafka_inference_topic);
         }

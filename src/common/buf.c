@@ -45,7 +45,7 @@ int mls_buf_reserve(struct mls_buf *b, size_t n)
         return 0;
 }
 
-int mls_buf_append(struct mls_buf *b, const void *p, size_t n)
+int mls_buf__append_slow(struct mls_buf *b, const void *p, size_t n)
 {
         if (mls_buf_reserve(b, n) < 0)
                 return -1;
@@ -57,14 +57,6 @@ int mls_buf_append(struct mls_buf *b, const void *p, size_t n)
 int mls_buf_puts(struct mls_buf *b, const char *s)
 {
         return mls_buf_append(b, s, strlen(s));
-}
-
-int mls_buf_putc(struct mls_buf *b, char c)
-{
-        if (mls_buf_reserve(b, 1) < 0)
-                return -1;
-        b->data[b->len++] = c;
-        return 0;
 }
 
 int mls_buf_printf(struct mls_buf *b, const char *fmt, ...)
@@ -162,15 +154,52 @@ int mls_buf_json_str(struct mls_buf *b, const char *s, size_t n)
         return mls_buf_putc(b, '"');
 }
 
+/* Writes m / 10^d as decimal text ("-0.125"). */
+static int put_scaled(struct mls_buf *b, int neg, uint64_t m, int d)
+{
+        char tmp[48];
+        int i = (int)sizeof(tmp);
+
+        for (int k = 0; k < d; k++) {
+                tmp[--i] = (char)('0' + m % 10);
+                m /= 10;
+        }
+        if (d)
+                tmp[--i] = '.';
+        do {
+                tmp[--i] = (char)('0' + m % 10);
+                m /= 10;
+        } while (m);
+        if (neg)
+                tmp[--i] = '-';
+        return mls_buf_append(b, tmp + i, sizeof(tmp) - (size_t)i);
+}
+
 int mls_buf_json_float(struct mls_buf *b, float v)
 {
+        static const double p10[] = {1e0, 1e1, 1e2, 1e3, 1e4,
+                                     1e5, 1e6, 1e7, 1e8, 1e9};
+        double a = fabs((double)v);
         char tmp[32];
         int n = 0;
 
         if (!isfinite(v))
                 return mls_buf_append(b, "null", 4);
-        if (v == (float)(int32_t)v && fabsf(v) < 1e9f)
-                return mls_buf_printf(b, "%d", (int)(int32_t)v);
+        /*
+         * Fast path: the fewest decimals d (up to 9) whose rounding of v
+         * converts back to v. m and 10^d are exact doubles and the division
+         * is correctly rounded, so the text reads back as v.
+         */
+        if (a < 1e9 && (a >= 1e-4 || a == 0)) {
+                for (int d = 0; d <= 9; d++) {
+                        double m = nearbyint(a * p10[d]);
+                        if (m >= 9007199254740992.0)
+                                break;
+                        if ((float)(m / p10[d]) == (float)a)
+                                return put_scaled(b, signbit(v) && m != 0,
+                                                  (uint64_t)m, d);
+                }
+        }
         /* Shortest precision that reads back exactly. */
         for (int prec = 6; prec <= 9; prec++) {
                 n = snprintf(tmp, sizeof(tmp), "%.*g", prec, (double)v);

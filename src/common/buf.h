@@ -29,9 +29,25 @@ static inline void mls_buf_reset(struct mls_buf *b)
 /* Makes room for n more bytes. Returns -1 (and sets overflow) past the limit
  * or when memory runs out. */
 int mls_buf_reserve(struct mls_buf *b, size_t n);
-int mls_buf_append(struct mls_buf *b, const void *p, size_t n);
+int mls_buf__append_slow(struct mls_buf *b, const void *p, size_t n);
+/* Appends n bytes. Returns -1 (and sets overflow) past the limit. Inline,
+ * since payload formatting appends many short pieces. */
+static inline int mls_buf_append(struct mls_buf *b, const void *p, size_t n)
+{
+        if (b->len + n + 1 <= b->cap) {
+                __builtin_memcpy(b->data + b->len, p, n);
+                b->len += n;
+                return 0;
+        }
+        return mls_buf__append_slow(b, p, n);
+}
+static inline int mls_buf_putc(struct mls_buf *b, char c)
+{
+        return mls_buf_append(b, &c, 1);
+}
 int mls_buf_puts(struct mls_buf *b, const char *s);
-int mls_buf_putc(struct mls_buf *b, char c);
+/* Appends a string literal without measuring it at run time. */
+#define MLS_BUF_LIT(b, lit) mls_buf_append((b), (lit), sizeof(lit) - 1)
 int mls_buf_printf(struct mls_buf *b, const char *fmt, ...)
         __attribute__((format(printf, 2, 3)));
 /* Appends s as a JSON string literal, quotes included. Invalid UTF-8 is

@@ -162,7 +162,23 @@ static int parse_string(struct parser *ps, char *out, size_t cap,
 
         ps->p++; /* opening quote */
         for (;;) {
+                const char *run = ps->p;
                 unsigned char c;
+                /* Plain ASCII runs, the common case, in bulk. */
+                while (ps->p < ps->end) {
+                        c = (unsigned char)*ps->p;
+                        if (c == '"' || c == '\\' || c < 0x20 || c >= 0x80)
+                                break;
+                        ps->p++;
+                }
+                if (ps->p > run) {
+                        size_t rl = (size_t)(ps->p - run);
+                        if (out && n + rl < cap)
+                                memcpy(out + n, run, rl);
+                        else if (out && n < cap)
+                                memcpy(out + n, run, cap - 1 - n);
+                        n += rl;
+                }
                 if (ps->p >= ps->end)
                         return syntax(ps, "unterminated string");
                 c = (unsigned char)*ps->p;

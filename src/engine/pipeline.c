@@ -421,15 +421,13 @@ static void put_uuid(mls_pipeline_t *p, struct mls_buf *b)
 /* Latency in ms with microsecond precision, e.g. 1.840. */
 static void put_ms(struct mls_buf *b, int64_t ns)
 {
-        int64_t us = ns / 1000;
-        char tmp[32];
-        int n;
+        int64_t us = ns > 0 ? ns / 1000 : 0;
+        char frac[4] = {(char)('0' + us / 100 % 10), (char)('0' + us / 10 % 10),
+                        (char)('0' + us % 10), '\0'};
 
-        if (us < 0)
-                us = 0;
-        n = snprintf(tmp, sizeof(tmp), "%lld.%03d", (long long)(us / 1000),
-                     (int)(us % 1000));
-        mls_buf_append(b, tmp, (size_t)n);
+        mls_buf_u64(b, (uint64_t)(us / 1000));
+        mls_buf_putc(b, '.');
+        mls_buf_append(b, frac, 3);
 }
 
 static void build_payload(mls_pipeline_t *p, struct item *it)
@@ -440,16 +438,16 @@ static void build_payload(mls_pipeline_t *p, struct item *it)
         const float *o = p->outputs.v + it->out_off;
 
         it->pay_off = b->len;
-        mls_buf_puts(b, "{\"type\":\"prediction\",\"inference_id\":");
+        MLS_BUF_LIT(b, "{\"type\":\"prediction\",\"inference_id\":");
         put_uuid(p, b);
-        mls_buf_puts(b, ",\"model_id\":");
+        MLS_BUF_LIT(b, ",\"model_id\":");
         mls_buf_json_str(b, it->in.model_id, strlen(it->in.model_id));
-        mls_buf_puts(b, ",\"input_id\":");
+        MLS_BUF_LIT(b, ",\"input_id\":");
         if (it->in.has_input_id)
                 mls_buf_json_str(b, it->in.input_id, strlen(it->in.input_id));
         else
-                mls_buf_puts(b, "null");
-        mls_buf_puts(b, ",\"predictions\":[");
+                MLS_BUF_LIT(b, "null");
+        MLS_BUF_LIT(b, ",\"predictions\":[");
         for (size_t r = 0; r < it->in.rows; r++) {
                 mls_buf_puts(b, r ? ",[" : "[");
                 for (size_t c = 0; c < it->out_cols; c++) {
@@ -459,24 +457,28 @@ static void build_payload(mls_pipeline_t *p, struct item *it)
                 }
                 mls_buf_putc(b, ']');
         }
-        mls_buf_puts(b, "],\"latency_ms\":");
+        MLS_BUF_LIT(b, "],\"latency_ms\":");
         put_ms(b, now - it->rec.recv_ns);
-        mls_buf_puts(b, ",\"received_at\":\"");
+        MLS_BUF_LIT(b, ",\"received_at\":\"");
         mls_clock_iso8601(it->rec.recv_wall_ms, ts, sizeof(ts));
         mls_buf_puts(b, ts);
-        mls_buf_puts(b, "\",\"published_at\":\"");
+        MLS_BUF_LIT(b, "\",\"published_at\":\"");
         mls_clock_iso8601(mls_clock_wall_ms(), ts, sizeof(ts));
         mls_buf_puts(b, ts);
-        mls_buf_puts(b, "\",\"metadata\":");
+        MLS_BUF_LIT(b, "\",\"metadata\":");
         if (it->in.metadata)
                 mls_buf_append(b, it->in.metadata, it->in.metadata_len);
         else
-                mls_buf_puts(b, "null");
-        mls_buf_puts(b, ",\"kafka\":{\"topic\":");
+                MLS_BUF_LIT(b, "null");
+        MLS_BUF_LIT(b, ",\"kafka\":{\"topic\":");
         mls_buf_json_str(b, it->rec.topic ? it->rec.topic : "",
                          it->rec.topic ? strlen(it->rec.topic) : 0);
-        mls_buf_printf(b, ",\"partition\":%d,\"offset\":%lld}}",
-                       (int)it->rec.partition, (long long)it->rec.offset);
+        MLS_BUF_LIT(b, ",\"partition\":");
+        mls_buf_u64(b,
+                    (uint64_t)(it->rec.partition > 0 ? it->rec.partition : 0));
+        MLS_BUF_LIT(b, ",\"offset\":");
+        mls_buf_u64(b, (uint64_t)(it->rec.offset > 0 ? it->rec.offset : 0));
+        MLS_BUF_LIT(b, "}}");
         it->pay_len = b->len - it->pay_off;
         mls_series_observe(it->entry->latency,
                            (double)(now - it->rec.recv_ns) / 1e9);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/buf.h"
 #include "common/log.h"
 #include "common/redis_url.h"
 
@@ -12,6 +13,7 @@ struct redis_sink {
         struct mls_redis_url url;
         char *channel;
         redisContext *c;
+        struct mls_buf out; /* RESP commands of the batch, sent at flush */
         size_t queued;
         int failed; /* an append failed since the last flush */
         mls_series_t *connected;
@@ -26,6 +28,7 @@ void *mls_redis_sink_new(const struct mls_redis_url *url, const char *channel,
                 return NULL;
         s->url = *url;
         s->channel = strdup(channel);
+        mls_buf_init(&s->out, (size_t)1 << 30);
         s->connected = mls_series(
                 mls_metric_new(metrics, MLS_GAUGE, "ml_stream_redis_connected",
                                "1 while the engine's Redis connection is up.",
@@ -43,6 +46,7 @@ void mls_redis_sink_free(void *ctx)
         if (s->c)
                 redisFree(s->c);
         free(s->channel);
+        mls_buf_free(&s->out);
         free(s);
 }
 
@@ -57,6 +61,7 @@ static void drop(struct redis_sink *s)
                 redisFree(s->c);
         s->c = NULL;
         s->queued = 0;
+        mls_buf_reset(&s->out);
         mls_series_set(s->connected, 0);
 }
 
@@ -113,18 +118,31 @@ static int redis_reconnect(void *ctx, char *errstr, size_t errstr_size)
         return 0;
 }
 
+/* Appends "PUBLISH channel payload" in RESP to the batch buffer; flush
+ * hands the whole batch to hiredis in one piece. */
 static int redis_send(void *ctx, const struct mls_record *rec,
                       const char *payload, size_t len, const char *reason,
                       const char *detail)
 {
         struct redis_sink *s = ctx;
-        const char *argv[3] = {"PUBLISH", s->channel, payload};
-        size_t lens[3] = {7, strlen(s->channel), len};
+        size_t clen = strlen(s->channel);
 
         (void)rec;
         (void)reason;
         (void)detail;
-        if (!s->c || redisAppendCommandArgv(s->c, 3, argv, lens) != REDIS_OK) {
+        if (!s->c) {
+                s->failed = 1;
+                return -1;
+        }
+        MLS_BUF_LIT(&s->out, "*3\r\n$7\r\nPUBLISH\r\n$");
+        mls_buf_u64(&s->out, clen);
+        MLS_BUF_LIT(&s->out, "\r\n");
+        mls_buf_append(&s->out, s->channel, clen);
+        MLS_BUF_LIT(&s->out, "\r\n$");
+        mls_buf_u64(&s->out, len);
+        MLS_BUF_LIT(&s->out, "\r\n");
+        mls_buf_append(&s->out, payload, len);
+        if (MLS_BUF_LIT(&s->out, "\r\n") < 0) {
                 s->failed = 1;
                 return -1;
         }
@@ -142,6 +160,15 @@ static int redis_flush(void *ctx, char *errstr, size_t errstr_size)
                          s->url.host, s->url.port);
                 drop(s);
                 return -1;
+        }
+        if (s->out.len > 0) {
+                if (redisAppendFormattedCommand(s->c, s->out.data,
+                                                s->out.len) != REDIS_OK) {
+                        snprintf(errstr, errstr_size, "redis: out of memory");
+                        drop(s);
+                        return -1;
+                }
+                mls_buf_reset(&s->out);
         }
         while (s->queued > 0) {
                 void *reply = NULL;

@@ -109,3 +109,35 @@ MLS_TEST(common_redis_url)
                      -1);
         CHECK(strstr(err, "pw") == NULL); /* never echo the password */
 }
+
+MLS_TEST(common_json_float_random_roundtrip)
+{
+        struct mls_buf b;
+        uint32_t x = 12345;
+
+        mls_buf_init(&b, 1024);
+        for (int i = 0; i < 200000; i++) {
+                float v;
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                memcpy(&v, &x, sizeof(v));
+                if (i % 2)
+                        v = (float)(x % 100000) / 1000.0f; /* short decimals */
+                if (!isfinite(v))
+                        continue;
+                mls_buf_reset(&b);
+                mls_buf_json_float(&b, v);
+                if (strtof(mls_buf_cstr(&b), NULL) != v)
+                        fprintf(stderr, "    %.9g -> %s\n", (double)v,
+                                mls_buf_cstr(&b));
+                CHECK(strtof(mls_buf_cstr(&b), NULL) == v);
+        }
+        mls_buf_reset(&b);
+        mls_buf_json_float(&b, -0.125f);
+        CHECK_STR_EQ(mls_buf_cstr(&b), "-0.125");
+        mls_buf_reset(&b);
+        mls_buf_json_float(&b, 100.0f);
+        CHECK_STR_EQ(mls_buf_cstr(&b), "100");
+        mls_buf_free(&b);
+}
