@@ -1,0 +1,173 @@
+/*
+ * A bounded LRU cache of valid documents keyed by their exact text, so the
+ * documents clients send again and again are parsed and validated once.
+ * Entries hold a document reference; eviction drops it, so a subscription
+ * still using an evicted document keeps it alive.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "graphql/graphql_int.h"
+
+struct entry {
+        char *text;
+        size_t len;
+        uint64_t hash;
+        mls_gql_doc_t *doc;
+        struct entry *prev, *next; /* LRU list, most recent first */
+        struct entry *chain;       /* hash bucket */
+};
+
+struct mls_gql_cache {
+        const mls_gql_schema_t *schema;
+        struct mls_gql_limits limits;
+        size_t max_entries;
+        struct entry **buckets;
+        size_t nbuckets; /* power of two */
+        struct entry *head, *tail;
+        struct mls_gql_cache_stats stats;
+        uint64_t seed;
+};
+
+static uint64_t hash_text(uint64_t seed, const char *s, size_t n)
+{
+        uint64_t h = seed;
+
+        for (size_t i = 0; i < n; i++) {
+                h ^= (unsigned char)s[i];
+                h *= 0x100000001b3u;
+        }
+        h ^= h >> 33;
+        h *= 0xff51afd7ed558ccdu;
+        h ^= h >> 33;
+        return h;
+}
+
+mls_gql_cache_t *mls_gql_cache_new(const mls_gql_schema_t *schema,
+                                   const struct mls_gql_limits *limits,
+                                   size_t max_entries, char *errstr,
+                                   size_t errstr_size)
+{
+        mls_gql_cache_t *c = calloc(1, sizeof(*c));
+
+        if (!c) {
+                snprintf(errstr, errstr_size,
+                         "out of memory creating the GraphQL document cache");
+                return NULL;
+        }
+        c->schema = schema;
+        mls__gql_limits_fill(&c->limits, limits);
+        c->max_entries = max_entries ? max_entries : 256;
+        c->nbuckets = 16;
+        while (c->nbuckets < c->max_entries * 2)
+                c->nbuckets *= 2;
+        c->buckets = calloc(c->nbuckets, sizeof(*c->buckets));
+        if (!c->buckets) {
+                snprintf(errstr, errstr_size,
+                         "out of memory creating the GraphQL document cache "
+                         "(%zu entries)",
+                         c->max_entries);
+                free(c);
+                return NULL;
+        }
+        c->seed = 0xcbf29ce484222325u ^
+                  ((uint64_t)(uintptr_t)c * 0x9e3779b97f4a7c15u);
+        return c;
+}
+
+static void unlink_lru(mls_gql_cache_t *c, struct entry *e)
+{
+        if (e->prev)
+                e->prev->next = e->next;
+        else
+                c->head = e->next;
+        if (e->next)
+                e->next->prev = e->prev;
+        else
+                c->tail = e->prev;
+        e->prev = e->next = NULL;
+}
+
+static void push_front(mls_gql_cache_t *c, struct entry *e)
+{
+        e->prev = NULL;
+        e->next = c->head;
+        if (c->head)
+                c->head->prev = e;
+        c->head = e;
+        if (!c->tail)
+                c->tail = e;
+}
+
+static void drop(mls_gql_cache_t *c, struct entry *e)
+{
+        struct entry **pp = &c->buckets[e->hash & (c->nbuckets - 1)];
+
+        while (*pp != e)
+                pp = &(*pp)->chain;
+        *pp = e->chain;
+        unlink_lru(c, e);
+        mls_gql_doc_unref(e->doc);
+        free(e->text);
+        free(e);
+        c->stats.entries--;
+}
+
+mls_gql_doc_t *mls_gql_cache_get(mls_gql_cache_t *c, const char *text,
+                                 size_t len, json_t **errors)
+{
+        uint64_t h = hash_text(c->seed, text, len);
+        struct entry *e;
+        mls_gql_doc_t *doc;
+
+        *errors = NULL;
+        for (e = c->buckets[h & (c->nbuckets - 1)]; e; e = e->chain) {
+                if (e->hash == h && e->len == len &&
+                    memcmp(e->text, text, len) == 0) {
+                        c->stats.hits++;
+                        unlink_lru(c, e);
+                        push_front(c, e);
+                        return mls_gql_doc_ref(e->doc);
+                }
+        }
+        c->stats.misses++;
+        doc = mls_gql_doc_new(c->schema, text, len, &c->limits, errors);
+        if (!doc)
+                return NULL;
+        e = calloc(1, sizeof(*e));
+        if (!e || !(e->text = malloc(len ? len : 1))) {
+                /* still usable, just not cached */
+                free(e);
+                return doc;
+        }
+        memcpy(e->text, text, len);
+        e->len = len;
+        e->hash = h;
+        e->doc = mls_gql_doc_ref(doc);
+        e->chain = c->buckets[h & (c->nbuckets - 1)];
+        c->buckets[h & (c->nbuckets - 1)] = e;
+        push_front(c, e);
+        c->stats.entries++;
+        while (c->stats.entries > c->max_entries) {
+                drop(c, c->tail);
+                c->stats.evictions++;
+        }
+        return doc;
+}
+
+void mls_gql_cache_stats(const mls_gql_cache_t *c,
+                         struct mls_gql_cache_stats *stats)
+{
+        *stats = c->stats;
+}
+
+void mls_gql_cache_free(mls_gql_cache_t *c)
+{
+        if (!c)
+                return;
+        while (c->head)
+                drop(c, c->head);
+        free(c->buckets);
+        free(c);
+}
