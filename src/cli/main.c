@@ -11,13 +11,27 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "engine/engine.h"
+#ifdef MLS_HAVE_GATEWAY
+#include "gateway/gateway.h"
+#endif
 
 extern char **environ;
 
 static mls_engine_t *running_engine;
+#ifdef MLS_HAVE_GATEWAY
+static mls_gateway_t *running_gateway;
+#endif
 
 static void on_signal(int sig)
 {
+#ifdef MLS_HAVE_GATEWAY
+        /* gateway: SIGTERM/SIGINT stop it; SIGHUP has nothing to reload */
+        if (running_gateway) {
+                if (sig != SIGHUP)
+                        mls_gateway_stop(running_gateway);
+                return;
+        }
+#endif
         if (!running_engine)
                 return;
         if (sig == SIGHUP)
@@ -49,6 +63,11 @@ static void usage(FILE *out)
                      "engine, gateway\n"
                      "  engine    Kafka -> model -> Redis (+ output and "
                      "dead-letter topics)\n"
+#ifdef MLS_HAVE_GATEWAY
+                     "  gateway   Redis -> GraphQL subscriptions (WebSocket) "
+                     "and queries (HTTP),\n"
+                     "            status page, metrics\n"
+#endif
                      "  config    print the configuration reference "
                      "(--markdown for docs)\n"
                      "  version   print the version\n\n"
@@ -120,6 +139,50 @@ static int cmd_engine(int argc, char **argv)
         return status;
 }
 
+#ifdef MLS_HAVE_GATEWAY
+static int cmd_gateway(int argc, char **argv)
+{
+        struct mls_config cfg;
+        mls_metrics_t *metrics;
+        mls_gateway_t *g;
+        char errstr[1024];
+        int status;
+
+        if (has_help(argc, argv)) {
+                printf("usage: mlstream gateway [OPTIONS]\n\n"
+                       "Subscribes to the Redis prediction channel and serves "
+                       "it over GraphQL on one\nlistener: subscriptions over "
+                       "WebSocket (graphql-transport-ws and the legacy\n"
+                       "graphql-ws) and queries over HTTP on /graphql, a "
+                       "page on /, and /metrics,\n/healthz, /readyz. "
+                       "SIGTERM/SIGINT close every connection and exit 0.\n"
+                       "\noptions:\n");
+                mls_config_print_help(stdout, MLS_SCOPE_GATEWAY);
+                return 0;
+        }
+        if (load_config(&cfg, MLS_SCOPE_GATEWAY, argc, argv) < 0)
+                return 2;
+        mls_log_set_component("gateway");
+        metrics = mls_metrics_new();
+        g = metrics ? mls_gateway_new(&cfg, metrics, 0, errstr, sizeof(errstr))
+                    : NULL;
+        if (!g) {
+                mls_error("%s", metrics ? errstr : "out of memory");
+                mls_metrics_free(metrics);
+                mls_config_free(&cfg);
+                return 2;
+        }
+        running_gateway = g;
+        install_signals();
+        status = mls_gateway_run(g);
+        running_gateway = NULL;
+        mls_gateway_free(g);
+        mls_metrics_free(metrics);
+        mls_config_free(&cfg);
+        return status;
+}
+#endif
+
 static int cmd_config(int argc, char **argv)
 {
         if (argc > 0 && strcmp(argv[0], "--markdown") == 0) {
@@ -144,6 +207,10 @@ int main(int argc, char **argv)
                 return cmd_engine(argc - 2, argv + 2);
         if (strcmp(cmd, "up") == 0)
                 return mls_cli_up(argc - 2, argv + 2);
+#ifdef MLS_HAVE_GATEWAY
+        if (strcmp(cmd, "gateway") == 0)
+                return cmd_gateway(argc - 2, argv + 2);
+#endif
         if (strcmp(cmd, "config") == 0)
                 return cmd_config(argc - 2, argv + 2);
         if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

@@ -47,22 +47,45 @@ const struct mls_conf_def mls_conf_defs[] = {
          "from 50 ms up to this)."},
         {"ML_MODEL_FRAMEWORK", "model-framework", MLS_CONF_ENUM, "torch", 0, 0,
          "torch|tensorflow|identity", E | U, OFF(model_framework),
-         "Framework of the model at `ML_MODEL_PATH`."},
+         "Framework of the model at `ML_MODEL_PATH`. A framework this build "
+         "does not include is an error at start-up that lists the ones it "
+         "does."},
         {"ML_MODEL_PATH", "model-path", MLS_CONF_STR, NULL, 0, 0, NULL, E | U,
          OFF(model_path),
-         "Model artifact (TorchScript file or SavedModel directory). Unset: "
-         "the identity model, which returns the features as predictions."},
+         "Model artifact (TorchScript file or SavedModel directory), served "
+         "for every model id. Unset: the identity model, which returns the "
+         "features as predictions. See docs/models.md."},
         {"ML_MODEL_REPOSITORY", "model-repository", MLS_CONF_STR, NULL, 0, 0,
          NULL, E | U, OFF(model_repository),
-         "Directory with one sub-directory per model id (many models in one "
-         "engine). Not yet supported."},
+         "Directory with one sub-directory per model id, each holding a "
+         "`model.conf` and the artifact (many models in one engine; "
+         "docs/models.md). Messages for an id without a loaded model are "
+         "dead-lettered. Excludes `ML_MODEL_PATH`."},
+        {"ML_MODEL_INPUT_WIDTH", "model-input-width", MLS_CONF_INT, "0", 0,
+         16777216, NULL, E | U, OFF(model_input_width),
+         "Features per row the `ML_MODEL_PATH` model takes; rows of another "
+         "width are dead-lettered (`width_mismatch`). 0: read it from the "
+         "model where the framework tells, else pass any width."},
+        {"ML_MODEL_OUTPUT", "model-output", MLS_CONF_STR, NULL, 0, 0, NULL,
+         E | U, OFF(model_output),
+         "Which output of the `ML_MODEL_PATH` model to publish when it has "
+         "several: a dict key or tuple index (torch), a `serving_default` "
+         "output name (tensorflow). Unset: the only one, or a tuple's "
+         "first."},
+        {"ML_MODEL_POLL_INTERVAL_MS", "model-poll-interval-ms", MLS_CONF_INT,
+         "2000", 0, 3600000, NULL, E | U, OFF(model_poll_interval_ms),
+         "How often model files are checked for changes; a changed model is "
+         "reloaded once its files stayed the same for one more interval. "
+         "0: only on SIGHUP."},
         {"ML_DEFAULT_MODEL_ID", "default-model-id", MLS_CONF_STR, "default", 0,
          0, NULL, E | U, OFF(default_model_id),
          "Model id used for messages that carry no `model_id`."},
-        {"ML_MODEL_THREADS", "model-threads", MLS_CONF_INT, "0", 0, 256, NULL,
+        {"ML_MODEL_THREADS", "model-threads", MLS_CONF_INT, "1", 0, 256, NULL,
          E | U, OFF(model_threads),
-         "Threads a model may use for one batch; 0 picks the framework's "
-         "default."},
+         "Threads a model may use for one batch (intra-op parallelism). 1 "
+         "suits small models: the engine's other threads, Kafka and Redis "
+         "need the remaining cores (bench/REPORT.md). 0 picks the "
+         "framework's default, one per core."},
         {"ML_BATCH_MAX_ROWS", "batch-max-rows", MLS_CONF_INT, "256", 1, 65536,
          NULL, E | U, OFF(batch_max_rows),
          "Most rows scored together in one model call."},
@@ -100,6 +123,65 @@ const struct mls_conf_def mls_conf_defs[] = {
          G | U, OFF(gateway_port),
          "Port of the gateway's listener: `/graphql`, `/`, `/metrics`, "
          "`/healthz`, `/readyz`."},
+        /* gateway settings (issue 4) */
+        {"GATEWAY_MAX_CONNECTIONS", "gateway-max-connections", MLS_CONF_INT,
+         "16384", 1, 1000000, NULL, G | U, OFF(gateway_max_connections),
+         "Most WebSocket connections at once; further upgrades are refused. "
+         "The process's open-file limit is raised to fit when it can."},
+        {"GATEWAY_MAX_MESSAGE_BYTES", "gateway-max-message-bytes", MLS_CONF_INT,
+         "262144", 1024, 67108864, NULL, G | U, OFF(gateway_max_message_bytes),
+         "Largest WebSocket message or HTTP request body a client may send; "
+         "a larger message closes the connection (1009), a larger body gets "
+         "413."},
+        {"GATEWAY_MAX_PAYLOAD_BYTES", "gateway-max-payload-bytes", MLS_CONF_INT,
+         "4194304", 1024, 268435456, NULL, G | U,
+         OFF(gateway_max_payload_bytes),
+         "Largest prediction payload read from the channel; larger ones are "
+         "skipped and counted. Also caps one message sent to a client."},
+        {"GATEWAY_MAX_DOCUMENT_BYTES", "gateway-max-document-bytes",
+         MLS_CONF_INT, "65536", 256, 16777216, NULL, G | U,
+         OFF(gateway_max_document_bytes), "Largest GraphQL document accepted."},
+        {"GATEWAY_MAX_QUERY_DEPTH", "gateway-max-query-depth", MLS_CONF_INT,
+         "32", 2, 128, NULL, G | U, OFF(gateway_max_query_depth),
+         "Deepest field nesting a GraphQL document may have, fragments "
+         "expanded (the introspection query needs about 15)."},
+        {"GATEWAY_MAX_OPERATIONS", "gateway-max-operations", MLS_CONF_INT,
+         "100", 1, 100000, NULL, G | U, OFF(gateway_max_operations),
+         "Most live subscriptions on one WebSocket connection."},
+        {"GATEWAY_SEND_QUEUE", "gateway-send-queue", MLS_CONF_INT, "1024", 1,
+         1000000, NULL, G | U, OFF(gateway_send_queue),
+         "Messages queued for one slow client before further events for it "
+         "are dropped (and counted in "
+         "`ml_stream_gateway_messages_dropped_total`)."},
+        {"GATEWAY_INIT_TIMEOUT_MS", "gateway-init-timeout-ms", MLS_CONF_INT,
+         "3000", 0, 600000, NULL, G | U, OFF(gateway_init_timeout_ms),
+         "graphql-transport-ws clients must send `connection_init` within "
+         "this time or are closed with 4408. 0: no limit."},
+        {"GATEWAY_KEEPALIVE_MS", "gateway-keepalive-ms", MLS_CONF_INT, "10000",
+         0, 25000, NULL, G | U, OFF(gateway_keepalive_ms),
+         "Period of the `ka` keep-alive sent to legacy `graphql-ws` clients "
+         "(subscriptions-transport-ws closes after 30 s without one). 0: "
+         "none."},
+        {"GATEWAY_MAX_MODELS", "gateway-max-models", MLS_CONF_INT, "10000", 1,
+         1000000, NULL, G | U, OFF(gateway_max_models),
+         "Most model ids whose status the gateway tracks; predictions for "
+         "further models still reach their subscribers."},
+        {"ML_LATENCY_WINDOW", "latency-window", MLS_CONF_INT, "1000", 1,
+         1000000, NULL, G | U, OFF(latency_window),
+         "Predictions per model in the sliding window behind "
+         "`averageLatencyMs` and `p95LatencyMs`."},
+        {"GATEWAY_AUTH_TOKEN", "gateway-auth-token", MLS_CONF_STR, NULL, 0, 0,
+         NULL, G | U, OFF(gateway_auth_token),
+         "Shared secret clients must present: `Authorization: Bearer "
+         "<token>` on HTTP `/graphql`, and `authorization` (or `token`) in "
+         "the WebSocket `connection_init` payload. Unset: no "
+         "authentication."},
+        {"GATEWAY_ALLOWED_ORIGINS", "gateway-allowed-origins", MLS_CONF_STR,
+         NULL, 0, 0, NULL, G | U, OFF(gateway_allowed_origins),
+         "Comma-separated browser origins (`https://app.example.com`) "
+         "allowed to use `/graphql`; requests with another `Origin` get 403 "
+         "and allowed ones CORS headers. `*` allows any. Unset: no check, "
+         "no CORS headers."},
         {"ML_EMBEDDED_KAFKA_PORT", "embedded-kafka-port", MLS_CONF_INT, "9092",
          1, 65535, NULL, U, OFF(embedded_kafka_port),
          "Port on 127.0.0.1 where `mlstream up` offers its embedded broker "

@@ -37,6 +37,9 @@ struct mls_config {
         char *model_repository;
         char *default_model_id;
         long long model_threads;
+        char *model_output;
+        long long model_input_width;
+        long long model_poll_interval_ms;
         /* Engine */
         long long batch_max_rows;
         long long batch_max_wait_us;
@@ -50,6 +53,20 @@ struct mls_config {
         /* Gateway */
         char *gateway_host;
         long long gateway_port;
+        /* gateway (issue 4): limits, protocol timers, monitor, access */
+        long long gateway_max_connections;
+        long long gateway_max_message_bytes;
+        long long gateway_max_payload_bytes;
+        long long gateway_max_document_bytes;
+        long long gateway_max_query_depth;
+        long long gateway_max_operations;
+        long long gateway_send_queue;
+        long long gateway_init_timeout_ms;
+        long long gateway_keepalive_ms;
+        long long gateway_max_models;
+        long long latency_window;
+        char *gateway_auth_token;
+        char *gateway_allowed_origins;
         /* mlstream up */
         long long embedded_kafka_port;
         long long demo_rate;

@@ -148,6 +148,35 @@ out:
         return s;
 }
 
+void mls_series_remove(mls_series_t *s)
+{
+        struct mls_metric *m;
+        struct mls_series *p;
+
+        if (!s)
+                return;
+        m = s->metric;
+        pthread_mutex_lock(&m->reg->lock);
+        p = atomic_load_explicit(&m->series, memory_order_relaxed);
+        if (p == s) {
+                atomic_store_explicit(&m->series, s->next,
+                                      memory_order_release);
+        } else {
+                while (p && p->next != s)
+                        p = p->next;
+                if (p)
+                        p->next = s->next;
+        }
+        if (p)
+                m->nseries--;
+        pthread_mutex_unlock(&m->reg->lock);
+        if (!p)
+                return; /* not in the family: not ours to free */
+        free(s->v1);
+        free(s->v2);
+        free(s);
+}
+
 static double bits_to_double(uint64_t b)
 {
         double d;

@@ -45,6 +45,14 @@ mls_metric_t *mls_metric_new(mls_metrics_t *reg, enum mls_metric_type type,
  * series (1000), which protects against label explosions. */
 mls_series_t *mls_series(mls_metric_t *m, const char *v1, const char *v2);
 
+/* Unlinks the series from its family and frees it, so it no longer
+ * renders (a gauge for something that went away, e.g. a revoked Kafka
+ * partition). NULL is ignored. The caller must be the only holder of s: no
+ * thread may update it, or use another pointer mls_series() returned for the
+ * same labels, during or after the call. A later mls_series() with the same
+ * labels creates a fresh series. */
+void mls_series_remove(mls_series_t *s);
+
 void mls_series_add(mls_series_t *s, double v);     /* counter/gauge */
 void mls_series_set(mls_series_t *s, double v);     /* gauge */
 void mls_series_observe(mls_series_t *s, double v); /* histogram */

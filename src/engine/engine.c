@@ -14,8 +14,10 @@
 #include "common/log.h"
 #include "common/redis_url.h"
 #include "engine/kafka.h"
+#include "engine/lag.h" /* ops: consumer lag (issue 7) */
 #include "engine/pipeline.h"
 #include "engine/redis_sink.h"
+#include "model/registry.h" /* models (issue 3) */
 
 #define BACKOFF_START_MS 50
 #define STOP_GRACE_MS 10000 /* retrying a down sink after a stop request */
@@ -27,7 +29,7 @@ struct mls_engine {
         void *redis, *out_sink, *dlq_sink;
         struct mls_sink publisher;
         mls_pipeline_t *pipeline;
-        mls_model_t *model;
+        mls_registry_t *models; /* models (issue 3) */
         mls_httpd_t *httpd;
         char engine_id[256];
         rd_kafka_topic_partition_list_t *done_offsets;
@@ -37,12 +39,14 @@ struct mls_engine {
         int paused;
         int64_t backoff_ms, next_retry_ns;
         mls_series_t *s_consumed, *s_ready, *s_assigned;
+        mls_lag_t *lag; /* ops: consumer lag (issue 7) */
 };
 
+/* models (issue 3): the model serving model_id, or NULL (dead letter).
+ * Engine thread, from the pipeline's flush. */
 static mls_model_t *resolve_model(void *opaque, const char *model_id)
 {
-        (void)model_id;
-        return ((mls_engine_t *)opaque)->model;
+        return mls_registry_get(((mls_engine_t *)opaque)->models, model_id);
 }
 
 /* Called by the pipeline for each delivered record, in order. */
@@ -198,7 +202,10 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 else
                         rd_kafka_assign(rk, NULL);
         }
-        mls_series_set(e->s_assigned, parts->cnt);
+        /* ops (issue 7): count the whole assignment (a cooperative
+         * rebalance hands over only the change) and drop revoked
+         * partitions' lag series at once. */
+        mls_series_set(e->s_assigned, mls_lag_on_rebalance(e->lag, rk));
         update_ready(e);
 }
 
@@ -225,13 +232,22 @@ static int http_handler(void *opaque, const char *path, struct mls_buf *body,
         return 404;
 }
 
+/* ops: consumer lag (issue 7). Runs on the engine thread, inside
+ * rd_kafka_consumer_poll(). Returns 0: librdkafka frees json. */
+static int on_stats(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
+{
+        mls_lag_on_stats(((mls_engine_t *)opaque)->lag, rk, json, json_len);
+        return 0;
+}
+
 static rd_kafka_t *consumer_new(mls_engine_t *e, char *errstr,
                                 size_t errstr_size)
 {
         /* librdkafka 2.0 stops fetching a partition for a fixed second
          * once its queue passes either threshold (bench/REPORT.md), so the
          * message-count one is set out of the way and memory is bounded by
-         * bytes alone. */
+         * bytes alone. statistics.interval.ms feeds the consumer-lag
+         * gauge (ops, issue 7: src/engine/lag.c). */
         static const char *const defaults[] = {"enable.auto.commit",
                                                "true",
                                                "auto.commit.interval.ms",
@@ -246,6 +262,8 @@ static rd_kafka_t *consumer_new(mls_engine_t *e, char *errstr,
                                                "32768",
                                                "enable.partition.eof",
                                                "false",
+                                               "statistics.interval.ms",
+                                               "5000",
                                                NULL};
         const struct mls_config *cfg = e->cfg;
         rd_kafka_conf_t *conf;
@@ -266,6 +284,14 @@ static rd_kafka_t *consumer_new(mls_engine_t *e, char *errstr,
                 return NULL;
         }
         rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+        /* ops: consumer lag (issue 7) */
+        e->lag = mls_lag_new(e->metrics);
+        if (!e->lag) {
+                snprintf(errstr, errstr_size, "out of memory");
+                rd_kafka_conf_destroy(conf);
+                return NULL;
+        }
+        rd_kafka_conf_set_stats_cb(conf, on_stats);
         rd_kafka_conf_set_opaque(conf, e);
         rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, kerr, sizeof(kerr));
         if (!rk) {
@@ -289,35 +315,25 @@ static rd_kafka_t *consumer_new(mls_engine_t *e, char *errstr,
         return rk;
 }
 
+/* models (issue 3): the single model (ML_MODEL_FRAMEWORK + ML_MODEL_PATH)
+ * or the repository (ML_MODEL_REPOSITORY), and the loader thread that
+ * reloads them; see src/model/registry.h. */
 static int load_model(mls_engine_t *e, char *errstr, size_t errstr_size)
 {
         const struct mls_config *cfg = e->cfg;
-        const char *fw = cfg->model_path ? cfg->model_framework : "identity";
-        const struct mls_model_type *type;
-        struct mls_model_conf mc = {.path = cfg->model_path,
-                                    .threads = (int)cfg->model_threads};
-        char err[512];
+        struct mls_registry_conf rc = {
+                .repository = cfg->model_repository,
+                .framework = cfg->model_framework,
+                .path = cfg->model_path,
+                .output = cfg->model_output,
+                .input_width = (size_t)cfg->model_input_width,
+                .threads = (int)cfg->model_threads,
+                .poll_ms = (int)cfg->model_poll_interval_ms,
+                .metrics = e->metrics,
+        };
 
-        if (cfg->model_repository) {
-                snprintf(errstr, errstr_size,
-                         "ML_MODEL_REPOSITORY: model repositories are not "
-                         "supported yet");
-                return -1;
-        }
-        type = mls_model_type_find(fw, err, sizeof(err));
-        if (!type) {
-                snprintf(errstr, errstr_size, "ML_MODEL_FRAMEWORK: %s", err);
-                return -1;
-        }
-        e->model = mls_model_load(type, &mc, err, sizeof(err));
-        if (!e->model) {
-                snprintf(errstr, errstr_size, "ML_MODEL_PATH %s: %s",
-                         cfg->model_path ? cfg->model_path : "(unset)", err);
-                return -1;
-        }
-        mls_info("model: %s%s%s", fw, cfg->model_path ? " " : "",
-                 cfg->model_path ? cfg->model_path : " (ML_MODEL_PATH unset)");
-        return 0;
+        e->models = mls_registry_new(&rc, errstr, errstr_size);
+        return e->models ? 0 : -1;
 }
 
 mls_engine_t *mls_engine_new(const struct mls_config *cfg,
@@ -553,9 +569,13 @@ int mls_engine_run(mls_engine_t *e)
                                 break;
                         }
                 }
+                /* models (issue 3): SIGHUP asks the loader thread to load
+                 * every model again; models it finished (after SIGHUP or a
+                 * changed file) are swapped in here, between batches, so
+                 * each message is scored exactly once, by one version. */
                 if (atomic_exchange(&e->reload, 0))
-                        mls_info("SIGHUP: the %s model has nothing to reload",
-                                 mls_model_framework(e->model));
+                        mls_registry_reload(e->models);
+                mls_registry_apply(e->models);
                 if (atomic_load(&e->sink_down)) {
                         run_down(e);
                         continue;
@@ -618,6 +638,7 @@ void mls_engine_free(mls_engine_t *e)
                 rd_kafka_consumer_close(e->consumer);
                 rd_kafka_destroy(e->consumer);
         }
+        mls_lag_free(e->lag); /* ops: consumer lag (issue 7) */
         mls_httpd_stop(e->httpd);
         mls_pipeline_free(e->pipeline);
         if (e->producer) {
@@ -627,7 +648,7 @@ void mls_engine_free(mls_engine_t *e)
         mls_kafka_sink_free(e->out_sink);
         mls_kafka_sink_free(e->dlq_sink);
         mls_redis_sink_free(e->redis);
-        mls_model_free(e->model);
+        mls_registry_free(e->models); /* models (issue 3) */
         rd_kafka_topic_partition_list_destroy(e->done_offsets);
         free(e->held);
         free(e);

@@ -74,6 +74,11 @@ static const struct mls__gql_fielddef query_fields[] = {
          "Live state of one model's prediction stream as this gateway sees "
          "it.",
          model_id_arg, NULL, MLS__GQL_R_ROOT},
+        {"mlStreamingModels", "[String!]!",
+         "Ids of the models this gateway has seen predictions or heartbeats "
+         "for, sorted. Not part of the seed's schema: an addition for "
+         "dashboards.",
+         NULL, NULL, MLS__GQL_R_ROOT},
         END_FIELD,
 };
 

@@ -1,0 +1,206 @@
+#!/usr/bin/env python3
+"""Model benchmark: the 3 -> 64 -> 64 -> 2 TorchScript MLP
+(tests/fixtures/torch/mlp.pt) through `mlstream engine` on a real Kafka
+broker and Redis, at batch limits (ML_BATCH_MAX_ROWS) 1, 16, 64 and 256,
+next to the same model called directly from C in a loop (mls_model_bench,
+the limit), in the same run.
+
+  * throughput: N one-row messages already in a 4-partition topic; rows/s
+    from the first to the last prediction, with a live Redis subscriber;
+  * per-batch latency: the engine's ml_stream_model_call_seconds histogram
+    (one observation per model call) and rows per call;
+  * message latency at a steady rate with the default limits, torch and
+    identity, from the payloads' latency_ms.
+
+Writes bench/out/models.json and prints the table for bench/REPORT.md.
+Needs KAFKA_BOOTSTRAP_SERVERS / REDIS_URL (scripts/services start) or starts
+the services itself. Usage: bench/model_bench.py [--messages N]
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+from mlshelpers import (MLSTREAM, SERVICES, Engine, Subscriber, metric_sum,  # noqa: E402
+                        parse_metrics, topic_create, wait_for)
+
+MODEL = os.path.join(ROOT, "tests", "fixtures", "torch", "mlp.pt")
+DIRECT = os.environ.get("MLS_MODEL_BENCH",
+                        os.path.join(os.path.dirname(MLSTREAM), "mls_model_bench"))
+BATCHES = [1, 16, 64, 256]
+
+
+def proc_cpu(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def histogram(m, name, **labels):
+    """(count, sum, [(le, cumulative count)]) of a histogram series."""
+    want = set(labels.items())
+    buckets = sorted((float(dict(l)["le"]), v) for (n, l), v in m.items()
+                     if n == name + "_bucket" and want <= set(l))
+    return (metric_sum(m, name + "_count", **labels), metric_sum(m, name + "_sum", **labels),
+            buckets)
+
+
+def bucket_quantile(buckets, count, q):
+    """Upper bound of the bucket holding quantile q."""
+    for le, c in buckets:
+        if c >= q * count:
+            return le
+    return float("inf")
+
+
+def direct(seconds, threads):
+    r = subprocess.run([DIRECT, "torch", MODEL, str(seconds), str(threads)]
+                       + [str(b) for b in BATCHES], capture_output=True, text=True,
+                       check=True)
+    return {d["batch"]: d for d in map(json.loads, r.stdout.splitlines())}
+
+
+def produce_backlog(env, n):
+    topic = "bench.models.%s" % uuid.uuid4().hex[:8]
+    topic_create(env, topic, 4)
+    with tempfile.NamedTemporaryFile("w", delete=False) as f:
+        for i in range(n):
+            f.write('{"model_id":"mlp","input_id":"e%d","features":[[0.%03d,0.5,-0.25]]}\n'
+                    % (i, i % 1000))
+        path = f.name
+    with open(path, "rb") as f:
+        subprocess.run(["kcat", "-P", "-b", env["KAFKA_BOOTSTRAP_SERVERS"], "-t", topic,
+                        "-X", "linger.ms=50", "-X", "batch.num.messages=10000"],
+                       stdin=f, check=True)
+    os.unlink(path)
+    return topic
+
+
+def engine_run(env, topic, n, batch, framework, threads):
+    extra = {"ML_LOG_LEVEL": "warn", "ML_BATCH_MAX_ROWS": str(batch),
+             "ML_MODEL_THREADS": str(threads)}
+    if framework == "torch":
+        extra.update({"ML_MODEL_FRAMEWORK": "torch", "ML_MODEL_PATH": MODEL})
+    sub = Subscriber(env)
+    eng = Engine(env, topic=topic, group="g-%s" % uuid.uuid4().hex[:8], extra_env=extra)
+    first = None
+    while True:
+        try:
+            done = metric_sum(eng.metrics(), "ml_stream_inference_predictions_total")
+        except (AssertionError, OSError):
+            done = 0
+        now = time.monotonic()
+        if done and first is None:
+            first = (now, done, proc_cpu(eng.proc.pid))
+        if done >= n:
+            break
+        if eng.proc.poll() is not None:
+            raise RuntimeError("engine exited:\n" + eng.output())
+        time.sleep(0.02)
+    cpu = proc_cpu(eng.proc.pid) - first[2]
+    m = eng.metrics()
+    eng.stop()
+    sub.close()
+    rows = n - first[1]
+    wall = now - first[0]
+    count, total, buckets = histogram(m, "ml_stream_model_call_seconds")
+    bcount, brows, _ = histogram(m, "ml_stream_batch_rows")
+    return {"framework": framework, "batch_limit": batch, "rows_per_s": rows / wall,
+            "cpu_us_per_row": cpu * 1e6 / rows, "rows_per_call": brows / bcount,
+            "call_us_mean": total / count * 1e6 if count else None,
+            "call_us_p50_le": bucket_quantile(buckets, count, 0.5) * 1e6 if count else None,
+            "call_us_p99_le": bucket_quantile(buckets, count, 0.99) * 1e6 if count else None}
+
+
+def latency_run(env, framework, rate, count, threads):
+    topic = "bench.models.lat.%s" % uuid.uuid4().hex[:8]
+    topic_create(env, topic, 4)
+    extra = {"ML_LOG_LEVEL": "warn", "ML_MODEL_THREADS": str(threads)}
+    if framework == "torch":
+        extra.update({"ML_MODEL_FRAMEWORK": "torch", "ML_MODEL_PATH": MODEL})
+    sub = Subscriber(env)
+    eng = Engine(env, topic=topic, extra_env=extra)
+    eng.wait_ready()
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+        f.write('{"input_id":"x","features":[[0.1,0.2,0.3]],"metadata":{"tenant":"t"}}\n')
+        payload = f.name
+    subprocess.run([SERVICES, "kafka-run", "org.apache.kafka.tools.ProducerPerformance",
+                    "--topic", topic, "--num-records", str(count), "--throughput", str(rate),
+                    "--payload-file", payload, "--producer-props",
+                    "bootstrap.servers=" + env["KAFKA_BOOTSTRAP_SERVERS"], "linger.ms=0",
+                    "acks=1"], env=env, check=True, stdout=subprocess.DEVNULL)
+    wait_for(lambda: len(sub.payloads()) >= count, 120, "latency predictions")
+    lat = sorted(p["latency_ms"] for p in sub.payloads())
+    eng.stop()
+    sub.close()
+    os.unlink(payload)
+    return {"framework": framework, "rate": rate, "count": count,
+            "p50_ms": lat[len(lat) // 2], "p99_ms": lat[int(len(lat) * 0.99)],
+            "max_ms": lat[-1]}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--messages", type=int, default=300000)
+    ap.add_argument("--seconds", type=float, default=2.0, help="per direct batch size")
+    ap.add_argument("--threads", type=int, default=1, help="ML_MODEL_THREADS")
+    ap.add_argument("--latency-rate", type=int, default=10000)
+    ap.add_argument("--latency-count", type=int, default=50000)
+    args = ap.parse_args()
+    env = dict(os.environ)
+    started = False
+    if not env.get("KAFKA_BOOTSTRAP_SERVERS"):
+        env["MLSTREAM_SERVICES_DIR"] = tempfile.mkdtemp(prefix="mlstream-bench.")
+        out = subprocess.run([SERVICES, "start", "all", "--owner", str(os.getpid())],
+                             env=env, check=True, capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            if line.startswith("export "):
+                k, v = line[7:].split("=", 1)
+                env[k] = v.strip("'\"")
+        os.environ.update(env)
+        started = True
+    try:
+        res = {"machine": "%d cores, %s" % (os.cpu_count(), os.uname().release),
+               "date": time.strftime("%Y-%m-%d %H:%M"), "messages": args.messages,
+               "threads": args.threads, "direct": direct(args.seconds, args.threads)}
+        topic = produce_backlog(env, args.messages)
+        res["engine"] = [engine_run(env, topic, args.messages, b, "torch", args.threads)
+                         for b in BATCHES]
+        res["identity_256"] = engine_run(env, topic, args.messages, 256, "identity",
+                                         args.threads)
+        res["latency"] = [latency_run(env, fw, args.latency_rate, args.latency_count,
+                                      args.threads) for fw in ("torch", "identity")]
+    finally:
+        if started:
+            subprocess.run([SERVICES, "stop", "all"], env=env)
+    os.makedirs(os.path.join(HERE, "out"), exist_ok=True)
+    with open(os.path.join(HERE, "out", "models.json"), "w") as f:
+        json.dump(res, f, indent=2)
+    print("| batch limit | engine rows/s | rows/call | model call mean (p50, p99 bucket) "
+          "| engine CPU/row | direct rows/s | direct call mean (p50, p99) | engine/direct |")
+    print("|---|---|---|---|---|---|---|---|")
+    for e in res["engine"]:
+        d = res["direct"][e["batch_limit"]]
+        print("| %d | %s | %.1f | %.1f µs (≤%g, ≤%g) | %.2f µs | %s | %.1f µs (%.1f, %.1f) | %.2f |"
+              % (e["batch_limit"], format(round(e["rows_per_s"]), ","), e["rows_per_call"],
+                 e["call_us_mean"], e["call_us_p50_le"], e["call_us_p99_le"],
+                 e["cpu_us_per_row"], format(round(d["rows_per_s"]), ","),
+                 d["call_us_mean"], d["call_us_p50"], d["call_us_p99"],
+                 e["rows_per_s"] / d["rows_per_s"]))
+    i = res["identity_256"]
+    print("\nidentity at 256: %s rows/s, %.2f µs CPU/row" % (format(round(i["rows_per_s"]), ","),
+                                                           i["cpu_us_per_row"]))
+    for l in res["latency"]:
+        print("latency %s at %d msg/s: p50 %.2f ms, p99 %.2f ms, max %.2f ms"
+              % (l["framework"], l["rate"], l["p50_ms"], l["p99_ms"], l["max_ms"]))
+
+
+if __name__ == "__main__":
+    main()

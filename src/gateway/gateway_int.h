@@ -1,0 +1,155 @@
+/*
+ * Internals of the gateway shared by gateway.c (life cycle, loop, feed,
+ * metrics), ws.c (WebSocket connections) and http.c (HTTP routes). Not for
+ * use outside src/gateway/.
+ *
+ * Threads: everything here runs on the gateway loop thread, except the bus
+ * queue (bus_lock) and stop_requested, which other threads touch through
+ * mls_gateway_publish() and mls_gateway_stop().
+ */
+#ifndef MLS_GATEWAY_INT_H
+#define MLS_GATEWAY_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include <libwebsockets.h>
+#include <uv.h>
+
+#include "common/buf.h"
+#include "common/config.h"
+#include "common/metrics.h"
+#include "gateway/gateway.h"
+#include "gateway/hub.h"
+#include "gateway/monitor.h"
+#include "gateway/redis_sub.h"
+#include "gateway/wsproto.h"
+#include "graphql/graphql.h"
+
+/* Control messages (acks, pongs, errors) may go this far past
+ * GATEWAY_SEND_QUEUE before the connection is closed as not reading. */
+#define MLS_GW_CONTROL_RESERVE 64
+
+struct mls__gw_qent {
+        struct mls_frame *head; /* NULL: body is a whole message */
+        struct mls_frame *body;
+};
+
+/* One WebSocket connection; created at ESTABLISHED, freed at CLOSED. */
+struct mls__gw_conn {
+        struct mls_gateway *g;
+        struct lws *wsi;
+        mls_wsproto_t *proto;
+        struct mls__gw_conn *prev, *next;
+        struct mls__gw_qent *q; /* ring, grown on demand, freed when empty */
+        unsigned qcap, qhead, qlen;
+        struct mls_buf rx; /* a message arriving in fragments */
+        int closing, close_sent, close_code;
+        int64_t timer_at; /* deadline the lws timer is armed for, or -1 */
+        char close_reason[124];
+};
+
+struct bus_msg;
+
+struct mls_gateway {
+        const struct mls_config *cfg;
+        mls_metrics_t *metrics;
+        int bus;
+        uv_loop_t loop;
+        int loop_ready;
+        struct lws_context *lws;
+        struct lws_vhost *vhost;
+        int port;
+        uv_async_t wake;   /* stop requests and bus payloads */
+        uv_timer_t linger; /* lets close frames go out before teardown */
+        int handles_ready;
+        atomic_int stop_requested;
+        int stopping, torn_down, exit_status;
+
+        /* bus mode */
+        pthread_mutex_t bus_lock;
+        struct bus_msg *bus_head, *bus_tail;
+        size_t bus_count, bus_bytes;
+        _Atomic uint64_t bus_dropped;
+
+        /* GraphQL, fan-out and status */
+        mls_gql_schema_t *schema;
+        mls_gql_cache_t *cache;
+        mls_hub_t *hub;
+        mls_monitor_t *monitor;
+        mls_redis_sub_t *redis;
+        struct mls_wsproto_env env;
+        struct mls_wsproto_ops ws_ops;
+
+        /* connections */
+        struct mls__gw_conn *conns;
+        unsigned nconns;
+        struct mls_buf wbuf; /* framed messages of one write (ws.c) */
+
+        /* settings */
+        size_t max_message, max_payload;
+        unsigned send_queue, max_conns;
+        char **origins; /* NULL: no origin check */
+        size_t norigins;
+        int any_origin;
+        const char *auth_token;
+
+        /* metrics */
+        mls_series_t *m_conns_transport, *m_conns_legacy, *m_conns_total,
+                *m_rejected_limit, *m_rejected_origin, *m_rejected_path,
+                *m_subs, *m_groups, *m_sent, *m_dropped, *m_redis, *m_ready,
+                *m_pred, *m_hb, *m_garbage, *m_render_err, *m_bus_dropped,
+                *m_models;
+        mls_metric_t *m_http, *m_win_latency, *m_win_size, *m_last_seen;
+        uint64_t render_err_seen, bus_dropped_seen;
+};
+
+/* ws.c */
+extern const struct mls_wsproto_ops mls__gw_ws_ops;
+int mls__gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
+                        void *user, void *in, size_t len);
+/* Asks a connection to close (after its queued control messages). */
+void mls__gw_conn_close(struct mls__gw_conn *c, int code, const char *reason);
+
+/* http.c */
+/* The route of a request (for the requests metric). */
+enum mls__gw_route {
+        MLS__GW_R_NONE,
+        MLS__GW_R_GRAPHQL,
+        MLS__GW_R_METRICS,
+        MLS__GW_R_HEALTHZ,
+        MLS__GW_R_READYZ,
+        MLS__GW_R_PAGE,
+        MLS__GW_R_NOT_FOUND,
+};
+
+/* Per-connection data of the "http" protocol, allocated (zeroed) and freed
+ * by libwebsockets; its buffers are reset at every request and freed at
+ * CLOSED_HTTP. */
+struct mls__gw_http_pss {
+        int method; /* LWSHUMETH_* or -1 */
+        enum mls__gw_route route;
+        struct mls_buf body; /* POST body, capped at the message limit */
+        struct mls_buf out;  /* LWS_PRE bytes, then the response body */
+        int status;
+        const char *ctype;
+        const char *allow;
+        int close_after, www_auth, cors, preflight;
+        char origin[256];
+};
+
+int mls__gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason,
+                          void *user, void *in, size_t len);
+
+/* gateway.c */
+/* 1 if origin (NULL when the request has none) may use /graphql. */
+int mls__gw_origin_ok(const mls_gateway_t *g, const char *origin);
+/* 1 when the feed is live (Redis subscribed, or bus mode). */
+int mls__gw_ready(const mls_gateway_t *g);
+/* Renders /metrics into out. Returns -1 past out's cap. */
+int mls__gw_metrics(mls_gateway_t *g, struct mls_buf *out);
+/* Monotonic milliseconds. */
+int64_t mls__gw_now_ms(void);
+
+#endif

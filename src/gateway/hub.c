@@ -1,0 +1,261 @@
+#include "gateway/hub.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/buf.h"
+#include "gateway/strmap.h"
+
+struct hub_model {
+        struct mls_hub_group *groups;
+        size_t ngroups;
+};
+
+struct mls_hub_group {
+        struct mls_strmap_entry *key; /* entry in h->groups */
+        mls_gql_sub_t *sub;
+        struct mls_strmap_entry *model_entry; /* entry in h->models */
+        struct mls_hub_member *members;
+        size_t nmembers;
+        struct mls_hub_group *prev, *next; /* in the model's list */
+};
+
+struct mls_hub {
+        struct mls_strmap groups; /* key -> group */
+        struct mls_strmap models; /* model id -> hub_model */
+        struct mls_buf scratch;   /* one render at a time */
+        mls_hub_deliver_fn deliver;
+        void *opaque;
+        size_t nmembers;
+        uint64_t renders, render_errors;
+};
+
+mls_hub_t *mls_hub_new(size_t max_render_bytes, mls_hub_deliver_fn deliver,
+                       void *opaque)
+{
+        mls_hub_t *h = calloc(1, sizeof(*h));
+
+        if (!h)
+                return NULL;
+        mls_strmap_init(&h->groups);
+        mls_strmap_init(&h->models);
+        mls_buf_init(&h->scratch, max_render_bytes);
+        h->deliver = deliver;
+        h->opaque = opaque;
+        return h;
+}
+
+static void free_group(void *p)
+{
+        struct mls_hub_group *g = p;
+
+        for (struct mls_hub_member *m = g->members; m; m = m->next)
+                m->group = NULL;
+        mls_gql_sub_free(g->sub);
+        free(g);
+}
+
+void mls_hub_free(mls_hub_t *h)
+{
+        if (!h)
+                return;
+        mls_strmap_free(&h->groups, free_group);
+        mls_strmap_free(&h->models, free);
+        mls_buf_free(&h->scratch);
+        free(h);
+}
+
+/* key = text NUL operation NUL canonical-variables */
+static int make_key(struct mls_buf *k, const char *text, size_t len,
+                    const char *operation_name, json_t *variables)
+{
+        char *vars = NULL;
+
+        if (variables && json_object_size(variables)) {
+                vars = json_dumps(variables, JSON_COMPACT | JSON_SORT_KEYS);
+                if (!vars)
+                        return -1;
+        }
+        if (mls_buf_append(k, text, len) < 0 || mls_buf_putc(k, '\0') < 0 ||
+            (operation_name && mls_buf_puts(k, operation_name) < 0) ||
+            mls_buf_putc(k, '\0') < 0 || (vars && mls_buf_puts(k, vars) < 0)) {
+                free(vars);
+                return -1;
+        }
+        free(vars);
+        return 0;
+}
+
+static json_t *oom_errors(void)
+{
+        return json_pack("[{s:s}]", "message", "out of memory");
+}
+
+static struct mls_hub_group *new_group(mls_hub_t *h, const struct mls_buf *k,
+                                       mls_gql_doc_t *doc,
+                                       const char *operation_name,
+                                       json_t *variables, json_t **errors)
+{
+        struct mls_hub_group *g;
+        struct hub_model *md;
+        const char *model;
+        json_t *arg;
+
+        g = calloc(1, sizeof(*g));
+        if (!g) {
+                *errors = oom_errors();
+                return NULL;
+        }
+        g->sub = mls_gql_sub_prepare(doc, operation_name, variables, errors);
+        if (!g->sub) {
+                free(g);
+                return NULL;
+        }
+        arg = json_object_get(mls_gql_sub_args(g->sub), "modelId");
+        model = json_string_value(arg);
+        if (!model) {
+                *errors = json_pack("[{s:s}]", "message",
+                                    "the subscription has no modelId");
+                goto fail;
+        }
+        g->model_entry =
+                mls_strmap_find(&h->models, model, json_string_length(arg));
+        if (!g->model_entry) {
+                md = calloc(1, sizeof(*md));
+                if (!md)
+                        goto oom;
+                g->model_entry = mls_strmap_put(&h->models, model,
+                                                json_string_length(arg), md);
+                if (!g->model_entry) {
+                        free(md);
+                        goto oom;
+                }
+        }
+        g->key = mls_strmap_put(&h->groups, k->data, k->len, g);
+        if (!g->key)
+                goto oom_model;
+        md = g->model_entry->value;
+        g->next = md->groups;
+        if (md->groups)
+                md->groups->prev = g;
+        md->groups = g;
+        md->ngroups++;
+        return g;
+oom_model:
+        md = g->model_entry->value;
+        if (!md->ngroups)
+                free(mls_strmap_remove(&h->models, g->model_entry->key,
+                                       g->model_entry->klen));
+oom:
+        *errors = oom_errors();
+fail:
+        mls_gql_sub_free(g->sub);
+        free(g);
+        return NULL;
+}
+
+int mls_hub_join(mls_hub_t *h, struct mls_hub_member *m, mls_gql_doc_t *doc,
+                 const char *text, size_t len, const char *operation_name,
+                 json_t *variables, json_t **errors)
+{
+        struct mls_buf k;
+        struct mls_hub_group *g;
+
+        *errors = NULL;
+        mls_buf_init(&k, (size_t)1 << 30);
+        if (make_key(&k, text, len, operation_name, variables) < 0) {
+                mls_buf_free(&k);
+                *errors = oom_errors();
+                return -1;
+        }
+        g = mls_strmap_get(&h->groups, k.data, k.len);
+        if (!g)
+                g = new_group(h, &k, doc, operation_name, variables, errors);
+        mls_buf_free(&k);
+        if (!g)
+                return -1;
+        m->group = g;
+        m->prev = NULL;
+        m->next = g->members;
+        if (g->members)
+                g->members->prev = m;
+        g->members = m;
+        g->nmembers++;
+        h->nmembers++;
+        return 0;
+}
+
+void mls_hub_leave(mls_hub_t *h, struct mls_hub_member *m)
+{
+        struct mls_hub_group *g = m->group;
+        struct hub_model *md;
+
+        if (!g)
+                return;
+        if (m->prev)
+                m->prev->next = m->next;
+        else
+                g->members = m->next;
+        if (m->next)
+                m->next->prev = m->prev;
+        m->group = NULL;
+        m->prev = m->next = NULL;
+        g->nmembers--;
+        h->nmembers--;
+        if (g->nmembers)
+                return;
+        md = g->model_entry->value;
+        if (g->prev)
+                g->prev->next = g->next;
+        else
+                md->groups = g->next;
+        if (g->next)
+                g->next->prev = g->prev;
+        if (--md->ngroups == 0)
+                free(mls_strmap_remove(&h->models, g->model_entry->key,
+                                       g->model_entry->klen));
+        mls_strmap_remove(&h->groups, g->key->key, g->key->klen);
+        mls_gql_sub_free(g->sub);
+        free(g);
+}
+
+size_t mls_hub_publish(mls_hub_t *h, const char *model_id, json_t *event)
+{
+        struct hub_model *md =
+                mls_strmap_get(&h->models, model_id, strlen(model_id));
+        size_t n = 0;
+
+        if (!md)
+                return 0;
+        for (struct mls_hub_group *g = md->groups; g; g = g->next) {
+                struct mls_frame *f;
+
+                mls_buf_reset(&h->scratch);
+                h->renders++;
+                if (mls_gql_sub_render(g->sub, event, &h->scratch) < 0 ||
+                    !(f = mls_frame_new(h->scratch.data, h->scratch.len))) {
+                        h->render_errors++;
+                        continue;
+                }
+                for (struct mls_hub_member *m = g->members; m; m = m->next) {
+                        h->deliver(h->opaque, m, f);
+                        n++;
+                }
+                mls_frame_unref(f);
+        }
+        return n;
+}
+
+const char *mls_hub_member_model(const struct mls_hub_member *m)
+{
+        return m->group ? m->group->model_entry->key : NULL;
+}
+
+void mls_hub_stats(const mls_hub_t *h, struct mls_hub_stats *st)
+{
+        st->members = h->nmembers;
+        st->groups = h->groups.count;
+        st->models = h->models.count;
+        st->renders = h->renders;
+        st->render_errors = h->render_errors;
+}

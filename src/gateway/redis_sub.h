@@ -1,0 +1,62 @@
+/*
+ * The gateway's Redis subscriber: hiredis' async API attached to the
+ * gateway's libuv loop (redisLibuvAttach), subscribed to one channel.
+ * The host name is resolved with uv_getaddrinfo(), so nothing blocks the
+ * loop. When the connection drops or cannot be made it retries with a
+ * backoff that doubles from 50 ms up to retry_max_ms, and subscribes again.
+ *
+ * Unparsed Redis input is capped: after every loop iteration a check
+ * handle looks at hiredis' reader buffer and drops the connection when it
+ * holds more than max_reply_bytes (hiredis 0.14 has no such limit of its
+ * own).
+ *
+ * hiredis 0.14's libuv adapter ignores poll errors, so a refused connect
+ * never completes on its own; the same check handle reads the socket's
+ * SO_ERROR while connecting, and a watchdog gives up after 3 s.
+ *
+ * Threads: the gateway loop thread only; callbacks run on it.
+ */
+#ifndef MLS_GATEWAY_REDIS_SUB_H
+#define MLS_GATEWAY_REDIS_SUB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "common/redis_url.h"
+
+typedef struct mls_redis_sub mls_redis_sub_t;
+
+struct mls_redis_sub_conf {
+        struct mls_redis_url url;
+        const char *channel;
+        int64_t retry_max_ms;
+        size_t max_reply_bytes;
+        /* A message published on the channel; data is valid during the
+         * call only. */
+        void (*on_message)(void *opaque, const char *data, size_t len);
+        /* The subscription went live (1: SUBSCRIBE confirmed) or down. */
+        void (*on_state)(void *opaque, int connected);
+        void *opaque;
+};
+
+/* Creates the subscriber and starts connecting. Returns NULL when memory
+ * runs out or the loop refuses a handle (reason in errstr). */
+mls_redis_sub_t *mls_redis_sub_new(uv_loop_t *loop,
+                                   const struct mls_redis_sub_conf *conf,
+                                   char *errstr, size_t errstr_size);
+/* 1 while the subscription is confirmed. */
+int mls_redis_sub_connected(const mls_redis_sub_t *s);
+/* Messages dropped because the reader buffer went over its cap, and
+ * reconnects so far. */
+uint64_t mls_redis_sub_oversize(const mls_redis_sub_t *s);
+uint64_t mls_redis_sub_reconnects(const mls_redis_sub_t *s);
+/* Disconnects and closes every handle; the loop must run afterwards until
+ * they are closed. No callback is called after this. */
+void mls_redis_sub_close(mls_redis_sub_t *s);
+/* Frees s after mls_redis_sub_close() and the loop has run. NULL is
+ * ignored. */
+void mls_redis_sub_free(mls_redis_sub_t *s);
+
+#endif

@@ -1,0 +1,442 @@
+/*
+ * WebSocket connections on /graphql: the libwebsockets protocol callback
+ * for "graphql-transport-ws", "graphql-ws" and the no-subprotocol default,
+ * each connection's bounded send queue, message reassembly and timers. The
+ * protocol logic itself is in wsproto.c.
+ *
+ * Threads: the gateway loop thread (libwebsockets callbacks).
+ * Ownership: a struct mls__gw_conn is allocated at ESTABLISHED and freed at
+ * CLOSED; its queue holds one reference to each queued frame.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "gateway/gateway_int.h"
+
+static void request_write(struct mls__gw_conn *c)
+{
+        lws_callback_on_writable(c->wsi);
+}
+
+static void ent_free(struct mls__gw_qent *e)
+{
+        mls_frame_unref(e->head);
+        mls_frame_unref(e->body);
+}
+
+/* Grows the ring to hold at least one more entry, up to limit. */
+static int q_grow(struct mls__gw_conn *c, unsigned limit)
+{
+        unsigned ncap = c->qcap ? c->qcap * 2 : 4;
+        struct mls__gw_qent *nq;
+
+        if (ncap > limit)
+                ncap = limit;
+        if (ncap <= c->qcap)
+                return -1;
+        nq = malloc(ncap * sizeof(*nq));
+        if (!nq)
+                return -1;
+        for (unsigned i = 0; i < c->qlen; i++)
+                nq[i] = c->q[(c->qhead + i) % c->qcap];
+        free(c->q);
+        c->q = nq;
+        c->qcap = ncap;
+        c->qhead = 0;
+        return 0;
+}
+
+/* Queues head + body (or body alone); events are dropped past
+ * GATEWAY_SEND_QUEUE, control messages close the connection past the
+ * reserve. Returns 0 or -1. */
+static int q_push(struct mls__gw_conn *c, struct mls_frame *head,
+                  struct mls_frame *body, int event)
+{
+        mls_gateway_t *g = c->g;
+        unsigned limit = g->send_queue + MLS_GW_CONTROL_RESERVE;
+
+        if (c->closing)
+                return -1;
+        if (event && c->qlen >= g->send_queue) {
+                mls_series_add(g->m_dropped, 1);
+                return -1;
+        }
+        if (c->qlen == c->qcap && q_grow(c, limit) < 0) {
+                if (event) {
+                        mls_series_add(g->m_dropped, 1);
+                        return -1;
+                }
+                mls__gw_conn_close(c, 1008, "Send queue overflow");
+                return -1;
+        }
+        c->q[(c->qhead + c->qlen) % c->qcap] = (struct mls__gw_qent){
+                head ? mls_frame_ref(head) : NULL, mls_frame_ref(body)};
+        if (c->qlen++ == 0)
+                request_write(c);
+        return 0;
+}
+
+static int op_send(void *conn, struct mls_frame *msg)
+{
+        return q_push(conn, NULL, msg, 0);
+}
+
+static int op_send_event(void *conn, struct mls_frame *head,
+                         struct mls_frame *body)
+{
+        return q_push(conn, head, body, 1);
+}
+
+static void op_close(void *conn, int code, const char *reason)
+{
+        mls__gw_conn_close(conn, code, reason);
+}
+
+const struct mls_wsproto_ops mls__gw_ws_ops = {
+        .send = op_send,
+        .send_event = op_send_event,
+        .close = op_close,
+};
+
+void mls__gw_conn_close(struct mls__gw_conn *c, int code, const char *reason)
+{
+        unsigned kept = 0;
+
+        if (c->closing)
+                return;
+        c->closing = 1;
+        c->close_code = code;
+        snprintf(c->close_reason, sizeof(c->close_reason), "%s", reason);
+        /* Queued events are moot; control messages (an error, a
+         * connection_error) still go out before the close frame. */
+        for (unsigned i = 0; i < c->qlen; i++) {
+                struct mls__gw_qent *e = &c->q[(c->qhead + i) % c->qcap];
+                if (e->head)
+                        ent_free(e);
+                else
+                        c->q[(c->qhead + kept++) % c->qcap] = *e;
+        }
+        c->qlen = kept;
+        /* A client that stops reading must not keep us waiting. */
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_REASON_BASE, 5);
+        request_write(c);
+}
+
+/*
+ * Arms the connection's libwebsockets timer for the session's next
+ * deadline. It is never cancelled: libwebsockets 4.1 treats
+ * LWS_SET_TIMER_USEC_CANCEL as "now" and would call back in a busy loop, so
+ * a deadline that is no longer wanted just fires once for nothing.
+ */
+static void update_timer(struct mls__gw_conn *c)
+{
+        int64_t t = mls_wsproto_next_timer(c->proto), now;
+
+        if (t < 0 || t == c->timer_at)
+                return;
+        now = mls__gw_now_ms();
+        c->timer_at = t;
+        lws_set_timer_usecs(c->wsi, (lws_usec_t)(t > now ? t - now : 1) * 1000);
+}
+
+/* Most bytes of queued messages coalesced into one write. */
+#define WRITE_BATCH 65536
+
+/* Appends one unmasked text frame header (FIN + opcode 1) for len
+ * payload bytes. */
+static void frame_header(struct mls_buf *b, size_t len)
+{
+        unsigned char h[10];
+        size_t n = 2;
+
+        h[0] = 0x81;
+        if (len < 126) {
+                h[1] = (unsigned char)len;
+        } else if (len < 65536) {
+                h[1] = 126;
+                h[2] = (unsigned char)(len >> 8);
+                h[3] = (unsigned char)len;
+                n = 4;
+        } else {
+                h[1] = 127;
+                for (int i = 0; i < 8; i++)
+                        h[2 + i] =
+                                (unsigned char)((uint64_t)len >> (56 - 8 * i));
+                n = 10;
+        }
+        mls_buf_append(b, h, n);
+}
+
+/*
+ * Writes queued messages: as many whole WebSocket frames as fit in
+ * WRITE_BATCH bytes (at least one), framed here and handed to lws as raw
+ * bytes in one write, so that a burst costs one send() rather than one per
+ * message. lws keeps what the socket does not take and calls back only
+ * once it is gone. Returns -1 to close the connection.
+ */
+static int write_batch(struct mls__gw_conn *c)
+{
+        mls_gateway_t *g = c->g;
+        unsigned n = 0;
+        int rc = 0;
+
+        mls_buf_reset(&g->wbuf);
+        while (c->qlen) {
+                struct mls__gw_qent e = c->q[c->qhead];
+                size_t len = (e.head ? e.head->len + 1 : 0) + e.body->len;
+
+                if (n && g->wbuf.len + len + 10 > WRITE_BATCH)
+                        break;
+                c->qhead = (c->qhead + 1) % c->qcap;
+                c->qlen--;
+                if (mls_buf_reserve(&g->wbuf, len + 10) < 0) {
+                        mls_warn("websocket: a %zu-byte message exceeds the "
+                                 "write buffer; dropped",
+                                 len);
+                        mls_series_add(g->m_dropped, 1);
+                        ent_free(&e);
+                        continue;
+                }
+                frame_header(&g->wbuf, len);
+                if (e.head)
+                        mls_buf_append(&g->wbuf, e.head->data, e.head->len);
+                mls_buf_append(&g->wbuf, e.body->data, e.body->len);
+                if (e.head)
+                        mls_buf_putc(&g->wbuf, '}');
+                ent_free(&e);
+                n++;
+        }
+        if (n) {
+                if (lws_write(c->wsi, (unsigned char *)g->wbuf.data,
+                              g->wbuf.len, LWS_WRITE_RAW) < 0)
+                        rc = -1;
+                else
+                        mls_series_add(g->m_sent, n);
+        }
+        if (c->qlen == 0 && c->qcap > 16) {
+                /* idle connections keep no queue memory */
+                free(c->q);
+                c->q = NULL;
+                c->qcap = c->qhead = 0;
+        }
+        return rc;
+}
+
+/*
+ * Writes the close frame (code and reason) ourselves, as raw bytes. The
+ * documented way, lws_close_reason() and returning -1, loses the frame with
+ * Debian's libwebsockets 4.1 on libuv: its debug build closes the
+ * connection a second time ("uv repeat test") before the deferred frame
+ * goes out, and clients see 1006. A server frame is unmasked: FIN + opcode
+ * 8, the length (at most 125 here), the code, the reason.
+ */
+static void send_close(struct mls__gw_conn *c)
+{
+        unsigned char buf[LWS_PRE + 4 + sizeof(c->close_reason)];
+        unsigned char *f = buf + LWS_PRE;
+        size_t n = strnlen(c->close_reason, 123);
+
+        f[0] = 0x88;
+        f[1] = (unsigned char)(2 + n);
+        f[2] = (unsigned char)(c->close_code >> 8);
+        f[3] = (unsigned char)(c->close_code & 0xff);
+        memcpy(f + 4, c->close_reason, n);
+        lws_write(c->wsi, f, 4 + n, LWS_WRITE_RAW);
+}
+
+static void conn_free(struct mls__gw_conn *c)
+{
+        mls_gateway_t *g = c->g;
+
+        if (c->prev)
+                c->prev->next = c->next;
+        else
+                g->conns = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        g->nconns--;
+        mls_series_add(mls_wsproto_kind(c->proto) == MLS_WSPROTO_LEGACY
+                               ? g->m_conns_legacy
+                               : g->m_conns_transport,
+                       -1);
+        mls_wsproto_free(c->proto);
+        while (c->qlen) {
+                ent_free(&c->q[c->qhead]);
+                c->qhead = (c->qhead + 1) % c->qcap;
+                c->qlen--;
+        }
+        free(c->q);
+        mls_buf_free(&c->rx);
+        free(c);
+}
+
+/* The request path without its query string must be /graphql. */
+static int path_ok(struct lws *wsi)
+{
+        char uri[64];
+        int n = lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI);
+
+        return n > 0 && strcmp(uri, "/graphql") == 0;
+}
+
+static enum mls_wsproto_kind kind_of(struct lws *wsi);
+
+static int filter(mls_gateway_t *g, struct lws *wsi)
+{
+        char origin[256], offer[256];
+        int n;
+
+        if (g->stopping)
+                return 1;
+        if (!path_ok(wsi)) {
+                mls_series_add(g->m_rejected_path, 1);
+                return 1;
+        }
+        n = lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN);
+        if (!mls__gw_origin_ok(g, n > 0 ? origin : NULL)) {
+                mls_series_add(g->m_rejected_origin, 1);
+                return 1;
+        }
+        /* libwebsockets 4.1 binds the first subprotocol of the client's
+         * list that it knows and has no public hook to choose otherwise;
+         * the graphql-ws reference server would prefer
+         * graphql-transport-ws wherever it is in the list. Clients offer
+         * one, so this only notes the difference. */
+        n = lws_hdr_copy(wsi, offer, sizeof(offer), WSI_TOKEN_PROTOCOL);
+        if (n > 0 && mls_wsproto_select(offer, (size_t)n) != kind_of(wsi))
+                mls_debug("websocket: client offered \"%s\"; using the "
+                          "first known one",
+                          offer);
+        if (g->nconns >= g->max_conns) {
+                mls_series_add(g->m_rejected_limit, 1);
+                mls_warn("websocket: refusing a connection: "
+                         "GATEWAY_MAX_CONNECTIONS (%u) reached",
+                         g->max_conns);
+                return 1;
+        }
+        return 0;
+}
+
+static enum mls_wsproto_kind kind_of(struct lws *wsi)
+{
+        const struct lws_protocols *p = lws_get_protocol(wsi);
+
+        if (p && strcmp(p->name, MLS_WSPROTO_TRANSPORT_NAME) == 0)
+                return MLS_WSPROTO_TRANSPORT;
+        if (p && strcmp(p->name, MLS_WSPROTO_LEGACY_NAME) == 0)
+                return MLS_WSPROTO_LEGACY;
+        return MLS_WSPROTO_NONE;
+}
+
+static int established(mls_gateway_t *g, struct lws *wsi,
+                       struct mls__gw_conn **slot)
+{
+        struct mls__gw_conn *c = calloc(1, sizeof(*c));
+        enum mls_wsproto_kind kind = kind_of(wsi);
+
+        if (!c)
+                return -1;
+        c->g = g;
+        c->wsi = wsi;
+        c->timer_at = -1;
+        mls_buf_init(&c->rx, g->max_message);
+        c->proto = mls_wsproto_new(&g->env, &mls__gw_ws_ops, c, kind,
+                                   mls__gw_now_ms());
+        if (!c->proto) {
+                free(c);
+                return -1;
+        }
+        c->next = g->conns;
+        if (g->conns)
+                g->conns->prev = c;
+        g->conns = c;
+        g->nconns++;
+        *slot = c;
+        mls_series_add(g->m_conns_total, 1);
+        mls_series_add(kind == MLS_WSPROTO_LEGACY ? g->m_conns_legacy
+                                                  : g->m_conns_transport,
+                       1);
+        update_timer(c);
+        return 0;
+}
+
+static void receive(struct mls__gw_conn *c, const char *in, size_t len)
+{
+        int final = lws_is_final_fragment(c->wsi) &&
+                    lws_remaining_packet_payload(c->wsi) == 0;
+
+        if (c->closing)
+                return;
+        if (final && c->rx.len == 0) {
+                mls_wsproto_input(c->proto, in, len, mls__gw_now_ms());
+        } else {
+                if (mls_buf_append(&c->rx, in, len) < 0) {
+                        mls_buf_free(&c->rx);
+                        mls__gw_conn_close(c, 1009, "Message too big");
+                        return;
+                }
+                if (!final)
+                        return;
+                mls_wsproto_input(c->proto, c->rx.data, c->rx.len,
+                                  mls__gw_now_ms());
+                mls_buf_free(&c->rx);
+        }
+        update_timer(c);
+}
+
+int mls__gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
+                        void *user, void *in, size_t len)
+{
+        struct mls__gw_conn **slot = user, *c = slot ? *slot : NULL;
+        mls_gateway_t *g = lws_context_user(lws_get_context(wsi));
+
+        switch (reason) {
+        case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+                return filter(g, wsi);
+        case LWS_CALLBACK_ESTABLISHED:
+                return established(g, wsi, slot);
+        case LWS_CALLBACK_RECEIVE:
+                if (c)
+                        receive(c, in, len);
+                return 0;
+        case LWS_CALLBACK_SERVER_WRITEABLE:
+                if (!c)
+                        return 0;
+                if (c->qlen) {
+                        if (write_batch(c) < 0)
+                                return -1;
+                        if (c->qlen || c->closing)
+                                request_write(c);
+                        return 0;
+                }
+                if (c->closing && !c->close_sent) {
+                        /* then wait (briefly) for the client's close, so
+                         * that the socket ends with FIN, not RST */
+                        send_close(c);
+                        c->close_sent = 1;
+                        lws_set_timeout(wsi, PENDING_TIMEOUT_USER_REASON_BASE,
+                                        2);
+                }
+                return 0;
+        case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+                /* our close frame went out already: just hang up */
+                return c && c->close_sent ? 1 : 0;
+        case LWS_CALLBACK_TIMER:
+                if (c) {
+                        c->timer_at = -1;
+                        mls_wsproto_timer(c->proto, mls__gw_now_ms());
+                        update_timer(c);
+                }
+                return 0;
+        case LWS_CALLBACK_CLOSED:
+                if (c) {
+                        conn_free(c);
+                        *slot = NULL;
+                }
+                return 0;
+        default:
+                return 0;
+        }
+}

@@ -1,0 +1,107 @@
+/*
+ * The two GraphQL-over-WebSocket protocols on /graphql, as state machines
+ * that know nothing about sockets:
+ *
+ *  - "graphql-transport-ws" (the graphql-ws npm package, Apollo
+ *    GraphQLWsLink): connection_init/connection_ack with an init timeout,
+ *    ping/pong, subscribe/next/error/complete, and its close codes 4400
+ *    (bad message), 4401 (subscribe before ack), 4403 (rejected
+ *    connection_init), 4406 (no acceptable subprotocol), 4408 (init
+ *    timeout), 4409 (duplicate id), 4429 (second connection_init) and 4500
+ *    (unexpected message or internal error);
+ *  - the legacy "graphql-ws" of subscriptions-transport-ws:
+ *    connection_init/connection_ack/connection_error, "ka" keep-alives,
+ *    start/data/error/complete/stop, connection_terminate.
+ *
+ * A session is fed whole messages (mls_wsproto_input) and clock ticks
+ * (mls_wsproto_timer); it answers through the mls_wsproto_ops of its
+ * connection, and joins subscriptions to the hub, whose events it frames
+ * with a per-subscription prefix ({"id":...,"type":"next","payload":) so
+ * that every subscriber of a group shares the rendered payload.
+ *
+ * Threads: the gateway loop thread only.
+ */
+#ifndef MLS_GATEWAY_WSPROTO_H
+#define MLS_GATEWAY_WSPROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gateway/frame.h"
+#include "gateway/hub.h"
+#include "graphql/graphql.h"
+
+#define MLS_WSPROTO_TRANSPORT_NAME "graphql-transport-ws"
+#define MLS_WSPROTO_LEGACY_NAME "graphql-ws"
+
+enum mls_wsproto_kind {
+        MLS_WSPROTO_NONE,      /* no acceptable subprotocol: closes 4406 */
+        MLS_WSPROTO_TRANSPORT, /* graphql-transport-ws */
+        MLS_WSPROTO_LEGACY,    /* graphql-ws (subscriptions-transport-ws) */
+};
+
+/* Shared by every session; owned by the gateway, outlives the sessions. */
+struct mls_wsproto_env {
+        mls_gql_cache_t *cache;
+        mls_hub_t *hub;
+        const char *auth_token;  /* NULL or "": connection_init not checked */
+        unsigned max_operations; /* live subscriptions per connection */
+        int64_t init_timeout_ms; /* transport: 0 disables */
+        int64_t keepalive_ms;    /* legacy "ka" period; 0 disables */
+        size_t max_out_bytes;    /* one outgoing message (query results) */
+};
+
+/* What a session asks of its connection. */
+struct mls_wsproto_ops {
+        /* Queues one whole message; the callee takes its own reference.
+         * Returns 0, or -1 when it could not (the connection then closes
+         * itself). */
+        int (*send)(void *conn, struct mls_frame *msg);
+        /* Queues head + body + "}" as one message (a subscription event).
+         * Returns 0, or -1 when the event was dropped (slow client). */
+        int (*send_event)(void *conn, struct mls_frame *head,
+                          struct mls_frame *body);
+        /* Closes the connection with a WebSocket close code and reason
+         * once what is queued is sent. Called at most once. */
+        void (*close)(void *conn, int code, const char *reason);
+};
+
+typedef struct mls_wsproto mls_wsproto_t;
+
+/* Starts a session at now_ms (monotonic ms). A MLS_WSPROTO_NONE session
+ * closes at once with 4406. Returns NULL when memory runs out. */
+mls_wsproto_t *mls_wsproto_new(const struct mls_wsproto_env *env,
+                               const struct mls_wsproto_ops *ops, void *conn,
+                               enum mls_wsproto_kind kind, int64_t now_ms);
+/* Leaves every subscription and frees the session. NULL is ignored. */
+void mls_wsproto_free(mls_wsproto_t *s);
+
+/* Handles one complete message (text or binary). */
+void mls_wsproto_input(mls_wsproto_t *s, const char *msg, size_t len,
+                       int64_t now_ms);
+/* When the session next wants mls_wsproto_timer(): a monotonic ms
+ * deadline, or -1 for never. */
+int64_t mls_wsproto_next_timer(const mls_wsproto_t *s);
+/* Runs what is due at now_ms: the init timeout, legacy keep-alives. */
+void mls_wsproto_timer(mls_wsproto_t *s, int64_t now_ms);
+
+enum mls_wsproto_kind mls_wsproto_kind(const mls_wsproto_t *s);
+unsigned mls_wsproto_operations(const mls_wsproto_t *s);
+int mls_wsproto_closed(const mls_wsproto_t *s);
+
+/* The hub's deliver callback for sessions: frames the shared payload for
+ * the member's subscription and queues it. Pass it to mls_hub_new(). */
+void mls_wsproto_deliver(void *opaque, struct mls_hub_member *m,
+                         struct mls_frame *payload);
+
+/* Picks the protocol from a Sec-WebSocket-Protocol header value (a comma
+ * list) as the graphql-ws reference server does: graphql-transport-ws if
+ * offered anywhere in the list, else graphql-ws, else NONE. */
+enum mls_wsproto_kind mls_wsproto_select(const char *offered, size_t len);
+/* 1 if a connection_init payload (or HTTP Authorization value, with
+ * payload NULL) carries token: "Bearer <token>" or "<token>" in
+ * "authorization"/"Authorization", or "<token>" in "token". A NULL or
+ * empty token accepts everything. */
+int mls_wsproto_auth_ok(const char *token, json_t *payload, const char *header);
+
+#endif

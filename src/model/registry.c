@@ -1,0 +1,1031 @@
+#include "model/registry.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+
+#define SINGLE_ID "*"             /* the model_id label of a single model */
+#define SPEC_MAX_BYTES (64 << 10) /* model.conf */
+#define WALK_MAX_DEPTH 6
+#define WALK_MAX_ENTRIES 20000
+
+/* Engine thread: which model serves an id. Slots are never removed; an id
+ * whose model went away keeps its slot with model NULL. */
+struct slot {
+        char *id;
+        mls_model_t *model;
+};
+
+/* Loader thread: what it knows of one model id. */
+struct watch {
+        char id[MLS_REGISTRY_ID_MAX + 1];
+        char dir[PATH_MAX];  /* the model's directory; "" for a single model */
+        uint64_t sig_loaded; /* files the serving model came from */
+        uint64_t sig_seen;   /* files at the previous poll */
+        uint64_t sig_failed; /* files that failed to load */
+        int loaded, present;
+        char framework[32]; /* of the serving model */
+        mls_series_t *s_loads, *s_failures, *s_time, *s_call;
+};
+
+/* A model handed from the loader to the engine thread (NULL: remove). */
+struct change {
+        struct change *next;
+        mls_model_t *model;
+        char id[MLS_REGISTRY_ID_MAX + 1];
+};
+
+struct mls_registry {
+        char *repository, *framework, *path, *output;
+        size_t input_width;
+        int threads, poll_ms;
+        mls_metrics_t *metrics;
+        mls_metric_t *m_loads, *m_failures, *m_time, *m_info, *m_call;
+
+        /* Engine thread. */
+        mls_model_t *only; /* single mode */
+        struct slot *slots;
+        size_t slot_cap, nslots, nserving;
+
+        /* Loader thread (and mls_registry_new before it starts). */
+        struct watch *watches;
+        size_t nwatches, watch_cap;
+
+        pthread_t thread;
+        int started;
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        int stop, kick;         /* under lock */
+        struct change *changes; /* under lock: loader -> engine */
+        struct change *retired; /* under lock: engine -> loader */
+        atomic_int pending;     /* changes is not empty */
+};
+
+/* snprintf for error messages, where cutting a long path short is fine. */
+__attribute__((format(printf, 3, 4))) static void
+seterr(char *errstr, size_t errstr_size, const char *fmt, ...)
+{
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(errstr, errstr_size, fmt, ap);
+        va_end(ap);
+}
+
+/* ---- model.conf ---- */
+
+static char *trim(char *s, char *end)
+{
+        while (s < end && (*s == ' ' || *s == '\t'))
+                s++;
+        while (end > s &&
+               (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
+                end--;
+        *end = '\0';
+        return s;
+}
+
+static int parse_size(const char *v, long long max, size_t *out)
+{
+        char *end;
+        long long n;
+
+        errno = 0;
+        n = strtoll(v, &end, 10);
+        if (errno || end == v || *end || n < 0 || n > max)
+                return -1;
+        *out = (size_t)n;
+        return 0;
+}
+
+int mls_registry_parse_spec(const char *text, size_t len, const char *file,
+                            struct mls_model_spec *spec, char *errstr,
+                            size_t errstr_size)
+{
+        static const char *const keys[] = {"framework",   "artifact",
+                                           "input_width", "max_batch_rows",
+                                           "threads",     "output"};
+        enum {
+                NKEYS = sizeof(keys) / sizeof(keys[0])
+        };
+        int seen[NKEYS] = {0};
+        char *buf = malloc(len + 1), *p, *bufend;
+        int lineno = 0, rc = -1;
+
+        if (!buf) {
+                seterr(errstr, errstr_size, "%s: out of memory", file);
+                return -1;
+        }
+        memcpy(buf, text, len);
+        buf[len] = '\0';
+        bufend = buf + len;
+        memset(spec, 0, sizeof(*spec));
+        spec->threads = -1;
+        if (memchr(buf, '\0', len)) {
+                seterr(errstr, errstr_size, "%s: not a text file", file);
+                goto out;
+        }
+        for (p = buf; p < bufend;) {
+                char *nl = memchr(p, '\n', (size_t)(bufend - p));
+                char *end = nl ? nl : bufend, *eq, *key, *val, *hash;
+                size_t k, n;
+                lineno++;
+                eq = memchr(p, '=', (size_t)(end - p));
+                key = trim(p, eq ? eq : end);
+                p = nl ? nl + 1 : bufend;
+                if (*key == '\0' || *key == '#') {
+                        if (*key && eq) /* "# a = b" */
+                                continue;
+                        if (!*key && eq) {
+                                seterr(errstr, errstr_size,
+                                       "%s:%d: a value without a key", file,
+                                       lineno);
+                                goto out;
+                        }
+                        continue;
+                }
+                if (!eq) {
+                        seterr(errstr, errstr_size,
+                               "%s:%d: expected key = value, got \"%s\"", file,
+                               lineno, key);
+                        goto out;
+                }
+                val = trim(eq + 1, end);
+                /* A comment after the value: whitespace, then '#'. */
+                for (hash = val; (hash = strchr(hash, '#')) != NULL; hash++)
+                        if (hash > val &&
+                            (hash[-1] == ' ' || hash[-1] == '\t')) {
+                                val = trim(val, hash);
+                                break;
+                        }
+                for (k = 0; k < NKEYS; k++)
+                        if (strcmp(key, keys[k]) == 0)
+                                break;
+                if (k == NKEYS) {
+                        seterr(errstr, errstr_size,
+                               "%s:%d: unknown key \"%s\" (known: "
+                               "framework, artifact, input_width, "
+                               "max_batch_rows, threads, output)",
+                               file, lineno, key);
+                        goto out;
+                }
+                if (seen[k]++) {
+                        seterr(errstr, errstr_size,
+                               "%s:%d: \"%s\" is set twice", file, lineno, key);
+                        goto out;
+                }
+                n = strlen(val);
+                switch (k) {
+                case 0:
+                        if (n == 0 || n >= sizeof(spec->framework))
+                                goto bad_value;
+                        memcpy(spec->framework, val, n + 1);
+                        break;
+                case 1:
+                        if (n == 0 || n >= sizeof(spec->artifact))
+                                goto bad_value;
+                        memcpy(spec->artifact, val, n + 1);
+                        break;
+                case 2:
+                        if (parse_size(val, 16777216, &spec->input_width) < 0)
+                                goto bad_number;
+                        break;
+                case 3:
+                        if (parse_size(val, 1048576, &spec->max_batch_rows) < 0)
+                                goto bad_number;
+                        break;
+                case 4: {
+                        size_t t;
+                        if (parse_size(val, 256, &t) < 0)
+                                goto bad_number;
+                        spec->threads = (int)t;
+                        break;
+                }
+                case 5:
+                        if (n == 0 || n >= sizeof(spec->output))
+                                goto bad_value;
+                        memcpy(spec->output, val, n + 1);
+                        break;
+                }
+                continue;
+        bad_number:
+                seterr(errstr, errstr_size,
+                       "%s:%d: %s: \"%s\" is not a number in range (%s)", file,
+                       lineno, key, val,
+                       k == 2   ? "0..16777216"
+                       : k == 3 ? "0..1048576"
+                                : "0..256");
+                goto out;
+        bad_value:
+                seterr(errstr, errstr_size,
+                       "%s:%d: %s: the value is empty or too long", file,
+                       lineno, key);
+                goto out;
+        }
+        if (!seen[0]) {
+                seterr(errstr, errstr_size,
+                       "%s: \"framework\" is missing (torch, tensorflow or "
+                       "identity)",
+                       file);
+                goto out;
+        }
+        rc = 0;
+out:
+        free(buf);
+        return rc;
+}
+
+int mls_registry_artifact_path(const char *dir,
+                               const struct mls_model_spec *spec, char *out,
+                               size_t out_size)
+{
+        const char *a = spec->artifact;
+        int n;
+
+        if (!*a) {
+                if (strcmp(spec->framework, "identity") == 0) {
+                        if (out_size)
+                                out[0] = '\0';
+                        return 0;
+                }
+                a = strcmp(spec->framework, "tensorflow") == 0 ? "saved_model"
+                                                               : "model.pt";
+        }
+        if (a[0] == '/')
+                n = snprintf(out, out_size, "%s", a);
+        else
+                n = snprintf(out, out_size, "%s/%s", dir, a);
+        return n < 0 || (size_t)n >= out_size ? -1 : 0;
+}
+
+/* ---- change detection ---- */
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+        const unsigned char *s = p;
+
+        for (size_t i = 0; i < n; i++)
+                h = (h ^ s[i]) * 1099511628211ULL;
+        return h;
+}
+
+/*
+ * Adds to *sig a hash of path and everything under it: names, sizes,
+ * modification times and inode numbers, following symbolic links. Order
+ * independent (entries are summed), so readdir order does not matter.
+ */
+static void walk(const char *path, const char *rel, int depth, uint64_t *sig,
+                 size_t *entries)
+{
+        struct stat st;
+        uint64_t h = 14695981039346656037ULL;
+        DIR *d;
+        struct dirent *de;
+
+        if (++*entries > WALK_MAX_ENTRIES)
+                return;
+        h = fnv(h, rel, strlen(rel) + 1);
+        if (stat(path, &st) < 0) {
+                int e = errno;
+                *sig += fnv(h, &e, sizeof(e));
+                return;
+        }
+        h = fnv(h, &st.st_size, sizeof(st.st_size));
+        h = fnv(h, &st.st_mtim.tv_sec, sizeof(st.st_mtim.tv_sec));
+        h = fnv(h, &st.st_mtim.tv_nsec, sizeof(st.st_mtim.tv_nsec));
+        h = fnv(h, &st.st_ino, sizeof(st.st_ino));
+        h = fnv(h, &st.st_mode, sizeof(st.st_mode));
+        *sig += h;
+        if (!S_ISDIR(st.st_mode) || depth >= WALK_MAX_DEPTH)
+                return;
+        d = opendir(path);
+        if (!d)
+                return;
+        while ((de = readdir(d)) != NULL) {
+                char sub[PATH_MAX], subrel[PATH_MAX];
+                if (strcmp(de->d_name, ".") == 0 ||
+                    strcmp(de->d_name, "..") == 0)
+                        continue;
+                if (snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name) >=
+                            (int)sizeof(sub) ||
+                    snprintf(subrel, sizeof(subrel), "%s/%s", rel,
+                             de->d_name) >= (int)sizeof(subrel))
+                        continue;
+                walk(sub, subrel, depth + 1, sig, entries);
+        }
+        closedir(d);
+}
+
+/* ---- metrics ---- */
+
+static void register_metrics(mls_registry_t *r)
+{
+        if (!r->metrics)
+                return;
+        r->m_loads = mls_metric_new(r->metrics, MLS_COUNTER,
+                                    "ml_stream_model_loads_total",
+                                    "Successful model loads, the first and "
+                                    "every reload.",
+                                    "model_id", NULL, NULL, 0);
+        r->m_failures = mls_metric_new(
+                r->metrics, MLS_COUNTER, "ml_stream_model_load_failures_total",
+                "Model loads that failed; the previous version, if any, "
+                "keeps serving.",
+                "model_id", NULL, NULL, 0);
+        r->m_time = mls_metric_new(
+                r->metrics, MLS_GAUGE,
+                "ml_stream_model_last_load_timestamp_seconds",
+                "Unix time of the last successful load of the model.",
+                "model_id", NULL, NULL, 0);
+        r->m_info =
+                mls_metric_new(r->metrics, MLS_GAUGE, "ml_stream_model_info",
+                               "1 for each model being served, with "
+                               "its framework.",
+                               "model_id", "framework", NULL, 0);
+        r->m_call = mls_metric_new(
+                r->metrics, MLS_HISTOGRAM, "ml_stream_model_call_seconds",
+                "Duration of one model call (one batch of rows).", "model_id",
+                NULL, mls_model_call_buckets, mls_model_call_nbuckets);
+}
+
+static void set_info(mls_registry_t *r, struct watch *w, const char *fw)
+{
+        if (!r->m_info)
+                return;
+        if (w->framework[0] && (!fw || strcmp(w->framework, fw) != 0))
+                mls_series_set(mls_series(r->m_info, w->id, w->framework), 0);
+        if (fw) {
+                mls_series_set(mls_series(r->m_info, w->id, fw), 1);
+                snprintf(w->framework, sizeof(w->framework), "%s", fw);
+        } else {
+                w->framework[0] = '\0';
+        }
+}
+
+/* ---- loader side ---- */
+
+static struct watch *watch_find(mls_registry_t *r, const char *id, int add)
+{
+        struct watch *w;
+
+        for (size_t i = 0; i < r->nwatches; i++)
+                if (strcmp(r->watches[i].id, id) == 0)
+                        return &r->watches[i];
+        if (!add)
+                return NULL;
+        if (r->nwatches == r->watch_cap) {
+                size_t ncap = r->watch_cap ? r->watch_cap * 2 : 16;
+                struct watch *n = realloc(r->watches, ncap * sizeof(*n));
+                if (!n)
+                        return NULL;
+                r->watches = n;
+                r->watch_cap = ncap;
+        }
+        w = &r->watches[r->nwatches++];
+        memset(w, 0, sizeof(*w));
+        snprintf(w->id, sizeof(w->id), "%s", id);
+        if (r->metrics) {
+                w->s_loads = mls_series(r->m_loads, id, NULL);
+                w->s_failures = mls_series(r->m_failures, id, NULL);
+                w->s_time = mls_series(r->m_time, id, NULL);
+                w->s_call = mls_series(r->m_call, id, NULL);
+        }
+        return w;
+}
+
+/* Reads dir/model.conf into spec. Returns -1 with errstr. */
+static int read_spec(const char *dir, struct mls_model_spec *spec, char *errstr,
+                     size_t errstr_size)
+{
+        char file[PATH_MAX + 32], *buf;
+        ssize_t n = 0;
+        size_t len = 0;
+        int fd, rc, e;
+
+        snprintf(file, sizeof(file), "%s/" MLS_REGISTRY_CONF_FILE, dir);
+        fd = open(file, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+                seterr(errstr, errstr_size, "%s: %s", file, strerror(errno));
+                return -1;
+        }
+        buf = malloc(SPEC_MAX_BYTES);
+        if (!buf) {
+                close(fd);
+                seterr(errstr, errstr_size, "out of memory");
+                return -1;
+        }
+        while (len < SPEC_MAX_BYTES) {
+                n = read(fd, buf + len, SPEC_MAX_BYTES - len);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        break;
+                len += (size_t)n;
+        }
+        e = errno;
+        close(fd);
+        if (n < 0) {
+                seterr(errstr, errstr_size, "%s: %s", file, strerror(e));
+                free(buf);
+                return -1;
+        }
+        if (len == SPEC_MAX_BYTES) {
+                seterr(errstr, errstr_size, "%s: larger than %d bytes", file,
+                       SPEC_MAX_BYTES);
+                free(buf);
+                return -1;
+        }
+        rc = mls_registry_parse_spec(buf, len, file, spec, errstr, errstr_size);
+        free(buf);
+        return rc;
+}
+
+/* What a watch would load now: its spec, artifact and files' signature.
+ * Returns -1 with errstr if the spec cannot be read (sig is still set). */
+static int inspect(mls_registry_t *r, struct watch *w,
+                   struct mls_model_spec *spec, char *artifact,
+                   size_t artifact_size, uint64_t *sig, char *errstr,
+                   size_t errstr_size)
+{
+        size_t entries = 0;
+        int rc = 0;
+
+        *sig = 0;
+        if (!w->dir[0]) { /* single model */
+                memset(spec, 0, sizeof(*spec));
+                snprintf(spec->framework, sizeof(spec->framework), "%s",
+                         r->path ? r->framework : "identity");
+                spec->input_width = r->input_width;
+                spec->threads = -1;
+                snprintf(spec->output, sizeof(spec->output), "%s",
+                         r->output ? r->output : "");
+                snprintf(artifact, artifact_size, "%s", r->path ? r->path : "");
+                if (*artifact)
+                        walk(artifact, "", 0, sig, &entries);
+                return 0;
+        }
+        walk(w->dir, "", 0, sig, &entries);
+        if (read_spec(w->dir, spec, errstr, errstr_size) < 0)
+                return -1;
+        if (mls_registry_artifact_path(w->dir, spec, artifact, artifact_size) <
+            0) {
+                seterr(errstr, errstr_size, "%s: artifact path too long",
+                       w->dir);
+                rc = -1;
+        } else if (*artifact &&
+                   (spec->artifact[0] == '/' || strstr(spec->artifact, ".."))) {
+                walk(artifact, "", 0, sig, &entries); /* outside the dir */
+        }
+        return rc;
+}
+
+/* Hands a model (or a removal) to the engine thread. */
+static int post(mls_registry_t *r, const char *id, mls_model_t *m)
+{
+        struct change *c = calloc(1, sizeof(*c));
+
+        if (!c)
+                return -1;
+        snprintf(c->id, sizeof(c->id), "%s", id);
+        c->model = m;
+        pthread_mutex_lock(&r->lock);
+        c->next = r->changes;
+        r->changes = c;
+        atomic_store_explicit(&r->pending, 1, memory_order_release);
+        pthread_mutex_unlock(&r->lock);
+        return 0;
+}
+
+static void install(mls_registry_t *r, const char *id, mls_model_t *m);
+
+/*
+ * Loads w's model. direct: install it on this thread (start-up, before the
+ * loader thread runs); otherwise post it for mls_registry_apply().
+ * Returns 0, or -1 with errstr (also logged when not direct).
+ */
+static int load(mls_registry_t *r, struct watch *w, int direct, char *errstr,
+                size_t errstr_size)
+{
+        struct mls_model_spec spec;
+        struct mls_model_conf mc = {0};
+        const struct mls_model_type *type;
+        char artifact[PATH_MAX + 1100], err[600], wbuf[24];
+        const char *where = w->dir[0] ? w->dir : "ML_MODEL_PATH";
+        size_t width;
+        mls_model_t *m = NULL;
+        uint64_t sig;
+        int64_t t0 = 0;
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        t0 = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        if (inspect(r, w, &spec, artifact, sizeof(artifact), &sig, err,
+                    sizeof(err)) < 0)
+                goto fail;
+        type = mls_model_type_find(spec.framework, err, sizeof(err));
+        if (!type) {
+                if (!w->dir[0]) {
+                        seterr(errstr, errstr_size, "ML_MODEL_FRAMEWORK: %s",
+                               err);
+                        goto fail_reported;
+                }
+                goto fail;
+        }
+        mc.path = *artifact ? artifact : NULL;
+        mc.threads = spec.threads >= 0 ? spec.threads : r->threads;
+        mc.input_width = spec.input_width;
+        mc.max_batch_rows = spec.max_batch_rows;
+        mc.output = spec.output[0] ? spec.output : NULL;
+        m = mls_model_load(type, &mc, err, sizeof(err));
+        if (!m)
+                goto fail;
+        if (w->s_call)
+                mls_model_observe(m, w->s_call);
+        width = mls_model_input_width(m);
+        if (width)
+                snprintf(wbuf, sizeof(wbuf), "%zu", width);
+        else
+                snprintf(wbuf, sizeof(wbuf), "any");
+        if (direct)
+                install(r, w->id, m);
+        else if (post(r, w->id, m) < 0) {
+                mls_model_free(m);
+                seterr(err, sizeof(err), "out of memory");
+                goto fail;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        mls_info("model %s: %s %s%s%s (input width %s, %lld ms)", w->id,
+                 w->loaded ? "reloaded" : "loaded", spec.framework,
+                 *artifact ? " " : "", artifact, wbuf,
+                 (long long)((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 -
+                             t0));
+        w->loaded = 1;
+        w->sig_loaded = w->sig_seen = sig;
+        w->sig_failed = 0;
+        mls_series_add(w->s_loads, 1);
+        mls_series_set(w->s_time, (double)time(NULL));
+        set_info(r, w, spec.framework);
+        return 0;
+fail:
+        seterr(errstr, errstr_size, "%s%s: %s",
+               w->dir[0] ? "ML_MODEL_REPOSITORY " : "", where, err);
+fail_reported:
+        w->sig_failed = w->sig_seen = sig;
+        mls_series_add(w->s_failures, 1);
+        if (!direct || w->dir[0])
+                mls_error("model %s: load failed, %s: %s", w->id,
+                          w->loaded ? "the previous version keeps serving"
+                                    : "its messages are dead-lettered",
+                          errstr);
+        return -1;
+}
+
+/* Unloads a model whose directory went away. */
+static void unwatch(mls_registry_t *r, struct watch *w)
+{
+        if (w->loaded) {
+                mls_warn("model %s: its directory is gone; unloading it",
+                         w->id);
+                post(r, w->id, NULL);
+                set_info(r, w, NULL);
+        }
+        w->loaded = 0;
+        w->sig_loaded = w->sig_seen = w->sig_failed = 0;
+}
+
+/* Whether w's files call for a load now: changed since it was loaded (or
+ * failed), and the same as at the previous poll. */
+static int due(mls_registry_t *r, struct watch *w)
+{
+        struct mls_model_spec spec;
+        char artifact[PATH_MAX + 1100], err[600];
+        uint64_t sig;
+        int stable;
+
+        inspect(r, w, &spec, artifact, sizeof(artifact), &sig, err,
+                sizeof(err));
+        stable = sig == w->sig_seen;
+        w->sig_seen = sig;
+        if (sig == w->sig_failed || (w->loaded && sig == w->sig_loaded))
+                return 0;
+        return stable;
+}
+
+/* Lists the repository and loads what is new, changed (force: everything)
+ * or gone. direct: at start-up, on the calling thread. Returns -1 if the
+ * repository cannot be listed. */
+static int scan_repository(mls_registry_t *r, int force, int direct,
+                           char *errstr, size_t errstr_size)
+{
+        DIR *d = opendir(r->repository);
+        struct dirent *de;
+        char err[1024];
+
+        if (!d) {
+                seterr(errstr, errstr_size, "ML_MODEL_REPOSITORY %s: %s",
+                       r->repository, strerror(errno));
+                return -1;
+        }
+        for (size_t i = 0; i < r->nwatches; i++)
+                r->watches[i].present = 0;
+        while ((de = readdir(d)) != NULL) {
+                char dir[PATH_MAX];
+                struct stat st;
+                struct watch *w;
+                if (de->d_name[0] == '.')
+                        continue;
+                if (snprintf(dir, sizeof(dir), "%s/%s", r->repository,
+                             de->d_name) >= (int)sizeof(dir) ||
+                    stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
+                        continue;
+                if (strlen(de->d_name) > MLS_REGISTRY_ID_MAX) {
+                        mls_warn("%s: a model id is at most %d bytes; "
+                                 "ignored",
+                                 dir, MLS_REGISTRY_ID_MAX);
+                        continue;
+                }
+                w = watch_find(r, de->d_name, 1);
+                if (!w)
+                        continue;
+                w->present = 1;
+                snprintf(w->dir, sizeof(w->dir), "%s", dir);
+                if (force || direct || due(r, w))
+                        load(r, w, direct, err, sizeof(err));
+        }
+        closedir(d);
+        for (size_t i = 0; i < r->nwatches; i++)
+                if (!r->watches[i].present)
+                        unwatch(r, &r->watches[i]);
+        return 0;
+}
+
+static void poll_once(mls_registry_t *r, int force)
+{
+        char err[1024];
+
+        if (r->repository) {
+                if (scan_repository(r, force, 0, err, sizeof(err)) < 0)
+                        mls_warn("%s; the models loaded keep serving", err);
+                return;
+        }
+        if (force || due(r, &r->watches[0]))
+                load(r, &r->watches[0], 0, err, sizeof(err));
+}
+
+static void free_changes(struct change *c)
+{
+        while (c) {
+                struct change *next = c->next;
+                mls_model_free(c->model);
+                free(c);
+                c = next;
+        }
+}
+
+static struct timespec deadline_after(int ms)
+{
+        struct timespec t;
+
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        t.tv_sec += ms / 1000;
+        t.tv_nsec += (long)(ms % 1000) * 1000000L;
+        if (t.tv_nsec >= 1000000000L) {
+                t.tv_sec++;
+                t.tv_nsec -= 1000000000L;
+        }
+        return t;
+}
+
+/* The loader thread: polls, reloads on request, unloads retired models. */
+static void *loader_main(void *arg)
+{
+        mls_registry_t *r = arg;
+        struct timespec next = deadline_after(r->poll_ms);
+
+        pthread_mutex_lock(&r->lock);
+        while (!r->stop) {
+                struct change *retired;
+                struct timespec now;
+                int force, timed_out;
+
+                if (!r->kick && !r->retired) {
+                        if (r->poll_ms > 0)
+                                pthread_cond_timedwait(&r->cond, &r->lock,
+                                                       &next);
+                        else
+                                pthread_cond_wait(&r->cond, &r->lock);
+                }
+                if (r->stop)
+                        break;
+                retired = r->retired;
+                r->retired = NULL;
+                force = r->kick;
+                r->kick = 0;
+                pthread_mutex_unlock(&r->lock);
+
+                free_changes(retired);
+                clock_gettime(CLOCK_MONOTONIC, &now);
+                timed_out = r->poll_ms > 0 && (now.tv_sec > next.tv_sec ||
+                                               (now.tv_sec == next.tv_sec &&
+                                                now.tv_nsec >= next.tv_nsec));
+                if (force || timed_out) {
+                        poll_once(r, force);
+                        next = deadline_after(r->poll_ms);
+                }
+                pthread_mutex_lock(&r->lock);
+        }
+        pthread_mutex_unlock(&r->lock);
+        return NULL;
+}
+
+/* ---- engine side ---- */
+
+static uint32_t hash_id(const char *s)
+{
+        uint32_t h = 2166136261u;
+
+        for (; *s; s++)
+                h = (h ^ (unsigned char)*s) * 16777619u;
+        return h;
+}
+
+static struct slot *slot_find(mls_registry_t *r, const char *id)
+{
+        size_t mask = r->slot_cap - 1, i;
+
+        if (!r->slot_cap)
+                return NULL;
+        for (i = hash_id(id) & mask; r->slots[i].id; i = (i + 1) & mask)
+                if (strcmp(r->slots[i].id, id) == 0)
+                        return &r->slots[i];
+        return NULL;
+}
+
+static struct slot *slot_add(mls_registry_t *r, const char *id)
+{
+        struct slot *s = slot_find(r, id);
+        size_t mask, i;
+
+        if (s)
+                return s;
+        if ((r->nslots + 1) * 2 > r->slot_cap) {
+                size_t ncap = r->slot_cap ? r->slot_cap * 2 : 64;
+                struct slot *n = calloc(ncap, sizeof(*n));
+                if (!n)
+                        return NULL;
+                for (size_t k = 0; k < r->slot_cap; k++) {
+                        if (!r->slots[k].id)
+                                continue;
+                        for (i = hash_id(r->slots[k].id) & (ncap - 1); n[i].id;
+                             i = (i + 1) & (ncap - 1))
+                                ;
+                        n[i] = r->slots[k];
+                }
+                free(r->slots);
+                r->slots = n;
+                r->slot_cap = ncap;
+        }
+        mask = r->slot_cap - 1;
+        for (i = hash_id(id) & mask; r->slots[i].id; i = (i + 1) & mask)
+                ;
+        r->slots[i].id = strdup(id);
+        if (!r->slots[i].id)
+                return NULL;
+        r->nslots++;
+        return &r->slots[i];
+}
+
+/* Serves m for id; returns the model it replaces (or NULL). Engine thread,
+ * or the creating thread before the loader starts. */
+static mls_model_t *swap(mls_registry_t *r, const char *id, mls_model_t *m)
+{
+        mls_model_t *old;
+        struct slot *s;
+
+        if (!r->repository) {
+                old = r->only;
+                r->only = m;
+                r->nserving = m ? 1 : 0;
+                return old;
+        }
+        s = m ? slot_add(r, id) : slot_find(r, id);
+        if (!s) {
+                if (m)
+                        mls_error("model %s: out of memory; not served", id);
+                return m;
+        }
+        old = s->model;
+        s->model = m;
+        r->nserving += (m ? 1 : 0) - (old ? 1 : 0);
+        return old;
+}
+
+static void install(mls_registry_t *r, const char *id, mls_model_t *m)
+{
+        mls_model_free(swap(r, id, m));
+}
+
+mls_model_t *mls_registry_get(mls_registry_t *r, const char *model_id)
+{
+        struct slot *s;
+
+        if (!r->repository)
+                return r->only;
+        s = slot_find(r, model_id);
+        return s ? s->model : NULL;
+}
+
+int mls_registry_apply(mls_registry_t *r)
+{
+        struct change *list, *rev = NULL, *old = NULL;
+        int n = 0;
+
+        if (!atomic_load_explicit(&r->pending, memory_order_acquire))
+                return 0;
+        pthread_mutex_lock(&r->lock);
+        list = r->changes;
+        r->changes = NULL;
+        atomic_store_explicit(&r->pending, 0, memory_order_relaxed);
+        pthread_mutex_unlock(&r->lock);
+        while (list) { /* oldest first */
+                struct change *next = list->next;
+                list->next = rev;
+                rev = list;
+                list = next;
+        }
+        while (rev) {
+                struct change *next = rev->next;
+                /* The change record carries the replaced model back. */
+                rev->model = swap(r, rev->id, rev->model);
+                rev->next = old;
+                old = rev;
+                rev = next;
+                n++;
+        }
+        pthread_mutex_lock(&r->lock);
+        while (old) {
+                struct change *next = old->next;
+                old->next = r->retired;
+                r->retired = old;
+                old = next;
+        }
+        pthread_cond_signal(&r->cond);
+        pthread_mutex_unlock(&r->lock);
+        return n;
+}
+
+void mls_registry_reload(mls_registry_t *r)
+{
+        if (!r->started) {
+                mls_info("reload: the identity model has nothing to reload");
+                return;
+        }
+        mls_info("reload: loading every model again");
+        pthread_mutex_lock(&r->lock);
+        r->kick = 1;
+        pthread_cond_signal(&r->cond);
+        pthread_mutex_unlock(&r->lock);
+}
+
+size_t mls_registry_count(const mls_registry_t *r)
+{
+        return r->nserving;
+}
+
+/* ---- life cycle ---- */
+
+mls_registry_t *mls_registry_new(const struct mls_registry_conf *conf,
+                                 char *errstr, size_t errstr_size)
+{
+        mls_registry_t *r = calloc(1, sizeof(*r));
+        pthread_condattr_t ca;
+        sigset_t all, old;
+        struct watch *w;
+        int rc;
+
+        if (!r) {
+                seterr(errstr, errstr_size, "out of memory");
+                return NULL;
+        }
+        pthread_mutex_init(&r->lock, NULL);
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&r->cond, &ca);
+        pthread_condattr_destroy(&ca);
+        r->input_width = conf->input_width;
+        r->threads = conf->threads;
+        r->poll_ms = conf->poll_ms;
+        r->metrics = conf->metrics;
+        if ((conf->repository && !(r->repository = strdup(conf->repository))) ||
+            !(r->framework =
+                      strdup(conf->framework ? conf->framework : "identity")) ||
+            (conf->path && !(r->path = strdup(conf->path))) ||
+            (conf->output && !(r->output = strdup(conf->output)))) {
+                seterr(errstr, errstr_size, "out of memory");
+                goto fail;
+        }
+        if (r->repository && r->path) {
+                seterr(errstr, errstr_size,
+                       "ML_MODEL_REPOSITORY and ML_MODEL_PATH are both set; "
+                       "use one: a repository serves many models, a path "
+                       "one model for every model id");
+                goto fail;
+        }
+        register_metrics(r);
+        if (r->repository) {
+                struct stat st;
+                if (stat(r->repository, &st) < 0) {
+                        seterr(errstr, errstr_size,
+                               "ML_MODEL_REPOSITORY %s: %s", r->repository,
+                               strerror(errno));
+                        goto fail;
+                }
+                if (!S_ISDIR(st.st_mode)) {
+                        seterr(errstr, errstr_size,
+                               "ML_MODEL_REPOSITORY %s: not a directory",
+                               r->repository);
+                        goto fail;
+                }
+                if (scan_repository(r, 1, 1, errstr, errstr_size) < 0)
+                        goto fail;
+                mls_info("model repository %s: %zu model(s) loaded",
+                         r->repository, r->nserving);
+                if (r->nserving == 0)
+                        mls_warn("model repository %s has no loadable model "
+                                 "yet; every message is dead-lettered "
+                                 "until one appears",
+                                 r->repository);
+        } else {
+                w = watch_find(r, SINGLE_ID, 1);
+                if (!w) {
+                        seterr(errstr, errstr_size, "out of memory");
+                        goto fail;
+                }
+                if (load(r, w, 1, errstr, errstr_size) < 0)
+                        goto fail;
+                if (!r->path) {
+                        mls_info("ML_MODEL_PATH unset: serving the identity "
+                                 "model");
+                        return r; /* nothing to watch */
+                }
+        }
+        /* Signals (SIGHUP, SIGTERM) are for the engine thread: the loader
+         * starts with all of them blocked, so none interrupts its reads. */
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        rc = pthread_create(&r->thread, NULL, loader_main, r);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (rc != 0) {
+                seterr(errstr, errstr_size,
+                       "cannot start the model loader thread");
+                goto fail;
+        }
+        r->started = 1;
+        return r;
+fail:
+        mls_registry_free(r);
+        return NULL;
+}
+
+void mls_registry_free(mls_registry_t *r)
+{
+        if (!r)
+                return;
+        if (r->started) {
+                pthread_mutex_lock(&r->lock);
+                r->stop = 1;
+                pthread_cond_signal(&r->cond);
+                pthread_mutex_unlock(&r->lock);
+                pthread_join(r->thread, NULL);
+        }
+        free_changes(r->changes);
+        free_changes(r->retired);
+        mls_model_free(r->only);
+        for (size_t i = 0; i < r->slot_cap; i++) {
+                free(r->slots[i].id);
+                mls_model_free(r->slots[i].model);
+        }
+        free(r->slots);
+        free(r->watches);
+        pthread_mutex_destroy(&r->lock);
+        pthread_cond_destroy(&r->cond);
+        free(r->repository);
+        free(r->framework);
+        free(r->path);
+        free(r->output);
+        free(r);
+}

@@ -1,0 +1,223 @@
+// Shared helpers for the gateway's end-to-end tests: a real redis-server
+// (scripts/services) unless REDIS_URL is set, a real `mlstream gateway`
+// ($MLSTREAM_BIN), redis-cli PUBLISH, /metrics reads, and waiting for
+// conditions with deadlines.
+import { spawn, execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const ROOT = path.resolve(here, '..', '..');
+export const SERVICES = path.join(ROOT, 'scripts', 'services');
+export const MLSTREAM =
+  process.env.MLSTREAM_BIN || path.join(ROOT, 'build', 'mlstream');
+export const CHANNEL = 'ml:stream:inference';
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Polls cond() (sync or async) until it returns a truthy value; throws
+// after timeoutMs with `what` in the message.
+export async function waitFor(cond, timeoutMs, what) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    try {
+      last = await cond();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}` +
+                      (last instanceof Error ? `: ${last.message}` : ''));
+    await sleep(25);
+  }
+}
+
+function parseEnv(out) {
+  const env = {};
+  for (const line of out.split('\n')) {
+    const m = /^export ([A-Z_]+)=['"]?(.*?)['"]?$/.exec(line);
+    if (m) env[m[1]] = m[2];
+  }
+  return env;
+}
+
+// A Redis for the tests: REDIS_URL from the environment, else a private
+// redis-server started with scripts/services (private: true always starts
+// one, for tests that restart it).
+export async function startRedis({ private: own = false } = {}) {
+  if (!own && process.env.REDIS_URL)
+    return { url: process.env.REDIS_URL, async stop() {} };
+  const dir = mkdtempSync(path.join(tmpdir(), 'mlstream-e2e-'));
+  const env = { ...process.env, MLSTREAM_SERVICES_DIR: dir };
+  const { stdout } = await run(SERVICES,
+                               ['start', 'redis', '--owner', String(process.pid)],
+                               { env });
+  const url = parseEnv(stdout).REDIS_URL;
+  if (!url) throw new Error(`scripts/services printed no REDIS_URL:\n${stdout}`);
+  return {
+    url,
+    dir,
+    env,
+    async stopKeep() {
+      await run(SERVICES, ['stop', '--keep', 'redis'], { env });
+    },
+    async start() {
+      await run(SERVICES, ['start', 'redis'], { env });
+    },
+    async stop() {
+      await run(SERVICES, ['stop', 'all'], { env }).catch(() => {});
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+// Starts `mlstream gateway` on a free port. extraEnv adds settings.
+export async function startGateway(redisUrl, extraEnv = {}) {
+  const env = {
+    ...process.env,
+    REDIS_URL: redisUrl,
+    GATEWAY_HOST: '127.0.0.1',
+    GATEWAY_PORT: '0',
+    ML_LOG_LEVEL: 'info',
+    ...extraEnv,
+  };
+  const proc = spawn(MLSTREAM, ['gateway'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  const onData = (d) => { log += d.toString(); };
+  proc.stdout.on('data', onData);
+  proc.stderr.on('data', onData);
+  const exited = new Promise((resolve) => proc.on('exit', (code, sig) => resolve({ code, sig })));
+  let dead = null;
+  exited.then((r) => { dead = r; });
+  const port = await waitFor(() => {
+    if (dead) throw new Error(`gateway exited (${JSON.stringify(dead)}):\n${log}`);
+    const m = /listening on [^\s:]+:(\d+)/.exec(log);
+    return m && Number(m[1]);
+  }, 20000, 'the gateway to listen');
+  const gw = {
+    port,
+    proc,
+    http: `http://127.0.0.1:${port}`,
+    ws: `ws://127.0.0.1:${port}/graphql`,
+    log: () => log,
+    // Stops with SIGTERM and checks a clean exit (status 0; under ASan
+    // also no leaks).
+    async stop() {
+      if (dead) return dead;
+      proc.kill('SIGTERM');
+      let timer;
+      const r = await Promise.race([
+        exited,
+        new Promise((res) => { timer = setTimeout(() => res(null), 15000); }),
+      ]);
+      clearTimeout(timer);
+      if (!r) {
+        proc.kill('SIGKILL');
+        throw new Error(`gateway did not stop within 15 s:\n${log}`);
+      }
+      if (r.code !== 0) throw new Error(`gateway exited ${JSON.stringify(r)}:\n${log}`);
+      return r;
+    },
+  };
+  return gw;
+}
+
+// PUBLISH with redis-cli; the payload goes through stdin (-x), so that it
+// may be larger than one command-line argument. Returns the receivers.
+export function publish(redisUrl, payload, channel = CHANNEL) {
+  const text = typeof payload === 'string' ? payload : JSON.stringify(payload);
+  return new Promise((resolve, reject) => {
+    const p = spawn('redis-cli', ['-u', redisUrl, '-x', 'PUBLISH', channel],
+                    { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d) => { out += d; });
+    p.stderr.on('data', (d) => { err += d; });
+    p.on('error', reject);
+    p.on('exit', (code) => (code === 0 ? resolve(Number(out.trim()))
+                                       : reject(new Error(`redis-cli: ${code} ${err}`))));
+    p.stdin.end(text);
+  });
+}
+
+export async function metricsText(gw) {
+  const r = await fetch(`${gw.http}/metrics`);
+  if (r.status !== 200) throw new Error(`/metrics: ${r.status}`);
+  return r.text();
+}
+
+// The value of one series ("name" or 'name{label="v"}'), or undefined.
+export async function metric(gw, series) {
+  const text = await metricsText(gw);
+  for (const line of text.split('\n')) {
+    if (line.startsWith(series + ' ')) return Number(line.slice(series.length + 1));
+  }
+  return undefined;
+}
+
+export async function waitMetric(gw, series, pred, what, timeoutMs = 10000) {
+  return waitFor(async () => {
+    const v = await metric(gw, series);
+    return pred(v) ? { v } : null;
+  }, timeoutMs, what || `${series}`);
+}
+
+// POST a GraphQL request; returns {status, type, body}.
+export async function gqlPost(gw, body, headers = {}) {
+  const r = await fetch(`${gw.http}/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json',
+               accept: 'application/graphql-response+json, application/json;q=0.9',
+               ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  const text = await r.text();
+  let json;
+  try { json = JSON.parse(text); } catch { json = undefined; }
+  return { status: r.status, type: r.headers.get('content-type'), text, body: json, headers: r.headers };
+}
+
+let seq = 0;
+// A model id no other test uses.
+export function modelId(tag = 'm') {
+  return `e2e-${tag}-${process.pid}-${++seq}`;
+}
+
+// A prediction payload as the engine publishes it (DESIGN.md section 4).
+export function prediction(model, n, extra = {}) {
+  return {
+    type: 'prediction',
+    inference_id: `inf-${model}-${n}`,
+    model_id: model,
+    input_id: `event-${n}`,
+    predictions: [[0.5 + n / 100, 0.5 - n / 100]],
+    latency_ms: 1 + n / 4,
+    received_at: `2026-11-26T23:59:${String(10 + (n % 50)).padStart(2, '0')}.123Z`,
+    published_at: `2026-11-26T23:59:${String(10 + (n % 50)).padStart(2, '0')}.125Z`,
+    metadata: { tenant: 'blue-team', n },
+    kafka: { topic: 'ml.inference', partition: 3, offset: 1000 + n },
+    ...extra,
+  };
+}
+
+// Collects what a graphql-ws (or subscriptions-transport-ws observable)
+// subscription yields.
+export function collector() {
+  const c = {
+    events: [],
+    errors: [],
+    completed: false,
+    sink: {
+      next: (v) => c.events.push(v),
+      error: (e) => c.errors.push(e),
+      complete: () => { c.completed = true; },
+    },
+  };
+  return c;
+}

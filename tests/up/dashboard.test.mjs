@@ -1,0 +1,53 @@
+// The dashboard in Debian's headless Chromium: rows of predictions and a
+// drawn latency chart appear; a screenshot is kept as a test artifact.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
+import path from "node:path";
+import { chromium } from "playwright-core";
+import { ROOT, startUp } from "./harness.mjs";
+
+test("dashboard shows live predictions and a latency chart", async () => {
+  const up = await startUp(["--demo"], { ML_DEMO_RATE: "30" });
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(String(e)));
+    await page.goto(`${up.base}/?model=threat-detector-v1`);
+    await page.waitForFunction(() => document.querySelectorAll("#rows tr").length >= 3,
+                               null, { timeout: 30000 });
+    // a drawn chart: at least three status samples and pixels of the mean
+    // (blue) and p95 (orange) lines on the canvas
+    await page.waitForFunction(() => {
+      const c = document.getElementById("chart");
+      if (Number(c.dataset.points || 0) < 3) return false;
+      const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+      let blue = 0, orange = 0;
+      for (let i = 0; i < d.length; i += 4) {
+        if (d[i] < 120 && d[i + 1] > 150 && d[i + 2] > 220) blue++;
+        if (d[i] > 220 && d[i + 1] > 150 && d[i + 2] < 120) orange++;
+      }
+      return blue > 50 && orange > 50;
+    }, null, { timeout: 30000 });
+    const first = await page.$$eval("#rows tr:first-child td", (tds) => tds.map((t) => t.textContent));
+    assert.match(first[1], /^demo-\d+$/, "input id");
+    assert.ok(Number(first[3]) >= 0, "latency");
+    assert.ok(["blue-team", "red-team", "soc", "fraud-ops"].includes(first[4]), "tenant");
+    assert.equal(await page.textContent("#connText"), "live");
+    const models = await page.$$eval("#model option", (os) => os.map((o) => o.value));
+    assert.ok(models.includes("threat-detector-v1"));
+    const dir = process.env.MLSTREAM_ARTIFACTS || path.join(ROOT, "build", "artifacts");
+    mkdirSync(dir, { recursive: true });
+    await page.screenshot({ path: path.join(dir, "dashboard.png"), fullPage: true });
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+    const exit = await up.stop();
+    assert.equal(exit.code, 0, up.output());
+  }
+});
