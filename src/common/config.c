@@ -476,5 +476,6 @@ void mls_config_print_markdown(FILE *out)
                 "every Kafka client: the name is upper-cased with `.` "
                 "written as `_`, so `KAFKA_CONF_FETCH_WAIT_MAX_MS=1` sets "
                 "`fetch.wait.max.ms=1`. They are applied after "
-                "`KAFKA_CONFIG_FILE`.\n");
+                "`KAFKA_CONFIG_FILE`. Properties that only consumers (or only "
+                "producers) understand are given only to those.\n");
 }

@@ -272,7 +272,8 @@ static rd_kafka_t *consumer_new(mls_engine_t *e, char *errstr,
         rd_kafka_t *rk;
         char kerr[512];
 
-        conf = mls_kafka_conf(cfg, defaults, errstr, errstr_size);
+        conf = mls_kafka_conf(cfg, RD_KAFKA_CONSUMER, defaults, errstr,
+                              errstr_size);
         if (!conf)
                 return NULL;
         if (rd_kafka_conf_set(conf, "group.id", cfg->kafka_consumer_group, kerr,

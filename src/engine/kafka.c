@@ -66,7 +66,51 @@ static int load_file(rd_kafka_conf_t *conf, const char *path, char *errstr,
         return 0;
 }
 
+/* Name prefixes of properties for one client type only (librdkafka's
+ * CONFIGURATION.md marks them C or P). */
+static const char *const consumer_only[] = {"fetch.",
+                                            "group.",
+                                            "session.timeout.ms",
+                                            "heartbeat.",
+                                            "auto.offset.",
+                                            "enable.auto.",
+                                            "auto.commit.",
+                                            "queued.",
+                                            "max.poll.interval.ms",
+                                            "partition.assignment.strategy",
+                                            "isolation.level",
+                                            "check.crcs",
+                                            "enable.partition.eof",
+                                            "consume.callback.max.messages",
+                                            NULL};
+static const char *const producer_only[] = {"acks",
+                                            "request.required.acks",
+                                            "linger.ms",
+                                            "queue.buffering.",
+                                            "batch.",
+                                            "enable.idempotence",
+                                            "message.timeout.ms",
+                                            "delivery.timeout.ms",
+                                            "compression.",
+                                            "transactional.id",
+                                            "transaction.timeout.ms",
+                                            "sticky.partitioning",
+                                            "partitioner",
+                                            NULL};
+
+static int for_other_type(const char *name, rd_kafka_type_t type)
+{
+        const char *const *list =
+                type == RD_KAFKA_PRODUCER ? consumer_only : producer_only;
+
+        for (; *list; list++)
+                if (strncmp(name, *list, strlen(*list)) == 0)
+                        return 1;
+        return 0;
+}
+
 rd_kafka_conf_t *mls_kafka_conf(const struct mls_config *cfg,
+                                rd_kafka_type_t type,
                                 const char *const *defaults, char *errstr,
                                 size_t errstr_size)
 {
@@ -86,6 +130,10 @@ rd_kafka_conf_t *mls_kafka_conf(const struct mls_config *cfg,
                         goto fail;
                 eq = strchr(kv, '=');
                 *eq = '\0';
+                if (for_other_type(kv, type)) {
+                        free(kv);
+                        continue;
+                }
                 snprintf(origin, sizeof(origin), "KAFKA_CONF_* (%s)", kv);
                 rc = set(conf, kv, eq + 1, origin, errstr, errstr_size);
                 free(kv);
@@ -135,8 +183,8 @@ rd_kafka_t *mls_kafka_producer_new(const struct mls_config *cfg, char *errstr,
                                                "message.timeout.ms",
                                                "30000",
                                                NULL};
-        rd_kafka_conf_t *conf =
-                mls_kafka_conf(cfg, defaults, errstr, errstr_size);
+        rd_kafka_conf_t *conf = mls_kafka_conf(cfg, RD_KAFKA_PRODUCER, defaults,
+                                               errstr, errstr_size);
         rd_kafka_t *rk;
         char err[512];
 

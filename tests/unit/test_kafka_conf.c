@@ -1,0 +1,74 @@
+/* librdkafka configuration assembly: defaults, KAFKA_CONF_* and the
+ * properties file, each client type getting only what it understands. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "engine/kafka.h"
+#include "test.h"
+
+static void get(rd_kafka_conf_t *c, const char *name, char *out, size_t cap)
+{
+        size_t n = cap;
+
+        if (rd_kafka_conf_get(c, name, out, &n) != RD_KAFKA_CONF_OK)
+                snprintf(out, cap, "(unknown)");
+}
+
+MLS_TEST(kafka_conf_per_client_type)
+{
+        char *env[] = {"KAFKA_CONF_FETCH_WAIT_MAX_MS=3",
+                       "KAFKA_CONF_LINGER_MS=7", "KAFKA_CONF_CLIENT_ID=shared",
+                       NULL};
+        const char *defaults[] = {"client.id", "default-id", NULL};
+        struct mls_config cfg;
+        rd_kafka_conf_t *p, *c;
+        char err[256], v[64];
+
+        CHECK_INT_EQ(mls_config_load(&cfg, MLS_SCOPE_ENGINE, env, 0, NULL, err,
+                                     sizeof(err)),
+                     0);
+        p = mls_kafka_conf(&cfg, RD_KAFKA_PRODUCER, defaults, err, sizeof(err));
+        c = mls_kafka_conf(&cfg, RD_KAFKA_CONSUMER, defaults, err, sizeof(err));
+        CHECK(p && c);
+        get(p, "linger.ms", v, sizeof(v));
+        CHECK_STR_EQ(v, "7");
+        get(p, "fetch.wait.max.ms", v, sizeof(v));
+        CHECK(strcmp(v, "3") != 0); /* consumer-only: not given */
+        get(c, "fetch.wait.max.ms", v, sizeof(v));
+        CHECK_STR_EQ(v, "3");
+        get(c, "client.id", v, sizeof(v));
+        CHECK_STR_EQ(v, "shared"); /* KAFKA_CONF_* beat our defaults */
+        get(c, "bootstrap.servers", v, sizeof(v));
+        CHECK_STR_EQ(v, "localhost:9092");
+        rd_kafka_conf_destroy(p);
+        rd_kafka_conf_destroy(c);
+        mls_config_free(&cfg);
+}
+
+MLS_TEST(kafka_conf_file_errors_name_the_line)
+{
+        char path[] = "/tmp/mls-kafka-conf-XXXXXX";
+        int fd = mkstemp(path);
+        FILE *f = fdopen(fd, "w");
+        char *env[2], envbuf[128], err[512];
+        struct mls_config cfg;
+        rd_kafka_conf_t *c;
+
+        fprintf(f, "# SASL settings\nsecurity.protocol = plaintext\n\n"
+                   "no.such.property=1\n");
+        fclose(f);
+        snprintf(envbuf, sizeof(envbuf), "KAFKA_CONFIG_FILE=%s", path);
+        env[0] = envbuf;
+        env[1] = NULL;
+        CHECK_INT_EQ(mls_config_load(&cfg, MLS_SCOPE_ENGINE, env, 0, NULL, err,
+                                     sizeof(err)),
+                     0);
+        c = mls_kafka_conf(&cfg, RD_KAFKA_CONSUMER, NULL, err, sizeof(err));
+        unlink(path);
+        mls_config_free(&cfg);
+        CHECK(c == NULL);
+        CHECK_CONTAINS(err, path);
+        CHECK_CONTAINS(err, ":4:");
+        CHECK_CONTAINS(err, "no.such.property");
+}
