@@ -55,8 +55,10 @@ test("a port in use is a clear error naming it", async () => {
     const port = up.kafka.split(":")[1];
     let failed;
     try {
-      execFileSync(MLSTREAM, ["up"], {
-        env: { ...process.env, ML_EMBEDDED_KAFKA_PORT: port, GATEWAY_PORT: "0" }, stdio: "pipe" });
+      const env = { ...process.env, ML_EMBEDDED_KAFKA_PORT: port, GATEWAY_PORT: "0" };
+      delete env.KAFKA_BOOTSTRAP_SERVERS; // the embedded broker, not a real one
+      delete env.REDIS_URL;
+      execFileSync(MLSTREAM, ["up"], { env, stdio: "pipe", timeout: 30000 });
     } catch (e) { failed = e; }
     assert.ok(failed, "a second up on the same port fails");
     assert.equal(failed.status, 2);
