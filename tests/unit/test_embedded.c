@@ -77,19 +77,19 @@ MLS_TEST(embedded_port_in_use_is_a_clear_error)
         char err[512] = "";
         mls_embedded_kafka_t *a = mls_embedded_kafka_start("127.0.0.1", 0, "t",
                                                            1, err, sizeof(err));
-        const char *bs;
+        char portstr[16];
         int port;
         mls_embedded_kafka_t *b;
 
         CHECK(a != NULL);
-        bs = mls_embedded_kafka_bootstrap(a);
-        port = atoi(strchr(bs, ':') + 1);
+        port = atoi(strchr(mls_embedded_kafka_bootstrap(a), ':') + 1);
+        snprintf(portstr, sizeof(portstr), "%d", port);
         b = mls_embedded_kafka_start("127.0.0.1", port, "t", 1, err,
                                      sizeof(err));
         mls_embedded_kafka_stop(a);
         CHECK(b == NULL);
         CHECK_CONTAINS(err, "in use");
-        CHECK_CONTAINS(err, strchr(bs, ':') + 1);
+        CHECK_CONTAINS(err, portstr);
 }
 
 MLS_TEST(embedded_demo_produces_valid_input)
