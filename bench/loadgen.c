@@ -2,16 +2,27 @@
  * mls-loadgen: load and measurement client for the gateway benchmark.
  *
  *   mls-loadgen pub  --redis H:P --channel C --rate N --seconds S --model M
- *       PUBLISHes prediction payloads (DESIGN §4) at N/s; each carries the
- *       send time in metadata.sent_ns.
- *   mls-loadgen sub  --redis H:P --channel C --seconds S
- *       A bare Redis subscriber: the reference for deliveries and latency.
+ *                    [--count N] [--auth PASSWORD]
+ *       PUBLISHes prediction payloads (DESIGN §4) at N/s (--count: exactly
+ *       N payloads, as fast as --rate allows); each carries the send time
+ *       in metadata.sent_ns and its sequence number in input_id "in-<n>".
+ *   mls-loadgen sub  --redis H:P --channel C --seconds S [--conns N]
+ *       A bare Redis subscriber (N of them): the reference for deliveries
+ *       and latency.
  *   mls-loadgen ws   --gateway H:P --conns N --model M --seconds S [--idle]
  *       N graphql-transport-ws clients subscribed to model M (or, with
  *       --idle, initialised and left idle); counts deliveries, measures
  *       latency from sent_ns, and reports resident memory of --pid.
  *
- * Each mode prints one JSON object. Only for loopback load tests.
+ * sub and ws also take --expect N (stop once N messages were received in
+ * total), --quiet-ms T (stop T ms after the last message, once one came),
+ * --sample-every K (latency of every K-th message per connection; sub 1,
+ * ws 64) and --dump FILE ("seq sent_ns received_ns" per sample). Both print
+ * {"ready":N} once every connection is set up, then one JSON object; rate
+ * fields count from the first to the last message received.
+ *
+ * cpu_s in the result is the tool's own CPU time (user + system).
+ * Only for loopback load tests.
  * Threads: one, with epoll.
  */
 #include <arpa/inet.h>
@@ -63,9 +74,47 @@ static void split_addr(const char *addr, char *host, size_t cap, int *port)
         *port = c ? atoi(c + 1) : 0;
 }
 
+/* Raises the soft open-file limit towards want (never past the hard one). */
+static void raise_nofile(rlim_t want)
+{
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= want)
+                return;
+        rl.rlim_cur = rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want
+                              ? rl.rlim_max
+                              : want;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want)
+                fprintf(stderr,
+                        "mls-loadgen: open-file limit %llu is below the "
+                        "%llu needed\n",
+                        (unsigned long long)rl.rlim_cur,
+                        (unsigned long long)want);
+}
+
+/* --- what the receiving modes share ----------------------------------- */
+
 /* Latency samples in microseconds, for percentiles. */
 static int64_t *lat;
 static size_t nlat, caplat;
+/* Messages received in total, the first and last receipt (ns). */
+static int64_t total, first_at, last_at;
+static int64_t expect, quiet_ns, sample_every = 1;
+static FILE *dump;
+
+static void recv_options(int argc, char **argv, int64_t every)
+{
+        const char *path = opt(argc, argv, "--dump", NULL);
+
+        expect = atoll(opt(argc, argv, "--expect", "0"));
+        quiet_ns = atoll(opt(argc, argv, "--quiet-ms", "0")) * 1000000;
+        sample_every = atoll(opt(argc, argv, "--sample-every", "0"));
+        if (sample_every <= 0)
+                sample_every = every;
+        if (path && !(dump = fopen(path, "w")))
+                fprintf(stderr, "mls-loadgen: cannot write %s\n", path);
+}
 
 static void sample(int64_t us)
 {
@@ -91,27 +140,82 @@ static double pct(double p)
         return (double)lat[(size_t)(p / 100 * (double)(nlat - 1))] / 1000.0;
 }
 
-/* Finds "sent_ns":<digits> in a frame and samples now - it. */
+/* Finds "sent_ns":<digits> (and the sequence number "in-<digits>") in a
+ * message and samples now - sent_ns. */
 static void sample_from(const char *p, size_t n, int64_t now)
 {
         const char *k = memmem(p, n, "\"sent_ns\":", 10);
+        const char *s = memmem(p, n, "\"in-", 4);
 
         if (k) {
                 int64_t v = strtoll(k + 10, NULL, 10);
-                if (v > 0)
+                if (v > 0) {
                         sample((now - v) / 1000);
+                        if (dump)
+                                fprintf(dump, "%lld %lld %lld\n",
+                                        s ? strtoll(s + 4, NULL, 10) : -1LL,
+                                        (long long)v, (long long)now);
+                }
         }
+}
+
+/* One message received: count it, sample every sample_every-th of a
+ * connection (nth counts from 0). */
+static void received(int64_t nth, const char *p, size_t n, int64_t now)
+{
+        if (!total++)
+                first_at = now;
+        last_at = now;
+        if (nth % sample_every == 0)
+                sample_from(p, n, now);
+}
+
+static int finished(int64_t now)
+{
+        return (expect && total >= expect) ||
+               (quiet_ns && total && now - last_at > quiet_ns);
+}
+
+static double window_s(void)
+{
+        return (double)(last_at - first_at) / 1e9;
+}
+
+static double rate(void)
+{
+        return last_at > first_at ? (double)(total - 1) / window_s() : 0.0;
+}
+
+static void print_receipts(void)
+{
+        struct rusage ru;
+
+        getrusage(RUSAGE_SELF, &ru);
+        printf("\"cpu_s\":%.3f,",
+               (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) /
+                               1e6);
+        printf("\"received\":%lld,\"window_s\":%.6f,\"rate\":%.1f,"
+               "\"first_ns\":%lld,\"last_ns\":%lld,\"samples\":%zu,"
+               "\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f",
+               (long long)total, window_s(), rate(), (long long)first_at,
+               (long long)last_at, nlat, pct(50), pct(99), pct(100));
+        if (dump)
+                fclose(dump);
 }
 
 static int cmd_pub(int argc, char **argv)
 {
         char host[256], payload[1024];
-        int port, rate = atoi(opt(argc, argv, "--rate", "10000"));
+        int port;
+        int64_t rate = atoll(opt(argc, argv, "--rate", "10000"));
         double secs = atof(opt(argc, argv, "--seconds", "5"));
+        int64_t count = atoll(opt(argc, argv, "--count", "0"));
         const char *chan = opt(argc, argv, "--channel", "ml:stream:inference");
         const char *model = opt(argc, argv, "--model", "bench-model");
+        const char *auth = opt(argc, argv, "--auth", NULL);
         redisContext *c;
-        int64_t start, sent = 0, total;
+        int64_t start, sent = 0, total_pub;
 
         split_addr(opt(argc, argv, "--redis", "127.0.0.1:6379"), host,
                    sizeof(host), &port);
@@ -120,18 +224,30 @@ static int cmd_pub(int argc, char **argv)
                 fprintf(stderr, "pub: cannot connect to redis\n");
                 return 1;
         }
-        total = (int64_t)(rate * secs);
+        if (auth) {
+                redisReply *r = redisCommand(c, "AUTH %s", auth);
+                if (!r || r->type == REDIS_REPLY_ERROR) {
+                        fprintf(stderr, "pub: AUTH failed\n");
+                        return 1;
+                }
+                freeReplyObject(r);
+        }
+        if (rate <= 0)
+                rate = 1;
+        total_pub = count > 0 ? count : (int64_t)((double)rate * secs);
         start = now_ns();
-        while (sent < total) {
-                int64_t due = start + sent * 1000000000LL / rate;
+        while (sent < total_pub) {
+                int64_t due =
+                        start + (int64_t)((double)sent * 1e9 / (double)rate);
                 int batch = 0;
                 while (now_ns() < due) {
                         struct timespec ts = {0, 50000};
                         nanosleep(&ts, NULL);
                 }
                 /* Pipeline what is due now (keeps up at high rates). */
-                while (sent < total &&
-                       start + sent * 1000000000LL / rate <= now_ns() &&
+                while (sent < total_pub &&
+                       start + (int64_t)((double)sent * 1e9 / (double)rate) <=
+                               now_ns() &&
                        batch < 256) {
                         int n = snprintf(
                                 payload, sizeof(payload),
@@ -160,61 +276,155 @@ static int cmd_pub(int argc, char **argv)
                         freeReplyObject(r);
                 }
         }
-        printf("{\"published\":%lld,\"seconds\":%.3f}\n", (long long)sent,
-               (double)(now_ns() - start) / 1e9);
+        secs = (double)(now_ns() - start) / 1e9;
+        printf("{\"published\":%lld,\"seconds\":%.3f,\"rate\":%.1f}\n",
+               (long long)sent, secs, secs > 0 ? (double)sent / secs : 0.0);
         redisFree(c);
         return 0;
 }
 
+/* --- bare Redis subscribers -------------------------------------------- */
+
+struct rconn {
+        int fd;
+        int subscribed;
+        int64_t msgs;
+        redisReader *rd;
+};
+
+static int send_command(int fd, const char *fmt, const char *arg)
+{
+        char *cmd;
+        int n = redisFormatCommand(&cmd, fmt, arg);
+        int rc;
+
+        if (n < 0)
+                return -1;
+        rc = send(fd, cmd, (size_t)n, MSG_NOSIGNAL) == n ? 0 : -1;
+        free(cmd);
+        return rc;
+}
+
+static int connect_sub(const char *host, int port, const char *chan,
+                       const char *auth)
+{
+        struct sockaddr_in sa = {.sin_family = AF_INET,
+                                 .sin_port = htons((uint16_t)port)};
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+        if (fd < 0)
+                return -1;
+        inet_pton(AF_INET, host, &sa.sin_addr);
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+            (auth && send_command(fd, "AUTH %s", auth) < 0) ||
+            send_command(fd, "SUBSCRIBE %s", chan) < 0) {
+                close(fd);
+                return -1;
+        }
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+        return fd;
+}
+
 static int cmd_sub(int argc, char **argv)
 {
+        static char buf[1 << 18];
         char host[256];
-        int port;
+        int port, n = atoi(opt(argc, argv, "--conns", "1"));
         double secs = atof(opt(argc, argv, "--seconds", "5"));
         const char *chan = opt(argc, argv, "--channel", "ml:stream:inference");
-        redisContext *c;
-        redisReply *r;
-        int64_t first = 0, last = 0, count = 0, end;
-        struct timeval tv = {0, 200000};
+        const char *auth = opt(argc, argv, "--auth", NULL);
+        struct rconn *rs;
+        struct epoll_event ev, evs[256];
+        int ep = epoll_create1(0), ready = 0, dead = 0;
+        int64_t end;
 
+        if (n < 1)
+                n = 1;
+        recv_options(argc, argv, 1);
+        raise_nofile((rlim_t)n + 64);
         split_addr(opt(argc, argv, "--redis", "127.0.0.1:6379"), host,
                    sizeof(host), &port);
-        c = redisConnect(host, port);
-        if (!c || c->err)
-                return 1;
-        r = redisCommand(c, "SUBSCRIBE %s", chan);
-        freeReplyObject(r);
-        redisSetTimeout(c, tv);
-        printf("{\"ready\":true}\n");
-        fflush(stdout);
-        end = now_ns() + (int64_t)(secs * 1e9);
-        while (now_ns() < end) {
-                void *reply;
-                if (redisGetReply(c, &reply) != REDIS_OK) {
-                        if (c->err == REDIS_ERR_IO && errno == EAGAIN) {
-                                c->err = 0;
-                                continue;
-                        }
-                        break;
+        rs = calloc((size_t)n, sizeof(*rs));
+        for (int i = 0; i < n; i++) {
+                rs[i].fd = connect_sub(host, port, chan, auth);
+                if (rs[i].fd < 0) {
+                        fprintf(stderr, "sub: cannot connect to redis\n");
+                        return 1;
                 }
-                r = reply;
-                if (r->type == REDIS_REPLY_ARRAY && r->elements == 3) {
-                        int64_t t = now_ns();
-                        if (!first)
-                                first = t;
-                        last = t;
-                        count++;
-                        sample_from(r->element[2]->str, r->element[2]->len, t);
-                }
-                freeReplyObject(r);
+                rs[i].rd = redisReaderCreate();
+                ev.events = EPOLLIN;
+                ev.data.u32 = (uint32_t)i;
+                epoll_ctl(ep, EPOLL_CTL_ADD, rs[i].fd, &ev);
         }
-        printf("{\"received\":%lld,\"rate\":%.1f,\"p50_ms\":%.3f,"
-               "\"p99_ms\":%.3f}\n",
-               (long long)count,
-               last > first ? (double)count * 1e9 / (double)(last - first)
-                            : 0.0,
-               pct(50), pct(99));
-        return 0;
+        end = now_ns() + (int64_t)(secs * 1e9) + 30000000000LL; /* + set-up */
+        while (now_ns() < end && !finished(now_ns())) {
+                int k = epoll_wait(ep, evs, 256, 50);
+                for (int j = 0; j < k; j++) {
+                        struct rconn *c = &rs[evs[j].data.u32];
+                        ssize_t r = recv(c->fd, buf, sizeof(buf), 0);
+                        int64_t t = now_ns();
+                        void *reply;
+
+                        if (r < 0 && errno == EAGAIN)
+                                continue;
+                        if (r <= 0 ||
+                            redisReaderFeed(c->rd, buf, (size_t)r) != REDIS_OK)
+                                goto dead;
+                        for (;;) {
+                                redisReply *rp;
+                                if (redisReaderGetReply(c->rd, &reply) !=
+                                    REDIS_OK)
+                                        goto dead;
+                                if (!reply)
+                                        break;
+                                rp = reply;
+                                if (rp->type == REDIS_REPLY_ARRAY &&
+                                    rp->elements == 3 &&
+                                    rp->element[0]->type ==
+                                            REDIS_REPLY_STRING) {
+                                        const char *kind = rp->element[0]->str;
+                                        redisReply *m = rp->element[2];
+                                        if (strcmp(kind, "message") == 0 &&
+                                            m->type == REDIS_REPLY_STRING) {
+                                                received(c->msgs++, m->str,
+                                                         m->len, t);
+                                        } else if (strcmp(kind, "subscribe") ==
+                                                           0 &&
+                                                   !c->subscribed) {
+                                                c->subscribed = 1;
+                                                if (++ready == n) {
+                                                        printf("{\"ready\":%"
+                                                               "d}\n",
+                                                               ready);
+                                                        fflush(stdout);
+                                                        end = t +
+                                                              (int64_t)(secs *
+                                                                        1e9);
+                                                }
+                                        }
+                                } else if (rp->type == REDIS_REPLY_ERROR) {
+                                        fprintf(stderr, "sub: %s\n", rp->str);
+                                }
+                                freeReplyObject(reply);
+                        }
+                        continue;
+                dead:
+                        dead++;
+                        epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+                        close(c->fd);
+                        c->fd = -1;
+                }
+        }
+        printf("{\"conns\":%d,\"ready\":%d,\"dead\":%d,", n, ready, dead);
+        print_receipts();
+        printf("}\n");
+        for (int i = 0; i < n; i++) {
+                if (rs[i].fd >= 0)
+                        close(rs[i].fd);
+                redisReaderFree(rs[i].rd);
+        }
+        free(rs);
+        return ready == n ? 0 : 1;
 }
 
 /* --- WebSocket client side ------------------------------------------- */
@@ -241,6 +451,8 @@ static int connect_nb(const char *host, int port)
                                  .sin_port = htons((uint16_t)port)};
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0), one = 1;
 
+        if (fd < 0)
+                return -1;
         inet_pton(AF_INET, host, &sa.sin_addr);
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 &&
@@ -251,16 +463,16 @@ static int connect_nb(const char *host, int port)
         return fd;
 }
 
-/* Sends one masked text frame (clients must mask). */
-static void send_text(int fd, const char *s)
+/* Sends one masked frame (clients must mask): opcode 1 text, 0xA pong. */
+static void send_frame(int fd, int opcode, const char *s, size_t n)
 {
-        size_t n = strlen(s), h = 0;
+        size_t h = 0;
         unsigned char frame[4096];
         const unsigned char mask[4] = {0x12, 0x34, 0x56, 0x78};
 
         if (n > sizeof(frame) - 16)
                 return;
-        frame[h++] = 0x81;
+        frame[h++] = (unsigned char)(0x80 | opcode);
         if (n < 126) {
                 frame[h++] = (unsigned char)(0x80 | n);
         } else {
@@ -274,6 +486,11 @@ static void send_text(int fd, const char *s)
                 frame[h + i] = (unsigned char)s[i] ^ mask[i % 4];
         if (send(fd, frame, h + n, MSG_NOSIGNAL) < 0)
                 return;
+}
+
+static void send_text(int fd, const char *s)
+{
+        send_frame(fd, 0x1, s, strlen(s));
 }
 
 /* Consumes complete frames from c->in; returns -1 on close. */
@@ -313,8 +530,12 @@ static int take_frames(struct conn *c, const char *model, int idle)
                         break;
                 if ((f[0] & 0x0f) == 0x8)
                         return -1;
-                if (c->state == WS_INIT &&
-                    memmem(f + h, n, "connection_ack", 14)) {
+                if ((f[0] & 0x0f) == 0x9) {
+                        /* lws pings idle connections and hangs up on
+                         * those that do not answer */
+                        send_frame(c->fd, 0xA, (char *)f + h, (size_t)n);
+                } else if (c->state == WS_INIT &&
+                           memmem(f + h, n, "connection_ack", 14)) {
                         char sub[512];
                         if (!idle) {
                                 snprintf(
@@ -330,9 +551,7 @@ static int take_frames(struct conn *c, const char *model, int idle)
                         }
                         c->state = WS_READY;
                 } else if (c->state == WS_READY && (f[0] & 0x0f) == 0x1) {
-                        c->frames++;
-                        if (c->frames % 64 == 1)
-                                sample_from((char *)f + h, n, t);
+                        received(c->frames++, (char *)f + h, (size_t)n, t);
                 }
                 off += h + n;
         }
@@ -367,13 +586,13 @@ static int cmd_ws(int argc, char **argv)
         const char *model = opt(argc, argv, "--model", "bench-model");
         struct conn *cs = calloc((size_t)n, sizeof(*cs));
         struct epoll_event ev, evs[256];
-        struct rlimit rl = {65536, 65536};
         int ep = epoll_create1(0), ready = 0, dead = 0;
         long rss_before, rss_ready;
-        int64_t t0, end, total = 0, first_ready = 0;
+        int64_t t0, end, first_ready = 0;
 
         idle = flag(argc, argv, "--idle");
-        setrlimit(RLIMIT_NOFILE, &rl);
+        recv_options(argc, argv, 64);
+        raise_nofile((rlim_t)n + 64);
         split_addr(opt(argc, argv, "--gateway", "127.0.0.1:4000"), host,
                    sizeof(host), &port);
         rss_before = pid ? rss_kb(pid) : -1;
@@ -385,25 +604,38 @@ static int cmd_ws(int argc, char **argv)
                  host, port);
         for (int i = 0; i < n; i++) {
                 cs[i].fd = connect_nb(host, port);
-                cs[i].cap = 1 << 16;
+                cs[i].cap = idle ? 1 << 12 : 1 << 16;
                 cs[i].in = malloc(cs[i].cap);
                 cs[i].state = cs[i].fd < 0 ? WS_DEAD : WS_CONNECTING;
                 ev.events = EPOLLIN | EPOLLOUT;
                 ev.data.u32 = (uint32_t)i;
                 if (cs[i].fd >= 0)
                         epoll_ctl(ep, EPOLL_CTL_ADD, cs[i].fd, &ev);
+                else
+                        dead++;
         }
         t0 = now_ns();
         end = t0 + (int64_t)(secs * 1e9) + 30000000000LL; /* + set-up */
-        while (now_ns() < end) {
-                int k = epoll_wait(ep, evs, 256, 100);
+        while (now_ns() < end && !finished(now_ns())) {
+                int k = epoll_wait(ep, evs, 256, 50);
                 for (int j = 0; j < k; j++) {
                         struct conn *c = &cs[evs[j].data.u32];
+                        if (c->state == WS_DEAD)
+                                continue;
+                        if (c->state == WS_CONNECTING &&
+                            (evs[j].events & (EPOLLERR | EPOLLHUP))) {
+                                c->state = WS_DEAD;
+                                dead++;
+                                close(c->fd);
+                                continue;
+                        }
                         if (c->state == WS_CONNECTING &&
                             (evs[j].events & EPOLLOUT)) {
                                 if (send(c->fd, req, strlen(req),
                                          MSG_NOSIGNAL) < 0) {
                                         c->state = WS_DEAD;
+                                        dead++;
+                                        close(c->fd);
                                         continue;
                                 }
                                 c->state = WS_HANDSHAKE;
@@ -413,16 +645,21 @@ static int cmd_ws(int argc, char **argv)
                         }
                         if (evs[j].events & (EPOLLIN | EPOLLHUP)) {
                                 enum ws_state before = c->state;
-                                ssize_t r = recv(c->fd, c->in + c->len,
-                                                 c->cap - c->len, 0);
+                                ssize_t r;
+                                if (c->len == c->cap) {
+                                        c->cap *= 2;
+                                        c->in = realloc(c->in, c->cap);
+                                }
+                                r = recv(c->fd, c->in + c->len, c->cap - c->len,
+                                         0);
+                                if (r < 0 && errno == EAGAIN)
+                                        continue;
                                 if (r > 0)
                                         c->len += (size_t)r;
                                 if (r <= 0 || take_frames(c, model, idle) < 0) {
-                                        if (c->state != WS_DEAD) {
-                                                c->state = WS_DEAD;
-                                                dead++;
-                                                close(c->fd);
-                                        }
+                                        c->state = WS_DEAD;
+                                        dead++;
+                                        close(c->fd);
                                         continue;
                                 }
                                 if (before != WS_READY &&
@@ -438,18 +675,16 @@ static int cmd_ws(int argc, char **argv)
         }
         rss_ready = pid ? rss_kb(pid) : -1;
         for (int i = 0; i < n; i++) {
-                total += cs[i].frames;
                 if (cs[i].state != WS_DEAD)
                         close(cs[i].fd);
                 free(cs[i].in);
         }
         printf("{\"conns\":%d,\"ready\":%d,\"dead\":%d,\"deliveries\":%lld,"
-               "\"seconds\":%.3f,\"deliveries_per_s\":%.1f,\"p50_ms\":%.3f,"
-               "\"p99_ms\":%.3f,\"gateway_rss_kb_before\":%ld,"
-               "\"gateway_rss_kb_connected\":%ld}\n",
-               n, ready, dead, (long long)total, secs,
-               first_ready ? (double)total / secs : 0.0, pct(50), pct(99),
-               rss_before, rss_ready);
+               "\"deliveries_per_s\":%.1f,\"gateway_rss_kb_before\":%ld,"
+               "\"gateway_rss_kb_connected\":%ld,",
+               n, ready, dead, (long long)total, rate(), rss_before, rss_ready);
+        print_receipts();
+        printf("}\n");
         free(cs);
         return ready == n ? 0 : 1;
 }

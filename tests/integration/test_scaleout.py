@@ -1,14 +1,16 @@
 """Scale-out on a real Kafka broker and Redis (issue 7): engines of one
 consumer group share a topic's partitions and, in steady state, score every
-message exactly once.
-
-Not covered yet: two gateways each delivering every prediction to their own
-subscribers (needs `mlstream gateway`).
+message exactly once; gateways each subscribe to Redis and deliver every
+prediction to their own WebSocket subscribers.
 """
 import json
+import os
 import subprocess
 
-from mlshelpers import Subscriber, metric_sum, wait_for
+from mlshelpers import (MLSTREAM, ROOT, Subscriber, free_port, http_get, metric_sum,
+                        produce, wait_for)
+
+LOADGEN = os.environ.get("MLS_LOADGEN", os.path.join(ROOT, "build", "bench", "mls-loadgen"))
 
 LAG = "ml_stream_kafka_consumer_lag"
 # Distinct powers of two: the sum of any set of partitions' counts tells
@@ -73,3 +75,49 @@ def test_two_engines_share_four_partitions_exactly_once(services, topic, engines
     assert metric(a, "ml_stream_kafka_assigned_partitions") == 2
     assert metric(b, "ml_stream_kafka_assigned_partitions") == 2
     sub.close()
+
+
+def test_two_gateways_each_deliver_every_prediction(services, topic, engines):
+    """Two engines in one group, two gateways on the same Redis channel, two
+    graphql-transport-ws subscribers on each gateway: every subscriber gets
+    every prediction of its model exactly once."""
+    n, model = 600, "scale-" + topic
+    gateways, clients = [], []
+    try:
+        for _ in range(2):
+            port = free_port()
+            env = dict(services, GATEWAY_HOST="127.0.0.1", GATEWAY_PORT=str(port))
+            proc = subprocess.Popen([MLSTREAM, "gateway"], env=env,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            gateways.append((proc, port))
+        for proc, port in gateways:
+            wait_for(lambda: http_get("http://127.0.0.1:%d/readyz" % port)[0] == 200,
+                     30, "gateway ready")
+        for _, port in gateways:
+            # stops once it has 2 x n deliveries, or 2 s after the last one
+            c = subprocess.Popen([LOADGEN, "ws", "--gateway", "127.0.0.1:%d" % port,
+                                  "--conns", "2", "--model", model, "--seconds", "60",
+                                  "--expect", str(2 * n), "--quiet-ms", "2000"],
+                                 stdout=subprocess.PIPE, text=True)
+            assert json.loads(c.stdout.readline()) == {"ready": 2}
+            clients.append(c)
+        a = engines(topic=topic, extra_env={"ML_ENGINE_ID": "ea"})
+        b = engines(topic=topic, extra_env={"ML_ENGINE_ID": "eb"})
+        a.wait_ready()
+        b.wait_ready()
+        produce(services, topic, [json.dumps({"model_id": model, "input_id": "g%d" % i,
+                                              "features": [i]}) for i in range(n)])
+        wait_for(lambda: metric_sum(a.metrics(), "ml_stream_inference_predictions_total") +
+                 metric_sum(b.metrics(), "ml_stream_inference_predictions_total") >= n,
+                 60, "both engines to publish %d predictions" % n)
+        for c in clients:
+            out = json.loads(c.communicate(timeout=90)[0].strip().splitlines()[-1])
+            assert out["ready"] == 2 and out["dead"] == 0, out
+            assert out["deliveries"] == 2 * n, out
+    finally:
+        for c in clients:
+            if c.poll() is None:
+                c.kill()
+        for proc, _ in gateways:
+            proc.terminate()
+            proc.wait(timeout=30)
