@@ -170,18 +170,74 @@ const struct mls_conf_def mls_conf_defs[] = {
          1000000, NULL, G | U, OFF(latency_window),
          "Predictions per model in the sliding window behind "
          "`averageLatencyMs` and `p95LatencyMs`."},
-        {"GATEWAY_AUTH_TOKEN", "gateway-auth-token", MLS_CONF_STR, NULL, 0, 0,
-         NULL, G | U, OFF(gateway_auth_token),
-         "Shared secret clients must present: `Authorization: Bearer "
-         "<token>` on HTTP `/graphql`, and `authorization` (or `token`) in "
-         "the WebSocket `connection_init` payload. Unset: no "
-         "authentication."},
         {"GATEWAY_ALLOWED_ORIGINS", "gateway-allowed-origins", MLS_CONF_STR,
          NULL, 0, 0, NULL, G | U, OFF(gateway_allowed_origins),
-         "Comma-separated browser origins (`https://app.example.com`) "
-         "allowed to use `/graphql`; requests with another `Origin` get 403 "
-         "and allowed ones CORS headers. `*` allows any. Unset: no check, "
-         "no CORS headers."},
+         "Comma-separated browser origins (`https://app.example.com`, "
+         "compared without regard to case) allowed to open WebSockets on "
+         "and query `/graphql`; a request or upgrade with another `Origin` "
+         "(`null` included) gets 403, allowed ones get CORS headers. "
+         "Requests without `Origin` (programs, not browsers) are not "
+         "affected. `*` allows any. Unset: no check, no CORS headers "
+         "(docs/security.md)."},
+        /* access control (issue 6, docs/security.md) */
+        {"GATEWAY_AUTH_TOKENS", "gateway-auth-tokens", MLS_CONF_STR, NULL, 0, 0,
+         NULL, G | U, OFF(gateway_auth_tokens),
+         "Comma-separated static bearer tokens, any of which lets a client "
+         "in, seeing every tenant: `Authorization: Bearer <token>` on HTTP "
+         "`/graphql` or the WebSocket upgrade, or `Authorization` (also "
+         "`headers.Authorization`, `token`) in `connection_init`. Any auth "
+         "setting turns authentication on; unset (with the other auth "
+         "settings): no authentication. Prefer "
+         "`GATEWAY_AUTH_TOKENS_FILE`: flags show in process listings."},
+        {"GATEWAY_AUTH_TOKENS_FILE", "gateway-auth-tokens-file", MLS_CONF_STR,
+         NULL, 0, 0, NULL, G | U, OFF(gateway_auth_tokens_file),
+         "File of static bearer tokens, one per line (blank lines and `#` "
+         "comments skipped), added to `GATEWAY_AUTH_TOKENS`. Read at "
+         "start-up; a file other users may read is warned about."},
+        {"GATEWAY_AUTH_TOKEN", "gateway-auth-token", MLS_CONF_STR, NULL, 0, 0,
+         NULL, G | U, OFF(gateway_auth_token),
+         "One static bearer token (kept for compatibility): the same as a "
+         "one-item `GATEWAY_AUTH_TOKENS`, and added to it."},
+        {"GATEWAY_JWT_SECRET", "gateway-jwt-secret", MLS_CONF_STR, NULL, 0, 0,
+         NULL, G | U, OFF(gateway_jwt_secret),
+         "HMAC key (at least 32 bytes) of HS256 JSON Web Tokens accepted as "
+         "bearer tokens. A JWT must carry `exp`; `nbf` is checked when "
+         "present; any `alg` but `HS256` is refused. Prefer "
+         "`GATEWAY_JWT_SECRET_FILE`."},
+        {"GATEWAY_JWT_SECRET_FILE", "gateway-jwt-secret-file", MLS_CONF_STR,
+         NULL, 0, 0, NULL, G | U, OFF(gateway_jwt_secret_file),
+         "File holding the JWT HMAC key (a final newline is ignored). "
+         "Excludes `GATEWAY_JWT_SECRET`."},
+        {"GATEWAY_JWT_LEEWAY_SECONDS", "gateway-jwt-leeway-seconds",
+         MLS_CONF_INT, "30", 0, 3600, NULL, G | U,
+         OFF(gateway_jwt_leeway_seconds),
+         "Clock skew allowed when checking a JWT's `exp` and `nbf`. A "
+         "WebSocket authenticated with a JWT is closed (4403) once `exp` "
+         "plus this has passed."},
+        {"GATEWAY_JWT_AUDIENCE", "gateway-jwt-audience", MLS_CONF_STR, NULL, 0,
+         0, NULL, G | U, OFF(gateway_jwt_audience),
+         "When set, a JWT's `aud` (a string or an array) must name this "
+         "value."},
+        {"GATEWAY_JWT_ISSUER", "gateway-jwt-issuer", MLS_CONF_STR, NULL, 0, 0,
+         NULL, G | U, OFF(gateway_jwt_issuer),
+         "When set, a JWT's `iss` must be this value."},
+        {"GATEWAY_JWT_TENANT_CLAIM", "gateway-jwt-tenant-claim", MLS_CONF_STR,
+         "tenants", 0, 0, NULL, G | U, OFF(gateway_jwt_tenant_claim),
+         "JWT claim listing the tenants (an array of strings) whose "
+         "predictions, by `metadata.tenant`, its holder receives and whose "
+         "latencies `mlStreamingStatus` reports. A JWT without it sees "
+         "every tenant (see `GATEWAY_JWT_REQUIRE_TENANTS`); a static token "
+         "always does."},
+        {"GATEWAY_JWT_REQUIRE_TENANTS", "gateway-jwt-require-tenants",
+         MLS_CONF_INT, "0", 0, 1, NULL, G | U, OFF(gateway_jwt_require_tenants),
+         "1: refuse JWTs without the tenant claim (403 / 4403), so that "
+         "every JWT is tenant-scoped."},
+        {"GATEWAY_METRICS_AUTH", "gateway-metrics-auth", MLS_CONF_INT, "0", 0,
+         1, NULL, G | U, OFF(gateway_metrics_auth),
+         "1: the gateway's `/metrics` needs a bearer token that sees every "
+         "tenant (a static token or a JWT without the tenant claim). 0: "
+         "open, like `/healthz` and `/readyz`; it shows per-model latencies "
+         "of all tenants, so keep it off networks tenants reach."},
         {"ML_EMBEDDED_KAFKA_PORT", "embedded-kafka-port", MLS_CONF_INT, "9092",
          1, 65535, NULL, U, OFF(embedded_kafka_port),
          "Port on 127.0.0.1 where `mlstream up` offers its embedded broker "

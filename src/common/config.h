@@ -67,6 +67,17 @@ struct mls_config {
         long long latency_window;
         char *gateway_auth_token;
         char *gateway_allowed_origins;
+        /* gateway access control (issue 6) */
+        char *gateway_auth_tokens;
+        char *gateway_auth_tokens_file;
+        char *gateway_jwt_secret;
+        char *gateway_jwt_secret_file;
+        long long gateway_jwt_leeway_seconds;
+        char *gateway_jwt_audience;
+        char *gateway_jwt_issuer;
+        char *gateway_jwt_tenant_claim;
+        long long gateway_jwt_require_tenants;
+        long long gateway_metrics_auth;
         /* mlstream up */
         long long embedded_kafka_port;
         long long demo_rate;

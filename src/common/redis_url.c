@@ -13,6 +13,45 @@ static int copy(char *dst, size_t cap, const char *s, size_t n)
         return 0;
 }
 
+static int hexval(char c)
+{
+        if (c >= '0' && c <= '9')
+                return c - '0';
+        if (c >= 'a' && c <= 'f')
+                return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F')
+                return c - 'A' + 10;
+        return -1;
+}
+
+/* Copies the user or password part, decoding %XX (RFC 3986), so that a
+ * password may hold '@', ':', '/' or '%'. Returns 0, -1 when it does not
+ * fit, -2 for a bad escape or an encoded NUL. */
+static int copy_decoded(char *dst, size_t cap, const char *s, size_t n)
+{
+        size_t o = 0;
+
+        for (size_t i = 0; i < n; i++) {
+                char c = s[i];
+                if (c == '%') {
+                        int hi, lo;
+                        if (i + 2 >= n)
+                                return -2;
+                        hi = hexval(s[i + 1]);
+                        lo = hexval(s[i + 2]);
+                        if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
+                                return -2;
+                        c = (char)(hi << 4 | lo);
+                        i += 2;
+                }
+                if (o + 1 >= cap)
+                        return -1;
+                dst[o++] = c;
+        }
+        dst[o] = '\0';
+        return 0;
+}
+
 int mls_redis_url_parse(const char *url, struct mls_redis_url *out,
                         char *errstr, size_t errstr_size)
 {
@@ -32,16 +71,28 @@ int mls_redis_url_parse(const char *url, struct mls_redis_url *out,
         hend = slash ? slash : p + strlen(p);
         at = memchr(p, '@', (size_t)(hend - p));
         if (at) {
+                int rc;
                 colon = memchr(p, ':', (size_t)(at - p));
                 if (colon) {
-                        if (copy(out->user, sizeof(out->user), p,
-                                 (size_t)(colon - p)) < 0 ||
-                            copy(out->password, sizeof(out->password),
-                                 colon + 1, (size_t)(at - colon - 1)) < 0)
-                                goto too_long;
-                } else if (copy(out->password, sizeof(out->password), p,
-                                (size_t)(at - p)) < 0) {
+                        rc = copy_decoded(out->user, sizeof(out->user), p,
+                                          (size_t)(colon - p));
+                        if (!rc)
+                                rc = copy_decoded(
+                                        out->password, sizeof(out->password),
+                                        colon + 1, (size_t)(at - colon - 1));
+                } else {
+                        rc = copy_decoded(out->password, sizeof(out->password),
+                                          p, (size_t)(at - p));
+                }
+                if (rc == -1)
                         goto too_long;
+                if (rc < 0) {
+                        snprintf(errstr, errstr_size,
+                                 "REDIS_URL: a bad %%-escape in the user or "
+                                 "password (write %%40 for @, %%2F for /, "
+                                 "%%25 for %%)");
+                        memset(out, 0, sizeof(*out));
+                        return -1;
                 }
                 p = at + 1;
         }

@@ -1,4 +1,5 @@
-/* Parses redis://[[user]:password@]host[:port][/db] URLs. */
+/* Parses redis://[[user]:password@]host[:port][/db] URLs. The user and
+ * password are percent-decoded (RFC 3986): %40 for '@', %2F for '/'. */
 #ifndef MLS_REDIS_URL_H
 #define MLS_REDIS_URL_H
 

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -56,12 +57,16 @@ static void on_payload(mls_gateway_t *g, const char *data, size_t len)
         json_t *m;
 
         switch (mls_payload_normalize(data, len, g->max_payload, &p)) {
-        case MLS_PAYLOAD_PREDICTION:
+        case MLS_PAYLOAD_PREDICTION: {
+                size_t tlen = 0;
+                const char *tenant = mls_hub_event_tenant(p.event, &tlen);
+
                 mls_series_add(g->m_pred, 1);
-                mls_monitor_prediction(g->monitor, p.model_id, p.latency_ms,
-                                       now);
-                mls_hub_publish(g->hub, p.model_id, p.event);
+                mls_monitor_prediction(g->monitor, p.model_id, tenant, tlen,
+                                       p.latency_ms, now);
+                mls_hub_publish(g->hub, p.model_id, tenant, tlen, p.event);
                 break;
+        }
         case MLS_PAYLOAD_HEARTBEAT:
                 mls_series_add(g->m_hb, 1);
                 json_array_foreach(p.models, i, m)
@@ -159,6 +164,47 @@ static void on_wake(uv_async_t *a)
 
 /* --- settings ------------------------------------------------------------ */
 
+/*
+ * One allowed origin as browsers send it (RFC 6454: scheme "://" host
+ * [":" port], nothing after): lower-cased, a trailing "/" dropped. Returns
+ * a new string, or NULL (errstr filled) when it is not an origin.
+ */
+static char *origin_entry(const char *p, size_t n, char *errstr,
+                          size_t errstr_size)
+{
+        const char *sep;
+        char *o;
+        int ok;
+
+        if (n && p[n - 1] == '/')
+                n--;
+        sep = memmem(p, n, "://", 3);
+        /* "null" (opaque origins: sandboxed frames, file:) only by name */
+        ok = (n == 4 && strncasecmp(p, "null", 4) == 0) ||
+             (sep && sep > p && (size_t)(sep - p) + 3 < n &&
+              !memchr(sep + 3, '/', n - (size_t)(sep - p) - 3));
+        for (size_t i = 0; ok && i < n; i++)
+                if (p[i] <= ' ' || p[i] > '~')
+                        ok = 0;
+        if (!ok) {
+                snprintf(errstr, errstr_size,
+                         "GATEWAY_ALLOWED_ORIGINS (--gateway-allowed-origins): "
+                         "\"%.*s\" is not an origin (scheme://host[:port], "
+                         "no path)",
+                         (int)(n > 200 ? 200 : n), p);
+                return NULL;
+        }
+        o = strndup(p, n);
+        if (!o) {
+                snprintf(errstr, errstr_size, "out of memory");
+                return NULL;
+        }
+        for (char *c = o; *c; c++)
+                if (*c >= 'A' && *c <= 'Z')
+                        *c = (char)(*c - 'A' + 'a');
+        return o;
+}
+
 static int parse_origins(mls_gateway_t *g, const char *list, char *errstr,
                          size_t errstr_size)
 {
@@ -181,13 +227,14 @@ static int parse_origins(mls_gateway_t *g, const char *list, char *errstr,
                         g->any_origin = 1;
                 } else if (n) {
                         o = realloc(g->origins, (g->norigins + 1) * sizeof(*o));
-                        if (!o || !(o[g->norigins] = strndup(p, n))) {
-                                if (o)
-                                        g->origins = o;
+                        if (!o) {
                                 snprintf(errstr, errstr_size, "out of memory");
                                 return -1;
                         }
                         g->origins = o;
+                        if (!(o[g->norigins] =
+                                      origin_entry(p, n, errstr, errstr_size)))
+                                return -1;
                         g->norigins++;
                 }
                 p = end ? end + 1 : p + strlen(p);
@@ -214,12 +261,27 @@ static int parse_origins(mls_gateway_t *g, const char *list, char *errstr,
 
 int mls__gw_origin_ok(const mls_gateway_t *g, const char *origin)
 {
+        size_t n;
+
         if (!g->origins || g->any_origin || !origin)
                 return 1;
+        /* browsers send the ASCII serialisation without a trailing "/";
+         * compare as the entries were stored: lower case */
+        n = strlen(origin);
         for (size_t i = 0; i < g->norigins; i++)
-                if (strcmp(g->origins[i], origin) == 0)
+                if (strlen(g->origins[i]) == n &&
+                    strncasecmp(g->origins[i], origin, n) == 0)
                         return 1;
         return 0;
+}
+
+void mls__gw_auth_failed(mls_gateway_t *g, const char *transport,
+                         enum mls_auth_result r, const char *why)
+{
+        if ((unsigned)r < MLS_AUTH_RESULTS && g->m_auth_fail[r])
+                mls_series_add(g->m_auth_fail[r], 1);
+        mls_debug("%s: credential refused (%s): %s", transport,
+                  mls_auth_result_name(r), why ? why : "");
 }
 
 int mls__gw_ready(const mls_gateway_t *g)
@@ -351,6 +413,22 @@ static void register_metrics(mls_gateway_t *g)
         g->m_rejected_limit = mls_series(rejected, "max_connections", NULL);
         g->m_rejected_origin = mls_series(rejected, "origin", NULL);
         g->m_rejected_path = mls_series(rejected, "path", NULL);
+        g->m_ws_closed = mls_metric_new(
+                r, MLS_COUNTER, "ml_stream_gateway_ws_closed_total",
+                "WebSocket connections the gateway closed, by close code "
+                "(4400 bad message, 4403 refused credential, 1003 binary "
+                "frame, 1009 message too big, 1001 shutdown...).",
+                "code", NULL, NULL, 0);
+        {
+                mls_metric_t *af = mls_metric_new(
+                        r, MLS_COUNTER, "ml_stream_gateway_auth_failures_total",
+                        "Credentials refused on /graphql (HTTP and "
+                        "WebSocket) and /metrics, by reason.",
+                        "reason", NULL, NULL, 0);
+                for (int i = 1; i < MLS_AUTH_RESULTS; i++)
+                        g->m_auth_fail[i] =
+                                mls_series(af, mls_auth_result_name(i), NULL);
+        }
         g->m_subs = series(r, MLS_GAUGE, "ml_stream_gateway_subscriptions",
                            "Live GraphQL subscriptions.", NULL, NULL);
         g->m_groups =
@@ -462,26 +540,36 @@ static json_t *resolve_status(void *opaque, void *request_ctx,
                               size_t errstr_size)
 {
         mls_gateway_t *g = opaque;
+        const struct mls_principal *who = request_ctx;
         const char *model = json_string_value(json_object_get(args, "modelId"));
         json_t *v;
 
-        (void)request_ctx;
         (void)field;
         if (!model) {
                 snprintf(errstr, errstr_size, "modelId is required");
                 return NULL;
         }
-        v = mls_monitor_status(g->monitor, model);
+        /* a tenant-scoped caller sees its own tenants' latencies only */
+        v = mls_monitor_status(g->monitor, model, who ? who->tenants : NULL);
         if (!v)
                 snprintf(errstr, errstr_size, "out of memory");
         return v;
 }
 
+struct collect {
+        json_t *ids;
+        const mls_monitor_t *monitor;
+        const mls_tenants_t *only;
+};
+
 static void collect_model(void *opaque, const char *model_id,
                           const struct mls_monitor_stats *st)
 {
+        struct collect *c = opaque;
+
         (void)st;
-        json_array_append_new(opaque, json_string(model_id));
+        if (!c->only || mls_monitor_visible(c->monitor, model_id, c->only))
+                json_array_append_new(c->ids, json_string(model_id));
 }
 
 static int cmp_json_str(const void *a, const void *b)
@@ -497,16 +585,17 @@ static json_t *resolve_models(void *opaque, void *request_ctx,
                               size_t errstr_size)
 {
         mls_gateway_t *g = opaque;
+        const struct mls_principal *who = request_ctx;
         json_t *ids = json_array(), *sorted;
+        struct collect c = {ids, g->monitor, who ? who->tenants : NULL};
         json_t **v;
         size_t n;
 
-        (void)request_ctx;
         (void)field;
         (void)args;
         if (!ids)
                 goto oom;
-        mls_monitor_foreach(g->monitor, collect_model, ids);
+        mls_monitor_foreach(g->monitor, collect_model, &c);
         n = json_array_size(ids);
         v = malloc((n ? n : 1) * sizeof(*v));
         sorted = json_array();
@@ -655,7 +744,7 @@ mls_gateway_t *mls_gateway_new(const struct mls_config *cfg,
         g->max_payload = (size_t)cfg->gateway_max_payload_bytes;
         g->send_queue = (unsigned)cfg->gateway_send_queue;
         g->max_conns = (unsigned)cfg->gateway_max_connections;
-        g->auth_token = cfg->gateway_auth_token;
+        g->metrics_auth = cfg->gateway_metrics_auth > 0;
         pthread_mutex_init(&g->bus_lock, NULL);
         atomic_init(&g->stop_requested, 0);
         /* one batch of frames, or one message of the largest size */
@@ -672,6 +761,40 @@ mls_gateway_t *mls_gateway_new(const struct mls_config *cfg,
         if (parse_origins(g, cfg->gateway_allowed_origins, errstr,
                           errstr_size) < 0)
                 goto fail;
+        {
+                struct mls_auth_conf ac = {
+                        .token = cfg->gateway_auth_token,
+                        .tokens = cfg->gateway_auth_tokens,
+                        .tokens_file = cfg->gateway_auth_tokens_file,
+                        .jwt_secret = cfg->gateway_jwt_secret,
+                        .jwt_secret_file = cfg->gateway_jwt_secret_file,
+                        .leeway_s = cfg->gateway_jwt_leeway_seconds,
+                        .audience = cfg->gateway_jwt_audience,
+                        .issuer = cfg->gateway_jwt_issuer,
+                        .tenant_claim = cfg->gateway_jwt_tenant_claim,
+                        .require_tenants = cfg->gateway_jwt_require_tenants > 0,
+                };
+                g->auth = mls_auth_new(&ac, errstr, errstr_size);
+                if (!g->auth)
+                        goto fail;
+                /* security settings that would silently do nothing */
+                if (g->metrics_auth && !mls_auth_enabled(g->auth)) {
+                        snprintf(errstr, errstr_size,
+                                 "GATEWAY_METRICS_AUTH=1 needs credentials: "
+                                 "set GATEWAY_AUTH_TOKENS(_FILE) or "
+                                 "GATEWAY_JWT_SECRET(_FILE)");
+                        goto fail;
+                }
+                if (!mls_auth_jwt_enabled(g->auth) &&
+                    (ac.require_tenants || (ac.audience && *ac.audience) ||
+                     (ac.issuer && *ac.issuer))) {
+                        snprintf(errstr, errstr_size,
+                                 "GATEWAY_JWT_REQUIRE_TENANTS, "
+                                 "GATEWAY_JWT_AUDIENCE and GATEWAY_JWT_ISSUER "
+                                 "need GATEWAY_JWT_SECRET(_FILE)");
+                        goto fail;
+                }
+        }
         register_metrics(g);
 
         mls_gql_limits_default(&limits);
@@ -695,10 +818,12 @@ mls_gateway_t *mls_gateway_new(const struct mls_config *cfg,
                 snprintf(errstr, errstr_size, "out of memory");
                 goto fail;
         }
+        /* tenant-scoped callers exist only with JWTs */
+        mls_monitor_track_tenants(g->monitor, mls_auth_jwt_enabled(g->auth));
         g->env = (struct mls_wsproto_env){
                 .cache = g->cache,
                 .hub = g->hub,
-                .auth_token = g->auth_token,
+                .auth = g->auth,
                 .max_operations = (unsigned)cfg->gateway_max_operations,
                 .init_timeout_ms = cfg->gateway_init_timeout_ms,
                 .keepalive_ms = cfg->gateway_keepalive_ms,
@@ -744,6 +869,17 @@ mls_gateway_t *mls_gateway_new(const struct mls_config *cfg,
         mls_info("gateway listening on %s:%d (%s)",
                  cfg->gateway_host ? cfg->gateway_host : "0.0.0.0", g->port,
                  bus ? "in-process bus" : "Redis");
+        /* what is on, never a credential */
+        if (mls_auth_enabled(g->auth))
+                mls_info("bearer tokens required on /graphql%s "
+                         "(%zu static token(s), JWT HS256 %s)",
+                         g->metrics_auth ? " and /metrics" : "",
+                         mls_auth_static_tokens(g->auth),
+                         mls_auth_jwt_enabled(g->auth) ? "on" : "off");
+        else
+                mls_info("no authentication on /graphql (set "
+                         "GATEWAY_AUTH_TOKENS_FILE or GATEWAY_JWT_SECRET_FILE; "
+                         "docs/security.md)");
         return g;
 fail:
         mls_gateway_free(g);
@@ -828,6 +964,7 @@ void mls_gateway_free(mls_gateway_t *g)
         for (size_t i = 0; i < g->norigins; i++)
                 free(g->origins[i]);
         free(g->origins);
+        mls_auth_free(g->auth);
         mls_buf_free(&g->wbuf);
         pthread_mutex_destroy(&g->bus_lock);
         free(g);

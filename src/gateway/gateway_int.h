@@ -20,6 +20,7 @@
 #include "common/buf.h"
 #include "common/config.h"
 #include "common/metrics.h"
+#include "gateway/auth.h"
 #include "gateway/gateway.h"
 #include "gateway/hub.h"
 #include "gateway/monitor.h"
@@ -90,10 +91,11 @@ struct mls_gateway {
         /* settings */
         size_t max_message, max_payload;
         unsigned send_queue, max_conns;
-        char **origins; /* NULL: no origin check */
+        char **origins; /* NULL: no origin check; lower case */
         size_t norigins;
         int any_origin;
-        const char *auth_token;
+        mls_auth_t *auth; /* access policy (off when nothing is set) */
+        int metrics_auth; /* GATEWAY_METRICS_AUTH */
 
         /* metrics */
         mls_series_t *m_conns_transport, *m_conns_legacy, *m_conns_total,
@@ -101,7 +103,9 @@ struct mls_gateway {
                 *m_subs, *m_groups, *m_sent, *m_dropped, *m_redis, *m_ready,
                 *m_pred, *m_hb, *m_garbage, *m_render_err, *m_bus_dropped,
                 *m_models;
-        mls_metric_t *m_http, *m_win_latency, *m_win_size, *m_last_seen;
+        mls_series_t *m_auth_fail[MLS_AUTH_RESULTS];
+        mls_metric_t *m_ws_closed, *m_http, *m_win_latency, *m_win_size,
+                *m_last_seen;
         uint64_t render_err_seen, bus_dropped_seen;
 };
 
@@ -137,6 +141,7 @@ struct mls__gw_http_pss {
         const char *allow;
         int close_after, www_auth, cors, preflight;
         char origin[256];
+        struct mls_principal who; /* the request's caller, once checked */
 };
 
 int mls__gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason,
@@ -145,6 +150,11 @@ int mls__gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason,
 /* gateway.c */
 /* 1 if origin (NULL when the request has none) may use /graphql. */
 int mls__gw_origin_ok(const mls_gateway_t *g, const char *origin);
+/* Counts a refused credential (by reason) and logs it at debug level,
+ * with transport ("http", "graphql-transport-ws", ...) and why, never the
+ * credential. */
+void mls__gw_auth_failed(mls_gateway_t *g, const char *transport,
+                         enum mls_auth_result r, const char *why);
 /* 1 when the feed is live (Redis subscribed, or bus mode). */
 int mls__gw_ready(const mls_gateway_t *g);
 /* Renders /metrics into out. Returns -1 past out's cap. */

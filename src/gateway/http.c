@@ -12,6 +12,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/crypto.h>
+
 #include "common/log.h"
 #include "gateway/gateway_int.h"
 #include "gateway/gqlhttp.h"
@@ -31,6 +33,7 @@ static void reset(struct mls__gw_http_pss *r, size_t body_limit)
 {
         mls_buf_free(&r->body);
         mls_buf_free(&r->out);
+        mls_principal_clear(&r->who);
         memset(r, 0, sizeof(*r));
         mls_buf_init(&r->body, body_limit);
         mls_buf_init(&r->out, LWS_PRE + OUT_LIMIT);
@@ -135,6 +138,7 @@ static int write_response(mls_gateway_t *g, struct lws *wsi,
         r->status = 0;
         mls_buf_free(&r->body);
         mls_buf_free(&r->out);
+        mls_principal_clear(&r->who);
         if (r->close_after)
                 return -1;
         return lws_http_transaction_completed(wsi) ? -1 : 0;
@@ -197,7 +201,7 @@ static void serve_graphql(mls_gateway_t *g, struct lws *wsi,
                 req.body_len = r->body.len;
         }
         out_begin(r);
-        mls_gqlhttp_handle(g->cache, &req, NULL, &r->out, &resp);
+        mls_gqlhttp_handle(g->cache, &req, &r->who, &r->out, &resp);
         r->allow = resp.allow;
         free(frag);
         for (int k = 0; k < 4; k++)
@@ -205,10 +209,63 @@ static void serve_graphql(mls_gateway_t *g, struct lws *wsi,
         respond(wsi, r, resp.status, resp.content_type);
 }
 
+/*
+ * Checks the request's bearer token into r->who. Returns 0, or responds
+ * (401 without one, 403 for a refused one or, with need_all, one limited
+ * to some tenants) and returns 1.
+ */
+static int authorize(mls_gateway_t *g, struct lws *wsi,
+                     struct mls__gw_http_pss *r, int need_all)
+{
+        int n;
+        char *h;
+        enum mls_auth_result res;
+        const char *why = "";
+
+        if (!mls_auth_enabled(g->auth))
+                return 0;
+        n = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
+        h = n > 0 ? malloc((size_t)n + 1) : NULL;
+        if (h && lws_hdr_copy(wsi, h, n + 1, WSI_TOKEN_HTTP_AUTHORIZATION) < 0)
+                h[0] = '\0';
+        if (n > 0 && !h)
+                res = MLS_AUTH_INVALID; /* out of memory: refuse */
+        else
+                res = mls_auth_check_header(g->auth, h, &r->who, &why);
+        if (h) {
+                OPENSSL_cleanse(h, (size_t)n + 1);
+                free(h);
+        }
+        if (res == MLS_AUTH_OK && need_all && r->who.tenants) {
+                res = MLS_AUTH_INVALID;
+                why = "a tenant-scoped token may not read /metrics";
+                mls_principal_clear(&r->who);
+        }
+        if (res == MLS_AUTH_OK)
+                return 0;
+        mls__gw_auth_failed(g, "http", res, why);
+        /* the body that may follow is not read: close after the answer,
+         * or the body callbacks would run the request anyway */
+        r->close_after = 1;
+        if (res == MLS_AUTH_MISSING) {
+                r->www_auth = 1;
+                respond_error(wsi, r, 401,
+                              "Authentication required: send "
+                              "Authorization: Bearer <token>.");
+        } else {
+                respond_error(wsi, r, 403,
+                              res == MLS_AUTH_EXPIRED
+                                      ? "The bearer token has expired."
+                                      : "The bearer token is not accepted "
+                                        "here.");
+        }
+        return 1;
+}
+
 static int on_request(mls_gateway_t *g, struct lws *wsi,
                       struct mls__gw_http_pss *r, const char *path)
 {
-        char *uri = NULL, origin[256], auth[512], clen[32];
+        char *uri = NULL, origin[256], clen[32];
         int ulen = 0;
 
         reset(r, g->max_message);
@@ -217,10 +274,16 @@ static int on_request(mls_gateway_t *g, struct lws *wsi,
         switch (r->route) {
         case MLS__GW_R_GRAPHQL:
                 header(wsi, WSI_TOKEN_ORIGIN, origin, sizeof(origin));
-                if (!mls__gw_origin_ok(g, origin[0] ? origin : NULL))
+                /* an Origin too long to copy is not "no Origin" */
+                if ((!origin[0] &&
+                     lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN) > 0 &&
+                     g->origins && !g->any_origin) ||
+                    !mls__gw_origin_ok(g, origin[0] ? origin : NULL)) {
+                        r->close_after = 1; /* as in authorize() */
                         return respond_error(wsi, r, 403,
                                              "This origin is not allowed "
                                              "(GATEWAY_ALLOWED_ORIGINS).");
+                }
                 if (origin[0] && g->origins) {
                         r->cors = 1;
                         snprintf(r->origin, sizeof(r->origin), "%s", origin);
@@ -230,13 +293,8 @@ static int on_request(mls_gateway_t *g, struct lws *wsi,
                         out_begin(r);
                         return respond(wsi, r, 204, "text/plain");
                 }
-                header(wsi, WSI_TOKEN_HTTP_AUTHORIZATION, auth, sizeof(auth));
-                if (!mls_wsproto_auth_ok(g->auth_token, NULL, auth)) {
-                        r->www_auth = 1;
-                        return respond_error(wsi, r, 401,
-                                             "Missing or wrong bearer "
-                                             "token.");
-                }
+                if (authorize(g, wsi, r, 0))
+                        return 0;
                 if (r->method == LWSHUMETH_POST) {
                         header(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH, clen,
                                sizeof(clen));
@@ -253,6 +311,8 @@ static int on_request(mls_gateway_t *g, struct lws *wsi,
                 serve_graphql(g, wsi, r);
                 return 0;
         case MLS__GW_R_METRICS:
+                if (g->metrics_auth && authorize(g, wsi, r, 1))
+                        return 0;
                 out_begin(r);
                 if (mls__gw_metrics(g, &r->out) < 0)
                         return respond_text(wsi, r, 500, "metrics too large\n");
@@ -311,12 +371,14 @@ int mls__gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason,
                 if (r) {
                         mls_buf_free(&r->body);
                         mls_buf_free(&r->out);
+                        mls_principal_clear(&r->who);
                 }
                 return lws_callback_http_dummy(wsi, reason, user, in, len);
         case LWS_CALLBACK_CLOSED_HTTP:
                 if (r) {
                         mls_buf_free(&r->body);
                         mls_buf_free(&r->out);
+                        mls_principal_clear(&r->who);
                 }
                 return 0;
         default:

@@ -11,11 +11,22 @@ struct hub_model {
         size_t ngroups;
 };
 
+/* The members of a group with one tenant filter. */
+struct mls_hub_slice {
+        struct mls_hub_group *group;
+        struct mls_strmap_entry *key; /* entry in group->slice_map */
+        mls_tenants_t *tenants;       /* NULL: every event */
+        struct mls_hub_member *members;
+        size_t nmembers;
+        struct mls_hub_slice *prev, *next; /* in the group's list */
+};
+
 struct mls_hub_group {
         struct mls_strmap_entry *key; /* entry in h->groups */
         mls_gql_sub_t *sub;
         struct mls_strmap_entry *model_entry; /* entry in h->models */
-        struct mls_hub_member *members;
+        struct mls_strmap slice_map;          /* tenant key -> slice */
+        struct mls_hub_slice *slices;
         size_t nmembers;
         struct mls_hub_group *prev, *next; /* in the model's list */
 };
@@ -26,7 +37,7 @@ struct mls_hub {
         struct mls_buf scratch;   /* one render at a time */
         mls_hub_deliver_fn deliver;
         void *opaque;
-        size_t nmembers;
+        size_t nmembers, nslices;
         uint64_t renders, render_errors;
 };
 
@@ -48,9 +59,18 @@ mls_hub_t *mls_hub_new(size_t max_render_bytes, mls_hub_deliver_fn deliver,
 static void free_group(void *p)
 {
         struct mls_hub_group *g = p;
+        struct mls_hub_slice *sl, *next;
 
-        for (struct mls_hub_member *m = g->members; m; m = m->next)
-                m->group = NULL;
+        for (sl = g->slices; sl; sl = next) {
+                next = sl->next;
+                for (struct mls_hub_member *m = sl->members; m; m = m->next) {
+                        m->group = NULL;
+                        m->slice = NULL;
+                }
+                mls_tenants_unref(sl->tenants);
+                free(sl);
+        }
+        mls_strmap_free(&g->slice_map, NULL);
         mls_gql_sub_free(g->sub);
         free(g);
 }
@@ -106,6 +126,7 @@ static struct mls_hub_group *new_group(mls_hub_t *h, const struct mls_buf *k,
                 *errors = oom_errors();
                 return NULL;
         }
+        mls_strmap_init(&g->slice_map);
         g->sub = mls_gql_sub_prepare(doc, operation_name, variables, errors);
         if (!g->sub) {
                 free(g);
@@ -154,12 +175,63 @@ fail:
         return NULL;
 }
 
+/* Frees an empty group: out of its model's list (and the model when that
+ * empties) and out of the group map. */
+static void drop_group(mls_hub_t *h, struct mls_hub_group *g)
+{
+        struct hub_model *md = g->model_entry->value;
+
+        if (g->prev)
+                g->prev->next = g->next;
+        else
+                md->groups = g->next;
+        if (g->next)
+                g->next->prev = g->prev;
+        if (--md->ngroups == 0)
+                free(mls_strmap_remove(&h->models, g->model_entry->key,
+                                       g->model_entry->klen));
+        mls_strmap_remove(&h->groups, g->key->key, g->key->klen);
+        mls_strmap_free(&g->slice_map, NULL);
+        mls_gql_sub_free(g->sub);
+        free(g);
+}
+
+/* The group's slice for tenants, made when new. NULL when memory runs
+ * out. */
+static struct mls_hub_slice *get_slice(mls_hub_t *h, struct mls_hub_group *g,
+                                       mls_tenants_t *tenants)
+{
+        const char *key = tenants ? tenants->key : "*";
+        size_t klen = tenants ? tenants->keylen : 1;
+        struct mls_hub_slice *sl = mls_strmap_get(&g->slice_map, key, klen);
+
+        if (sl)
+                return sl;
+        sl = calloc(1, sizeof(*sl));
+        if (!sl)
+                return NULL;
+        sl->key = mls_strmap_put(&g->slice_map, key, klen, sl);
+        if (!sl->key) {
+                free(sl);
+                return NULL;
+        }
+        sl->group = g;
+        sl->tenants = mls_tenants_ref(tenants);
+        sl->next = g->slices;
+        if (g->slices)
+                g->slices->prev = sl;
+        g->slices = sl;
+        h->nslices++;
+        return sl;
+}
+
 int mls_hub_join(mls_hub_t *h, struct mls_hub_member *m, mls_gql_doc_t *doc,
                  const char *text, size_t len, const char *operation_name,
-                 json_t *variables, json_t **errors)
+                 json_t *variables, mls_tenants_t *tenants, json_t **errors)
 {
         struct mls_buf k;
         struct mls_hub_group *g;
+        struct mls_hub_slice *sl;
 
         *errors = NULL;
         mls_buf_init(&k, (size_t)1 << 30);
@@ -174,12 +246,21 @@ int mls_hub_join(mls_hub_t *h, struct mls_hub_member *m, mls_gql_doc_t *doc,
         mls_buf_free(&k);
         if (!g)
                 return -1;
+        sl = get_slice(h, g, tenants);
+        if (!sl) {
+                if (!g->nmembers)
+                        drop_group(h, g);
+                *errors = oom_errors();
+                return -1;
+        }
         m->group = g;
+        m->slice = sl;
         m->prev = NULL;
-        m->next = g->members;
-        if (g->members)
-                g->members->prev = m;
-        g->members = m;
+        m->next = sl->members;
+        if (sl->members)
+                sl->members->prev = m;
+        sl->members = m;
+        sl->nmembers++;
         g->nmembers++;
         h->nmembers++;
         return 0;
@@ -188,38 +269,51 @@ int mls_hub_join(mls_hub_t *h, struct mls_hub_member *m, mls_gql_doc_t *doc,
 void mls_hub_leave(mls_hub_t *h, struct mls_hub_member *m)
 {
         struct mls_hub_group *g = m->group;
-        struct hub_model *md;
+        struct mls_hub_slice *sl = m->slice;
 
         if (!g)
                 return;
         if (m->prev)
                 m->prev->next = m->next;
         else
-                g->members = m->next;
+                sl->members = m->next;
         if (m->next)
                 m->next->prev = m->prev;
         m->group = NULL;
+        m->slice = NULL;
         m->prev = m->next = NULL;
+        sl->nmembers--;
         g->nmembers--;
         h->nmembers--;
-        if (g->nmembers)
-                return;
-        md = g->model_entry->value;
-        if (g->prev)
-                g->prev->next = g->next;
-        else
-                md->groups = g->next;
-        if (g->next)
-                g->next->prev = g->prev;
-        if (--md->ngroups == 0)
-                free(mls_strmap_remove(&h->models, g->model_entry->key,
-                                       g->model_entry->klen));
-        mls_strmap_remove(&h->groups, g->key->key, g->key->klen);
-        mls_gql_sub_free(g->sub);
-        free(g);
+        if (!sl->nmembers) {
+                if (sl->prev)
+                        sl->prev->next = sl->next;
+                else
+                        g->slices = sl->next;
+                if (sl->next)
+                        sl->next->prev = sl->prev;
+                mls_strmap_remove(&g->slice_map, sl->key->key, sl->key->klen);
+                mls_tenants_unref(sl->tenants);
+                free(sl);
+                h->nslices--;
+        }
+        if (!g->nmembers)
+                drop_group(h, g);
 }
 
-size_t mls_hub_publish(mls_hub_t *h, const char *model_id, json_t *event)
+const char *mls_hub_event_tenant(json_t *event, size_t *len)
+{
+        json_t *t =
+                json_object_get(json_object_get(event, "metadata"), "tenant");
+
+        if (!json_is_string(t))
+                return NULL;
+        *len = json_string_length(t);
+        return json_string_value(t);
+}
+
+size_t mls_hub_publish(mls_hub_t *h, const char *model_id, const char *tenant,
+                       size_t tenant_len, json_t *event)
 {
         struct hub_model *md =
                 mls_strmap_get(&h->models, model_id, strlen(model_id));
@@ -228,18 +322,31 @@ size_t mls_hub_publish(mls_hub_t *h, const char *model_id, json_t *event)
         if (!md)
                 return 0;
         for (struct mls_hub_group *g = md->groups; g; g = g->next) {
-                struct mls_frame *f;
+                struct mls_frame *f = NULL;
 
-                mls_buf_reset(&h->scratch);
-                h->renders++;
-                if (mls_gql_sub_render(g->sub, event, &h->scratch) < 0 ||
-                    !(f = mls_frame_new(h->scratch.data, h->scratch.len))) {
-                        h->render_errors++;
-                        continue;
-                }
-                for (struct mls_hub_member *m = g->members; m; m = m->next) {
-                        h->deliver(h->opaque, m, f);
-                        n++;
+                for (struct mls_hub_slice *sl = g->slices; sl; sl = sl->next) {
+                        if (sl->tenants &&
+                            (!tenant ||
+                             !mls_tenants_has(sl->tenants, tenant, tenant_len)))
+                                continue;
+                        if (!f) {
+                                /* rendered once, for the first slice that
+                                 * may see it */
+                                mls_buf_reset(&h->scratch);
+                                h->renders++;
+                                if (mls_gql_sub_render(g->sub, event,
+                                                       &h->scratch) < 0 ||
+                                    !(f = mls_frame_new(h->scratch.data,
+                                                        h->scratch.len))) {
+                                        h->render_errors++;
+                                        break;
+                                }
+                        }
+                        for (struct mls_hub_member *m = sl->members; m;
+                             m = m->next) {
+                                h->deliver(h->opaque, m, f);
+                                n++;
+                        }
                 }
                 mls_frame_unref(f);
         }
@@ -255,6 +362,7 @@ void mls_hub_stats(const mls_hub_t *h, struct mls_hub_stats *st)
 {
         st->members = h->nmembers;
         st->groups = h->groups.count;
+        st->slices = h->nslices;
         st->models = h->models.count;
         st->renders = h->renders;
         st->render_errors = h->render_errors;

@@ -1,9 +1,13 @@
 /*
  * Subscription fan-out. Subscribers with the same (document, operation
  * name, variables) share one group; a group belongs to the model its
- * modelId argument names. A prediction is rendered once per group of its
- * model (mls_gql_sub_render() into one scratch buffer, then one frame), and
- * that same frame is handed to every member of the group.
+ * modelId argument names. Within a group, subscribers with the same tenant
+ * filter share one slice. A prediction is rendered at most once per group
+ * of its model (mls_gql_sub_render() into one scratch buffer, then one
+ * frame), and only when one of the group's slices may see it (its
+ * metadata.tenant is in the slice's tenant set, or the slice is
+ * unrestricted); that same frame is handed to every member of those
+ * slices, and to no one else.
  *
  * Threads: the gateway loop thread only. The deliver callback runs inside
  * mls_hub_publish() and must not join or leave members (the gateway only
@@ -19,14 +23,17 @@
 #include <jansson.h>
 
 #include "gateway/frame.h"
+#include "gateway/tenants.h"
 #include "graphql/graphql.h"
 
 typedef struct mls_hub mls_hub_t;
 struct mls_hub_group;
+struct mls_hub_slice;
 
 /* Embedded in the subscriber's own struct; the hub links it in. */
 struct mls_hub_member {
         struct mls_hub_group *group; /* NULL while not joined */
+        struct mls_hub_slice *slice; /* the group's slice for its tenants */
         struct mls_hub_member *prev, *next;
 };
 
@@ -45,29 +52,36 @@ void mls_hub_free(mls_hub_t *h);
 
 /*
  * Joins m to the group of (text, operation_name, variables), preparing the
- * subscription from doc (a valid document for text) if the group is new.
- * variables may be NULL. Returns 0, or -1 with *errors set to a new array
- * of GraphQL errors (the caller decrefs it; NULL when memory ran out) when
- * the operation cannot be prepared (not a subscription, unknown, bad
- * variables).
+ * subscription from doc (a valid document for text) if the group is new,
+ * and to the group's slice for tenants (NULL: every event; otherwise only
+ * events whose metadata.tenant is in the set; the hub keeps its own
+ * reference). variables may be NULL. Returns 0, or -1 with *errors set to a
+ * new array of GraphQL errors (the caller decrefs it; NULL when memory ran
+ * out) when the operation cannot be prepared (not a subscription, unknown,
+ * bad variables).
  */
 int mls_hub_join(mls_hub_t *h, struct mls_hub_member *m, mls_gql_doc_t *doc,
                  const char *text, size_t len, const char *operation_name,
-                 json_t *variables, json_t **errors);
+                 json_t *variables, mls_tenants_t *tenants, json_t **errors);
 /* Removes m from its group (freeing the group when it empties). A member
  * that is not joined is ignored. */
 void mls_hub_leave(mls_hub_t *h, struct mls_hub_member *m);
 
 /* Renders event (a normalised prediction, camelCase keys, borrowed) for
- * every group of model_id and delivers it. Returns the number of
- * deliveries. */
-size_t mls_hub_publish(mls_hub_t *h, const char *model_id, json_t *event);
+ * every group of model_id with a slice that may see tenant[0..tenant_len)
+ * (NULL: the event has no tenant, and only unrestricted slices see it), and
+ * delivers it to those slices' members. Returns the number of deliveries. */
+size_t mls_hub_publish(mls_hub_t *h, const char *model_id, const char *tenant,
+                       size_t tenant_len, json_t *event);
+/* The tenant of a normalised prediction event (its metadata.tenant when
+ * that is a string), or NULL; *len gets its length. Borrowed from event. */
+const char *mls_hub_event_tenant(json_t *event, size_t *len);
 
 /* The model id a member's group subscribes to, or NULL. */
 const char *mls_hub_member_model(const struct mls_hub_member *m);
 
 struct mls_hub_stats {
-        size_t members, groups, models;
+        size_t members, groups, slices, models;
         uint64_t renders, render_errors;
 };
 void mls_hub_stats(const mls_hub_t *h, struct mls_hub_stats *st);

@@ -9,6 +9,14 @@
  * exhaust memory; predictions for further models still fan out to their
  * subscribers but are only counted here.
  *
+ * With tenant tracking on (the gateway turns it on when JWTs, and so
+ * tenant-scoped callers, exist), each prediction with a metadata.tenant is
+ * also recorded in a window of its (model, tenant) pair (at most
+ * max_models pairs), and a tenant-scoped caller's status is computed from
+ * its own tenants' windows only: it never sees another tenant's latencies
+ * or when another tenant's last prediction went by. Heartbeats are
+ * engine-level and seen by everyone.
+ *
  * Threads: the gateway loop thread only.
  */
 #ifndef MLS_GATEWAY_MONITOR_H
@@ -18,6 +26,8 @@
 #include <stdint.h>
 
 #include <jansson.h>
+
+#include "gateway/tenants.h"
 
 typedef struct mls_monitor mls_monitor_t;
 
@@ -32,12 +42,16 @@ struct mls_monitor_stats {
  * out. */
 mls_monitor_t *mls_monitor_new(unsigned window, unsigned max_models);
 void mls_monitor_free(mls_monitor_t *m);
+/* Turns per-tenant windows on (before the first prediction). */
+void mls_monitor_track_tenants(mls_monitor_t *m, int on);
 
 void mls_monitor_set_connected(mls_monitor_t *m, int connected);
 int mls_monitor_connected(const mls_monitor_t *m);
 
-/* Records a prediction seen at now_ms (wall clock). */
+/* Records a prediction of tenant[0..tenant_len) (NULL: none) seen at
+ * now_ms (wall clock). */
 void mls_monitor_prediction(mls_monitor_t *m, const char *model_id,
+                            const char *tenant, size_t tenant_len,
                             double latency_ms, int64_t now_ms);
 /* Records a heartbeat that lists model_id, seen at now_ms. */
 void mls_monitor_heartbeat(mls_monitor_t *m, const char *model_id,
@@ -48,8 +62,17 @@ void mls_monitor_heartbeat(mls_monitor_t *m, const char *model_id,
 void mls_monitor_stats(const mls_monitor_t *m, const char *model_id,
                        struct mls_monitor_stats *st);
 /* The MLStreamingStatus object for model_id, camelCase keys, as a new
- * reference (NULL when memory runs out). */
-json_t *mls_monitor_status(const mls_monitor_t *m, const char *model_id);
+ * reference (NULL when memory runs out). only NULL: every tenant's
+ * predictions; else only those of the tenants in the set (their windows
+ * merged; lastHeartbeatAt the latest of their predictions and the model's
+ * heartbeats). */
+json_t *mls_monitor_status(const mls_monitor_t *m, const char *model_id,
+                           const mls_tenants_t *only);
+/* 1 if a caller restricted to only (NULL: everything) may learn that
+ * model_id exists: a heartbeat listed it, or one of only's tenants had a
+ * prediction for it. */
+int mls_monitor_visible(const mls_monitor_t *m, const char *model_id,
+                        const mls_tenants_t *only);
 
 /* Calls fn for every tracked model. */
 void mls_monitor_foreach(const mls_monitor_t *m,

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "common/log.h"
 #include "gateway/gateway_int.h"
 
@@ -94,10 +96,22 @@ static void op_close(void *conn, int code, const char *reason)
         mls__gw_conn_close(conn, code, reason);
 }
 
+static void op_auth_failed(void *conn, enum mls_auth_result r, const char *why)
+{
+        struct mls__gw_conn *c = conn;
+
+        mls__gw_auth_failed(c->g,
+                            mls_wsproto_kind(c->proto) == MLS_WSPROTO_LEGACY
+                                    ? MLS_WSPROTO_LEGACY_NAME
+                                    : MLS_WSPROTO_TRANSPORT_NAME,
+                            r, why);
+}
+
 const struct mls_wsproto_ops mls__gw_ws_ops = {
         .send = op_send,
         .send_event = op_send_event,
         .close = op_close,
+        .auth_failed = op_auth_failed,
 };
 
 void mls__gw_conn_close(struct mls__gw_conn *c, int code, const char *reason)
@@ -108,6 +122,11 @@ void mls__gw_conn_close(struct mls__gw_conn *c, int code, const char *reason)
                 return;
         c->closing = 1;
         c->close_code = code;
+        {
+                char label[16];
+                snprintf(label, sizeof(label), "%d", code);
+                mls_series_add(mls_series(c->g->m_ws_closed, label, NULL), 1);
+        }
         snprintf(c->close_reason, sizeof(c->close_reason), "%s", reason);
         /* Queued events are moot; control messages (an error, a
          * connection_error) still go out before the close frame. */
@@ -295,8 +314,15 @@ static int filter(mls_gateway_t *g, struct lws *wsi)
                 return 1;
         }
         n = lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN);
-        if (!mls__gw_origin_ok(g, n > 0 ? origin : NULL)) {
+        /* an Origin too long to copy is not "no Origin" */
+        if ((n < 0 && lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN) > 0 &&
+             g->origins && !g->any_origin) ||
+            !mls__gw_origin_ok(g, n > 0 ? origin : NULL)) {
                 mls_series_add(g->m_rejected_origin, 1);
+                /* a 403 tells the browser's developer why */
+                lws_return_http_status(wsi, HTTP_STATUS_FORBIDDEN,
+                                       "Origin not allowed "
+                                       "(GATEWAY_ALLOWED_ORIGINS)");
                 return 1;
         }
         /* libwebsockets 4.1 binds the first subprotocol of the client's
@@ -348,6 +374,23 @@ static int established(mls_gateway_t *g, struct lws *wsi,
                 free(c);
                 return -1;
         }
+        if (mls_auth_enabled(g->auth)) {
+                /* programs may authenticate the upgrade itself (browsers
+                 * cannot set the header; they use connection_init) */
+                int n = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
+                char *h = n > 0 ? malloc((size_t)n + 1) : NULL;
+
+                if (h && lws_hdr_copy(wsi, h, n + 1,
+                                      WSI_TOKEN_HTTP_AUTHORIZATION) >= 0)
+                        mls_wsproto_upgrade_auth(c->proto, h);
+                else if (n > 0)
+                        /* there but unreadable: refused, not ignored */
+                        mls_wsproto_upgrade_auth(c->proto, "Bearer ?");
+                if (h) {
+                        OPENSSL_cleanse(h, (size_t)n + 1);
+                        free(h);
+                }
+        }
         c->next = g->conns;
         if (g->conns)
                 g->conns->prev = c;
@@ -369,6 +412,13 @@ static void receive(struct mls__gw_conn *c, const char *in, size_t len)
 
         if (c->closing)
                 return;
+        if (lws_frame_is_binary(c->wsi)) {
+                /* both protocols are JSON text; RFC 6455's code for a
+                 * data type the endpoint does not accept */
+                mls_buf_free(&c->rx);
+                mls__gw_conn_close(c, 1003, "Binary frames are not supported");
+                return;
+        }
         if (final && c->rx.len == 0) {
                 mls_wsproto_input(c->proto, in, len, mls__gw_now_ms());
         } else {

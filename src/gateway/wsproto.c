@@ -6,8 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/crypto.h>
-
 #include "common/buf.h"
 #include "gateway/jsonw.h"
 
@@ -31,8 +29,14 @@ struct mls_wsproto {
         int init_received, acked, closed;
         int64_t init_deadline; /* transport, until connection_init */
         int64_t next_ka;       /* legacy, after connection_ack; -1: none */
+        int64_t auth_deadline; /* when the credential expires; -1: never */
         struct op *ops_list;
         unsigned nops;
+        struct mls_principal who; /* after connection_ack */
+        /* the upgrade request's Authorization header, checked */
+        enum mls_auth_result upgrade_result;
+        const char *upgrade_why;
+        struct mls_principal upgrade_who;
 };
 
 /* --- output helpers ---------------------------------------------------- */
@@ -271,7 +275,7 @@ static int subscribe(mls_wsproto_t *s, const char *id, size_t idlen,
                 return -1;
         }
         if (mls_hub_join(s->env->hub, &o->member, doc, text, len, opname, vars,
-                         &errors) < 0) {
+                         s->who.tenants, &errors) < 0) {
                 mls_frame_unref(o->head);
                 free(o);
                 if (!errors)
@@ -335,7 +339,9 @@ static void start_operation(mls_wsproto_t *s, const char *id, size_t idlen,
                 if (subscribe(s, id, idlen, doc, text, len, opname, vars) < 0)
                         close_with(s, 4500, "Internal server error");
         } else {
-                result = mls_gql_execute(doc, opname, vars, NULL);
+                /* the resolvers see who asks (mlStreamingStatus keeps
+                 * to the caller's tenants) */
+                result = mls_gql_execute(doc, opname, vars, &s->who);
                 finish_operation(s, id, result);
                 json_decref(result);
         }
@@ -403,9 +409,75 @@ static int graphql_errors(json_t *v)
         return 1;
 }
 
+/* --- authentication ---------------------------------------------------- */
+
+/*
+ * Authenticates connection_init: the payload's credential if it has one,
+ * else the upgrade request's. A refused upgrade credential fails it either
+ * way. On success sets s->who and the expiry deadline; on failure reports
+ * it through ops->auth_failed.
+ */
+static int authenticate(mls_wsproto_t *s, json_t *payload, int64_t now_ms)
+{
+        const mls_auth_t *a = s->env->auth;
+        enum mls_auth_result r;
+        const char *why = "";
+
+        if (!mls_auth_enabled(a))
+                return 0;
+        if (s->upgrade_result != MLS_AUTH_OK &&
+            s->upgrade_result != MLS_AUTH_MISSING) {
+                r = s->upgrade_result;
+                why = s->upgrade_why;
+        } else if (mls_auth_init_has_credential(payload)) {
+                r = mls_auth_check_init(a, payload, &s->who, &why);
+        } else if (s->upgrade_result == MLS_AUTH_OK) {
+                s->who = s->upgrade_who;
+                memset(&s->upgrade_who, 0, sizeof(s->upgrade_who));
+                r = MLS_AUTH_OK;
+        } else {
+                r = MLS_AUTH_MISSING;
+                why = "no credential in connection_init or the upgrade "
+                      "request";
+        }
+        mls_principal_clear(&s->upgrade_who);
+        if (r != MLS_AUTH_OK) {
+                if (s->ops->auth_failed)
+                        s->ops->auth_failed(s->conn, r, why);
+                return -1;
+        }
+        if (s->who.expires_s) {
+                int64_t left = s->who.expires_s - mls_auth_now(a);
+                if (left < 0)
+                        left = 0;
+                if (left > (int64_t)1 << 40)
+                        left = (int64_t)1 << 40;
+                s->auth_deadline = now_ms + left * 1000;
+        }
+        return 0;
+}
+
+void mls_wsproto_upgrade_auth(mls_wsproto_t *s, const char *authorization)
+{
+        mls_principal_clear(&s->upgrade_who);
+        s->upgrade_why = "";
+        if (!authorization || !authorization[0] ||
+            !mls_auth_enabled(s->env->auth)) {
+                s->upgrade_result = MLS_AUTH_MISSING;
+                return;
+        }
+        s->upgrade_result = mls_auth_check_header(
+                s->env->auth, authorization, &s->upgrade_who, &s->upgrade_why);
+}
+
+const struct mls_principal *mls_wsproto_principal(const mls_wsproto_t *s)
+{
+        return &s->who;
+}
+
 /* --- graphql-transport-ws ----------------------------------------------- */
 
-static void transport_input(mls_wsproto_t *s, json_t *m)
+static void transport_input(mls_wsproto_t *s, json_t *m, int64_t now_ms)
 {
         const char *type = json_string_value(json_object_get(m, "type"));
         json_t *payload = json_object_get(m, "payload");
@@ -422,7 +494,7 @@ static void transport_input(mls_wsproto_t *s, json_t *m)
                         return;
                 }
                 s->init_received = 1;
-                if (!mls_wsproto_auth_ok(s->env->auth_token, payload, NULL)) {
+                if (authenticate(s, payload, now_ms) < 0) {
                         close_with(s, 4403, "Forbidden");
                         return;
                 }
@@ -521,12 +593,19 @@ static void legacy_input(mls_wsproto_t *s, json_t *m, int64_t now_ms)
                 return;
         }
         if (strcmp(type, "connection_init") == 0) {
-                if (!mls_wsproto_auth_ok(
-                            s->env->auth_token,
-                            json_is_object(payload) ? payload : NULL, NULL)) {
+                if (s->init_received && mls_auth_enabled(s->env->auth)) {
+                        /* one principal per connection */
+                        legacy_error(s, NULL, "connection_error",
+                                     "Already initialised");
+                        return;
+                }
+                if (authenticate(s, json_is_object(payload) ? payload : NULL,
+                                 now_ms) < 0) {
+                        /* subscriptions-transport-ws closes with 1011; the
+                         * code graphql-transport-ws uses says more */
                         legacy_error(s, NULL, "connection_error",
                                      "Prohibited connection!");
-                        close_with(s, 1011, "Prohibited connection!");
+                        close_with(s, 4403, "Forbidden");
                         return;
                 }
                 s->init_received = 1;
@@ -554,7 +633,7 @@ static void legacy_input(mls_wsproto_t *s, json_t *m, int64_t now_ms)
                                      "\"query\" string");
                         return;
                 }
-                if (s->env->auth_token && s->env->auth_token[0] && !s->acked) {
+                if (mls_auth_enabled(s->env->auth) && !s->acked) {
                         legacy_error(s, idp, "error", "Unauthorized");
                         return;
                 }
@@ -592,6 +671,9 @@ mls_wsproto_t *mls_wsproto_new(const struct mls_wsproto_env *env,
         s->conn = conn;
         s->kind = kind;
         s->next_ka = -1;
+        s->auth_deadline = -1;
+        s->upgrade_result = MLS_AUTH_MISSING;
+        s->upgrade_why = "";
         s->init_deadline =
                 kind == MLS_WSPROTO_TRANSPORT && env->init_timeout_ms > 0
                         ? now_ms + env->init_timeout_ms
@@ -613,6 +695,8 @@ void mls_wsproto_free(mls_wsproto_t *s)
                 mls_frame_unref(o->head);
                 free(o);
         }
+        mls_principal_clear(&s->who);
+        mls_principal_clear(&s->upgrade_who);
         free(s);
 }
 
@@ -636,10 +720,19 @@ void mls_wsproto_input(mls_wsproto_t *s, const char *msg, size_t len,
                 return;
         }
         if (s->kind == MLS_WSPROTO_TRANSPORT)
-                transport_input(s, m);
+                transport_input(s, m, now_ms);
         else
                 legacy_input(s, m, now_ms);
         json_decref(m);
+}
+
+static int64_t earlier(int64_t a, int64_t b)
+{
+        if (a < 0)
+                return b;
+        if (b < 0)
+                return a;
+        return a < b ? a : b;
 }
 
 int64_t mls_wsproto_next_timer(const mls_wsproto_t *s)
@@ -649,8 +742,8 @@ int64_t mls_wsproto_next_timer(const mls_wsproto_t *s)
         if (s->kind == MLS_WSPROTO_TRANSPORT && !s->init_received)
                 return s->init_deadline;
         if (s->kind == MLS_WSPROTO_LEGACY)
-                return s->next_ka;
-        return -1;
+                return earlier(s->next_ka, s->auth_deadline);
+        return s->auth_deadline;
 }
 
 void mls_wsproto_timer(mls_wsproto_t *s, int64_t now_ms)
@@ -660,6 +753,19 @@ void mls_wsproto_timer(mls_wsproto_t *s, int64_t now_ms)
         if (s->kind == MLS_WSPROTO_TRANSPORT && !s->init_received &&
             s->init_deadline >= 0 && now_ms >= s->init_deadline) {
                 close_with(s, 4408, "Connection initialisation timeout");
+                return;
+        }
+        if (s->auth_deadline >= 0 && now_ms >= s->auth_deadline) {
+                /* graphql-ws clients retry after 4403 and can bring a
+                 * fresh token (connectionParams as a function) */
+                if (s->ops->auth_failed)
+                        s->ops->auth_failed(s->conn, MLS_AUTH_EXPIRED,
+                                            "the JWT expired on a live "
+                                            "connection");
+                if (s->kind == MLS_WSPROTO_LEGACY)
+                        legacy_error(s, NULL, "connection_error",
+                                     "Token expired");
+                close_with(s, 4403, "Forbidden: token expired");
                 return;
         }
         if (s->kind == MLS_WSPROTO_LEGACY && s->next_ka >= 0 &&
@@ -732,38 +838,4 @@ enum mls_wsproto_kind mls_wsproto_select(const char *offered, size_t len)
         if (each_token(offered, len, match_kind, &want))
                 return MLS_WSPROTO_LEGACY;
         return MLS_WSPROTO_NONE;
-}
-
-/* --- auth ---------------------------------------------------------------- */
-
-static int token_eq(const char *token, const char *v)
-{
-        size_t n = strlen(token);
-
-        if (!v)
-                return 0;
-        if (strncasecmp(v, "Bearer ", 7) == 0)
-                v += 7;
-        while (*v == ' ')
-                v++;
-        return strlen(v) == n && CRYPTO_memcmp(v, token, n) == 0;
-}
-
-int mls_wsproto_auth_ok(const char *token, json_t *payload, const char *header)
-{
-        const char *v;
-
-        if (!token || !token[0])
-                return 1;
-        if (header)
-                return token_eq(token, header);
-        v = json_string_value(json_object_get(payload, "authorization"));
-        if (!v)
-                v = json_string_value(
-                        json_object_get(payload, "Authorization"));
-        if (v)
-                return token_eq(token, v);
-        v = json_string_value(json_object_get(payload, "token"));
-        return v && strlen(v) == strlen(token) &&
-               CRYPTO_memcmp(v, token, strlen(token)) == 0;
 }

@@ -11,7 +11,13 @@
  *    (unexpected message or internal error);
  *  - the legacy "graphql-ws" of subscriptions-transport-ws:
  *    connection_init/connection_ack/connection_error, "ka" keep-alives,
- *    start/data/error/complete/stop, connection_terminate.
+ *    start/data/error/complete/stop, connection_terminate; a refused
+ *    connection_init closes with 4403 after its connection_error.
+ *
+ * With access control on (env->auth), connection_init must carry a
+ * credential (or the upgrade request must have); the session's principal
+ * limits its subscriptions to its tenants, and a JWT's expiry closes the
+ * connection with 4403.
  *
  * A session is fed whole messages (mls_wsproto_input) and clock ticks
  * (mls_wsproto_timer); it answers through the mls_wsproto_ops of its
@@ -27,6 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gateway/auth.h"
 #include "gateway/frame.h"
 #include "gateway/hub.h"
 #include "graphql/graphql.h"
@@ -44,7 +51,7 @@ enum mls_wsproto_kind {
 struct mls_wsproto_env {
         mls_gql_cache_t *cache;
         mls_hub_t *hub;
-        const char *auth_token;  /* NULL or "": connection_init not checked */
+        const mls_auth_t *auth;  /* NULL or off: connection_init not checked */
         unsigned max_operations; /* live subscriptions per connection */
         int64_t init_timeout_ms; /* transport: 0 disables */
         int64_t keepalive_ms;    /* legacy "ka" period; 0 disables */
@@ -64,6 +71,10 @@ struct mls_wsproto_ops {
         /* Closes the connection with a WebSocket close code and reason
          * once what is queued is sent. Called at most once. */
         void (*close)(void *conn, int code, const char *reason);
+        /* Optional: a credential was refused (for metrics and a debug
+         * line; why never quotes the credential). */
+        void (*auth_failed)(void *conn, enum mls_auth_result r,
+                            const char *why);
 };
 
 typedef struct mls_wsproto mls_wsproto_t;
@@ -75,6 +86,16 @@ mls_wsproto_t *mls_wsproto_new(const struct mls_wsproto_env *env,
                                enum mls_wsproto_kind kind, int64_t now_ms);
 /* Leaves every subscription and frees the session. NULL is ignored. */
 void mls_wsproto_free(mls_wsproto_t *s);
+/*
+ * Hands the session the upgrade request's Authorization header (NULL when
+ * absent); call right after mls_wsproto_new(). It is checked at once and
+ * used at connection_init when the payload carries no credential of its
+ * own. A header that is present but refused fails connection_init even if
+ * the payload's credential is good.
+ */
+void mls_wsproto_upgrade_auth(mls_wsproto_t *s, const char *authorization);
+/* Who the session authenticated as (zeroed before connection_ack). */
+const struct mls_principal *mls_wsproto_principal(const mls_wsproto_t *s);
 
 /* Handles one complete message (text or binary). */
 void mls_wsproto_input(mls_wsproto_t *s, const char *msg, size_t len,
@@ -82,7 +103,8 @@ void mls_wsproto_input(mls_wsproto_t *s, const char *msg, size_t len,
 /* When the session next wants mls_wsproto_timer(): a monotonic ms
  * deadline, or -1 for never. */
 int64_t mls_wsproto_next_timer(const mls_wsproto_t *s);
-/* Runs what is due at now_ms: the init timeout, legacy keep-alives. */
+/* Runs what is due at now_ms: the init timeout, legacy keep-alives, the
+ * end of a JWT's validity (closes with 4403). */
 void mls_wsproto_timer(mls_wsproto_t *s, int64_t now_ms);
 
 enum mls_wsproto_kind mls_wsproto_kind(const mls_wsproto_t *s);
@@ -98,10 +120,5 @@ void mls_wsproto_deliver(void *opaque, struct mls_hub_member *m,
  * list) as the graphql-ws reference server does: graphql-transport-ws if
  * offered anywhere in the list, else graphql-ws, else NONE. */
 enum mls_wsproto_kind mls_wsproto_select(const char *offered, size_t len);
-/* 1 if a connection_init payload (or HTTP Authorization value, with
- * payload NULL) carries token: "Bearer <token>" or "<token>" in
- * "authorization"/"Authorization", or "<token>" in "token". A NULL or
- * empty token accepts everything. */
-int mls_wsproto_auth_ok(const char *token, json_t *payload, const char *header);
 
 #endif

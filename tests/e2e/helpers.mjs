@@ -3,7 +3,9 @@
 // ($MLSTREAM_BIN), redis-cli PUBLISH, /metrics reads, and waiting for
 // conditions with deadlines.
 import { spawn, execFile } from 'node:child_process';
+import { createHmac } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -220,4 +222,58 @@ export function collector() {
     },
   };
   return c;
+}
+
+// A persistent Redis connection for publishing many payloads quickly
+// (one redis-cli process per payload is too slow for steady streams).
+// publish() resolves with the number of receivers.
+export async function openPublisher(redisUrl) {
+  const u = new URL(redisUrl);
+  const sock = net.connect(Number(u.port || 6379), u.hostname);
+  await new Promise((resolve, reject) => { sock.once('connect', resolve); sock.once('error', reject); });
+  const waiting = [];
+  let buf = '';
+  sock.on('data', (d) => {
+    buf += d.toString();
+    let i;
+    while ((i = buf.indexOf('\r\n')) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 2);
+      const w = waiting.shift();
+      if (!w) continue;
+      if (line[0] === '-') w.reject(new Error(line));
+      else w.resolve(line[0] === ':' ? Number(line.slice(1)) : line.slice(1));
+    }
+  });
+  const command = (...args) => new Promise((resolve, reject) => {
+    waiting.push({ resolve, reject });
+    let out = `*${args.length}\r\n`;
+    for (const a of args) out += `$${Buffer.byteLength(a)}\r\n${a}\r\n`;
+    sock.write(out);
+  });
+  if (u.password) await command('AUTH', decodeURIComponent(u.password));
+  return {
+    publish: (payload, channel = CHANNEL) =>
+      command('PUBLISH', channel, typeof payload === 'string' ? payload : JSON.stringify(payload)),
+    close: () => sock.end(),
+  };
+}
+
+// An HS256 JWT (header and claims as given, so tests can forge bad ones).
+export function signJwt(claims, secret, header = { alg: 'HS256', typ: 'JWT' }) {
+  const b64 = (o) => Buffer.from(typeof o === 'string' ? o : JSON.stringify(o)).toString('base64url');
+  const head = `${b64(header)}.${b64(claims)}`;
+  return `${head}.${createHmac('sha256', secret).update(head).digest('base64url')}`;
+}
+
+// A free TCP port on 127.0.0.1 (for servers the tests start themselves).
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+    srv.on('error', reject);
+  });
 }

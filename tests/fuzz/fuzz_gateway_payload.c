@@ -12,6 +12,7 @@
 
 #include <jansson.h>
 
+#include "gateway/hub.h"
 #include "gateway/monitor.h"
 #include "gateway/payload.h"
 
@@ -24,8 +25,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t i;
         char *buf;
 
-        if (!monitor)
+        if (!monitor) {
                 monitor = mls_monitor_new(8, 64);
+                mls_monitor_track_tenants(monitor, 1);
+        }
         buf = malloc(size ? size : 1);
         memcpy(buf, data, size);
         switch (mls_payload_normalize(buf, size, 1 << 16, &p)) {
@@ -53,7 +56,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 v = json_object_get(ev, "inputId");
                 if (!json_is_null(v) && !json_is_string(v))
                         abort();
-                mls_monitor_prediction(monitor, p.model_id, p.latency_ms, 1);
+                {
+                        size_t tlen = 0;
+                        const char *t = mls_hub_event_tenant(p.event, &tlen);
+                        mls_monitor_prediction(monitor, p.model_id, t, tlen,
+                                               p.latency_ms, 1);
+                }
                 break;
         case MLS_PAYLOAD_HEARTBEAT:
                 json_array_foreach(p.models, i, m)
@@ -68,8 +76,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         abort();
         }
         mls_payload_clear(&p);
-        v = mls_monitor_status(monitor, "m");
+        v = mls_monitor_status(monitor, "m", NULL);
         json_decref(v);
+        {
+                static const char *const names[2] = {"blue-team", "red"};
+                static const size_t lens[2] = {9, 3};
+                const char *why;
+                mls_tenants_t *t = mls_tenants_new(names, lens, 2, &why);
+                v = mls_monitor_status(monitor, "m", t);
+                json_decref(v);
+                mls_tenants_unref(t);
+        }
         free(buf);
         return 0;
 }

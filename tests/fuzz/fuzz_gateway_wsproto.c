@@ -91,6 +91,7 @@ static json_t *status_cb(void *opaque, void *ctx, const char *field,
 
 static mls_gql_schema_t *schema;
 static mls_gql_cache_t *cache;
+static mls_auth_t *auth; /* static token "tok", JWTs under a fixed key */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -114,6 +115,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                             "mlStreamingStatus", status_cb,
                                             NULL, err, sizeof(err));
                 cache = mls_gql_cache_new(schema, NULL, 64, err, sizeof(err));
+                auth = mls_auth_new(
+                        &(struct mls_auth_conf){
+                                .tokens = "tok",
+                                .jwt_secret =
+                                        "fuzz-secret-fuzz-secret-fuzz-sec",
+                        },
+                        err, sizeof(err));
+                if (!auth)
+                        abort();
         }
         if (size < 1)
                 return 0;
@@ -121,7 +131,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         env = (struct mls_wsproto_env){
                 .cache = cache,
                 .hub = hub,
-                .auth_token = data[0] & 4 ? "tok" : NULL,
+                .auth = data[0] & 4 ? auth : NULL,
                 .max_operations = 4,
                 .init_timeout_ms = 1000,
                 .keepalive_ms = 500,
@@ -138,7 +148,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 memcpy(msg, data + i, n);
                 mls_wsproto_input(s, msg, n, now);
                 free(msg);
-                mls_hub_publish(hub, "m", p.event);
+                mls_hub_publish(hub, "m", i & 1 ? "blue" : NULL, 4, p.event);
                 now += 300;
                 if (mls_wsproto_next_timer(s) >= 0 &&
                     mls_wsproto_next_timer(s) <= now)

@@ -108,6 +108,25 @@ MLS_TEST(common_redis_url)
                                          sizeof(err)),
                      -1);
         CHECK(strstr(err, "pw") == NULL); /* never echo the password */
+        /* percent-encoded user and password (RFC 3986) */
+        CHECK_INT_EQ(
+                mls_redis_url_parse("redis://a%3Ab:p%40ss%2Fw%3Ard%25 x@h:1/3",
+                                    &u, err, sizeof(err)),
+                0);
+        CHECK_STR_EQ(u.user, "a:b");
+        CHECK_STR_EQ(u.password, "p@ss/w:rd% x");
+        CHECK_STR_EQ(u.host, "h");
+        CHECK_INT_EQ(u.db, 3);
+        CHECK_INT_EQ(mls_redis_url_parse("redis://:se%2cret%zz@h", &u, err,
+                                         sizeof(err)),
+                     -1);
+        CHECK(strstr(err, "se%2cret") == NULL && strstr(err, "%-escape"));
+        CHECK_INT_EQ(
+                mls_redis_url_parse("redis://:pw%00x@h", &u, err, sizeof(err)),
+                -1);
+        CHECK_INT_EQ(
+                mls_redis_url_parse("redis://:pw%4@h", &u, err, sizeof(err)),
+                -1);
 }
 
 MLS_TEST(common_json_float_random_roundtrip)

@@ -204,7 +204,7 @@ MLS_TEST(gateway_payload_monitor_window)
         CHECK(m);
         mls_monitor_set_connected(m, 1);
         for (int i = 1; i <= 6; i++)
-                mls_monitor_prediction(m, "a", i * 10.0, 1000 + i);
+                mls_monitor_prediction(m, "a", NULL, 0, i * 10.0, 1000 + i);
         mls_monitor_stats(m, "a", &st);
         /* the window holds 30, 40, 50, 60 */
         CHECK_INT_EQ(st.window_size, 4);
@@ -218,14 +218,14 @@ MLS_TEST(gateway_payload_monitor_window)
         mls_monitor_heartbeat(m, "c", 3000);
         CHECK_INT_EQ(mls_monitor_models(m), 2);
         CHECK_INT_EQ(mls_monitor_untracked(m), 1);
-        s = mls_monitor_status(m, "b");
+        s = mls_monitor_status(m, "b", NULL);
         CHECK(json_is_true(json_object_get(s, "connected")));
         CHECK(json_is_null(json_object_get(s, "averageLatencyMs")));
         CHECK_INT_EQ(json_integer_value(json_object_get(s, "windowSize")), 0);
         CHECK_STR_EQ(json_string_value(json_object_get(s, "lastHeartbeatAt")),
                      "1970-01-01T00:00:03.000Z");
         json_decref(s);
-        s = mls_monitor_status(m, "unknown");
+        s = mls_monitor_status(m, "unknown", NULL);
         CHECK(json_is_null(json_object_get(s, "lastHeartbeatAt")));
         json_decref(s);
         mls_monitor_free(m);
