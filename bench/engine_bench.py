@@ -23,8 +23,8 @@ import uuid
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-from mlshelpers import (MLSTREAM, SERVICES, Engine, Subscriber, metric_sum,  # noqa: E402
-                        redis_addr, topic_create, wait_for)
+from mlshelpers import (ensure_services, stop_services, SERVICES, Engine, # noqa: E402
+                        Subscriber, metric_sum, redis_addr, topic_create, wait_for)
 
 
 def proc_stats(pid):
@@ -136,18 +136,7 @@ def main():
     ap.add_argument("--latency-rate", type=int, default=10000)
     ap.add_argument("--latency-count", type=int, default=100000)
     args = ap.parse_args()
-    env = dict(os.environ)
-    started = False
-    if not env.get("KAFKA_BOOTSTRAP_SERVERS"):
-        env["MLSTREAM_SERVICES_DIR"] = tempfile.mkdtemp(prefix="mlstream-bench.")
-        out = subprocess.run([SERVICES, "start", "all", "--owner", str(os.getpid())],
-                             env=env, check=True, capture_output=True, text=True).stdout
-        for line in out.splitlines():
-            if line.startswith("export "):
-                k, v = line[7:].split("=", 1)
-                env[k] = v.strip("'\"")
-        os.environ.update(env)
-        started = True
+    env, started = ensure_services("all")
     try:
         with tempfile.NamedTemporaryFile("w", delete=False) as f:
             msgfile = f.name
@@ -159,7 +148,7 @@ def main():
         os.unlink(msgfile)
     finally:
         if started:
-            subprocess.run([SERVICES, "stop", "all"], env=env)
+            stop_services(env, "all")
     os.makedirs(os.path.join(HERE, "out"), exist_ok=True)
     with open(os.path.join(HERE, "out", "engine.json"), "w") as f:
         json.dump(res, f, indent=2)

@@ -56,7 +56,7 @@ import uuid
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-from mlshelpers import (SERVICES, free_port, http_get, metric_sum,  # noqa: E402
+from mlshelpers import (ensure_services, free_port, stop_services, http_get, metric_sum,  # noqa: E402
                         parse_metrics, redis_addr, wait_for)
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -601,18 +601,7 @@ def main():
     # both the gateway and mls-loadgen inherit this (each also raises its own)
     nofile = raise_nofile(args.idle_conns + 1024)
 
-    env = dict(os.environ)
-    started = False
-    if not env.get("REDIS_URL"):
-        env["MLSTREAM_SERVICES_DIR"] = env.get("MLSTREAM_SERVICES_DIR") or \
-            tempfile.mkdtemp(prefix="mlstream-gwbench.")
-        out = subprocess.run([SERVICES, "start", "redis", "--owner", str(os.getpid())],
-                             env=env, check=True, capture_output=True, text=True).stdout
-        for line in out.splitlines():
-            if line.startswith("export "):
-                k, v = line[7:].split("=", 1)
-                env[k] = v.strip("'\"")
-        started = True
+    env, started = ensure_services("redis")
     bench = Bench(args, env)
     # A subscriber that falls behind a burst would exceed Redis' default
     # pubsub output-buffer limit (32 MB) and be disconnected: lift it for
@@ -693,7 +682,7 @@ def main():
             if len(lines) == 2:
                 redis_cli(env, "CONFIG", "SET", "client-output-buffer-limit", lines[1])
         if started:
-            subprocess.run([SERVICES, "stop", "redis"], env=env, capture_output=True)
+            stop_services(env, "redis")
     res["machine"]["load_avg_end"] = os.getloadavg()
     res["summary"] = summarize(res)
     with open(args.out, "w") as f:

@@ -28,8 +28,8 @@ import uuid
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-from mlshelpers import (MLSTREAM, SERVICES, Engine, Subscriber, metric_sum,  # noqa: E402
-                        parse_metrics, topic_create, wait_for)
+from mlshelpers import (MLSTREAM, ensure_services, stop_services, SERVICES, Engine, # noqa: E402
+                        Subscriber, metric_sum, topic_create, wait_for)
 
 MODEL = os.path.join(ROOT, "tests", "fixtures", "torch", "mlp.pt")
 DIRECT = os.environ.get("MLS_MODEL_BENCH",
@@ -154,18 +154,7 @@ def main():
     ap.add_argument("--latency-rate", type=int, default=10000)
     ap.add_argument("--latency-count", type=int, default=50000)
     args = ap.parse_args()
-    env = dict(os.environ)
-    started = False
-    if not env.get("KAFKA_BOOTSTRAP_SERVERS"):
-        env["MLSTREAM_SERVICES_DIR"] = tempfile.mkdtemp(prefix="mlstream-bench.")
-        out = subprocess.run([SERVICES, "start", "all", "--owner", str(os.getpid())],
-                             env=env, check=True, capture_output=True, text=True).stdout
-        for line in out.splitlines():
-            if line.startswith("export "):
-                k, v = line[7:].split("=", 1)
-                env[k] = v.strip("'\"")
-        os.environ.update(env)
-        started = True
+    env, started = ensure_services("all")
     try:
         res = {"machine": "%d cores, %s" % (os.cpu_count(), os.uname().release),
                "date": time.strftime("%Y-%m-%d %H:%M"), "messages": args.messages,
@@ -179,7 +168,7 @@ def main():
                                       args.threads) for fw in ("torch", "identity")]
     finally:
         if started:
-            subprocess.run([SERVICES, "stop", "all"], env=env)
+            stop_services(env, "all")
     os.makedirs(os.path.join(HERE, "out"), exist_ok=True)
     with open(os.path.join(HERE, "out", "models.json"), "w") as f:
         json.dump(res, f, indent=2)

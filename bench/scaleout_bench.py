@@ -35,7 +35,8 @@ import uuid
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-from mlshelpers import SERVICES, Engine, metric_sum, topic_create  # noqa: E402
+from mlshelpers import (Engine, ensure_services, metric_sum,  # noqa: E402
+                        stop_services, topic_create)
 
 
 def poll(cond, timeout, what, interval=0.2):
@@ -132,18 +133,7 @@ def main():
     ap.add_argument("--out", help="result file under bench/out (default scaleout.json, "
                     "scaleout-<F>.json with --features F)")
     args = ap.parse_args()
-    env = dict(os.environ)
-    started = False
-    if not env.get("KAFKA_BOOTSTRAP_SERVERS"):
-        env["MLSTREAM_SERVICES_DIR"] = tempfile.mkdtemp(prefix="mlstream-bench.")
-        out = subprocess.run([SERVICES, "start", "all", "--owner", str(os.getpid())],
-                             env=env, check=True, capture_output=True, text=True).stdout
-        for line in out.splitlines():
-            if line.startswith("export "):
-                k, v = line[7:].split("=", 1)
-                env[k] = v.strip("'\"")
-        os.environ.update(env)
-        started = True
+    env, started = ensure_services("all")
     try:
         topic = "bench.scale.%s" % uuid.uuid4().hex[:8]
         topic_create(env, topic, 4)
@@ -156,7 +146,7 @@ def main():
                 rounds.append(r)
     finally:
         if started:
-            subprocess.run([SERVICES, "stop", "all"], env=env)
+            stop_services(env, "all")
 
     def median(count, key):
         return statistics.median(r[key] for r in rounds if r["engines"] == count)

@@ -19,8 +19,9 @@ import uuid
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-from mlshelpers import (MLSTREAM, SERVICES, Engine, free_port, http_get,  # noqa: E402
-                        metric_sum, parse_metrics, topic_create, wait_for)
+from mlshelpers import (MLSTREAM, ensure_services, stop_services, SERVICES, Engine, # noqa: E402
+                        free_port, http_get, metric_sum, parse_metrics, topic_create,
+                        wait_for)
 
 LOADGEN = os.path.join(ROOT, "build", "bench", "mls-loadgen")
 
@@ -39,17 +40,7 @@ def main():
     ap.add_argument("--rate", type=int, default=2000)
     ap.add_argument("--subscribers", type=int, default=50)
     args = ap.parse_args()
-    env = dict(os.environ)
-    started = False
-    if not env.get("KAFKA_BOOTSTRAP_SERVERS"):
-        env["MLSTREAM_SERVICES_DIR"] = tempfile.mkdtemp(prefix="mlstream-soak.")
-        out = subprocess.run([SERVICES, "start", "all", "--owner", str(os.getpid())],
-                             env=env, check=True, capture_output=True, text=True).stdout
-        for line in out.splitlines():
-            if line.startswith("export "):
-                k, v = line[7:].split("=", 1)
-                env[k] = v.strip("'\"")
-        started = True
+    env, started = ensure_services("all")
     procs = []
     try:
         topic = "soak.%s" % uuid.uuid4().hex[:8]
@@ -111,7 +102,7 @@ def main():
                 except subprocess.TimeoutExpired:
                     p.kill()
         if started:
-            subprocess.run([SERVICES, "stop", "all"], env=env)
+            stop_services(env, "all")
 
 
 if __name__ == "__main__":

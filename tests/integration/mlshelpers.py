@@ -6,6 +6,7 @@ import re
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.error
@@ -15,6 +16,33 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 MLSTREAM = os.environ.get("MLSTREAM_BIN", os.path.join(ROOT, "build", "mlstream"))
 SERVICES = os.path.join(ROOT, "scripts", "services")
 CHANNEL = "ml:stream:inference"
+
+
+def ensure_services(which="all"):
+    """Returns (env, started): the caller's environment when it already names
+    the services `which` needs (KAFKA_BOOTSTRAP_SERVERS / REDIS_URL), else
+    one with a fresh Kafka broker and/or Redis from scripts/services, which
+    the caller stops with stop_services(env, which) when started is true.
+    os.environ is updated too, for helpers that read it."""
+    need = {"all": ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL"),
+            "kafka": ("KAFKA_BOOTSTRAP_SERVERS",), "redis": ("REDIS_URL",)}[which]
+    env = dict(os.environ)
+    if all(env.get(k) for k in need):
+        return env, False
+    env["MLSTREAM_SERVICES_DIR"] = env.get("MLSTREAM_SERVICES_DIR") or \
+        tempfile.mkdtemp(prefix="mlstream-svc.")
+    out = subprocess.run([SERVICES, "start", which, "--owner", str(os.getpid())],
+                         env=env, check=True, capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        if line.startswith("export "):
+            k, v = line[len("export "):].split("=", 1)
+            env[k] = v.strip("'\"")
+    os.environ.update({k: env[k] for k in need})
+    return env, True
+
+
+def stop_services(env, which="all"):
+    subprocess.run([SERVICES, "stop", which], env=env, check=False)
 
 
 def wait_for(cond, timeout, what):

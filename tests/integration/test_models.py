@@ -11,7 +11,6 @@ import random
 import shutil
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 
