@@ -6,14 +6,17 @@ import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { chromium } from "playwright-core";
 import { ROOT, startUp } from "./harness.mjs";
+import { openPublisher, prediction, startGateway, startRedis } from "../e2e/helpers.mjs";
+
+const LAUNCH = {
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+};
 
 test("dashboard shows live predictions and a latency chart", async () => {
   const up = await startUp(["--demo"], { ML_DEMO_RATE: "30" });
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  const browser = await chromium.launch(LAUNCH);
   try {
     const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
     const errors = [];
@@ -49,5 +52,40 @@ test("dashboard shows live predictions and a latency chart", async () => {
     await browser.close();
     const exit = await up.stop();
     assert.equal(exit.code, 0, up.output());
+  }
+});
+
+// The same page against a real deployment: `mlstream gateway` fed from a
+// real Redis (what engines publish there), not `up`'s in-process bus.
+test("dashboard works against a gateway fed from Redis", async () => {
+  const redis = await startRedis();
+  const gw = await startGateway(redis.url);
+  const pub = await openPublisher(redis.url);
+  const model = `deploy-${process.pid}`;
+  const browser = await chromium.launch(LAUNCH);
+  let n = 0;
+  const timer = setInterval(() => {
+    n++;
+    pub.publish(prediction(model, n, { received_at: new Date().toISOString(),
+                                       metadata: { tenant: "soc", n } }));
+  }, 50);
+  try {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    await page.goto(`${gw.http}/?model=${model}`);
+    await page.waitForFunction(() => document.querySelectorAll("#rows tr").length >= 3,
+                               null, { timeout: 30000 });
+    const first = await page.$$eval("#rows tr:first-child td", (tds) => tds.map((t) => t.textContent));
+    assert.match(first[1], /^event-\d+$/);
+    assert.equal(first[4], "soc");
+    await page.waitForFunction(() => document.getElementById("redis").textContent === "connected",
+                               null, { timeout: 30000 });
+    const models = await page.$$eval("#model option", (os) => os.map((o) => o.value));
+    assert.ok(models.includes(model), "the model picker lists what the gateway saw");
+  } finally {
+    clearInterval(timer);
+    pub.close();
+    await browser.close();
+    await gw.stop();
+    await redis.stop();
   }
 });
