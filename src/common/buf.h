@@ -61,6 +61,17 @@ int mls_buf_u64(struct mls_buf *b, uint64_t v);
 /* Length (1-4) of the valid UTF-8 sequence at s, which has n > 0 bytes
  * left, or 0 if it is not valid UTF-8 (overlongs and surrogates refused). */
 size_t mls_utf8_len(const unsigned char *s, size_t n);
+/* The value of hexadecimal digit c, or -1. */
+static inline int mls_hexval(int c)
+{
+        if (c >= '0' && c <= '9')
+                return c - '0';
+        if (c >= 'a' && c <= 'f')
+                return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F')
+                return c - 'A' + 10;
+        return -1;
+}
 /* NUL-terminates without counting the NUL in len. */
 const char *mls_buf_cstr(struct mls_buf *b);
 

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/buf.h"
+
 static int copy(char *dst, size_t cap, const char *s, size_t n)
 {
         if (n >= cap)
@@ -11,17 +13,6 @@ static int copy(char *dst, size_t cap, const char *s, size_t n)
         memcpy(dst, s, n);
         dst[n] = '\0';
         return 0;
-}
-
-static int hexval(char c)
-{
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
 }
 
 /* Copies the user or password part, decoding %XX (RFC 3986), so that a
@@ -37,8 +28,8 @@ static int copy_decoded(char *dst, size_t cap, const char *s, size_t n)
                         int hi, lo;
                         if (i + 2 >= n)
                                 return -2;
-                        hi = hexval(s[i + 1]);
-                        lo = hexval(s[i + 2]);
+                        hi = mls_hexval(s[i + 1]);
+                        lo = mls_hexval(s[i + 2]);
                         if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
                                 return -2;
                         c = (char)(hi << 4 | lo);

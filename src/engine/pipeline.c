@@ -7,6 +7,7 @@
 
 #include "common/buf.h"
 #include "common/clock.h"
+#include "common/hash.h"
 #include "common/log.h"
 
 #define MODEL_SLOTS 2048 /* hash slots, a power of two */
@@ -154,19 +155,10 @@ void mls_pipeline_free(mls_pipeline_t *p)
         free(p);
 }
 
-static uint32_t hash_str(const char *s)
-{
-        uint32_t h = 2166136261u;
-
-        for (; *s; s++)
-                h = (h ^ (unsigned char)*s) * 16777619u;
-        return h;
-}
-
 /* The metrics entry for a model id; ids past MODEL_MAX share "other". */
 static struct model_entry *entry_for(mls_pipeline_t *p, const char *id)
 {
-        uint32_t h = hash_str(id) & (MODEL_SLOTS - 1);
+        size_t h = mls_hash(id, strlen(id)) & (MODEL_SLOTS - 1);
         struct model_entry *e;
 
         while ((e = p->slots[h]) != NULL) {

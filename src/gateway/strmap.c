@@ -1,51 +1,13 @@
 #include "gateway/strmap.h"
 
+#include "common/hash.h"
+
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
-static uint64_t seed;
-
-static uint64_t get_seed(void)
-{
-        uint64_t s = 0;
-
-        if (seed)
-                return seed;
-        if (getrandom(&s, sizeof(s), GRND_NONBLOCK) != sizeof(s))
-                s = (uint64_t)(uintptr_t)&s ^ 0x9e3779b97f4a7c15ULL;
-        seed = s | 1;
-        return seed;
-}
-
-static uint64_t mix(uint64_t h)
-{
-        h ^= h >> 33;
-        h *= 0xff51afd7ed558ccdULL;
-        h ^= h >> 33;
-        h *= 0xc4ceb9fe1a85ec53ULL;
-        h ^= h >> 33;
-        return h;
-}
-
-/* A seeded multiplicative hash over 8-byte words with a final avalanche;
- * good enough against crafted collisions when the seed is secret. */
 static uint64_t hash(const char *key, size_t len)
 {
-        uint64_t h = get_seed() ^ (len * 0x9e3779b97f4a7c15ULL);
-        size_t i = 0;
-
-        for (; i + 8 <= len; i += 8) {
-                uint64_t w;
-                memcpy(&w, key + i, 8);
-                h = mix(h ^ w);
-        }
-        if (i < len) {
-                uint64_t w = 0;
-                memcpy(&w, key + i, len - i);
-                h = mix(h ^ w ^ 0xa5);
-        }
-        return mix(h);
+        return mls_hash(key, len);
 }
 
 void mls_strmap_free(struct mls_strmap *m, void (*free_value)(void *))

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/hash.h"
 #include "graphql/graphql_int.h"
 
 #define ARENA_ALIGN 16
@@ -91,32 +92,9 @@ void mls__gql_arena_free(struct mls__gql_arena *a)
 /* --- string map ------------------------------------------------------------
  */
 
-static uint64_t map_seed;
-
 static uint64_t hash_str(const char *s)
 {
-        uint64_t h;
-
-        if (!map_seed) {
-                /* Address-space layout randomisation gives a seed that an
-                 * attacker sending documents cannot see. */
-                map_seed =
-                        ((uint64_t)(uintptr_t)&map_seed * 0x9e3779b97f4a7c15u) ^
-                        ((uint64_t)(uintptr_t)&hash_str >> 4) ^
-                        0xcbf29ce484222325u;
-                map_seed |= 1;
-        }
-        h = map_seed;
-        for (; *s; s++) {
-                h ^= (unsigned char)*s;
-                h *= 0x100000001b3u;
-        }
-        h ^= h >> 33;
-        h *= 0xff51afd7ed558ccdu;
-        h ^= h >> 33;
-        h *= 0xc4ceb9fe1a85ec53u;
-        h ^= h >> 33;
-        return h;
+        return mls_hash(s, strlen(s));
 }
 
 void mls__gql_map_init(struct mls__gql_map *m, struct mls__gql_arena *a)

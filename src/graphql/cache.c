@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/hash.h"
 #include "graphql/graphql_int.h"
 
 struct entry {
@@ -27,22 +28,7 @@ struct mls_gql_cache {
         size_t nbuckets; /* power of two */
         struct entry *head, *tail;
         struct mls_gql_cache_stats stats;
-        uint64_t seed;
 };
-
-static uint64_t hash_text(uint64_t seed, const char *s, size_t n)
-{
-        uint64_t h = seed;
-
-        for (size_t i = 0; i < n; i++) {
-                h ^= (unsigned char)s[i];
-                h *= 0x100000001b3u;
-        }
-        h ^= h >> 33;
-        h *= 0xff51afd7ed558ccdu;
-        h ^= h >> 33;
-        return h;
-}
 
 mls_gql_cache_t *mls_gql_cache_new(const mls_gql_schema_t *schema,
                                    const struct mls_gql_limits *limits,
@@ -71,8 +57,6 @@ mls_gql_cache_t *mls_gql_cache_new(const mls_gql_schema_t *schema,
                 free(c);
                 return NULL;
         }
-        c->seed = 0xcbf29ce484222325u ^
-                  ((uint64_t)(uintptr_t)c * 0x9e3779b97f4a7c15u);
         return c;
 }
 
@@ -117,7 +101,7 @@ static void drop(mls_gql_cache_t *c, struct entry *e)
 mls_gql_doc_t *mls_gql_cache_get(mls_gql_cache_t *c, const char *text,
                                  size_t len, json_t **errors)
 {
-        uint64_t h = hash_text(c->seed, text, len);
+        uint64_t h = mls_hash(text, len);
         struct entry *e;
         mls_gql_doc_t *doc;
 

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/buf.h"
 #include "graphql/graphql_int.h"
 
 static const char *const kind_desc[] = {
@@ -229,24 +230,13 @@ static int read_number(struct mls__gql_lexer *lx, struct mls__gql_token *tok)
         return 0;
 }
 
-static int hexval(int c)
-{
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
-
 /* Four hex digits at p, or -1. */
 static long hex4(const struct mls__gql_lexer *lx, size_t p)
 {
         long v = 0;
 
         for (int i = 0; i < 4; i++) {
-                int h = hexval(peek(lx, p + (size_t)i));
+                int h = mls_hexval(peek(lx, p + (size_t)i));
                 if (h < 0)
                         return -1;
                 v = (v << 4) | h;
@@ -347,9 +337,10 @@ static int read_escape(struct mls__gql_lexer *lx)
                                         return put_utf8(&lx->scratch,
                                                         (unsigned)point);
                                 }
-                                if (hexval(d) < 0)
+                                if (mls_hexval(d) < 0)
                                         break;
-                                point = ((point << 4) | (unsigned)hexval(d)) &
+                                point = ((point << 4) |
+                                         (unsigned)mls_hexval(d)) &
                                         0xffffffffu;
                                 /* graphql-js computes in 32-bit ints */
                                 if (point & 0x80000000u)

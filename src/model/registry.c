@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/hash.h"
 #include "common/log.h"
 
 #define SINGLE_ID "*"             /* the model_id label of a single model */
@@ -754,13 +755,9 @@ static void *loader_main(void *arg)
 
 /* ---- engine side ---- */
 
-static uint32_t hash_id(const char *s)
+static size_t hash_id(const char *s)
 {
-        uint32_t h = 2166136261u;
-
-        for (; *s; s++)
-                h = (h ^ (unsigned char)*s) * 16777619u;
-        return h;
+        return (size_t)mls_hash(s, strlen(s));
 }
 
 static struct slot *slot_find(mls_registry_t *r, const char *id)
