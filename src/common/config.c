@@ -93,6 +93,49 @@ const struct mls_conf_def mls_conf_defs[] = {
          1000000, NULL, E | U, OFF(batch_max_wait_us),
          "Longest time, in microseconds, a message waits for others to fill "
          "its batch. 0: score whatever has arrived at once."},
+        {"ML_BATCH_MAX_MESSAGES", "batch-max-messages", MLS_CONF_INT, "4096", 1,
+         1000000, NULL, E | U, OFF(batch_max_messages),
+         "Most messages in one batch, rejected ones included: a backlog of "
+         "bad messages (which add no rows) still closes batches, so offsets "
+         "advance and memory stays bounded."},
+        {"ML_BATCH_MAX_BYTES", "batch-max-bytes", MLS_CONF_INT, "16777216",
+         1024, 1073741824, NULL, E | U, OFF(batch_max_bytes),
+         "Most input bytes held in one batch; a batch closes when the next "
+         "message would pass it (a single larger message is a batch of "
+         "its own)."},
+        {"ML_PREFETCH_MAX_BYTES", "prefetch-max-bytes", MLS_CONF_INT,
+         "100663296", 1048576, 17179869184LL, NULL, E | U,
+         OFF(prefetch_max_bytes),
+         "Most bytes of input the Kafka consumer prefetches, over all "
+         "partitions of the input topic: librdkafka bounds its queue per "
+         "partition, so the engine gives each partition this divided by "
+         "the topic's partition count at start-up (at most 32 MiB). Bounds "
+         "the engine's memory on any backlog; smaller drains a backlog "
+         "more slowly. `KAFKA_CONF_QUEUED_MAX_MESSAGES_KBYTES` overrides "
+         "it."},
+        {"ML_DEAD_LETTER_MAX_BYTES", "dead-letter-max-bytes", MLS_CONF_INT,
+         "65536", 0, 104857600, NULL, E | U, OFF(dead_letter_max_bytes),
+         "When a Kafka topic refuses a message for good (too large, invalid "
+         "record), the engine writes a dead letter with the first this-many "
+         "bytes of it and `mls.truncated` headers instead "
+         "(docs/operations.md); "
+         "if even that is refused it is counted, logged and skipped."},
+        {"ML_METRICS_MAX_MODELS", "metrics-max-models", MLS_CONF_INT, "100", 1,
+         200, NULL, E | U, OFF(metrics_max_models),
+         "Distinct model ids with their own metric series; further ids are "
+         "counted under `model_id=\"__other__\"` so producers cannot grow "
+         "/metrics without bound."},
+        {"ML_COMMIT_INTERVAL_MS", "commit-interval-ms", MLS_CONF_INT, "0", 0,
+         3600000, NULL, E | U, OFF(commit_interval_ms),
+         "Least time between two offset commits. 0: commit as each batch "
+         "is delivered (one commit in flight at a time), so a crash "
+         "re-scores only what was in flight; larger values send fewer "
+         "commits and re-score up to this much traffic after a crash."},
+        {"ML_SHUTDOWN_TIMEOUT_MS", "shutdown-timeout-ms", MLS_CONF_INT, "10000",
+         0, 600000, NULL, E | U, OFF(shutdown_timeout_ms),
+         "On SIGTERM, the longest the engine spends delivering what it holds, "
+         "committing offsets and leaving the group before it exits; "
+         "undelivered messages are redelivered by Kafka."},
         {"ML_MAX_MESSAGE_BYTES", "max-message-bytes", MLS_CONF_INT, "1048576",
          64, 104857600, NULL, E | U, OFF(max_message_bytes),
          "Input messages larger than this are dead-lettered unread."},
@@ -118,7 +161,9 @@ const struct mls_conf_def mls_conf_defs[] = {
          "Address the engine's metrics listener binds to."},
         {"GATEWAY_HOST", "gateway-host", MLS_CONF_STR, "0.0.0.0", 0, 0, NULL,
          G | U, OFF(gateway_host),
-         "Address of the gateway's HTTP and WebSocket listener."},
+         "Address of the gateway's HTTP and WebSocket listener. `mlstream "
+         "up` binds 127.0.0.1 unless this is set (a development mode has "
+         "no authentication and no origin check)."},
         {"GATEWAY_PORT", "gateway-port", MLS_CONF_INT, "4000", 0, 65535, NULL,
          G | U, OFF(gateway_port),
          "Port of the gateway's listener: `/graphql`, `/`, `/metrics`, "
@@ -153,10 +198,23 @@ const struct mls_conf_def mls_conf_defs[] = {
          "Messages queued for one slow client before further events for it "
          "are dropped (and counted in "
          "`ml_stream_gateway_messages_dropped_total`)."},
+        {"GATEWAY_SEND_QUEUE_BYTES", "gateway-send-queue-bytes", MLS_CONF_INT,
+         "4194304", 65536, 1073741824, NULL, G | U,
+         OFF(gateway_send_queue_bytes),
+         "Bytes of messages queued for one WebSocket client (query results, "
+         "events, control messages) that it is not reading. A message that "
+         "would take a non-empty queue past this closes the connection with "
+         "1008 `Send queue over GATEWAY_SEND_QUEUE_BYTES`, counted in "
+         "`ml_stream_gateway_connections_closed_total{reason=\"send_queue_"
+         "bytes\"}`. One message is always accepted into an empty queue "
+         "(up to `GATEWAY_MAX_PAYLOAD_BYTES`)."},
         {"GATEWAY_INIT_TIMEOUT_MS", "gateway-init-timeout-ms", MLS_CONF_INT,
          "3000", 0, 600000, NULL, G | U, OFF(gateway_init_timeout_ms),
-         "graphql-transport-ws clients must send `connection_init` within "
-         "this time or are closed with 4408. 0: no limit."},
+         "WebSocket clients (graphql-transport-ws and legacy graphql-ws) "
+         "must send `connection_init` within this time or are closed with "
+         "4408 (legacy clients get a `connection_error` first; a legacy "
+         "`start` accepted without `connection_init`, possible only with "
+         "authentication off, also stops the clock). 0: no limit."},
         {"GATEWAY_KEEPALIVE_MS", "gateway-keepalive-ms", MLS_CONF_INT, "10000",
          0, 25000, NULL, G | U, OFF(gateway_keepalive_ms),
          "Period of the `ka` keep-alive sent to legacy `graphql-ws` clients "
@@ -170,6 +228,27 @@ const struct mls_conf_def mls_conf_defs[] = {
          1000000, NULL, G | U, OFF(latency_window),
          "Predictions per model in the sliding window behind "
          "`averageLatencyMs` and `p95LatencyMs`."},
+        {"GATEWAY_MAX_QUERY_COST", "gateway-max-query-cost", MLS_CONF_INT,
+         "50000", 100, 100000000, NULL, G | U, OFF(gateway_max_query_cost),
+         "Most field resolutions one GraphQL operation may cause: every "
+         "field counts 1, aliases and fragment spreads each time, and a "
+         "list field its items times their sub-selection "
+         "(`mlStreamingModels`: `GATEWAY_MAX_MODELS` items; introspection "
+         "lists: the schema's sizes). A costlier document is refused at "
+         "validation with an error naming its cost and the limit. Must be "
+         "above `GATEWAY_MAX_MODELS`."},
+        {"GATEWAY_MODEL_IDLE_SECONDS", "gateway-model-idle-seconds",
+         MLS_CONF_INT, "3600", 0, 31536000, NULL, G | U,
+         OFF(gateway_model_idle_seconds),
+         "Seconds without a prediction or heartbeat after which the gateway "
+         "forgets a model (its status and its place in "
+         "`mlStreamingModels`), unless it has live subscribers. 0: never."},
+        {"GATEWAY_METRICS_MAX_MODELS", "gateway-metrics-max-models",
+         MLS_CONF_INT, "100", 1, 400, NULL, G | U,
+         OFF(gateway_metrics_max_models),
+         "Models with their own per-model series on the gateway's "
+         "`/metrics` (the most recently active); the rest are summed "
+         "into `model_id=\"__other__\"`."},
         {"GATEWAY_ALLOWED_ORIGINS", "gateway-allowed-origins", MLS_CONF_STR,
          NULL, 0, 0, NULL, G | U, OFF(gateway_allowed_origins),
          "Comma-separated browser origins (`https://app.example.com`, "

@@ -43,6 +43,13 @@ struct mls_config {
         /* Engine */
         long long batch_max_rows;
         long long batch_max_wait_us;
+        long long batch_max_messages;
+        long long batch_max_bytes;
+        long long dead_letter_max_bytes;
+        long long prefetch_max_bytes;
+        long long metrics_max_models;
+        long long shutdown_timeout_ms;
+        long long commit_interval_ms;
         long long max_message_bytes;
         long long max_rows_per_message;
         long long max_row_width;
@@ -65,6 +72,10 @@ struct mls_config {
         long long gateway_keepalive_ms;
         long long gateway_max_models;
         long long latency_window;
+        /* hostile-input budgets (issue 10, 12) */
+        long long gateway_max_query_cost;
+        long long gateway_model_idle_seconds;
+        long long gateway_metrics_max_models;
         char *gateway_auth_token;
         char *gateway_allowed_origins;
         /* gateway access control (issue 6) */
@@ -78,6 +89,8 @@ struct mls_config {
         char *gateway_jwt_tenant_claim;
         long long gateway_jwt_require_tenants;
         long long gateway_metrics_auth;
+        /* gateway hostile input (issue 9) */
+        long long gateway_send_queue_bytes;
         /* mlstream up */
         long long embedded_kafka_port;
         long long demo_rate;

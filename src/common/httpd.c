@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -16,7 +17,20 @@
 #include "common/log.h"
 
 #define REQ_MAX 8192
-#define REQ_TIMEOUT_MS 2000
+#define READ_TIMEOUT_MS 2000
+#define WRITE_TIMEOUT_MS 10000
+#define MAX_CONNS 32
+#define BODY_MAX (64 << 20)
+
+/* One client: reading its request, then writing the answer. */
+struct conn {
+        int fd;
+        int writing;
+        int64_t opened, deadline; /* monotonic ns */
+        size_t rlen, sent;
+        struct mls_buf out; /* head and body */
+        char req[REQ_MAX];
+};
 
 struct mls_httpd {
         int fd;
@@ -25,6 +39,8 @@ struct mls_httpd {
         pthread_t thread;
         mls_httpd_handler handler;
         void *opaque;
+        struct conn *conns[MAX_CONNS];
+        int nconns;
 };
 
 static const char *reason(int status)
@@ -45,98 +61,168 @@ static const char *reason(int status)
         }
 }
 
-static void write_all(int fd, const char *p, size_t n)
+/* Builds the whole answer to the request in c->req into c->out. */
+static void answer(struct mls_httpd *h, struct conn *c, int complete)
 {
-        while (n > 0) {
-                ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-                if (w < 0 && errno == EINTR)
-                        continue;
-                if (w <= 0)
-                        return;
-                p += w;
-                n -= (size_t)w;
-        }
-}
-
-/* Reads until the end of the headers; returns the length or -1. */
-static int read_request(int fd, char *req, size_t cap)
-{
-        size_t len = 0;
-        int64_t deadline = mls_clock_mono_ns() + REQ_TIMEOUT_MS * 1000000LL;
-
-        while (len < cap - 1) {
-                struct pollfd p = {.fd = fd, .events = POLLIN};
-                int64_t left = (deadline - mls_clock_mono_ns()) / 1000000;
-                ssize_t r;
-                if (left <= 0 || poll(&p, 1, (int)left) <= 0)
-                        return -1;
-                r = recv(fd, req + len, cap - 1 - len, 0);
-                if (r <= 0)
-                        return -1;
-                len += (size_t)r;
-                req[len] = '\0';
-                if (strstr(req, "\r\n\r\n") || strstr(req, "\n\n"))
-                        return (int)len;
-        }
-        return -1;
-}
-
-static void serve(struct mls_httpd *h, int fd)
-{
-        char req[REQ_MAX], head[256], path[1024];
         struct mls_buf body;
         const char *ctype = "text/plain; charset=utf-8";
-        int status, head_only = 0, n;
+        char path[1024];
+        int status, head_only = 0;
 
-        mls_buf_init(&body, 64 << 20);
-        if (read_request(fd, req, sizeof(req)) < 0) {
+        mls_buf_init(&body, BODY_MAX);
+        if (!complete || sscanf(c->req, "%*s %1023s", path) != 1) {
                 status = 400;
                 mls_buf_puts(&body, "bad request\n");
-        } else if (sscanf(req, "%*s %1023s", path) != 1) {
-                status = 400;
-                mls_buf_puts(&body, "bad request\n");
-        } else if (strncmp(req, "GET ", 4) != 0 &&
-                   strncmp(req, "HEAD ", 5) != 0) {
+        } else if (strncmp(c->req, "GET ", 4) != 0 &&
+                   strncmp(c->req, "HEAD ", 5) != 0) {
                 status = 405;
                 mls_buf_puts(&body, "only GET and HEAD\n");
         } else {
                 char *q = strchr(path, '?');
                 if (q)
                         *q = '\0';
-                head_only = req[0] == 'H';
+                head_only = c->req[0] == 'H';
                 status = h->handler(h->opaque, path, &body, &ctype);
         }
-        n = snprintf(head, sizeof(head),
-                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n"
-                     "Content-Length: %zu\r\nConnection: close\r\n\r\n",
-                     status, reason(status), ctype, body.len);
-        write_all(fd, head, (size_t)n);
-        if (!head_only)
-                write_all(fd, body.data ? body.data : "", body.len);
+        mls_buf_printf(&c->out,
+                       "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n"
+                       "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                       status, reason(status), ctype, body.len);
+        if (!head_only && body.len)
+                mls_buf_append(&c->out, body.data, body.len);
         mls_buf_free(&body);
+        c->writing = 1;
+        c->deadline = mls_clock_mono_ns() + WRITE_TIMEOUT_MS * 1000000LL;
 }
 
+static void conn_close(struct mls_httpd *h, int i)
+{
+        struct conn *c = h->conns[i];
+
+        close(c->fd);
+        mls_buf_free(&c->out);
+        free(c);
+        h->conns[i] = h->conns[--h->nconns];
+}
+
+/* Reads what the client sent; answers once the headers are complete (or
+ * the request is too large). Returns -1 when the connection is done. */
+static int conn_read(struct mls_httpd *h, struct conn *c)
+{
+        ssize_t r = recv(c->fd, c->req + c->rlen, REQ_MAX - 1 - c->rlen,
+                         MSG_DONTWAIT);
+
+        if (r < 0 && (errno == EAGAIN || errno == EINTR))
+                return 0;
+        if (r <= 0)
+                return -1;
+        c->rlen += (size_t)r;
+        c->req[c->rlen] = '\0';
+        if (strstr(c->req, "\r\n\r\n") || strstr(c->req, "\n\n"))
+                answer(h, c, 1);
+        else if (c->rlen == REQ_MAX - 1)
+                answer(h, c, 0);
+        return 0;
+}
+
+/* Writes as much of the answer as the socket takes, without blocking.
+ * Returns -1 when the connection is done. */
+static int conn_write(struct conn *c)
+{
+        while (c->sent < c->out.len) {
+                ssize_t w =
+                        send(c->fd, c->out.data + c->sent, c->out.len - c->sent,
+                             MSG_NOSIGNAL | MSG_DONTWAIT);
+                if (w < 0 && errno == EINTR)
+                        continue;
+                if (w < 0 && errno == EAGAIN)
+                        return 0;
+                if (w <= 0)
+                        return -1;
+                c->sent += (size_t)w;
+        }
+        return -1;
+}
+
+static void accept_one(struct mls_httpd *h)
+{
+        struct conn *c;
+        int fd = accept4(h->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+        if (fd < 0)
+                return;
+        if (h->nconns == MAX_CONNS) {
+                /* full: the oldest client makes room, so a prober is
+                 * always answered however many clients stall */
+                int oldest = 0;
+                for (int i = 1; i < h->nconns; i++)
+                        if (h->conns[i]->opened < h->conns[oldest]->opened)
+                                oldest = i;
+                conn_close(h, oldest);
+        }
+        c = calloc(1, sizeof(*c));
+        if (!c) {
+                close(fd);
+                return;
+        }
+        c->fd = fd;
+        c->opened = mls_clock_mono_ns();
+        c->deadline = c->opened + READ_TIMEOUT_MS * 1000000LL;
+        mls_buf_init(&c->out, BODY_MAX + 512);
+        h->conns[h->nconns++] = c;
+}
+
+/*
+ * Serves any number of clients at once without blocking on any of them:
+ * one that never sends its request, or never reads the answer, is closed
+ * at its deadline and delays nobody else meanwhile.
+ */
 static void *run(void *arg)
 {
         struct mls_httpd *h = arg;
+        struct pollfd p[MAX_CONNS + 2];
 
         for (;;) {
-                struct pollfd p[2] = {{.fd = h->fd, .events = POLLIN},
-                                      {.fd = h->wake[0], .events = POLLIN}};
-                int c;
-                if (poll(p, 2, -1) < 0) {
+                int64_t now = mls_clock_mono_ns(), next = now + 1000000000LL;
+                int n = h->nconns, timeout;
+                p[0] = (struct pollfd){.fd = h->fd, .events = POLLIN};
+                p[1] = (struct pollfd){.fd = h->wake[0], .events = POLLIN};
+                for (int i = 0; i < n; i++) {
+                        struct conn *c = h->conns[i];
+                        p[i + 2] = (struct pollfd){
+                                .fd = c->fd,
+                                .events = c->writing ? POLLOUT : POLLIN};
+                        if (c->deadline < next)
+                                next = c->deadline;
+                }
+                timeout = next > now ? (int)((next - now) / 1000000) + 1 : 0;
+                if (poll(p, (nfds_t)n + 2, timeout) < 0) {
                         if (errno == EINTR)
                                 continue;
                         break;
                 }
                 if (p[1].revents)
                         break;
-                c = accept(h->fd, NULL, NULL);
-                if (c < 0)
-                        continue;
-                serve(h, c);
-                close(c);
+                now = mls_clock_mono_ns();
+                /* backwards: conn_close moves the last one into slot i */
+                for (int i = n - 1; i >= 0; i--) {
+                        struct conn *c = h->conns[i];
+                        int done = 0;
+                        if (p[i + 2].revents & (POLLERR | POLLNVAL))
+                                done = 1;
+                        else if (p[i + 2].revents && !c->writing)
+                                done = conn_read(h, c) < 0;
+                        if (!done && c->writing &&
+                            (p[i + 2].revents & (POLLOUT | POLLHUP)))
+                                done = conn_write(c) < 0;
+                        if (done || now >= c->deadline)
+                                conn_close(h, i);
+                }
+                if (p[0].revents & POLLIN)
+                        accept_one(h);
         }
+        while (h->nconns)
+                conn_close(h, h->nconns - 1);
         return NULL;
 }
 
@@ -174,7 +260,7 @@ mls_httpd_t *mls_httpd_start(const char *host, int port,
                 goto fail_errno;
         setsockopt(h->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
         if (bind(h->fd, ai->ai_addr, ai->ai_addrlen) < 0 ||
-            listen(h->fd, 64) < 0)
+            listen(h->fd, 64) < 0 || fcntl(h->fd, F_SETFL, O_NONBLOCK) < 0)
                 goto fail_errno;
         getsockname(h->fd, (struct sockaddr *)&ss, &sl);
         h->port = ntohs(ss.ss_family == AF_INET6

@@ -1,7 +1,9 @@
 /*
  * A minimal HTTP/1.1 server on its own thread, for the engine's /metrics,
  * /healthz and /readyz. One request per connection (Connection: close);
- * requests are capped at 8 KiB and 2 s.
+ * requests are capped at 8 KiB and 2 s, answers at 10 s. Sockets never
+ * block: a client that stalls delays no other, and past 32 open clients
+ * the oldest is closed to make room.
  */
 #ifndef MLS_HTTPD_H
 #define MLS_HTTPD_H

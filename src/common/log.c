@@ -89,3 +89,45 @@ void mls_log(enum mls_log_level level, const char *fmt, ...)
         if (write(STDERR_FILENO, line, (size_t)n) < 0)
                 return;
 }
+
+int mls_log_limit_allow(struct mls_log_limit *l, unsigned max,
+                        int64_t interval_ms, int64_t now_ms,
+                        unsigned long *suppressed)
+{
+        if (l->lines == 0 || now_ms - l->window_ms >= interval_ms ||
+            now_ms < l->window_ms) {
+                l->window_ms = now_ms;
+                l->lines = 0;
+        }
+        if (l->lines >= max) {
+                l->suppressed++;
+                return 0;
+        }
+        l->lines++;
+        if (suppressed)
+                *suppressed = l->suppressed;
+        l->suppressed = 0;
+        return 1;
+}
+
+void mls_log_limited(struct mls_log_limit *l, enum mls_log_level level,
+                     const char *fmt, ...)
+{
+        char msg[2048];
+        unsigned long suppressed = 0;
+        va_list ap;
+
+        if (level < threshold ||
+            !mls_log_limit_allow(l, MLS_LOG_LIMIT_LINES,
+                                 MLS_LOG_LIMIT_INTERVAL_MS,
+                                 mls_clock_mono_ns() / 1000000, &suppressed))
+                return;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        if (suppressed)
+                mls_log(level, "%s (%lu similar lines suppressed)", msg,
+                        suppressed);
+        else
+                mls_log(level, "%s", msg);
+}

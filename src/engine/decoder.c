@@ -578,6 +578,11 @@ static int parse_features(struct parser *ps,
         }
 }
 
+static int key_is(const char *key, size_t klen, const char *name)
+{
+        return klen == strlen(name) && memcmp(key, name, klen) == 0;
+}
+
 static int parse_id(struct parser *ps, const char *key, char *out, size_t cap,
                     int *has)
 {
@@ -661,15 +666,17 @@ enum mls_decode_err mls_decode(const char *payload, size_t len,
                         goto out;
                 }
                 ps.p++;
+                /* Compare by length too: an escaped NUL ("model_id\u0000x")
+                 * stops strcmp early but is a different key. */
                 if (klen >= sizeof(key))
-                        key[0] = '\0';
-                if (strcmp(key, "features") == 0)
+                        key[0] = '\0', klen = 0;
+                if (key_is(key, klen, "features"))
                         seen = &seen_features;
-                else if (strcmp(key, "model_id") == 0)
+                else if (key_is(key, klen, "model_id"))
                         seen = &seen_model;
-                else if (strcmp(key, "input_id") == 0)
+                else if (key_is(key, klen, "input_id"))
                         seen = &seen_input;
-                else if (strcmp(key, "metadata") == 0)
+                else if (key_is(key, klen, "metadata"))
                         seen = &seen_meta;
                 if (seen && (*seen)++) {
                         fail(&ps, MLS_DECODE_BAD_FIELD, "duplicate key \"%s\"",

@@ -20,12 +20,11 @@
 #include "model/registry.h" /* models (issue 3) */
 
 #define BACKOFF_START_MS 50
-#define STOP_GRACE_MS 10000 /* retrying a down sink after a stop request */
 
 struct mls_engine {
         const struct mls_config *cfg;
         mls_metrics_t *metrics;
-        rd_kafka_t *consumer, *producer;
+        rd_kafka_t *consumer, *producer, *single;
         void *redis, *out_sink, *dlq_sink;
         struct mls_sink publisher;
         mls_pipeline_t *pipeline;
@@ -37,7 +36,12 @@ struct mls_engine {
         size_t nheld, held_cap;
         atomic_int stop, reload, ready, joined, sink_down;
         int paused;
+        int committing;         /* an asynchronous offset commit is in flight */
+        int uncommitted;        /* offsets stored since the last commit began */
+        int64_t next_commit_ns; /* not before (ML_COMMIT_INTERVAL_MS) */
+        int closing; /* leaving the group: final_commit() committed */
         int64_t backoff_ms, next_retry_ns;
+        int64_t stop_by; /* monotonic ns: the drain deadline after a stop */
         mls_series_t *s_consumed, *s_ready, *s_assigned;
         mls_lag_t *lag; /* ops: consumer lag (issue 7) */
 };
@@ -70,8 +74,29 @@ static void record_release(void *opaque, const struct mls_record *rec)
         rd_kafka_message_destroy(rec->opaque);
 }
 
-/* Stores the offsets of everything delivered since the last call; the
- * consumer's auto-commit (or the final commit) sends them. */
+/* Commits the stored offsets asynchronously unless a commit is in flight
+ * or (unless force) ML_COMMIT_INTERVAL_MS has not passed since the last;
+ * on_commit() and the run loop call it again for what was stored
+ * meanwhile. */
+static void commit_stored(mls_engine_t *e, int force)
+{
+        int64_t now;
+
+        if (e->committing || !e->uncommitted)
+                return;
+        now = mls_clock_mono_ns();
+        if (!force && now < e->next_commit_ns)
+                return;
+        e->uncommitted = 0;
+        e->next_commit_ns = now + e->cfg->commit_interval_ms * 1000000LL;
+        if (rd_kafka_commit(e->consumer, NULL, 1) == RD_KAFKA_RESP_ERR_NO_ERROR)
+                e->committing = 1;
+}
+
+/* Stores the offsets of everything delivered since the last call and
+ * commits them, asynchronously, unless a commit is still in flight (then
+ * the next batch's commit carries them): after a crash, what Kafka
+ * redelivers is what was in flight, not a whole auto-commit interval. */
 static void store_offsets(mls_engine_t *e)
 {
         rd_kafka_resp_err_t err;
@@ -84,6 +109,22 @@ static void store_offsets(mls_engine_t *e)
                           rd_kafka_err2str(err));
         rd_kafka_topic_partition_list_destroy(e->done_offsets);
         e->done_offsets = rd_kafka_topic_partition_list_new(8);
+        e->uncommitted = 1;
+        commit_stored(e, 0);
+}
+
+/* Runs on the engine thread, inside rd_kafka_consumer_poll(). */
+static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                      rd_kafka_topic_partition_list_t *offsets, void *opaque)
+{
+        mls_engine_t *e = opaque;
+
+        (void)rk;
+        (void)offsets;
+        e->committing = 0;
+        if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+                mls_debug("offset commit: %s", rd_kafka_err2str(err));
+        commit_stored(e, 0); /* what was stored while this one flew */
 }
 
 static void set_paused(mls_engine_t *e, int pause)
@@ -106,6 +147,17 @@ static void update_ready(mls_engine_t *e)
                 (!e->redis || mls_redis_sink_connected(e->redis));
         atomic_store(&e->ready, r);
         mls_series_set(e->s_ready, r);
+}
+
+/* Milliseconds left before the drain deadline (the whole shutdown timeout
+ * if no stop was asked). */
+static int drain_left_ms(const mls_engine_t *e)
+{
+        int64_t now = mls_clock_mono_ns();
+
+        if (!e->stop_by)
+                return (int)e->cfg->shutdown_timeout_ms;
+        return e->stop_by > now ? (int)((e->stop_by - now) / 1000000) : 0;
 }
 
 /* Tries to deliver the pending batch; on failure enters the down state:
@@ -166,6 +218,36 @@ static void hold_message(mls_engine_t *e, rd_kafka_message_t *m)
         e->held[e->nheld++] = m;
 }
 
+static int still_assigned(void *opaque, const struct mls_record *rec)
+{
+        rd_kafka_topic_partition_list_t *revoked = opaque;
+
+        return !rd_kafka_topic_partition_list_find(revoked, rec->topic,
+                                                   rec->partition);
+}
+
+/* Drops, uncommitted, what is pending or held for the revoked partitions
+ * (Kafka redelivers it to their new owner) and nothing else: an
+ * incremental (cooperative) revocation keeps the other partitions, whose
+ * messages must still be delivered before their offsets are committed. */
+static void drop_revoked(mls_engine_t *e,
+                         rd_kafka_topic_partition_list_t *revoked)
+{
+        size_t n = 0;
+
+        mls_pipeline_discard(e->pipeline, still_assigned, record_release,
+                             revoked);
+        for (size_t i = 0; i < e->nheld; i++) {
+                rd_kafka_message_t *m = e->held[i];
+                if (rd_kafka_topic_partition_list_find(
+                            revoked, rd_kafka_topic_name(m->rkt), m->partition))
+                        rd_kafka_message_destroy(m);
+                else
+                        e->held[n++] = m;
+        }
+        e->nheld = n;
+}
+
 /* Runs on the engine thread, inside rd_kafka_consumer_poll(). */
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
@@ -189,11 +271,8 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                  * before another engine takes over; if a sink is down,
                  * drop it uncommitted and let Kafka redeliver it. */
                 if (atomic_load(&e->sink_down) || flush(e) < 0) {
-                        mls_pipeline_discard(e->pipeline, record_release, e);
-                        for (size_t i = 0; i < e->nheld; i++)
-                                rd_kafka_message_destroy(e->held[i]);
-                        e->nheld = 0;
-                } else {
+                        drop_revoked(e, parts);
+                } else if (!e->closing) {
                         store_offsets(e);
                         rd_kafka_commit(rk, NULL, 0);
                 }
@@ -240,6 +319,49 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
         return 0;
 }
 
+/* librdkafka 2.0 bounds its prefetch queue per partition, so the
+ * engine-wide ML_PREFETCH_MAX_BYTES is divided by the input topic's
+ * partition count (the most this engine can be assigned), asked of the
+ * broker once at start-up; 32 MiB per partition when it cannot be asked. */
+static long long prefetch_kbytes(const struct mls_config *cfg)
+{
+        const long long per_partition_max = 32768;
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_topic_t *t = NULL;
+        rd_kafka_conf_t *conf;
+        rd_kafka_t *rk = NULL;
+        long long kb = per_partition_max;
+        char err[256];
+        int parts = 0;
+
+        conf = mls_kafka_conf(cfg, RD_KAFKA_PRODUCER, NULL, err, sizeof(err));
+        if (conf)
+                rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+        if (!rk) {
+                if (conf)
+                        rd_kafka_conf_destroy(conf);
+                return kb;
+        }
+        t = rd_kafka_topic_new(rk, cfg->kafka_inference_topic, NULL);
+        if (t && rd_kafka_metadata(rk, 0, t, &md, 2000) == 0 &&
+            md->topic_cnt == 1 && !md->topics[0].err)
+                parts = md->topics[0].partition_cnt;
+        if (md)
+                rd_kafka_metadata_destroy(md);
+        if (t)
+                rd_kafka_topic_destroy(t);
+        rd_kafka_destroy(rk);
+        if (parts > 0)
+                kb = cfg->prefetch_max_bytes / 1024 / parts;
+        if (kb > per_partition_max)
+                kb = per_partition_max;
+        if (kb < 1024)
+                kb = 1024;
+        mls_debug("prefetch: %lld KiB per partition (%d partitions)", kb,
+                  parts);
+        return kb;
+}
+
 static rd_kafka_t *consumer_new(mls_engine_t *e, char *errstr,
                                 size_t errstr_size)
 {
@@ -248,23 +370,22 @@ static rd_kafka_t *consumer_new(mls_engine_t *e, char *errstr,
          * message-count one is set out of the way and memory is bounded by
          * bytes alone. statistics.interval.ms feeds the consumer-lag
          * gauge (ops, issue 7: src/engine/lag.c). */
-        static const char *const defaults[] = {"enable.auto.commit",
-                                               "true",
-                                               "auto.commit.interval.ms",
-                                               "1000",
-                                               "enable.auto.offset.store",
-                                               "false",
-                                               "auto.offset.reset",
-                                               "earliest",
-                                               "queued.min.messages",
-                                               "10000000",
-                                               "queued.max.messages.kbytes",
-                                               "32768",
-                                               "enable.partition.eof",
-                                               "false",
-                                               "statistics.interval.ms",
-                                               "5000",
-                                               NULL};
+        char kbytes[32];
+        const char *const defaults[] = {"queued.max.messages.kbytes",
+                                        kbytes,
+                                        "enable.auto.commit",
+                                        "false",
+                                        "enable.auto.offset.store",
+                                        "false",
+                                        "auto.offset.reset",
+                                        "earliest",
+                                        "queued.min.messages",
+                                        "10000000",
+                                        "enable.partition.eof",
+                                        "false",
+                                        "statistics.interval.ms",
+                                        "5000",
+                                        NULL};
         const struct mls_config *cfg = e->cfg;
         rd_kafka_conf_t *conf;
         rd_kafka_topic_partition_list_t *topics;
@@ -272,10 +393,12 @@ static rd_kafka_t *consumer_new(mls_engine_t *e, char *errstr,
         rd_kafka_t *rk;
         char kerr[512];
 
+        snprintf(kbytes, sizeof(kbytes), "%lld", prefetch_kbytes(cfg));
         conf = mls_kafka_conf(cfg, RD_KAFKA_CONSUMER, defaults, errstr,
                               errstr_size);
         if (!conf)
                 return NULL;
+
         if (rd_kafka_conf_set(conf, "group.id", cfg->kafka_consumer_group, kerr,
                               sizeof(kerr)) != RD_KAFKA_CONF_OK ||
             rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", kerr,
@@ -285,6 +408,7 @@ static rd_kafka_t *consumer_new(mls_engine_t *e, char *errstr,
                 return NULL;
         }
         rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+        rd_kafka_conf_set_offset_commit_cb(conf, on_commit);
         /* ops: consumer lag (issue 7) */
         e->lag = mls_lag_new(e->metrics);
         if (!e->lag) {
@@ -403,8 +527,12 @@ mls_engine_t *mls_engine_new(const struct mls_config *cfg,
         }
         if ((cfg->kafka_output_topic && *cfg->kafka_output_topic) ||
             (cfg->kafka_dlq_topic && *cfg->kafka_dlq_topic)) {
-                e->producer = mls_kafka_producer_new(cfg, errstr, errstr_size);
-                if (!e->producer)
+                e->producer =
+                        mls_kafka_producer_new(cfg, 0, errstr, errstr_size);
+                e->single = e->producer ? mls_kafka_producer_new(cfg, 1, errstr,
+                                                                 errstr_size)
+                                        : NULL;
+                if (!e->single)
                         goto fail;
         }
         pc.default_model_id = cfg->default_model_id;
@@ -413,18 +541,25 @@ mls_engine_t *mls_engine_new(const struct mls_config *cfg,
         pc.limits.max_rows = (size_t)cfg->max_rows_per_message;
         pc.limits.max_width = (size_t)cfg->max_row_width;
         pc.batch_max_rows = (size_t)cfg->batch_max_rows;
+        pc.batch_max_messages = (size_t)cfg->batch_max_messages;
+        pc.batch_max_bytes = (size_t)cfg->batch_max_bytes;
+        pc.max_model_series = (size_t)cfg->metrics_max_models;
         pc.resolve = resolve_model;
         pc.resolve_opaque = e;
         pc.publisher = e->publisher;
         if (cfg->kafka_output_topic && *cfg->kafka_output_topic) {
-                e->out_sink = mls_kafka_sink_new(e->producer,
-                                                 cfg->kafka_output_topic);
+                e->out_sink = mls_kafka_sink_new(
+                        e->producer, e->single, cfg->kafka_output_topic,
+                        cfg->kafka_dlq_topic,
+                        (size_t)cfg->dead_letter_max_bytes, metrics);
                 pc.output.ops = &mls_kafka_sink_ops;
                 pc.output.ctx = e->out_sink;
         }
         if (cfg->kafka_dlq_topic && *cfg->kafka_dlq_topic) {
-                e->dlq_sink =
-                        mls_kafka_sink_new(e->producer, cfg->kafka_dlq_topic);
+                e->dlq_sink = mls_kafka_sink_new(
+                        e->producer, e->single, cfg->kafka_dlq_topic,
+                        cfg->kafka_dlq_topic,
+                        (size_t)cfg->dead_letter_max_bytes, metrics);
                 pc.deadletter.ops = &mls_kafka_sink_ops;
                 pc.deadletter.ctx = e->dlq_sink;
         }
@@ -532,12 +667,38 @@ static void run_down(mls_engine_t *e)
         e->next_retry_ns = mls_clock_mono_ns() + e->backoff_ms * 1000000LL;
 }
 
+/* Polls the consumer until the commit in flight is answered or the drain
+ * deadline passes; messages it hands out now are left for Kafka to
+ * redeliver. */
+static void wait_commit(mls_engine_t *e)
+{
+        int left;
+
+        while (e->committing && (left = drain_left_ms(e)) > 0) {
+                rd_kafka_message_t *m = rd_kafka_consumer_poll(
+                        e->consumer, left < 100 ? left : 100);
+                if (m)
+                        rd_kafka_message_destroy(m);
+        }
+}
+
+/* Commits everything delivered, within the drain deadline. */
+static void final_commit(mls_engine_t *e)
+{
+        store_offsets(e);
+        wait_commit(e);
+        commit_stored(e, 1);
+        wait_commit(e); /* on_commit() chains what was stored meanwhile */
+        if (e->committing || e->uncommitted)
+                mls_warn("final offset commit not answered in time; Kafka "
+                         "may redeliver the last batches");
+}
+
 int mls_engine_run(mls_engine_t *e)
 {
         const int64_t wait_ns = e->cfg->batch_max_wait_us * 1000;
-        const size_t max_rows = (size_t)e->cfg->batch_max_rows;
         const int64_t hb_ns = e->cfg->heartbeat_interval_ms * 1000000LL;
-        int64_t deadline = 0, next_hb = 0, stop_by = 0;
+        int64_t deadline = 0, next_hb = 0;
         char errstr[512];
         int status = 0;
 
@@ -548,6 +709,8 @@ int mls_engine_run(mls_engine_t *e)
                 e->backoff_ms = BACKOFF_START_MS;
                 e->next_retry_ns = mls_clock_mono_ns();
         }
+        e->next_commit_ns =
+                mls_clock_mono_ns() + e->cfg->commit_interval_ms * 1000000LL;
         mls_info("engine %s consuming %s as group %s", e->engine_id,
                  e->cfg->kafka_inference_topic, e->cfg->kafka_consumer_group);
         for (;;) {
@@ -556,11 +719,17 @@ int mls_engine_run(mls_engine_t *e)
                 int timeout_ms;
 
                 if (atomic_load(&e->stop)) {
-                        if (!stop_by)
-                                stop_by = now + STOP_GRACE_MS * 1000000LL;
+                        if (!e->stop_by) {
+                                e->stop_by = now + e->cfg->shutdown_timeout_ms *
+                                                           1000000LL;
+                                mls_kafka_sink_set_deadline(e->out_sink,
+                                                            e->stop_by);
+                                mls_kafka_sink_set_deadline(e->dlq_sink,
+                                                            e->stop_by);
+                        }
                         if (!atomic_load(&e->sink_down) && flush(e) == 0)
                                 break;
-                        if (now > stop_by) {
+                        if (now > e->stop_by) {
                                 mls_error("stopping with %zu message(s) "
                                           "undelivered; Kafka will redeliver "
                                           "them",
@@ -581,6 +750,7 @@ int mls_engine_run(mls_engine_t *e)
                         run_down(e);
                         continue;
                 }
+                commit_stored(e, 0); /* held back by ML_COMMIT_INTERVAL_MS */
                 if (now >= next_hb) {
                         heartbeat(e);
                         next_hb = now + hb_ns;
@@ -609,22 +779,54 @@ int mls_engine_run(mls_engine_t *e)
                         if (mls_pipeline_pending(e->pipeline) == 0)
                                 deadline = mls_clock_mono_ns() + wait_ns;
                         add_message(e, m);
-                        if (mls_pipeline_pending_rows(e->pipeline) >= max_rows)
-                                flush(e);
-                        continue;
                 }
-                if (mls_pipeline_pending(e->pipeline) &&
-                    mls_clock_mono_ns() >= deadline)
+                /* A batch closes on rows, messages or bytes, or when its
+                 * first message has waited long enough, also while the
+                 * consumer never runs dry. */
+                if (mls_pipeline_full(e->pipeline) ||
+                    (mls_pipeline_pending(e->pipeline) &&
+                     mls_clock_mono_ns() >= deadline))
                         flush(e);
         }
-        store_offsets(e);
-        if (!status) {
-                rd_kafka_resp_err_t err = rd_kafka_commit(e->consumer, NULL, 0);
-                if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
-                        mls_warn("final commit: %s", rd_kafka_err2str(err));
-        }
+        final_commit(e);
         mls_info("engine stopped");
         return status;
+}
+
+/* Leaves the group (revoking the assignment through on_rebalance) within
+ * the drain deadline; past it, the consumer is destroyed without leaving
+ * and the group coordinator notices after the session timeout. */
+static void close_consumer(mls_engine_t *e)
+{
+        rd_kafka_queue_t *q = rd_kafka_queue_new(e->consumer);
+        rd_kafka_error_t *err = rd_kafka_consumer_close_queue(e->consumer, q);
+        int left, flags = 0;
+
+        e->closing = 1;
+        if (err) {
+                mls_warn("leaving the consumer group: %s",
+                         rd_kafka_error_string(err));
+                rd_kafka_error_destroy(err);
+                flags = RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE;
+        }
+        while (!flags && !rd_kafka_consumer_closed(e->consumer)) {
+                rd_kafka_event_t *ev;
+                if ((left = drain_left_ms(e)) == 0) {
+                        mls_warn("left the consumer group uncleanly: the "
+                                 "shutdown timeout passed");
+                        flags = RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE;
+                        break;
+                }
+                ev = rd_kafka_queue_poll(q, left < 100 ? left : 100);
+                if (ev && rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE)
+                        on_rebalance(e->consumer, rd_kafka_event_error(ev),
+                                     rd_kafka_event_topic_partition_list(ev),
+                                     e);
+                if (ev)
+                        rd_kafka_event_destroy(ev);
+        }
+        rd_kafka_queue_destroy(q);
+        rd_kafka_destroy_flags(e->consumer, flags);
 }
 
 void mls_engine_free(mls_engine_t *e)
@@ -633,18 +835,23 @@ void mls_engine_free(mls_engine_t *e)
                 return;
         if (e->consumer) {
                 if (e->pipeline)
-                        mls_pipeline_discard(e->pipeline, record_release, e);
+                        mls_pipeline_discard(e->pipeline, NULL, record_release,
+                                             e);
                 for (size_t i = 0; i < e->nheld; i++)
                         rd_kafka_message_destroy(e->held[i]);
-                rd_kafka_consumer_close(e->consumer);
-                rd_kafka_destroy(e->consumer);
+                e->nheld = 0;
+                close_consumer(e);
         }
         mls_lag_free(e->lag); /* ops: consumer lag (issue 7) */
         mls_httpd_stop(e->httpd);
         mls_pipeline_free(e->pipeline);
         if (e->producer) {
-                rd_kafka_flush(e->producer, 5000);
+                rd_kafka_flush(e->producer, drain_left_ms(e));
                 rd_kafka_destroy(e->producer);
+        }
+        if (e->single) {
+                rd_kafka_flush(e->single, drain_left_ms(e));
+                rd_kafka_destroy(e->single);
         }
         mls_kafka_sink_free(e->out_sink);
         mls_kafka_sink_free(e->dlq_sink);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "engine/pipeline.h"
 
@@ -149,30 +150,234 @@ fail:
         return NULL;
 }
 
+/*
+ * A producer sink. Errors in delivery reports come in two kinds:
+ *  - transient (broker down, timed out, not leader...): the flush fails and
+ *    the engine retries the whole batch later;
+ *  - permanent (too large for the topic, invalid record): retrying the same
+ *    way can never succeed. The broker judges a whole record batch, so an
+ *    innocent message that travelled with a large one is refused too: each
+ *    refused message is first sent again alone, over a second producer
+ *    that puts one message in each batch (stage 1). Refused alone, it is
+ *    replaced by a dead letter holding its first dead_letter_max bytes and
+ *    headers that say what happened (refuse(), stage 2); if that is refused
+ *    too, it is counted, logged and skipped. A poison message never stalls
+ *    a partition.
+ */
+enum stage {
+        STAGE_BATCHED,
+        STAGE_ALONE,
+        STAGE_TRUNCATED,
+};
+
 struct kafka_sink {
-        rd_kafka_t *rk;
+        rd_kafka_t *rk, *single;
         char *topic;
+        char *fallback; /* where replacements go: the dead-letter topic */
+        size_t dead_letter_max;
+        int64_t deadline; /* monotonic ns a flush must end by; 0: none */
         int failed;
         char failure[256];
+        mls_series_t *s_truncated, *s_dropped;
+        struct mls_log_limit log_truncated, log_dropped;
 };
+
+/* What a delivery report needs to know about its message: the sink and
+ * the input it came from. One per produced message, freed in on_delivery. */
+struct dr_note {
+        struct kafka_sink *sink;
+        enum stage stage;
+        int32_t partition;
+        int64_t offset;
+        char topic[];
+};
+
+static int is_permanent(rd_kafka_resp_err_t err)
+{
+        switch (err) {
+        case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+        case RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE:
+        case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+        case RD_KAFKA_RESP_ERR_INVALID_MSG:
+        case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+        case RD_KAFKA_RESP_ERR_INVALID_TIMESTAMP:
+                return 1;
+        default:
+                return 0;
+        }
+}
+
+static struct dr_note *note_new(struct kafka_sink *s, const char *topic,
+                                int32_t partition, int64_t offset,
+                                enum stage stage)
+{
+        size_t tlen = topic ? strlen(topic) : 0;
+        struct dr_note *n = malloc(sizeof(*n) + tlen + 1);
+
+        if (!n)
+                return NULL;
+        n->sink = s;
+        n->stage = stage;
+        n->partition = partition;
+        n->offset = offset;
+        memcpy(n->topic, topic ? topic : "", tlen);
+        n->topic[tlen] = '\0';
+        return n;
+}
+
+static const char *header(const rd_kafka_message_t *m, const char *name)
+{
+        rd_kafka_headers_t *h = NULL;
+        const void *v;
+        size_t n;
+
+        if (!m || rd_kafka_message_headers(m, &h) || !h ||
+            rd_kafka_header_get_last(h, name, &v, &n))
+                return NULL;
+        return v;
+}
+
+static void dropped(struct kafka_sink *s, const struct dr_note *n,
+                    const char *why)
+{
+        mls_series_add(s->s_dropped, 1);
+        mls_log_limited(&s->log_dropped, MLS_LOG_ERROR,
+                        "%s[%d]@%lld: skipped, nothing could be written to "
+                        "%s: %s",
+                        n->topic, (int)n->partition, (long long)n->offset,
+                        s->fallback, why);
+}
+
+/*
+ * Writes a truncated dead letter in place of a message that topic `to'
+ * refused for good. m is the refused message when it came back in a
+ * delivery report (its headers say why it was a dead letter), NULL when
+ * produce refused it at once.
+ */
+static void refuse(struct kafka_sink *s, const struct dr_note *n,
+                   const rd_kafka_message_t *m, const char *payload, size_t len,
+                   const char *reason, const char *detail,
+                   rd_kafka_resp_err_t err)
+{
+        rd_kafka_headers_t *h;
+        struct dr_note *note;
+        char num[32], msg[512];
+        size_t keep = len < s->dead_letter_max ? len : s->dead_letter_max;
+
+        if (!s->fallback) {
+                dropped(s, n, "no dead-letter topic");
+                return;
+        }
+        if (!reason)
+                reason = header(m, "mls.error.reason");
+        if (!reason)
+                reason = "output_refused";
+        if (!detail)
+                detail = header(m, "mls.error.message");
+        snprintf(msg, sizeof(msg), "%s refused the %zu-byte message: %s%s%s",
+                 s->topic, len, rd_kafka_err2str(err), detail ? "; " : "",
+                 detail ? detail : "");
+        h = rd_kafka_headers_new(8);
+        rd_kafka_header_add(h, "mls.error.reason", -1, reason, -1);
+        rd_kafka_header_add(h, "mls.error.message", -1, msg, -1);
+        rd_kafka_header_add(h, "mls.source.topic", -1, n->topic, -1);
+        snprintf(num, sizeof(num), "%d", (int)n->partition);
+        rd_kafka_header_add(h, "mls.source.partition", -1, num, -1);
+        snprintf(num, sizeof(num), "%lld", (long long)n->offset);
+        rd_kafka_header_add(h, "mls.source.offset", -1, num, -1);
+        snprintf(num, sizeof(num), "%zu", len);
+        rd_kafka_header_add(h, "mls.original.size", -1, num, -1);
+        rd_kafka_header_add(h, "mls.truncated", -1, "true", -1);
+        note = note_new(s, n->topic, n->partition, n->offset, STAGE_TRUNCATED);
+        err = note ? rd_kafka_producev(s->single, RD_KAFKA_V_TOPIC(s->fallback),
+                                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                       RD_KAFKA_V_VALUE((void *)payload, keep),
+                                       RD_KAFKA_V_OPAQUE(note),
+                                       RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END)
+                   : RD_KAFKA_RESP_ERR__FAIL;
+        if (err) {
+                rd_kafka_headers_destroy(h);
+                free(note);
+                if (is_permanent(err)) {
+                        dropped(s, n, rd_kafka_err2str(err));
+                } else {
+                        s->failed++;
+                        snprintf(s->failure, sizeof(s->failure), "%s: %s",
+                                 s->fallback, rd_kafka_err2str(err));
+                }
+                return;
+        }
+        mls_series_add(s->s_truncated, 1);
+        mls_log_limited(&s->log_truncated, MLS_LOG_WARN,
+                        "%s[%d]@%lld: %s; wrote a %zu-byte truncated dead "
+                        "letter to %s",
+                        n->topic, (int)n->partition, (long long)n->offset, msg,
+                        keep, s->fallback);
+}
+
+static void transient(struct kafka_sink *s, const char *topic,
+                      rd_kafka_resp_err_t err)
+{
+        s->failed++;
+        snprintf(s->failure, sizeof(s->failure), "%s: %s", topic,
+                 rd_kafka_err2str(err));
+}
+
+/* Sends a refused message again on its own (stage 1). */
+static void send_alone(struct kafka_sink *s, const struct dr_note *n,
+                       const rd_kafka_message_t *m)
+{
+        rd_kafka_headers_t *h = NULL;
+        struct dr_note *note;
+        rd_kafka_resp_err_t err;
+
+        if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR)
+                h = rd_kafka_headers_copy(h);
+        else
+                h = NULL;
+        note = note_new(s, n->topic, n->partition, n->offset, STAGE_ALONE);
+        err = note ? rd_kafka_producev(s->single, RD_KAFKA_V_TOPIC(s->topic),
+                                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                       RD_KAFKA_V_VALUE(m->payload, m->len),
+                                       RD_KAFKA_V_KEY(m->key, m->key_len),
+                                       RD_KAFKA_V_OPAQUE(note),
+                                       RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END)
+                   : RD_KAFKA_RESP_ERR__FAIL;
+        if (!err)
+                return;
+        if (h)
+                rd_kafka_headers_destroy(h);
+        free(note);
+        if (is_permanent(err))
+                refuse(s, n, m, m->payload, m->len, NULL, NULL, err);
+        else
+                transient(s, s->topic, err);
+}
 
 /* Runs on the thread that calls rd_kafka_poll/flush: the engine thread. */
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m,
                         void *opaque)
 {
-        struct kafka_sink *s = m->_private;
+        struct dr_note *n = m->_private;
+        struct kafka_sink *s = n ? n->sink : NULL;
 
         (void)rk;
         (void)opaque;
         if (m->err && s) {
-                s->failed++;
-                snprintf(s->failure, sizeof(s->failure), "%s: %s", s->topic,
-                         rd_kafka_err2str(m->err));
+                if (!is_permanent(m->err))
+                        transient(s, rd_kafka_topic_name(m->rkt), m->err);
+                else if (n->stage == STAGE_BATCHED)
+                        send_alone(s, n, m);
+                else if (n->stage == STAGE_ALONE)
+                        refuse(s, n, m, m->payload, m->len, NULL, NULL, m->err);
+                else
+                        dropped(s, n, rd_kafka_err2str(m->err));
         }
+        free(n);
 }
 
-rd_kafka_t *mls_kafka_producer_new(const struct mls_config *cfg, char *errstr,
-                                   size_t errstr_size)
+rd_kafka_t *mls_kafka_producer_new(const struct mls_config *cfg, int single,
+                                   char *errstr, size_t errstr_size)
 {
         static const char *const defaults[] = {"acks",
                                                "all",
@@ -190,6 +395,14 @@ rd_kafka_t *mls_kafka_producer_new(const struct mls_config *cfg, char *errstr,
 
         if (!conf)
                 return NULL;
+        if (single && (rd_kafka_conf_set(conf, "batch.num.messages", "1", err,
+                                         sizeof(err)) != RD_KAFKA_CONF_OK ||
+                       rd_kafka_conf_set(conf, "linger.ms", "0", err,
+                                         sizeof(err)) != RD_KAFKA_CONF_OK)) {
+                snprintf(errstr, errstr_size, "kafka producer: %s", err);
+                rd_kafka_conf_destroy(conf);
+                return NULL;
+        }
         rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
         rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
         if (!rk) {
@@ -199,14 +412,32 @@ rd_kafka_t *mls_kafka_producer_new(const struct mls_config *cfg, char *errstr,
         return rk;
 }
 
-void *mls_kafka_sink_new(rd_kafka_t *rk, const char *topic)
+void *mls_kafka_sink_new(rd_kafka_t *rk, rd_kafka_t *single, const char *topic,
+                         const char *fallback, size_t dead_letter_max,
+                         mls_metrics_t *metrics)
 {
         struct kafka_sink *s = calloc(1, sizeof(*s));
+        mls_metric_t *refused;
 
         if (!s)
                 return NULL;
         s->rk = rk;
+        s->single = single;
         s->topic = strdup(topic);
+        s->fallback = fallback && *fallback ? strdup(fallback) : NULL;
+        s->dead_letter_max = dead_letter_max;
+        refused = mls_metric_new(
+                metrics, MLS_COUNTER, "ml_stream_kafka_refused_total",
+                "Messages a Kafka topic refused for good (e.g. too large), by "
+                "topic and what was done: a truncated dead letter was "
+                "written, or nothing could be and the message was skipped.",
+                "topic", "action", NULL, 0);
+        s->s_truncated = mls_series(refused, topic, "truncated");
+        s->s_dropped = mls_series(refused, topic, "dropped");
+        if (!s->topic || (fallback && *fallback && !s->fallback)) {
+                mls_kafka_sink_free(s);
+                return NULL;
+        }
         return s;
 }
 
@@ -217,6 +448,7 @@ void mls_kafka_sink_free(void *ctx)
         if (!s)
                 return;
         free(s->topic);
+        free(s->fallback);
         free(s);
 }
 
@@ -227,24 +459,26 @@ static int kafka_send(void *ctx, const struct mls_record *rec,
         struct kafka_sink *s = ctx;
         rd_kafka_headers_t *hdrs = NULL;
         rd_kafka_resp_err_t err;
+        struct dr_note *note;
         char num[32];
 
+        note = note_new(s, rec ? rec->topic : NULL, rec ? rec->partition : -1,
+                        rec ? rec->offset : -1, STAGE_BATCHED);
+        if (!note) {
+                s->failed++;
+                snprintf(s->failure, sizeof(s->failure), "out of memory");
+                return -1;
+        }
         if (reason) {
                 hdrs = rd_kafka_headers_new(6);
                 rd_kafka_header_add(hdrs, "mls.error.reason", -1, reason, -1);
                 rd_kafka_header_add(hdrs, "mls.error.message", -1, detail, -1);
-                if (rec && rec->topic)
-                        rd_kafka_header_add(hdrs, "mls.source.topic", -1,
-                                            rec->topic, -1);
-                if (rec) {
-                        snprintf(num, sizeof(num), "%d", (int)rec->partition);
-                        rd_kafka_header_add(hdrs, "mls.source.partition", -1,
-                                            num, -1);
-                        snprintf(num, sizeof(num), "%lld",
-                                 (long long)rec->offset);
-                        rd_kafka_header_add(hdrs, "mls.source.offset", -1, num,
-                                            -1);
-                }
+                rd_kafka_header_add(hdrs, "mls.source.topic", -1, note->topic,
+                                    -1);
+                snprintf(num, sizeof(num), "%d", (int)note->partition);
+                rd_kafka_header_add(hdrs, "mls.source.partition", -1, num, -1);
+                snprintf(num, sizeof(num), "%lld", (long long)note->offset);
+                rd_kafka_header_add(hdrs, "mls.source.offset", -1, num, -1);
         }
         for (;;) {
                 err = rd_kafka_producev(
@@ -253,31 +487,59 @@ static int kafka_send(void *ctx, const struct mls_record *rec,
                         RD_KAFKA_V_VALUE((void *)payload, len),
                         RD_KAFKA_V_KEY(rec ? rec->key : NULL,
                                        rec ? rec->key_len : 0),
-                        RD_KAFKA_V_OPAQUE(s), RD_KAFKA_V_HEADERS(hdrs),
+                        RD_KAFKA_V_OPAQUE(note), RD_KAFKA_V_HEADERS(hdrs),
                         RD_KAFKA_V_END);
                 if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
                         break;
                 rd_kafka_poll(s->rk, 100);
         }
-        if (err) {
-                if (hdrs)
-                        rd_kafka_headers_destroy(hdrs);
-                s->failed++;
-                snprintf(s->failure, sizeof(s->failure), "%s: %s", s->topic,
-                         rd_kafka_err2str(err));
-                return -1;
+        if (!err)
+                return 0;
+        if (hdrs)
+                rd_kafka_headers_destroy(hdrs);
+        if (is_permanent(err)) {
+                /* e.g. larger than the producer's message.max.bytes */
+                refuse(s, note, NULL, payload, len, reason, detail, err);
+                free(note);
+                return 0;
         }
-        return 0;
+        free(note);
+        s->failed++;
+        snprintf(s->failure, sizeof(s->failure), "%s: %s", s->topic,
+                 rd_kafka_err2str(err));
+        return -1;
+}
+
+void mls_kafka_sink_set_deadline(void *ctx, int64_t mono_ns)
+{
+        if (ctx)
+                ((struct kafka_sink *)ctx)->deadline = mono_ns;
+}
+
+/* How long a flush may wait: 30 s, or less when a deadline is set. */
+static int flush_ms(const struct kafka_sink *s)
+{
+        int64_t left;
+
+        if (!s->deadline)
+                return 30000;
+        left = (s->deadline - mls_clock_mono_ns()) / 1000000;
+        return left <= 0 ? 0 : left < 30000 ? (int)left : 30000;
 }
 
 static int kafka_flush(void *ctx, char *errstr, size_t errstr_size)
 {
         struct kafka_sink *s = ctx;
 
-        if (rd_kafka_flush(s->rk, 30000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        /* the first flush's reports may send messages on the second */
+        if (rd_kafka_flush(s->rk, flush_ms(s)) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+            rd_kafka_flush(s->single, flush_ms(s)) !=
+                    RD_KAFKA_RESP_ERR_NO_ERROR) {
                 snprintf(errstr, errstr_size,
                          "%s: delivery timed out with %d messages queued",
-                         s->topic, rd_kafka_outq_len(s->rk));
+                         s->topic,
+                         rd_kafka_outq_len(s->rk) +
+                                 rd_kafka_outq_len(s->single));
                 s->failed = 0;
                 return -1;
         }

@@ -11,6 +11,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "common/config.h"
+#include "common/metrics.h"
 #include "engine/sink.h"
 
 /*
@@ -29,13 +30,26 @@ rd_kafka_conf_t *mls_kafka_conf(const struct mls_config *cfg,
 extern const struct mls_sink_ops mls_kafka_sink_ops;
 
 /* A sink producing to topic over producer rk (shared by several sinks;
- * the caller owns rk, which must have been made with
- * mls_kafka_producer_new()). */
-void *mls_kafka_sink_new(rd_kafka_t *rk, const char *topic);
+ * the caller owns rk and single, made with mls_kafka_producer_new(), single
+ * with one message per batch). A message the topic refuses for good (too
+ * large, invalid) is sent again alone over single, since the broker refuses
+ * whole batches; refused alone, it is replaced by a dead letter on fallback
+ * (the dead-letter topic; NULL or "": counted and skipped) holding its first
+ * dead_letter_max bytes and headers mls.original.size, mls.truncated,
+ * mls.source.*, mls.error.*; if that is refused too, it is counted in
+ * ml_stream_kafka_refused_total{action="dropped"} and skipped. Returns NULL
+ * when out of memory. */
+void *mls_kafka_sink_new(rd_kafka_t *rk, rd_kafka_t *single, const char *topic,
+                         const char *fallback, size_t dead_letter_max,
+                         mls_metrics_t *metrics);
 void mls_kafka_sink_free(void *ctx);
+/* From now on flushes give up at mono_ns (mls_clock_mono_ns()), e.g. the
+ * shutdown deadline. NULL ctx is ignored. */
+void mls_kafka_sink_set_deadline(void *ctx, int64_t mono_ns);
 
-/* A producer whose delivery reports feed the kafka sinks. */
-rd_kafka_t *mls_kafka_producer_new(const struct mls_config *cfg, char *errstr,
-                                   size_t errstr_size);
+/* A producer whose delivery reports feed the kafka sinks; single: one
+ * message per batch (for messages refused in a batch). */
+rd_kafka_t *mls_kafka_producer_new(const struct mls_config *cfg, int single,
+                                   char *errstr, size_t errstr_size);
 
 #endif

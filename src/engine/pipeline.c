@@ -10,9 +10,21 @@
 #include "common/hash.h"
 #include "common/log.h"
 
-#define MODEL_SLOTS 2048 /* hash slots, a power of two */
-#define MODEL_MAX 1024   /* distinct model ids tracked; more share "other" */
-#define PAYLOAD_LIMIT ((size_t)1 << 30)
+#define MODEL_SLOTS 512 /* hash slots, a power of two, > max model series */
+#define MODEL_SERIES_DEFAULT 100
+#define MODEL_SERIES_MAX 200 /* x4 error stages < the registry's 1000 */
+#define PAYLOAD_LIMIT_DEFAULT ((size_t)64 << 20)
+#define OVERFLOW_ID "__other__"
+
+/* Rate limits for warnings about rejected messages: one per decode error,
+ * then these. */
+enum {
+        LOG_UNKNOWN_MODEL = MLS_DECODE_OUT_OF_MEMORY + 1,
+        LOG_WIDTH,
+        LOG_INFERENCE,
+        LOG_OUTPUT,
+        LOG_SLOTS,
+};
 
 enum item_state {
         ITEM_PENDING,
@@ -23,7 +35,7 @@ enum item_state {
 struct model_entry {
         char id[MLS_MODEL_ID_MAX + 1];
         mls_series_t *predictions, *latency, *rows, *batch_rows;
-        mls_series_t *err_decode, *err_route, *err_inference;
+        mls_series_t *err_decode, *err_route, *err_validate, *err_inference;
 };
 
 struct item {
@@ -48,7 +60,7 @@ struct mls_pipeline {
         struct mls_pipeline_conf conf;
         char *default_model_id, *engine_id;
         struct item *items;
-        size_t nitems, cap, rows;
+        size_t nitems, cap, rows, bytes;
         enum phase phase;
         struct mls_floats feats, outputs, scratch;
         struct mls_buf payloads;
@@ -56,6 +68,7 @@ struct mls_pipeline {
         struct model_entry *slots[MODEL_SLOTS];
         size_t nmodels;
         struct model_entry other, unknown;
+        struct mls_log_limit log_reason[LOG_SLOTS];
         uint64_t rng[2];
         mls_metric_t *m_pred, *m_lat, *m_err, *m_rows, *m_batch, *m_dlq;
         mls_metric_t *m_pubfail;
@@ -81,6 +94,7 @@ static void entry_init(mls_pipeline_t *p, struct model_entry *e, const char *id)
         e->batch_rows = mls_series(p->m_batch, id, NULL);
         e->err_decode = mls_series(p->m_err, id, "decode");
         e->err_route = mls_series(p->m_err, id, "route");
+        e->err_validate = mls_series(p->m_err, id, "validate");
         e->err_inference = mls_series(p->m_err, id, "inference");
 }
 
@@ -97,7 +111,13 @@ mls_pipeline_t *mls_pipeline_new(const struct mls_pipeline_conf *conf)
         p->engine_id = strdup(conf->engine_id ? conf->engine_id : "engine");
         p->conf.default_model_id = p->default_model_id;
         p->conf.engine_id = p->engine_id;
-        mls_buf_init(&p->payloads, PAYLOAD_LIMIT);
+        if (!p->conf.payload_limit)
+                p->conf.payload_limit = PAYLOAD_LIMIT_DEFAULT;
+        if (!p->conf.max_model_series)
+                p->conf.max_model_series = MODEL_SERIES_DEFAULT;
+        if (p->conf.max_model_series > MODEL_SERIES_MAX)
+                p->conf.max_model_series = MODEL_SERIES_MAX;
+        mls_buf_init(&p->payloads, p->conf.payload_limit);
         if (getrandom(p->rng, sizeof(p->rng), 0) != sizeof(p->rng))
                 p->rng[0] = (uint64_t)mls_clock_mono_ns(), p->rng[1] = 1;
         p->m_pred = mls_metric_new(conf->metrics, MLS_COUNTER,
@@ -114,7 +134,7 @@ mls_pipeline_t *mls_pipeline_new(const struct mls_pipeline_conf *conf)
         p->m_err = mls_metric_new(conf->metrics, MLS_COUNTER,
                                   "ml_stream_inference_errors_total",
                                   "Messages that failed, by stage (decode, "
-                                  "route, inference, publish).",
+                                  "route, validate, inference, publish).",
                                   "model_id", "stage", NULL, 0);
         p->m_rows = mls_metric_new(
                 conf->metrics, MLS_COUNTER, "ml_stream_inference_rows_total",
@@ -133,7 +153,7 @@ mls_pipeline_t *mls_pipeline_new(const struct mls_pipeline_conf *conf)
                                       "Failed attempts to deliver a batch, by "
                                       "sink.",
                                       "sink", NULL, NULL, 0);
-        entry_init(p, &p->other, "other");
+        entry_init(p, &p->other, OVERFLOW_ID);
         entry_init(p, &p->unknown, "unknown");
         return p;
 }
@@ -155,7 +175,8 @@ void mls_pipeline_free(mls_pipeline_t *p)
         free(p);
 }
 
-/* The metrics entry for a model id; ids past MODEL_MAX share "other". */
+/* The metrics entry for a model id; ids past max_model_series share
+ * "__other__", so producers cannot grow /metrics without bound. */
 static struct model_entry *entry_for(mls_pipeline_t *p, const char *id)
 {
         size_t h = mls_hash(id, strlen(id)) & (MODEL_SLOTS - 1);
@@ -166,7 +187,7 @@ static struct model_entry *entry_for(mls_pipeline_t *p, const char *id)
                         return e;
                 h = (h + 1) & (MODEL_SLOTS - 1);
         }
-        if (p->nmodels >= MODEL_MAX)
+        if (p->nmodels >= p->conf.max_model_series)
                 return &p->other;
         e = calloc(1, sizeof(*e));
         if (!e)
@@ -184,6 +205,17 @@ static void mark_bad(struct item *it, const char *reason, mls_series_t *err,
         it->reason = reason;
         snprintf(it->detail, sizeof(it->detail), "%s", detail);
         mls_series_add(err, 1);
+}
+
+/* Rejected messages are logged at warn level, at most a few lines per
+ * reason and interval (the dead-letter topic has every one). */
+static void warn_rejected(mls_pipeline_t *p, unsigned slot,
+                          const struct item *it)
+{
+        mls_log_limited(&p->log_reason[slot], MLS_LOG_WARN,
+                        "rejected %s[%d]@%lld: %s: %s", it->rec.topic,
+                        (int)it->rec.partition, (long long)it->rec.offset,
+                        it->reason, it->detail);
 }
 
 size_t mls_pipeline_add(mls_pipeline_t *p, const struct mls_record *rec)
@@ -210,12 +242,20 @@ size_t mls_pipeline_add(mls_pipeline_t *p, const struct mls_record *rec)
         it->rec = *rec;
         it->state = ITEM_PENDING;
         it->model = NULL;
+        p->bytes += rec->len;
         err = mls_decode(rec->payload, rec->len, &p->conf.limits, &p->feats,
                          &it->in, errstr, sizeof(errstr));
         if (err != MLS_DECODE_OK) {
-                it->entry = &p->unknown;
+                /* counted under its model when it named a served one */
+                it->entry =
+                        it->in.has_model_id &&
+                                        p->conf.resolve(p->conf.resolve_opaque,
+                                                        it->in.model_id)
+                                ? entry_for(p, it->in.model_id)
+                                : &p->unknown;
                 mark_bad(it, mls_decode_err_name(err), it->entry->err_decode,
                          errstr);
+                warn_rejected(p, (unsigned)err, it);
                 return p->rows;
         }
         if (!it->in.has_model_id)
@@ -234,6 +274,15 @@ size_t mls_pipeline_pending(const mls_pipeline_t *p)
 size_t mls_pipeline_pending_rows(const mls_pipeline_t *p)
 {
         return p->rows;
+}
+
+int mls_pipeline_full(const mls_pipeline_t *p)
+{
+        const struct mls_pipeline_conf *c = &p->conf;
+
+        return (c->batch_max_rows && p->rows >= c->batch_max_rows) ||
+               (c->batch_max_messages && p->nitems >= c->batch_max_messages) ||
+               (c->batch_max_bytes && p->bytes >= c->batch_max_bytes);
 }
 
 static int floats_reserve(struct mls_floats *f, size_t n)
@@ -323,11 +372,9 @@ static void score_chunk(mls_pipeline_t *p, size_t *idx, size_t n)
                         score_chunk(p, &idx[k], 1);
                 return;
         }
-        mls_warn("model %s failed on %s[%d]@%lld: %s", first->in.model_id,
-                 first->rec.topic, first->rec.partition,
-                 (long long)first->rec.offset, errstr);
         mark_bad(first, "inference_failed", first->entry->err_inference,
                  errstr);
+        warn_rejected(p, LOG_INFERENCE, first);
         return;
 fail_oom:
         for (size_t k = 0; k < n; k++)
@@ -354,6 +401,7 @@ static void score_all(mls_pipeline_t *p)
                                  it->in.model_id);
                         mark_bad(it, "unknown_model", p->unknown.err_route,
                                  errstr);
+                        warn_rejected(p, LOG_UNKNOWN_MODEL, it);
                         continue;
                 }
                 it->entry = entry_for(p, it->in.model_id);
@@ -363,8 +411,9 @@ static void score_all(mls_pipeline_t *p)
                                  "input has %zu features per row, model "
                                  "\"%s\" takes %zu",
                                  it->in.cols, it->in.model_id, width);
-                        mark_bad(it, "width_mismatch", it->entry->err_inference,
+                        mark_bad(it, "width_mismatch", it->entry->err_validate,
                                  errstr);
+                        warn_rejected(p, LOG_WIDTH, it);
                 }
         }
         for (size_t i = 0; i < p->nitems; i++) {
@@ -471,6 +520,20 @@ static void build_payload(mls_pipeline_t *p, struct item *it)
         MLS_BUF_LIT(b, ",\"offset\":");
         mls_buf_u64(b, (uint64_t)(it->rec.offset > 0 ? it->rec.offset : 0));
         MLS_BUF_LIT(b, "}}");
+        if (b->overflow) {
+                /* The batch's payload buffer is full: this prediction is
+                 * dead-lettered rather than wedging the batch. */
+                char detail[200];
+                b->len = it->pay_off;
+                b->overflow = 0;
+                snprintf(detail, sizeof(detail),
+                         "predictions of this batch passed %zu bytes",
+                         b->limit);
+                mark_bad(it, "output_too_large", it->entry->err_inference,
+                         detail);
+                warn_rejected(p, LOG_OUTPUT, it);
+                return;
+        }
         it->pay_len = b->len - it->pay_off;
         mls_series_observe(it->entry->latency,
                            (double)(now - it->rec.recv_ns) / 1e9);
@@ -537,6 +600,7 @@ static void reset(mls_pipeline_t *p)
 {
         p->nitems = 0;
         p->rows = 0;
+        p->bytes = 0;
         p->phase = PHASE_COLLECT;
         p->feats.len = 0;
         p->outputs.len = 0;
@@ -549,22 +613,9 @@ int mls_pipeline_flush(mls_pipeline_t *p, char *errstr, size_t errstr_size)
                 return 0;
         if (p->phase == PHASE_COLLECT) {
                 score_all(p);
-                for (size_t i = 0; i < p->nitems; i++) {
-                        struct item *it = &p->items[i];
-                        if (it->state == ITEM_OK)
-                                build_payload(p, it);
-                        else
-                                mls_debug("dead letter %s[%d]@%lld: %s: %s",
-                                          it->rec.topic, it->rec.partition,
-                                          (long long)it->rec.offset, it->reason,
-                                          it->detail);
-                }
-                if (p->payloads.overflow) {
-                        snprintf(errstr, errstr_size,
-                                 "batch payloads exceed %zu bytes",
-                                 PAYLOAD_LIMIT);
-                        return -1;
-                }
+                for (size_t i = 0; i < p->nitems; i++)
+                        if (p->items[i].state == ITEM_OK)
+                                build_payload(p, &p->items[i]);
                 p->phase = PHASE_PUBLISH;
         }
         if (p->phase == PHASE_PUBLISH) {
@@ -590,12 +641,28 @@ int mls_pipeline_flush(mls_pipeline_t *p, char *errstr, size_t errstr_size)
         return 0;
 }
 
-void mls_pipeline_discard(mls_pipeline_t *p, mls_record_done release,
-                          void *opaque)
+void mls_pipeline_discard(mls_pipeline_t *p, mls_record_keep keep,
+                          mls_record_done release, void *opaque)
 {
-        for (size_t i = 0; release && i < p->nitems; i++)
-                release(opaque, &p->items[i].rec);
-        reset(p);
+        size_t n = 0;
+
+        /* Kept items move down in order; their offsets into the feature,
+         * output and payload buffers stay valid, and the phase with them. */
+        p->rows = p->bytes = 0;
+        for (size_t i = 0; i < p->nitems; i++) {
+                struct item *it = &p->items[i];
+                if (keep && keep(opaque, &it->rec)) {
+                        if (it->state == ITEM_PENDING)
+                                p->rows += it->in.rows;
+                        p->bytes += it->rec.len;
+                        p->items[n++] = *it;
+                } else if (release) {
+                        release(opaque, &it->rec);
+                }
+        }
+        p->nitems = n;
+        if (n == 0)
+                reset(p);
 }
 
 size_t mls_pipeline_heartbeat(mls_pipeline_t *p, struct mls_buf *out)

@@ -44,7 +44,19 @@ struct mls_pipeline_conf {
         const char *default_model_id;
         const char *engine_id;
         struct mls_decode_limits limits;
+        /* A batch closes when it holds this many rows, messages (rejected
+         * ones included) or input bytes, whichever comes first; 0: no
+         * limit of that kind. */
         size_t batch_max_rows;
+        size_t batch_max_messages;
+        size_t batch_max_bytes;
+        /* Most bytes of prediction payloads one batch may build (0: 64
+         * MiB); a message whose prediction does not fit is dead-lettered
+         * with reason output_too_large. */
+        size_t payload_limit;
+        /* Distinct model ids with their own metric series (0: 100); the
+         * rest share model_id="__other__". */
+        size_t max_model_series;
         mls_model_resolver resolve;
         void *resolve_opaque;
         struct mls_sink publisher;  /* required */
@@ -63,6 +75,9 @@ void mls_pipeline_free(mls_pipeline_t *p);
 size_t mls_pipeline_add(mls_pipeline_t *p, const struct mls_record *rec);
 size_t mls_pipeline_pending(const mls_pipeline_t *p);
 size_t mls_pipeline_pending_rows(const mls_pipeline_t *p);
+/* 1 when the pending batch has reached one of its limits and should be
+ * flushed before anything more is added. */
+int mls_pipeline_full(const mls_pipeline_t *p);
 
 /*
  * Scores the pending batch and delivers every outcome. Returns 0 when all
@@ -72,11 +87,14 @@ size_t mls_pipeline_pending_rows(const mls_pipeline_t *p);
  */
 int mls_pipeline_flush(mls_pipeline_t *p, char *errstr, size_t errstr_size);
 
-/* Drops the pending batch without delivering it, calling release (if not
- * NULL) for each record instead of done. For partitions taken away in a
- * rebalance while a sink is down: Kafka redelivers them. */
-void mls_pipeline_discard(mls_pipeline_t *p, mls_record_done release,
-                          void *opaque);
+/* Drops the pending records for which keep (NULL: none) returns 0 without
+ * delivering them, calling release (if not NULL) for each instead of done;
+ * the others stay, in order, as they were. For partitions taken away in a
+ * rebalance while a sink is down: Kafka redelivers them to their new
+ * owner, and the partitions this engine keeps lose nothing. */
+typedef int (*mls_record_keep)(void *opaque, const struct mls_record *rec);
+void mls_pipeline_discard(mls_pipeline_t *p, mls_record_keep keep,
+                          mls_record_done release, void *opaque);
 
 /* Appends a heartbeat payload (DESIGN §4) naming the models seen so far. */
 size_t mls_pipeline_heartbeat(mls_pipeline_t *p, struct mls_buf *out);

@@ -165,8 +165,10 @@ def consume_all(env, topic, expect, timeout=30):
     return wait_for(read, timeout, "%d messages on %s" % (expect, topic))
 
 
-def topic_create(env, name, partitions):
-    subprocess.run([SERVICES, "topic", "create", name, str(partitions)],
+def topic_create(env, name, partitions, *options):
+    """Creates a topic; options go to Kafka's TopicCommand, e.g.
+    "--config", "max.message.bytes=10000"."""
+    subprocess.run([SERVICES, "topic", "create", name, str(partitions), *options],
                    env=env, check=True, capture_output=True, timeout=120)
 
 

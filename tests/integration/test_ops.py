@@ -250,7 +250,7 @@ def test_deploy_systemd_analyze():
 STATS = {"KAFKA_CONF_STATISTICS_INTERVAL_MS": "200"}
 # Offsets are committed only at a rebalance or at exit, so the committed lag
 # is exactly what was produced since.
-NO_AUTOCOMMIT = dict(STATS, KAFKA_CONF_AUTO_COMMIT_INTERVAL_MS="3600000")
+NO_AUTOCOMMIT = dict(STATS, ML_COMMIT_INTERVAL_MS="3600000")
 
 
 def produce_to(env, topic, partition, lines):

@@ -282,3 +282,21 @@ MLS_TEST(decoder_deep_nesting)
         s[n] = '\0';
         CHECK_REFUSED(s, MLS_DECODE_INVALID_JSON);
 }
+
+/* A key with an escaped NUL is another key, not the one before the NUL:
+ * "model_id\u0000x" must neither set model_id nor count as a duplicate. */
+MLS_TEST(decoder_key_with_escaped_nul_is_another_key)
+{
+        const char *s = "{\"model_id\\u0000x\": \"evil\", \"model_id\": "
+                        "\"good\", \"features\\u0000\": 7, \"features\": [1]}";
+        struct mls_floats f = {0};
+        struct mls_input in;
+        char err[200] = "";
+
+        CHECK_INT_EQ(decode(s, &f, &in, err), MLS_DECODE_OK);
+        CHECK_STR_EQ(in.model_id, "good");
+        CHECK_INT_EQ(in.rows, 1);
+        mls_floats_free(&f);
+        CHECK_REFUSED("{\"model_id\\u0000x\": \"evil\", \"x\": [1]}",
+                      MLS_DECODE_MISSING_FEATURES);
+}

@@ -14,8 +14,8 @@
 struct fake_sink {
         int fail_flush; /* flushes left to fail */
         int nsent, nflushed;
-        char *sent[64];
-        char *reason[64];
+        char *sent[2048];
+        char *reason[2048];
 };
 
 static int fake_send(void *ctx, const struct mls_record *rec,
@@ -26,7 +26,7 @@ static int fake_send(void *ctx, const struct mls_record *rec,
 
         (void)rec;
         (void)detail;
-        if (s->nsent == 64)
+        if (s->nsent == 2048)
                 return -1;
         s->sent[s->nsent] = strndup(payload, len);
         s->reason[s->nsent] = reason ? strdup(reason) : NULL;
@@ -118,8 +118,9 @@ struct harness {
         mls_model_t *model;
         struct fake_sink pub, dlq;
         mls_pipeline_t *p;
-        int64_t done[64];
-        int ndone;
+        int64_t done[2048];
+        int32_t done_partition[2048];
+        int ndone, nreleased;
 };
 
 static mls_model_t *resolve(void *opaque, const char *id)
@@ -133,8 +134,12 @@ static void on_done(void *opaque, const struct mls_record *rec)
 {
         struct harness *h = opaque;
 
+        h->done_partition[h->ndone] = rec->partition;
         h->done[h->ndone++] = rec->offset;
 }
+
+/* Limits a test can set before setup() (0: the pipeline's defaults). */
+static struct mls_pipeline_conf limits;
 
 static void setup(struct harness *h)
 {
@@ -149,6 +154,11 @@ static void setup(struct harness *h)
         pc.engine_id = "test-engine";
         pc.limits = (struct mls_decode_limits){1024, 16, 16};
         pc.batch_max_rows = 4;
+        pc.batch_max_messages = limits.batch_max_messages;
+        pc.batch_max_bytes = limits.batch_max_bytes;
+        pc.payload_limit = limits.payload_limit;
+        pc.max_model_series = limits.max_model_series;
+        memset(&limits, 0, sizeof(limits));
         pc.resolve = resolve;
         pc.resolve_opaque = h;
         pc.publisher = (struct mls_sink){&fake_ops, &h->pub};
@@ -168,16 +178,22 @@ static void teardown(struct harness *h)
         fake_free(&h->dlq);
 }
 
-static void add(struct harness *h, const char *payload, int64_t offset)
+static void add_to(struct harness *h, int32_t partition, const char *payload,
+                   int64_t offset)
 {
         struct mls_record r = {.payload = payload,
                                .len = strlen(payload),
                                .topic = "ml.inference",
-                               .partition = 3,
+                               .partition = partition,
                                .offset = offset,
                                .recv_ns = mls_clock_mono_ns(),
                                .recv_wall_ms = mls_clock_wall_ms()};
         mls_pipeline_add(h->p, &r);
+}
+
+static void add(struct harness *h, const char *payload, int64_t offset)
+{
+        add_to(h, 3, payload, offset);
 }
 
 static double metric(struct harness *h, const char *line)
@@ -287,7 +303,10 @@ MLS_TEST(pipeline_failures_counted_loop_goes_on)
         for (int i = 0; i < 6; i++)
                 CHECK_INT_EQ(h.done[i], i);
         CHECK(metric(&h, "ml_stream_inference_errors_total{model_id=\"m\","
-                         "stage=\"inference\"} ") == 2);
+                         "stage=\"inference\"} ") == 1);
+        /* no model ran on a row of the wrong width */
+        CHECK(metric(&h, "ml_stream_inference_errors_total{model_id=\"m\","
+                         "stage=\"validate\"} ") == 1);
         CHECK(metric(&h, "ml_stream_inference_errors_total{model_id="
                          "\"unknown\",stage=\"decode\"} ") == 1);
         CHECK(metric(&h, "ml_stream_inference_errors_total{model_id="
@@ -369,5 +388,145 @@ MLS_TEST(pipeline_heartbeat)
                      "m");
         json_decref(j);
         mls_buf_free(&b);
+        teardown(&h);
+}
+
+/* Rejected messages add no rows, yet a batch of them closes on messages or
+ * bytes: a backlog of bad input cannot grow one batch without bound. */
+MLS_TEST(pipeline_batch_closes_on_messages_and_bytes)
+{
+        struct harness h;
+        char err[100];
+
+        limits.batch_max_messages = 3;
+        setup(&h);
+        add(&h, "{\"features\":\"x\"}", 0);
+        add(&h, "{\"features\":\"x\"}", 1);
+        CHECK(!mls_pipeline_full(h.p));
+        add(&h, "{\"features\":\"x\"}", 2);
+        CHECK(mls_pipeline_full(h.p));
+        CHECK_INT_EQ(mls_pipeline_flush(h.p, err, sizeof(err)), 0);
+        CHECK_INT_EQ(h.dlq.nsent, 3);
+        CHECK_INT_EQ(h.ndone, 3);
+        CHECK(!mls_pipeline_full(h.p));
+        teardown(&h);
+
+        limits.batch_max_bytes = 40;
+        setup(&h);
+        add(&h, "{\"features\":\"xxxxxxxxxx\"}", 0); /* 27 bytes */
+        CHECK(!mls_pipeline_full(h.p));
+        add(&h, "{\"features\":\"xxxxxxxxxx\"}", 1);
+        CHECK(mls_pipeline_full(h.p));
+        teardown(&h);
+}
+
+/* Predictions that overflow the batch's payload buffer are dead-lettered
+ * one by one; the rest of the batch, and the next batch, go out. */
+MLS_TEST(pipeline_output_too_large_is_dead_lettered)
+{
+        struct harness h;
+        char err[100];
+
+        limits.payload_limit = 700;
+        setup(&h);
+        for (int i = 0; i < 4; i++)
+                add(&h, "{\"model_id\":\"m\",\"features\":[1,2]}", i);
+        CHECK_INT_EQ(mls_pipeline_flush(h.p, err, sizeof(err)), 0);
+        CHECK(h.pub.nsent >= 1 && h.pub.nsent < 4);
+        CHECK_INT_EQ(h.pub.nsent + h.dlq.nsent, 4);
+        CHECK_STR_EQ(h.dlq.reason[0], "output_too_large");
+        CHECK_INT_EQ(h.ndone, 4);
+        add(&h, "{\"model_id\":\"m\",\"features\":[3,4]}", 4);
+        CHECK_INT_EQ(mls_pipeline_flush(h.p, err, sizeof(err)), 0);
+        CHECK_CONTAINS(h.pub.sent[h.pub.nsent - 1], "[[6,8]]");
+        teardown(&h);
+}
+
+static int keep_partition_1(void *opaque, const struct mls_record *rec)
+{
+        (void)opaque;
+        return rec->partition == 1;
+}
+
+static void count_release(void *opaque, const struct mls_record *rec)
+{
+        (void)rec;
+        ((struct harness *)opaque)->nreleased++;
+}
+
+/* A cooperative rebalance revokes some partitions: only their records go;
+ * the kept partition's records are delivered later, in order. */
+MLS_TEST(pipeline_discard_keeps_other_partitions)
+{
+        struct harness h;
+        char err[100];
+
+        setup(&h);
+        h.pub.fail_flush = 1;
+        add_to(&h, 1, "{\"model_id\":\"m\",\"features\":[1,1]}", 10);
+        add_to(&h, 2, "{\"model_id\":\"m\",\"features\":[2,2]}", 20);
+        add_to(&h, 1, "{\"model_id\":\"m\",\"features\":[3,3]}", 11);
+        add_to(&h, 2, "{\"model_id\":\"m\",\"features\":[4,4]}", 21);
+        CHECK_INT_EQ(mls_pipeline_flush(h.p, err, sizeof(err)), -1);
+        mls_pipeline_discard(h.p, keep_partition_1, count_release, &h);
+        CHECK_INT_EQ(h.nreleased, 2);
+        CHECK_INT_EQ(mls_pipeline_pending(h.p), 2);
+        CHECK_INT_EQ(mls_pipeline_flush(h.p, err, sizeof(err)), 0);
+        CHECK_INT_EQ(h.pub.nsent, 2);
+        CHECK_CONTAINS(h.pub.sent[0], "[[2,2]]");
+        CHECK_CONTAINS(h.pub.sent[1], "[[6,6]]");
+        CHECK_INT_EQ(h.ndone, 2);
+        CHECK_INT_EQ(h.done[0], 10);
+        CHECK_INT_EQ(h.done[1], 11);
+        teardown(&h);
+}
+
+/* Producer-chosen model ids cannot grow /metrics: past the cap they share
+ * the "__other__" series, and no prediction goes uncounted. */
+MLS_TEST(pipeline_model_series_capped_nothing_uncounted)
+{
+        struct harness h;
+        char err[100], msg[100];
+        double sum = 0;
+
+        limits.max_model_series = 5;
+        setup(&h);
+        for (int i = 0; i < 40; i++) {
+                snprintf(msg, sizeof(msg),
+                         "{\"model_id\":\"id%d\",\"features\":[1,2]}", i);
+                add(&h, msg, i);
+                CHECK_INT_EQ(mls_pipeline_flush(h.p, err, sizeof(err)), 0);
+        }
+        for (int i = 0; i < 5; i++) {
+                snprintf(msg, sizeof(msg),
+                         "ml_stream_inference_predictions_total{model_id="
+                         "\"id%d\"} ",
+                         i);
+                CHECK(metric(&h, msg) == 1);
+                sum += 1;
+        }
+        CHECK(metric(&h, "ml_stream_inference_predictions_total{model_id="
+                         "\"id5\"} ") < 0);
+        sum += metric(&h, "ml_stream_inference_predictions_total{model_id="
+                          "\"__other__\"} ");
+        CHECK(sum == 40);
+        teardown(&h);
+}
+
+/* A message for a served model with bad features counts under that model,
+ * not "unknown". */
+MLS_TEST(pipeline_bad_features_count_under_their_model)
+{
+        struct harness h;
+        char err[100];
+
+        setup(&h);
+        add(&h, "{\"model_id\":\"m\",\"features\":\"x\"}", 0);
+        add(&h, "{\"model_id\":\"nope\",\"features\":\"x\"}", 1);
+        CHECK_INT_EQ(mls_pipeline_flush(h.p, err, sizeof(err)), 0);
+        CHECK(metric(&h, "ml_stream_inference_errors_total{model_id=\"m\","
+                         "stage=\"decode\"} ") == 1);
+        CHECK(metric(&h, "ml_stream_inference_errors_total{model_id="
+                         "\"unknown\",stage=\"decode\"} ") == 1);
         teardown(&h);
 }

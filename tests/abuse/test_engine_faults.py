@@ -1,0 +1,246 @@
+"""Faults and hostile backlogs against a real engine, Kafka broker and
+Redis. Each test ends with every input accounted for (delivered or
+dead-lettered, listed exactly) or with the bound it must hold."""
+import collections
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+from mlshelpers import (SERVICES, consume_all, free_port, http_get, metric_sum,
+                        parse_metrics, produce, wait_for)
+
+FAST_GROUP = {"KAFKA_CONF_SESSION_TIMEOUT_MS": "6000",
+              "KAFKA_CONF_HEARTBEAT_INTERVAL_MS": "500"}
+
+
+class PrivateRedis:
+    """A redis-server of this test's own on a fixed port, so that the test
+    can stop and start it without disturbing the shared one."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.url = "redis://127.0.0.1:%d/0" % self.port
+        self.proc = None
+        self.start()
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def up():
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                    s.sendall(b"PING\r\n")
+                    return s.recv(16).startswith(b"+PONG")
+            except OSError:
+                return False
+        wait_for(up, 20, "redis-server on port %d" % self.port)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=20)
+
+
+def messages(prefix, n):
+    return [json.dumps({"input_id": "%s%d" % (prefix, i), "features": [i % 97, 1]})
+            for i in range(n)]
+
+
+def output_ids(env, topic, want, timeout=120):
+    seen = collections.Counter()
+
+    def complete():
+        out = consume_all(env, topic, 0, timeout=timeout)
+        seen.clear()
+        seen.update(json.loads(v)["input_id"] for _, v in out)
+        return want <= set(seen)
+    try:
+        wait_for(complete, timeout, "every input on %s" % topic)
+    except AssertionError:
+        pass  # the caller reports what is missing
+    return seen
+
+
+def rss_mb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+def test_rebalance_while_redis_down_loses_nothing(services, topic, engines):
+    """Redis stops; a second engine joins and takes half the partitions
+    while the first holds undelivered messages of all four. Eager and
+    cooperative assignors: every input reaches the output topic once
+    Redis is back."""
+    for strategy, tag in (("cooperative-sticky", "c"), ("range", "e")):
+        redis = PrivateRedis()
+        group = "g-%s-%s" % (tag, topic)
+        env = dict(FAST_GROUP, KAFKA_OUTPUT_TOPIC=topic + ".out", REDIS_URL=redis.url,
+                   REDIS_RETRY_MAX_MS="200",
+                   KAFKA_CONF_PARTITION_ASSIGNMENT_STRATEGY=strategy)
+        try:
+            a = engines(topic=topic, group=group, extra_env=env)
+            a.wait_ready()
+            wait_for(lambda: metric_sum(a.metrics(), "ml_stream_kafka_assigned_partitions") == 4,
+                     60, "the first engine to hold all partitions")
+            redis.stop()
+            produce(services, topic, messages(tag, 400))
+            wait_for(lambda: http_get(a.url("/readyz"))[0] == 503, 60,
+                     "the first engine to notice Redis is down")
+            b = engines(topic=topic, group=group, extra_env=env)
+            wait_for(lambda: metric_sum(a.metrics(), "ml_stream_kafka_assigned_partitions") == 2
+                     and metric_sum(b.metrics(), "ml_stream_kafka_assigned_partitions") == 2,
+                     90, "the partitions to be shared (%s)" % strategy)
+            assert "revoked" in a.output()
+            redis.start()
+            want = {"%s%d" % (tag, i) for i in range(400)}
+            ids = output_ids(services, topic + ".out", want)
+            missing = want - set(ids)
+            assert not missing, "%s: %d inputs lost, e.g. %s" % (
+                strategy, len(missing), sorted(missing)[:5])
+            assert a.stop() == 0 and b.stop() == 0
+        finally:
+            redis.stop()
+
+
+def test_malformed_backlog_memory_bounded_offsets_advance(services, topic, engines):
+    """300,000 malformed ~300-byte messages waiting in the topic: the engine
+    dead-letters them in bounded batches, its RSS stays under 150 MB, and
+    dead letters flow (and offsets are stored) while it drains."""
+    n = 300000
+    bad = json.dumps({"features": "x", "pad": "p" * 270})
+    data = ("".join(bad + "\n" for _ in range(n))).encode()
+    subprocess.run(["kcat", "-P", "-b", services["KAFKA_BOOTSTRAP_SERVERS"], "-t", topic],
+                   input=data, check=True, timeout=300)
+    eng = engines(topic=topic, extra_env={"ML_LOG_LEVEL": "warn"})
+    peak = [0.0]
+    first_dlq_at = []
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set() and eng.proc.poll() is None:
+            peak[0] = max(peak[0], rss_mb(eng.proc.pid))
+            time.sleep(0.05)
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    try:
+        def dead():
+            v = metric_sum(eng.metrics(), "ml_stream_dead_letters_total")
+            if v > 0 and not first_dlq_at:
+                first_dlq_at.append(v)
+            return v >= n
+        wait_for(lambda: http_get(eng.url("/metrics"))[0] == 200, 60, "metrics")
+        wait_for(dead, 300, "every malformed message dead-lettered")
+    finally:
+        stop.set()
+        t.join()
+    print("BUDGET: engine peak RSS on a %d-message malformed backlog: %.1f MB" % (n, peak[0]))
+    assert peak[0] <= 150, "engine RSS %.0f MB > 150 MB" % peak[0]
+    # dead letters went out in many batches, not one flush at the end
+    assert first_dlq_at and first_dlq_at[0] < n
+    m = eng.metrics()
+    assert metric_sum(m, "ml_stream_inference_errors_total", stage="decode") == n
+    assert eng.stop() == 0
+    warnings = [l for l in eng.output().splitlines() if "rejected" in l]
+    assert 0 < len(warnings) <= 40, "rejections are logged, rate-limited"
+
+
+def test_good_backlog_memory_bounded(services, topic, engines):
+    """A million good messages waiting in four partitions: librdkafka's
+    prefetch is bounded per partition, so the engine splits
+    ML_PREFETCH_MAX_BYTES over the partitions and stays under 150 MB."""
+    n = 1000000
+    line = json.dumps({"model_id": "m", "input_id": "x",
+                       "features": [[0.1, 0.2, 0.3, 0.4]], "metadata": {"tenant": "a"}})
+    subprocess.run(["kcat", "-P", "-b", services["KAFKA_BOOTSTRAP_SERVERS"], "-t", topic],
+                   input=((line + "\n") * n).encode(), check=True, timeout=300)
+    eng = engines(topic=topic, extra_env={"ML_LOG_LEVEL": "warn"})
+    peak = 0.0
+    deadline = time.monotonic() + 300
+    while True:
+        assert eng.proc.poll() is None, eng.output()
+        peak = max(peak, rss_mb(eng.proc.pid))
+        status, text = http_get(eng.url("/metrics"))
+        if status == 200 and metric_sum(parse_metrics(text),
+                                        "ml_stream_inference_predictions_total") >= n:
+            break
+        assert time.monotonic() < deadline, "backlog not drained"
+        time.sleep(0.05)
+    print("BUDGET: engine peak RSS draining %d good messages: %.1f MB" % (n, peak))
+    assert peak <= 150, "engine RSS %.0f MB > 150 MB" % peak
+    assert eng.stop() == 0
+
+
+def test_metrics_listener_not_wedged_by_stalled_clients(services, topic, engines):
+    """Clients that ask for /metrics and never read, or connect and say
+    nothing, do not block /healthz; 1,100 model ids do not grow /metrics
+    past the cap and no prediction goes uncounted."""
+    eng = engines(topic=topic, extra_env={"ML_LOG_LEVEL": "warn"})
+    eng.wait_ready()
+    produce(services, topic, [json.dumps({"model_id": "m%d" % i, "features": [1]})
+                              for i in range(1100)])
+    wait_for(lambda: metric_sum(eng.metrics(), "ml_stream_messages_consumed_total") >= 1100,
+             60, "1,100 messages consumed")
+    wait_for(lambda: metric_sum(eng.metrics(), "ml_stream_inference_predictions_total") == 1100,
+             60, "1,100 predictions counted")
+    m = eng.metrics()
+    ids = {dict(l)["model_id"] for (n, l) in m if n == "ml_stream_inference_predictions_total"}
+    assert len(ids) <= 102 and "__other__" in ids  # 100 + __other__ + unknown
+    status, text = http_get(eng.url("/metrics"))
+    print("BUDGET: engine /metrics size with 1,100 model ids: %d bytes" % len(text))
+    stalled = []
+    try:
+        for _ in range(40):  # more than the listener's 32 client slots
+            s = socket.create_connection(("127.0.0.1", eng.port))
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            stalled.append(s)
+        for _ in range(10):
+            stalled.append(socket.create_connection(("127.0.0.1", eng.port)))
+        worst = 0.0
+        for _ in range(20):
+            t0 = time.monotonic()
+            status, body = http_get(eng.url("/healthz"))
+            worst = max(worst, time.monotonic() - t0)
+            assert status == 200 and body == "ok\n"
+        print("BUDGET: engine /healthz worst latency with 50 stalled clients: %.1f ms"
+              % (worst * 1000))
+        assert worst < 1.0
+    finally:
+        for s in stalled:
+            s.close()
+    assert eng.stop() == 0
+
+
+def test_sigterm_while_broker_down_exits_within_drain_time(services, topic, engines):
+    """The broker goes away; SIGTERM still ends the engine within
+    ML_SHUTDOWN_TIMEOUT_MS (plus process start-up slack), not after the
+    client libraries' own minute-long timeouts."""
+    eng = engines(topic=topic, extra_env=dict(FAST_GROUP, KAFKA_OUTPUT_TOPIC=topic + ".out",
+                                              ML_SHUTDOWN_TIMEOUT_MS="3000"))
+    eng.wait_ready()
+    produce(services, topic, messages("t", 100))
+    wait_for(lambda: metric_sum(eng.metrics(), "ml_stream_inference_predictions_total") == 100,
+             60, "100 predictions")
+    subprocess.run([SERVICES, "stop", "--keep", "kafka"], env=services, check=True,
+                   capture_output=True, timeout=120)
+    try:
+        t0 = time.monotonic()
+        eng.proc.send_signal(signal.SIGTERM)
+        rc = eng.proc.wait(timeout=30)
+        took = time.monotonic() - t0
+        print("BUDGET: engine exit after SIGTERM with the broker down: %.1f s" % took)
+        assert took < 3.0 + 5.0, "took %.1f s" % took
+        assert rc in (0, 1)
+    finally:
+        subprocess.run([SERVICES, "start", "kafka"], env=services, check=True,
+                       capture_output=True, timeout=180)

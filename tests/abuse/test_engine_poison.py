@@ -1,0 +1,83 @@
+"""Poison messages against a real engine, Kafka broker and Redis: a message
+that a sink refuses for good never stalls the engine, and every input is
+accounted for, delivered or dead-lettered, exactly."""
+import collections
+import json
+import subprocess
+
+from mlshelpers import consume_all, metric_sum, topic_create, wait_for
+
+
+def kcat_produce(env, topic, lines):
+    data = b"".join(l + b"\n" for l in lines)
+    subprocess.run(["kcat", "-P", "-b", env["KAFKA_BOOTSTRAP_SERVERS"], "-t", topic,
+                    "-X", "message.max.bytes=1000000"], input=data, check=True, timeout=120)
+
+
+def good(i):
+    return json.dumps({"input_id": "g%d" % i, "features": [i % 13, 1]}).encode()
+
+
+def read_topic(env, topic, expect):
+    return consume_all(env, topic, expect, timeout=120)
+
+
+def test_poison_on_dead_letter_and_output_topics(services, topic, engines):
+    # The dead-letter topic takes at most 100 kB, the output topic 10 kB.
+    topic_create(services, topic + ".dlq", 1, "--config", "max.message.bytes=100000")
+    topic_create(services, topic + ".out", 1, "--config", "max.message.bytes=10000")
+    eng = engines(topic=topic, extra_env={"KAFKA_OUTPUT_TOPIC": topic + ".out",
+                                          "ML_LOG_LEVEL": "warn"})
+    eng.wait_ready()
+    n = 2000
+    big_bad = b"x" * 300000                       # not JSON, 3x the DLQ limit
+    big_good = json.dumps({"input_id": "wide", "features": [0.5] * 4000}).encode()
+    lines = [good(i) for i in range(n // 2)] + [big_bad, big_good] + \
+        [good(i) for i in range(n // 2, n)]
+    kcat_produce(services, topic, lines)
+
+    out = read_topic(services, topic + ".out", n)
+    ids = collections.Counter(json.loads(v)["input_id"] for _, v in out)
+    assert set(ids) == {"g%d" % i for i in range(n)}, "good messages missing"
+    dlq = read_topic(services, topic + ".dlq", 2)
+    assert len(dlq) == 2, dlq
+    by_reason = {h["mls.error.reason"]: (h, v) for h, v in dlq}
+    # the undecodable message: truncated to ML_DEAD_LETTER_MAX_BYTES (64 KiB)
+    h, v = by_reason["invalid_json"]
+    assert h["mls.truncated"] == "true"
+    assert h["mls.original.size"] == str(len(big_bad))
+    assert v == big_bad[:65536]
+    assert h["mls.source.topic"] == topic
+    assert "refused" in h["mls.error.message"]
+    # the prediction the output topic refused: dead-lettered, truncated
+    h, v = by_reason["output_refused"]
+    assert h["mls.truncated"] == "true"
+    assert int(h["mls.original.size"]) > 10000
+    assert v.startswith(b'{"type":"prediction"')
+    assert h["mls.source.topic"] == topic
+    m = eng.metrics()
+    assert metric_sum(m, "ml_stream_kafka_refused_total", action="truncated") == 2
+    assert metric_sum(m, "ml_stream_kafka_refused_total", action="dropped") == 0
+    assert eng.proc.poll() is None
+    assert eng.stop() == 0
+    assert "truncated dead letter" in eng.output()
+
+
+def test_dead_letter_refused_even_truncated_is_counted_and_skipped(services, topic, engines):
+    topic_create(services, topic + ".dlq", 1, "--config", "max.message.bytes=1000")
+    eng = engines(topic=topic, extra_env={"ML_LOG_LEVEL": "warn"})
+    eng.wait_ready()
+    n = 500
+    poison = [b"not json " + b"y" * (5000 + i) for i in range(3)]
+    lines = [good(i) for i in range(n)]
+    lines[100:100] = [poison[0]]
+    lines[300:300] = [poison[1], poison[2]]
+    kcat_produce(services, topic, lines)
+    wait_for(lambda: metric_sum(eng.metrics(), "ml_stream_kafka_refused_total",
+                                action="dropped") == 3, 60, "three poison messages skipped")
+    wait_for(lambda: metric_sum(eng.metrics(), "ml_stream_inference_predictions_total") == n,
+             60, "every good message scored")
+    # nothing stalled: offsets advanced past the poison (lag 0 once committed)
+    assert eng.stop() == 0
+    log = eng.output()
+    assert "skipped, nothing could be written" in log, log
