@@ -3,6 +3,9 @@
  * Kafka-protocol broker (librdkafka's mock cluster, relayed to
  * 127.0.0.1:9092), the engine, the gateway and an in-process bus in place
  * of Redis. KAFKA_BOOTSTRAP_SERVERS / REDIS_URL swap in real services.
+ * A development mode without authentication or an origin check, so the
+ * gateway listens on 127.0.0.1 unless GATEWAY_HOST / --gateway-host says
+ * otherwise (docs/security.md).
  *
  * Threads: the gateway's loop runs on the main thread, the engine on its
  * own; the broker, relay and demo producer have theirs.
@@ -35,7 +38,9 @@ static void print_help(void)
                "memory, NOT durable, for\ndevelopment), the engine, the "
                "gateway (GraphQL, dashboard, metrics) and an\nin-process bus "
                "in place of Redis. Setting KAFKA_BOOTSTRAP_SERVERS or "
-               "REDIS_URL\nuses those services instead. Ctrl-C stops it.\n\n"
+               "REDIS_URL\nuses those services instead. The gateway listens "
+               "on 127.0.0.1 unless\nGATEWAY_HOST (--gateway-host) is set. "
+               "Ctrl-C stops it.\n\n"
                "options:\n"
                "  --demo\n      Also produce a steady stream of synthetic "
                "events (see --demo-rate).\n");
@@ -165,6 +170,16 @@ int mls_cli_up(int argc, char **argv)
         embedded = !user_set("KAFKA_BOOTSTRAP_SERVERS",
                              "kafka-bootstrap-servers", nargs, args);
         bus = !user_set("REDIS_URL", "redis-url", nargs, args);
+        if (!user_set("GATEWAY_HOST", "gateway-host", nargs, args)) {
+                /* no authentication, no origin check: loopback only unless
+                 * asked (the table's default, 0.0.0.0, is the gateway's) */
+                free(cfg.gateway_host);
+                cfg.gateway_host = strdup("127.0.0.1");
+                if (!cfg.gateway_host) {
+                        mls_error("out of memory");
+                        goto out;
+                }
+        }
         metrics = mls_metrics_new();
         if (embedded) {
                 kafka = mls_embedded_kafka_start(
@@ -229,9 +244,13 @@ int mls_cli_up(int argc, char **argv)
                                  "redis://%s%s:%d/%d",
                                  ru.password[0] ? "***@" : "", ru.host, ru.port,
                                  ru.db);
-                const char *host = strcmp(cfg.gateway_host, "0.0.0.0") == 0
-                                           ? "127.0.0.1"
-                                           : cfg.gateway_host;
+                /* the address bound, as a URL host */
+                const char *bound = cfg.gateway_host;
+                char host[300];
+                if (!bound[0] || strcmp(bound, "*") == 0)
+                        bound = "0.0.0.0";
+                snprintf(host, sizeof(host), strchr(bound, ':') ? "[%s]" : "%s",
+                         bound);
                 fprintf(stderr,
                         "\nmlstream up\n"
                         "  Kafka bootstrap  %s%s\n"
@@ -252,6 +271,14 @@ int mls_cli_up(int argc, char **argv)
                         bus ? "in-process bus (no Redis)" : redis_shown, host,
                         port, host, port, host, port, host, port,
                         cfg.kafka_bootstrap_servers, cfg.kafka_inference_topic);
+                if (strcmp(bound, "127.0.0.1") != 0 &&
+                    strcmp(bound, "::1") != 0 &&
+                    strcmp(bound, "localhost") != 0)
+                        mls_warn("the gateway listens on %s, beyond this "
+                                 "machine: set authentication and "
+                                 "GATEWAY_ALLOWED_ORIGINS "
+                                 "(docs/security.md)",
+                                 bound);
         }
         if (pthread_create(&tid, NULL, engine_thread, up_engine) != 0) {
                 mls_error("cannot start the engine thread");

@@ -42,6 +42,21 @@ const char *mls_auth_result_name(enum mls_auth_result r)
         return (unsigned)r < MLS_AUTH_RESULTS ? result_names[r] : "invalid";
 }
 
+static const char *const result_close_reasons[MLS_AUTH_RESULTS] = {
+        "OK",
+        "Forbidden: missing credential",
+        "Forbidden: invalid credential",
+        "Forbidden: token expired",
+        "Forbidden: token not yet valid",
+        "Forbidden: token has no tenant claim",
+};
+
+const char *mls_auth_result_close_reason(enum mls_auth_result r)
+{
+        return (unsigned)r < MLS_AUTH_RESULTS ? result_close_reasons[r]
+                                              : "Forbidden";
+}
+
 static int64_t wall_now(void)
 {
         return (int64_t)time(NULL);

@@ -76,6 +76,10 @@ enum mls_auth_result {
 
 /* A short name for metrics labels and logs ("missing", "invalid", ...). */
 const char *mls_auth_result_name(enum mls_auth_result r);
+/* The WebSocket close reason of a refusal ("Forbidden: missing
+ * credential", "Forbidden: token expired", ...): static, at most 123 bytes,
+ * never quoting the credential. */
+const char *mls_auth_result_close_reason(enum mls_auth_result r);
 
 /* Who a caller is, once checked. */
 struct mls_principal {

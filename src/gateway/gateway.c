@@ -495,22 +495,30 @@ static void register_metrics(mls_gateway_t *g)
                 "When a prediction or heartbeat for the model was last seen "
                 "(Unix time).",
                 "model_id", NULL, NULL, 0);
+        mls_metric_new(r, MLS_COUNTER,
+                       "ml_stream_gateway_models_forgotten_total",
+                       "Models the monitor forgot, by reason: idle "
+                       "(GATEWAY_MODEL_IDLE_SECONDS) or evicted (table full, "
+                       "GATEWAY_MAX_MODELS).",
+                       "reason", NULL, NULL, 0);
+        mls_metric_new(r, MLS_COUNTER,
+                       "ml_stream_gateway_models_untracked_total",
+                       "Predictions and heartbeats for models the monitor "
+                       "could not track (table full of models with live "
+                       "subscribers).",
+                       NULL, NULL, NULL, 0);
+        mls__gw_ws_register_metrics(g);
 }
 
-static void window_metrics(void *opaque, const char *model,
-                           const struct mls_monitor_stats *st)
+/* A counter the monitor keeps, copied at scrape time. */
+static void copy_counter(mls_metrics_t *r, const char *name, const char *label,
+                         uint64_t v)
 {
-        mls_gateway_t *g = opaque;
-
-        mls_series_set(mls_series(g->m_win_size, model, NULL), st->window_size);
-        mls_series_set(mls_series(g->m_last_seen, model, NULL),
-                       (double)st->last_seen_ms / 1000.0);
-        if (st->window_size) {
-                mls_series_set(mls_series(g->m_win_latency, model, "mean"),
-                               st->mean_ms / 1000.0);
-                mls_series_set(mls_series(g->m_win_latency, model, "p95"),
-                               st->p95_ms / 1000.0);
-        }
+        mls_series_set(mls_series(mls_metric_new(r, MLS_COUNTER, name, "",
+                                                 label ? "reason" : NULL, NULL,
+                                                 NULL, 0),
+                                  label, NULL),
+                       (double)v);
 }
 
 int mls__gw_metrics(mls_gateway_t *g, struct mls_buf *out)
@@ -529,7 +537,16 @@ int mls__gw_metrics(mls_gateway_t *g, struct mls_buf *out)
         g->bus_dropped_seen = dropped;
         mls_series_set(g->m_models, (double)mls_monitor_models(g->monitor));
         mls_series_set(g->m_ready, mls__gw_ready(g));
-        mls_monitor_foreach(g->monitor, window_metrics, g);
+        /* O(GATEWAY_METRICS_MAX_MODELS), whatever the number of models */
+        mls_monitor_expire(g->monitor, mls_clock_wall_ms());
+        mls_series_set(g->m_models, (double)mls_monitor_models(g->monitor));
+        mls_monitor_export(g->monitor);
+        copy_counter(g->metrics, "ml_stream_gateway_models_forgotten_total",
+                     "idle", mls_monitor_expired(g->monitor));
+        copy_counter(g->metrics, "ml_stream_gateway_models_forgotten_total",
+                     "evicted", mls_monitor_evicted(g->monitor));
+        copy_counter(g->metrics, "ml_stream_gateway_models_untracked_total",
+                     NULL, mls_monitor_untracked(g->monitor));
         return mls_metrics_render(g->metrics, out);
 }
 
@@ -549,6 +566,7 @@ static json_t *resolve_status(void *opaque, void *request_ctx,
                 snprintf(errstr, errstr_size, "modelId is required");
                 return NULL;
         }
+        mls_monitor_expire(g->monitor, mls_clock_wall_ms());
         /* a tenant-scoped caller sees its own tenants' latencies only */
         v = mls_monitor_status(g->monitor, model, who ? who->tenants : NULL);
         if (!v)
@@ -556,66 +574,47 @@ static json_t *resolve_status(void *opaque, void *request_ctx,
         return v;
 }
 
-struct collect {
-        json_t *ids;
-        const mls_monitor_t *monitor;
-        const mls_tenants_t *only;
-};
-
-static void collect_model(void *opaque, const char *model_id,
-                          const struct mls_monitor_stats *st)
-{
-        struct collect *c = opaque;
-
-        (void)st;
-        if (!c->only || mls_monitor_visible(c->monitor, model_id, c->only))
-                json_array_append_new(c->ids, json_string(model_id));
-}
-
-static int cmp_json_str(const void *a, const void *b)
-{
-        return strcmp(json_string_value(*(json_t *const *)a),
-                      json_string_value(*(json_t *const *)b));
-}
-
-/* Query.mlStreamingModels: the models the monitor tracks, sorted. Loop
- * thread. */
+/* Query.mlStreamingModels: the models the monitor tracks, sorted. The
+ * sorted list is kept by the monitor between changes, so aliases of this
+ * field share one array; a tenant-scoped caller gets the visible subset
+ * (O(models)). Loop thread. */
 static json_t *resolve_models(void *opaque, void *request_ctx,
                               const char *field, json_t *args, char *errstr,
                               size_t errstr_size)
 {
         mls_gateway_t *g = opaque;
         const struct mls_principal *who = request_ctx;
-        json_t *ids = json_array(), *sorted;
-        struct collect c = {ids, g->monitor, who ? who->tenants : NULL};
-        json_t **v;
-        size_t n;
+        const mls_tenants_t *only = who ? who->tenants : NULL;
+        json_t *ids, *v, *out;
+        size_t i;
 
         (void)field;
         (void)args;
-        if (!ids)
-                goto oom;
-        mls_monitor_foreach(g->monitor, collect_model, &c);
-        n = json_array_size(ids);
-        v = malloc((n ? n : 1) * sizeof(*v));
-        sorted = json_array();
-        if (!v || !sorted) {
-                free(v);
-                json_decref(sorted);
-                json_decref(ids);
-                goto oom;
+        mls_monitor_expire(g->monitor, mls_clock_wall_ms());
+        ids = mls_monitor_model_ids(g->monitor);
+        if (!ids || !only)
+                goto done;
+        out = json_array();
+        json_array_foreach(ids, i, v)
+        {
+                if (out &&
+                    mls_monitor_visible(g->monitor, json_string_value(v), only))
+                        json_array_append(out, v);
         }
-        for (size_t i = 0; i < n; i++)
-                v[i] = json_array_get(ids, i);
-        qsort(v, n, sizeof(*v), cmp_json_str);
-        for (size_t i = 0; i < n; i++)
-                json_array_append(sorted, v[i]);
-        free(v);
         json_decref(ids);
-        return sorted;
-oom:
-        snprintf(errstr, errstr_size, "out of memory");
-        return NULL;
+        ids = out;
+done:
+        if (!ids)
+                snprintf(errstr, errstr_size, "out of memory");
+        return ids;
+}
+
+/* hub: a model with live subscribers is never forgotten */
+static int model_in_use(void *opaque, const char *model_id)
+{
+        mls_gateway_t *g = opaque;
+
+        return g->hub && mls_hub_has_model(g->hub, model_id);
 }
 
 /* --- libwebsockets ------------------------------------------------------- */
@@ -800,8 +799,21 @@ mls_gateway_t *mls_gateway_new(const struct mls_config *cfg,
         mls_gql_limits_default(&limits);
         limits.max_document_bytes = (size_t)cfg->gateway_max_document_bytes;
         limits.max_field_depth = (unsigned)cfg->gateway_max_query_depth;
+        limits.max_cost = (unsigned long)cfg->gateway_max_query_cost;
+        if (cfg->gateway_max_query_cost <= cfg->gateway_max_models) {
+                snprintf(errstr, errstr_size,
+                         "GATEWAY_MAX_QUERY_COST (%lld) must be above "
+                         "GATEWAY_MAX_MODELS (%lld): { mlStreamingModels } "
+                         "costs 1 + GATEWAY_MAX_MODELS",
+                         cfg->gateway_max_query_cost, cfg->gateway_max_models);
+                goto fail;
+        }
         g->schema = mls_gql_schema_new(errstr, errstr_size);
         if (!g->schema ||
+            mls_gql_schema_set_list_size(g->schema, "Query",
+                                         "mlStreamingModels",
+                                         (unsigned)cfg->gateway_max_models,
+                                         errstr, errstr_size) < 0 ||
             mls_gql_schema_set_resolver(g->schema, "Query", "mlStreamingStatus",
                                         resolve_status, g, errstr,
                                         errstr_size) < 0 ||
@@ -820,6 +832,17 @@ mls_gateway_t *mls_gateway_new(const struct mls_config *cfg,
         }
         /* tenant-scoped callers exist only with JWTs */
         mls_monitor_track_tenants(g->monitor, mls_auth_jwt_enabled(g->auth));
+        mls_monitor_set_idle(g->monitor, cfg->gateway_model_idle_seconds * 1000,
+                             model_in_use, g);
+        {
+                struct mls_monitor_metrics mm = {
+                        .win_latency = g->m_win_latency,
+                        .win_size = g->m_win_size,
+                        .last_seen = g->m_last_seen,
+                        .max_series = (unsigned)cfg->gateway_metrics_max_models,
+                };
+                mls_monitor_set_metrics(g->monitor, &mm);
+        }
         g->env = (struct mls_wsproto_env){
                 .cache = g->cache,
                 .hub = g->hub,

@@ -19,6 +19,7 @@
 
 #include "common/buf.h"
 #include "common/config.h"
+#include "common/log.h"
 #include "common/metrics.h"
 #include "gateway/auth.h"
 #include "gateway/gateway.h"
@@ -49,9 +50,19 @@ struct mls__gw_conn {
         int closing, close_sent, close_code;
         int64_t timer_at; /* deadline the lws timer is armed for, or -1 */
         char close_reason[124];
+        size_t qbytes; /* bytes of the queued messages (framing excluded) */
 };
 
 struct bus_msg;
+
+/* Why ws.c refused or closed a WebSocket, for its rate-limited warnings:
+ * the auth results first (indexed by enum mls_auth_result), then these. */
+enum mls__gw_refusal {
+        MLS__GW_REFUSE_ORIGIN = MLS_AUTH_RESULTS,
+        MLS__GW_REFUSE_MAX_CONNECTIONS,
+        MLS__GW_REFUSE_SEND_QUEUE_BYTES,
+        MLS__GW_REFUSALS,
+};
 
 struct mls_gateway {
         const struct mls_config *cfg;
@@ -107,6 +118,13 @@ struct mls_gateway {
         mls_metric_t *m_ws_closed, *m_http, *m_win_latency, *m_win_size,
                 *m_last_seen;
         uint64_t render_err_seen, bus_dropped_seen;
+
+        /* connections closed for a limit (ws.c): reason="send_queue_bytes",
+         * "send_queue", "init_timeout" */
+        mls_series_t *m_closed_queue_bytes, *m_closed_queue, *m_closed_init;
+        /* rate limits of the WebSocket refusal warnings, by
+         * enum mls__gw_refusal */
+        struct mls_log_limit ws_log_limits[MLS__GW_REFUSALS];
 };
 
 /* ws.c */
@@ -115,6 +133,9 @@ int mls__gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
                         void *user, void *in, size_t len);
 /* Asks a connection to close (after its queued control messages). */
 void mls__gw_conn_close(struct mls__gw_conn *c, int code, const char *reason);
+/* Registers ws.c's metrics (connections closed for a limit); called once
+ * by gateway.c at start-up. */
+void mls__gw_ws_register_metrics(mls_gateway_t *g);
 
 /* http.c */
 /* The route of a request (for the requests metric). */

@@ -18,7 +18,9 @@
 #include "gateway/gateway_int.h"
 #include "gateway/gqlhttp.h"
 
-#define OUT_LIMIT ((size_t)64 << 20) /* one response (metrics, results) */
+/* one response (/metrics, the page); GraphQL results are capped at
+ * GATEWAY_MAX_PAYLOAD_BYTES */
+#define OUT_LIMIT ((size_t)64 << 20)
 
 static const char *const route_label[] = {
         "none", "/graphql", "/metrics", "/healthz", "/readyz", "/", "other",
@@ -273,6 +275,11 @@ static int on_request(mls_gateway_t *g, struct lws *wsi,
         r->route = route_of(path);
         switch (r->route) {
         case MLS__GW_R_GRAPHQL:
+                /* a result is one message to a client: the same cap as on
+                 * WebSockets (larger: 500 with an error body), rather than
+                 * 64 MiB a client could ask for on every connection */
+                mls_buf_free(&r->out);
+                mls_buf_init(&r->out, LWS_PRE + g->max_payload);
                 header(wsi, WSI_TOKEN_ORIGIN, origin, sizeof(origin));
                 /* an Origin too long to copy is not "no Origin" */
                 if ((!origin[0] &&
@@ -360,6 +367,12 @@ int mls__gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason,
                                              "The request body is larger "
                                              "than GATEWAY_MAX_MESSAGE_BYTES.");
                 }
+                /* One POST per connection: with libwebsockets 4.1 on
+                 * libuv, a client pipelining POSTs without reading the
+                 * answers sent the event loop spinning for good
+                 * (tests/e2e/abuse_connections.test.mjs). Answering with
+                 * "connection: close" ends it after each answer. */
+                r->close_after = 1;
                 serve_graphql(g, wsi, r);
                 return 0;
         case LWS_CALLBACK_HTTP_WRITEABLE:

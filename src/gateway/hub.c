@@ -358,6 +358,11 @@ const char *mls_hub_member_model(const struct mls_hub_member *m)
         return m->group ? m->group->model_entry->key : NULL;
 }
 
+int mls_hub_has_model(const mls_hub_t *h, const char *model_id)
+{
+        return mls_strmap_get(&h->models, model_id, strlen(model_id)) != NULL;
+}
+
 void mls_hub_stats(const mls_hub_t *h, struct mls_hub_stats *st)
 {
         st->members = h->nmembers;

@@ -80,6 +80,9 @@ const char *mls_hub_event_tenant(json_t *event, size_t *len);
 /* The model id a member's group subscribes to, or NULL. */
 const char *mls_hub_member_model(const struct mls_hub_member *m);
 
+/* 1 if some group subscribes to model_id (O(1)). */
+int mls_hub_has_model(const mls_hub_t *h, const char *model_id);
+
 struct mls_hub_stats {
         size_t members, groups, slices, models;
         uint64_t renders, render_errors;

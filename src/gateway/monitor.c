@@ -1,3 +1,8 @@
+/*
+ * The monitor (monitor.h): two tables of windows, models and (model,
+ * tenant) pairs, each a hash map plus two activity lists, and the
+ * statistics kept incrementally. Gateway loop thread only.
+ */
 #include "gateway/monitor.h"
 
 #include <math.h>
@@ -5,24 +10,53 @@
 #include <string.h>
 
 #include "common/clock.h"
+#include "common/metrics.h"
 #include "gateway/strmap.h"
 
 #define PAIR_KEY_MAX 1024 /* model id NUL tenant */
+#define MIN_CAP 4         /* first allocation of a window */
+#define OTHER "__other__" /* the metrics' overflow series */
 
 struct model {
-        double *win; /* ring of latencies, allocated on first use */
-        unsigned len, pos;
-        int64_t last_seen_ms;
+        struct mls_strmap_entry *entry; /* its key: model id [NUL tenant] */
+        struct model *prev, *next;      /* in its activity list */
+        int seg;                        /* 0: seen once, 1: seen again */
+        double *win;                    /* ring in arrival order */
+        double *sorted;                 /* the same values, ascending */
+        unsigned len, pos, cap, since_sum;
+        double sum;           /* of the window */
+        int64_t active_ms;    /* last activity (or found in use) */
+        int64_t last_seen_ms; /* last prediction or heartbeat */
         int64_t heartbeat_ms; /* models only: last heartbeat listing it */
         uint64_t predictions;
+        /* metrics (models only) */
+        mls_series_t *s_size, *s_seen, *s_mean, *s_p95;
+        unsigned export_gen;
+        struct model *xprev, *xnext; /* models that have series */
+};
+
+struct table {
+        struct mls_strmap map;
+        struct model *head[2], *tail[2]; /* most recently active first */
 };
 
 struct mls_monitor {
-        struct mls_strmap models;  /* model id -> struct model */
-        struct mls_strmap tenants; /* model id NUL tenant -> struct model */
+        struct table models;  /* model id -> struct model */
+        struct table tenants; /* model id NUL tenant -> struct model */
         unsigned window, max_models;
         int connected, track_tenants;
-        uint64_t untracked;
+        uint64_t untracked, evicted, expired;
+        int64_t idle_ms;
+        int (*in_use)(void *opaque, const char *model_id);
+        void *in_use_opaque;
+        json_t *ids; /* sorted ids, NULL after the set changed */
+        /* totals over the models table, for the overflow series */
+        uint64_t total_len;
+        double total_sum;
+        struct mls_monitor_metrics mm;
+        struct model *exported; /* models that have series */
+        unsigned export_gen;
+        mls_series_t *o_size, *o_mean;
 };
 
 mls_monitor_t *mls_monitor_new(unsigned window, unsigned max_models)
@@ -31,8 +65,8 @@ mls_monitor_t *mls_monitor_new(unsigned window, unsigned max_models)
 
         if (!m)
                 return NULL;
-        mls_strmap_init(&m->models);
-        mls_strmap_init(&m->tenants);
+        mls_strmap_init(&m->models.map);
+        mls_strmap_init(&m->tenants.map);
         m->window = window ? window : 1;
         m->max_models = max_models;
         return m;
@@ -43,6 +77,7 @@ static void free_model(void *p)
         struct model *md = p;
 
         free(md->win);
+        free(md->sorted);
         free(md);
 }
 
@@ -50,14 +85,24 @@ void mls_monitor_free(mls_monitor_t *m)
 {
         if (!m)
                 return;
-        mls_strmap_free(&m->models, free_model);
-        mls_strmap_free(&m->tenants, free_model);
+        mls_strmap_free(&m->models.map, free_model);
+        mls_strmap_free(&m->tenants.map, free_model);
+        json_decref(m->ids);
         free(m);
 }
 
 void mls_monitor_track_tenants(mls_monitor_t *m, int on)
 {
         m->track_tenants = on != 0;
+}
+
+void mls_monitor_set_idle(mls_monitor_t *m, int64_t idle_ms,
+                          int (*in_use)(void *opaque, const char *model_id),
+                          void *opaque)
+{
+        m->idle_ms = idle_ms > 0 ? idle_ms : 0;
+        m->in_use = in_use;
+        m->in_use_opaque = opaque;
 }
 
 void mls_monitor_set_connected(mls_monitor_t *m, int connected)
@@ -70,31 +115,167 @@ int mls_monitor_connected(const mls_monitor_t *m)
         return m->connected;
 }
 
-static struct model *entry(mls_monitor_t *m, struct mls_strmap *map,
-                           const char *key, size_t n)
-{
-        struct model *md = mls_strmap_get(map, key, n);
+/* --- activity lists ------------------------------------------------------ */
 
-        if (md)
-                return md;
-        if (map->count >= m->max_models) {
-                if (map == &m->models)
+static void unlink_model(struct table *t, struct model *md)
+{
+        if (md->prev)
+                md->prev->next = md->next;
+        else
+                t->head[md->seg] = md->next;
+        if (md->next)
+                md->next->prev = md->prev;
+        else
+                t->tail[md->seg] = md->prev;
+        md->prev = md->next = NULL;
+}
+
+static void push_front(struct table *t, struct model *md, int seg)
+{
+        md->seg = seg;
+        md->prev = NULL;
+        md->next = t->head[seg];
+        if (md->next)
+                md->next->prev = md;
+        else
+                t->tail[seg] = md;
+        t->head[seg] = md;
+}
+
+/* Marks md active at now_ms; a second sign of life promotes it. */
+static void touch(struct table *t, struct model *md, int64_t now_ms)
+{
+        unlink_model(t, md);
+        push_front(t, md, 1);
+        if (now_ms > md->active_ms)
+                md->active_ms = now_ms;
+}
+
+static void unexport(struct model *md)
+{
+        mls_series_remove(md->s_size);
+        mls_series_remove(md->s_seen);
+        mls_series_remove(md->s_mean);
+        mls_series_remove(md->s_p95);
+        md->s_size = md->s_seen = md->s_mean = md->s_p95 = NULL;
+}
+
+/* Forgets md: its series, list place, map entry and memory. */
+static void drop(mls_monitor_t *m, struct table *t, struct model *md)
+{
+        struct mls_strmap_entry *e = md->entry;
+
+        unlink_model(t, md);
+        if (t == &m->models) {
+                m->total_len -= md->len;
+                m->total_sum -= md->sum;
+                if (m->total_len == 0)
+                        m->total_sum = 0;
+                if (md->export_gen) {
+                        unexport(md);
+                        if (md->xprev)
+                                md->xprev->xnext = md->xnext;
+                        else if (m->exported == md)
+                                m->exported = md->xnext;
+                        if (md->xnext)
+                                md->xnext->xprev = md->xprev;
+                }
+                json_decref(m->ids);
+                m->ids = NULL;
+        }
+        mls_strmap_remove(&t->map, e->key, e->klen);
+        free_model(md);
+}
+
+/* e->key is "model" or "model NUL tenant": the model id either way. */
+static int in_use(const mls_monitor_t *m, const struct model *md)
+{
+        return m->in_use && m->in_use(m->in_use_opaque, md->entry->key);
+}
+
+static void expire_table(mls_monitor_t *m, struct table *t, int64_t now_ms)
+{
+        for (int seg = 0; seg < 2; seg++) {
+                /* each model is looked at once per call at most: one found
+                 * in use moves to the front of the second list */
+                size_t budget = t->map.count;
+                struct model *md;
+
+                while ((md = t->tail[seg]) && budget-- &&
+                       now_ms - md->active_ms >= m->idle_ms) {
+                        if (in_use(m, md)) {
+                                touch(t, md, now_ms);
+                                continue;
+                        }
+                        drop(m, t, md);
+                        m->expired++;
+                }
+        }
+}
+
+void mls_monitor_expire(mls_monitor_t *m, int64_t now_ms)
+{
+        if (!m->idle_ms)
+                return;
+        expire_table(m, &m->models, now_ms);
+        expire_table(m, &m->tenants, now_ms);
+}
+
+/* Makes room in a full table: drops the least recently active model not in
+ * use, first among those seen once. Returns 0, or -1 when every model is in
+ * use. */
+static int evict(mls_monitor_t *m, struct table *t, int64_t now_ms)
+{
+        for (int seg = 0; seg < 2; seg++) {
+                size_t budget = t->map.count;
+                struct model *md;
+
+                while ((md = t->tail[seg]) && budget--) {
+                        if (in_use(m, md)) {
+                                touch(t, md, now_ms);
+                                continue;
+                        }
+                        drop(m, t, md);
+                        m->evicted++;
+                        return 0;
+                }
+        }
+        return -1;
+}
+
+/* The entry for key, created when absent (evicting when the table is
+ * full), and marked active. NULL when it cannot be tracked. */
+static struct model *entry(mls_monitor_t *m, struct table *t, const char *key,
+                           size_t n, int64_t now_ms)
+{
+        struct mls_strmap_entry *e = mls_strmap_find(&t->map, key, n);
+        struct model *md;
+
+        if (e) {
+                touch(t, e->value, now_ms);
+                return e->value;
+        }
+        mls_monitor_expire(m, now_ms);
+        if (t->map.count >= m->max_models && evict(m, t, now_ms) < 0) {
+                if (t == &m->models)
                         m->untracked++;
                 return NULL;
         }
         md = calloc(1, sizeof(*md));
         if (!md)
                 return NULL;
-        if (!mls_strmap_put(map, key, n, md)) {
+        md->entry = mls_strmap_put(&t->map, key, n, md);
+        if (!md->entry) {
                 free(md);
                 return NULL;
         }
+        md->active_ms = now_ms;
+        push_front(t, md, 0);
+        if (t == &m->models) {
+                json_decref(m->ids);
+                m->ids = NULL;
+        }
         return md;
-}
-
-static struct model *model(mls_monitor_t *m, const char *id)
-{
-        return entry(m, &m->models, id, strlen(id));
 }
 
 /* "model NUL tenant" into buf (cap bytes). Returns its length, or 0 when it
@@ -112,49 +293,126 @@ static size_t pair_key(char *buf, size_t cap, const char *model_id,
         return n + 1 + tlen;
 }
 
-static void record(mls_monitor_t *m, struct model *md, double latency_ms,
-                   int64_t now_ms)
+/* --- windows ------------------------------------------------------------- */
+
+/* The first index of sorted[0..n) whose value is >= x (upper: > x). */
+static unsigned bound(const double *v, unsigned n, double x, int upper)
 {
+        unsigned lo = 0, hi = n;
+
+        while (lo < hi) {
+                unsigned mid = lo + (hi - lo) / 2;
+                if (upper ? v[mid] <= x : v[mid] < x)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return lo;
+}
+
+/* Adds latency_ms to md's window; returns the change in its length (0 or
+ * 1) and the evicted value's negation plus the new one in *dsum. Keeps
+ * the window unchanged when memory runs out. */
+static unsigned record(mls_monitor_t *m, struct model *md, double latency_ms,
+                       int64_t now_ms, double *dsum)
+{
+        unsigned grew = 0, i;
+
+        *dsum = 0;
         md->last_seen_ms = now_ms;
         md->predictions++;
-        if (!md->win) {
-                md->win = malloc(m->window * sizeof(*md->win));
-                if (!md->win)
-                        return;
+        if (md->len == m->window) {
+                /* full: the ring's oldest value leaves both arrays */
+                double old = md->win[md->pos];
+                i = bound(md->sorted, md->len, old, 0);
+                memmove(md->sorted + i, md->sorted + i + 1,
+                        (md->len - i - 1) * sizeof(double));
+                md->len--;
+                md->sum -= old;
+                *dsum -= old;
+        } else {
+                if (md->len == md->cap) {
+                        unsigned cap = md->cap ? md->cap * 2 : MIN_CAP;
+                        double *w, *s;
+                        if (cap > m->window)
+                                cap = m->window;
+                        w = realloc(md->win, cap * sizeof(*w));
+                        if (w)
+                                md->win = w;
+                        s = w ? realloc(md->sorted, cap * sizeof(*s)) : NULL;
+                        if (!s)
+                                return 0;
+                        md->sorted = s;
+                        md->cap = cap;
+                }
+                grew = 1;
         }
+        /* until full, the ring is linear: pos == len */
         md->win[md->pos] = latency_ms;
         md->pos = (md->pos + 1) % m->window;
-        if (md->len < m->window)
-                md->len++;
+        i = bound(md->sorted, md->len, latency_ms, 1);
+        memmove(md->sorted + i + 1, md->sorted + i,
+                (md->len - i) * sizeof(double));
+        md->sorted[i] = latency_ms;
+        md->len++;
+        md->sum += latency_ms;
+        *dsum += latency_ms;
+        /* add-and-subtract drifts: recompute the sum now and then
+         * (amortised O(1)) */
+        if (++md->since_sum >= m->window) {
+                double s = 0;
+                for (unsigned k = 0; k < md->len; k++)
+                        s += md->sorted[k];
+                md->sum = s;
+                md->since_sum = 0;
+        }
+        return grew;
 }
 
 void mls_monitor_prediction(mls_monitor_t *m, const char *model_id,
                             const char *tenant, size_t tenant_len,
                             double latency_ms, int64_t now_ms)
 {
-        struct model *md = model(m, model_id);
+        struct model *md =
+                entry(m, &m->models, model_id, strlen(model_id), now_ms);
         char key[PAIR_KEY_MAX];
+        double dsum;
         size_t n;
 
         if (m->track_tenants && tenant &&
             (n = pair_key(key, sizeof(key), model_id, tenant, tenant_len))) {
-                struct model *td = entry(m, &m->tenants, key, n);
+                struct model *td = entry(m, &m->tenants, key, n, now_ms);
                 if (td)
-                        record(m, td, latency_ms, now_ms);
+                        record(m, td, latency_ms, now_ms, &dsum);
         }
-        if (md)
-                record(m, md, latency_ms, now_ms);
+        if (md) {
+                m->total_len += record(m, md, latency_ms, now_ms, &dsum);
+                m->total_sum += dsum;
+        }
 }
 
 void mls_monitor_heartbeat(mls_monitor_t *m, const char *model_id,
                            int64_t now_ms)
 {
-        struct model *md = model(m, model_id);
+        struct model *md =
+                entry(m, &m->models, model_id, strlen(model_id), now_ms);
 
         if (md) {
                 md->last_seen_ms = now_ms;
                 md->heartbeat_ms = now_ms;
         }
+}
+
+/* Nearest rank of q among n values (1-based). */
+static size_t rank_of(size_t n, double q)
+{
+        size_t rank = (size_t)ceil(q * (double)n);
+
+        if (rank < 1)
+                rank = 1;
+        if (rank > n)
+                rank = n;
+        return rank;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -166,51 +424,58 @@ static int cmp_double(const void *a, const void *b)
 
 double mls_monitor_percentile(double *v, size_t n, double q)
 {
-        size_t rank = (size_t)ceil(q * (double)n);
-
-        if (rank < 1)
-                rank = 1;
-        if (rank > n)
-                rank = n;
-        /* Called for status queries and metrics scrapes only, on windows
-         * of at most a few thousand values: sorting is simple and fast
-         * enough. */
+        /* for callers with loose values; windows keep theirs sorted */
         qsort(v, n, sizeof(*v), cmp_double);
-        return v[rank - 1];
+        return v[rank_of(n, q) - 1];
 }
 
 static void fill_stats(const struct model *md, struct mls_monitor_stats *st)
 {
-        double sum = 0, *tmp;
-
         memset(st, 0, sizeof(*st));
         st->last_seen_ms = md->last_seen_ms;
         st->predictions = md->predictions;
         st->window_size = md->len;
         if (!md->len)
                 return;
-        for (unsigned i = 0; i < md->len; i++)
-                sum += md->win[i];
-        st->mean_ms = sum / md->len;
-        tmp = malloc(md->len * sizeof(*tmp));
-        if (!tmp) {
-                st->p95_ms = NAN;
-                return;
-        }
-        memcpy(tmp, md->win, md->len * sizeof(*tmp));
-        st->p95_ms = mls_monitor_percentile(tmp, md->len, 0.95);
-        free(tmp);
+        st->mean_ms = md->sum / md->len;
+        st->p95_ms = md->sorted[rank_of(md->len, 0.95) - 1];
 }
 
 void mls_monitor_stats(const mls_monitor_t *m, const char *model_id,
                        struct mls_monitor_stats *st)
 {
         const struct model *md =
-                mls_strmap_get(&m->models, model_id, strlen(model_id));
+                mls_strmap_get(&m->models.map, model_id, strlen(model_id));
 
         memset(st, 0, sizeof(*st));
         if (md)
                 fill_stats(md, st);
+}
+
+/* The nearest-rank q-quantile of the sorted windows parts[0..n), total
+ * values in all: walks down from the top of all of them at once, which
+ * for p95 is 5 % of the values. */
+static double merged_quantile(const struct model **parts, size_t n,
+                              size_t total, double q, unsigned *idx)
+{
+        size_t from_top = total - rank_of(total, q) + 1;
+        double v = NAN;
+
+        for (size_t i = 0; i < n; i++)
+                idx[i] = parts[i]->len; /* next: idx - 1 */
+        while (from_top--) {
+                size_t best = n;
+                for (size_t i = 0; i < n; i++)
+                        if (idx[i] &&
+                            (best == n ||
+                             parts[i]->sorted[idx[i] - 1] >
+                                     parts[best]->sorted[idx[best] - 1]))
+                                best = i;
+                if (best == n)
+                        break;
+                v = parts[best]->sorted[--idx[best]];
+        }
+        return v;
 }
 
 /* Stats of the tenants in only for model_id: their windows merged. */
@@ -219,10 +484,11 @@ static void tenant_stats(const mls_monitor_t *m, const char *model_id,
                          struct mls_monitor_stats *st)
 {
         const struct model *md =
-                mls_strmap_get(&m->models, model_id, strlen(model_id));
+                mls_strmap_get(&m->models.map, model_id, strlen(model_id));
         const struct model **parts;
-        size_t nparts = 0, total = 0, k = 0;
-        double sum = 0, *tmp;
+        unsigned *idx;
+        size_t nparts = 0, total = 0;
+        double sum = 0;
         char key[PAIR_KEY_MAX];
 
         memset(st, 0, sizeof(*st));
@@ -231,33 +497,35 @@ static void tenant_stats(const mls_monitor_t *m, const char *model_id,
         if (!only->n)
                 return;
         parts = malloc(only->n * sizeof(*parts));
-        if (!parts)
+        idx = malloc(only->n * sizeof(*idx));
+        if (!parts || !idx) {
+                free(parts);
+                free(idx);
                 return;
+        }
         for (size_t i = 0; i < only->n; i++) {
                 size_t n = pair_key(key, sizeof(key), model_id, only->names[i],
                                     strlen(only->names[i]));
                 const struct model *td =
-                        n ? mls_strmap_get(&m->tenants, key, n) : NULL;
+                        n ? mls_strmap_get(&m->tenants.map, key, n) : NULL;
                 if (!td)
                         continue;
-                parts[nparts++] = td;
-                total += td->len;
                 st->predictions += td->predictions;
                 if (td->last_seen_ms > st->last_seen_ms)
                         st->last_seen_ms = td->last_seen_ms;
+                if (!td->len)
+                        continue;
+                parts[nparts++] = td;
+                total += td->len;
+                sum += td->sum;
         }
-        if (total && (tmp = malloc(total * sizeof(*tmp)))) {
-                for (size_t i = 0; i < nparts; i++)
-                        for (unsigned j = 0; j < parts[i]->len; j++) {
-                                tmp[k++] = parts[i]->win[j];
-                                sum += parts[i]->win[j];
-                        }
+        if (total) {
                 st->window_size = (unsigned)total;
                 st->mean_ms = sum / (double)total;
-                st->p95_ms = mls_monitor_percentile(tmp, total, 0.95);
-                free(tmp);
+                st->p95_ms = merged_quantile(parts, nparts, total, 0.95, idx);
         }
         free(parts);
+        free(idx);
 }
 
 json_t *mls_monitor_status(const mls_monitor_t *m, const char *model_id,
@@ -298,7 +566,7 @@ int mls_monitor_visible(const mls_monitor_t *m, const char *model_id,
                         const mls_tenants_t *only)
 {
         const struct model *md =
-                mls_strmap_get(&m->models, model_id, strlen(model_id));
+                mls_strmap_get(&m->models.map, model_id, strlen(model_id));
         char key[PAIR_KEY_MAX];
 
         if (!only)
@@ -308,10 +576,54 @@ int mls_monitor_visible(const mls_monitor_t *m, const char *model_id,
         for (size_t i = 0; i < only->n; i++) {
                 size_t n = pair_key(key, sizeof(key), model_id, only->names[i],
                                     strlen(only->names[i]));
-                if (n && mls_strmap_get(&m->tenants, key, n))
+                if (n && mls_strmap_get(&m->tenants.map, key, n))
                         return 1;
         }
         return 0;
+}
+
+/* --- listings ------------------------------------------------------------ */
+
+static void collect_id(void *opaque, struct mls_strmap_entry *e)
+{
+        json_array_append_new(opaque, json_stringn(e->key, e->klen));
+}
+
+static int cmp_json_str(const void *a, const void *b)
+{
+        return strcmp(json_string_value(*(json_t *const *)a),
+                      json_string_value(*(json_t *const *)b));
+}
+
+json_t *mls_monitor_model_ids(mls_monitor_t *m)
+{
+        json_t *ids, **v, *sorted;
+        size_t n;
+
+        if (m->ids)
+                return json_incref(m->ids);
+        ids = json_array();
+        if (!ids)
+                return NULL;
+        mls_strmap_foreach(&m->models.map, collect_id, ids);
+        n = json_array_size(ids);
+        v = malloc((n ? n : 1) * sizeof(*v));
+        sorted = json_array();
+        if (!v || !sorted || n != m->models.map.count) {
+                free(v);
+                json_decref(sorted);
+                json_decref(ids);
+                return NULL;
+        }
+        for (size_t i = 0; i < n; i++)
+                v[i] = json_array_get(ids, i);
+        qsort(v, n, sizeof(*v), cmp_json_str);
+        for (size_t i = 0; i < n; i++)
+                json_array_append(sorted, v[i]);
+        free(v);
+        json_decref(ids);
+        m->ids = sorted;
+        return json_incref(sorted);
 }
 
 struct foreach_ctx {
@@ -335,15 +647,106 @@ void mls_monitor_foreach(const mls_monitor_t *m,
 {
         struct foreach_ctx c = {fn, opaque};
 
-        mls_strmap_foreach(&m->models, foreach_model, &c);
+        mls_strmap_foreach(&m->models.map, foreach_model, &c);
+}
+
+/* --- metrics ------------------------------------------------------------- */
+
+void mls_monitor_set_metrics(mls_monitor_t *m,
+                             const struct mls_monitor_metrics *mm)
+{
+        m->mm = *mm;
+}
+
+static void set_series(mls_series_t **s, struct mls_metric *f, const char *id,
+                       const char *stat, double v)
+{
+        if (!*s && f)
+                *s = mls_series(f, id, stat);
+        if (*s)
+                mls_series_set(*s, v);
+}
+
+void mls_monitor_export(mls_monitor_t *m)
+{
+        unsigned gen = ++m->export_gen, left = m->mm.max_series;
+        uint64_t len = 0;
+        double sum = 0;
+        struct model *md, *next;
+
+        for (int seg = 1; seg >= 0; seg--)
+                for (md = m->models.head[seg]; md && left; md = md->next) {
+                        const char *id = md->entry->key;
+                        struct mls_monitor_stats st;
+                        left--;
+                        fill_stats(md, &st);
+                        if (md->export_gen == 0) {
+                                md->xnext = m->exported;
+                                if (m->exported)
+                                        m->exported->xprev = md;
+                                m->exported = md;
+                        }
+                        md->export_gen = gen;
+                        len += md->len;
+                        sum += md->sum;
+                        set_series(&md->s_size, m->mm.win_size, id, NULL,
+                                   st.window_size);
+                        set_series(&md->s_seen, m->mm.last_seen, id, NULL,
+                                   (double)st.last_seen_ms / 1000.0);
+                        if (st.window_size) {
+                                set_series(&md->s_mean, m->mm.win_latency, id,
+                                           "mean", st.mean_ms / 1000.0);
+                                set_series(&md->s_p95, m->mm.win_latency, id,
+                                           "p95", st.p95_ms / 1000.0);
+                        }
+                }
+        /* models that fell out of the top lose their series */
+        for (md = m->exported; md; md = next) {
+                next = md->xnext;
+                if (md->export_gen == gen)
+                        continue;
+                unexport(md);
+                md->export_gen = 0;
+                if (md->xprev)
+                        md->xprev->xnext = md->xnext;
+                else
+                        m->exported = md->xnext;
+                if (md->xnext)
+                        md->xnext->xprev = md->xprev;
+                md->xprev = md->xnext = NULL;
+        }
+        if (m->models.map.count > m->mm.max_series || m->o_size) {
+                uint64_t olen = m->total_len - len;
+                double osum = m->total_sum - sum;
+                set_series(&m->o_size, m->mm.win_size, OTHER, NULL,
+                           (double)olen);
+                if (olen) {
+                        set_series(&m->o_mean, m->mm.win_latency, OTHER, "mean",
+                                   (osum > 0 ? osum : 0) / (double)olen /
+                                           1000.0);
+                } else {
+                        mls_series_remove(m->o_mean);
+                        m->o_mean = NULL;
+                }
+        }
 }
 
 size_t mls_monitor_models(const mls_monitor_t *m)
 {
-        return m->models.count;
+        return m->models.map.count;
 }
 
 uint64_t mls_monitor_untracked(const mls_monitor_t *m)
 {
         return m->untracked;
+}
+
+uint64_t mls_monitor_evicted(const mls_monitor_t *m)
+{
+        return m->evicted;
+}
+
+uint64_t mls_monitor_expired(const mls_monitor_t *m)
+{
+        return m->expired;
 }

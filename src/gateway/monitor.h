@@ -6,8 +6,21 @@
  * subscription, or the in-process bus) is live.
  *
  * At most max_models models are tracked, so that garbage model ids cannot
- * exhaust memory; predictions for further models still fan out to their
- * subscribers but are only counted here.
+ * exhaust memory. Models are kept in two activity lists (segmented LRU):
+ * seen once, and seen again or subscribed to. When the table is full, a new
+ * model takes the place of the least recently active model of the first
+ * list (else of the second) that has no live subscribers, so that a flood
+ * of made-up ids, each seen once, evicts itself rather than refusing a real
+ * model. With an idle time set, models without activity (predictions,
+ * heartbeats) for that long and without live subscribers are forgotten.
+ * Only when every tracked model has subscribers are further models
+ * refused; their predictions still fan out but are only counted here.
+ *
+ * Statistics are kept incrementally: each window is a ring in arrival
+ * order plus the same values kept sorted (grown on demand up to the
+ * window), so a prediction costs O(log window) plus a memmove of at most
+ * the window, and status, mean and p95 cost O(1) per model (the merge of a
+ * tenant-scoped caller's windows: the 5 % top of them).
  *
  * With tenant tracking on (the gateway turns it on when JWTs, and so
  * tenant-scoped callers, exist), each prediction with a metadata.tenant is
@@ -44,6 +57,16 @@ mls_monitor_t *mls_monitor_new(unsigned window, unsigned max_models);
 void mls_monitor_free(mls_monitor_t *m);
 /* Turns per-tenant windows on (before the first prediction). */
 void mls_monitor_track_tenants(mls_monitor_t *m, int on);
+/* Forgets models idle for idle_ms (0: never) unless in_use (may be NULL)
+ * says that model_id has live subscribers; in_use also protects models
+ * from eviction when the table is full. */
+void mls_monitor_set_idle(mls_monitor_t *m, int64_t idle_ms,
+                          int (*in_use)(void *opaque, const char *model_id),
+                          void *opaque);
+/* Forgets the models idle at now_ms (wall clock). Costs O(1) plus the
+ * models it forgets (and those it finds in use, which count as active).
+ * Predictions and heartbeats call it too. */
+void mls_monitor_expire(mls_monitor_t *m, int64_t now_ms);
 
 void mls_monitor_set_connected(mls_monitor_t *m, int connected);
 int mls_monitor_connected(const mls_monitor_t *m);
@@ -74,15 +97,37 @@ json_t *mls_monitor_status(const mls_monitor_t *m, const char *model_id,
 int mls_monitor_visible(const mls_monitor_t *m, const char *model_id,
                         const mls_tenants_t *only);
 
+/* The tracked models' ids, sorted, as a new reference to an array the
+ * caller must not change (NULL when memory runs out). Kept between calls
+ * and rebuilt only after the set of models changed. */
+json_t *mls_monitor_model_ids(mls_monitor_t *m);
+
+/* Per-model Prometheus series: at most max_series models (the most
+ * recently active) get series of their own in the families below (label
+ * model_id; latency also stat="mean"|"p95"); the rest are summed into
+ * model_id="__other__" (window size and mean latency). Families may be
+ * NULL. */
+struct mls_monitor_metrics {
+        struct mls_metric *win_latency, *win_size, *last_seen;
+        unsigned max_series;
+};
+void mls_monitor_set_metrics(mls_monitor_t *m,
+                             const struct mls_monitor_metrics *mm);
+/* Updates those series (O(max_series)); call before rendering. */
+void mls_monitor_export(mls_monitor_t *m);
+
 /* Calls fn for every tracked model. */
 void mls_monitor_foreach(const mls_monitor_t *m,
                          void (*fn)(void *opaque, const char *model_id,
                                     const struct mls_monitor_stats *st),
                          void *opaque);
-/* Models tracked, and predictions/heartbeats for models that were not
- * tracked because max_models was reached. */
+/* Models tracked, predictions/heartbeats for models that were not tracked
+ * because max_models was reached with every model in use, and models
+ * evicted (table full) or expired (idle) so far. */
 size_t mls_monitor_models(const mls_monitor_t *m);
 uint64_t mls_monitor_untracked(const mls_monitor_t *m);
+uint64_t mls_monitor_evicted(const mls_monitor_t *m);
+uint64_t mls_monitor_expired(const mls_monitor_t *m);
 
 /* Nearest-rank percentile (0 < q <= 1) of v[0..n), n > 0. Reorders v. */
 double mls_monitor_percentile(double *v, size_t n, double q);

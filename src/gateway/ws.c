@@ -22,10 +22,77 @@ static void request_write(struct mls__gw_conn *c)
         lws_callback_on_writable(c->wsi);
 }
 
+/* Logs a warning about a refused or closed connection, rate-limited per
+ * reason (mls_log_limited). */
+#define warn_limited(g, why, ...) \
+        mls_log_limited(&(g)->ws_log_limits[why], MLS_LOG_WARN, __VA_ARGS__)
+
+/* Copies a client-supplied string for a log line: printable ASCII only,
+ * at most cap - 1 bytes. */
+static const char *printable(const char *in, char *out, size_t cap)
+{
+        size_t n = 0;
+
+        for (; *in && n + 1 < cap; in++)
+                out[n++] = *in >= 0x20 && *in < 0x7f ? *in : '?';
+        out[n] = '\0';
+        return out;
+}
+
+static size_t ent_bytes(const struct mls__gw_qent *e)
+{
+        return (e->head ? e->head->len + 1 : 0) + e->body->len;
+}
+
 static void ent_free(struct mls__gw_qent *e)
 {
         mls_frame_unref(e->head);
         mls_frame_unref(e->body);
+}
+
+void mls__gw_ws_register_metrics(mls_gateway_t *g)
+{
+        mls_metric_t *m = mls_metric_new(
+                g->metrics, MLS_COUNTER,
+                "ml_stream_gateway_connections_closed_total",
+                "WebSocket connections the gateway closed for a limit, by "
+                "reason: send_queue_bytes (more than GATEWAY_SEND_QUEUE_BYTES "
+                "unread, 1008), send_queue (more than GATEWAY_SEND_QUEUE + 64 "
+                "messages unread, 1008), init_timeout (no connection_init "
+                "within GATEWAY_INIT_TIMEOUT_MS, 4408).",
+                "reason", NULL, NULL, 0);
+
+        g->m_closed_queue_bytes = mls_series(m, "send_queue_bytes", NULL);
+        g->m_closed_queue = mls_series(m, "send_queue", NULL);
+        g->m_closed_init = mls_series(m, "init_timeout", NULL);
+}
+
+/* Closes a connection whose client left more than GATEWAY_SEND_QUEUE_BYTES
+ * unread: everything queued is freed at once (a client that does not read
+ * would not take it), and the close frame follows what libwebsockets still
+ * holds of the last write, if the client ever reads it. */
+static void close_queue_bytes(struct mls__gw_conn *c, size_t incoming)
+{
+        mls_gateway_t *g = c->g;
+        size_t queued = c->qbytes;
+
+        while (c->qlen) {
+                ent_free(&c->q[c->qhead]);
+                c->qhead = (c->qhead + 1) % c->qcap;
+                c->qlen--;
+        }
+        free(c->q);
+        c->q = NULL;
+        c->qcap = c->qhead = 0;
+        c->qbytes = 0;
+        mls_series_add(g->m_closed_queue_bytes, 1);
+        warn_limited(g, MLS__GW_REFUSE_SEND_QUEUE_BYTES,
+                     "websocket: closing a connection that leaves %zu bytes "
+                     "unread (+%zu more) over GATEWAY_SEND_QUEUE_BYTES "
+                     "(%lld): 1008",
+                     queued, incoming,
+                     (long long)g->cfg->gateway_send_queue_bytes);
+        mls__gw_conn_close(c, 1008, "Send queue over GATEWAY_SEND_QUEUE_BYTES");
 }
 
 /* Grows the ring to hold at least one more entry, up to limit. */
@@ -52,12 +119,14 @@ static int q_grow(struct mls__gw_conn *c, unsigned limit)
 
 /* Queues head + body (or body alone); events are dropped past
  * GATEWAY_SEND_QUEUE, control messages close the connection past the
- * reserve. Returns 0 or -1. */
+ * reserve, and any message that would take a non-empty queue past
+ * GATEWAY_SEND_QUEUE_BYTES closes it (1008). Returns 0 or -1. */
 static int q_push(struct mls__gw_conn *c, struct mls_frame *head,
                   struct mls_frame *body, int event)
 {
         mls_gateway_t *g = c->g;
         unsigned limit = g->send_queue + MLS_GW_CONTROL_RESERVE;
+        size_t len = (head ? head->len + 1 : 0) + body->len;
 
         if (c->closing)
                 return -1;
@@ -65,16 +134,25 @@ static int q_push(struct mls__gw_conn *c, struct mls_frame *head,
                 mls_series_add(g->m_dropped, 1);
                 return -1;
         }
+        /* one message always fits an empty queue (messages are capped at
+         * GATEWAY_MAX_PAYLOAD_BYTES where they are made) */
+        if (c->qlen &&
+            c->qbytes + len > (size_t)g->cfg->gateway_send_queue_bytes) {
+                close_queue_bytes(c, len);
+                return -1;
+        }
         if (c->qlen == c->qcap && q_grow(c, limit) < 0) {
                 if (event) {
                         mls_series_add(g->m_dropped, 1);
                         return -1;
                 }
+                mls_series_add(g->m_closed_queue, 1);
                 mls__gw_conn_close(c, 1008, "Send queue overflow");
                 return -1;
         }
         c->q[(c->qhead + c->qlen) % c->qcap] = (struct mls__gw_qent){
                 head ? mls_frame_ref(head) : NULL, mls_frame_ref(body)};
+        c->qbytes += len;
         if (c->qlen++ == 0)
                 request_write(c);
         return 0;
@@ -93,18 +171,27 @@ static int op_send_event(void *conn, struct mls_frame *head,
 
 static void op_close(void *conn, int code, const char *reason)
 {
+        struct mls__gw_conn *c = conn;
+
+        if (code == 4408 && !c->closing)
+                mls_series_add(c->g->m_closed_init, 1);
         mls__gw_conn_close(conn, code, reason);
 }
 
 static void op_auth_failed(void *conn, enum mls_auth_result r, const char *why)
 {
         struct mls__gw_conn *c = conn;
-
-        mls__gw_auth_failed(c->g,
-                            mls_wsproto_kind(c->proto) == MLS_WSPROTO_LEGACY
+        const char *proto = mls_wsproto_kind(c->proto) == MLS_WSPROTO_LEGACY
                                     ? MLS_WSPROTO_LEGACY_NAME
-                                    : MLS_WSPROTO_TRANSPORT_NAME,
-                            r, why);
+                                    : MLS_WSPROTO_TRANSPORT_NAME;
+
+        /* counted, and the details at debug level */
+        mls__gw_auth_failed(c->g, proto, r, why);
+        if ((unsigned)r < MLS_AUTH_RESULTS)
+                warn_limited(c->g, (enum mls__gw_refusal)r,
+                             "websocket (%s): refused connection_init: 4403 "
+                             "%s: %s",
+                             proto, mls_auth_result_close_reason(r), why);
 }
 
 const struct mls_wsproto_ops mls__gw_ws_ops = {
@@ -132,10 +219,12 @@ void mls__gw_conn_close(struct mls__gw_conn *c, int code, const char *reason)
          * connection_error) still go out before the close frame. */
         for (unsigned i = 0; i < c->qlen; i++) {
                 struct mls__gw_qent *e = &c->q[(c->qhead + i) % c->qcap];
-                if (e->head)
+                if (e->head) {
+                        c->qbytes -= ent_bytes(e);
                         ent_free(e);
-                else
+                } else {
                         c->q[(c->qhead + kept++) % c->qcap] = *e;
+                }
         }
         c->qlen = kept;
         /* A client that stops reading must not keep us waiting. */
@@ -204,12 +293,13 @@ static int write_batch(struct mls__gw_conn *c)
         mls_buf_reset(&g->wbuf);
         while (c->qlen) {
                 struct mls__gw_qent e = c->q[c->qhead];
-                size_t len = (e.head ? e.head->len + 1 : 0) + e.body->len;
+                size_t len = ent_bytes(&e);
 
                 if (n && g->wbuf.len + len + 10 > WRITE_BATCH)
                         break;
                 c->qhead = (c->qhead + 1) % c->qcap;
                 c->qlen--;
+                c->qbytes -= len;
                 if (mls_buf_reserve(&g->wbuf, len + 10) < 0) {
                         mls_warn("websocket: a %zu-byte message exceeds the "
                                  "write buffer; dropped",
@@ -318,7 +408,13 @@ static int filter(mls_gateway_t *g, struct lws *wsi)
         if ((n < 0 && lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN) > 0 &&
              g->origins && !g->any_origin) ||
             !mls__gw_origin_ok(g, n > 0 ? origin : NULL)) {
+                char shown[80];
                 mls_series_add(g->m_rejected_origin, 1);
+                warn_limited(g, MLS__GW_REFUSE_ORIGIN,
+                             "websocket: refusing an upgrade: 403 origin "
+                             "\"%s\" not allowed (GATEWAY_ALLOWED_ORIGINS)",
+                             n > 0 ? printable(origin, shown, sizeof(shown))
+                                   : "(too long)");
                 /* a 403 tells the browser's developer why */
                 lws_return_http_status(wsi, HTTP_STATUS_FORBIDDEN,
                                        "Origin not allowed "
@@ -337,9 +433,10 @@ static int filter(mls_gateway_t *g, struct lws *wsi)
                           offer);
         if (g->nconns >= g->max_conns) {
                 mls_series_add(g->m_rejected_limit, 1);
-                mls_warn("websocket: refusing a connection: "
-                         "GATEWAY_MAX_CONNECTIONS (%u) reached",
-                         g->max_conns);
+                warn_limited(g, MLS__GW_REFUSE_MAX_CONNECTIONS,
+                             "websocket: refusing a connection: "
+                             "GATEWAY_MAX_CONNECTIONS (%u) reached",
+                             g->max_conns);
                 return 1;
         }
         return 0;

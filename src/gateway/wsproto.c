@@ -27,7 +27,7 @@ struct mls_wsproto {
         void *conn;
         enum mls_wsproto_kind kind;
         int init_received, acked, closed;
-        int64_t init_deadline; /* transport, until connection_init */
+        int64_t init_deadline; /* until connection_init; -1: none */
         int64_t next_ka;       /* legacy, after connection_ack; -1: none */
         int64_t auth_deadline; /* when the credential expires; -1: never */
         struct op *ops_list;
@@ -414,17 +414,18 @@ static int graphql_errors(json_t *v)
 /*
  * Authenticates connection_init: the payload's credential if it has one,
  * else the upgrade request's. A refused upgrade credential fails it either
- * way. On success sets s->who and the expiry deadline; on failure reports
- * it through ops->auth_failed.
+ * way. On success (MLS_AUTH_OK) sets s->who and the expiry deadline; on
+ * failure reports it through ops->auth_failed and returns why.
  */
-static int authenticate(mls_wsproto_t *s, json_t *payload, int64_t now_ms)
+static enum mls_auth_result authenticate(mls_wsproto_t *s, json_t *payload,
+                                         int64_t now_ms)
 {
         const mls_auth_t *a = s->env->auth;
         enum mls_auth_result r;
         const char *why = "";
 
         if (!mls_auth_enabled(a))
-                return 0;
+                return MLS_AUTH_OK;
         if (s->upgrade_result != MLS_AUTH_OK &&
             s->upgrade_result != MLS_AUTH_MISSING) {
                 r = s->upgrade_result;
@@ -444,7 +445,7 @@ static int authenticate(mls_wsproto_t *s, json_t *payload, int64_t now_ms)
         if (r != MLS_AUTH_OK) {
                 if (s->ops->auth_failed)
                         s->ops->auth_failed(s->conn, r, why);
-                return -1;
+                return r;
         }
         if (s->who.expires_s) {
                 int64_t left = s->who.expires_s - mls_auth_now(a);
@@ -454,7 +455,7 @@ static int authenticate(mls_wsproto_t *s, json_t *payload, int64_t now_ms)
                         left = (int64_t)1 << 40;
                 s->auth_deadline = now_ms + left * 1000;
         }
-        return 0;
+        return MLS_AUTH_OK;
 }
 
 void mls_wsproto_upgrade_auth(mls_wsproto_t *s, const char *authorization)
@@ -482,6 +483,7 @@ static void transport_input(mls_wsproto_t *s, json_t *m, int64_t now_ms)
         const char *type = json_string_value(json_object_get(m, "type"));
         json_t *payload = json_object_get(m, "payload");
         char id[MAX_ID_BYTES + 1];
+        enum mls_auth_result r;
         size_t idlen;
 
         if (!type)
@@ -494,8 +496,10 @@ static void transport_input(mls_wsproto_t *s, json_t *m, int64_t now_ms)
                         return;
                 }
                 s->init_received = 1;
-                if (authenticate(s, payload, now_ms) < 0) {
-                        close_with(s, 4403, "Forbidden");
+                r = authenticate(s, payload, now_ms);
+                if (r != MLS_AUTH_OK) {
+                        /* the reason says why, never what was presented */
+                        close_with(s, 4403, mls_auth_result_close_reason(r));
                         return;
                 }
                 s->acked = 1;
@@ -586,6 +590,7 @@ static void legacy_input(mls_wsproto_t *s, json_t *m, int64_t now_ms)
         char id[MAX_ID_BYTES + 1];
         size_t idlen = id_text(jid, 1, id);
         const char *idp = idlen ? id : NULL;
+        enum mls_auth_result r;
         struct op *o;
 
         if (!type) {
@@ -599,13 +604,14 @@ static void legacy_input(mls_wsproto_t *s, json_t *m, int64_t now_ms)
                                      "Already initialised");
                         return;
                 }
-                if (authenticate(s, json_is_object(payload) ? payload : NULL,
-                                 now_ms) < 0) {
+                r = authenticate(s, json_is_object(payload) ? payload : NULL,
+                                 now_ms);
+                if (r != MLS_AUTH_OK) {
                         /* subscriptions-transport-ws closes with 1011; the
                          * code graphql-transport-ws uses says more */
                         legacy_error(s, NULL, "connection_error",
                                      "Prohibited connection!");
-                        close_with(s, 4403, "Forbidden");
+                        close_with(s, 4403, mls_auth_result_close_reason(r));
                         return;
                 }
                 s->init_received = 1;
@@ -637,6 +643,10 @@ static void legacy_input(mls_wsproto_t *s, json_t *m, int64_t now_ms)
                         legacy_error(s, idp, "error", "Unauthorized");
                         return;
                 }
+                /* A session served without connection_init (allowed with
+                 * authentication off, as the reference server does) is in
+                 * use: the init timeout no longer applies. */
+                s->init_deadline = -1;
                 /* A start for a live id replaces it, as the reference
                  * server does. */
                 o = find_op(s, id, idlen);
@@ -674,10 +684,11 @@ mls_wsproto_t *mls_wsproto_new(const struct mls_wsproto_env *env,
         s->auth_deadline = -1;
         s->upgrade_result = MLS_AUTH_MISSING;
         s->upgrade_why = "";
-        s->init_deadline =
-                kind == MLS_WSPROTO_TRANSPORT && env->init_timeout_ms > 0
-                        ? now_ms + env->init_timeout_ms
-                        : -1;
+        /* both protocols: a connection that never initialises must not
+         * hold a GATEWAY_MAX_CONNECTIONS slot */
+        s->init_deadline = kind != MLS_WSPROTO_NONE && env->init_timeout_ms > 0
+                                   ? now_ms + env->init_timeout_ms
+                                   : -1;
         if (kind == MLS_WSPROTO_NONE)
                 close_with(s, 4406, "Subprotocol not acceptable");
         return s;
@@ -737,21 +748,27 @@ static int64_t earlier(int64_t a, int64_t b)
 
 int64_t mls_wsproto_next_timer(const mls_wsproto_t *s)
 {
+        int64_t t;
+
         if (s->closed)
                 return -1;
-        if (s->kind == MLS_WSPROTO_TRANSPORT && !s->init_received)
-                return s->init_deadline;
+        t = s->auth_deadline;
+        if (!s->init_received)
+                t = earlier(t, s->init_deadline);
         if (s->kind == MLS_WSPROTO_LEGACY)
-                return earlier(s->next_ka, s->auth_deadline);
-        return s->auth_deadline;
+                t = earlier(t, s->next_ka);
+        return t;
 }
 
 void mls_wsproto_timer(mls_wsproto_t *s, int64_t now_ms)
 {
         if (s->closed)
                 return;
-        if (s->kind == MLS_WSPROTO_TRANSPORT && !s->init_received &&
-            s->init_deadline >= 0 && now_ms >= s->init_deadline) {
+        if (!s->init_received && s->init_deadline >= 0 &&
+            now_ms >= s->init_deadline) {
+                if (s->kind == MLS_WSPROTO_LEGACY)
+                        legacy_error(s, NULL, "connection_error",
+                                     "Connection initialisation timeout");
                 close_with(s, 4408, "Connection initialisation timeout");
                 return;
         }

@@ -12,12 +12,24 @@
  *  - the legacy "graphql-ws" of subscriptions-transport-ws:
  *    connection_init/connection_ack/connection_error, "ka" keep-alives,
  *    start/data/error/complete/stop, connection_terminate; a refused
- *    connection_init closes with 4403 after its connection_error.
+ *    connection_init closes with 4403 after its connection_error, and no
+ *    connection_init within the init timeout closes with 4408 after a
+ *    connection_error (a start accepted without connection_init, possible
+ *    only with access control off, stops that clock).
  *
  * With access control on (env->auth), connection_init must carry a
  * credential (or the upgrade request must have); the session's principal
  * limits its subscriptions to its tenants, and a JWT's expiry closes the
- * connection with 4403.
+ * connection with 4403. Every 4403 says why in its reason:
+ * "Forbidden: missing credential", "Forbidden: invalid credential",
+ * "Forbidden: token expired", "Forbidden: token not yet valid",
+ * "Forbidden: token has no tenant claim" (mls_auth_result_close_reason()).
+ *
+ * Close codes of the connection itself (ws.c), for both protocols: 1003
+ * (binary frame), 1009 (message over GATEWAY_MAX_MESSAGE_BYTES), 1008
+ * "Send queue over GATEWAY_SEND_QUEUE_BYTES" (the client left more than
+ * that many bytes unread) or "Send queue overflow" (more than
+ * GATEWAY_SEND_QUEUE + 64 messages unread), 1001 (shutdown).
  *
  * A session is fed whole messages (mls_wsproto_input) and clock ticks
  * (mls_wsproto_timer); it answers through the mls_wsproto_ops of its
@@ -53,7 +65,7 @@ struct mls_wsproto_env {
         mls_hub_t *hub;
         const mls_auth_t *auth;  /* NULL or off: connection_init not checked */
         unsigned max_operations; /* live subscriptions per connection */
-        int64_t init_timeout_ms; /* transport: 0 disables */
+        int64_t init_timeout_ms; /* both protocols: 0 disables */
         int64_t keepalive_ms;    /* legacy "ka" period; 0 disables */
         size_t max_out_bytes;    /* one outgoing message (query results) */
 };
@@ -103,8 +115,8 @@ void mls_wsproto_input(mls_wsproto_t *s, const char *msg, size_t len,
 /* When the session next wants mls_wsproto_timer(): a monotonic ms
  * deadline, or -1 for never. */
 int64_t mls_wsproto_next_timer(const mls_wsproto_t *s);
-/* Runs what is due at now_ms: the init timeout, legacy keep-alives, the
- * end of a JWT's validity (closes with 4403). */
+/* Runs what is due at now_ms: the init timeout (both protocols, 4408),
+ * legacy keep-alives, the end of a JWT's validity (closes with 4403). */
 void mls_wsproto_timer(mls_wsproto_t *s, int64_t now_ms);
 
 enum mls_wsproto_kind mls_wsproto_kind(const mls_wsproto_t *s);

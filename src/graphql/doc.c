@@ -17,6 +17,7 @@ void mls_gql_limits_default(struct mls_gql_limits *l)
         l->max_errors = 100;
         l->max_plan_fields = 20000;
         l->max_completions = 1000000;
+        l->max_cost = 50000;
 }
 
 void mls__gql_limits_fill(struct mls_gql_limits *out,
@@ -44,6 +45,8 @@ void mls__gql_limits_fill(struct mls_gql_limits *out,
                 out->max_plan_fields = d.max_plan_fields;
         if (!out->max_completions)
                 out->max_completions = d.max_completions;
+        if (!out->max_cost)
+                out->max_cost = d.max_cost;
 }
 
 static json_t *one_error(const char *msg, const struct mls__gql_loc *loc)

@@ -54,6 +54,9 @@ struct mls_gql_limits {
                                           one operation; default 20000 */
         unsigned long max_completions; /* values completed in one execution
                                           (list items count); 1000000 */
+        unsigned long max_cost;        /* field resolutions an operation may
+                                          cause, lists multiplied by their
+                                          size (see validate.c); 50000 */
 };
 
 /* Fills *limits with the defaults. */
@@ -97,6 +100,14 @@ void mls_gql_schema_free(mls_gql_schema_t *schema);
 int mls_gql_schema_set_resolver(mls_gql_schema_t *schema, const char *type_name,
                                 const char *field_name, mls_gql_resolve_fn fn,
                                 void *opaque, char *errstr, size_t errstr_size);
+
+/* Declares that the list field type_name.field_name returns at most n
+ * items, so that the cost limit counts it as n resolutions (its
+ * sub-selection n times) instead of assuming 100. Returns 0, or -1 with
+ * errstr filled when the field does not exist or is not a list. */
+int mls_gql_schema_set_list_size(mls_gql_schema_t *schema,
+                                 const char *type_name, const char *field_name,
+                                 unsigned n, char *errstr, size_t errstr_size);
 
 /* The schema in GraphQL SDL (user types and directives only, as
  * graphql-js printSchema() leaves out built-ins). Returns a malloc'd string

@@ -319,6 +319,7 @@ enum mls__gql_dir_loc {
         MLS__GQL_DL_ENUM_VALUE,
         MLS__GQL_DL_INPUT_OBJECT,
         MLS__GQL_DL_INPUT_FIELD_DEFINITION,
+        MLS__GQL_DL_DIRECTIVE_DEFINITION, /* graphql-js 16.11+ */
         MLS__GQL_DL_COUNT,
 };
 
@@ -347,7 +348,13 @@ struct mls__gql_field {
         mls_gql_resolve_fn fn; /* MLS__GQL_R_ROOT */
         void *opaque;
         struct mls__gql_type *parent;
+        /* lists: the most items the field can return, for the cost limit
+         * (introspection: from the schema; root fields: set by the
+         * gateway); 0: unknown, MLS__GQL_LIST_SIZE_DEFAULT is assumed */
+        unsigned list_size;
 };
+
+#define MLS__GQL_LIST_SIZE_DEFAULT 100
 
 struct mls__gql_enum_value {
         const char *name;

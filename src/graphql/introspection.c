@@ -159,6 +159,10 @@ int mls__gql_intro_build(struct mls_gql_schema *s)
                                      json_string(mls__gql_dir_loc_names[l]));
                 set(&b, o, "locations", locs);
                 set(&b, o, "args", input_values(&b, d->args, d->nargs));
+                /* no directive is deprecated; the fields exist for
+                 * getIntrospectionQuery({experimentalDirectiveDeprecation}) */
+                set(&b, o, "isDeprecated", json_false());
+                set(&b, o, "deprecationReason", json_null());
                 push(&b, dirs, o);
         }
         set(&b, s->intro, "description", str_or_null(s->description));

@@ -59,6 +59,7 @@ const char *const mls__gql_dir_loc_names[MLS__GQL_DL_COUNT] = {
         "ENUM_VALUE",
         "INPUT_OBJECT",
         "INPUT_FIELD_DEFINITION",
+        "DIRECTIVE_DEFINITION",
 };
 
 /* --- the mlstream schema (contract) --------------------------------------- */
@@ -167,7 +168,7 @@ static const struct mls__gql_fielddef schema_fields[] = {
          "The root type of subscriptions, if they are supported.", NULL, NULL,
          0},
         {"directives", "[__Directive!]!", "The directives the schema knows.",
-         NULL, NULL, 0},
+         include_deprecated_arg, NULL, MLS__GQL_R_DEPRECATED},
         END_FIELD,
 };
 
@@ -228,6 +229,8 @@ static const struct mls__gql_fielddef directive_fields[] = {
         {"locations", "[__DirectiveLocation!]!", NULL, NULL, NULL, 0},
         {"args", "[__InputValue!]!", NULL, include_deprecated_arg, NULL,
          MLS__GQL_R_DEPRECATED},
+        {"isDeprecated", "Boolean!", NULL, NULL, NULL, 0},
+        {"deprecationReason", "String", NULL, NULL, NULL, 0},
         END_FIELD,
 };
 
@@ -263,6 +266,7 @@ static const struct mls__gql_enumdef dir_loc_values[] = {
         {"ENUM_VALUE", NULL, NULL},
         {"INPUT_OBJECT", NULL, NULL},
         {"INPUT_FIELD_DEFINITION", NULL, NULL},
+        {"DIRECTIVE_DEFINITION", NULL, NULL},
         END_ENUM,
 };
 
@@ -335,10 +339,15 @@ const struct mls__gql_dirdef mls__gql_builtin_directives[] = {
          false},
         {"deprecated", "Marks an element of the schema as no longer to use.",
          DL(FIELD_DEFINITION) | DL(ARGUMENT_DEFINITION) |
-                 DL(INPUT_FIELD_DEFINITION) | DL(ENUM_VALUE),
+                 DL(INPUT_FIELD_DEFINITION) | DL(ENUM_VALUE) |
+                 DL(DIRECTIVE_DEFINITION),
          reason_arg, false},
         {"specifiedBy", "Links a custom scalar to its specification.",
          DL(SCALAR), url_arg, false},
+        {"oneOf",
+         "Marks an input object of which exactly one field must be given, "
+         "and not null.",
+         DL(INPUT_OBJECT), NULL, false},
         END_DIR,
 };
 
@@ -583,6 +592,50 @@ static void set_meta(struct build *b)
         s->meta_typename.type = resolve_type(b, "String!");
 }
 
+static void set_size(struct mls_gql_schema *s, const char *type,
+                     const char *field, unsigned n)
+{
+        struct mls__gql_field *f = (struct mls__gql_field *)mls__gql_type_field(
+                mls__gql_schema_type(s, type), field);
+
+        if (f)
+                f->list_size = n ? n : 1;
+}
+
+/* The introspection lists' sizes are known once the schema is: the cost
+ * limit counts them exactly rather than with the default. */
+static void intro_list_sizes(struct mls_gql_schema *s)
+{
+        unsigned fields = 0, args = 0, dargs = 0, values = 0, inputs = 0;
+
+        for (unsigned i = 0; i < s->ntypes; i++) {
+                const struct mls__gql_type *t = s->types[i];
+                if (t->nfields > fields)
+                        fields = t->nfields;
+                if (t->nenum_values > values)
+                        values = t->nenum_values;
+                if (t->ninput_fields > inputs)
+                        inputs = t->ninput_fields;
+                for (unsigned j = 0; t->fields && j < t->nfields; j++)
+                        if (t->fields[j].nargs > args)
+                                args = t->fields[j].nargs;
+        }
+        for (unsigned i = 0; i < s->ndirectives; i++)
+                if (s->directives[i].nargs > dargs)
+                        dargs = s->directives[i].nargs;
+        set_size(s, "__Schema", "types", s->ntypes);
+        set_size(s, "__Schema", "directives", s->ndirectives);
+        set_size(s, "__Type", "fields", fields);
+        set_size(s, "__Type", "enumValues", values);
+        set_size(s, "__Type", "inputFields", inputs);
+        /* no interfaces or unions in this schema model */
+        set_size(s, "__Type", "interfaces", 1);
+        set_size(s, "__Type", "possibleTypes", 1);
+        set_size(s, "__Field", "args", args);
+        set_size(s, "__Directive", "args", dargs);
+        set_size(s, "__Directive", "locations", MLS__GQL_DL_COUNT);
+}
+
 mls_gql_schema_t *mls__gql_schema_build(const struct mls__gql_schemadef *def,
                                         char *errstr, size_t errstr_size)
 {
@@ -668,6 +721,7 @@ mls_gql_schema_t *mls__gql_schema_build(const struct mls__gql_schemadef *def,
         set_meta(&b);
         if (b.failed)
                 goto fail;
+        intro_list_sizes(b.s);
         if (mls__gql_intro_build(b.s) < 0) {
                 berr(&b, "out of memory building the GraphQL schema");
                 goto fail;
@@ -726,6 +780,26 @@ int mls_gql_schema_set_resolver(mls_gql_schema_t *s, const char *type_name,
         snprintf(errstr, errstr_size, "GraphQL type %s has no field \"%s\"",
                  type_name, field_name);
         return -1;
+}
+
+int mls_gql_schema_set_list_size(mls_gql_schema_t *s, const char *type_name,
+                                 const char *field_name, unsigned n,
+                                 char *errstr, size_t errstr_size)
+{
+        struct mls__gql_field *f = (struct mls__gql_field *)mls__gql_type_field(
+                mls__gql_schema_type(s, type_name), field_name);
+        const struct mls__gql_type *t = f ? f->type : NULL;
+
+        if (t && t->kind == MLS__GQL_NON_NULL)
+                t = t->of;
+        if (!t || t->kind != MLS__GQL_LIST) {
+                snprintf(errstr, errstr_size,
+                         "GraphQL field %s.%s does not exist or is not a list",
+                         type_name, field_name);
+                return -1;
+        }
+        f->list_size = n ? n : 1;
+        return 0;
 }
 
 /* --- lookups and type helpers
@@ -956,7 +1030,8 @@ char *mls_gql_schema_sdl(const mls_gql_schema_t *s)
                 if (strcmp(d->name, "include") == 0 ||
                     strcmp(d->name, "skip") == 0 ||
                     strcmp(d->name, "deprecated") == 0 ||
-                    strcmp(d->name, "specifiedBy") == 0)
+                    strcmp(d->name, "specifiedBy") == 0 ||
+                    strcmp(d->name, "oneOf") == 0)
                         continue;
                 mls_buf_puts(&b, first ? "" : "\n");
                 first = false;

@@ -12,6 +12,14 @@
  * (memoised per fragment).
  * Pass C reports fragments no operation reaches.
  *
+ * An operation's cost is the number of field resolutions it can cause:
+ * each field counts 1, and a list field's items (its sub-selection's cost,
+ * or 1 per item for a list of leaves) count once per item the list can
+ * hold (mls__gql_field.list_size: exact for introspection, set by the
+ * gateway for its root fields, 100 otherwise). Aliases and fragment spreads
+ * count every time they select a field. Fragment costs are memoised like
+ * fragment depths, so computing the cost is linear in the document.
+ *
  * Costs are linear in the document except field merging, which is bounded
  * by a work budget; recursion follows the document's nesting, which the
  * parser caps.
@@ -48,8 +56,9 @@ struct definfo {
         int path_index; /* position on the cycle search path, or -1 */
         unsigned depth; /* field depth with fragments expanded */
         bool depth_known;
-        unsigned mark; /* per-operation reachability */
-        bool used;     /* reached from some operation */
+        uint64_t cost, nfields; /* see selset_cost() */
+        unsigned mark;          /* per-operation reachability */
+        bool used;              /* reached from some operation */
 };
 
 struct cfield {
@@ -1186,6 +1195,91 @@ static unsigned selset_depth(struct vctx *c, const struct mls__gql_selset *set)
         return best;
 }
 
+/* Saturating arithmetic for costs: documents may claim astronomic ones. */
+#define COST_CAP ((uint64_t)1 << 62)
+
+static uint64_t cost_add(uint64_t a, uint64_t b)
+{
+        return a + b > COST_CAP ? COST_CAP : a + b;
+}
+
+static uint64_t cost_mul(uint64_t a, uint64_t b)
+{
+        if (a && b > COST_CAP / a)
+                return COST_CAP;
+        return a * b;
+}
+
+struct cost {
+        uint64_t cost;   /* field resolutions */
+        uint64_t fields; /* fields once fragments are expanded */
+};
+
+/* The cost of set selected on parent (NULL when unknown: every field then
+ * counts 1). Fragments count with their memoised cost; recursion follows
+ * the document's nesting, which the parser caps. */
+static struct cost selset_cost(struct vctx *c,
+                               const struct mls__gql_selset *set,
+                               const struct mls__gql_type *parent)
+{
+        struct cost sum = {0, 0}, sub;
+        int fi;
+
+        for (const struct mls__gql_selection *s = set->first; s; s = s->next) {
+                switch (s->kind) {
+                case MLS__GQL_S_FIELD: {
+                        const struct mls__gql_field *f =
+                                parent ? mls__gql_schema_field(c->s, parent,
+                                                               s->name)
+                                       : NULL;
+                        const struct mls__gql_type *t = f ? f->type : NULL;
+                        uint64_t mult = 1, item;
+                        bool list = false;
+
+                        for (; t && (t->kind == MLS__GQL_NON_NULL ||
+                                     t->kind == MLS__GQL_LIST);
+                             t = t->of) {
+                                if (t->kind != MLS__GQL_LIST)
+                                        continue;
+                                /* the declared size is the outer list's */
+                                mult = cost_mul(
+                                        mult,
+                                        !list && f->list_size
+                                                ? f->list_size
+                                                : MLS__GQL_LIST_SIZE_DEFAULT);
+                                list = true;
+                        }
+                        sub = s->set ? selset_cost(c, s->set, t)
+                                     : (struct cost){list ? 1 : 0, 0};
+                        item = cost_mul(mult, sub.cost);
+                        sum.cost = cost_add(sum.cost, cost_add(1, item));
+                        sum.fields =
+                                cost_add(sum.fields, cost_add(1, sub.fields));
+                        break;
+                }
+                case MLS__GQL_S_SPREAD:
+                        frag_def(c, s->name, &fi);
+                        if (fi >= 0 && c->frags[fi].depth_known) {
+                                sum.cost =
+                                        cost_add(sum.cost, c->frags[fi].cost);
+                                sum.fields = cost_add(sum.fields,
+                                                      c->frags[fi].nfields);
+                        }
+                        break;
+                default:
+                        sub = selset_cost(c, s->set,
+                                          s->type_cond
+                                                  ? mls__gql_schema_type(
+                                                            c->s, s->type_cond)
+                                                  : parent);
+                        sum.cost = cost_add(sum.cost, sub.cost);
+                        sum.fields = cost_add(sum.fields, sub.fields);
+                        break;
+                }
+        }
+        return sum;
+}
+
 static void report_cycle(struct vctx *c, const struct spread **path,
                          size_t from, size_t to, const char *name)
 {
@@ -1241,6 +1335,14 @@ static void cycles_from(struct vctx *c, unsigned start)
                         /* post-order: every fragment it spreads is done */
                         f->path_index = -1;
                         f->depth = selset_depth(c, f->def->set);
+                        {
+                                struct cost fc = selset_cost(
+                                        c, f->def->set,
+                                        mls__gql_schema_type(
+                                                c->s, f->def->type_cond));
+                                f->cost = fc.cost;
+                                f->nfields = fc.fields;
+                        }
                         f->depth_known = true;
                         n--;
                         continue;
@@ -1487,6 +1589,27 @@ static void check_subscription(struct vctx *c, struct definfo *op)
         mls__gql_arena_free(&tmp);
 }
 
+/* The cost limit. An operation with more fields than a plan may hold is
+ * left to the executor's error for that ("Operation selects more than N
+ * fields..."), which it reports before doing any work. */
+static void check_cost(struct vctx *c, const struct mls__gql_definition *d)
+{
+        const struct mls__gql_type *root = d->op == MLS_GQL_QUERY ? c->s->query
+                                           : d->op == MLS_GQL_MUTATION
+                                                   ? c->s->mutation
+                                                   : c->s->subscription;
+        struct cost oc;
+
+        if (!root || c->errors)
+                return;
+        oc = selset_cost(c, d->set, root);
+        if (oc.fields <= c->lim->max_plan_fields && oc.cost > c->lim->max_cost)
+                report(c, d->loc,
+                       "Operation costs %llu field resolutions, more than the "
+                       "limit of %lu.",
+                       (unsigned long long)oc.cost, c->lim->max_cost);
+}
+
 /* --- entry point
  * ----------------------------------------------------------------------------
  */
@@ -1587,6 +1710,7 @@ json_t *mls__gql_validate(const struct mls_gql_schema *s,
                                        "Operation is nested %u fields deep, "
                                        "deeper than the limit of %u.",
                                        depth, lim->max_field_depth);
+                        check_cost(&c, d);
                 }
         }
 

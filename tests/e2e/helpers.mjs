@@ -3,8 +3,8 @@
 // ($MLSTREAM_BIN), redis-cli PUBLISH, /metrics reads, and waiting for
 // conditions with deadlines.
 import { spawn, execFile } from 'node:child_process';
-import { createHmac } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { createHmac, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -275,5 +275,159 @@ export function freePort() {
       srv.close(() => resolve(port));
     });
     srv.on('error', reject);
+  });
+}
+
+// The resident set size of a process, in bytes (VmRSS of /proc/PID/status).
+export function rssBytes(pid) {
+  const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (!m) throw new Error(`no VmRSS for ${pid}`);
+  return Number(m[1]) * 1024;
+}
+
+// Samples a process's RSS every intervalMs until stop(); stop() resolves
+// with { base, peak, growth } in bytes (base: the first sample).
+export function rssSampler(pid, intervalMs = 20) {
+  const base = rssBytes(pid);
+  let peak = base;
+  const timer = setInterval(() => {
+    try { peak = Math.max(peak, rssBytes(pid)); } catch { /* exited */ }
+  }, intervalMs);
+  return {
+    base,
+    stop() {
+      clearInterval(timer);
+      try { peak = Math.max(peak, rssBytes(pid)); } catch { /* exited */ }
+      return { base, peak, growth: peak - base };
+    },
+  };
+}
+
+// Asks GET /healthz one request after another until stop(); each must
+// answer 200 within deadlineMs. stop() resolves with { count, worstMs,
+// failures: [why...] }.
+export function healthzProber(gw, deadlineMs = 1000) {
+  let running = true;
+  let worstMs = 0;
+  let count = 0;
+  const failures = [];
+  const loop = (async () => {
+    while (running) {
+      const t0 = performance.now();
+      try {
+        const r = await fetch(`${gw.http}/healthz`, { signal: AbortSignal.timeout(deadlineMs) });
+        await r.text();
+        if (r.status !== 200) failures.push(`status ${r.status}`);
+      } catch (e) {
+        failures.push(`${e.name}: ${e.message}`);
+      }
+      const ms = performance.now() - t0;
+      worstMs = Math.max(worstMs, ms);
+      count++;
+      await sleep(10);
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await loop;
+      return { count, worstMs, failures };
+    },
+  };
+}
+
+// A WebSocket client on a bare TCP socket, for tests that must control
+// reading: the upgrade is done by hand, send() writes masked text frames,
+// pause()/resume() stop and restart reading the socket, and frames are
+// parsed as they arrive. Resolves once the upgrade is answered with
+// { sock, status, send, pause, resume, frames, received, closed }, where
+// frames are { opcode, data: Buffer }, received counts every byte read
+// after the upgrade, and closed resolves with { code, reason } of the
+// server's close frame (code -1 when the socket ended without one).
+export function rawWebSocket(port, protocol, headers = {}) {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(port, '127.0.0.1');
+    const key = randomBytes(16).toString('base64');
+    let head = Buffer.alloc(0);
+    let buf = Buffer.alloc(0);
+    let upgraded = false;
+    let closeFrame = null;
+    let closedResolve;
+    const ws = {
+      sock,
+      status: 0,
+      frames: [],
+      received: 0,
+      closed: new Promise((r) => { closedResolve = r; }),
+      send(text) {
+        const payload = Buffer.from(text);
+        const mask = randomBytes(4);
+        let hdr;
+        if (payload.length < 126) {
+          hdr = Buffer.from([0x81, 0x80 | payload.length]);
+        } else if (payload.length < 65536) {
+          hdr = Buffer.alloc(4);
+          hdr[0] = 0x81; hdr[1] = 0x80 | 126; hdr.writeUInt16BE(payload.length, 2);
+        } else {
+          hdr = Buffer.alloc(10);
+          hdr[0] = 0x81; hdr[1] = 0x80 | 127; hdr.writeBigUInt64BE(BigInt(payload.length), 2);
+        }
+        for (let i = 0; i < payload.length; i++) payload[i] ^= mask[i & 3];
+        return new Promise((res) => {
+          if (sock.destroyed) return res(false);
+          if (sock.write(Buffer.concat([hdr, mask, payload]))) return res(true);
+          sock.once('drain', () => res(true));
+          sock.once('close', () => res(false));
+        });
+      },
+      pause() { sock.pause(); },
+      resume() { sock.resume(); },
+    };
+    const parse = () => {
+      for (;;) {
+        if (buf.length < 2) return;
+        let len = buf[1] & 0x7f;
+        let off = 2;
+        if (len === 126) { if (buf.length < 4) return; len = buf.readUInt16BE(2); off = 4; }
+        else if (len === 127) { if (buf.length < 10) return; len = Number(buf.readBigUInt64BE(2)); off = 10; }
+        if (buf.length < off + len) return;
+        const f = { opcode: buf[0] & 0x0f, data: buf.subarray(off, off + len) };
+        buf = buf.subarray(off + len);
+        if (f.opcode === 8) {
+          closeFrame = { code: f.data.length >= 2 ? f.data.readUInt16BE(0) : 1005,
+                         reason: f.data.subarray(2).toString() };
+          // answer it, as a client does, so that the server need not wait
+          if (!sock.destroyed) sock.end(Buffer.from([0x88, 0x80, 0, 0, 0, 0]));
+        } else {
+          ws.frames.push({ opcode: f.opcode, data: Buffer.from(f.data) });
+        }
+      }
+    };
+    sock.on('error', (e) => { if (!upgraded) reject(e); });
+    sock.on('close', () => {
+      closedResolve(closeFrame || { code: -1, reason: 'socket closed' });
+      if (!upgraded) { upgraded = true; resolve(ws); } // refused without an answer: status 0
+    });
+    sock.on('data', (d) => {
+      if (!upgraded) {
+        head = Buffer.concat([head, d]);
+        const end = head.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        upgraded = true;
+        ws.status = Number(/^HTTP\/1\.1 (\d+)/.exec(head.toString())?.[1] || 0);
+        d = head.subarray(end + 4);
+        resolve(ws);
+      }
+      ws.received += d.length;
+      buf = Buffer.concat([buf, d]);
+      parse();
+    });
+    sock.once('connect', () => {
+      let req = `GET /graphql HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\n` +
+                `Connection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n`;
+      if (protocol) req += `Sec-WebSocket-Protocol: ${protocol}\r\n`;
+      for (const [k, v] of Object.entries(headers)) req += `${k}: ${v}\r\n`;
+      sock.write(req + '\r\n');
+    });
   });
 }

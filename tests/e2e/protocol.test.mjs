@@ -212,7 +212,7 @@ test('GATEWAY_AUTH_TOKEN: wrong token closes with 4403, the right one is acked',
   let r = await session(authGw.ws, T, [JSON.stringify({ type: 'connection_init',
                                                        payload: { authorization: 'Bearer wrong' } })]);
   assert.equal(r.code, 4403);
-  assert.equal(r.reason, 'Forbidden');
+  assert.equal(r.reason, 'Forbidden: invalid credential');
   r = await session(authGw.ws, T, [JSON.stringify({ type: 'connection_init',
                                                    payload: { authorization: 'Bearer e2e-secret' } })],
                     { onMessage: (ws) => ws.close(1000) });

@@ -214,11 +214,17 @@ MLS_TEST(gateway_payload_monitor_window)
         CHECK_INT_EQ(st.predictions, 6);
         mls_monitor_heartbeat(m, "a", 2000);
         mls_monitor_heartbeat(m, "b", 3000);
-        /* over max_models: not tracked */
+        /* over max_models: the least recently active model among those
+         * seen only once ("b"; nothing subscribes to it) makes room */
         mls_monitor_heartbeat(m, "c", 3000);
         CHECK_INT_EQ(mls_monitor_models(m), 2);
-        CHECK_INT_EQ(mls_monitor_untracked(m), 1);
-        s = mls_monitor_status(m, "b", NULL);
+        CHECK_INT_EQ(mls_monitor_untracked(m), 0);
+        CHECK_INT_EQ(mls_monitor_evicted(m), 1);
+        mls_monitor_stats(m, "b", &st);
+        CHECK_INT_EQ(st.last_seen_ms, 0);
+        mls_monitor_stats(m, "a", &st);
+        CHECK_INT_EQ(st.window_size, 4);
+        s = mls_monitor_status(m, "c", NULL);
         CHECK(json_is_true(json_object_get(s, "connected")));
         CHECK(json_is_null(json_object_get(s, "averageLatencyMs")));
         CHECK_INT_EQ(json_integer_value(json_object_get(s, "windowSize")), 0);
@@ -241,4 +247,118 @@ MLS_TEST(gateway_payload_percentile)
         CHECK(mls_monitor_percentile(v, 20, 0.95) == 19);
         v[0] = 5;
         CHECK(mls_monitor_percentile(v, 1, 0.95) == 5);
+}
+
+/* In-use check for the tests below: models whose id starts with "live". */
+static int live_models(void *opaque, const char *model_id)
+{
+        (void)opaque;
+        return strncmp(model_id, "live", 4) == 0;
+}
+
+MLS_TEST(gateway_payload_monitor_junk_is_evicted_first)
+{
+        mls_monitor_t *m = mls_monitor_new(16, 100);
+        struct mls_monitor_stats st;
+        char id[32];
+        json_t *ids;
+
+        CHECK(m);
+        mls_monitor_set_idle(m, 0, live_models, NULL);
+        /* a real model seen twice, one with subscribers, then junk ids
+         * each seen once fill the table many times over */
+        mls_monitor_prediction(m, "real", NULL, 0, 5.0, 1000);
+        mls_monitor_prediction(m, "real", NULL, 0, 7.0, 1001);
+        mls_monitor_heartbeat(m, "live-1", 1000);
+        for (int i = 0; i < 1000; i++) {
+                snprintf(id, sizeof(id), "junk-%d", i);
+                mls_monitor_prediction(m, id, NULL, 0, 1.0, 2000 + i);
+        }
+        CHECK_INT_EQ(mls_monitor_models(m), 100);
+        CHECK_INT_EQ(mls_monitor_untracked(m), 0);
+        mls_monitor_stats(m, "real", &st);
+        CHECK_INT_EQ(st.window_size, 2);
+        CHECK(fabs(st.mean_ms - 6.0) < 1e-9);
+        CHECK(fabs(st.p95_ms - 7.0) < 1e-9);
+        mls_monitor_stats(m, "live-1", &st);
+        CHECK_INT_EQ(st.last_seen_ms, 1000);
+        /* a new real model after the flood is tracked at once */
+        mls_monitor_prediction(m, "new", NULL, 0, 3.0, 5000);
+        mls_monitor_stats(m, "new", &st);
+        CHECK_INT_EQ(st.window_size, 1);
+        /* the sorted id list is cached until the set changes */
+        ids = mls_monitor_model_ids(m);
+        CHECK_INT_EQ(json_array_size(ids), 100);
+        {
+                json_t *again = mls_monitor_model_ids(m);
+                CHECK(again == ids);
+                json_decref(again);
+        }
+        for (size_t i = 1; i < json_array_size(ids); i++)
+                CHECK(strcmp(json_string_value(json_array_get(ids, i - 1)),
+                             json_string_value(json_array_get(ids, i))) < 0);
+        json_decref(ids);
+        mls_monitor_free(m);
+}
+
+MLS_TEST(gateway_payload_monitor_idle_models_expire)
+{
+        mls_monitor_t *m = mls_monitor_new(8, 100);
+        struct mls_monitor_stats st;
+        json_t *ids;
+
+        CHECK(m);
+        mls_monitor_set_idle(m, 10000, live_models, NULL);
+        mls_monitor_prediction(m, "old", NULL, 0, 1.0, 1000);
+        mls_monitor_prediction(m, "live-x", NULL, 0, 1.0, 1000);
+        mls_monitor_heartbeat(m, "recent", 9000);
+        mls_monitor_expire(m, 10999);
+        CHECK_INT_EQ(mls_monitor_models(m), 3);
+        mls_monitor_expire(m, 11000);
+        /* "old" went; "live-x" has subscribers; "recent" is not idle */
+        CHECK_INT_EQ(mls_monitor_models(m), 2);
+        CHECK_INT_EQ(mls_monitor_expired(m), 1);
+        mls_monitor_stats(m, "old", &st);
+        CHECK_INT_EQ(st.predictions, 0);
+        ids = mls_monitor_model_ids(m);
+        CHECK_INT_EQ(json_array_size(ids), 2);
+        CHECK_STR_EQ(json_string_value(json_array_get(ids, 0)), "live-x");
+        json_decref(ids);
+        mls_monitor_expire(m, 19000);
+        CHECK_INT_EQ(mls_monitor_models(m), 1);
+        mls_monitor_free(m);
+}
+
+MLS_TEST(gateway_payload_monitor_incremental_stats_match_a_sort)
+{
+        /* windows of 1, 7 and 100 against a sorted copy of the last n */
+        unsigned windows[] = {1, 7, 100};
+        unsigned seed = 12345;
+
+        for (size_t w = 0; w < 3; w++) {
+                mls_monitor_t *m = mls_monitor_new(windows[w], 4);
+                double hist[1000], tmp[1000];
+                struct mls_monitor_stats st;
+
+                CHECK(m);
+                for (int i = 0; i < 1000; i++) {
+                        unsigned n = (unsigned)i + 1 < windows[w]
+                                             ? (unsigned)i + 1
+                                             : windows[w];
+                        double sum = 0;
+                        seed = seed * 1103515245u + 12345u;
+                        /* repeated values on purpose */
+                        hist[i] = (double)((seed >> 16) % 50) / 4.0;
+                        mls_monitor_prediction(m, "a", NULL, 0, hist[i], i);
+                        memcpy(tmp, hist + i + 1 - n, n * sizeof(double));
+                        for (unsigned k = 0; k < n; k++)
+                                sum += tmp[k];
+                        mls_monitor_stats(m, "a", &st);
+                        CHECK_INT_EQ(st.window_size, n);
+                        CHECK(fabs(st.mean_ms - sum / n) < 1e-9);
+                        CHECK(st.p95_ms ==
+                              mls_monitor_percentile(tmp, n, 0.95));
+                }
+                mls_monitor_free(m);
+        }
 }

@@ -199,6 +199,55 @@ MLS_TEST(gateway_wsproto_init_timeout)
         rig_free(&r);
 }
 
+/* Refusals say why in the close reason (and never quote the credential). */
+MLS_TEST(gateway_wsproto_refusal_reasons)
+{
+        static const struct {
+                const char *init;
+                const char *reason;
+        } cases[] = {
+                {"{\"type\":\"connection_init\"}",
+                 "Forbidden: missing credential"},
+                {"{\"type\":\"connection_init\",\"payload\":{}}",
+                 "Forbidden: missing credential"},
+                {"{\"type\":\"connection_init\",\"payload\":{"
+                 "\"Authorization\":\"Bearer wrong-token\"}}",
+                 "Forbidden: invalid credential"},
+                {"{\"type\":\"connection_init\",\"payload\":{"
+                 "\"token\":42}}",
+                 "Forbidden: invalid credential"},
+        };
+        struct rig r;
+
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                for (int legacy = 0; legacy < 2; legacy++) {
+                        rig_init(&r,
+                                 legacy ? MLS_WSPROTO_LEGACY
+                                        : MLS_WSPROTO_TRANSPORT,
+                                 "s3cret-s3cret-s3cret");
+                        in(&r, cases[i].init);
+                        CHECK_INT_EQ(r.conn.close_code, 4403);
+                        CHECK_STR_EQ(r.conn.close_reason, cases[i].reason);
+                        CHECK(strstr(r.conn.close_reason, "wrong") == NULL);
+                        rig_free(&r);
+                }
+        }
+        /* a refused upgrade header, good payload: still refused, and why */
+        rig_init(&r, MLS_WSPROTO_TRANSPORT, "s3cret-s3cret-s3cret");
+        mls_wsproto_upgrade_auth(r.s, "Bearer nope");
+        in(&r, "{\"type\":\"connection_init\",\"payload\":{"
+               "\"Authorization\":\"Bearer s3cret-s3cret-s3cret\"}}");
+        CHECK_INT_EQ(r.conn.close_code, 4403);
+        CHECK_STR_EQ(r.conn.close_reason, "Forbidden: invalid credential");
+        rig_free(&r);
+        CHECK_STR_EQ(mls_auth_result_close_reason(MLS_AUTH_EXPIRED),
+                     "Forbidden: token expired");
+        CHECK_STR_EQ(mls_auth_result_close_reason(MLS_AUTH_NOT_YET_VALID),
+                     "Forbidden: token not yet valid");
+        CHECK_STR_EQ(mls_auth_result_close_reason(MLS_AUTH_NO_TENANT_CLAIM),
+                     "Forbidden: token has no tenant claim");
+}
+
 MLS_TEST(gateway_wsproto_too_many_init)
 {
         struct rig r;
@@ -477,7 +526,8 @@ MLS_TEST(gateway_wsproto_legacy_flow)
         struct rig r;
 
         rig_init(&r, MLS_WSPROTO_LEGACY, NULL);
-        CHECK_INT_EQ(mls_wsproto_next_timer(r.s), -1);
+        /* the init timeout, until connection_init */
+        CHECK_INT_EQ(mls_wsproto_next_timer(r.s), 4000);
         in(&r, "{\"type\":\"connection_init\",\"payload\":{}}");
         CHECK_STR_EQ(r.conn.sent[0], "{\"type\":\"connection_ack\"}");
         CHECK_STR_EQ(r.conn.sent[1], "{\"type\":\"ka\"}");
@@ -502,6 +552,65 @@ MLS_TEST(gateway_wsproto_legacy_flow)
         CHECK_INT_EQ(publish(&r, "m", "e2"), 0);
         in(&r, "{\"type\":\"connection_terminate\"}");
         CHECK_INT_EQ(r.conn.close_code, 1000);
+        rig_free(&r);
+}
+
+/* Legacy sessions get the init timeout too: connection_error, then 4408;
+ * connection_init (or, with auth off, an accepted start) stops it. */
+MLS_TEST(gateway_wsproto_legacy_init_timeout)
+{
+        struct rig r;
+
+        rig_init(&r, MLS_WSPROTO_LEGACY, NULL);
+        CHECK_INT_EQ(mls_wsproto_next_timer(r.s), 4000);
+        mls_wsproto_timer(r.s, 3999);
+        CHECK_INT_EQ(r.conn.close_code, 0);
+        mls_wsproto_timer(r.s, 4000);
+        CHECK_INT_EQ(r.conn.close_code, 4408);
+        CHECK_STR_EQ(r.conn.close_reason, "Connection initialisation timeout");
+        CHECK_STR_EQ(last(&r), "{\"type\":\"connection_error\",\"payload\":{"
+                               "\"message\":\"Connection initialisation "
+                               "timeout\"}}");
+        CHECK_INT_EQ(mls_wsproto_next_timer(r.s), -1);
+        rig_free(&r);
+
+        /* with auth on, a refused start does not stop the clock */
+        rig_init(&r, MLS_WSPROTO_LEGACY, "s3cret-s3cret-s3cret");
+        in(&r, "{\"id\":\"1\",\"type\":\"start\",\"payload\":{\"query\":"
+               "\"{ __typename }\"}}");
+        CHECK_CONTAINS(last(&r), "Unauthorized");
+        CHECK_INT_EQ(mls_wsproto_next_timer(r.s), 4000);
+        mls_wsproto_timer(r.s, 4000);
+        CHECK_INT_EQ(r.conn.close_code, 4408);
+        rig_free(&r);
+
+        /* connection_init in time: only keep-alives remain */
+        rig_init(&r, MLS_WSPROTO_LEGACY, NULL);
+        mls_wsproto_input(r.s, "{\"type\":\"connection_init\"}", 26, 3500);
+        CHECK_INT_EQ(mls_wsproto_next_timer(r.s), 13500);
+        mls_wsproto_timer(r.s, 4000);
+        CHECK_INT_EQ(r.conn.close_code, 0);
+        rig_free(&r);
+
+        /* auth off: a start without connection_init is served, as by the
+         * reference server, and the session is in use */
+        rig_init(&r, MLS_WSPROTO_LEGACY, NULL);
+        in(&r, "{\"id\":\"1\",\"type\":\"start\",\"payload\":{\"query\":"
+               "\"subscription { mlInferenceStream(modelId: \\\"m\\\") { "
+               "inferenceId } }\"}}");
+        CHECK_INT_EQ(mls_wsproto_operations(r.s), 1);
+        CHECK_INT_EQ(mls_wsproto_next_timer(r.s), -1);
+        mls_wsproto_timer(r.s, 5000);
+        CHECK_INT_EQ(r.conn.close_code, 0);
+        rig_free(&r);
+
+        /* GATEWAY_INIT_TIMEOUT_MS=0: no limit */
+        rig_init(&r, MLS_WSPROTO_LEGACY, NULL);
+        mls_wsproto_free(r.s);
+        r.env.init_timeout_ms = 0;
+        r.s = mls_wsproto_new(&r.env, &fake_ops, &r.conn, MLS_WSPROTO_LEGACY,
+                              1000);
+        CHECK_INT_EQ(mls_wsproto_next_timer(r.s), -1);
         rig_free(&r);
 }
 

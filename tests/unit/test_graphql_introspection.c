@@ -365,6 +365,24 @@ MLS_TEST(graphql_introspection_full_query_is_complete)
         CHECK(find_named(json_object_get(s, "directives"), "skip"));
         CHECK(find_named(json_object_get(s, "directives"), "include"));
         CHECK(find_named(json_object_get(s, "directives"), "specifiedBy"));
+        /* graphql-js 16.15's specified directives: @deprecated may also
+         * mark directive definitions, and @oneOf exists */
+        {
+                const char *want[] = {"FIELD_DEFINITION", "ARGUMENT_DEFINITION",
+                                      "ENUM_VALUE", "INPUT_FIELD_DEFINITION",
+                                      "DIRECTIVE_DEFINITION"};
+                json_t *locs = json_object_get(d, "locations");
+                CHECK_INT_EQ(json_array_size(locs), 5);
+                for (size_t k = 0; k < 5; k++)
+                        CHECK_STR_EQ(json_string_value(json_array_get(locs, k)),
+                                     want[k]);
+        }
+        d = find_named(json_object_get(s, "directives"), "oneOf");
+        CHECK(d);
+        CHECK_STR_EQ(json_string_value(json_array_get(
+                             json_object_get(d, "locations"), 0)),
+                     "INPUT_OBJECT");
+        CHECK_INT_EQ(json_array_size(json_object_get(d, "args")), 0);
         json_decref(r);
 }
 

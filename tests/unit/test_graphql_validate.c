@@ -558,3 +558,96 @@ MLS_TEST(graphql_validate_enums_and_input_objects)
                            "y: 1}) }"),
                      "");
 }
+
+/* The first error message of text with a cost limit of max_cost ("" when
+ * valid); static. */
+static const char *cost_error(mls_gql_schema_t *s, const char *text,
+                              unsigned long max_cost)
+{
+        static char out[512];
+        struct mls_gql_limits lim;
+        json_t *errors = NULL;
+        mls_gql_doc_t *doc;
+
+        mls_gql_limits_default(&lim);
+        lim.max_cost = max_cost;
+        lim.max_document_bytes = 1 << 20;
+        lim.max_tokens = 1000000;
+        doc = mls_gql_doc_new(s, text, strlen(text), &lim, &errors);
+        snprintf(out, sizeof(out), "%s",
+                 doc ? ""
+                     : json_string_value(json_object_get(
+                               json_array_get(errors, 0), "message")));
+        mls_gql_doc_unref(doc);
+        json_decref(errors);
+        return out;
+}
+
+static char *aliases(const char *field, size_t n)
+{
+        size_t cap = n * (strlen(field) + 16) + 16, len = 0;
+        char *text = malloc(cap);
+
+        if (!text)
+                return NULL;
+        text[len++] = '{';
+        for (size_t i = 0; i < n; i++)
+                len += (size_t)snprintf(text + len, cap - len, " a%zu: %s", i,
+                                        field);
+        text[len++] = '}';
+        text[len] = '\0';
+        return text;
+}
+
+MLS_TEST(graphql_validate_query_cost_limit)
+{
+        char err[128];
+        mls_gql_schema_t *s = mls_gql_schema_new(err, sizeof(err));
+        char *text;
+        clock_t t0 = clock();
+
+        CHECK(s);
+        CHECK(mls_gql_schema_set_list_size(s, "Query", "mlStreamingModels",
+                                           1000, err, sizeof(err)) == 0);
+        CHECK(mls_gql_schema_set_list_size(s, "Query", "mlStreamingStatus", 10,
+                                           err, sizeof(err)) < 0);
+        CHECK_STR_EQ(err, "GraphQL field Query.mlStreamingStatus does not "
+                          "exist or is not a list");
+        /* a list of 1000 leaves costs 1 + 1000 */
+        CHECK_STR_EQ(cost_error(s, "{ mlStreamingModels }", 1001), "");
+        CHECK_STR_EQ(cost_error(s, "{ mlStreamingModels }", 1000),
+                     "Operation costs 1001 field resolutions, more than the "
+                     "limit of 1000.");
+        /* 2000 aliases: 2002000 */
+        text = aliases("mlStreamingModels", 2000);
+        CHECK_STR_EQ(cost_error(s, text, 50000),
+                     "Operation costs 2002000 field resolutions, more than "
+                     "the limit of 50000.");
+        free(text);
+        /* aliases through fragments count every time */
+        CHECK_STR_EQ(cost_error(s,
+                                "{ ...F ...F a: __typename } fragment F on "
+                                "Query { x: mlStreamingStatus(modelId: "
+                                "\"m\") { windowSize connected } }",
+                                6),
+                     "Operation costs 7 field resolutions, more than the "
+                     "limit of 6.");
+        /* objects: 1 + fields */
+        text = aliases("mlStreamingStatus(modelId: \"m\") { windowSize }",
+                       2000);
+        CHECK_STR_EQ(cost_error(s, text, 4000), "");
+        CHECK_STR_EQ(cost_error(s, text, 3999),
+                     "Operation costs 4000 field resolutions, more than the "
+                     "limit of 3999.");
+        free(text);
+        /* introspection lists count with the schema's sizes: the whole
+         * schema's types and fields fit the default limit */
+        CHECK_STR_EQ(cost_error(s,
+                                "{ __schema { types { name fields { name "
+                                "args { name type { name ofType { name } } "
+                                "} type { name ofType { name } } } } } }",
+                                50000),
+                     "");
+        CHECK((double)(clock() - t0) / CLOCKS_PER_SEC < 2.0);
+        mls_gql_schema_free(s);
+}

@@ -37,6 +37,8 @@ export async function startUp(args = [], extraEnv = {}) {
                 GATEWAY_HOST: "127.0.0.1", GATEWAY_PORT: String(gatewayPort), ...extraEnv };
   delete env.KAFKA_BOOTSTRAP_SERVERS;
   delete env.REDIS_URL;
+  // a setting given as null is left unset (e.g. GATEWAY_HOST, for up's default)
+  for (const [k, v] of Object.entries(extraEnv)) if (v === null) delete env[k];
   const child = spawn(MLSTREAM, ["up", ...args], { env, stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
   child.stdout.on("data", (d) => { output += d; });
