@@ -103,6 +103,12 @@ const struct mls_conf_def mls_conf_defs[] = {
          "Most input bytes held in one batch; a batch closes when the next "
          "message would pass it (a single larger message is a batch of "
          "its own)."},
+        {"ML_BATCH_MAX_OUTPUT_BYTES", "batch-max-output-bytes", MLS_CONF_INT,
+         "67108864", 65536, 1073741824, NULL, E | U,
+         OFF(batch_max_output_bytes),
+         "Most bytes of prediction payloads one batch may build; a message "
+         "whose prediction does not fit is dead-lettered "
+         "(`output_too_large`) rather than wedging the batch."},
         {"ML_PREFETCH_MAX_BYTES", "prefetch-max-bytes", MLS_CONF_INT,
          "100663296", 1048576, 17179869184LL, NULL, E | U,
          OFF(prefetch_max_bytes),

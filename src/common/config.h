@@ -47,6 +47,7 @@ struct mls_config {
         long long batch_max_bytes;
         long long dead_letter_max_bytes;
         long long prefetch_max_bytes;
+        long long batch_max_output_bytes;
         long long metrics_max_models;
         long long shutdown_timeout_ms;
         long long commit_interval_ms;

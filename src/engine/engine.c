@@ -39,7 +39,8 @@ struct mls_engine {
         int committing;         /* an asynchronous offset commit is in flight */
         int uncommitted;        /* offsets stored since the last commit began */
         int64_t next_commit_ns; /* not before (ML_COMMIT_INTERVAL_MS) */
-        int closing; /* leaving the group: final_commit() committed */
+        int closing;        /* leaving the group: final_commit() committed */
+        int coordinator_ok; /* the last commit (or join) was answered */
         int64_t backoff_ms, next_retry_ns;
         int64_t stop_by; /* monotonic ns: the drain deadline after a stop */
         mls_series_t *s_consumed, *s_ready, *s_assigned;
@@ -122,7 +123,8 @@ static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         (void)rk;
         (void)offsets;
         e->committing = 0;
-        if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+        e->coordinator_ok = !err || err == RD_KAFKA_RESP_ERR__NO_OFFSET;
+        if (!e->coordinator_ok)
                 mls_debug("offset commit: %s", rd_kafka_err2str(err));
         commit_stored(e, 0); /* what was stored while this one flew */
 }
@@ -263,6 +265,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 else
                         rd_kafka_assign(rk, parts);
                 atomic_store(&e->joined, 1);
+                e->coordinator_ok = 1;
                 if (atomic_load(&e->sink_down))
                         rd_kafka_pause_partitions(rk, parts);
         } else {
@@ -544,6 +547,7 @@ mls_engine_t *mls_engine_new(const struct mls_config *cfg,
         pc.batch_max_messages = (size_t)cfg->batch_max_messages;
         pc.batch_max_bytes = (size_t)cfg->batch_max_bytes;
         pc.max_model_series = (size_t)cfg->metrics_max_models;
+        pc.payload_limit = (size_t)cfg->batch_max_output_bytes;
         pc.resolve = resolve_model;
         pc.resolve_opaque = e;
         pc.publisher = e->publisher;
@@ -563,6 +567,10 @@ mls_engine_t *mls_engine_new(const struct mls_config *cfg,
                 pc.deadletter.ops = &mls_kafka_sink_ops;
                 pc.deadletter.ctx = e->dlq_sink;
         }
+        mls_kafka_sink_watch_stop(e->out_sink, &e->stop, &e->stop_by,
+                                  cfg->shutdown_timeout_ms);
+        mls_kafka_sink_watch_stop(e->dlq_sink, &e->stop, &e->stop_by,
+                                  cfg->shutdown_timeout_ms);
         pc.done = record_done;
         pc.done_opaque = e;
         pc.metrics = metrics;
@@ -689,9 +697,11 @@ static void final_commit(mls_engine_t *e)
         wait_commit(e);
         commit_stored(e, 1);
         wait_commit(e); /* on_commit() chains what was stored meanwhile */
-        if (e->committing || e->uncommitted)
+        if (e->committing || e->uncommitted) {
                 mls_warn("final offset commit not answered in time; Kafka "
                          "may redeliver the last batches");
+                e->coordinator_ok = 0;
+        }
 }
 
 int mls_engine_run(mls_engine_t *e)
@@ -719,14 +729,9 @@ int mls_engine_run(mls_engine_t *e)
                 int timeout_ms;
 
                 if (atomic_load(&e->stop)) {
-                        if (!e->stop_by) {
+                        if (!e->stop_by)
                                 e->stop_by = now + e->cfg->shutdown_timeout_ms *
                                                            1000000LL;
-                                mls_kafka_sink_set_deadline(e->out_sink,
-                                                            e->stop_by);
-                                mls_kafka_sink_set_deadline(e->dlq_sink,
-                                                            e->stop_by);
-                        }
                         if (!atomic_load(&e->sink_down) && flush(e) == 0)
                                 break;
                         if (now > e->stop_by) {
@@ -798,11 +803,23 @@ int mls_engine_run(mls_engine_t *e)
  * and the group coordinator notices after the session timeout. */
 static void close_consumer(mls_engine_t *e)
 {
-        rd_kafka_queue_t *q = rd_kafka_queue_new(e->consumer);
-        rd_kafka_error_t *err = rd_kafka_consumer_close_queue(e->consumer, q);
+        rd_kafka_queue_t *q;
+        rd_kafka_error_t *err;
         int left, flags = 0;
 
         e->closing = 1;
+        if (!e->coordinator_ok || drain_left_ms(e) == 0) {
+                /* leaving needs the coordinator, and librdkafka 2.0 cannot
+                 * be destroyed while a leave waits for one that is gone */
+                mls_warn("not leaving the consumer group: its coordinator "
+                         "did not answer; the group notices after "
+                         "session.timeout.ms");
+                rd_kafka_destroy_flags(e->consumer,
+                                       RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+                return;
+        }
+        q = rd_kafka_queue_new(e->consumer);
+        err = rd_kafka_consumer_close_queue(e->consumer, q);
         if (err) {
                 mls_warn("leaving the consumer group: %s",
                          rd_kafka_error_string(err));
@@ -829,6 +846,23 @@ static void close_consumer(mls_engine_t *e)
         rd_kafka_destroy_flags(e->consumer, flags);
 }
 
+/* Delivers what the producer still holds within the drain deadline, then
+ * gives up on the rest (Kafka redelivers their inputs: their offsets were
+ * not committed); the purged messages' reports free what the sinks keep
+ * for each message. */
+static void close_producer(mls_engine_t *e, rd_kafka_t *rk)
+{
+        if (!rk)
+                return;
+        if (rd_kafka_flush(rk, drain_left_ms(e)) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR) {
+                rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE |
+                                           RD_KAFKA_PURGE_F_INFLIGHT);
+                rd_kafka_flush(rk, 500);
+        }
+        rd_kafka_destroy(rk);
+}
+
 void mls_engine_free(mls_engine_t *e)
 {
         if (!e)
@@ -845,14 +879,8 @@ void mls_engine_free(mls_engine_t *e)
         mls_lag_free(e->lag); /* ops: consumer lag (issue 7) */
         mls_httpd_stop(e->httpd);
         mls_pipeline_free(e->pipeline);
-        if (e->producer) {
-                rd_kafka_flush(e->producer, drain_left_ms(e));
-                rd_kafka_destroy(e->producer);
-        }
-        if (e->single) {
-                rd_kafka_flush(e->single, drain_left_ms(e));
-                rd_kafka_destroy(e->single);
-        }
+        close_producer(e, e->producer);
+        close_producer(e, e->single);
         mls_kafka_sink_free(e->out_sink);
         mls_kafka_sink_free(e->dlq_sink);
         mls_redis_sink_free(e->redis);

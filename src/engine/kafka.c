@@ -1,6 +1,7 @@
 #include "engine/kafka.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -175,7 +176,9 @@ struct kafka_sink {
         char *topic;
         char *fallback; /* where replacements go: the dead-letter topic */
         size_t dead_letter_max;
-        int64_t deadline; /* monotonic ns a flush must end by; 0: none */
+        const atomic_int *stop; /* the engine's stop request, or NULL */
+        int64_t *stop_by;       /* the engine's drain deadline (0: unset) */
+        int64_t drain_ns;       /* how long a flush may go on after it */
         int failed;
         char failure[256];
         mls_series_t *s_truncated, *s_dropped;
@@ -510,31 +513,48 @@ static int kafka_send(void *ctx, const struct mls_record *rec,
         return -1;
 }
 
-void mls_kafka_sink_set_deadline(void *ctx, int64_t mono_ns)
+void mls_kafka_sink_watch_stop(void *ctx, const atomic_int *stop,
+                               int64_t *stop_by, int64_t drain_ms)
 {
-        if (ctx)
-                ((struct kafka_sink *)ctx)->deadline = mono_ns;
+        struct kafka_sink *s = ctx;
+
+        if (!s)
+                return;
+        s->stop = stop;
+        s->stop_by = stop_by;
+        s->drain_ns = drain_ms * 1000000LL;
 }
 
-/* How long a flush may wait: 30 s, or less when a deadline is set. */
-static int flush_ms(const struct kafka_sink *s)
+/* Waits for rk's queue to empty until end, in short slices so that a stop
+ * request noticed meanwhile shortens the wait to the drain time. */
+static int drain(struct kafka_sink *s, rd_kafka_t *rk, int64_t *end)
 {
-        int64_t left;
-
-        if (!s->deadline)
-                return 30000;
-        left = (s->deadline - mls_clock_mono_ns()) / 1000000;
-        return left <= 0 ? 0 : left < 30000 ? (int)left : 30000;
+        for (;;) {
+                int64_t now = mls_clock_mono_ns(), left;
+                if (s->stop && atomic_load(s->stop)) {
+                        if (!*s->stop_by)
+                                *s->stop_by = now + s->drain_ns;
+                        if (*end > *s->stop_by)
+                                *end = *s->stop_by;
+                }
+                left = (*end - now) / 1000000;
+                if (rd_kafka_flush(rk, left <= 0    ? 0
+                                       : left < 100 ? (int)left
+                                                    : 100) ==
+                    RD_KAFKA_RESP_ERR_NO_ERROR)
+                        return 0;
+                if (left <= 0)
+                        return -1;
+        }
 }
 
 static int kafka_flush(void *ctx, char *errstr, size_t errstr_size)
 {
         struct kafka_sink *s = ctx;
+        int64_t end = mls_clock_mono_ns() + 30000 * 1000000LL;
 
-        /* the first flush's reports may send messages on the second */
-        if (rd_kafka_flush(s->rk, flush_ms(s)) != RD_KAFKA_RESP_ERR_NO_ERROR ||
-            rd_kafka_flush(s->single, flush_ms(s)) !=
-                    RD_KAFKA_RESP_ERR_NO_ERROR) {
+        /* the first producer's reports may send messages on the second */
+        if (drain(s, s->rk, &end) < 0 || drain(s, s->single, &end) < 0) {
                 snprintf(errstr, errstr_size,
                          "%s: delivery timed out with %d messages queued",
                          s->topic,

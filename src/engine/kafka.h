@@ -9,6 +9,7 @@
 #define MLS_KAFKA_H
 
 #include <librdkafka/rdkafka.h>
+#include <stdatomic.h>
 
 #include "common/config.h"
 #include "common/metrics.h"
@@ -43,9 +44,13 @@ void *mls_kafka_sink_new(rd_kafka_t *rk, rd_kafka_t *single, const char *topic,
                          const char *fallback, size_t dead_letter_max,
                          mls_metrics_t *metrics);
 void mls_kafka_sink_free(void *ctx);
-/* From now on flushes give up at mono_ns (mls_clock_mono_ns()), e.g. the
- * shutdown deadline. NULL ctx is ignored. */
-void mls_kafka_sink_set_deadline(void *ctx, int64_t mono_ns);
+/* Flushes wait up to 30 s for the broker, or only until *stop_by once
+ * *stop is set (the engine's stop request, noticed even in the middle of a
+ * flush): *stop_by is the engine's drain deadline, set here to now +
+ * drain_ms if the engine has not set it yet. Engine thread only. NULL ctx
+ * is ignored. */
+void mls_kafka_sink_watch_stop(void *ctx, const atomic_int *stop,
+                               int64_t *stop_by, int64_t drain_ms);
 
 /* A producer whose delivery reports feed the kafka sinks; single: one
  * message per batch (for messages refused in a batch). */

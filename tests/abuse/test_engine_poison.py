@@ -3,9 +3,10 @@ that a sink refuses for good never stalls the engine, and every input is
 accounted for, delivered or dead-lettered, exactly."""
 import collections
 import json
+import re
 import subprocess
 
-from mlshelpers import consume_all, metric_sum, topic_create, wait_for
+from mlshelpers import Subscriber, consume_all, metric_sum, topic_create, wait_for
 
 
 def kcat_produce(env, topic, lines):
@@ -81,3 +82,44 @@ def test_dead_letter_refused_even_truncated_is_counted_and_skipped(services, top
     assert eng.stop() == 0
     log = eng.output()
     assert "skipped, nothing could be written" in log, log
+
+
+def test_batch_output_past_payload_cap_is_dead_lettered_not_wedged(services, topic, engines):
+    """A batch whose predictions pass ML_BATCH_MAX_OUTPUT_BYTES (2 MiB here,
+    4 MB of predictions in one batch) dead-letters the predictions that do
+    not fit (output_too_large) and delivers the rest; the partition goes
+    on."""
+    src = topic + ".one"
+    topic_create(services, src, 1)
+    n = 40
+    row = [0.5] * 1000
+    big = [json.dumps({"input_id": "b%d" % i, "features": [row] * 25}).encode()
+           for i in range(n)]                     # ~125 kB in, ~100 kB out each
+    kcat_produce(services, src, big)
+    eng = engines(topic=src, extra_env={
+        "ML_LOG_LEVEL": "warn", "ML_BATCH_MAX_ROWS": "65536",
+        "ML_BATCH_MAX_MESSAGES": str(n), "ML_BATCH_MAX_OUTPUT_BYTES": str(2 << 20),
+        "ML_BATCH_MAX_WAIT_US": "1000000", "KAFKA_DLQ_TOPIC": src + ".dlq",
+        "KAFKA_OUTPUT_TOPIC": src + ".out"})
+    eng.wait_ready()
+
+    def settled():
+        m = eng.metrics()
+        return (metric_sum(m, "ml_stream_inference_predictions_total") +
+                metric_sum(m, "ml_stream_dead_letters_total") == n)
+    wait_for(settled, 120, "every big message scored or dead-lettered")
+    kcat_produce(services, src, [good(0)])
+    wait_for(lambda: metric_sum(eng.metrics(), "ml_stream_inference_predictions_total") +
+             metric_sum(eng.metrics(), "ml_stream_dead_letters_total") == n + 1, 60,
+             "a small message after the big batch")
+    m = eng.metrics()
+    dead_n = int(metric_sum(m, "ml_stream_dead_letters_total", reason="output_too_large"))
+    assert 0 < dead_n < n, "the batch's predictions passed 2 MiB and were split"
+    out = read_topic(services, src + ".out", n + 1 - dead_n)
+    delivered = {re.search(rb'"input_id":"(\w+)"', v).group(1).decode() for _, v in out}
+    dlq = read_topic(services, src + ".dlq", dead_n)
+    assert all(h["mls.error.reason"] == "output_too_large" for h, _ in dlq)
+    dead = {"b%s" % h["mls.source.offset"] for h, _ in dlq}
+    assert delivered | dead == {"b%d" % i for i in range(n)} | {"g0"}
+    assert not delivered & dead
+    assert eng.stop() == 0
