@@ -13,6 +13,10 @@ import time
 from mlshelpers import (SERVICES, consume_all, free_port, http_get, metric_sum,
                         parse_metrics, produce, wait_for)
 
+# Under AddressSanitizer RSS is mostly shadow memory and quarantine: the
+# memory bounds are asserted in the normal build only.
+SANITIZED = os.environ.get("MLS_SANITIZED") == "1"
+
 FAST_GROUP = {"KAFKA_CONF_SESSION_TIMEOUT_MS": "6000",
               "KAFKA_CONF_HEARTBEAT_INTERVAL_MS": "500"}
 
@@ -144,7 +148,7 @@ def test_malformed_backlog_memory_bounded_offsets_advance(services, topic, engin
         stop.set()
         t.join()
     print("BUDGET: engine peak RSS on a %d-message malformed backlog: %.1f MB" % (n, peak[0]))
-    assert peak[0] <= 150, "engine RSS %.0f MB > 150 MB" % peak[0]
+    assert SANITIZED or peak[0] <= 150, "engine RSS %.0f MB > 150 MB" % peak[0]
     # dead letters went out in many batches, not one flush at the end
     assert first_dlq_at and first_dlq_at[0] < n
     m = eng.metrics()
@@ -176,7 +180,7 @@ def test_good_backlog_memory_bounded(services, topic, engines):
         assert time.monotonic() < deadline, "backlog not drained"
         time.sleep(0.05)
     print("BUDGET: engine peak RSS draining %d good messages: %.1f MB" % (n, peak))
-    assert peak <= 150, "engine RSS %.0f MB > 150 MB" % peak
+    assert SANITIZED or peak <= 150, "engine RSS %.0f MB > 150 MB" % peak
     assert eng.stop() == 0
 
 

@@ -24,6 +24,9 @@ const INIT_MS = 1000;
 const QUEUE_BYTES = 4 * 1024 * 1024; // the default, stated for the assertions
 const MB = 1024 * 1024;
 const RSS_BOUND = 64 * MB;
+// Under AddressSanitizer RSS is mostly shadow memory and quarantine: the
+// memory bound is asserted in the normal build only.
+const SANITIZED = process.env.MLS_SANITIZED === '1';
 
 let redis, gw;
 
@@ -104,7 +107,7 @@ test('a client that never reads is closed at GATEWAY_SEND_QUEUE_BYTES (1008); RS
   assert.equal(c.code, 1008);
   assert.equal(c.reason, 'Send queue over GATEWAY_SEND_QUEUE_BYTES');
   assert.ok(queued > QUEUE_BYTES && queued <= QUEUE_BYTES + MB, `closed at ${queued} bytes`);
-  assert.ok(r.growth <= RSS_BOUND, `RSS grew by ${(r.growth / MB).toFixed(1)} MB`);
+  assert.ok(SANITIZED || r.growth <= RSS_BOUND, `RSS grew by ${(r.growth / MB).toFixed(1)} MB`);
   assert.deepEqual(h.failures, [], 'every /healthz answered 200 within 1 s');
   assert.ok(h.count > 0);
   ws.sock.destroy();
