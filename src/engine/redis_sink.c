@@ -9,6 +9,8 @@
 #include "common/log.h"
 #include "common/redis_url.h"
 
+#define CHUNK_BYTES ((size_t)8 << 20)
+
 struct redis_sink {
         struct mls_redis_url url;
         char *channel;
@@ -28,7 +30,8 @@ void *mls_redis_sink_new(const struct mls_redis_url *url, const char *channel,
                 return NULL;
         s->url = *url;
         s->channel = strdup(channel);
-        mls_buf_init(&s->out, (size_t)1 << 30);
+        /* one piece plus the largest payload (ML_BATCH_MAX_OUTPUT_BYTES) */
+        mls_buf_init(&s->out, ((size_t)1 << 30) + CHUNK_BYTES + 4096);
         s->connected = mls_series(
                 mls_metric_new(metrics, MLS_GAUGE, "ml_stream_redis_connected",
                                "1 while the engine's Redis connection is up.",
@@ -143,10 +146,23 @@ static int redis_send(void *ctx, const struct mls_record *rec,
         MLS_BUF_LIT(&s->out, "\r\n");
         mls_buf_append(&s->out, payload, len);
         if (MLS_BUF_LIT(&s->out, "\r\n") < 0) {
+                /* nothing of this batch may stay behind for the retry */
+                drop(s);
                 s->failed = 1;
                 return -1;
         }
         s->queued++;
+        /* Large batches go to hiredis in pieces, so this buffer never
+         * holds more than one piece and a big payload. */
+        if (s->out.len >= CHUNK_BYTES) {
+                if (redisAppendFormattedCommand(s->c, s->out.data,
+                                                s->out.len) != REDIS_OK) {
+                        drop(s);
+                        s->failed = 1;
+                        return -1;
+                }
+                mls_buf_reset(&s->out);
+        }
         return 0;
 }
 

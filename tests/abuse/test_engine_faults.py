@@ -1,7 +1,6 @@
 """Faults and hostile backlogs against a real engine, Kafka broker and
 Redis. Each test ends with every input accounted for (delivered or
 dead-lettered, listed exactly) or with the bound it must hold."""
-import collections
 import json
 import os
 import signal
@@ -10,15 +9,12 @@ import subprocess
 import threading
 import time
 
-from mlshelpers import (SERVICES, consume_all, free_port, http_get, metric_sum,
-                        parse_metrics, produce, wait_for)
+from mlshelpers import (FAST_GROUP, SERVICES, free_port, http_get, messages, metric_sum,
+                        output_ids, parse_metrics, produce, wait_for)
 
 # Under AddressSanitizer RSS is mostly shadow memory and quarantine: the
 # memory bounds are asserted in the normal build only.
 SANITIZED = os.environ.get("MLS_SANITIZED") == "1"
-
-FAST_GROUP = {"KAFKA_CONF_SESSION_TIMEOUT_MS": "6000",
-              "KAFKA_CONF_HEARTBEAT_INTERVAL_MS": "500"}
 
 
 class PrivateRedis:
@@ -50,26 +46,6 @@ class PrivateRedis:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(timeout=20)
-
-
-def messages(prefix, n):
-    return [json.dumps({"input_id": "%s%d" % (prefix, i), "features": [i % 97, 1]})
-            for i in range(n)]
-
-
-def output_ids(env, topic, want, timeout=120):
-    seen = collections.Counter()
-
-    def complete():
-        out = consume_all(env, topic, 0, timeout=timeout)
-        seen.clear()
-        seen.update(json.loads(v)["input_id"] for _, v in out)
-        return want <= set(seen)
-    try:
-        wait_for(complete, timeout, "every input on %s" % topic)
-    except AssertionError:
-        pass  # the caller reports what is missing
-    return seen
 
 
 def rss_mb(pid):

@@ -123,3 +123,29 @@ def test_batch_output_past_payload_cap_is_dead_lettered_not_wedged(services, top
     assert delivered | dead == {"b%d" % i for i in range(n)} | {"g0"}
     assert not delivered & dead
     assert eng.stop() == 0
+
+
+def test_big_batch_reaches_redis_in_pieces(services, topic, engines):
+    """A 12 MB batch of predictions goes to Redis in 8 MiB pieces: every
+    prediction arrives, once."""
+    src = topic + ".one"
+    topic_create(services, src, 1)
+    n = 120
+    row = [0.5] * 1000
+    kcat_produce(services, src, [json.dumps({"input_id": "p%d" % i, "features": [row] * 25})
+                                 .encode() for i in range(n)])
+    sub = Subscriber(services)
+    try:
+        eng = engines(topic=src, extra_env={
+            "ML_LOG_LEVEL": "warn", "ML_BATCH_MAX_ROWS": "65536",
+            "ML_BATCH_MAX_MESSAGES": str(n), "ML_BATCH_MAX_WAIT_US": "1000000"})
+        eng.wait_ready()
+        wait_for(lambda: sum(b'"input_id":"p' in m for m in sub.raw()) >= n, 120,
+                 "%d predictions on Redis" % n)
+        ids = collections.Counter(re.search(rb'"input_id":"(p\d+)"', m).group(1)
+                                  for m in sub.raw() if b'"input_id":"p' in m)
+        assert len(ids) == n and max(ids.values()) == 1
+        assert metric_sum(eng.metrics(), "ml_stream_publish_failures_total") == 0
+        assert eng.stop() == 0
+    finally:
+        sub.close()

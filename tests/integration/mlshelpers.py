@@ -1,5 +1,6 @@
 """Helpers for the integration tests: a Redis subscriber speaking RESP over
 a socket, kcat wrappers, an engine process, and waiting for conditions."""
+import collections
 import json
 import os
 import re
@@ -163,6 +164,34 @@ def consume_all(env, topic, expect, timeout=30):
 
     del fmt
     return wait_for(read, timeout, "%d messages on %s" % (expect, topic))
+
+
+# Short group timeouts, so that fault tests see rebalances within seconds.
+FAST_GROUP = {"KAFKA_CONF_SESSION_TIMEOUT_MS": "6000",
+              "KAFKA_CONF_HEARTBEAT_INTERVAL_MS": "500"}
+
+
+def messages(prefix, n):
+    """n input messages with input ids prefix0..prefix{n-1}."""
+    return [json.dumps({"input_id": "%s%d" % (prefix, i), "features": [i % 97, 1]})
+            for i in range(n)]
+
+
+def output_ids(env, topic, want, timeout=120):
+    """Reads the output topic until every id in want is there (or the time
+    is up) and returns a Counter of the ids seen, duplicates included."""
+    seen = collections.Counter()
+
+    def complete():
+        out = consume_all(env, topic, 0, timeout=timeout)
+        seen.clear()
+        seen.update(json.loads(v)["input_id"] for _, v in out)
+        return want <= set(seen)
+    try:
+        wait_for(complete, timeout, "every input on %s" % topic)
+    except AssertionError:
+        pass  # the caller reports what is missing
+    return seen
 
 
 def topic_create(env, name, partitions, *options):

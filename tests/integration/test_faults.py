@@ -6,33 +6,8 @@ import json
 import signal
 import subprocess
 
-from mlshelpers import SERVICES, consume_all, metric_sum, produce, wait_for
-
-FAST_GROUP = {"KAFKA_CONF_SESSION_TIMEOUT_MS": "6000",
-              "KAFKA_CONF_HEARTBEAT_INTERVAL_MS": "500"}
-
-
-def messages(prefix, n):
-    return [json.dumps({"input_id": "%s%d" % (prefix, i), "features": [i % 97, 1]})
-            for i in range(n)]
-
-
-def output_ids(env, topic, want, timeout=120):
-    """Reads the output topic until every id in want is there (or the time
-    is up) and returns a Counter of the ids seen, duplicates included."""
-    seen = collections.Counter()
-
-    def complete():
-        out = consume_all(env, topic, 0, timeout=timeout)
-        seen.clear()
-        seen.update(json.loads(v)["input_id"] for _, v in out)
-        return want <= set(seen)
-    try:
-        wait_for(complete, timeout, "every input on %s" % topic)
-    except AssertionError:
-        pass  # the caller reports what is missing
-    return seen
-
+from mlshelpers import (FAST_GROUP, SERVICES, consume_all, messages, metric_sum, output_ids,
+                        produce, wait_for)
 
 def engine_env(topic):
     return dict(FAST_GROUP, KAFKA_OUTPUT_TOPIC=topic + ".out", ML_LOG_LEVEL="warn")
