@@ -174,7 +174,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          G | U, OFF(gateway_port),
          "Port of the gateway's listener: `/graphql`, `/`, `/metrics`, "
          "`/healthz`, `/readyz`."},
-        /* gateway settings (issue 4) */
+        /* gateway settings */
         {"GATEWAY_MAX_CONNECTIONS", "gateway-max-connections", MLS_CONF_INT,
          "16384", 1, 1000000, NULL, G | U, OFF(gateway_max_connections),
          "Most WebSocket connections at once; further upgrades are refused. "
@@ -264,7 +264,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          "Requests without `Origin` (programs, not browsers) are not "
          "affected. `*` allows any. Unset: no check, no CORS headers "
          "(docs/security.md)."},
-        /* access control (issue 6, docs/security.md) */
+        /* access control (docs/security.md) */
         {"GATEWAY_AUTH_TOKENS", "gateway-auth-tokens", MLS_CONF_STR, NULL, 0, 0,
          NULL, G | U, OFF(gateway_auth_tokens),
          "Comma-separated static bearer tokens, any of which lets a client "

@@ -61,7 +61,7 @@ struct mls_config {
         /* Gateway */
         char *gateway_host;
         long long gateway_port;
-        /* gateway (issue 4): limits, protocol timers, monitor, access */
+        /* gateway: limits, protocol timers, monitor, access */
         long long gateway_max_connections;
         long long gateway_max_message_bytes;
         long long gateway_max_payload_bytes;
@@ -73,13 +73,13 @@ struct mls_config {
         long long gateway_keepalive_ms;
         long long gateway_max_models;
         long long latency_window;
-        /* hostile-input budgets (issue 10, 12) */
+        /* gateway: query cost and the model table under hostile input */
         long long gateway_max_query_cost;
         long long gateway_model_idle_seconds;
         long long gateway_metrics_max_models;
         char *gateway_auth_token;
         char *gateway_allowed_origins;
-        /* gateway access control (issue 6) */
+        /* gateway access control */
         char *gateway_auth_tokens;
         char *gateway_auth_tokens_file;
         char *gateway_jwt_secret;
@@ -90,7 +90,7 @@ struct mls_config {
         char *gateway_jwt_tenant_claim;
         long long gateway_jwt_require_tenants;
         long long gateway_metrics_auth;
-        /* gateway hostile input (issue 9) */
+        /* gateway: per-connection byte budget */
         long long gateway_send_queue_bytes;
         /* mlstream up */
         long long embedded_kafka_port;

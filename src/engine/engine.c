@@ -14,10 +14,10 @@
 #include "common/log.h"
 #include "common/redis_url.h"
 #include "engine/kafka.h"
-#include "engine/lag.h" /* ops: consumer lag (issue 7) */
+#include "engine/lag.h"
 #include "engine/pipeline.h"
 #include "engine/redis_sink.h"
-#include "model/registry.h" /* models (issue 3) */
+#include "model/registry.h"
 
 #define BACKOFF_START_MS 50
 
@@ -28,7 +28,7 @@ struct mls_engine {
         void *redis, *out_sink, *dlq_sink;
         struct mls_sink publisher;
         mls_pipeline_t *pipeline;
-        mls_registry_t *models; /* models (issue 3) */
+        mls_registry_t *models;
         mls_httpd_t *httpd;
         char engine_id[256];
         rd_kafka_topic_partition_list_t *done_offsets;
@@ -44,10 +44,10 @@ struct mls_engine {
         int64_t backoff_ms, next_retry_ns;
         int64_t stop_by; /* monotonic ns: the drain deadline after a stop */
         mls_series_t *s_consumed, *s_ready, *s_assigned;
-        mls_lag_t *lag; /* ops: consumer lag (issue 7) */
+        mls_lag_t *lag; /* per-partition consumer lag gauges */
 };
 
-/* models (issue 3): the model serving model_id, or NULL (dead letter).
+/* The model serving model_id, or NULL (dead letter).
  * Engine thread, from the pipeline's flush. */
 static mls_model_t *resolve_model(void *opaque, const char *model_id)
 {
@@ -284,7 +284,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 else
                         rd_kafka_assign(rk, NULL);
         }
-        /* ops (issue 7): count the whole assignment (a cooperative
+        /* Count the whole assignment (a cooperative
          * rebalance hands over only the change) and drop revoked
          * partitions' lag series at once. */
         mls_series_set(e->s_assigned, mls_lag_on_rebalance(e->lag, rk));
@@ -314,7 +314,7 @@ static int http_handler(void *opaque, const char *path, struct mls_buf *body,
         return 404;
 }
 
-/* ops: consumer lag (issue 7). Runs on the engine thread, inside
+/* Consumer lag from librdkafka's statistics. Runs on the engine thread, inside
  * rd_kafka_consumer_poll(). Returns 0: librdkafka frees json. */
 static int on_stats(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
 {
@@ -372,7 +372,7 @@ static rd_kafka_t *consumer_new(mls_engine_t *e, char *errstr,
          * once its queue passes either threshold (bench/REPORT.md), so the
          * message-count one is set out of the way and memory is bounded by
          * bytes alone. statistics.interval.ms feeds the consumer-lag
-         * gauge (ops, issue 7: src/engine/lag.c). */
+         * gauge (src/engine/lag.c). */
         char kbytes[32];
         const char *const defaults[] = {"queued.max.messages.kbytes",
                                         kbytes,
@@ -412,7 +412,6 @@ static rd_kafka_t *consumer_new(mls_engine_t *e, char *errstr,
         }
         rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
         rd_kafka_conf_set_offset_commit_cb(conf, on_commit);
-        /* ops: consumer lag (issue 7) */
         e->lag = mls_lag_new(e->metrics);
         if (!e->lag) {
                 snprintf(errstr, errstr_size, "out of memory");
@@ -443,7 +442,7 @@ static rd_kafka_t *consumer_new(mls_engine_t *e, char *errstr,
         return rk;
 }
 
-/* models (issue 3): the single model (ML_MODEL_FRAMEWORK + ML_MODEL_PATH)
+/* The single model (ML_MODEL_FRAMEWORK + ML_MODEL_PATH)
  * or the repository (ML_MODEL_REPOSITORY), and the loader thread that
  * reloads them; see src/model/registry.h. */
 static int load_model(mls_engine_t *e, char *errstr, size_t errstr_size)
@@ -744,7 +743,7 @@ int mls_engine_run(mls_engine_t *e)
                                 break;
                         }
                 }
-                /* models (issue 3): SIGHUP asks the loader thread to load
+                /* SIGHUP asks the loader thread to load
                  * every model again; models it finished (after SIGHUP or a
                  * changed file) are swapped in here, between batches, so
                  * each message is scored exactly once, by one version. */
@@ -876,7 +875,7 @@ void mls_engine_free(mls_engine_t *e)
                 e->nheld = 0;
                 close_consumer(e);
         }
-        mls_lag_free(e->lag); /* ops: consumer lag (issue 7) */
+        mls_lag_free(e->lag);
         mls_httpd_stop(e->httpd);
         mls_pipeline_free(e->pipeline);
         close_producer(e, e->producer);
@@ -884,7 +883,7 @@ void mls_engine_free(mls_engine_t *e)
         mls_kafka_sink_free(e->out_sink);
         mls_kafka_sink_free(e->dlq_sink);
         mls_redis_sink_free(e->redis);
-        mls_registry_free(e->models); /* models (issue 3) */
+        mls_registry_free(e->models);
         rd_kafka_topic_partition_list_destroy(e->done_offsets);
         free(e->held);
         free(e);

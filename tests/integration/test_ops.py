@@ -1,4 +1,4 @@
-"""Operations (issue 7): the alert rules and Grafana dashboard in deploy/
+"""Operations: the alert rules and Grafana dashboard in deploy/
 against real /metrics output, the systemd units, and the consumer-lag gauge
 on a real Kafka broker and Redis, across rebalances.
 
@@ -127,7 +127,7 @@ def test_deploy_names_are_ours_and_cover_the_issue():
     dash = set()
     for e in dashboard_exprs():
         dash |= promql_metric_names(e)
-    # What issue 7 asks the dashboard to show.
+    # What the dashboard must show.
     for n in ("ml_stream_inference_latency_seconds_bucket",
               "ml_stream_inference_predictions_total", "ml_stream_inference_errors_total",
               LAG, "ml_stream_batch_rows_bucket", "ml_stream_gateway_connections",

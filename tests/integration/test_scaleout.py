@@ -1,4 +1,4 @@
-"""Scale-out on a real Kafka broker and Redis (issue 7): engines of one
+"""Scale-out on a real Kafka broker and Redis: engines of one
 consumer group share a topic's partitions and, in steady state, score every
 message exactly once; gateways each subscribe to Redis and deliver every
 prediction to their own WebSocket subscribers.
