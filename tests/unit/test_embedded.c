@@ -8,8 +8,8 @@
 
 #include "common/clock.h"
 #include "engine/decoder.h"
-#include "engine/demo.h"
-#include "engine/embedded_kafka.h"
+#include "up/demo.h"
+#include "up/embedded_kafka.h"
 #include "test.h"
 
 static rd_kafka_t *consumer(const char *bootstrap, const char *topic)

@@ -1,4 +1,4 @@
-#include "engine/demo.h"
+#include "up/demo.h"
 
 #include <librdkafka/rdkafka.h>
 #include <math.h>

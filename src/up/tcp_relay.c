@@ -1,4 +1,4 @@
-#include "common/tcp_relay.h"
+#include "up/tcp_relay.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

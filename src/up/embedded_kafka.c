@@ -1,4 +1,4 @@
-#include "engine/embedded_kafka.h"
+#include "up/embedded_kafka.h"
 
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/tcp_relay.h"
+#include "up/tcp_relay.h"
 
 struct mls_embedded_kafka {
         rd_kafka_t *rk; /* owns the mock cluster's bookkeeping */

@@ -21,8 +21,8 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/redis_url.h"
-#include "engine/demo.h"
-#include "engine/embedded_kafka.h"
+#include "up/demo.h"
+#include "up/embedded_kafka.h"
 #include "engine/engine.h"
 #ifdef MLS_HAVE_GATEWAY
 #include "gateway/gateway.h"
