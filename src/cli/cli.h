@@ -4,4 +4,7 @@
 
 int mls_cli_up(int argc, char **argv);
 
+/* SIGTERM, SIGINT and SIGHUP call handler; SIGPIPE is ignored. */
+void mls_cli_install_signals(void (*handler)(int));
+
 #endif

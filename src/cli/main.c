@@ -40,12 +40,12 @@ static void on_signal(int sig)
                 mls_engine_stop(running_engine);
 }
 
-static void install_signals(void)
+void mls_cli_install_signals(void (*handler)(int))
 {
         struct sigaction sa;
 
         memset(&sa, 0, sizeof(sa));
-        sa.sa_handler = on_signal;
+        sa.sa_handler = handler;
         sigemptyset(&sa.sa_mask);
         sigaction(SIGTERM, &sa, NULL);
         sigaction(SIGINT, &sa, NULL);
@@ -130,7 +130,7 @@ static int cmd_engine(int argc, char **argv)
                 return 2;
         }
         running_engine = e;
-        install_signals();
+        mls_cli_install_signals(on_signal);
         status = mls_engine_run(e);
         running_engine = NULL;
         mls_engine_free(e);
@@ -173,7 +173,7 @@ static int cmd_gateway(int argc, char **argv)
                 return 2;
         }
         running_gateway = g;
-        install_signals();
+        mls_cli_install_signals(on_signal);
         status = mls_gateway_run(g);
         running_gateway = NULL;
         mls_gateway_free(g);

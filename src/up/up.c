@@ -144,7 +144,6 @@ int mls_cli_up(int argc, char **argv)
         mls_embedded_kafka_t *kafka = NULL;
         mls_demo_t *demo = NULL;
         pthread_t tid;
-        struct sigaction sa;
         char errstr[1024], *args[256];
         int nargs = 0, demo_on = 0, embedded, bus, status = 2, *estatus;
 
@@ -226,13 +225,7 @@ int mls_cli_up(int argc, char **argv)
                         goto out;
                 }
         }
-        memset(&sa, 0, sizeof(sa));
-        sa.sa_handler = on_signal;
-        sigemptyset(&sa.sa_mask);
-        sigaction(SIGTERM, &sa, NULL);
-        sigaction(SIGINT, &sa, NULL);
-        sigaction(SIGHUP, &sa, NULL);
-        signal(SIGPIPE, SIG_IGN);
+        mls_cli_install_signals(on_signal);
         {
                 struct mls_redis_url ru;
                 char redis_shown[400] = "";
