@@ -10,7 +10,9 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/signals.h"
 #include "engine/engine.h"
+#include "up/up.h"
 #ifdef MLS_HAVE_GATEWAY
 #include "gateway/gateway.h"
 #endif
@@ -38,19 +40,6 @@ static void on_signal(int sig)
                 mls_engine_reload(running_engine);
         else
                 mls_engine_stop(running_engine);
-}
-
-void mls_cli_install_signals(void (*handler)(int))
-{
-        struct sigaction sa;
-
-        memset(&sa, 0, sizeof(sa));
-        sa.sa_handler = handler;
-        sigemptyset(&sa.sa_mask);
-        sigaction(SIGTERM, &sa, NULL);
-        sigaction(SIGINT, &sa, NULL);
-        sigaction(SIGHUP, &sa, NULL);
-        signal(SIGPIPE, SIG_IGN);
 }
 
 static void usage(FILE *out)
@@ -130,7 +119,7 @@ static int cmd_engine(int argc, char **argv)
                 return 2;
         }
         running_engine = e;
-        mls_cli_install_signals(on_signal);
+        mls_signals_install(on_signal);
         status = mls_engine_run(e);
         running_engine = NULL;
         mls_engine_free(e);
@@ -173,7 +162,7 @@ static int cmd_gateway(int argc, char **argv)
                 return 2;
         }
         running_gateway = g;
-        mls_cli_install_signals(on_signal);
+        mls_signals_install(on_signal);
         status = mls_gateway_run(g);
         running_gateway = NULL;
         mls_gateway_free(g);
@@ -206,7 +195,7 @@ int main(int argc, char **argv)
         if (strcmp(cmd, "engine") == 0)
                 return cmd_engine(argc - 2, argv + 2);
         if (strcmp(cmd, "up") == 0)
-                return mls_cli_up(argc - 2, argv + 2);
+                return mls_up_main(argc - 2, argv + 2);
 #ifdef MLS_HAVE_GATEWAY
         if (strcmp(cmd, "gateway") == 0)
                 return cmd_gateway(argc - 2, argv + 2);

@@ -11,6 +11,14 @@ int64_t mls_clock_mono_ns(void)
         return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+struct timespec mls_clock_mono_timespec(int64_t mono_ns)
+{
+        struct timespec ts = {.tv_sec = (time_t)(mono_ns / 1000000000),
+                              .tv_nsec = (long)(mono_ns % 1000000000)};
+
+        return ts;
+}
+
 int64_t mls_clock_wall_ms(void)
 {
         struct timespec ts;

@@ -25,8 +25,7 @@ struct mls_engine {
         const struct mls_config *cfg;
         mls_metrics_t *metrics;
         rd_kafka_t *consumer, *producer, *single;
-        void *redis, *out_sink, *dlq_sink;
-        struct mls_sink publisher;
+        struct mls_sink publisher, output, deadletter;
         mls_pipeline_t *pipeline;
         mls_registry_t *models;
         mls_httpd_t *httpd;
@@ -146,7 +145,7 @@ static void set_paused(mls_engine_t *e, int pause)
 static void update_ready(mls_engine_t *e)
 {
         int r = atomic_load(&e->joined) && !atomic_load(&e->sink_down) &&
-                (!e->redis || mls_redis_sink_connected(e->redis));
+                mls_sink_connected(&e->publisher);
         atomic_store(&e->ready, r);
         mls_series_set(e->s_ready, r);
 }
@@ -469,6 +468,7 @@ mls_engine_t *mls_engine_new(const struct mls_config *cfg,
 {
         mls_engine_t *e = calloc(1, sizeof(*e));
         struct mls_pipeline_conf pc = {0};
+        struct mls_kafka_sink_conf kc = {0};
         struct mls_redis_url url;
         char host[200];
 
@@ -522,10 +522,9 @@ mls_engine_t *mls_engine_new(const struct mls_config *cfg,
                 if (mls_redis_url_parse(cfg->redis_url, &url, errstr,
                                         errstr_size) < 0)
                         goto fail;
-                e->redis =
-                        mls_redis_sink_new(&url, cfg->redis_channel, metrics);
-                e->publisher.ops = &mls_redis_sink_ops;
-                e->publisher.ctx = e->redis;
+                if (mls_redis_sink_new(&e->publisher, &url, cfg->redis_channel,
+                                       metrics) < 0)
+                        goto oom;
         }
         if ((cfg->kafka_output_topic && *cfg->kafka_output_topic) ||
             (cfg->kafka_dlq_topic && *cfg->kafka_dlq_topic)) {
@@ -545,39 +544,37 @@ mls_engine_t *mls_engine_new(const struct mls_config *cfg,
         pc.batch_max_rows = (size_t)cfg->batch_max_rows;
         pc.batch_max_messages = (size_t)cfg->batch_max_messages;
         pc.batch_max_bytes = (size_t)cfg->batch_max_bytes;
+        pc.batch_max_wait_ns = cfg->batch_max_wait_us * 1000;
         pc.max_model_series = (size_t)cfg->metrics_max_models;
         pc.payload_limit = (size_t)cfg->batch_max_output_bytes;
         pc.resolve = resolve_model;
         pc.resolve_opaque = e;
         pc.publisher = e->publisher;
+        kc.rk = e->producer;
+        kc.single = e->single;
+        kc.fallback = cfg->kafka_dlq_topic;
+        kc.dead_letter_max = (size_t)cfg->dead_letter_max_bytes;
+        kc.stop = &e->stop;
+        kc.stop_by = &e->stop_by;
+        kc.drain_ms = cfg->shutdown_timeout_ms;
         if (cfg->kafka_output_topic && *cfg->kafka_output_topic) {
-                e->out_sink = mls_kafka_sink_new(
-                        e->producer, e->single, cfg->kafka_output_topic,
-                        cfg->kafka_dlq_topic,
-                        (size_t)cfg->dead_letter_max_bytes, metrics);
-                pc.output.ops = &mls_kafka_sink_ops;
-                pc.output.ctx = e->out_sink;
+                kc.topic = cfg->kafka_output_topic;
+                if (mls_kafka_sink_new(&e->output, &kc, metrics) < 0)
+                        goto oom;
         }
         if (cfg->kafka_dlq_topic && *cfg->kafka_dlq_topic) {
-                e->dlq_sink = mls_kafka_sink_new(
-                        e->producer, e->single, cfg->kafka_dlq_topic,
-                        cfg->kafka_dlq_topic,
-                        (size_t)cfg->dead_letter_max_bytes, metrics);
-                pc.deadletter.ops = &mls_kafka_sink_ops;
-                pc.deadletter.ctx = e->dlq_sink;
+                kc.topic = cfg->kafka_dlq_topic;
+                if (mls_kafka_sink_new(&e->deadletter, &kc, metrics) < 0)
+                        goto oom;
         }
-        mls_kafka_sink_watch_stop(e->out_sink, &e->stop, &e->stop_by,
-                                  cfg->shutdown_timeout_ms);
-        mls_kafka_sink_watch_stop(e->dlq_sink, &e->stop, &e->stop_by,
-                                  cfg->shutdown_timeout_ms);
+        pc.output = e->output;
+        pc.deadletter = e->deadletter;
         pc.done = record_done;
         pc.done_opaque = e;
         pc.metrics = metrics;
         e->pipeline = mls_pipeline_new(&pc);
-        if (!e->pipeline) {
-                snprintf(errstr, errstr_size, "out of memory");
-                goto fail;
-        }
+        if (!e->pipeline)
+                goto oom;
         if (cfg->prometheus_port >= 0) {
                 e->httpd = mls_httpd_start(
                         cfg->prometheus_host, (int)cfg->prometheus_port,
@@ -597,6 +594,8 @@ mls_engine_t *mls_engine_new(const struct mls_config *cfg,
         if (!e->consumer)
                 goto fail;
         return e;
+oom:
+        snprintf(errstr, errstr_size, "out of memory");
 fail:
         mls_engine_free(e);
         return NULL;
@@ -636,7 +635,6 @@ static void heartbeat(mls_engine_t *e)
  * consumer still hands out, and retry with exponential backoff. */
 static void run_down(mls_engine_t *e)
 {
-        const struct mls_sink_ops *ops = e->publisher.ops;
         rd_kafka_message_t *m;
         char errstr[512];
         int64_t now = mls_clock_mono_ns();
@@ -651,8 +649,7 @@ static void run_down(mls_engine_t *e)
         }
         if (mls_clock_mono_ns() < e->next_retry_ns)
                 return;
-        if (ops->reconnect && e->redis && !mls_redis_sink_connected(e->redis) &&
-            ops->reconnect(e->publisher.ctx, errstr, sizeof(errstr)) < 0) {
+        if (mls_sink_connect(&e->publisher, errstr, sizeof(errstr)) < 0) {
                 mls_warn("still down: %s", errstr);
         } else if (mls_pipeline_flush(e->pipeline, errstr, sizeof(errstr)) ==
                    0) {
@@ -705,15 +702,14 @@ static void final_commit(mls_engine_t *e)
 
 int mls_engine_run(mls_engine_t *e)
 {
-        const int64_t wait_ns = e->cfg->batch_max_wait_us * 1000;
         const int64_t hb_ns = e->cfg->heartbeat_interval_ms * 1000000LL;
-        int64_t deadline = 0, next_hb = 0;
+        int64_t next_hb = 0;
         char errstr[512];
         int status = 0;
 
-        if (e->redis &&
-            e->publisher.ops->reconnect(e->redis, errstr, sizeof(errstr)) < 0) {
-                mls_warn("redis not reachable yet, will retry: %s", errstr);
+        if (mls_sink_connect(&e->publisher, errstr, sizeof(errstr)) < 0) {
+                mls_warn("%s not reachable yet, will retry: %s",
+                         e->publisher.ops->name, errstr);
                 atomic_store(&e->sink_down, 1);
                 e->backoff_ms = BACKOFF_START_MS;
                 e->next_retry_ns = mls_clock_mono_ns();
@@ -725,7 +721,6 @@ int mls_engine_run(mls_engine_t *e)
         for (;;) {
                 int64_t now = mls_clock_mono_ns();
                 rd_kafka_message_t *m;
-                int timeout_ms;
 
                 if (atomic_load(&e->stop)) {
                         if (!e->stop_by)
@@ -759,13 +754,9 @@ int mls_engine_run(mls_engine_t *e)
                         heartbeat(e);
                         next_hb = now + hb_ns;
                 }
-                if (mls_pipeline_pending(e->pipeline) == 0)
-                        timeout_ms = 100;
-                else if (now >= deadline)
-                        timeout_ms = 0;
-                else
-                        timeout_ms = (int)((deadline - now + 999999) / 1000000);
-                m = rd_kafka_consumer_poll(e->consumer, timeout_ms);
+                m = rd_kafka_consumer_poll(
+                        e->consumer,
+                        mls_pipeline_wait_ms(e->pipeline, now, 100));
                 if (m && m->err) {
                         if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
                                 mls_warn("kafka: %s",
@@ -779,17 +770,11 @@ int mls_engine_run(mls_engine_t *e)
                         }
                         continue;
                 }
-                if (m) {
-                        if (mls_pipeline_pending(e->pipeline) == 0)
-                                deadline = mls_clock_mono_ns() + wait_ns;
+                if (m)
                         add_message(e, m);
-                }
-                /* A batch closes on rows, messages or bytes, or when its
-                 * first message has waited long enough, also while the
-                 * consumer never runs dry. */
-                if (mls_pipeline_full(e->pipeline) ||
-                    (mls_pipeline_pending(e->pipeline) &&
-                     mls_clock_mono_ns() >= deadline))
+                /* checked on every message, so that age closes a batch
+                 * also while the consumer never runs dry */
+                if (mls_pipeline_due(e->pipeline, mls_clock_mono_ns()))
                         flush(e);
         }
         final_commit(e);
@@ -880,9 +865,9 @@ void mls_engine_free(mls_engine_t *e)
         mls_pipeline_free(e->pipeline);
         close_producer(e, e->producer);
         close_producer(e, e->single);
-        mls_kafka_sink_free(e->out_sink);
-        mls_kafka_sink_free(e->dlq_sink);
-        mls_redis_sink_free(e->redis);
+        mls_sink_destroy(&e->output);
+        mls_sink_destroy(&e->deadletter);
+        mls_sink_destroy(&e->publisher);
         mls_registry_free(e->models);
         rd_kafka_topic_partition_list_destroy(e->done_offsets);
         free(e->held);

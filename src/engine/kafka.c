@@ -1,6 +1,7 @@
 #include "engine/kafka.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,6 +112,30 @@ static int for_other_type(const char *name, rd_kafka_type_t type)
         return 0;
 }
 
+/* librdkafka's own log lines (from its threads): through our logger, in
+ * its format, with one rate limit per level shared under a lock, since a
+ * broker that is down makes librdkafka repeat itself. */
+static void on_kafka_log(const rd_kafka_t *rk, int syslog_level,
+                         const char *fac, const char *buf)
+{
+        static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+        static struct mls_log_limit limits[4];
+        enum mls_log_level level = syslog_level <= 3   ? MLS_LOG_ERROR
+                                   : syslog_level == 4 ? MLS_LOG_WARN
+                                   : syslog_level <= 6 ? MLS_LOG_INFO
+                                                       : MLS_LOG_DEBUG;
+
+        pthread_mutex_lock(&lock);
+        mls_log_limited(&limits[level], level, "kafka %s: %s: %s",
+                        rk ? rd_kafka_name(rk) : "-", fac, buf);
+        pthread_mutex_unlock(&lock);
+}
+
+void mls_kafka_conf_log(rd_kafka_conf_t *conf)
+{
+        rd_kafka_conf_set_log_cb(conf, on_kafka_log);
+}
+
 rd_kafka_conf_t *mls_kafka_conf(const struct mls_config *cfg,
                                 rd_kafka_type_t type,
                                 const char *const *defaults, char *errstr,
@@ -118,6 +143,8 @@ rd_kafka_conf_t *mls_kafka_conf(const struct mls_config *cfg,
 {
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
         char origin[300];
+
+        mls_kafka_conf_log(conf);
 
         for (const char *const *d = defaults; d && d[0]; d += 2)
                 if (set(conf, d[0], d[1], "default", errstr, errstr_size) < 0)
@@ -415,36 +442,7 @@ rd_kafka_t *mls_kafka_producer_new(const struct mls_config *cfg, int single,
         return rk;
 }
 
-void *mls_kafka_sink_new(rd_kafka_t *rk, rd_kafka_t *single, const char *topic,
-                         const char *fallback, size_t dead_letter_max,
-                         mls_metrics_t *metrics)
-{
-        struct kafka_sink *s = calloc(1, sizeof(*s));
-        mls_metric_t *refused;
-
-        if (!s)
-                return NULL;
-        s->rk = rk;
-        s->single = single;
-        s->topic = strdup(topic);
-        s->fallback = fallback && *fallback ? strdup(fallback) : NULL;
-        s->dead_letter_max = dead_letter_max;
-        refused = mls_metric_new(
-                metrics, MLS_COUNTER, "ml_stream_kafka_refused_total",
-                "Messages a Kafka topic refused for good (e.g. too large), by "
-                "topic and what was done: a truncated dead letter was "
-                "written, or nothing could be and the message was skipped.",
-                "topic", "action", NULL, 0);
-        s->s_truncated = mls_series(refused, topic, "truncated");
-        s->s_dropped = mls_series(refused, topic, "dropped");
-        if (!s->topic || (fallback && *fallback && !s->fallback)) {
-                mls_kafka_sink_free(s);
-                return NULL;
-        }
-        return s;
-}
-
-void mls_kafka_sink_free(void *ctx)
+static void kafka_destroy(void *ctx)
 {
         struct kafka_sink *s = ctx;
 
@@ -513,18 +511,6 @@ static int kafka_send(void *ctx, const struct mls_record *rec,
         return -1;
 }
 
-void mls_kafka_sink_watch_stop(void *ctx, const atomic_int *stop,
-                               int64_t *stop_by, int64_t drain_ms)
-{
-        struct kafka_sink *s = ctx;
-
-        if (!s)
-                return;
-        s->stop = stop;
-        s->stop_by = stop_by;
-        s->drain_ns = drain_ms * 1000000LL;
-}
-
 /* Waits for rk's queue to empty until end, in short slices so that a stop
  * request noticed meanwhile shortens the wait to the drain time. */
 static int drain(struct kafka_sink *s, rd_kafka_t *rk, int64_t *end)
@@ -572,8 +558,46 @@ static int kafka_flush(void *ctx, char *errstr, size_t errstr_size)
         return 0;
 }
 
-const struct mls_sink_ops mls_kafka_sink_ops = {
+static const struct mls_sink_ops kafka_ops = {
         .name = "kafka",
         .send = kafka_send,
         .flush = kafka_flush,
+        .destroy = kafka_destroy,
 };
+
+int mls_kafka_sink_new(struct mls_sink *sink,
+                       const struct mls_kafka_sink_conf *conf,
+                       mls_metrics_t *metrics)
+{
+        struct kafka_sink *s = calloc(1, sizeof(*s));
+        const char *fallback = conf->fallback;
+        mls_metric_t *refused;
+
+        sink->ops = NULL;
+        sink->ctx = NULL;
+        if (!s)
+                return -1;
+        s->rk = conf->rk;
+        s->single = conf->single;
+        s->topic = strdup(conf->topic);
+        s->fallback = fallback && *fallback ? strdup(fallback) : NULL;
+        s->dead_letter_max = conf->dead_letter_max;
+        s->stop = conf->stop;
+        s->stop_by = conf->stop_by;
+        s->drain_ns = conf->drain_ms * 1000000LL;
+        if (!s->topic || (fallback && *fallback && !s->fallback)) {
+                kafka_destroy(s);
+                return -1;
+        }
+        refused = mls_metric_new(
+                metrics, MLS_COUNTER, "ml_stream_kafka_refused_total",
+                "Messages a Kafka topic refused for good (e.g. too large), by "
+                "topic and what was done: a truncated dead letter was "
+                "written, or nothing could be and the message was skipped.",
+                "topic", "action", NULL, 0);
+        s->s_truncated = mls_series(refused, conf->topic, "truncated");
+        s->s_dropped = mls_series(refused, conf->topic, "dropped");
+        sink->ops = &kafka_ops;
+        sink->ctx = s;
+        return 0;
+}

@@ -28,29 +28,41 @@ rd_kafka_conf_t *mls_kafka_conf(const struct mls_config *cfg,
                                 const char *const *defaults, char *errstr,
                                 size_t errstr_size);
 
-extern const struct mls_sink_ops mls_kafka_sink_ops;
+/* Sends librdkafka's log lines for clients made from conf through our
+ * logger (ML_LOG_FORMAT, rate-limited). mls_kafka_conf() does this. */
+void mls_kafka_conf_log(rd_kafka_conf_t *conf);
 
-/* A sink producing to topic over producer rk (shared by several sinks;
- * the caller owns rk and single, made with mls_kafka_producer_new(), single
- * with one message per batch). A message the topic refuses for good (too
- * large, invalid) is sent again alone over single, since the broker refuses
- * whole batches; refused alone, it is replaced by a dead letter on fallback
- * (the dead-letter topic; NULL or "": counted and skipped) holding its first
- * dead_letter_max bytes and headers mls.original.size, mls.truncated,
- * mls.source.*, mls.error.*; if that is refused too, it is counted in
- * ml_stream_kafka_refused_total{action="dropped"} and skipped. Returns NULL
- * when out of memory. */
-void *mls_kafka_sink_new(rd_kafka_t *rk, rd_kafka_t *single, const char *topic,
-                         const char *fallback, size_t dead_letter_max,
-                         mls_metrics_t *metrics);
-void mls_kafka_sink_free(void *ctx);
-/* Flushes wait up to 30 s for the broker, or only until *stop_by once
- * *stop is set (the engine's stop request, noticed even in the middle of a
- * flush): *stop_by is the engine's drain deadline, set here to now +
- * drain_ms if the engine has not set it yet. Engine thread only. NULL ctx
- * is ignored. */
-void mls_kafka_sink_watch_stop(void *ctx, const atomic_int *stop,
-                               int64_t *stop_by, int64_t drain_ms);
+/* A sink producing to a topic over a producer that several sinks share. */
+struct mls_kafka_sink_conf {
+        /* Made with mls_kafka_producer_new() and owned by the caller;
+         * single with one message per batch. */
+        rd_kafka_t *rk, *single;
+        const char *topic;
+        /* Where replacements for refused messages go: the dead-letter
+         * topic (NULL or "": none). */
+        const char *fallback;
+        size_t dead_letter_max;
+        /* Flushes wait up to 30 s for the broker, or only until *stop_by
+         * once *stop is set (the engine's stop request, noticed even in the
+         * middle of a flush); *stop_by is the engine's drain deadline, set
+         * by the sink to now + drain_ms if the engine has not set it yet.
+         * stop NULL: no stop to watch. */
+        const atomic_int *stop;
+        int64_t *stop_by;
+        int64_t drain_ms;
+};
+
+/* Makes *sink a producer to conf->topic. A message the topic refuses for
+ * good (too large, invalid) is sent again alone over single, since the
+ * broker refuses whole batches; refused alone, it is replaced by a dead
+ * letter on the fallback topic holding its first dead_letter_max bytes and
+ * headers mls.original.size, mls.truncated, mls.source.*, mls.error.*; if
+ * that is refused too (or there is no fallback), it is counted in
+ * ml_stream_kafka_refused_total{action="dropped"} and skipped. Returns 0,
+ * or -1 when out of memory. */
+int mls_kafka_sink_new(struct mls_sink *sink,
+                       const struct mls_kafka_sink_conf *conf,
+                       mls_metrics_t *metrics);
 
 /* A producer whose delivery reports feed the kafka sinks; single: one
  * message per batch (for messages refused in a batch). */

@@ -276,13 +276,37 @@ size_t mls_pipeline_pending_rows(const mls_pipeline_t *p)
         return p->rows;
 }
 
-int mls_pipeline_full(const mls_pipeline_t *p)
+static int batch_full(const mls_pipeline_t *p)
 {
         const struct mls_pipeline_conf *c = &p->conf;
 
         return (c->batch_max_rows && p->rows >= c->batch_max_rows) ||
                (c->batch_max_messages && p->nitems >= c->batch_max_messages) ||
                (c->batch_max_bytes && p->bytes >= c->batch_max_bytes);
+}
+
+/* When the pending batch closes by age: its oldest message's receipt plus
+ * the longest wait. */
+static int64_t batch_close_ns(const mls_pipeline_t *p)
+{
+        return p->items[0].rec.recv_ns + p->conf.batch_max_wait_ns;
+}
+
+int mls_pipeline_due(const mls_pipeline_t *p, int64_t now_ns)
+{
+        return p->nitems && (batch_full(p) || now_ns >= batch_close_ns(p));
+}
+
+int mls_pipeline_wait_ms(const mls_pipeline_t *p, int64_t now_ns, int idle_ms)
+{
+        int64_t left;
+
+        if (!p->nitems)
+                return idle_ms;
+        if (mls_pipeline_due(p, now_ns))
+                return 0;
+        left = batch_close_ns(p) - now_ns;
+        return (int)((left + 999999) / 1000000);
 }
 
 static int floats_reserve(struct mls_floats *f, size_t n)

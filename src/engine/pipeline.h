@@ -44,12 +44,17 @@ struct mls_pipeline_conf {
         const char *default_model_id;
         const char *engine_id;
         struct mls_decode_limits limits;
-        /* A batch closes when it holds this many rows, messages (rejected
-         * ones included) or input bytes, whichever comes first; 0: no
-         * limit of that kind. */
+        /* The batching rule, all of it: a batch closes when it holds this
+         * many rows, messages (rejected ones included) or input bytes, or
+         * when its oldest message has waited batch_max_wait_ns since it was
+         * received (rec->recv_ns), whichever comes first; 0: no limit of
+         * that kind (a wait of 0 closes every batch at once). A closed
+         * batch is scored in chunks of at most batch_max_rows rows per
+         * model. */
         size_t batch_max_rows;
         size_t batch_max_messages;
         size_t batch_max_bytes;
+        int64_t batch_max_wait_ns;
         /* Most bytes of prediction payloads one batch may build (0: 64
          * MiB); a message whose prediction does not fit is dead-lettered
          * with reason output_too_large. */
@@ -75,9 +80,14 @@ void mls_pipeline_free(mls_pipeline_t *p);
 size_t mls_pipeline_add(mls_pipeline_t *p, const struct mls_record *rec);
 size_t mls_pipeline_pending(const mls_pipeline_t *p);
 size_t mls_pipeline_pending_rows(const mls_pipeline_t *p);
-/* 1 when the pending batch has reached one of its limits and should be
- * flushed before anything more is added. */
-int mls_pipeline_full(const mls_pipeline_t *p);
+/* 1 when the pending batch is closed by the batching rule (see
+ * mls_pipeline_conf) at monotonic time now_ns and should be flushed before
+ * anything more is added. */
+int mls_pipeline_due(const mls_pipeline_t *p, int64_t now_ns);
+/* How long the caller may wait for more input at now_ns before the pending
+ * batch is due: idle_ms when nothing is pending, 0 when it is due already,
+ * else the milliseconds left, rounded up. */
+int mls_pipeline_wait_ms(const mls_pipeline_t *p, int64_t now_ns, int idle_ms);
 
 /*
  * Scores the pending batch and delivers every outcome. Returns 0 when all

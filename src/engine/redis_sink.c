@@ -21,26 +21,7 @@ struct redis_sink {
         mls_series_t *connected;
 };
 
-void *mls_redis_sink_new(const struct mls_redis_url *url, const char *channel,
-                         mls_metrics_t *metrics)
-{
-        struct redis_sink *s = calloc(1, sizeof(*s));
-
-        if (!s)
-                return NULL;
-        s->url = *url;
-        s->channel = strdup(channel);
-        /* one piece plus the largest payload (ML_BATCH_MAX_OUTPUT_BYTES) */
-        mls_buf_init(&s->out, ((size_t)1 << 30) + CHUNK_BYTES + 4096);
-        s->connected = mls_series(
-                mls_metric_new(metrics, MLS_GAUGE, "ml_stream_redis_connected",
-                               "1 while the engine's Redis connection is up.",
-                               NULL, NULL, NULL, 0),
-                NULL, NULL);
-        return s;
-}
-
-void mls_redis_sink_free(void *ctx)
+static void redis_destroy(void *ctx)
 {
         struct redis_sink *s = ctx;
 
@@ -53,7 +34,7 @@ void mls_redis_sink_free(void *ctx)
         free(s);
 }
 
-int mls_redis_sink_connected(void *ctx)
+static int redis_connected(void *ctx)
 {
         return ((struct redis_sink *)ctx)->c != NULL;
 }
@@ -207,9 +188,38 @@ static int redis_flush(void *ctx, char *errstr, size_t errstr_size)
         return rc;
 }
 
-const struct mls_sink_ops mls_redis_sink_ops = {
+static const struct mls_sink_ops redis_ops = {
         .name = "redis",
         .send = redis_send,
         .flush = redis_flush,
         .reconnect = redis_reconnect,
+        .connected = redis_connected,
+        .destroy = redis_destroy,
 };
+
+int mls_redis_sink_new(struct mls_sink *sink, const struct mls_redis_url *url,
+                       const char *channel, mls_metrics_t *metrics)
+{
+        struct redis_sink *s = calloc(1, sizeof(*s));
+
+        sink->ops = NULL;
+        sink->ctx = NULL;
+        if (!s)
+                return -1;
+        s->url = *url;
+        s->channel = strdup(channel);
+        if (!s->channel) {
+                free(s);
+                return -1;
+        }
+        /* one piece plus the largest payload (ML_BATCH_MAX_OUTPUT_BYTES) */
+        mls_buf_init(&s->out, ((size_t)1 << 30) + CHUNK_BYTES + 4096);
+        s->connected = mls_series(
+                mls_metric_new(metrics, MLS_GAUGE, "ml_stream_redis_connected",
+                               "1 while the engine's Redis connection is up.",
+                               NULL, NULL, NULL, 0),
+                NULL, NULL);
+        sink->ops = &redis_ops;
+        sink->ctx = s;
+        return 0;
+}

@@ -13,12 +13,10 @@
 
 struct mls_redis_url;
 
-extern const struct mls_sink_ops mls_redis_sink_ops;
-
-/* Returns the sink's context (not yet connected), or NULL. */
-void *mls_redis_sink_new(const struct mls_redis_url *url, const char *channel,
-                         mls_metrics_t *metrics);
-void mls_redis_sink_free(void *ctx);
-int mls_redis_sink_connected(void *ctx);
+/* Makes *sink a publisher to channel on the Redis at url, not yet
+ * connected (the first flush or mls_sink_connect() connects). Returns 0,
+ * or -1 when out of memory. */
+int mls_redis_sink_new(struct mls_sink *sink, const struct mls_redis_url *url,
+                       const char *channel, mls_metrics_t *metrics);
 
 #endif

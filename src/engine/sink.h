@@ -1,7 +1,16 @@
 /*
  * Where the engine's output goes: a sink takes payloads and acknowledges
  * them in bulk. Redis Pub/Sub, a Kafka topic and the in-process bus are
- * sinks; unit tests use fakes.
+ * sinks; unit tests use fakes. The engine knows sinks only through this
+ * interface.
+ *
+ * Back-pressure: the engine sends one batch, then flushes, and consumes
+ * nothing more until the flush returns; so a slow sink slows consumption
+ * and nothing queues up in between. A failed flush is transient by
+ * contract: the engine pauses its partitions, keeps the batch, and calls
+ * reconnect (when the sink is not connected) and flush again with
+ * exponential backoff (ML_REDIS_RETRY_MAX_MS). Payloads a sink refuses for
+ * good are the sink's to dead-letter or count; they never fail a flush.
  *
  * Threads: a sink is driven by the engine thread only.
  */
@@ -26,11 +35,39 @@ struct mls_sink_ops {
         int (*flush)(void *ctx, char *errstr, size_t errstr_size);
         /* Optional: tries to (re)connect; 0 when connected. */
         int (*reconnect)(void *ctx, char *errstr, size_t errstr_size);
+        /* Optional: 1 while connected (without: always). */
+        int (*connected)(void *ctx);
+        /* Optional: frees ctx and everything the sink owns. */
+        void (*destroy)(void *ctx);
 };
 
+/* ops NULL: no sink. */
 struct mls_sink {
         const struct mls_sink_ops *ops;
         void *ctx;
 };
+
+static inline int mls_sink_connected(const struct mls_sink *s)
+{
+        return !s->ops->connected || s->ops->connected(s->ctx);
+}
+
+/* Connects s unless it is connected already (or cannot be). */
+static inline int mls_sink_connect(const struct mls_sink *s, char *errstr,
+                                   size_t errstr_size)
+{
+        if (!s->ops->reconnect || mls_sink_connected(s))
+                return 0;
+        return s->ops->reconnect(s->ctx, errstr, errstr_size);
+}
+
+/* Frees s (if it has a destroy op) and leaves it empty. */
+static inline void mls_sink_destroy(struct mls_sink *s)
+{
+        if (s->ops && s->ops->destroy)
+                s->ops->destroy(s->ctx);
+        s->ops = NULL;
+        s->ctx = NULL;
+}
 
 #endif

@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
+
 struct mls_model {
         const struct mls_model_type *type;
         void *ctx;
@@ -20,10 +22,15 @@ struct mls_model {
 
 /*
  * Adapters compiled into this binary: linked in, or a plugin the build put
- * next to the executable (or in ../lib/mlstream from it, or in the build
- * directory it was compiled in). MLS_HAVE_TORCH and MLS_HAVE_TENSORFLOW
- * are defined by CMake when it built the plugin.
+ * next to the executable, or installed in the plugin directory (found
+ * relative to the executable, then at its absolute installed path), or left
+ * in the build directory it was compiled in. MLS_HAVE_TORCH and
+ * MLS_HAVE_TENSORFLOW are defined by CMake when it built the plugin.
  */
+#ifndef MLS_MODEL_PLUGIN_REL_DIR
+#define MLS_MODEL_PLUGIN_REL_DIR "../lib/mlstream"
+#endif
+
 static struct builtin {
         const char *name;
         const struct mls_model_type *type; /* linked in, or once opened */
@@ -68,7 +75,7 @@ void mls_model_types_list(char *out, size_t out_size)
  * plugin_lock held. */
 static int open_plugin(struct builtin *b, char *errstr, size_t errstr_size)
 {
-        char exe[PATH_MAX], dirs[3][PATH_MAX], path[PATH_MAX];
+        char exe[PATH_MAX], dirs[4][PATH_MAX], path[PATH_MAX];
         char why[512] = "";
         const struct mls_model_plugin *pl;
         ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
@@ -82,10 +89,15 @@ static int open_plugin(struct builtin *b, char *errstr, size_t errstr_size)
                 if (slash)
                         *slash = '\0';
                 memcpy(dirs[ndirs++], exe, strlen(exe) + 1);
-                if (snprintf(dirs[ndirs], sizeof(dirs[0]), "%s/../lib/mlstream",
-                             exe) < (int)sizeof(dirs[0]))
+                if (snprintf(dirs[ndirs], sizeof(dirs[0]), "%s/%s", exe,
+                             MLS_MODEL_PLUGIN_REL_DIR) < (int)sizeof(dirs[0]))
                         ndirs++;
         }
+#ifdef MLS_MODEL_PLUGIN_INSTALL_DIR
+        if (snprintf(dirs[ndirs], sizeof(dirs[0]), "%s",
+                     MLS_MODEL_PLUGIN_INSTALL_DIR) < (int)sizeof(dirs[0]))
+                ndirs++;
+#endif
 #ifdef MLS_MODEL_PLUGIN_BUILD_DIR
         if (snprintf(dirs[ndirs], sizeof(dirs[0]), "%s",
                      MLS_MODEL_PLUGIN_BUILD_DIR) < (int)sizeof(dirs[0]))
@@ -157,11 +169,35 @@ const struct mls_model_type *mls_model_type_find(const char *name, char *errstr,
         return NULL;
 }
 
+/* Scores two rows of zeros of the given width. */
+static int try_width(const struct mls_model_type *type, void *ctx, size_t width,
+                     char *errstr, size_t errstr_size)
+{
+        struct mls_tensor in = {.rows = 2, .cols = width}, out = {0};
+        int rc;
+
+        if (width > ((size_t)1 << 24)) {
+                snprintf(errstr, errstr_size, "too wide");
+                return -1;
+        }
+        in.data = calloc(2 * width, sizeof(float));
+        if (!in.data) {
+                snprintf(errstr, errstr_size, "out of memory");
+                return -1;
+        }
+        rc = type->infer(ctx, &in, &out, errstr, errstr_size);
+        free(in.data);
+        return rc;
+}
+
 mls_model_t *mls_model_load(const struct mls_model_type *type,
                             const struct mls_model_conf *conf, char *errstr,
                             size_t errstr_size)
 {
         mls_model_t *m = calloc(1, sizeof(*m));
+        const char *origin = conf->input_width_origin ? conf->input_width_origin
+                                                      : "input width";
+        char err[400];
         size_t found;
 
         if (!m) {
@@ -176,9 +212,19 @@ mls_model_t *mls_model_load(const struct mls_model_type *type,
         found = type->input_width ? type->input_width(m->ctx) : 0;
         if (conf->input_width && found && conf->input_width != found) {
                 snprintf(errstr, errstr_size,
-                         "the configured input width %zu differs from the "
-                         "model's %zu",
+                         "%s %zu: the model takes rows of %zu numbers", origin,
                          conf->input_width, found);
+                type->unload(m->ctx);
+                free(m);
+                return NULL;
+        }
+        /* A width the artifact does not declare is tried once now, so that
+         * a wrong setting fails here, named, not on every message. */
+        if (conf->input_width && !found &&
+            try_width(type, m->ctx, conf->input_width, err, sizeof(err)) < 0) {
+                snprintf(errstr, errstr_size,
+                         "%s %zu: the model refuses rows of that width: %s",
+                         origin, conf->input_width, err);
                 type->unload(m->ctx);
                 free(m);
                 return NULL;
@@ -212,24 +258,17 @@ void mls_model_observe(mls_model_t *m, mls_series_t *s)
         m->s_call = s;
 }
 
-static int64_t now_ns(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 /* One adapter call, timed, with its output checked against the input. */
 static int call(mls_model_t *m, const struct mls_tensor *in,
                 struct mls_tensor *out, char *errstr, size_t errstr_size)
 {
-        int64_t t0 = m->s_call ? now_ns() : 0;
+        int64_t t0 = m->s_call ? mls_clock_mono_ns() : 0;
 
         if (m->type->infer(m->ctx, in, out, errstr, errstr_size) < 0)
                 return -1;
         if (m->s_call)
-                mls_series_observe(m->s_call, (double)(now_ns() - t0) / 1e9);
+                mls_series_observe(m->s_call,
+                                   (double)(mls_clock_mono_ns() - t0) / 1e9);
         if (out->rows != in->rows) {
                 snprintf(errstr, errstr_size,
                          "model returned %zu rows for %zu input rows",

@@ -33,6 +33,9 @@ struct mls_model_conf {
          * (discovered by the adapter), or any width if it says nothing.
          * A value the artifact contradicts fails the load. */
         size_t input_width;
+        /* Where input_width was set, for errors that blame it, e.g.
+         * "ML_MODEL_INPUT_WIDTH"; NULL: "input width". */
+        const char *input_width_origin;
         /* Most rows per adapter call; larger inputs are split and their
          * outputs joined. 0: no limit. */
         size_t max_batch_rows;
@@ -58,6 +61,9 @@ struct mls_model_type {
         void (*unload)(void *ctx);
         /* Optional: the input width the model needs, or 0 for any. */
         size_t (*input_width)(void *ctx);
+        /* Optional: the version of the framework library the adapter was
+         * built with (e.g. "2.21.0"), for `mlstream --version`. */
+        const char *(*framework_version)(void);
 };
 
 extern const struct mls_model_type mls_model_identity;
@@ -67,7 +73,7 @@ extern const struct mls_model_type mls_model_identity;
  * abi must be MLS_MODEL_PLUGIN_ABI and version this build's MLS_VERSION, so
  * that a plugin from another build is refused rather than misused.
  */
-#define MLS_MODEL_PLUGIN_ABI 1
+#define MLS_MODEL_PLUGIN_ABI 2
 struct mls_model_plugin {
         int abi;
         const char *version;

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/hash.h"
 #include "common/log.h"
 
@@ -529,11 +530,8 @@ static int load(mls_registry_t *r, struct watch *w, int direct, char *errstr,
         size_t width;
         mls_model_t *m = NULL;
         uint64_t sig;
-        int64_t t0 = 0;
-        struct timespec ts;
+        int64_t t0 = mls_clock_mono_ns();
 
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        t0 = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
         if (inspect(r, w, &spec, artifact, sizeof(artifact), &sig, err,
                     sizeof(err)) < 0)
                 goto fail;
@@ -549,6 +547,8 @@ static int load(mls_registry_t *r, struct watch *w, int direct, char *errstr,
         mc.path = *artifact ? artifact : NULL;
         mc.threads = spec.threads >= 0 ? spec.threads : r->threads;
         mc.input_width = spec.input_width;
+        mc.input_width_origin = w->dir[0] ? "input_width in model.conf"
+                                          : "ML_MODEL_INPUT_WIDTH";
         mc.max_batch_rows = spec.max_batch_rows;
         mc.output = spec.output[0] ? spec.output : NULL;
         m = mls_model_load(type, &mc, err, sizeof(err));
@@ -568,12 +568,10 @@ static int load(mls_registry_t *r, struct watch *w, int direct, char *errstr,
                 seterr(err, sizeof(err), "out of memory");
                 goto fail;
         }
-        clock_gettime(CLOCK_MONOTONIC, &ts);
         mls_info("model %s: %s %s%s%s (input width %s, %lld ms)", w->id,
                  w->loaded ? "reloaded" : "loaded", spec.framework,
                  *artifact ? " " : "", artifact, wbuf,
-                 (long long)((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 -
-                             t0));
+                 (long long)((mls_clock_mono_ns() - t0) / 1000000));
         w->loaded = 1;
         w->sig_loaded = w->sig_seen = sig;
         w->sig_failed = 0;
@@ -697,36 +695,27 @@ static void free_changes(struct change *c)
         }
 }
 
-static struct timespec deadline_after(int ms)
+static int64_t deadline_after(int ms)
 {
-        struct timespec t;
-
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        t.tv_sec += ms / 1000;
-        t.tv_nsec += (long)(ms % 1000) * 1000000L;
-        if (t.tv_nsec >= 1000000000L) {
-                t.tv_sec++;
-                t.tv_nsec -= 1000000000L;
-        }
-        return t;
+        return mls_clock_mono_ns() + ms * 1000000LL;
 }
 
 /* The loader thread: polls, reloads on request, unloads retired models. */
 static void *loader_main(void *arg)
 {
         mls_registry_t *r = arg;
-        struct timespec next = deadline_after(r->poll_ms);
+        int64_t next = deadline_after(r->poll_ms);
 
         pthread_mutex_lock(&r->lock);
         while (!r->stop) {
                 struct change *retired;
-                struct timespec now;
                 int force, timed_out;
 
                 if (!r->kick && !r->retired) {
+                        struct timespec until = mls_clock_mono_timespec(next);
                         if (r->poll_ms > 0)
                                 pthread_cond_timedwait(&r->cond, &r->lock,
-                                                       &next);
+                                                       &until);
                         else
                                 pthread_cond_wait(&r->cond, &r->lock);
                 }
@@ -739,10 +728,7 @@ static void *loader_main(void *arg)
                 pthread_mutex_unlock(&r->lock);
 
                 free_changes(retired);
-                clock_gettime(CLOCK_MONOTONIC, &now);
-                timed_out = r->poll_ms > 0 && (now.tv_sec > next.tv_sec ||
-                                               (now.tv_sec == next.tv_sec &&
-                                                now.tv_nsec >= next.tv_nsec));
+                timed_out = r->poll_ms > 0 && mls_clock_mono_ns() >= next;
                 if (force || timed_out) {
                         poll_once(r, force);
                         next = deadline_after(r->poll_ms);
@@ -972,6 +958,11 @@ mls_registry_t *mls_registry_new(const struct mls_registry_conf *conf,
                         seterr(errstr, errstr_size, "out of memory");
                         goto fail;
                 }
+                if (r->path && strcmp(r->framework, "identity") == 0)
+                        mls_warn("ML_MODEL_PATH %s is ignored: "
+                                 "ML_MODEL_FRAMEWORK=identity takes no "
+                                 "artifact",
+                                 r->path);
                 if (load(r, w, 1, errstr, errstr_size) < 0)
                         goto fail;
                 if (!r->path) {

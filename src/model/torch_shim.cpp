@@ -17,6 +17,7 @@
 
 #include <ATen/Parallel.h>
 #include <torch/script.h>
+#include <torch/version.h>
 
 #include <cstdio>
 #include <cstring>
@@ -221,11 +222,11 @@ extern "C" mls_torch_t *mls_torch_load(const char *path, int threads,
                 *found_width = width ? 0 : discover_width(*t);
                 // Check the result type now, so that a model whose output
                 // cannot be used fails to load instead of failing on every
-                // message.
-                if (width || *found_width) {
-                        size_t w = width ? width : *found_width;
-                        std::vector<float> zeros(2 * w, 0.0f);
-                        run(*t, zeros.data(), 2, w);
+                // message. (A configured width is tried by the caller, which
+                // can name the setting when the model refuses it.)
+                if (*found_width) {
+                        std::vector<float> zeros(2 * *found_width, 0.0f);
+                        run(*t, zeros.data(), 2, *found_width);
                 }
                 return t.release();
         } catch (const c10::Error &e) {

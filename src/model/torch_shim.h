@@ -21,8 +21,9 @@ typedef struct mls_torch mls_torch_t;
  * sets libtorch's intra-op thread count. output selects an element of a
  * tuple/list result (an index) or of a dict result (a key); NULL takes the
  * first element of a tuple/list, the only entry of a dict, or the tensor.
- * width > 0 is the input width to check the model with; 0 lets the shim
- * discover it (see torch_shim.cpp). On success stores the width found (0:
+ * width > 0 is the configured input width (the caller tries it, so that
+ * its error can name the setting); 0 lets the shim discover it (see
+ * torch_shim.cpp) and try it. On success stores the width found (0:
  * unknown) in *found_width. Returns NULL with the reason in errstr.
  */
 mls_torch_t *mls_torch_load(const char *path, int threads, const char *output,
@@ -40,6 +41,9 @@ int mls_torch_forward(mls_torch_t *t, float *data, size_t rows, size_t cols,
                       size_t errstr_size);
 
 void mls_torch_free(mls_torch_t *t);
+
+/* The libtorch version the shim was compiled against, e.g. "1.13.0". */
+const char *mls_torch_version(void);
 
 #ifdef __cplusplus
 }

@@ -11,6 +11,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "engine/kafka.h"
 
 struct mls_demo {
         rd_kafka_t *rk;
@@ -73,6 +74,7 @@ mls_demo_t *mls_demo_start(const char *bootstrap, const char *topic, int rate,
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
         char err[512];
 
+        mls_kafka_conf_log(conf);
         if (errstr_size)
                 errstr[0] = '\0';
         if (!d || rate <= 0)

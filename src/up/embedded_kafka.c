@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/kafka.h"
 #include "up/tcp_relay.h"
 
 struct mls_embedded_kafka {
@@ -23,6 +24,7 @@ mls_embedded_kafka_t *mls_embedded_kafka_start(const char *host, int port,
         mls_embedded_kafka_t *k = calloc(1, sizeof(*k));
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
         char err[512];
+
         rd_kafka_resp_err_t rerr;
 
         if (!k) {
@@ -30,6 +32,7 @@ mls_embedded_kafka_t *mls_embedded_kafka_start(const char *host, int port,
                 rd_kafka_conf_destroy(conf);
                 return NULL;
         }
+        mls_kafka_conf_log(conf);
         rd_kafka_conf_set(conf, "log_level", "3", err, sizeof(err));
         k->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
         if (!k->rk) {

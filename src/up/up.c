@@ -16,12 +16,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/cli.h"
 #include "common/config.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/redis_url.h"
+#include "common/signals.h"
 #include "up/demo.h"
+#include "up/up.h"
 #include "up/embedded_kafka.h"
 #include "engine/engine.h"
 #ifdef MLS_HAVE_GATEWAY
@@ -136,7 +137,7 @@ static int has_kafka_conf(const struct mls_config *cfg, const char *name)
         return 0;
 }
 
-int mls_cli_up(int argc, char **argv)
+int mls_up_main(int argc, char **argv)
 {
         struct mls_config cfg;
         struct mls_sink publisher = {0};
@@ -225,7 +226,7 @@ int mls_cli_up(int argc, char **argv)
                         goto out;
                 }
         }
-        mls_cli_install_signals(on_signal);
+        mls_signals_install(on_signal);
         {
                 struct mls_redis_url ru;
                 char redis_shown[400] = "";
@@ -297,7 +298,7 @@ out:
         return status;
 }
 #else
-int mls_cli_up(int argc, char **argv)
+int mls_up_main(int argc, char **argv)
 {
         for (int i = 0; i < argc; i++)
                 if (strcmp(argv[i], "--help") == 0) {

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from mlshelpers import (MLSTREAM, ROOT, Subscriber, consume_all, metric_sum, produce,
+from mlshelpers import (MLSTREAM, ROOT, Subscriber, consume_all, free_port, metric_sum, produce,
                         wait_for)
 
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
@@ -412,7 +412,8 @@ def test_bad_model_configuration_fails_at_start_up(tmp_path):
                    ["ML_MODEL_PATH", str(garbage), "cannot load TorchScript"]),
                   ({"ML_MODEL_FRAMEWORK": "torch", "ML_MODEL_INPUT_WIDTH": "5",
                     "ML_MODEL_PATH": os.path.join(FIXTURES, "torch", "mlp.pt")},
-                   ["ML_MODEL_PATH", "mat1 and mat2"]),
+                   ["ML_MODEL_INPUT_WIDTH 5: the model refuses rows of that width",
+                    "mat1 and mat2"]),
                   ({"ML_MODEL_FRAMEWORK": "torch",
                     "ML_MODEL_PATH": os.path.join(FIXTURES, "torch", "dict.pt")},
                    ["ML_MODEL_PATH", "set output = KEY"])]
@@ -428,3 +429,25 @@ def test_bad_model_configuration_fails_at_start_up(tmp_path):
         assert rc == 2, (env, rc, err)
         for needle in needles:
             assert needle in err, (env, needle, err)
+
+
+def test_identity_with_a_model_path_says_the_path_is_ignored(tmp_path):
+    """ML_MODEL_FRAMEWORK=identity takes no artifact: a path set beside it
+    is reported, not silently ignored."""
+    artifact = tmp_path / "model.pt"
+    artifact.write_bytes(b"whatever")
+    dead = "127.0.0.1:%d" % free_port()
+    env = dict(os.environ, ML_MODEL_FRAMEWORK="identity", ML_MODEL_PATH=str(artifact),
+               KAFKA_BOOTSTRAP_SERVERS=dead, REDIS_URL="redis://" + dead,
+               ML_PROMETHEUS_PORT="0")
+    env.pop("ML_MODEL_REPOSITORY", None)
+    proc = subprocess.Popen([MLSTREAM, "engine"], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stderr.readline()
+        while line and "ML_MODEL_PATH" not in line:
+            line = proc.stderr.readline()
+        assert "ML_MODEL_PATH %s is ignored" % artifact in line, line
+        assert "ML_MODEL_FRAMEWORK=identity" in line
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)

@@ -399,3 +399,34 @@ def test_dashboard_and_rule_names_exist_in_gateway_metrics(services):
         proc.kill()
         proc.wait()
         log.close()
+
+
+def test_kafka_client_log_lines_use_our_log_format():
+    """librdkafka's own lines (here: the broker refusing connections) come
+    out through mlstream's logger, so ML_LOG_FORMAT=json yields only JSON
+    lines that a log pipeline can parse, and the engine keeps running."""
+    dead = "127.0.0.1:%d" % free_port()  # nothing listens there
+    env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=dead, REDIS_URL="redis://" + dead,
+               ML_MODEL_FRAMEWORK="identity", ML_PROMETHEUS_PORT="0",
+               ML_LOG_FORMAT="json", ML_LOG_LEVEL="info")
+    env.pop("ML_MODEL_PATH", None)
+    log = tempfile.TemporaryFile("w+")
+    proc = subprocess.Popen([MLSTREAM, "engine"], env=env, stdout=log, stderr=log)
+    try:
+        def kafka_lines():
+            log.seek(0)
+            lines = [ln for ln in log.read().splitlines() if ln.strip()]
+            objs = [json.loads(ln) for ln in lines]  # raises on a raw line
+            return [o for o in objs if o["msg"].startswith("kafka ")]
+        lines = wait_for(kafka_lines, 30, "a librdkafka log line")
+        assert proc.poll() is None, "the engine exited"
+        assert all(o["component"] == "engine" for o in lines)
+        assert any("Connect to" in o["msg"] or "brokers are down" in o["msg"] for o in lines)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.seek(0)
+        for ln in log.read().splitlines():
+            if ln.strip():
+                json.loads(ln)  # every line to the end, shutdown included
+        log.close()

@@ -121,6 +121,7 @@ struct harness {
         int64_t done[2048];
         int32_t done_partition[2048];
         int ndone, nreleased;
+        int64_t now; /* the records' receipt time: an injected clock */
 };
 
 static mls_model_t *resolve(void *opaque, const char *id)
@@ -158,6 +159,9 @@ static void setup(struct harness *h)
         pc.batch_max_bytes = limits.batch_max_bytes;
         pc.payload_limit = limits.payload_limit;
         pc.max_model_series = limits.max_model_series;
+        pc.batch_max_wait_ns = limits.batch_max_wait_ns
+                                       ? limits.batch_max_wait_ns
+                                       : 3600 * 1000000000LL;
         memset(&limits, 0, sizeof(limits));
         pc.resolve = resolve;
         pc.resolve_opaque = h;
@@ -186,7 +190,7 @@ static void add_to(struct harness *h, int32_t partition, const char *payload,
                                .topic = "ml.inference",
                                .partition = partition,
                                .offset = offset,
-                               .recv_ns = mls_clock_mono_ns(),
+                               .recv_ns = h->now,
                                .recv_wall_ms = mls_clock_wall_ms()};
         mls_pipeline_add(h->p, &r);
 }
@@ -402,21 +406,51 @@ MLS_TEST(pipeline_batch_closes_on_messages_and_bytes)
         setup(&h);
         add(&h, "{\"features\":\"x\"}", 0);
         add(&h, "{\"features\":\"x\"}", 1);
-        CHECK(!mls_pipeline_full(h.p));
+        CHECK(!mls_pipeline_due(h.p, h.now));
         add(&h, "{\"features\":\"x\"}", 2);
-        CHECK(mls_pipeline_full(h.p));
+        CHECK(mls_pipeline_due(h.p, h.now));
+        CHECK_INT_EQ(mls_pipeline_wait_ms(h.p, h.now, 100), 0);
         CHECK_INT_EQ(mls_pipeline_flush(h.p, err, sizeof(err)), 0);
         CHECK_INT_EQ(h.dlq.nsent, 3);
         CHECK_INT_EQ(h.ndone, 3);
-        CHECK(!mls_pipeline_full(h.p));
+        CHECK(!mls_pipeline_due(h.p, h.now));
         teardown(&h);
 
         limits.batch_max_bytes = 40;
         setup(&h);
         add(&h, "{\"features\":\"xxxxxxxxxx\"}", 0); /* 27 bytes */
-        CHECK(!mls_pipeline_full(h.p));
+        CHECK(!mls_pipeline_due(h.p, h.now));
         add(&h, "{\"features\":\"xxxxxxxxxx\"}", 1);
-        CHECK(mls_pipeline_full(h.p));
+        CHECK(mls_pipeline_due(h.p, h.now));
+        teardown(&h);
+}
+
+/* A batch also closes by age: when its oldest message has waited the
+ * longest wait, however few it holds; until then the caller may wait for
+ * more for exactly the time left. */
+MLS_TEST(pipeline_batch_closes_by_age_of_its_oldest_message)
+{
+        struct harness h;
+        char err[100];
+
+        limits.batch_max_wait_ns = 5 * 1000000; /* 5 ms */
+        setup(&h);
+        h.now = 1000000000;
+        CHECK(!mls_pipeline_due(h.p, h.now));
+        CHECK_INT_EQ(mls_pipeline_wait_ms(h.p, h.now, 100), 100);
+        add(&h, "{\"features\":[1]}", 0);
+        h.now += 2 * 1000000; /* the second arrives 2 ms later */
+        add(&h, "{\"features\":[2]}", 1);
+        CHECK(!mls_pipeline_due(h.p, h.now));
+        CHECK_INT_EQ(mls_pipeline_wait_ms(h.p, h.now, 100), 3);
+        CHECK_INT_EQ(mls_pipeline_wait_ms(h.p, h.now + 2500000, 100), 1);
+        CHECK(!mls_pipeline_due(h.p, h.now + 2999999));
+        CHECK(mls_pipeline_due(h.p,
+                               h.now + 3000000)); /* 5 ms after the first */
+        CHECK_INT_EQ(mls_pipeline_wait_ms(h.p, h.now + 3000000, 100), 0);
+        CHECK_INT_EQ(mls_pipeline_flush(h.p, err, sizeof(err)), 0);
+        CHECK_INT_EQ(h.ndone, 2);
+        CHECK(!mls_pipeline_due(h.p, h.now + 3000000));
         teardown(&h);
 }
 
