@@ -76,39 +76,6 @@ int mls_buf_printf(struct mls_buf *b, const char *fmt, ...)
         return 0;
 }
 
-size_t mls_utf8_len(const unsigned char *s, size_t n)
-{
-        unsigned c = s[0];
-        size_t need;
-        unsigned cp;
-
-        if (c < 0x80)
-                return 1;
-        if (c >= 0xc2 && c <= 0xdf) {
-                need = 2;
-                cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-                need = 3;
-                cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-                need = 4;
-                cp = c & 0x07;
-        } else {
-                return 0;
-        }
-        if (n < need)
-                return 0;
-        for (size_t i = 1; i < need; i++) {
-                if ((s[i] & 0xc0) != 0x80)
-                        return 0;
-                cp = (cp << 6) | (s[i] & 0x3f);
-        }
-        if ((need == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-            (need == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-                return 0;
-        return need;
-}
-
 int mls_buf_json_str(struct mls_buf *b, const char *s, size_t n)
 {
         static const char hex[] = "0123456789abcdef";

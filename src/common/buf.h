@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/utf8.h" /* for buf users that also scan UTF-8 */
+
 struct mls_buf {
         char *data;
         size_t len;
@@ -58,9 +60,6 @@ int mls_buf_json_str(struct mls_buf *b, const char *s, size_t n);
 int mls_buf_json_float(struct mls_buf *b, float v);
 int mls_buf_json_double(struct mls_buf *b, double v);
 int mls_buf_u64(struct mls_buf *b, uint64_t v);
-/* Length (1-4) of the valid UTF-8 sequence at s, which has n > 0 bytes
- * left, or 0 if it is not valid UTF-8 (overlongs and surrogates refused). */
-size_t mls_utf8_len(const unsigned char *s, size_t n);
 /* The value of hexadecimal digit c, or -1. */
 static inline int mls_hexval(int c)
 {

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/buf.h"
+#include "common/utf8.h"
 
 #define NUMBER_TEXT_MAX 512
 
@@ -117,33 +118,13 @@ static int hex4(const char *p, unsigned *out)
  * length (also when it does not fit). */
 static size_t put_utf8(char *out, size_t cap, size_t at, unsigned cp)
 {
-        char tmp[4];
-        size_t n;
+        char tmp[MLS_UTF8_MAX];
+        size_t n = mls_utf8_encode(cp, tmp);
 
-        if (cp < 0x80) {
-                tmp[0] = (char)cp;
-                n = 1;
-        } else if (cp < 0x800) {
-                tmp[0] = (char)(0xc0 | (cp >> 6));
-                tmp[1] = (char)(0x80 | (cp & 0x3f));
-                n = 2;
-        } else if (cp < 0x10000) {
-                tmp[0] = (char)(0xe0 | (cp >> 12));
-                tmp[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-                tmp[2] = (char)(0x80 | (cp & 0x3f));
-                n = 3;
-        } else {
-                tmp[0] = (char)(0xf0 | (cp >> 18));
-                tmp[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-                tmp[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-                tmp[3] = (char)(0x80 | (cp & 0x3f));
-                n = 4;
-        }
         if (out && at + n <= cap)
                 memcpy(out + at, tmp, n);
         return n;
 }
-
 /*
  * Parses a string at ps->p (which is at the opening quote). With out, the
  * unescaped text is stored NUL-terminated if it fits in cap-1 bytes;

@@ -12,7 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MLS_MODEL_ID_MAX 128
+#include "common/model_id.h"
+
 #define MLS_INPUT_ID_MAX 512
 #define MLS_JSON_DEPTH_MAX 64
 

@@ -7,10 +7,9 @@
 
 #include "common/buf.h"
 #include "common/clock.h"
-#include "common/hash.h"
+#include "common/strmap.h"
 #include "common/log.h"
 
-#define MODEL_SLOTS 512 /* hash slots, a power of two, > max model series */
 #define MODEL_SERIES_DEFAULT 100
 #define MODEL_SERIES_MAX 200 /* x4 error stages < the registry's 1000 */
 #define PAYLOAD_LIMIT_DEFAULT ((size_t)64 << 20)
@@ -64,9 +63,8 @@ struct mls_pipeline {
         enum phase phase;
         struct mls_floats feats, outputs, scratch;
         struct mls_buf payloads;
-        size_t *order; /* indices being scored together */
-        struct model_entry *slots[MODEL_SLOTS];
-        size_t nmodels;
+        size_t *order;            /* indices being scored together */
+        struct mls_strmap models; /* model id -> struct model_entry * */
         struct model_entry other, unknown;
         struct mls_log_limit log_reason[LOG_SLOTS];
         uint64_t rng[2];
@@ -134,7 +132,9 @@ mls_pipeline_t *mls_pipeline_new(const struct mls_pipeline_conf *conf)
         p->m_err = mls_metric_new(conf->metrics, MLS_COUNTER,
                                   "ml_stream_inference_errors_total",
                                   "Messages that failed, by stage (decode, "
-                                  "route, validate, inference, publish).",
+                                  "route, validate, inference); failed "
+                                  "deliveries are "
+                                  "ml_stream_publish_failures_total.",
                                   "model_id", "stage", NULL, 0);
         p->m_rows = mls_metric_new(
                 conf->metrics, MLS_COUNTER, "ml_stream_inference_rows_total",
@@ -162,8 +162,7 @@ void mls_pipeline_free(mls_pipeline_t *p)
 {
         if (!p)
                 return;
-        for (size_t i = 0; i < MODEL_SLOTS; i++)
-                free(p->slots[i]);
+        mls_strmap_free(&p->models, free);
         free(p->items);
         free(p->order);
         mls_floats_free(&p->feats);
@@ -179,22 +178,21 @@ void mls_pipeline_free(mls_pipeline_t *p)
  * "__other__", so producers cannot grow /metrics without bound. */
 static struct model_entry *entry_for(mls_pipeline_t *p, const char *id)
 {
-        size_t h = mls_hash(id, strlen(id)) & (MODEL_SLOTS - 1);
-        struct model_entry *e;
+        size_t n = strlen(id);
+        struct model_entry *e = mls_strmap_get(&p->models, id, n);
 
-        while ((e = p->slots[h]) != NULL) {
-                if (strcmp(e->id, id) == 0)
-                        return e;
-                h = (h + 1) & (MODEL_SLOTS - 1);
-        }
-        if (p->nmodels >= p->conf.max_model_series)
+        if (e)
+                return e;
+        if (p->models.count >= p->conf.max_model_series)
                 return &p->other;
         e = calloc(1, sizeof(*e));
         if (!e)
                 return &p->other;
+        if (!mls_strmap_put(&p->models, id, n, e)) {
+                free(e);
+                return &p->other;
+        }
         entry_init(p, e, id);
-        p->slots[h] = e;
-        p->nmodels++;
         return e;
 }
 
@@ -689,23 +687,31 @@ void mls_pipeline_discard(mls_pipeline_t *p, mls_record_keep keep,
                 reset(p);
 }
 
+struct heartbeat_list {
+        struct mls_buf *out;
+        int first;
+};
+
+static void list_model(void *opaque, struct mls_strmap_entry *e)
+{
+        struct heartbeat_list *hl = opaque;
+
+        if (!hl->first)
+                mls_buf_putc(hl->out, ',');
+        mls_buf_json_str(hl->out, e->key, e->klen);
+        hl->first = 0;
+}
+
 size_t mls_pipeline_heartbeat(mls_pipeline_t *p, struct mls_buf *out)
 {
         char ts[32];
-        int first = 1;
+        struct heartbeat_list hl = {out, 1};
 
         mls_clock_iso8601(mls_clock_wall_ms(), ts, sizeof(ts));
         mls_buf_puts(out, "{\"type\":\"heartbeat\",\"engine_id\":");
         mls_buf_json_str(out, p->engine_id, strlen(p->engine_id));
         mls_buf_printf(out, ",\"at\":\"%s\",\"models\":[", ts);
-        for (size_t i = 0; i < MODEL_SLOTS; i++) {
-                if (!p->slots[i])
-                        continue;
-                if (!first)
-                        mls_buf_putc(out, ',');
-                mls_buf_json_str(out, p->slots[i]->id, strlen(p->slots[i]->id));
-                first = 0;
-        }
+        mls_strmap_foreach(&p->models, list_model, &hl);
         mls_buf_puts(out, "]}");
         return out->len;
 }

@@ -1,7 +1,18 @@
 /*
- * Internals of the gateway shared by gateway.c (life cycle, loop, feed,
- * metrics), ws.c (WebSocket connections) and http.c (HTTP routes). Not for
- * use outside src/gateway/.
+ * Internals of the gateway shared by its files. Not for use outside
+ * src/gateway/. The files call one another in one direction only:
+ *
+ *   gateway.c     life cycle, the loop, libwebsockets set-up (the top)
+ *   ws.c, http.c  the WebSocket and HTTP protocol callbacks
+ *   feed.c        Redis subscriber or in-process bus -> monitor + hub
+ *   resolvers.c   the GraphQL resolvers over the monitor
+ *   gw_metrics.c  the gateway's metric families, /metrics, auth failures
+ *   origin.c      GATEWAY_ALLOWED_ORIGINS
+ *   limits.c      the open-file limit
+ *
+ * gateway.c calls the others; ws.c and http.c call only the files below
+ * them (gw_metrics.c, origin.c) and the small inline helpers here, never
+ * back into gateway.c.
  *
  * Threads: everything here runs on the gateway loop thread, except the bus
  * queue (bus_lock) and stop_requested, which other threads touch through
@@ -18,9 +29,11 @@
 #include <uv.h>
 
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/config.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/redis_url.h"
 #include "gateway/auth.h"
 #include "gateway/gateway.h"
 #include "gateway/hub.h"
@@ -53,7 +66,14 @@ struct mls__gw_conn {
         size_t qbytes; /* bytes of the queued messages (framing excluded) */
 };
 
-struct bus_msg;
+struct mls__gw_bus_msg; /* feed.c */
+
+/* GATEWAY_ALLOWED_ORIGINS, parsed (origin.c). */
+struct mls__gw_origin_policy {
+        char **list; /* NULL: no origin check; lower case */
+        size_t n;
+        int any; /* "*" was listed: CORS for every origin */
+};
 
 /* Why ws.c refused or closed a WebSocket, for its rate-limited warnings:
  * the auth results first (indexed by enum mls_auth_result), then these. */
@@ -81,7 +101,7 @@ struct mls_gateway {
 
         /* bus mode */
         pthread_mutex_t bus_lock;
-        struct bus_msg *bus_head, *bus_tail;
+        struct mls__gw_bus_msg *bus_head, *bus_tail;
         size_t bus_count, bus_bytes;
         _Atomic uint64_t bus_dropped;
 
@@ -92,7 +112,6 @@ struct mls_gateway {
         mls_monitor_t *monitor;
         mls_redis_sub_t *redis;
         struct mls_wsproto_env env;
-        struct mls_wsproto_ops ws_ops;
 
         /* connections */
         struct mls__gw_conn *conns;
@@ -102,13 +121,11 @@ struct mls_gateway {
         /* settings */
         size_t max_message, max_payload;
         unsigned send_queue, max_conns;
-        char **origins; /* NULL: no origin check; lower case */
-        size_t norigins;
-        int any_origin;
+        struct mls__gw_origin_policy origins;
         mls_auth_t *auth; /* access policy (off when nothing is set) */
         int metrics_auth; /* GATEWAY_METRICS_AUTH */
 
-        /* metrics */
+        /* metrics (gw_metrics.c registers them all) */
         mls_series_t *m_conns_transport, *m_conns_legacy, *m_conns_total,
                 *m_rejected_limit, *m_rejected_origin, *m_rejected_path,
                 *m_subs, *m_groups, *m_sent, *m_dropped, *m_redis, *m_ready,
@@ -127,17 +144,30 @@ struct mls_gateway {
         struct mls_log_limit ws_log_limits[MLS__GW_REFUSALS];
 };
 
-/* ws.c */
-extern const struct mls_wsproto_ops mls__gw_ws_ops;
+/* --- helpers for every file ------------------------------------------ */
+
+/* Monotonic milliseconds. Any thread. */
+static inline int64_t mls__gw_now_ms(void)
+{
+        return mls_clock_mono_ns() / 1000000;
+}
+
+/* 1 when the feed is live (Redis subscribed, or bus mode) and the gateway
+ * is not stopping: /readyz and ml_stream_gateway_ready. */
+static inline int mls__gw_ready(const mls_gateway_t *g)
+{
+        return !g->stopping && mls_monitor_connected(g->monitor);
+}
+
+/* --- ws.c ------------------------------------------------------------- */
+
 int mls__gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
                         void *user, void *in, size_t len);
 /* Asks a connection to close (after its queued control messages). */
 void mls__gw_conn_close(struct mls__gw_conn *c, int code, const char *reason);
-/* Registers ws.c's metrics (connections closed for a limit); called once
- * by gateway.c at start-up. */
-void mls__gw_ws_register_metrics(mls_gateway_t *g);
 
-/* http.c */
+/* --- http.c ----------------------------------------------------------- */
+
 /* The route of a request (for the requests metric). */
 enum mls__gw_route {
         MLS__GW_R_NONE,
@@ -168,19 +198,74 @@ struct mls__gw_http_pss {
 int mls__gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason,
                           void *user, void *in, size_t len);
 
-/* gateway.c */
-/* 1 if origin (NULL when the request has none) may use /graphql. */
-int mls__gw_origin_ok(const mls_gateway_t *g, const char *origin);
+/* --- feed.c ----------------------------------------------------------- */
+
+/* Starts the feed: in bus mode marks it live; otherwise creates the Redis
+ * subscriber on g's loop (url, ML_STREAM_REDIS_CHANNEL), live once it has
+ * subscribed. Returns 0, or -1 with errstr filled. Loop thread, at
+ * start-up. */
+int mls__gw_feed_start(mls_gateway_t *g, const struct mls_redis_url *url,
+                       char *errstr, size_t errstr_size);
+/* Bus mode: queues a copy of one payload for the loop, which the caller
+ * then wakes. Returns 0, or -1 when the bounded queue is full or memory
+ * runs out (the payload is dropped and counted). Any thread. */
+int mls__gw_feed_push(mls_gateway_t *g, const char *payload, size_t len);
+/* Bus mode: hands every queued payload to the monitor and the hub (or, once
+ * stopping, just frees it). Loop thread. */
+void mls__gw_feed_drain(mls_gateway_t *g);
+/* Frees whatever is still queued. After the loop has ended. */
+void mls__gw_feed_clear(mls_gateway_t *g);
+
+/* --- resolvers.c ------------------------------------------------------ */
+
+/* Sets the resolvers of Query.mlStreamingStatus and
+ * Query.mlStreamingModels on schema, reading g's monitor. Returns 0, or -1
+ * with errstr filled. */
+int mls__gw_resolvers_install(mls_gateway_t *g, mls_gql_schema_t *schema,
+                              char *errstr, size_t errstr_size);
+
+/* --- gw_metrics.c ----------------------------------------------------- */
+
+/* Registers every gateway metric family in g->metrics and keeps the series
+ * in g. Once, at start-up; memory running out leaves series NULL, which
+ * the metrics module ignores. */
+void mls__gw_metrics_register(mls_gateway_t *g);
+/* Refreshes the gauges and counters copied at scrape time and renders
+ * /metrics into out. Returns -1 past out's cap. Loop thread. */
+int mls__gw_metrics_render(mls_gateway_t *g, struct mls_buf *out);
 /* Counts a refused credential (by reason) and logs it at debug level,
  * with transport ("http", "graphql-transport-ws", ...) and why, never the
  * credential. */
-void mls__gw_auth_failed(mls_gateway_t *g, const char *transport,
-                         enum mls_auth_result r, const char *why);
-/* 1 when the feed is live (Redis subscribed, or bus mode). */
-int mls__gw_ready(const mls_gateway_t *g);
-/* Renders /metrics into out. Returns -1 past out's cap. */
-int mls__gw_metrics(mls_gateway_t *g, struct mls_buf *out);
-/* Monotonic milliseconds. */
-int64_t mls__gw_now_ms(void);
+void mls__gw_metrics_auth_failed(mls_gateway_t *g, const char *transport,
+                                 enum mls_auth_result r, const char *why);
+
+/* --- origin.c --------------------------------------------------------- */
+
+/* Parses GATEWAY_ALLOWED_ORIGINS (origins separated by commas, or "*")
+ * into p, which must be zeroed; NULL or "" leaves the check off. Returns 0,
+ * or -1 with errstr naming the setting and the bad entry (p then holds
+ * what was parsed so far: free it). */
+int mls__gw_origin_parse(struct mls__gw_origin_policy *p, const char *list,
+                         char *errstr, size_t errstr_size);
+/* Frees what parse() stored; p is then zeroed. */
+void mls__gw_origin_free(struct mls__gw_origin_policy *p);
+/* 1 if origin (NULL when the request has none) may use /graphql. */
+int mls__gw_origin_ok(const struct mls__gw_origin_policy *p,
+                      const char *origin);
+/* 1 when only listed origins may use /graphql; an Origin header too long
+ * to read is then refused rather than taken for none. */
+static inline int mls__gw_origin_enforced(const struct mls__gw_origin_policy *p)
+{
+        return p->list && !p->any;
+}
+
+/* --- limits.c --------------------------------------------------------- */
+
+/* Raises RLIMIT_NOFILE towards what max_conns connections need; warns when
+ * it cannot get there. At start-up. */
+void mls__gw_limits_raise_nofile(unsigned max_conns);
+/* The descriptors libwebsockets should track: the connections, its own
+ * few, and no more than the process may open. */
+unsigned mls__gw_limits_lws_fds(unsigned max_conns);
 
 #endif

@@ -5,7 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "gateway/jsonw.h"
+#include "common/json.h"
 
 /* Compares the media type at s (up to ';', ',' or the end, trimmed) with
  * type, case-insensitively. */
@@ -77,7 +77,7 @@ static void write_json(struct mls_buf *body, struct mls_gqlhttp_resp *resp,
 {
         size_t start = body->len;
 
-        if (!v || mls_jsonw_value(body, v) < 0) {
+        if (!v || mls_json_write(body, v) < 0) {
                 body->len = start;
                 body->overflow = 0;
                 resp->status = 500;

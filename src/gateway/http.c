@@ -245,7 +245,7 @@ static int authorize(mls_gateway_t *g, struct lws *wsi,
         }
         if (res == MLS_AUTH_OK)
                 return 0;
-        mls__gw_auth_failed(g, "http", res, why);
+        mls__gw_metrics_auth_failed(g, "http", res, why);
         /* the body that may follow is not read: close after the answer,
          * or the body callbacks would run the request anyway */
         r->close_after = 1;
@@ -284,14 +284,15 @@ static int on_request(mls_gateway_t *g, struct lws *wsi,
                 /* an Origin too long to copy is not "no Origin" */
                 if ((!origin[0] &&
                      lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN) > 0 &&
-                     g->origins && !g->any_origin) ||
-                    !mls__gw_origin_ok(g, origin[0] ? origin : NULL)) {
+                     mls__gw_origin_enforced(&g->origins)) ||
+                    !mls__gw_origin_ok(&g->origins,
+                                       origin[0] ? origin : NULL)) {
                         r->close_after = 1; /* as in authorize() */
                         return respond_error(wsi, r, 403,
                                              "This origin is not allowed "
                                              "(GATEWAY_ALLOWED_ORIGINS).");
                 }
-                if (origin[0] && g->origins) {
+                if (origin[0] && g->origins.list) {
                         r->cors = 1;
                         snprintf(r->origin, sizeof(r->origin), "%s", origin);
                 }
@@ -321,7 +322,7 @@ static int on_request(mls_gateway_t *g, struct lws *wsi,
                 if (g->metrics_auth && authorize(g, wsi, r, 1))
                         return 0;
                 out_begin(r);
-                if (mls__gw_metrics(g, &r->out) < 0)
+                if (mls__gw_metrics_render(g, &r->out) < 0)
                         return respond_text(wsi, r, 500, "metrics too large\n");
                 return respond(wsi, r, 200,
                                "text/plain; version=0.0.4; charset=utf-8");

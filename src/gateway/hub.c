@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "common/buf.h"
-#include "gateway/strmap.h"
+#include "common/strmap.h"
 
 struct hub_model {
         struct mls_hub_group *groups;

@@ -11,7 +11,7 @@
 
 #include "common/clock.h"
 #include "common/metrics.h"
-#include "gateway/strmap.h"
+#include "common/strmap.h"
 
 #define PAIR_KEY_MAX 1024 /* model id NUL tenant */
 #define MIN_CAP 4         /* first allocation of a window */

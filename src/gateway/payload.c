@@ -114,7 +114,7 @@ static int valid_model_id(json_t *v)
         if (!json_is_string(v))
                 return 0;
         n = json_string_length(v);
-        return n > 0 && n <= MLS_PAYLOAD_MAX_MODEL_ID &&
+        return n > 0 && n <= MLS_MODEL_ID_MAX &&
                strlen(json_string_value(v)) == n;
 }
 

@@ -6,7 +6,7 @@
  * Accepted: snake_case and camelCase keys (snake_case wins when both are
  * present); "type" absent or "prediction" for predictions, "heartbeat" for
  * heartbeats. Required for a prediction: model id (non-empty string, at
- * most MLS_PAYLOAD_MAX_MODEL_ID bytes), inference id (string or integer),
+ * most MLS_MODEL_ID_MAX bytes), inference id (string or integer),
  * predictions (any JSON but null), latency_ms (finite number >= 0) and
  * received_at (RFC 3339 string or epoch milliseconds). Optional, null when
  * missing: input_id (string or integer), published_at (as received_at;
@@ -23,7 +23,7 @@
 
 #include <jansson.h>
 
-#define MLS_PAYLOAD_MAX_MODEL_ID 256
+#include "common/model_id.h"
 
 enum mls_payload_kind {
         MLS_PAYLOAD_GARBAGE,

@@ -50,23 +50,6 @@ static void ent_free(struct mls__gw_qent *e)
         mls_frame_unref(e->body);
 }
 
-void mls__gw_ws_register_metrics(mls_gateway_t *g)
-{
-        mls_metric_t *m = mls_metric_new(
-                g->metrics, MLS_COUNTER,
-                "ml_stream_gateway_connections_closed_total",
-                "WebSocket connections the gateway closed for a limit, by "
-                "reason: send_queue_bytes (more than GATEWAY_SEND_QUEUE_BYTES "
-                "unread, 1008), send_queue (more than GATEWAY_SEND_QUEUE + 64 "
-                "messages unread, 1008), init_timeout (no connection_init "
-                "within GATEWAY_INIT_TIMEOUT_MS, 4408).",
-                "reason", NULL, NULL, 0);
-
-        g->m_closed_queue_bytes = mls_series(m, "send_queue_bytes", NULL);
-        g->m_closed_queue = mls_series(m, "send_queue", NULL);
-        g->m_closed_init = mls_series(m, "init_timeout", NULL);
-}
-
 /* Closes a connection whose client left more than GATEWAY_SEND_QUEUE_BYTES
  * unread: everything queued is freed at once (a client that does not read
  * would not take it), and the close frame follows what libwebsockets still
@@ -186,7 +169,7 @@ static void op_auth_failed(void *conn, enum mls_auth_result r, const char *why)
                                     : MLS_WSPROTO_TRANSPORT_NAME;
 
         /* counted, and the details at debug level */
-        mls__gw_auth_failed(c->g, proto, r, why);
+        mls__gw_metrics_auth_failed(c->g, proto, r, why);
         if ((unsigned)r < MLS_AUTH_RESULTS)
                 warn_limited(c->g, (enum mls__gw_refusal)r,
                              "websocket (%s): refused connection_init: 4403 "
@@ -194,7 +177,7 @@ static void op_auth_failed(void *conn, enum mls_auth_result r, const char *why)
                              proto, mls_auth_result_close_reason(r), why);
 }
 
-const struct mls_wsproto_ops mls__gw_ws_ops = {
+static const struct mls_wsproto_ops ws_ops = {
         .send = op_send,
         .send_event = op_send_event,
         .close = op_close,
@@ -406,8 +389,8 @@ static int filter(mls_gateway_t *g, struct lws *wsi)
         n = lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN);
         /* an Origin too long to copy is not "no Origin" */
         if ((n < 0 && lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN) > 0 &&
-             g->origins && !g->any_origin) ||
-            !mls__gw_origin_ok(g, n > 0 ? origin : NULL)) {
+             mls__gw_origin_enforced(&g->origins)) ||
+            !mls__gw_origin_ok(&g->origins, n > 0 ? origin : NULL)) {
                 char shown[80];
                 mls_series_add(g->m_rejected_origin, 1);
                 warn_limited(g, MLS__GW_REFUSE_ORIGIN,
@@ -465,8 +448,7 @@ static int established(mls_gateway_t *g, struct lws *wsi,
         c->wsi = wsi;
         c->timer_at = -1;
         mls_buf_init(&c->rx, g->max_message);
-        c->proto = mls_wsproto_new(&g->env, &mls__gw_ws_ops, c, kind,
-                                   mls__gw_now_ms());
+        c->proto = mls_wsproto_new(&g->env, &ws_ops, c, kind, mls__gw_now_ms());
         if (!c->proto) {
                 free(c);
                 return -1;

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "common/buf.h"
-#include "gateway/jsonw.h"
+#include "common/json.h"
 
 #define MAX_ID_BYTES 256 /* a subscription id, as JSON text */
 
@@ -103,7 +103,7 @@ static void send_msg(mls_wsproto_t *s, const char *id, const char *type,
         mls_buf_json_str(&b, type, strlen(type));
         if (payload) {
                 mls_buf_puts(&b, ",\"payload\":");
-                mls_jsonw_value(&b, payload);
+                mls_json_write(&b, payload);
         }
         mls_buf_putc(&b, '}');
         if (b.overflow) {
@@ -130,7 +130,7 @@ static void send_result(mls_wsproto_t *s, const char *id, const char *type,
         json_t *err;
 
         mls_buf_init(&probe, s->env->max_out_bytes);
-        if (mls_jsonw_value(&probe, result) == 0 &&
+        if (mls_json_write(&probe, result) == 0 &&
             probe.len + MAX_ID_BYTES + 64 <= s->env->max_out_bytes) {
                 mls_buf_free(&probe);
                 send_msg(s, id, type, result);

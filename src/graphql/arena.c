@@ -1,11 +1,11 @@
 /*
  * A bump allocator: ASTs, schema tables and execution plans are made of many
- * small pieces that all die together.
+ * small pieces that all die together. Also the name maps (mls__gql_map):
+ * common/strmap.h tables that take their memory from an arena.
  */
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/hash.h"
 #include "graphql/graphql_int.h"
 
 #define ARENA_ALIGN 16
@@ -89,72 +89,40 @@ void mls__gql_arena_free(struct mls__gql_arena *a)
         memset(a, 0, sizeof(*a));
 }
 
-/* --- string map ------------------------------------------------------------
- */
+/* --- name map ----------------------------------------------------------- */
 
-static uint64_t hash_str(const char *s)
+static void *map_alloc(void *arena, size_t size)
 {
-        return mls_hash(s, strlen(s));
+        return mls__gql_arena_alloc(arena, size);
 }
 
 void mls__gql_map_init(struct mls__gql_map *m, struct mls__gql_arena *a)
 {
-        memset(m, 0, sizeof(*m));
-        m->arena = a;
+        /* nothing to give back: it all goes with the arena */
+        const struct mls_strmap_alloc mem = {
+                .alloc = map_alloc,
+                .free = NULL,
+                .ctx = a,
+        };
+
+        mls_strmap_init_alloc(&m->map, &mem);
 }
 
 unsigned *mls__gql_map_get(const struct mls__gql_map *m, const char *key)
 {
-        size_t i;
-
-        if (m->cap == 0)
-                return NULL;
-        for (i = hash_str(key) & (m->cap - 1); m->keys[i];
-             i = (i + 1) & (m->cap - 1))
-                if (strcmp(m->keys[i], key) == 0)
-                        return &m->vals[i];
-        return NULL;
-}
-
-static int map_grow(struct mls__gql_map *m)
-{
-        size_t ncap = m->cap ? m->cap * 2 : 16, i, j;
-        const char **keys;
-        unsigned *vals;
-
-        keys = mls__gql_arena_alloc(m->arena, ncap * sizeof(*keys));
-        vals = mls__gql_arena_alloc(m->arena, ncap * sizeof(*vals));
-        if (!keys || !vals)
-                return -1;
-        for (i = 0; i < m->cap; i++) {
-                if (!m->keys[i])
-                        continue;
-                for (j = hash_str(m->keys[i]) & (ncap - 1); keys[j];
-                     j = (j + 1) & (ncap - 1))
-                        ;
-                keys[j] = m->keys[i];
-                vals[j] = m->vals[i];
-        }
-        /* the old arrays stay in the arena until it is freed */
-        m->keys = keys;
-        m->vals = vals;
-        m->cap = ncap;
-        return 0;
+        return mls_strmap_get(&m->map, key, strlen(key));
 }
 
 int mls__gql_map_put(struct mls__gql_map *m, const char *key, unsigned val)
 {
-        size_t i;
+        size_t klen = strlen(key);
+        unsigned *cell;
 
-        if (mls__gql_map_get(m, key))
+        if (mls_strmap_find(&m->map, key, klen))
                 return 1;
-        if ((m->n + 1) * 2 > m->cap && map_grow(m) < 0)
+        cell = mls__gql_arena_alloc(m->map.mem.ctx, sizeof(*cell));
+        if (!cell || !mls_strmap_put(&m->map, key, klen, cell))
                 return -1;
-        for (i = hash_str(key) & (m->cap - 1); m->keys[i];
-             i = (i + 1) & (m->cap - 1))
-                ;
-        m->keys[i] = key;
-        m->vals[i] = val;
-        m->n++;
+        *cell = val;
         return 0;
 }

@@ -3,29 +3,27 @@
  * documents clients send again and again are parsed and validated once.
  * Entries hold a document reference; eviction drops it, so a subscription
  * still using an evicted document keeps it alive.
+ *
+ * The text -> entry index is a common/strmap.h table (which keeps the copy
+ * of the text); the entries themselves form the LRU list.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/hash.h"
 #include "graphql/graphql_int.h"
 
 struct entry {
-        char *text;
-        size_t len;
-        uint64_t hash;
+        struct mls_strmap_entry *key; /* the text, in c->index */
         mls_gql_doc_t *doc;
         struct entry *prev, *next; /* LRU list, most recent first */
-        struct entry *chain;       /* hash bucket */
 };
 
 struct mls_gql_cache {
         const mls_gql_schema_t *schema;
         struct mls_gql_limits limits;
         size_t max_entries;
-        struct entry **buckets;
-        size_t nbuckets; /* power of two */
+        struct mls_strmap index; /* document text -> struct entry */
         struct entry *head, *tail;
         struct mls_gql_cache_stats stats;
 };
@@ -45,18 +43,7 @@ mls_gql_cache_t *mls_gql_cache_new(const mls_gql_schema_t *schema,
         c->schema = schema;
         mls__gql_limits_fill(&c->limits, limits);
         c->max_entries = max_entries ? max_entries : 256;
-        c->nbuckets = 16;
-        while (c->nbuckets < c->max_entries * 2)
-                c->nbuckets *= 2;
-        c->buckets = calloc(c->nbuckets, sizeof(*c->buckets));
-        if (!c->buckets) {
-                snprintf(errstr, errstr_size,
-                         "out of memory creating the GraphQL document cache "
-                         "(%zu entries)",
-                         c->max_entries);
-                free(c);
-                return NULL;
-        }
+        mls_strmap_init(&c->index);
         return c;
 }
 
@@ -84,16 +71,13 @@ static void push_front(mls_gql_cache_t *c, struct entry *e)
                 c->tail = e;
 }
 
+/* Forgets e: out of the index and the list, its document reference
+ * dropped. */
 static void drop(mls_gql_cache_t *c, struct entry *e)
 {
-        struct entry **pp = &c->buckets[e->hash & (c->nbuckets - 1)];
-
-        while (*pp != e)
-                pp = &(*pp)->chain;
-        *pp = e->chain;
+        mls_strmap_remove(&c->index, e->key->key, e->key->klen);
         unlink_lru(c, e);
         mls_gql_doc_unref(e->doc);
-        free(e->text);
         free(e);
         c->stats.entries--;
 }
@@ -101,36 +85,27 @@ static void drop(mls_gql_cache_t *c, struct entry *e)
 mls_gql_doc_t *mls_gql_cache_get(mls_gql_cache_t *c, const char *text,
                                  size_t len, json_t **errors)
 {
-        uint64_t h = mls_hash(text, len);
-        struct entry *e;
+        struct entry *e = mls_strmap_get(&c->index, text, len);
         mls_gql_doc_t *doc;
 
         *errors = NULL;
-        for (e = c->buckets[h & (c->nbuckets - 1)]; e; e = e->chain) {
-                if (e->hash == h && e->len == len &&
-                    memcmp(e->text, text, len) == 0) {
-                        c->stats.hits++;
-                        unlink_lru(c, e);
-                        push_front(c, e);
-                        return mls_gql_doc_ref(e->doc);
-                }
+        if (e) {
+                c->stats.hits++;
+                unlink_lru(c, e);
+                push_front(c, e);
+                return mls_gql_doc_ref(e->doc);
         }
         c->stats.misses++;
         doc = mls_gql_doc_new(c->schema, text, len, &c->limits, errors);
         if (!doc)
                 return NULL;
         e = calloc(1, sizeof(*e));
-        if (!e || !(e->text = malloc(len ? len : 1))) {
+        if (!e || !(e->key = mls_strmap_put(&c->index, text, len, e))) {
                 /* still usable, just not cached */
                 free(e);
                 return doc;
         }
-        memcpy(e->text, text, len);
-        e->len = len;
-        e->hash = h;
         e->doc = mls_gql_doc_ref(doc);
-        e->chain = c->buckets[h & (c->nbuckets - 1)];
-        c->buckets[h & (c->nbuckets - 1)] = e;
         push_front(c, e);
         c->stats.entries++;
         while (c->stats.entries > c->max_entries) {
@@ -152,6 +127,6 @@ void mls_gql_cache_free(mls_gql_cache_t *c)
                 return;
         while (c->head)
                 drop(c, c->head);
-        free(c->buckets);
+        mls_strmap_free(&c->index, NULL);
         free(c);
 }

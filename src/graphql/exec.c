@@ -747,7 +747,7 @@ static int leaf_write(struct mls_buf *b, const struct leaf *l)
                             : mls_buf_append(b, "false", 5);
         case L_JSON:
         default:
-                return mls__gql_write_json(b, l->same);
+                return mls_json_write(b, l->same);
         }
 }
 
@@ -1208,7 +1208,7 @@ int mls_gql_sub_render(mls_gql_sub_t *sub, json_t *event, struct mls_buf *out)
                 goto fail;
         }
         if (r.errors && (mls_buf_append(out, ",\"errors\":", 10) < 0 ||
-                         mls__gql_write_json(out, r.errors) < 0))
+                         mls_json_write(out, r.errors) < 0))
                 goto fail;
         if (mls_buf_putc(out, '}') < 0)
                 goto fail;

@@ -12,6 +12,9 @@
 #include <stdint.h>
 
 #include "common/buf.h"
+#include "common/json.h"
+#include "common/strmap.h"
+#include "common/utf8.h"
 #include "graphql/graphql.h"
 
 /* Documents and messages are capped elsewhere; this bounds our own
@@ -37,14 +40,11 @@ void *mls__gql_arena_alloc(struct mls__gql_arena *a, size_t size);
 char *mls__gql_arena_strndup(struct mls__gql_arena *a, const char *s, size_t n);
 void mls__gql_arena_free(struct mls__gql_arena *a);
 
-/* A string-keyed hash map in an arena, with a per-process seed against
- * collision flooding. Keys are borrowed and must outlive the map. */
+/* A map from NUL-terminated names to unsigned values: a common/strmap.h
+ * table whose entries, buckets and values live in an arena, so it needs no
+ * freeing of its own and dies with the arena. */
 struct mls__gql_map {
-        const char **keys;
-        unsigned *vals;
-        size_t cap; /* power of two, or 0 */
-        size_t n;
-        struct mls__gql_arena *arena;
+        struct mls_strmap map; /* values: unsigned cells in the arena */
 };
 
 void mls__gql_map_init(struct mls__gql_map *m, struct mls__gql_arena *a);
@@ -323,6 +323,8 @@ enum mls__gql_dir_loc {
         MLS__GQL_DL_COUNT,
 };
 
+/* The names of the directive locations and type kinds as introspection,
+ * SDL and messages spell them (names.c). */
 extern const char *const mls__gql_dir_loc_names[MLS__GQL_DL_COUNT];
 extern const char *const mls__gql_kind_names[8];
 
@@ -582,7 +584,8 @@ struct mls_gql_doc {
         size_t bytes; /* memory held, for the cache's accounting */
 };
 
-/* Fills the zero fields of out from in (or all of it when in is NULL). */
+/* Fills the zero fields of out from in (or all of it when in is NULL), with
+ * the defaults of mls_gql_limits_default() (limits.c). */
 void mls__gql_limits_fill(struct mls_gql_limits *out,
                           const struct mls_gql_limits *in);
 /* Finds the operation named name (NULL/"" for the only one). Returns it, or
@@ -590,11 +593,5 @@ void mls__gql_limits_fill(struct mls_gql_limits *out,
 const struct mls__gql_definition *
 mls__gql_doc_find_op(const struct mls_gql_doc *doc, const char *name, char *err,
                      size_t err_size);
-
-/* --- output -----------------------------------------------------------------
- */
-
-/* Appends v as compact JSON. Returns 0, or -1 when b refuses. */
-int mls__gql_write_json(struct mls_buf *b, const json_t *v);
 
 #endif

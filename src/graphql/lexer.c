@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/buf.h"
+#include "common/utf8.h"
 #include "graphql/graphql_int.h"
 
 static const char *const kind_desc[] = {
@@ -94,22 +95,6 @@ lex_error(struct mls__gql_lexer *lx, size_t p, const char *fmt, ...)
         return -1;
 }
 
-static unsigned decode_utf8(const unsigned char *s, size_t n, size_t *lenp)
-{
-        size_t l = mls_utf8_len(s, n);
-        unsigned cp;
-
-        *lenp = l;
-        if (l == 0)
-                return 0;
-        if (l == 1)
-                return s[0];
-        cp = s[0] & (0x7f >> l);
-        for (size_t i = 1; i < l; i++)
-                cp = (cp << 6) | (s[i] & 0x3f);
-        return cp;
-}
-
 /* graphql-js printCodePointAt(): "\"x\"" for printable ASCII, U+XXXX else,
  * <EOF> at the end. */
 static void describe_char(const struct mls__gql_lexer *lx, size_t p, char *out,
@@ -123,7 +108,7 @@ static void describe_char(const struct mls__gql_lexer *lx, size_t p, char *out,
                 snprintf(out, out_size, "<EOF>");
                 return;
         }
-        cp = decode_utf8(s + p, lx->len - p, &l);
+        cp = mls_utf8_decode(s + p, lx->len - p, &l);
         if (l == 0)
                 snprintf(out, out_size, "byte 0x%02X (invalid UTF-8)", s[p]);
         else if (cp == '"')
@@ -244,31 +229,12 @@ static long hex4(const struct mls__gql_lexer *lx, size_t p)
         return v;
 }
 
+/* Appends code point cp to b as UTF-8. */
 static int put_utf8(struct mls_buf *b, unsigned cp)
 {
-        char o[4];
-        size_t n;
+        char o[MLS_UTF8_MAX];
 
-        if (cp < 0x80) {
-                o[0] = (char)cp;
-                n = 1;
-        } else if (cp < 0x800) {
-                o[0] = (char)(0xc0 | (cp >> 6));
-                o[1] = (char)(0x80 | (cp & 0x3f));
-                n = 2;
-        } else if (cp < 0x10000) {
-                o[0] = (char)(0xe0 | (cp >> 12));
-                o[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-                o[2] = (char)(0x80 | (cp & 0x3f));
-                n = 3;
-        } else {
-                o[0] = (char)(0xf0 | (cp >> 18));
-                o[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-                o[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-                o[3] = (char)(0x80 | (cp & 0x3f));
-                n = 4;
-        }
-        return mls_buf_append(b, o, n);
+        return mls_buf_append(b, o, mls_utf8_encode(cp, o));
 }
 
 /* Quotes up to n bytes of source from p for a message, stopping early at a

@@ -1,7 +1,6 @@
 /*
  * Printing: GraphQL values and types as graphql-js print() does (for
- * messages and argument comparison), and JSON output straight to a buffer
- * for the per-event path.
+ * messages and argument comparison). JSON output is common/json.h's.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -165,72 +164,4 @@ void mls__gql_print_typeref(struct mls_buf *b, const struct mls__gql_typeref *t)
                 mls_buf_putc(b, '!');
                 break;
         }
-}
-
-/* --- JSON output ------------------------------------------------------------
- */
-
-#define WRITE_MAX_DEPTH 4096
-
-static int write_int(struct mls_buf *b, json_int_t v)
-{
-        if (v < 0) {
-                if (mls_buf_putc(b, '-') < 0)
-                        return -1;
-                return mls_buf_u64(b, (uint64_t)0 - (uint64_t)v);
-        }
-        return mls_buf_u64(b, (uint64_t)v);
-}
-
-static int write_at(struct mls_buf *b, const json_t *v, int depth)
-{
-        const char *key;
-        json_t *item;
-        size_t i, n;
-
-        if (depth > WRITE_MAX_DEPTH)
-                return -1;
-        switch (json_typeof(v)) {
-        case JSON_OBJECT:
-                if (mls_buf_putc(b, '{') < 0)
-                        return -1;
-                i = 0;
-                json_object_foreach((json_t *)v, key, item)
-                {
-                        if ((i++ && mls_buf_putc(b, ',') < 0) ||
-                            mls_buf_json_str(b, key, strlen(key)) < 0 ||
-                            mls_buf_putc(b, ':') < 0 ||
-                            write_at(b, item, depth + 1) < 0)
-                                return -1;
-                }
-                return mls_buf_putc(b, '}');
-        case JSON_ARRAY:
-                if (mls_buf_putc(b, '[') < 0)
-                        return -1;
-                n = json_array_size(v);
-                for (i = 0; i < n; i++)
-                        if ((i && mls_buf_putc(b, ',') < 0) ||
-                            write_at(b, json_array_get(v, i), depth + 1) < 0)
-                                return -1;
-                return mls_buf_putc(b, ']');
-        case JSON_STRING:
-                return mls_buf_json_str(b, json_string_value(v),
-                                        json_string_length(v));
-        case JSON_INTEGER:
-                return write_int(b, json_integer_value(v));
-        case JSON_REAL:
-                return mls_buf_json_double(b, json_real_value(v));
-        case JSON_TRUE:
-                return mls_buf_append(b, "true", 4);
-        case JSON_FALSE:
-                return mls_buf_append(b, "false", 5);
-        case JSON_NULL:
-                return mls_buf_append(b, "null", 4);
-        }
-        return -1;
-}
-
-int mls__gql_write_json(struct mls_buf *b, const json_t *v)
-{
-        return write_at(b, v, 0);
 }

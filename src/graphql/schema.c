@@ -34,34 +34,6 @@
                 NULL, NULL, 0, NULL, false \
         }
 
-const char *const mls__gql_kind_names[8] = {
-        "SCALAR", "OBJECT",       "INTERFACE", "UNION",
-        "ENUM",   "INPUT_OBJECT", "LIST",      "NON_NULL",
-};
-
-const char *const mls__gql_dir_loc_names[MLS__GQL_DL_COUNT] = {
-        "QUERY",
-        "MUTATION",
-        "SUBSCRIPTION",
-        "FIELD",
-        "FRAGMENT_DEFINITION",
-        "FRAGMENT_SPREAD",
-        "INLINE_FRAGMENT",
-        "VARIABLE_DEFINITION",
-        "SCHEMA",
-        "SCALAR",
-        "OBJECT",
-        "FIELD_DEFINITION",
-        "ARGUMENT_DEFINITION",
-        "INTERFACE",
-        "UNION",
-        "ENUM",
-        "ENUM_VALUE",
-        "INPUT_OBJECT",
-        "INPUT_FIELD_DEFINITION",
-        "DIRECTIVE_DEFINITION",
-};
-
 /* --- the mlstream schema (contract) --------------------------------------- */
 
 static const struct mls__gql_argdef model_id_arg[] = {
@@ -77,8 +49,7 @@ static const struct mls__gql_fielddef query_fields[] = {
          model_id_arg, NULL, MLS__GQL_R_ROOT},
         {"mlStreamingModels", "[String!]!",
          "Ids of the models this gateway has seen predictions or heartbeats "
-         "for, sorted. Not part of the seed's schema: an addition for "
-         "dashboards.",
+         "for, sorted: what a dashboard or client can subscribe to.",
          NULL, NULL, MLS__GQL_R_ROOT},
         END_FIELD,
 };

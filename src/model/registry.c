@@ -17,8 +17,8 @@
 #include <unistd.h>
 
 #include "common/clock.h"
-#include "common/hash.h"
 #include "common/log.h"
+#include "common/strmap.h"
 
 #define SINGLE_ID "*"             /* the model_id label of a single model */
 #define SPEC_MAX_BYTES (64 << 10) /* model.conf */
@@ -27,14 +27,9 @@
 
 /* Engine thread: which model serves an id. Slots are never removed; an id
  * whose model went away keeps its slot with model NULL. */
-struct slot {
-        char *id;
-        mls_model_t *model;
-};
-
 /* Loader thread: what it knows of one model id. */
 struct watch {
-        char id[MLS_REGISTRY_ID_MAX + 1];
+        char id[MLS_MODEL_ID_MAX + 1];
         char dir[PATH_MAX];  /* the model's directory; "" for a single model */
         uint64_t sig_loaded; /* files the serving model came from */
         uint64_t sig_seen;   /* files at the previous poll */
@@ -48,7 +43,7 @@ struct watch {
 struct change {
         struct change *next;
         mls_model_t *model;
-        char id[MLS_REGISTRY_ID_MAX + 1];
+        char id[MLS_MODEL_ID_MAX + 1];
 };
 
 struct mls_registry {
@@ -59,9 +54,9 @@ struct mls_registry {
         mls_metric_t *m_loads, *m_failures, *m_time, *m_info, *m_call;
 
         /* Engine thread. */
-        mls_model_t *only; /* single mode */
-        struct slot *slots;
-        size_t slot_cap, nslots, nserving;
+        mls_model_t *only;        /* single mode */
+        struct mls_strmap served; /* model id -> mls_model_t *, repository */
+        size_t nserving;
 
         /* Loader thread (and mls_registry_new before it starts). */
         struct watch *watches;
@@ -651,10 +646,10 @@ static int scan_repository(mls_registry_t *r, int force, int direct,
                              de->d_name) >= (int)sizeof(dir) ||
                     stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
                         continue;
-                if (strlen(de->d_name) > MLS_REGISTRY_ID_MAX) {
+                if (strlen(de->d_name) > MLS_MODEL_ID_MAX) {
                         mls_warn("%s: a model id is at most %d bytes; "
                                  "ignored",
-                                 dir, MLS_REGISTRY_ID_MAX);
+                                 dir, MLS_MODEL_ID_MAX);
                         continue;
                 }
                 w = watch_find(r, de->d_name, 1);
@@ -741,63 +736,17 @@ static void *loader_main(void *arg)
 
 /* ---- engine side ---- */
 
-static size_t hash_id(const char *s)
+static void free_model(void *m)
 {
-        return (size_t)mls_hash(s, strlen(s));
-}
-
-static struct slot *slot_find(mls_registry_t *r, const char *id)
-{
-        size_t mask = r->slot_cap - 1, i;
-
-        if (!r->slot_cap)
-                return NULL;
-        for (i = hash_id(id) & mask; r->slots[i].id; i = (i + 1) & mask)
-                if (strcmp(r->slots[i].id, id) == 0)
-                        return &r->slots[i];
-        return NULL;
-}
-
-static struct slot *slot_add(mls_registry_t *r, const char *id)
-{
-        struct slot *s = slot_find(r, id);
-        size_t mask, i;
-
-        if (s)
-                return s;
-        if ((r->nslots + 1) * 2 > r->slot_cap) {
-                size_t ncap = r->slot_cap ? r->slot_cap * 2 : 64;
-                struct slot *n = calloc(ncap, sizeof(*n));
-                if (!n)
-                        return NULL;
-                for (size_t k = 0; k < r->slot_cap; k++) {
-                        if (!r->slots[k].id)
-                                continue;
-                        for (i = hash_id(r->slots[k].id) & (ncap - 1); n[i].id;
-                             i = (i + 1) & (ncap - 1))
-                                ;
-                        n[i] = r->slots[k];
-                }
-                free(r->slots);
-                r->slots = n;
-                r->slot_cap = ncap;
-        }
-        mask = r->slot_cap - 1;
-        for (i = hash_id(id) & mask; r->slots[i].id; i = (i + 1) & mask)
-                ;
-        r->slots[i].id = strdup(id);
-        if (!r->slots[i].id)
-                return NULL;
-        r->nslots++;
-        return &r->slots[i];
+        mls_model_free(m);
 }
 
 /* Serves m for id; returns the model it replaces (or NULL). Engine thread,
  * or the creating thread before the loader starts. */
 static mls_model_t *swap(mls_registry_t *r, const char *id, mls_model_t *m)
 {
+        size_t n = strlen(id);
         mls_model_t *old;
-        struct slot *s;
 
         if (!r->repository) {
                 old = r->only;
@@ -805,14 +754,15 @@ static mls_model_t *swap(mls_registry_t *r, const char *id, mls_model_t *m)
                 r->nserving = m ? 1 : 0;
                 return old;
         }
-        s = m ? slot_add(r, id) : slot_find(r, id);
-        if (!s) {
-                if (m)
+        if (!m) {
+                old = mls_strmap_remove(&r->served, id, n);
+        } else {
+                old = mls_strmap_get(&r->served, id, n);
+                if (!mls_strmap_put(&r->served, id, n, m)) {
                         mls_error("model %s: out of memory; not served", id);
-                return m;
+                        return m;
+                }
         }
-        old = s->model;
-        s->model = m;
         r->nserving += (m ? 1 : 0) - (old ? 1 : 0);
         return old;
 }
@@ -824,12 +774,9 @@ static void install(mls_registry_t *r, const char *id, mls_model_t *m)
 
 mls_model_t *mls_registry_get(mls_registry_t *r, const char *model_id)
 {
-        struct slot *s;
-
         if (!r->repository)
                 return r->only;
-        s = slot_find(r, model_id);
-        return s ? s->model : NULL;
+        return mls_strmap_get(&r->served, model_id, strlen(model_id));
 }
 
 int mls_registry_apply(mls_registry_t *r)
@@ -1003,11 +950,7 @@ void mls_registry_free(mls_registry_t *r)
         free_changes(r->changes);
         free_changes(r->retired);
         mls_model_free(r->only);
-        for (size_t i = 0; i < r->slot_cap; i++) {
-                free(r->slots[i].id);
-                mls_model_free(r->slots[i].model);
-        }
-        free(r->slots);
+        mls_strmap_free(&r->served, free_model);
         free(r->watches);
         pthread_mutex_destroy(&r->lock);
         pthread_cond_destroy(&r->cond);

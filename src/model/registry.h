@@ -31,9 +31,9 @@
 #include <stddef.h>
 
 #include "common/metrics.h"
+#include "common/model_id.h"
 #include "model/model.h"
 
-#define MLS_REGISTRY_ID_MAX 128 /* the decoder's longest model id */
 #define MLS_REGISTRY_CONF_FILE "model.conf"
 
 /* One repository sub-directory's model.conf. */

@@ -35,7 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case MLS_PAYLOAD_PREDICTION:
                 ev = p.event;
                 if (!json_is_object(ev) || !p.model_id || !*p.model_id ||
-                    strlen(p.model_id) > MLS_PAYLOAD_MAX_MODEL_ID ||
+                    strlen(p.model_id) > MLS_MODEL_ID_MAX ||
                     !json_is_string(json_object_get(ev, "inferenceId")) ||
                     !json_is_string(json_object_get(ev, "modelId")) ||
                     json_is_null(json_object_get(ev, "predictions")) ||

@@ -1,10 +1,14 @@
-/* Buffers, JSON output helpers, metrics rendering, Redis URLs. */
+/* Buffers, JSON output helpers, metrics rendering, Redis URLs, the string
+ * map, the JSON writer and UTF-8. */
 #include <math.h>
 #include <stdlib.h>
 
 #include "common/buf.h"
+#include "common/json.h"
 #include "common/metrics.h"
 #include "common/redis_url.h"
+#include "common/strmap.h"
+#include "common/utf8.h"
 #include "test.h"
 
 MLS_TEST(common_buf_limit)
@@ -159,4 +163,307 @@ MLS_TEST(common_json_float_random_roundtrip)
         mls_buf_json_float(&b, 100.0f);
         CHECK_STR_EQ(mls_buf_cstr(&b), "100");
         mls_buf_free(&b);
+}
+
+/* --- common/strmap.h ------------------------------------------------------ */
+
+static int strmap_values_freed;
+
+static void strmap_free_value(void *v)
+{
+        (void)v;
+        strmap_values_freed++;
+}
+
+static void strmap_count_entry(void *opaque, struct mls_strmap_entry *e)
+{
+        (void)e;
+        (*(size_t *)opaque)++;
+}
+
+MLS_TEST(common_strmap_put_get_remove)
+{
+        struct mls_strmap m;
+        struct mls_strmap_entry *e;
+        int a = 1, b = 2, c = 3;
+        size_t seen = 0;
+
+        mls_strmap_init(&m);
+        CHECK(mls_strmap_get(&m, "x", 1) == NULL);
+        CHECK(mls_strmap_remove(&m, "x", 1) == NULL);
+        e = mls_strmap_put(&m, "alpha", 5, &a);
+        CHECK(e != NULL);
+        CHECK_STR_EQ(e->key, "alpha");
+        CHECK_INT_EQ(e->klen, 5);
+        CHECK(mls_strmap_get(&m, "alpha", 5) == &a);
+        /* keys are byte strings: a prefix or a longer key is another key */
+        CHECK(mls_strmap_get(&m, "alph", 4) == NULL);
+        CHECK(mls_strmap_get(&m, "alphab", 6) == NULL);
+        /* replacing keeps the entry */
+        CHECK(mls_strmap_put(&m, "alpha", 5, &b) == e);
+        CHECK(mls_strmap_get(&m, "alpha", 5) == &b);
+        CHECK_INT_EQ(m.count, 1);
+        /* NULs inside keys, and the empty key */
+        CHECK(mls_strmap_put(&m, "a\0b", 3, &c) != NULL);
+        CHECK(mls_strmap_put(&m, "", 0, &a) != NULL);
+        CHECK(mls_strmap_get(&m, "a\0b", 3) == &c);
+        CHECK(mls_strmap_get(&m, "a\0c", 3) == NULL);
+        CHECK(mls_strmap_get(&m, "a", 1) == NULL);
+        CHECK(mls_strmap_get(&m, "", 0) == &a);
+        CHECK(mls_strmap_find(&m, "", 0) != NULL);
+        CHECK_INT_EQ(m.count, 3);
+        mls_strmap_foreach(&m, strmap_count_entry, &seen);
+        CHECK_INT_EQ(seen, 3);
+        CHECK(mls_strmap_remove(&m, "alpha", 5) == &b);
+        CHECK(mls_strmap_get(&m, "alpha", 5) == NULL);
+        CHECK(mls_strmap_remove(&m, "alpha", 5) == NULL);
+        CHECK_INT_EQ(m.count, 2);
+        strmap_values_freed = 0;
+        mls_strmap_free(&m, strmap_free_value);
+        CHECK_INT_EQ(strmap_values_freed, 2);
+        CHECK_INT_EQ(m.count, 0);
+        CHECK(mls_strmap_get(&m, "", 0) == NULL);
+        /* usable again after free */
+        CHECK(mls_strmap_put(&m, "again", 5, &c) != NULL);
+        CHECK(mls_strmap_get(&m, "again", 5) == &c);
+        mls_strmap_free(&m, NULL);
+}
+
+MLS_TEST(common_strmap_grows)
+{
+        struct mls_strmap m;
+        char key[32];
+        size_t seen = 0;
+
+        mls_strmap_init(&m);
+        for (uintptr_t i = 1; i <= 5000; i++) {
+                int n = snprintf(key, sizeof(key), "model-%lu",
+                                 (unsigned long)i);
+                CHECK(mls_strmap_put(&m, key, (size_t)n, (void *)i) != NULL);
+        }
+        CHECK_INT_EQ(m.count, 5000);
+        CHECK(m.nbuckets >= 5000 && (m.nbuckets & (m.nbuckets - 1)) == 0);
+        for (uintptr_t i = 1; i <= 5000; i++) {
+                int n = snprintf(key, sizeof(key), "model-%lu",
+                                 (unsigned long)i);
+                CHECK(mls_strmap_get(&m, key, (size_t)n) == (void *)i);
+        }
+        /* remove every other one; the rest stay found */
+        for (uintptr_t i = 2; i <= 5000; i += 2) {
+                int n = snprintf(key, sizeof(key), "model-%lu",
+                                 (unsigned long)i);
+                CHECK(mls_strmap_remove(&m, key, (size_t)n) == (void *)i);
+        }
+        for (uintptr_t i = 1; i <= 5000; i++) {
+                int n = snprintf(key, sizeof(key), "model-%lu",
+                                 (unsigned long)i);
+                CHECK(mls_strmap_get(&m, key, (size_t)n) ==
+                      (i % 2 ? (void *)i : NULL));
+        }
+        mls_strmap_foreach(&m, strmap_count_entry, &seen);
+        CHECK_INT_EQ(seen, 2500);
+        mls_strmap_free(&m, NULL);
+}
+
+/* A counting allocator standing in for an arena. */
+struct strmap_pool {
+        size_t allocs, frees, fail_after;
+};
+
+static void *strmap_pool_alloc(void *ctx, size_t size)
+{
+        struct strmap_pool *p = ctx;
+
+        if (p->fail_after && p->allocs >= p->fail_after)
+                return NULL;
+        p->allocs++;
+        return malloc(size);
+}
+
+static void strmap_pool_free(void *ctx, void *ptr)
+{
+        struct strmap_pool *p = ctx;
+
+        p->frees++;
+        free(ptr);
+}
+
+MLS_TEST(common_strmap_allocator)
+{
+        struct strmap_pool pool = {0};
+        const struct mls_strmap_alloc mem = {
+                .alloc = strmap_pool_alloc,
+                .free = strmap_pool_free,
+                .ctx = &pool,
+        };
+        struct mls_strmap m;
+        int v = 7;
+
+        mls_strmap_init_alloc(&m, &mem);
+        CHECK(mls_strmap_put(&m, "a", 1, &v) != NULL);
+        CHECK(mls_strmap_put(&m, "b", 1, &v) != NULL);
+        CHECK_INT_EQ(pool.allocs, 3); /* the buckets and two entries */
+        CHECK(mls_strmap_remove(&m, "a", 1) == &v);
+        CHECK_INT_EQ(pool.frees, 1);
+        mls_strmap_free(&m, NULL);
+        CHECK_INT_EQ(pool.frees, 3);
+        /* the allocator survives free(); memory running out leaves the
+         * map as it was */
+        pool.fail_after = pool.allocs + 1; /* the buckets, no entry */
+        CHECK(mls_strmap_put(&m, "c", 1, &v) == NULL);
+        CHECK_INT_EQ(m.count, 0);
+        CHECK(mls_strmap_get(&m, "c", 1) == NULL);
+        pool.fail_after = 0;
+        CHECK(mls_strmap_put(&m, "c", 1, &v) != NULL);
+        CHECK(mls_strmap_get(&m, "c", 1) == &v);
+        mls_strmap_free(&m, NULL);
+        CHECK_INT_EQ(pool.allocs, pool.frees);
+}
+
+/* --- common/json.h -------------------------------------------------------- */
+
+/* v written by mls_json_write() into a fresh buffer of the given cap. */
+static int json_written(const json_t *v, size_t cap, char *out, size_t size)
+{
+        struct mls_buf b;
+        int rc;
+
+        mls_buf_init(&b, cap);
+        rc = mls_json_write(&b, v);
+        snprintf(out, size, "%s", mls_buf_cstr(&b));
+        mls_buf_free(&b);
+        return rc;
+}
+
+MLS_TEST(common_json_write_shortest_reals)
+{
+        static const double vals[] = {1.84,  0.1,    0.1 + 0.2,     -2.5,
+                                      1e300, 5e-324, 123456789.125, 0.0};
+        char out[128];
+        json_t *v;
+
+        v = json_real(1.84);
+        CHECK_INT_EQ(json_written(v, 1024, out, sizeof(out)), 0);
+        CHECK_STR_EQ(out, "1.84"); /* json_dumps() gives 1.8400000000000001 */
+        json_decref(v);
+        for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+                v = json_real(vals[i]);
+                CHECK_INT_EQ(json_written(v, 1024, out, sizeof(out)), 0);
+                CHECK(strtod(out, NULL) == vals[i]);
+                json_decref(v);
+        }
+}
+
+MLS_TEST(common_json_write_nested)
+{
+        char out[512];
+        json_t *v =
+                json_pack("{s:[i,I,{s:n,s:b}],s:{s:s,s:f},s:[],s:{}}", "a", 1,
+                          (json_int_t)-9223372036854775807LL - 1, "b", "t", 1,
+                          "o", "s", "q\"\\\n\x01\xc3\xa9", "r", 0.25, "e", "z");
+
+        CHECK(v != NULL);
+        CHECK_INT_EQ(json_written(v, 1024, out, sizeof(out)), 0);
+        /* jansson keeps insertion order; no spaces */
+        CHECK_STR_EQ(out, "{\"a\":[1,-9223372036854775808,{\"b\":null,\"t\":"
+                          "true}],\"o\":{\"s\":\"q\\\"\\\\\\u000a\\u0001"
+                          "\xc3\xa9\",\"r\":0.25},\"e\":[],\"z\":{}}");
+        /* it reads back as the same value */
+        {
+                json_t *back = json_loads(out, 0, NULL);
+                CHECK(back != NULL && json_equal(back, v));
+                json_decref(back);
+        }
+        json_decref(v);
+        v = json_pack("[b,n,s]", 0, "");
+        CHECK_INT_EQ(json_written(v, 64, out, sizeof(out)), 0);
+        CHECK_STR_EQ(out, "[false,null,\"\"]");
+        json_decref(v);
+}
+
+MLS_TEST(common_json_write_cap_and_depth)
+{
+        char out[64];
+        json_t *v = json_pack("{s:[i,i,i]}", "key", 100, 200, 300);
+        json_t *deep, *inner;
+        struct mls_buf b;
+
+        /* {"key":[100,200,300]} is 21 bytes */
+        CHECK_INT_EQ(json_written(v, 21, out, sizeof(out)), 0);
+        CHECK_INT_EQ(json_written(v, 20, out, sizeof(out)), -1);
+        CHECK_INT_EQ(json_written(v, 5, out, sizeof(out)), -1);
+        mls_buf_init(&b, 10);
+        CHECK_INT_EQ(mls_json_write(&b, v), -1);
+        CHECK(b.overflow);
+        CHECK(b.len <= 10);
+        mls_buf_free(&b);
+        json_decref(v);
+
+        /* nesting past MLS_JSON_WRITE_MAX_DEPTH is refused, not recursed */
+        deep = json_array();
+        inner = deep;
+        for (int i = 0; i < MLS_JSON_WRITE_MAX_DEPTH + 10; i++) {
+                json_t *a = json_array();
+                json_array_append_new(inner, a);
+                inner = a;
+        }
+        mls_buf_init(&b, (size_t)1 << 20);
+        CHECK_INT_EQ(mls_json_write(&b, deep), -1);
+        mls_buf_free(&b);
+        json_decref(deep);
+}
+
+/* --- common/utf8.h -------------------------------------------------------- */
+
+MLS_TEST(common_utf8_encode_decode)
+{
+        static const unsigned cps[] = {
+                0,      0x41,   0x7f,   0x80,   0x7ff,   0x800,   0xe9,
+                0xd7ff, 0xe000, 0xfffd, 0xffff, 0x10000, 0x1f600, 0x10ffff};
+        static const size_t lens[] = {1, 1, 1, 2, 2, 3, 2, 3, 3, 3, 3, 4, 4, 4};
+        char o[MLS_UTF8_MAX];
+        size_t n, l;
+
+        for (size_t i = 0; i < sizeof(cps) / sizeof(cps[0]); i++) {
+                n = mls_utf8_encode(cps[i], o);
+                CHECK_INT_EQ(n, lens[i]);
+                CHECK_INT_EQ(mls_utf8_len((const unsigned char *)o, n), n);
+                CHECK_INT_EQ(mls_utf8_decode((const unsigned char *)o, n, &l),
+                             cps[i]);
+                CHECK_INT_EQ(l, n);
+                /* one byte short is not valid */
+                if (n > 1)
+                        CHECK_INT_EQ(
+                                mls_utf8_len((const unsigned char *)o, n - 1),
+                                0);
+        }
+        n = mls_utf8_encode(0xe9, o);
+        CHECK(n == 2 && memcmp(o, "\xc3\xa9", 2) == 0);
+        n = mls_utf8_encode(0x1f600, o);
+        CHECK(n == 4 && memcmp(o, "\xf0\x9f\x98\x80", 4) == 0);
+}
+
+MLS_TEST(common_utf8_refuses_invalid)
+{
+        static const char *const bad[] = {
+                "\x80",             /* a lone continuation byte */
+                "\xc0\x80",         /* overlong NUL */
+                "\xc1\xbf",         /* overlong */
+                "\xe0\x80\x80",     /* overlong */
+                "\xed\xa0\x80",     /* U+D800, a surrogate */
+                "\xed\xbf\xbf",     /* U+DFFF */
+                "\xf0\x80\x80\x80", /* overlong */
+                "\xf4\x90\x80\x80", /* past U+10FFFF */
+                "\xf5\x80\x80\x80", /* no such lead byte */
+                "\xc3\x41",         /* continuation missing */
+                "\xff",
+        };
+        size_t l = 9;
+
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                const unsigned char *s = (const unsigned char *)bad[i];
+                CHECK_INT_EQ(mls_utf8_len(s, strlen(bad[i])), 0);
+                CHECK_INT_EQ(mls_utf8_decode(s, strlen(bad[i]), &l), 0);
+                CHECK_INT_EQ(l, 0);
+        }
 }

@@ -9,7 +9,7 @@
 #include <jansson.h>
 
 #include "common/buf.h"
-#include "gateway/jsonw.h"
+#include "common/json.h"
 #include "gateway/monitor.h"
 #include "gateway/payload.h"
 #include "test.h"
@@ -26,7 +26,7 @@ static const char *event_json(const struct mls_payload *p)
         struct mls_buf b;
 
         mls_buf_init(&b, sizeof(out) - 1);
-        if (mls_jsonw_value(&b, p->event) < 0) {
+        if (mls_json_write(&b, p->event) < 0) {
                 mls_buf_free(&b);
                 return "(overflow)";
         }
