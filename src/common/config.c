@@ -15,6 +15,8 @@ const struct mls_conf_def mls_conf_defs[] = {
          .type = MLS_CONF_STR,
          .defval = "localhost:9092",
          .scope = E | U,
+         .up_shown = "the embedded broker",
+         .section = "Kafka",
          .offset = OFF(kafka_bootstrap_servers),
          .help = "Kafka brokers, host:port[,host:port...]. Under `mlstream "
                  "up`, setting it replaces the embedded broker."},
@@ -23,6 +25,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .type = MLS_CONF_STR,
          .defval = "ml.inference",
          .scope = E | U,
+         .section = "Kafka",
          .offset = OFF(kafka_inference_topic),
          .help = "Topic the engine consumes input messages from."},
         {.env = "KAFKA_CONSUMER_GROUP",
@@ -30,6 +33,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .type = MLS_CONF_STR,
          .defval = "ml-streaming",
          .scope = E | U,
+         .section = "Kafka",
          .offset = OFF(kafka_consumer_group),
          .help = "Consumer group id; engines in one group share the "
                  "partitions."},
@@ -37,6 +41,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .flag = "kafka-output-topic",
          .type = MLS_CONF_STR,
          .scope = E | U,
+         .section = "Kafka",
          .offset = OFF(kafka_output_topic),
          .help = "Optional topic that also receives every prediction payload "
                  "(durable, for automations). Unset: predictions go to Redis "
@@ -46,15 +51,18 @@ const struct mls_conf_def mls_conf_defs[] = {
          .type = MLS_CONF_STR,
          .defval = "ml.inference.dlq",
          .scope = E | U,
+         .section = "Kafka",
          .offset = OFF(kafka_dlq_topic),
          .help = "Dead-letter topic: receives the original bytes of every "
-                 "message that fails to decode, validate or score, with an "
-                 "`mls.error` reason header. Empty: bad messages are only "
+                 "message that fails to decode, validate or score, with its "
+                 "reason in the `mls.error.reason` header (docs/reference.md). "
+                 "Empty: bad messages are only "
                  "counted and logged."},
         {.env = "KAFKA_CONFIG_FILE",
          .flag = "kafka-config-file",
          .type = MLS_CONF_STR,
          .scope = E | U,
+         .section = "Kafka",
          .offset = OFF(kafka_config_file),
          .help = "librdkafka properties file (name=value lines, # comments) "
                  "applied to every Kafka client, e.g. SASL/SSL settings. "
@@ -64,6 +72,8 @@ const struct mls_conf_def mls_conf_defs[] = {
          .type = MLS_CONF_STR,
          .defval = "redis://localhost:6379/0",
          .scope = E | G | U,
+         .up_shown = "the in-process bus",
+         .section = "Redis",
          .offset = OFF(redis_url),
          .help = "Redis server, `redis://[:password@]host:port/db`. Under "
                  "`mlstream up`, setting it replaces the in-process bus."},
@@ -72,6 +82,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .type = MLS_CONF_STR,
          .defval = "ml:stream:inference",
          .scope = E | G | U,
+         .section = "Redis",
          .offset = OFF(redis_channel),
          .help = "Redis Pub/Sub channel for predictions and heartbeats."},
         {.env = "REDIS_RETRY_MAX_MS",
@@ -81,6 +92,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .min = 10,
          .max = 60000,
          .scope = E | G | U,
+         .section = "Redis",
          .offset = OFF(redis_retry_max_ms),
          .help = "Longest wait between Redis reconnect attempts (backoff "
                  "doubles from 50 ms up to this)."},
@@ -90,6 +102,8 @@ const struct mls_conf_def mls_conf_defs[] = {
          .defval = "torch",
          .choices = "torch|tensorflow|identity",
          .scope = E | U,
+         .up_shown = "identity; torch once ML_MODEL_PATH is set",
+         .section = "Model",
          .offset = OFF(model_framework),
          .help = "Framework of the model at `ML_MODEL_PATH`. A framework this "
                  "build does not include is an error at start-up that lists "
@@ -98,6 +112,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .flag = "model-path",
          .type = MLS_CONF_STR,
          .scope = E | U,
+         .section = "Model",
          .offset = OFF(model_path),
          .help = "Model artifact (TorchScript file or SavedModel directory), "
                  "served for every model id. Unset: the identity model, which "
@@ -106,6 +121,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .flag = "model-repository",
          .type = MLS_CONF_STR,
          .scope = E | U,
+         .section = "Model",
          .offset = OFF(model_repository),
          .help = "Directory with one sub-directory per model id, each holding "
                  "a `model.conf` and the artifact (many models in one engine; "
@@ -118,6 +134,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .min = 0,
          .max = 16777216,
          .scope = E | U,
+         .section = "Model",
          .offset = OFF(model_input_width),
          .help = "Features per row the `ML_MODEL_PATH` model takes; rows of "
                  "another width are dead-lettered (`width_mismatch`). 0: read "
@@ -127,6 +144,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .flag = "model-output",
          .type = MLS_CONF_STR,
          .scope = E | U,
+         .section = "Model",
          .offset = OFF(model_output),
          .help = "Which output of the `ML_MODEL_PATH` model to publish when it "
                  "has several: a dict key or tuple index (torch), a "
@@ -139,6 +157,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .min = 0,
          .max = 3600000,
          .scope = E | U,
+         .section = "Model",
          .offset = OFF(model_poll_interval_ms),
          .help = "How often model files are checked for changes; a changed "
                  "model is reloaded once its files stayed the same for one "
@@ -148,6 +167,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .type = MLS_CONF_STR,
          .defval = "default",
          .scope = E | U,
+         .section = "Model",
          .offset = OFF(default_model_id),
          .help = "Model id used for messages that carry no `model_id`."},
         {.env = "ML_MODEL_THREADS",
@@ -157,6 +177,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .min = 0,
          .max = 256,
          .scope = E | U,
+         .section = "Model",
          .offset = OFF(model_threads),
          .help = "Threads a model may use for one batch (intra-op "
                  "parallelism). 1 suits small models: the engine's other "
@@ -170,6 +191,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .min = 1,
          .max = 65536,
          .scope = E | U,
+         .section = "Engine",
          .offset = OFF(batch_max_rows),
          .help = "Most rows scored together in one model call."},
         {.env = "ML_BATCH_MAX_WAIT_US",
@@ -179,6 +201,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .min = 0,
          .max = 1000000,
          .scope = E | U,
+         .section = "Engine",
          .offset = OFF(batch_max_wait_us),
          .help = "Longest time, in microseconds, a message waits for others to "
                  "fill its batch. 0: score whatever has arrived at once."},
@@ -189,6 +212,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .min = 1,
          .max = 1000000,
          .scope = E | U,
+         .section = "Engine",
          .offset = OFF(batch_max_messages),
          .help = "Most messages in one batch, rejected ones included: a "
                  "backlog of bad messages (which add no rows) still closes "
@@ -200,6 +224,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .min = 1024,
          .max = 1073741824,
          .scope = E | U,
+         .section = "Engine",
          .offset = OFF(batch_max_bytes),
          .help = "Most input bytes held in one batch; a batch closes when the "
                  "next message would pass it (a single larger message is a "
@@ -211,6 +236,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .min = 65536,
          .max = 1073741824,
          .scope = E | U,
+         .section = "Engine",
          .offset = OFF(batch_max_output_bytes),
          .help = "Most bytes of prediction payloads one batch may build; a "
                  "message whose prediction does not fit is dead-lettered "
@@ -222,6 +248,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .min = 1048576,
          .max = 17179869184LL,
          .scope = E | U,
+         .section = "Engine",
          .offset = OFF(prefetch_max_bytes),
          .help = "Most bytes of input the Kafka consumer prefetches, over all "
                  "partitions of the input topic: librdkafka bounds its queue "
@@ -237,6 +264,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .min = 0,
          .max = 104857600,
          .scope = E | U,
+         .section = "Engine",
          .offset = OFF(dead_letter_max_bytes),
          .help = "When a Kafka topic refuses a message for good (too large, "
                  "invalid record), the engine writes a dead letter with the "
@@ -250,6 +278,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .min = 1,
          .max = 200,
          .scope = E | U,
+         .section = "Engine",
          .offset = OFF(metrics_max_models),
          .help = "Distinct model ids with their own metric series; further ids "
                  "are counted under `model_id=\"__other__\"` so producers "
@@ -261,6 +290,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .min = 0,
          .max = 3600000,
          .scope = E | U,
+         .section = "Engine",
          .offset = OFF(commit_interval_ms),
          .help = "Least time between two offset commits. 0: commit as each "
                  "batch is delivered (one commit in flight at a time), so a "
@@ -274,6 +304,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .min = 0,
          .max = 600000,
          .scope = E | U,
+         .section = "Engine",
          .offset = OFF(shutdown_timeout_ms),
          .help = "On SIGTERM, the longest the engine spends delivering what it "
                  "holds, committing offsets and leaving the group before it "
@@ -285,6 +316,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .min = 64,
          .max = 104857600,
          .scope = E | U,
+         .section = "Engine",
          .offset = OFF(max_message_bytes),
          .help = "Input messages larger than this are dead-lettered unread."},
         {.env = "ML_MAX_ROWS_PER_MESSAGE",
@@ -294,6 +326,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .min = 1,
          .max = 1048576,
          .scope = E | U,
+         .section = "Engine",
          .offset = OFF(max_rows_per_message),
          .help = "Most feature rows one message may carry."},
         {.env = "ML_MAX_ROW_WIDTH",
@@ -303,6 +336,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .min = 1,
          .max = 16777216,
          .scope = E | U,
+         .section = "Engine",
          .offset = OFF(max_row_width),
          .help = "Most numbers in one feature row."},
         {.env = "ML_HEARTBEAT_INTERVAL_MS",
@@ -312,12 +346,14 @@ const struct mls_conf_def mls_conf_defs[] = {
          .min = 100,
          .max = 3600000,
          .scope = E | U,
+         .section = "Engine",
          .offset = OFF(heartbeat_interval_ms),
          .help = "How often the engine publishes a heartbeat on the channel."},
         {.env = "ML_ENGINE_ID",
          .flag = "engine-id",
          .type = MLS_CONF_STR,
          .scope = E | U,
+         .section = "Engine",
          .offset = OFF(engine_id),
          .help = "Name of this engine in heartbeats and logs. Unset: "
                  "`<hostname>-<pid>`."},
@@ -327,6 +363,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .min = 0,
          .max = 65535,
          .scope = E,
+         .section = "Engine",
          .offset = OFF(prometheus_port),
          .help = "Port of the engine's `/metrics`, `/healthz` and `/readyz`. "
                  "Unset: disabled. 0 picks a free port (logged)."},
@@ -335,6 +372,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .type = MLS_CONF_STR,
          .defval = "0.0.0.0",
          .scope = E,
+         .section = "Engine",
          .offset = OFF(prometheus_host),
          .help = "Address the engine's metrics listener binds to."},
         {.env = "GATEWAY_HOST",
@@ -342,6 +380,8 @@ const struct mls_conf_def mls_conf_defs[] = {
          .type = MLS_CONF_STR,
          .defval = "0.0.0.0",
          .scope = G | U,
+         .up_defval = "127.0.0.1",
+         .section = "Gateway",
          .offset = OFF(gateway_host),
          .help = "Address of the gateway's HTTP and WebSocket listener. "
                  "`mlstream up` binds 127.0.0.1 unless this is set (a "
@@ -354,6 +394,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .min = 0,
          .max = 65535,
          .scope = G | U,
+         .section = "Gateway",
          .offset = OFF(gateway_port),
          .help = "Port of the gateway's listener: `/graphql`, `/`, `/metrics`, "
                  "`/healthz`, `/readyz`."},
@@ -365,6 +406,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .min = 1,
          .max = 1000000,
          .scope = G | U,
+         .section = "Gateway",
          .offset = OFF(gateway_max_connections),
          .help = "Most WebSocket connections at once; further upgrades are "
                  "refused. The process's open-file limit is raised to fit when "
@@ -376,6 +418,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .min = 1024,
          .max = 67108864,
          .scope = G | U,
+         .section = "Gateway",
          .offset = OFF(gateway_max_message_bytes),
          .help = "Largest WebSocket message or HTTP request body a client may "
                  "send; a larger message closes the connection (1009), a "
@@ -387,6 +430,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .min = 1024,
          .max = 268435456,
          .scope = G | U,
+         .section = "Gateway",
          .offset = OFF(gateway_max_payload_bytes),
          .help = "Largest prediction payload read from the channel; larger "
                  "ones are skipped and counted. Also caps one message sent to "
@@ -398,6 +442,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .min = 256,
          .max = 16777216,
          .scope = G | U,
+         .section = "Gateway",
          .offset = OFF(gateway_max_document_bytes),
          .help = "Largest GraphQL document accepted."},
         {.env = "GATEWAY_MAX_QUERY_DEPTH",
@@ -407,6 +452,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .min = 2,
          .max = 128,
          .scope = G | U,
+         .section = "Gateway",
          .offset = OFF(gateway_max_query_depth),
          .help = "Deepest field nesting a GraphQL document may have, fragments "
                  "expanded (the introspection query needs about 15)."},
@@ -417,6 +463,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .min = 1,
          .max = 100000,
          .scope = G | U,
+         .section = "Gateway",
          .offset = OFF(gateway_max_operations),
          .help = "Most live subscriptions on one WebSocket connection."},
         {.env = "GATEWAY_SEND_QUEUE",
@@ -426,6 +473,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .min = 1,
          .max = 1000000,
          .scope = G | U,
+         .section = "Gateway",
          .offset = OFF(gateway_send_queue),
          .help = "Messages queued for one slow client before further events "
                  "for it are dropped (and counted in "
@@ -437,6 +485,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .min = 65536,
          .max = 1073741824,
          .scope = G | U,
+         .section = "Gateway",
          .offset = OFF(gateway_send_queue_bytes),
          .help = "Bytes of messages queued for one WebSocket client (query "
                  "results, events, control messages) that it is not reading. A "
@@ -453,6 +502,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .min = 0,
          .max = 600000,
          .scope = G | U,
+         .section = "Gateway",
          .offset = OFF(gateway_init_timeout_ms),
          .help = "WebSocket clients (graphql-transport-ws and legacy "
                  "graphql-ws) must send `connection_init` within this time or "
@@ -467,6 +517,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .min = 0,
          .max = 25000,
          .scope = G | U,
+         .section = "Gateway",
          .offset = OFF(gateway_keepalive_ms),
          .help = "Period of the `ka` keep-alive sent to legacy `graphql-ws` "
                  "clients (subscriptions-transport-ws closes after 30 s "
@@ -478,6 +529,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .min = 1,
          .max = 1000000,
          .scope = G | U,
+         .section = "Gateway",
          .offset = OFF(gateway_max_models),
          .help = "Most model ids whose status the gateway tracks; predictions "
                  "for further models still reach their subscribers."},
@@ -488,6 +540,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .min = 1,
          .max = 1000000,
          .scope = G | U,
+         .section = "Gateway",
          .offset = OFF(latency_window),
          .help = "Predictions per model in the sliding window behind "
                  "`averageLatencyMs` and `p95LatencyMs`."},
@@ -498,6 +551,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .min = 100,
          .max = 100000000,
          .scope = G | U,
+         .section = "Gateway",
          .offset = OFF(gateway_max_query_cost),
          .help = "Most field resolutions one GraphQL operation may cause: "
                  "every field counts 1, aliases and fragment spreads each "
@@ -513,6 +567,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .min = 0,
          .max = 31536000,
          .scope = G | U,
+         .section = "Gateway",
          .offset = OFF(gateway_model_idle_seconds),
          .help = "Seconds without a prediction or heartbeat after which the "
                  "gateway forgets a model (its status and its place in "
@@ -525,6 +580,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .min = 1,
          .max = 400,
          .scope = G | U,
+         .section = "Gateway",
          .offset = OFF(gateway_metrics_max_models),
          .help = "Models with their own per-model series on the gateway's "
                  "`/metrics` (the most recently active); the rest are summed "
@@ -533,6 +589,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .flag = "gateway-allowed-origins",
          .type = MLS_CONF_STR,
          .scope = G | U,
+         .section = "Gateway access",
          .offset = OFF(gateway_allowed_origins),
          .help = "Comma-separated browser origins (`https://app.example.com`, "
                  "compared without regard to case) allowed to open WebSockets "
@@ -546,6 +603,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .flag = "gateway-auth-tokens",
          .type = MLS_CONF_STR,
          .scope = G | U,
+         .section = "Gateway access",
          .offset = OFF(gateway_auth_tokens),
          .help = "Comma-separated static bearer tokens, any of which lets a "
                  "client in, seeing every tenant: `Authorization: Bearer "
@@ -559,6 +617,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .flag = "gateway-auth-tokens-file",
          .type = MLS_CONF_STR,
          .scope = G | U,
+         .section = "Gateway access",
          .offset = OFF(gateway_auth_tokens_file),
          .help = "File of static bearer tokens, one per line (blank lines and "
                  "`#` comments skipped), added to `GATEWAY_AUTH_TOKENS`. Read "
@@ -567,6 +626,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .flag = "gateway-auth-token",
          .type = MLS_CONF_STR,
          .scope = G | U,
+         .section = "Gateway access",
          .offset = OFF(gateway_auth_token),
          .help = "One static bearer token (kept for compatibility): the same "
                  "as a one-item `GATEWAY_AUTH_TOKENS`, and added to it."},
@@ -574,6 +634,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .flag = "gateway-jwt-secret",
          .type = MLS_CONF_STR,
          .scope = G | U,
+         .section = "Gateway access",
          .offset = OFF(gateway_jwt_secret),
          .help = "HMAC key (at least 32 bytes) of HS256 JSON Web Tokens "
                  "accepted as bearer tokens. A JWT must carry `exp`; `nbf` is "
@@ -583,6 +644,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .flag = "gateway-jwt-secret-file",
          .type = MLS_CONF_STR,
          .scope = G | U,
+         .section = "Gateway access",
          .offset = OFF(gateway_jwt_secret_file),
          .help = "File holding the JWT HMAC key (a final newline is ignored). "
                  "Excludes `GATEWAY_JWT_SECRET`."},
@@ -593,6 +655,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .min = 0,
          .max = 3600,
          .scope = G | U,
+         .section = "Gateway access",
          .offset = OFF(gateway_jwt_leeway_seconds),
          .help = "Clock skew allowed when checking a JWT's `exp` and `nbf`. A "
                  "WebSocket authenticated with a JWT is closed (4403) once "
@@ -601,6 +664,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .flag = "gateway-jwt-audience",
          .type = MLS_CONF_STR,
          .scope = G | U,
+         .section = "Gateway access",
          .offset = OFF(gateway_jwt_audience),
          .help = "When set, a JWT's `aud` (a string or an array) must name "
                  "this value."},
@@ -608,6 +672,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .flag = "gateway-jwt-issuer",
          .type = MLS_CONF_STR,
          .scope = G | U,
+         .section = "Gateway access",
          .offset = OFF(gateway_jwt_issuer),
          .help = "When set, a JWT's `iss` must be this value."},
         {.env = "GATEWAY_JWT_TENANT_CLAIM",
@@ -615,6 +680,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .type = MLS_CONF_STR,
          .defval = "tenants",
          .scope = G | U,
+         .section = "Gateway access",
          .offset = OFF(gateway_jwt_tenant_claim),
          .help = "JWT claim listing the tenants (an array of strings) whose "
                  "predictions, by `metadata.tenant`, its holder receives and "
@@ -628,6 +694,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .min = 0,
          .max = 1,
          .scope = G | U,
+         .section = "Gateway access",
          .offset = OFF(gateway_jwt_require_tenants),
          .help = "1: refuse JWTs without the tenant claim (403 / 4403), so "
                  "that every JWT is tenant-scoped."},
@@ -638,6 +705,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .min = 0,
          .max = 1,
          .scope = G | U,
+         .section = "Gateway access",
          .offset = OFF(gateway_metrics_auth),
          .help = "1: the gateway's `/metrics` needs a bearer token that sees "
                  "every tenant (a static token or a JWT without the tenant "
@@ -651,6 +719,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .min = 1,
          .max = 65535,
          .scope = U,
+         .section = "mlstream up",
          .offset = OFF(embedded_kafka_port),
          .help = "Port on 127.0.0.1 where `mlstream up` offers its embedded "
                  "broker (in memory, not durable). Ignored when "
@@ -662,6 +731,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .min = 1,
          .max = 1000000,
          .scope = U,
+         .section = "mlstream up",
          .offset = OFF(demo_rate),
          .help = "Synthetic events per second that `mlstream up --demo` "
                  "produces."},
@@ -671,6 +741,7 @@ const struct mls_conf_def mls_conf_defs[] = {
          .defval = "info",
          .choices = "debug|info|warn|error",
          .scope = MLS_SCOPE_ALL,
+         .section = "Logging",
          .offset = OFF(log_level),
          .help = "Least severe log level printed."},
         {.env = "ML_LOG_FORMAT",
@@ -679,10 +750,15 @@ const struct mls_conf_def mls_conf_defs[] = {
          .defval = "text",
          .choices = "text|json",
          .scope = MLS_SCOPE_ALL,
+         .section = "Logging",
          .offset = OFF(log_format),
          .help = "Log lines as text or as one JSON object per line."},
         {.env = NULL},
 };
+
+_Static_assert(sizeof(mls_conf_defs) / sizeof(mls_conf_defs[0]) <=
+                       MLS_CONF_MAX_SETTINGS + 1,
+               "raise MLS_CONF_MAX_SETTINGS");
 
 #define KAFKA_CONF_PREFIX "KAFKA_CONF_"
 
@@ -797,6 +873,22 @@ static int add_kafka_conf(struct mls_config *cfg, const char *entry)
         return 0;
 }
 
+/* The default a command uses: `mlstream up` has some of its own. */
+static const char *default_for(const struct mls_conf_def *d, unsigned scope)
+{
+        return scope == MLS_SCOPE_UP && d->up_defval ? d->up_defval : d->defval;
+}
+
+enum mls_conf_origin mls_config_origin(const struct mls_config *cfg,
+                                       const char *env)
+{
+        for (const struct mls_conf_def *d = mls_conf_defs; d->env; d++)
+                if (strcmp(d->env, env) == 0)
+                        return (enum mls_conf_origin)
+                                cfg->origin[d - mls_conf_defs];
+        return MLS_CONF_DEFAULT;
+}
+
 int mls_config_load(struct mls_config *cfg, unsigned scope, char **envp,
                     int argc, char **argv, char *errstr, size_t errstr_size)
 {
@@ -804,10 +896,10 @@ int mls_config_load(struct mls_config *cfg, unsigned scope, char **envp,
 
         memset(cfg, 0, sizeof(*cfg));
         for (d = mls_conf_defs; d->env; d++) {
+                const char *v = default_for(d, scope);
                 if (d->type == MLS_CONF_INT)
                         *int_field(cfg, d) = -1;
-                if (d->defval &&
-                    set_def(cfg, d, d->defval, errstr, errstr_size) < 0)
+                if (v && set_def(cfg, d, v, errstr, errstr_size) < 0)
                         goto fail;
         }
         for (char **e = envp; e && *e; e++) {
@@ -827,6 +919,8 @@ int mls_config_load(struct mls_config *cfg, unsigned scope, char **envp,
                                 if (set_def(cfg, d, eq + 1, errstr,
                                             errstr_size) < 0)
                                         goto fail;
+                                cfg->origin[d - mls_conf_defs] =
+                                        MLS_CONF_FROM_ENV;
                                 break;
                         }
                 }
@@ -865,6 +959,7 @@ int mls_config_load(struct mls_config *cfg, unsigned scope, char **envp,
                 }
                 if (set_def(cfg, d, value, errstr, errstr_size) < 0)
                         goto fail;
+                cfg->origin[d - mls_conf_defs] = MLS_CONF_FROM_FLAG;
         }
         return 0;
 oom:
@@ -901,18 +996,63 @@ static const char *type_word(const struct mls_conf_def *d)
         }
 }
 
+/* Prints text in lines of at most width columns (longer words stay
+ * whole), each indented by indent spaces. */
+static void print_wrapped(FILE *out, const char *text, int indent, int width)
+{
+        const char *p = text;
+
+        while (*p) {
+                const char *end = p, *cut = NULL;
+                int room = width - indent;
+
+                while (*end && end - p <= room) {
+                        if (*end == ' ')
+                                cut = end;
+                        end++;
+                }
+                if (!*end && end - p <= room)
+                        cut = end;
+                else if (!cut) /* one long word: up to the next space */
+                        for (cut = end; *cut && *cut != ' '; cut++)
+                                ;
+                fprintf(out, "%*s%.*s\n", indent, "", (int)(cut - p), p);
+                p = cut;
+                while (*p == ' ')
+                        p++;
+        }
+}
+
+/* What --help and the docs print as the default. */
+static const char *shown_default(const struct mls_conf_def *d, unsigned scope)
+{
+        const char *v = default_for(d, scope);
+
+        if (scope == MLS_SCOPE_UP && d->up_shown)
+                return d->up_shown;
+        return v ? v : "(unset)";
+}
+
 void mls_config_print_help(FILE *out, unsigned scope)
 {
+        const char *section = NULL;
+
         for (const struct mls_conf_def *d = mls_conf_defs; d->env; d++) {
                 if (!(d->scope & scope))
                         continue;
+                if (!section || strcmp(section, d->section) != 0) {
+                        section = d->section;
+                        fprintf(out, "\n%s:\n", section);
+                }
                 fprintf(out, "  --%s=%s\n", d->flag, type_word(d));
-                fprintf(out, "      %s\n      env %s, default %s\n", d->help,
-                        d->env, d->defval ? d->defval : "(unset)");
+                print_wrapped(out, d->help, 6, 79);
+                fprintf(out, "      env %s, default %s\n", d->env,
+                        shown_default(d, scope));
         }
-        fprintf(out, "  KAFKA_CONF_<NAME>=VALUE (environment only)\n"
-                     "      Any librdkafka property, upper-cased with '.' "
-                     "as '_'.\n");
+        fprintf(out, "\nAny librdkafka property:\n"
+                     "  KAFKA_CONF_<NAME>=VALUE (environment only)\n"
+                     "      Upper-cased with '.' as '_', e.g. "
+                     "KAFKA_CONF_FETCH_WAIT_MAX_MS.\n");
 }
 
 static void scope_words(FILE *out, unsigned scope)
@@ -950,8 +1090,13 @@ void mls_config_print_markdown(FILE *out)
                         fprintf(out, "one of `%s`", d->choices);
                 else
                         fprintf(out, "string");
-                fprintf(out, " | %s%s%s | ", d->defval ? "`" : "",
+                fprintf(out, " | %s%s%s", d->defval ? "`" : "",
                         d->defval ? d->defval : "unset", d->defval ? "`" : "");
+                if (d->up_defval)
+                        fprintf(out, "; under `up`: `%s`", d->up_defval);
+                else if (d->up_shown)
+                        fprintf(out, "; under `up`: %s", d->up_shown);
+                fprintf(out, " | ");
                 scope_words(out, d->scope);
                 fprintf(out, " | %s |\n", d->help);
         }

@@ -19,6 +19,16 @@
 #define MLS_SCOPE_UP 0x4
 #define MLS_SCOPE_ALL 0x7
 
+/* Where a setting's value came from. */
+enum mls_conf_origin {
+        MLS_CONF_DEFAULT,
+        MLS_CONF_FROM_ENV,
+        MLS_CONF_FROM_FLAG,
+};
+
+/* More settings than this in the table is a build error (config.c). */
+#define MLS_CONF_MAX_SETTINGS 128
+
 struct mls_config {
         /* Kafka */
         char *kafka_bootstrap_servers;
@@ -102,6 +112,10 @@ struct mls_config {
         /* KAFKA_CONF_<NAME> pass-through, as "name=value" strings. */
         char **kafka_conf;
         size_t kafka_conf_count;
+
+        /* enum mls_conf_origin of each setting, by its index in the table;
+         * read it with mls_config_origin(). */
+        unsigned char origin[MLS_CONF_MAX_SETTINGS];
 };
 
 enum mls_conf_type {
@@ -118,7 +132,13 @@ struct mls_conf_def {
         long long min, max;  /* MLS_CONF_INT range */
         const char *choices; /* MLS_CONF_ENUM: "a|b|c" */
         unsigned scope;
-        size_t offset; /* into struct mls_config */
+        /* `mlstream up`'s own default, when it differs: a value it uses
+         * (up_defval), or what it does instead, in words, when the setting
+         * is unset (up_shown, for --help and the docs only). */
+        const char *up_defval;
+        const char *up_shown;
+        const char *section; /* heading in --help, the docs and the man page */
+        size_t offset;       /* into struct mls_config */
         const char *help;
 };
 
@@ -137,11 +157,17 @@ int mls_config_load(struct mls_config *cfg, unsigned scope, char **envp,
                     int argc, char **argv, char *errstr, size_t errstr_size);
 void mls_config_free(struct mls_config *cfg);
 
+/* Where the value of the setting named env came from: its default (the
+ * command's own), the environment or a flag. */
+enum mls_conf_origin mls_config_origin(const struct mls_config *cfg,
+                                       const char *env);
+
 /* Sets one setting by environment name, validating it. */
 int mls_config_set(struct mls_config *cfg, const char *env, const char *value,
                    char *errstr, size_t errstr_size);
 
-/* Prints the options in scope, for --help. */
+/* Prints the options in scope, for --help, grouped by section, with the
+ * defaults of that command (scope MLS_SCOPE_UP: up's own). */
 void mls_config_print_help(FILE *out, unsigned scope);
 /* Prints docs/configuration.md. */
 void mls_config_print_markdown(FILE *out);

@@ -49,21 +49,6 @@ static void print_help(void)
 }
 
 #ifdef MLS_HAVE_GATEWAY
-/* Was the setting given by the user (environment or flag)? */
-static int user_set(const char *env, const char *flag, int argc, char **argv)
-{
-        size_t n = strlen(flag);
-
-        if (getenv(env))
-                return 1;
-        for (int i = 0; i < argc; i++)
-                if (strncmp(argv[i], "--", 2) == 0 &&
-                    strncmp(argv[i] + 2, flag, n) == 0 &&
-                    (argv[i][2 + n] == '\0' || argv[i][2 + n] == '='))
-                        return 1;
-        return 0;
-}
-
 static mls_engine_t *up_engine;
 static mls_gateway_t *up_gateway;
 
@@ -167,19 +152,11 @@ int mls_up_main(int argc, char **argv)
         mls_log_set_level(cfg.log_level);
         mls_log_set_format(cfg.log_format);
         mls_log_set_component("up");
-        embedded = !user_set("KAFKA_BOOTSTRAP_SERVERS",
-                             "kafka-bootstrap-servers", nargs, args);
-        bus = !user_set("REDIS_URL", "redis-url", nargs, args);
-        if (!user_set("GATEWAY_HOST", "gateway-host", nargs, args)) {
-                /* no authentication, no origin check: loopback only unless
-                 * asked (the table's default, 0.0.0.0, is the gateway's) */
-                free(cfg.gateway_host);
-                cfg.gateway_host = strdup("127.0.0.1");
-                if (!cfg.gateway_host) {
-                        mls_error("out of memory");
-                        goto out;
-                }
-        }
+        /* No broker or Redis named: up brings its own. (Its gateway
+         * listens on loopback unless told otherwise: up's default.) */
+        embedded = mls_config_origin(&cfg, "KAFKA_BOOTSTRAP_SERVERS") ==
+                   MLS_CONF_DEFAULT;
+        bus = mls_config_origin(&cfg, "REDIS_URL") == MLS_CONF_DEFAULT;
         metrics = mls_metrics_new();
         if (embedded) {
                 kafka = mls_embedded_kafka_start(

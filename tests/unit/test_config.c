@@ -1,4 +1,6 @@
 /* Configuration: defaults, precedence, validation, KAFKA_CONF_*. */
+#include <stdlib.h>
+
 #include "common/config.h"
 #include "test.h"
 
@@ -102,4 +104,57 @@ MLS_TEST(config_kafka_conf_passthrough)
         CHECK_STR_EQ(c.kafka_conf[1], "sasl.mechanism=PLAIN");
         CHECK_STR_EQ(c.kafka_conf[2], "some_odd-name=x=y");
         mls_config_free(&c);
+}
+
+/* The config records where each value came from, so a command can tell
+ * "left at its default" from "set to the default's value". */
+MLS_TEST(config_records_the_origin_of_each_value)
+{
+        char *env[] = {"REDIS_URL=redis://localhost:6379/0", NULL};
+        char *argv[] = {"--kafka-consumer-group=g"};
+        struct mls_config c;
+        char err[256];
+
+        CHECK_INT_EQ(mls_config_load(&c, MLS_SCOPE_ENGINE, env, 1, argv, err,
+                                     sizeof(err)),
+                     0);
+        CHECK_INT_EQ(mls_config_origin(&c, "REDIS_URL"), MLS_CONF_FROM_ENV);
+        CHECK_INT_EQ(mls_config_origin(&c, "KAFKA_CONSUMER_GROUP"),
+                     MLS_CONF_FROM_FLAG);
+        CHECK_INT_EQ(mls_config_origin(&c, "KAFKA_BOOTSTRAP_SERVERS"),
+                     MLS_CONF_DEFAULT);
+        mls_config_free(&c);
+}
+
+/* `mlstream up` has defaults of its own, used and shown in its --help. */
+MLS_TEST(config_up_has_its_own_defaults)
+{
+        struct mls_config c;
+        char err[256], *help = NULL;
+        size_t len = 0;
+        FILE *f;
+
+        CHECK_INT_EQ(mls_config_load(&c, MLS_SCOPE_UP, NULL, 0, NULL, err,
+                                     sizeof(err)),
+                     0);
+        CHECK_STR_EQ(c.gateway_host, "127.0.0.1");
+        CHECK_INT_EQ(mls_config_origin(&c, "GATEWAY_HOST"), MLS_CONF_DEFAULT);
+        mls_config_free(&c);
+        CHECK_INT_EQ(mls_config_load(&c, MLS_SCOPE_GATEWAY, NULL, 0, NULL, err,
+                                     sizeof(err)),
+                     0);
+        CHECK_STR_EQ(c.gateway_host, "0.0.0.0");
+        mls_config_free(&c);
+
+        f = open_memstream(&help, &len);
+        mls_config_print_help(f, MLS_SCOPE_UP);
+        fclose(f);
+        CHECK_CONTAINS(help, "\nKafka:\n");
+        CHECK_CONTAINS(help, "\nGateway access:\n");
+        CHECK_CONTAINS(help, "env KAFKA_BOOTSTRAP_SERVERS, default the "
+                             "embedded broker\n");
+        CHECK_CONTAINS(help, "env REDIS_URL, default the in-process bus\n");
+        CHECK_CONTAINS(help, "env GATEWAY_HOST, default 127.0.0.1\n");
+        CHECK(strstr(help, "localhost:9092") == NULL);
+        free(help);
 }
