@@ -15,6 +15,7 @@
 #include "up/up.h"
 #ifdef MLS_HAVE_GATEWAY
 #include "gateway/gateway.h"
+#include "graphql/graphql.h"
 #endif
 
 extern char **environ;
@@ -57,9 +58,15 @@ static void usage(FILE *out)
                      "and queries (HTTP),\n"
                      "            status page, metrics\n"
 #endif
+#ifdef MLS_HAVE_GATEWAY
+                     "  schema    print the GraphQL schema the gateway serves "
+                     "(SDL)\n"
+#endif
                      "  config    print the configuration reference "
-                     "(--markdown for docs)\n"
-                     "  version   print the version\n\n"
+                     "(--markdown for docs,\n"
+                     "            --man for mlstream(1))\n"
+                     "  version   print the versions of mlstream and its "
+                     "libraries\n\n"
                      "`mlstream COMMAND --help` lists the command's options; "
                      "every option is also an\nenvironment variable "
                      "(docs/configuration.md).\n");
@@ -172,12 +179,50 @@ static int cmd_gateway(int argc, char **argv)
 }
 #endif
 
+#ifdef MLS_HAVE_GATEWAY
+/* Prints the schema that `mlstream gateway` serves, in GraphQL SDL: the
+ * same builder the gateway uses, so the two cannot drift apart. */
+static int cmd_schema(int argc, char **argv)
+{
+        mls_gql_schema_t *schema;
+        char errstr[256];
+        char *sdl;
+
+        if (has_help(argc, argv)) {
+                printf("usage: mlstream schema\n\n"
+                       "Prints the GraphQL schema that the gateway serves "
+                       "on /graphql, in SDL\n(schema.graphql in the "
+                       "repository is this output).\n");
+                return 0;
+        }
+        if (argc > 0) {
+                fprintf(stderr, "mlstream: schema: takes no argument: %s\n",
+                        argv[0]);
+                return 2;
+        }
+        schema = mls_gql_schema_new(errstr, sizeof(errstr));
+        sdl = schema ? mls_gql_schema_sdl(schema) : NULL;
+        if (!sdl) {
+                fprintf(stderr, "mlstream: schema: %s\n",
+                        schema ? "out of memory" : errstr);
+                mls_gql_schema_free(schema);
+                return 1;
+        }
+        fputs(sdl, stdout);
+        free(sdl);
+        mls_gql_schema_free(schema);
+        return 0;
+}
+#endif
+
 static int cmd_config(int argc, char **argv)
 {
         if (argc > 0 && strcmp(argv[0], "--markdown") == 0) {
                 mls_config_print_markdown(stdout);
                 return 0;
         }
+        if (argc > 0 && strcmp(argv[0], "--man") == 0)
+                return mls_cli_manpage(stdout);
         printf("options of all commands:\n");
         mls_config_print_help(stdout, MLS_SCOPE_ALL);
         return 0;
@@ -199,13 +244,13 @@ int main(int argc, char **argv)
 #ifdef MLS_HAVE_GATEWAY
         if (strcmp(cmd, "gateway") == 0)
                 return cmd_gateway(argc - 2, argv + 2);
+        if (strcmp(cmd, "schema") == 0)
+                return cmd_schema(argc - 2, argv + 2);
 #endif
         if (strcmp(cmd, "config") == 0)
                 return cmd_config(argc - 2, argv + 2);
-        if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
-                printf("mlstream %s\n", MLS_VERSION);
-                return 0;
-        }
+        if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0)
+                return mls_cli_version(stdout);
         fprintf(stderr, "mlstream: unknown command \"%s\"\n\n", cmd);
         usage(stderr);
         return 2;

@@ -99,8 +99,13 @@ static int open_plugin(struct builtin *b, char *errstr, size_t errstr_size)
                 ndirs++;
 #endif
 #ifdef MLS_MODEL_PLUGIN_BUILD_DIR
-        if (snprintf(dirs[ndirs], sizeof(dirs[0]), "%s",
-                     MLS_MODEL_PLUGIN_BUILD_DIR) < (int)sizeof(dirs[0]))
+        /* Only for programs that run inside the build tree (the unit tests
+         * in tests/): an installed mlstream must not pick up the plugins of
+         * the build it was packaged from. */
+        if (n > 0 && realpath(MLS_MODEL_PLUGIN_BUILD_DIR, dirs[ndirs]) &&
+            strncmp(exe, dirs[ndirs], strlen(dirs[ndirs])) == 0 &&
+            (exe[strlen(dirs[ndirs])] == '/' ||
+             exe[strlen(dirs[ndirs])] == '\0'))
                 ndirs++;
 #endif
         if (b->env_name)

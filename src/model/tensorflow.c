@@ -312,6 +312,7 @@ static const struct mls_model_type tf_type = {
         .infer = tf_infer,
         .unload = tf_unload,
         .input_width = tf_input_width,
+        .framework_version = TF_Version,
 };
 
 const struct mls_model_plugin mls_model_plugin = {

@@ -74,6 +74,7 @@ static int pb_next(struct pb *r, struct pb_field *f)
                 return -1;
         f->num = (uint32_t)(key >> 3);
         f->type = (enum wire)(key & 7);
+        f->v = 0;
         f->data = NULL;
         f->len = 0;
         switch (f->type) {

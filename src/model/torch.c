@@ -87,6 +87,7 @@ static const struct mls_model_type torch_type = {
         .infer = torch_infer,
         .unload = torch_unload,
         .input_width = torch_input_width,
+        .framework_version = mls_torch_version,
 };
 
 const struct mls_model_plugin mls_model_plugin = {

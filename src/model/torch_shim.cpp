@@ -268,3 +268,8 @@ extern "C" void mls_torch_free(mls_torch_t *t)
         } catch (...) {
         }
 }
+
+extern "C" const char *mls_torch_version(void)
+{
+        return TORCH_VERSION;
+}
