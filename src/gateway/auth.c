@@ -13,6 +13,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "gateway/jwt.h"
 
@@ -59,7 +60,7 @@ const char *mls_auth_result_close_reason(enum mls_auth_result r)
 
 static int64_t wall_now(void)
 {
-        return (int64_t)time(NULL);
+        return mls_clock_wall_ms() / 1000;
 }
 
 int64_t mls_auth_now(const mls_auth_t *a)

@@ -571,7 +571,7 @@ static int load(mls_registry_t *r, struct watch *w, int direct, char *errstr,
         w->sig_loaded = w->sig_seen = sig;
         w->sig_failed = 0;
         mls_series_add(w->s_loads, 1);
-        mls_series_set(w->s_time, (double)time(NULL));
+        mls_series_set(w->s_time, (double)mls_clock_wall_ms() / 1000);
         set_info(r, w, spec.framework);
         return 0;
 fail:

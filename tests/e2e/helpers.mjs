@@ -3,6 +3,7 @@
 // ($MLSTREAM_BIN), redis-cli PUBLISH, /metrics reads, and waiting for
 // conditions with deadlines.
 import { spawn, execFile } from 'node:child_process';
+import { after, before } from 'node:test';
 import { createHmac, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
@@ -132,6 +133,24 @@ export async function startGateway(redisUrl, extraEnv = {}) {
 
 // PUBLISH with redis-cli; the payload goes through stdin (-x), so that it
 // may be larger than one command-line argument. Returns the receivers.
+// For a test file whose tests share one Redis and one ready gateway: the
+// returned object's redis and gw are set before the first test and stopped
+// after the last.
+export function sharedGateway(extraEnv = {}) {
+  const shared = { redis: null, gw: null };
+  before(async () => {
+    shared.redis = await startRedis();
+    shared.gw = await startGateway(shared.redis.url, extraEnv);
+    await waitFor(async () => (await fetch(`${shared.gw.http}/readyz`)).status === 200,
+                  10000, 'the gateway to be ready');
+  });
+  after(async () => {
+    await shared.gw?.stop();
+    await shared.redis?.stop();
+  });
+  return shared;
+}
+
 export function publish(redisUrl, payload, channel = CHANNEL) {
   const text = typeof payload === 'string' ? payload : JSON.stringify(payload);
   return new Promise((resolve, reject) => {

@@ -1,30 +1,18 @@
 // GraphQL over HTTP, introspection and the operational routes of
 // `mlstream gateway`.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 
 import { buildClientSchema, getIntrospectionQuery, printSchema } from 'graphql';
 
-import { gqlPost, metricsText, modelId, prediction, publish, startGateway,
-         startRedis, waitFor } from './helpers.mjs';
+import { gqlPost, metricsText, modelId, prediction, publish, sharedGateway,
+         waitFor } from './helpers.mjs';
 
-let redis, gw;
-
-before(async () => {
-  redis = await startRedis();
-  gw = await startGateway(redis.url);
-  await waitFor(async () => (await fetch(`${gw.http}/readyz`)).status === 200,
-                10000, 'the gateway to be ready');
-});
-
-after(async () => {
-  await gw?.stop();
-  await redis?.stop();
-});
+const shared = sharedGateway();
 
 test('introspection satisfies getIntrospectionQuery() + buildClientSchema()', async () => {
-  const r = await gqlPost(gw, { query: getIntrospectionQuery({ descriptions: true,
+  const r = await gqlPost(shared.gw, { query: getIntrospectionQuery({ descriptions: true,
     specifiedByUrl: true, directiveIsRepeatable: true, schemaDescription: true,
     inputValueDeprecation: true }) });
   assert.equal(r.status, 200);
@@ -63,10 +51,10 @@ test('introspection satisfies getIntrospectionQuery() + buildClientSchema()', as
 
 test('status over HTTP POST and GET', async () => {
   const model = modelId('http');
-  await publish(redis.url, prediction(model, 1, { latency_ms: 4 }));
+  await publish(shared.redis.url, prediction(model, 1, { latency_ms: 4 }));
   const query = 'query S($m: String!) { mlStreamingStatus(modelId: $m) { modelId connected averageLatencyMs p95LatencyMs windowSize lastHeartbeatAt } }';
   const r = await waitFor(async () => {
-    const x = await gqlPost(gw, { query, variables: { m: model }, operationName: 'S' });
+    const x = await gqlPost(shared.gw, { query, variables: { m: model }, operationName: 'S' });
     return x.body?.data?.mlStreamingStatus?.windowSize === 1 ? x : null;
   }, 10000, 'the prediction in the window');
   assert.equal(r.status, 200);
@@ -77,7 +65,7 @@ test('status over HTTP POST and GET', async () => {
   assert.equal(s.p95LatencyMs, 4);
   assert.ok(Date.parse(s.lastHeartbeatAt) > Date.now() - 60000);
 
-  const url = new URL(`${gw.http}/graphql`);
+  const url = new URL(`${shared.gw.http}/graphql`);
   url.searchParams.set('query', query);
   url.searchParams.set('variables', JSON.stringify({ m: model }));
   url.searchParams.set('operationName', 'S');
@@ -88,27 +76,27 @@ test('status over HTTP POST and GET', async () => {
 });
 
 test('errors: bad documents, unknown fields, missing variables', async () => {
-  let r = await gqlPost(gw, { query: '{ mlStreamingStatus(modelId: "x") {' });
+  let r = await gqlPost(shared.gw, { query: '{ mlStreamingStatus(modelId: "x") {' });
   assert.equal(r.status, 400);
   assert.match(r.body.errors[0].message, /^Syntax Error: /);
   assert.ok(r.body.errors[0].locations?.[0].line >= 1);
   assert.equal(r.body.data, undefined);
 
-  r = await gqlPost(gw, { query: '{ mlStreamingStatus(modelId: "x") { nope } }' });
+  r = await gqlPost(shared.gw, { query: '{ mlStreamingStatus(modelId: "x") { nope } }' });
   assert.equal(r.status, 400);
   assert.equal(r.body.errors[0].message, 'Cannot query field "nope" on type "MLStreamingStatus".');
   assert.deepEqual(r.body.errors[0].locations, [{ line: 1, column: 37 }]);
 
-  r = await gqlPost(gw, { query: 'query($m: String!) { mlStreamingStatus(modelId: $m) { modelId } }' });
+  r = await gqlPost(shared.gw, { query: 'query($m: String!) { mlStreamingStatus(modelId: $m) { modelId } }' });
   assert.equal(r.status, 400);
   assert.equal(r.body.errors[0].message, 'Variable "$m" of required type "String!" was not provided.');
 
-  r = await gqlPost(gw, { query: '{ mlStreamingStatus { modelId } }' });
+  r = await gqlPost(shared.gw, { query: '{ mlStreamingStatus { modelId } }' });
   assert.equal(r.status, 400);
   assert.match(r.body.errors[0].message, /argument "modelId" of type "String!" is required/);
 
   // the same with legacy application/json: 200 and the same errors
-  r = await gqlPost(gw, { query: '{ mlStreamingStatus(modelId: "x") { nope } }' },
+  r = await gqlPost(shared.gw, { query: '{ mlStreamingStatus(modelId: "x") { nope } }' },
                     { accept: 'application/json' });
   assert.equal(r.status, 200);
   assert.equal(r.type, 'application/json');
@@ -116,30 +104,30 @@ test('errors: bad documents, unknown fields, missing variables', async () => {
 });
 
 test('GraphQL-over-HTTP status codes', async () => {
-  let r = await gqlPost(gw, '{"query": ');
+  let r = await gqlPost(shared.gw, '{"query": ');
   assert.equal(r.status, 400);
   assert.ok(r.body.errors[0].message);
-  r = await gqlPost(gw, { query: 7 });
+  r = await gqlPost(shared.gw, { query: 7 });
   assert.equal(r.status, 400);
-  r = await gqlPost(gw, { query: '{ __typename }' }, { 'content-type': 'text/plain' });
+  r = await gqlPost(shared.gw, { query: '{ __typename }' }, { 'content-type': 'text/plain' });
   assert.equal(r.status, 415);
-  r = await gqlPost(gw, { query: '{ __typename }' }, { accept: 'text/html' });
+  r = await gqlPost(shared.gw, { query: '{ __typename }' }, { accept: 'text/html' });
   assert.equal(r.status, 406);
-  const put = await fetch(`${gw.http}/graphql`, { method: 'PUT', body: '{}' });
+  const put = await fetch(`${shared.gw.http}/graphql`, { method: 'PUT', body: '{}' });
   assert.equal(put.status, 405);
   assert.match(put.headers.get('allow'), /GET, POST/);
-  const sub = new URL(`${gw.http}/graphql`);
+  const sub = new URL(`${shared.gw.http}/graphql`);
   sub.searchParams.set('query', 'subscription { mlInferenceStream(modelId: "m") { inferenceId } }');
   const g = await fetch(sub);
   assert.equal(g.status, 405);
-  r = await gqlPost(gw, { query: 'x'.repeat(300000) });
+  r = await gqlPost(shared.gw, { query: 'x'.repeat(300000) });
   assert.equal(r.status, 413);
-  r = await gqlPost(gw, { query: '{ __typename }' });
+  r = await gqlPost(shared.gw, { query: '{ __typename }' });
   assert.deepEqual(r.body, { data: { __typename: 'Query' } });
 });
 
 test('/metrics passes promtool check metrics and has the gateway series', async () => {
-  const text = await metricsText(gw);
+  const text = await metricsText(shared.gw);
   for (const name of ['ml_stream_gateway_connections', 'ml_stream_gateway_subscriptions',
                       'ml_stream_gateway_messages_sent_total',
                       'ml_stream_gateway_messages_dropped_total',
@@ -156,26 +144,26 @@ test('/metrics passes promtool check metrics and has the gateway series', async 
 });
 
 test('/healthz, /readyz, / and unknown paths', async () => {
-  let r = await fetch(`${gw.http}/healthz`);
+  let r = await fetch(`${shared.gw.http}/healthz`);
   assert.equal(r.status, 200);
-  r = await fetch(`${gw.http}/readyz`);
+  r = await fetch(`${shared.gw.http}/readyz`);
   assert.equal(r.status, 200);
-  r = await fetch(`${gw.http}/`);
+  r = await fetch(`${shared.gw.http}/`);
   assert.equal(r.status, 200);
   assert.match(r.headers.get('content-type'), /^text\/html/);
   assert.match(await r.text(), /\/graphql/);
-  r = await fetch(`${gw.http}/nope`);
+  r = await fetch(`${shared.gw.http}/nope`);
   assert.equal(r.status, 404);
 });
 
 test('a port in use is a clear error naming GATEWAY_PORT', async () => {
   const { spawnSync: run } = await import('node:child_process');
   const p = run(process.env.MLSTREAM_BIN || 'mlstream', ['gateway'], {
-    env: { ...process.env, REDIS_URL: redis.url, GATEWAY_HOST: '127.0.0.1',
-           GATEWAY_PORT: String(gw.port) },
+    env: { ...process.env, REDIS_URL: shared.redis.url, GATEWAY_HOST: '127.0.0.1',
+           GATEWAY_PORT: String(shared.gw.port) },
     encoding: 'utf8', timeout: 10000 });
   assert.equal(p.status, 2);
-  assert.match(p.stderr, new RegExp(`127\\.0\\.0\\.1:${gw.port}: port already in use`));
+  assert.match(p.stderr, new RegExp(`127\\.0\\.0\\.1:${shared.gw.port}: port already in use`));
   assert.match(p.stderr, /GATEWAY_PORT/);
   assert.match(p.stderr, /--gateway-port/);
 });

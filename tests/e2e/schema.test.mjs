@@ -3,38 +3,26 @@
 // SDL is built with graphql-js, introspected, and compared with the
 // gateway's answer to the standard introspection query over HTTP, type by
 // type, field by field, argument by argument.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 
 import { buildSchema, getIntrospectionQuery, introspectionFromSchema } from 'graphql';
 
-import { MLSTREAM, gqlPost, startGateway, startRedis, waitFor } from './helpers.mjs';
+import { MLSTREAM, gqlPost, sharedGateway } from './helpers.mjs';
 
 const SPEC_SCALARS = new Set(['String', 'Int', 'Float', 'Boolean', 'ID']);
 const QUERY_OPTIONS = { descriptions: true, specifiedByUrl: true,
   directiveIsRepeatable: true, inputValueDeprecation: true };
 
-let redis, gw;
-
-before(async () => {
-  redis = await startRedis();
-  gw = await startGateway(redis.url);
-  await waitFor(async () => (await fetch(`${gw.http}/readyz`)).status === 200,
-                10000, 'the gateway to be ready');
-});
-
-after(async () => {
-  await gw?.stop();
-  await redis?.stop();
-});
+const shared = sharedGateway();
 
 function printedSdl() {
   return execFileSync(MLSTREAM, ['schema'], { encoding: 'utf8' });
 }
 
 async function servedIntrospection() {
-  const r = await gqlPost(gw, { query: getIntrospectionQuery(QUERY_OPTIONS) });
+  const r = await gqlPost(shared.gw, { query: getIntrospectionQuery(QUERY_OPTIONS) });
   assert.equal(r.status, 200, r.text);
   assert.equal(r.body.errors, undefined, r.text);
   return r.body.data;

@@ -8,9 +8,10 @@
 # `up --demo`, which must answer a GraphQL query and stop cleanly on
 # SIGTERM.
 #
-# dpkg -x rather than dpkg -i: the binary finds its plugins relative to
-# itself (../lib/mlstream), so the unpacked tree is the installed layout;
-# this needs no root and leaves the machine's package database alone.
+# The unpacked tree is the installed layout (the binary finds its plugins
+# relative to itself, ../lib/mlstream), so it is checked as a user would
+# see it without root; as root, the packages are then installed with
+# dpkg -i, run from /usr/bin, and purged.
 #   tests/package/test_deb.sh BUILD_DIR
 set -euo pipefail
 build=$(cd "$1" && pwd)
@@ -138,4 +139,37 @@ up_pid=
         tail -20 "$scratch/up.log"
         fail "up exited $status after SIGTERM"
 }
+echo "== dpkg -i"
+# Installed for real where we may (root, and no mlstream installed
+# already), then purged: the package database accepts it, the binary runs
+# from /usr/bin and finds its plugins in /usr/lib/mlstream.
+if [ "$(id -u)" != 0 ]; then
+        echo "skipped: not root"
+elif dpkg-query -W -f='${Status}' mlstream 2>/dev/null | grep -q installed; then
+        echo "skipped: an mlstream package is installed already"
+else
+        installed=1
+        trap 'cleanup; [ -n "${installed:-}" ] && dpkg --purge mlstream-torch mlstream >/dev/null 2>&1' EXIT
+        dpkg -i "$scratch"/out/*.deb >"$scratch/dpkg.log" 2>&1 || {
+                cat "$scratch/dpkg.log"
+                fail "dpkg -i"
+        }
+        /usr/bin/mlstream --version >"$scratch/version.installed" ||
+                fail "installed --version exited $?"
+        grep -q '^librdkafka [0-9]' "$scratch/version.installed" ||
+                fail "installed --version names no librdkafka"
+        if [ -n "$torch_deb" ]; then
+                grep -q '^torch [0-9]' "$scratch/version.installed" ||
+                        fail "installed: the torch plugin does not load"
+        fi
+        [ "$(man -w mlstream)" = /usr/share/man/man1/mlstream.1.gz ] ||
+                fail "man -w mlstream"
+        dpkg --purge mlstream-torch mlstream >"$scratch/dpkg.log" 2>&1 || {
+                cat "$scratch/dpkg.log"
+                fail "dpkg --purge"
+        }
+        installed=
+        [ ! -e /usr/bin/mlstream ] || fail "/usr/bin/mlstream left after purge"
+        echo "installed, ran and purged"
+fi
 echo "package.deb: ok"
