@@ -573,6 +573,20 @@ const struct mls_conf_def mls_conf_defs[] = {
                  "gateway forgets a model (its status and its place in "
                  "`mlStreamingModels`), unless it has live subscribers. 0: "
                  "never."},
+        {.env = "GATEWAY_DEDUPE_WINDOW",
+         .flag = "gateway-dedupe-window",
+         .type = MLS_CONF_INT,
+         .defval = "262144",
+         .min = 0,
+         .max = 67108864,
+         .scope = G | U,
+         .section = "Gateway",
+         .offset = OFF(gateway_dedupe_window),
+         .help = "Inference ids the gateway remembers so that a prediction "
+                 "published twice (an engine scoring a message again after "
+                 "a crash or a rebalance gives it the same id) reaches "
+                 "subscribers once: each id is remembered for at least half "
+                 "this many later predictions. 16 bytes per id; 0: off."},
         {.env = "GATEWAY_METRICS_MAX_MODELS",
          .flag = "gateway-metrics-max-models",
          .type = MLS_CONF_INT,

@@ -86,6 +86,7 @@ struct mls_config {
         /* gateway: query cost and the model table under hostile input */
         long long gateway_max_query_cost;
         long long gateway_model_idle_seconds;
+        long long gateway_dedupe_window;
         long long gateway_metrics_max_models;
         char *gateway_auth_token;
         char *gateway_allowed_origins;

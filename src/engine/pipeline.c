@@ -3,11 +3,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "common/buf.h"
 #include "common/clock.h"
 #include "common/strmap.h"
+#include "engine/inference_id.h"
 #include "common/log.h"
 
 #define MODEL_SERIES_DEFAULT 100
@@ -67,21 +67,11 @@ struct mls_pipeline {
         struct mls_strmap models; /* model id -> struct model_entry * */
         struct model_entry other, unknown;
         struct mls_log_limit log_reason[LOG_SLOTS];
-        uint64_t rng[2];
+        mls_inference_ids_t *ids;
         mls_metric_t *m_pred, *m_lat, *m_err, *m_rows, *m_batch, *m_dlq;
         mls_metric_t *m_pubfail;
         mls_series_t *s_pubfail;
 };
-
-static uint64_t rng_next(uint64_t s[2])
-{
-        uint64_t a = s[0], b = s[1], r = a + b;
-
-        b ^= a;
-        s[0] = ((a << 55) | (a >> 9)) ^ b ^ (b << 14);
-        s[1] = (b << 36) | (b >> 28);
-        return r;
-}
 
 static void entry_init(mls_pipeline_t *p, struct model_entry *e, const char *id)
 {
@@ -116,8 +106,14 @@ mls_pipeline_t *mls_pipeline_new(const struct mls_pipeline_conf *conf)
         if (p->conf.max_model_series > MODEL_SERIES_MAX)
                 p->conf.max_model_series = MODEL_SERIES_MAX;
         mls_buf_init(&p->payloads, p->conf.payload_limit);
-        if (getrandom(p->rng, sizeof(p->rng), 0) != sizeof(p->rng))
-                p->rng[0] = (uint64_t)mls_clock_mono_ns(), p->rng[1] = 1;
+        p->ids = mls_inference_ids_new();
+        if (!p->ids) {
+                mls_buf_free(&p->payloads);
+                free(p->default_model_id);
+                free(p->engine_id);
+                free(p);
+                return NULL;
+        }
         p->m_pred = mls_metric_new(conf->metrics, MLS_COUNTER,
                                    "ml_stream_inference_predictions_total",
                                    "Predictions published (one per input "
@@ -163,6 +159,7 @@ void mls_pipeline_free(mls_pipeline_t *p)
         if (!p)
                 return;
         mls_strmap_free(&p->models, free);
+        mls_inference_ids_free(p->ids);
         free(p->items);
         free(p->order);
         mls_floats_free(&p->feats);
@@ -460,25 +457,17 @@ static void score_all(mls_pipeline_t *p)
         }
 }
 
-static void put_uuid(mls_pipeline_t *p, struct mls_buf *b)
+/* The item's inference id (engine/inference_id.h), quoted. */
+static void put_inference_id(mls_pipeline_t *p, const struct item *it)
 {
-        static const char hex[] = "0123456789abcdef";
-        uint64_t hi = rng_next(p->rng), lo = rng_next(p->rng);
-        char out[38];
-        int k = 0;
+        char id[MLS_INFERENCE_ID_LEN + 1];
 
-        hi = (hi & ~0xf000ULL) | 0x4000ULL;       /* version 4 */
-        lo = (lo & ~(3ULL << 62)) | (2ULL << 62); /* variant 1 */
-        out[k++] = '"';
-        for (int i = 0; i < 32; i++) {
-                uint64_t w = i < 16 ? hi : lo;
-                int shift = 60 - 4 * (i % 16);
-                if (i == 8 || i == 12 || i == 16 || i == 20)
-                        out[k++] = '-';
-                out[k++] = hex[(w >> shift) & 15];
-        }
-        out[k++] = '"';
-        mls_buf_append(b, out, (size_t)k);
+        mls_inference_id(p->ids, it->rec.topic ? it->rec.topic : "",
+                         it->rec.partition, it->rec.offset,
+                         mls_model_version(it->model), it->in.model_id, id);
+        mls_buf_putc(&p->payloads, '"');
+        mls_buf_append(&p->payloads, id, MLS_INFERENCE_ID_LEN);
+        mls_buf_putc(&p->payloads, '"');
 }
 
 /* Latency in ms with microsecond precision, e.g. 1.840. */
@@ -502,7 +491,7 @@ static void build_payload(mls_pipeline_t *p, struct item *it)
 
         it->pay_off = b->len;
         MLS_BUF_LIT(b, "{\"type\":\"prediction\",\"inference_id\":");
-        put_uuid(p, b);
+        put_inference_id(p, it);
         MLS_BUF_LIT(b, ",\"model_id\":");
         mls_buf_json_str(b, it->in.model_id, strlen(it->in.model_id));
         MLS_BUF_LIT(b, ",\"input_id\":");

@@ -36,8 +36,15 @@ static void on_payload(mls_gateway_t *g, const char *data, size_t len)
         case MLS_PAYLOAD_PREDICTION: {
                 size_t tlen = 0;
                 const char *tenant = mls_hub_event_tenant(p.event, &tlen);
+                json_t *id = json_object_get(p.event, "inferenceId");
 
                 mls_series_add(g->m_pred, 1);
+                if (g->dedupe && json_is_string(id) &&
+                    mls_dedupe_seen(g->dedupe, json_string_value(id),
+                                    json_string_length(id))) {
+                        mls_series_add(g->m_dup, 1);
+                        break;
+                }
                 mls_monitor_prediction(g->monitor, p.model_id, tenant, tlen,
                                        p.latency_ms, now);
                 mls_hub_publish(g->hub, p.model_id, tenant, tlen, p.event);

@@ -341,7 +341,11 @@ mls_gateway_t *mls_gateway_new(const struct mls_config *cfg,
         g->monitor = mls_monitor_new((unsigned)cfg->latency_window,
                                      (unsigned)cfg->gateway_max_models);
         g->hub = mls_hub_new(g->max_payload, mls_wsproto_deliver, NULL);
-        if (!g->cache || !g->monitor || !g->hub) {
+        g->dedupe = cfg->gateway_dedupe_window
+                            ? mls_dedupe_new((size_t)cfg->gateway_dedupe_window)
+                            : NULL;
+        if (!g->cache || !g->monitor || !g->hub ||
+            (cfg->gateway_dedupe_window && !g->dedupe)) {
                 snprintf(errstr, errstr_size, "out of memory");
                 goto fail;
         }
@@ -450,6 +454,7 @@ void mls_gateway_free(mls_gateway_t *g)
         }
         mls_redis_sub_free(g->redis);
         mls_hub_free(g->hub);
+        mls_dedupe_free(g->dedupe);
         mls_monitor_free(g->monitor);
         mls_gql_cache_free(g->cache);
         mls_gql_schema_free(g->schema);

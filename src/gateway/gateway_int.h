@@ -35,6 +35,7 @@
 #include "common/metrics.h"
 #include "common/redis_url.h"
 #include "gateway/auth.h"
+#include "gateway/dedupe.h"
 #include "gateway/gateway.h"
 #include "gateway/hub.h"
 #include "gateway/monitor.h"
@@ -110,6 +111,7 @@ struct mls_gateway {
         mls_gql_cache_t *cache;
         mls_hub_t *hub;
         mls_monitor_t *monitor;
+        mls_dedupe_t *dedupe; /* NULL: GATEWAY_DEDUPE_WINDOW=0 */
         mls_redis_sub_t *redis;
         struct mls_wsproto_env env;
 
@@ -129,8 +131,8 @@ struct mls_gateway {
         mls_series_t *m_conns_transport, *m_conns_legacy, *m_conns_total,
                 *m_rejected_limit, *m_rejected_origin, *m_rejected_path,
                 *m_subs, *m_groups, *m_sent, *m_dropped, *m_redis, *m_ready,
-                *m_pred, *m_hb, *m_garbage, *m_render_err, *m_bus_dropped,
-                *m_models;
+                *m_pred, *m_hb, *m_garbage, *m_dup, *m_render_err,
+                *m_bus_dropped, *m_models;
         mls_series_t *m_auth_fail[MLS_AUTH_RESULTS];
         mls_metric_t *m_ws_closed, *m_http, *m_win_latency, *m_win_size,
                 *m_last_seen;

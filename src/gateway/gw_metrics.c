@@ -97,6 +97,12 @@ void mls__gw_metrics_register(mls_gateway_t *g)
                               "(not JSON, wrong or missing fields, too "
                               "large).",
                               NULL, NULL);
+        g->m_dup = series(r, MLS_COUNTER,
+                          "ml_stream_gateway_duplicates_dropped_total",
+                          "Predictions not delivered because their "
+                          "inference id was delivered already "
+                          "(GATEWAY_DEDUPE_WINDOW).",
+                          NULL, NULL);
         g->m_render_err =
                 series(r, MLS_COUNTER, "ml_stream_gateway_render_errors_total",
                        "Events that could not be rendered for a "

@@ -18,6 +18,7 @@ struct mls_model {
         mls_series_t *s_call;
         float *joined; /* outputs of a split call */
         size_t joined_cap;
+        char version[24];
 };
 
 /*
@@ -251,6 +252,16 @@ void mls_model_free(mls_model_t *m)
 const char *mls_model_framework(const mls_model_t *m)
 {
         return m->type->name;
+}
+
+void mls_model_set_version(mls_model_t *m, const char *version)
+{
+        snprintf(m->version, sizeof(m->version), "%s", version);
+}
+
+const char *mls_model_version(const mls_model_t *m)
+{
+        return m->version;
 }
 
 size_t mls_model_input_width(const mls_model_t *m)

@@ -102,6 +102,11 @@ void mls_model_free(mls_model_t *m);
 const char *mls_model_framework(const mls_model_t *m);
 /* 0 when any width is accepted. */
 size_t mls_model_input_width(const mls_model_t *m);
+/* The version of the model's artifact, set by whoever loaded it (the
+ * registry: 16 hex digits hashing the names and bytes of its files, "" for
+ * a model without files, such as identity). Part of every inference id. */
+void mls_model_set_version(mls_model_t *m, const char *version);
+const char *mls_model_version(const mls_model_t *m);
 /* Observes the duration of every adapter call (seconds) into the histogram
  * series s; NULL stops observing. */
 void mls_model_observe(mls_model_t *m, mls_series_t *s);

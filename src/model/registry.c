@@ -280,33 +280,27 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n)
         return h;
 }
 
-/*
- * Adds to *sig a hash of path and everything under it: names, sizes,
- * modification times and inode numbers, following symbolic links. Order
- * independent (entries are summed), so readdir order does not matter.
- */
-static void walk(const char *path, const char *rel, int depth, uint64_t *sig,
-                 size_t *entries)
+/* Called for path and everything under it (rel: its name below the
+ * root); st NULL when stat failed (errno set). */
+typedef void (*walk_visit)(const char *path, const char *rel,
+                           const struct stat *st, void *opaque);
+
+/* Visits path and what is under it, following symbolic links, at most
+ * WALK_MAX_ENTRIES entries and WALK_MAX_DEPTH levels. */
+static void walk(const char *path, const char *rel, int depth, size_t *entries,
+                 walk_visit visit, void *opaque)
 {
         struct stat st;
-        uint64_t h = 14695981039346656037ULL;
         DIR *d;
         struct dirent *de;
 
         if (++*entries > WALK_MAX_ENTRIES)
                 return;
-        h = fnv(h, rel, strlen(rel) + 1);
         if (stat(path, &st) < 0) {
-                int e = errno;
-                *sig += fnv(h, &e, sizeof(e));
+                visit(path, rel, NULL, opaque);
                 return;
         }
-        h = fnv(h, &st.st_size, sizeof(st.st_size));
-        h = fnv(h, &st.st_mtim.tv_sec, sizeof(st.st_mtim.tv_sec));
-        h = fnv(h, &st.st_mtim.tv_nsec, sizeof(st.st_mtim.tv_nsec));
-        h = fnv(h, &st.st_ino, sizeof(st.st_ino));
-        h = fnv(h, &st.st_mode, sizeof(st.st_mode));
-        *sig += h;
+        visit(path, rel, &st, opaque);
         if (!S_ISDIR(st.st_mode) || depth >= WALK_MAX_DEPTH)
                 return;
         d = opendir(path);
@@ -322,9 +316,66 @@ static void walk(const char *path, const char *rel, int depth, uint64_t *sig,
                     snprintf(subrel, sizeof(subrel), "%s/%s", rel,
                              de->d_name) >= (int)sizeof(subrel))
                         continue;
-                walk(sub, subrel, depth + 1, sig, entries);
+                walk(sub, subrel, depth + 1, entries, visit, opaque);
         }
         closedir(d);
+}
+
+/* Change detection: adds to *(uint64_t *)opaque a hash of the entry's name,
+ * size, modification time, inode and mode; order independent (summed), so
+ * readdir order does not matter. Cheap: no file is read. */
+static void sig_visit(const char *path, const char *rel, const struct stat *st,
+                      void *opaque)
+{
+        uint64_t h = fnv(14695981039346656037ULL, rel, strlen(rel) + 1);
+
+        (void)path;
+        if (!st) {
+                int e = errno;
+                h = fnv(h, &e, sizeof(e));
+        } else {
+                h = fnv(h, &st->st_size, sizeof(st->st_size));
+                h = fnv(h, &st->st_mtim.tv_sec, sizeof(st->st_mtim.tv_sec));
+                h = fnv(h, &st->st_mtim.tv_nsec, sizeof(st->st_mtim.tv_nsec));
+                h = fnv(h, &st->st_ino, sizeof(st->st_ino));
+                h = fnv(h, &st->st_mode, sizeof(st->st_mode));
+        }
+        *(uint64_t *)opaque += h;
+}
+
+static void signature(const char *path, uint64_t *sig, size_t *entries)
+{
+        walk(path, "", 0, entries, sig_visit, sig);
+}
+
+/* The model's version: a hash of the names and bytes of its files, the
+ * same on every host that has the same files (unlike the signature, which
+ * also covers times and inodes). Summed per file, so order independent. */
+static void content_visit(const char *path, const char *rel,
+                          const struct stat *st, void *opaque)
+{
+        uint64_t h = fnv(14695981039346656037ULL, rel, strlen(rel) + 1);
+        char buf[65536];
+        ssize_t n;
+        int fd;
+
+        if (st && S_ISREG(st->st_mode) &&
+            (fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
+                while ((n = read(fd, buf, sizeof(buf))) > 0)
+                        h = fnv(h, buf, (size_t)n);
+                close(fd);
+        }
+        *(uint64_t *)opaque += h;
+}
+
+static uint64_t content_version(const char *artifact)
+{
+        uint64_t v = 0;
+        size_t entries = 0;
+
+        if (*artifact)
+                walk(artifact, "", 0, &entries, content_visit, &v);
+        return v;
 }
 
 /* ---- metrics ---- */
@@ -472,10 +523,10 @@ static int inspect(mls_registry_t *r, struct watch *w,
                          r->output ? r->output : "");
                 snprintf(artifact, artifact_size, "%s", r->path ? r->path : "");
                 if (*artifact)
-                        walk(artifact, "", 0, sig, &entries);
+                        signature(artifact, sig, &entries);
                 return 0;
         }
-        walk(w->dir, "", 0, sig, &entries);
+        signature(w->dir, sig, &entries);
         if (read_spec(w->dir, spec, errstr, errstr_size) < 0)
                 return -1;
         if (mls_registry_artifact_path(w->dir, spec, artifact, artifact_size) <
@@ -485,7 +536,7 @@ static int inspect(mls_registry_t *r, struct watch *w,
                 rc = -1;
         } else if (*artifact &&
                    (spec->artifact[0] == '/' || strstr(spec->artifact, ".."))) {
-                walk(artifact, "", 0, sig, &entries); /* outside the dir */
+                signature(artifact, sig, &entries); /* outside the dir */
         }
         return rc;
 }
@@ -520,7 +571,7 @@ static int load(mls_registry_t *r, struct watch *w, int direct, char *errstr,
         struct mls_model_spec spec;
         struct mls_model_conf mc = {0};
         const struct mls_model_type *type;
-        char artifact[PATH_MAX + 1100], err[600], wbuf[24];
+        char artifact[PATH_MAX + 1100], err[600], wbuf[24], version[24] = "-";
         const char *where = w->dir[0] ? w->dir : "ML_MODEL_PATH";
         size_t width;
         mls_model_t *m = NULL;
@@ -549,6 +600,11 @@ static int load(mls_registry_t *r, struct watch *w, int direct, char *errstr,
         m = mls_model_load(type, &mc, err, sizeof(err));
         if (!m)
                 goto fail;
+        if (*artifact && strcmp(spec.framework, "identity") != 0) {
+                snprintf(version, sizeof(version), "%016llx",
+                         (unsigned long long)content_version(artifact));
+                mls_model_set_version(m, version);
+        }
         if (w->s_call)
                 mls_model_observe(m, w->s_call);
         width = mls_model_input_width(m);
@@ -563,9 +619,10 @@ static int load(mls_registry_t *r, struct watch *w, int direct, char *errstr,
                 seterr(err, sizeof(err), "out of memory");
                 goto fail;
         }
-        mls_info("model %s: %s %s%s%s (input width %s, %lld ms)", w->id,
-                 w->loaded ? "reloaded" : "loaded", spec.framework,
-                 *artifact ? " " : "", artifact, wbuf,
+        mls_info("model %s: %s %s%s%s (version %s, input width %s, %lld "
+                 "ms)",
+                 w->id, w->loaded ? "reloaded" : "loaded", spec.framework,
+                 *artifact ? " " : "", artifact, version, wbuf,
                  (long long)((mls_clock_mono_ns() - t0) / 1000000));
         w->loaded = 1;
         w->sig_loaded = w->sig_seen = sig;

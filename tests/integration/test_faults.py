@@ -3,10 +3,13 @@ Redis: each test counts what was sent, what reached the durable output
 topic, what was duplicated, and asserts nothing is missing."""
 import collections
 import json
+import os
 import signal
 import subprocess
+import threading
 
-from mlshelpers import (FAST_GROUP, SERVICES, consume_all, messages, metric_sum, output_ids,
+from mlshelpers import (FAST_GROUP, MLSTREAM, ROOT, SERVICES, Subscriber, consume_all,
+                        free_port, http_get, messages, metric_sum, output_ids, parse_metrics,
                         produce, wait_for)
 
 def engine_env(topic):
@@ -125,3 +128,103 @@ def test_hostile_corpus_dead_lettered_good_ones_delivered(services, topic, engin
     m = eng.metrics()
     assert metric_sum(m, "ml_stream_inference_errors_total") == len(dlq)
     assert eng.proc.poll() is None
+
+
+class GraphQLSubscriber:
+    """A real GraphQL client (tests/e2e/subscriber.mjs) on one protocol,
+    collecting the events of one model."""
+
+    def __init__(self, ws_url, model, protocol):
+        self.proc = subprocess.Popen(
+            ["node", os.path.join(ROOT, "tests", "e2e", "subscriber.mjs"), ws_url, model,
+             protocol], stdout=subprocess.PIPE, text=True)
+        self.events, self.lock = [], threading.Lock()
+        first = json.loads(self.proc.stdout.readline() or "{}")
+        assert first == {"ready": True}, (protocol, first)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            with self.lock:
+                self.events.append(json.loads(line))
+
+    def input_ids(self):
+        with self.lock:
+            return [e["inputId"] for e in self.events if "inputId" in e]
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def test_kill9_subscribers_see_every_input_exactly_once(services, topic, engines):
+    """kill -9 of the engine mid-stream: the next engine scores the
+    uncommitted messages again, with the same inference ids, and the gateway
+    drops the repeats, so a subscriber on each WebSocket protocol sees every
+    input exactly once."""
+    n, model = 20000, "once-" + topic
+    group = "g-once-" + topic
+    port = free_port()
+    gw = subprocess.Popen([MLSTREAM, "gateway"], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL,
+                          env=dict(services, GATEWAY_HOST="127.0.0.1", GATEWAY_PORT=str(port)))
+    base = "http://127.0.0.1:%d" % port
+    subs = []
+    redis = Subscriber(services)
+    try:
+        wait_for(lambda: http_get(base + "/readyz")[0] == 200, 30, "the gateway to be ready")
+        for protocol in ("graphql-transport-ws", "graphql-ws"):
+            subs.append(GraphQLSubscriber("ws://127.0.0.1:%d/graphql" % port, model, protocol))
+
+        def gateway_metric(name):
+            return metric_sum(parse_metrics(http_get(base + "/metrics")[1]), name)
+        wait_for(lambda: gateway_metric("ml_stream_gateway_subscriptions") == 2, 30,
+                 "both subscriptions to be live")
+        # Commits only every 2 s: what the first engine published since its
+        # last commit is scored again by the second.
+        env = dict(FAST_GROUP, ML_COMMIT_INTERVAL_MS="2000", ML_LOG_LEVEL="warn")
+        first = engines(topic=topic, group=group, extra_env=env)
+        first.wait_ready()
+        produce(services, topic, [json.dumps({"model_id": model, "input_id": "x%d" % i,
+                                              "features": [i % 97, 1]}) for i in range(n)])
+        wait_for(lambda: metric_sum(first.metrics(),
+                                    "ml_stream_inference_predictions_total") >= n // 4,
+                 60, "the first engine to be mid-stream")
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait()
+        second = engines(topic=topic, group=group, extra_env=env)
+        second.wait_ready()
+        want = {"x%d" % i for i in range(n)}
+        for sub in subs:
+            wait_for(lambda: set(sub.input_ids()) >= want, 120,
+                     "every input at the subscriber")
+        # Every input reached the subscribers, so every partition's end was
+        # scored and every repeat published; what Redis carried and what the
+        # gateway dropped must now agree.
+        def published():
+            return [p["inference_id"] for p in redis.payloads() if p["model_id"] == model]
+
+        def settled():
+            ids = published()
+            return (len(set(ids)) >= n and len(ids) - len(set(ids)) ==
+                    gateway_metric("ml_stream_gateway_duplicates_dropped_total"))
+        wait_for(settled, 60, "Redis to carry every input, and the gateway's dropped "
+                 "count to match the repeats")
+        ids = published()
+        repeats = len(ids) - len(set(ids))
+        assert repeats > 0, "the kill left nothing to score twice; the test proves nothing"
+        assert len(set(ids)) == n, "one inference id per input"
+        for sub in subs:
+            got = sub.input_ids()
+            dups = [k for k, c in collections.Counter(got).items() if c > 1]
+            assert not dups, "%d inputs delivered twice, e.g. %s" % (len(dups), dups[:3])
+            assert len(got) == n
+        print("kill -9: %d inputs, %d scored twice, each subscriber saw %d" % (
+            n, repeats, n))
+        assert second.stop() == 0
+    finally:
+        for sub in subs:
+            sub.close()
+        redis.close()
+        gw.terminate()
+        gw.wait(timeout=30)

@@ -395,6 +395,35 @@ MLS_TEST(pipeline_heartbeat)
         teardown(&h);
 }
 
+/* Inference ids are a function of what was scored (topic, partition,
+ * offset, model version, model id): scored again, a message gets the same
+ * id; the values match Python's uuid.uuid5 under our namespace. */
+MLS_TEST(pipeline_inference_ids_are_deterministic)
+{
+        struct harness h;
+        char err[100];
+        const char *want[] = {"94dd3cf5-fa36-5864-bbca-d7157f276017",
+                              "81b454c5-f7b1-52e0-b4da-2367711a140d",
+                              "94dd3cf5-fa36-5864-bbca-d7157f276017"};
+
+        setup(&h);
+        add(&h, "{\"model_id\":\"m\",\"features\":[1,2]}", 42);
+        add(&h, "{\"model_id\":\"m\",\"features\":[1,2]}", 43);
+        CHECK_INT_EQ(mls_pipeline_flush(h.p, err, sizeof(err)), 0);
+        add(&h, "{\"model_id\":\"m\",\"features\":[5,6]}", 42); /* again */
+        CHECK_INT_EQ(mls_pipeline_flush(h.p, err, sizeof(err)), 0);
+        CHECK_INT_EQ(h.pub.nsent, 3);
+        for (int i = 0; i < 3; i++) {
+                json_t *j = json_loads(h.pub.sent[i], 0, NULL);
+                CHECK(j != NULL);
+                CHECK_STR_EQ(
+                        json_string_value(json_object_get(j, "inference_id")),
+                        want[i]);
+                json_decref(j);
+        }
+        teardown(&h);
+}
+
 /* Rejected messages add no rows, yet a batch of them closes on messages or
  * bytes: a backlog of bad input cannot grow one batch without bound. */
 MLS_TEST(pipeline_batch_closes_on_messages_and_bytes)

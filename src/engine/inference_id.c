@@ -1,0 +1,87 @@
+#include "engine/inference_id.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+struct mls_inference_ids {
+        EVP_MD_CTX *ctx; /* reused: one allocation, not one per id */
+        unsigned char ns[16];
+};
+
+/* 32 hex digits with or without dashes into 16 bytes. */
+static void parse_uuid(const char *s, unsigned char out[16])
+{
+        for (int i = 0; i < 16; s++) {
+                if (*s == '-')
+                        continue;
+                unsigned hi =
+                        (unsigned)(s[0] <= '9' ? s[0] - '0' : s[0] - 'a' + 10);
+                unsigned lo =
+                        (unsigned)(s[1] <= '9' ? s[1] - '0' : s[1] - 'a' + 10);
+                out[i++] = (unsigned char)(hi << 4 | lo);
+                s++;
+        }
+}
+
+mls_inference_ids_t *mls_inference_ids_new(void)
+{
+        mls_inference_ids_t *g = calloc(1, sizeof(*g));
+
+        if (!g)
+                return NULL;
+        g->ctx = EVP_MD_CTX_new();
+        if (!g->ctx) {
+                free(g);
+                return NULL;
+        }
+        parse_uuid(MLS_INFERENCE_ID_NAMESPACE, g->ns);
+        return g;
+}
+
+void mls_inference_ids_free(mls_inference_ids_t *g)
+{
+        if (!g)
+                return;
+        EVP_MD_CTX_free(g->ctx);
+        free(g);
+}
+
+int mls_inference_id(mls_inference_ids_t *g, const char *topic,
+                     int32_t partition, int64_t offset, const char *version,
+                     const char *model_id, char out[MLS_INFERENCE_ID_LEN + 1])
+{
+        static const char hex[] = "0123456789abcdef";
+        unsigned char md[EVP_MAX_MD_SIZE];
+        char nums[48];
+        unsigned mdlen = 0;
+        int n, k = 0;
+
+        n = snprintf(nums, sizeof(nums), "/%" PRId32 "/%" PRId64 "/", partition,
+                     offset);
+        if (!EVP_DigestInit_ex(g->ctx, EVP_sha1(), NULL) ||
+            !EVP_DigestUpdate(g->ctx, g->ns, sizeof(g->ns)) ||
+            !EVP_DigestUpdate(g->ctx, topic, strlen(topic)) ||
+            !EVP_DigestUpdate(g->ctx, nums, (size_t)n) ||
+            !EVP_DigestUpdate(g->ctx, version, strlen(version)) ||
+            !EVP_DigestUpdate(g->ctx, "/", 1) ||
+            !EVP_DigestUpdate(g->ctx, model_id, strlen(model_id)) ||
+            !EVP_DigestFinal_ex(g->ctx, md, &mdlen) || mdlen < 16) {
+                memset(md, 0, 16);
+                mdlen = 0;
+        } else {
+                md[6] = (unsigned char)((md[6] & 0x0f) | 0x50); /* version 5 */
+                md[8] = (unsigned char)((md[8] & 0x3f) | 0x80); /* RFC 4122 */
+        }
+        for (int i = 0; i < 16; i++) {
+                if (i == 4 || i == 6 || i == 8 || i == 10)
+                        out[k++] = '-';
+                out[k++] = hex[md[i] >> 4];
+                out[k++] = hex[md[i] & 15];
+        }
+        out[k] = '\0';
+        return mdlen ? 0 : -1;
+}
