@@ -6,9 +6,21 @@ next to the limits measured in the same run:
   * kcat (librdkafka) consuming the same topic to /dev/null;
   * redis-benchmark pipelining PUBLISH of a payload of the same size.
 
-Writes bench/out/engine.json and the engine section of bench/REPORT.md.
-Needs KAFKA_BOOTSTRAP_SERVERS / REDIS_URL (scripts/services start) or starts
-the services itself. Usage: bench/engine_bench.py [--messages N]
+Backlog: --messages one-row messages already in a 4-partition topic, one
+engine, a live Redis subscriber; rate and engine CPU (/proc) from the first
+prediction to the last (the group join is not in it), peak RSS (VmHWM).
+
+Latency: a paced producer (kcat -P, linger 0, each message stamped with its
+send time in metadata.sent_ns) at --latency-rate messages/s into a fresh
+topic. End to end is send time -> the prediction at a Redis subscriber; the
+Kafka-only reference is send time -> the same message at a bare kcat
+consumer reading the topic at the same time; the end-to-end receiver is `mls-loadgen sub`, a bare
+Redis subscriber in C. The engine's own share is its latency histogram.
+
+Writes --out (default bench/out/engine.json): "summary", "machine", details.
+Uses KAFKA_BOOTSTRAP_SERVERS / REDIS_URL when set (bench/run, scripts/services
+start), else starts the services itself.
+Usage: bench/engine_bench.py [--messages N] [--quick] [--out FILE]
 """
 import argparse
 import json
@@ -17,29 +29,16 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-from mlshelpers import (ensure_services, stop_services, SERVICES, Engine, # noqa: E402
-                        Subscriber, metric_sum, redis_addr, topic_create, wait_for)
-
-
-def proc_stats(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    cpu = (int(fields[11]) + int(fields[12])) / ticks
-    rss = hwm = 0
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                rss = int(line.split()[1]) * 1024
-            if line.startswith("VmHWM:"):
-                hwm = int(line.split()[1]) * 1024
-    return cpu, rss, hwm
+sys.path.insert(0, HERE)
+import benchlib  # noqa: E402
+from benchlib import cpu_s, fail, memory, percentile  # noqa: E402
+from mlshelpers import (CHANNEL, Engine, Subscriber, metric_sum, redis_addr,  # noqa: E402
+                        stop_services, topic_create, wait_for)
 
 
 def make_messages(path, n):
@@ -54,7 +53,7 @@ def kcat_consume_rate(env, topic, n):
     t0 = time.monotonic()
     subprocess.run(["kcat", "-C", "-b", env["KAFKA_BOOTSTRAP_SERVERS"], "-t", topic,
                     "-o", "beginning", "-e", "-q", "-c", str(n)],
-                   stdout=subprocess.DEVNULL, check=True)
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=True, timeout=600)
     return n / (time.monotonic() - t0)
 
 
@@ -62,14 +61,11 @@ def redis_publish_rate(env, payload_len, n):
     host, port = redis_addr(env)
     out = subprocess.run(["redis-benchmark", "-h", host, "-p", str(port), "-n", str(n),
                           "-P", "64", "-q", "PUBLISH", "ml:bench:ref", "x" * payload_len],
-                         capture_output=True, text=True, check=True).stdout
+                         capture_output=True, text=True, check=True, timeout=600).stdout
     m = re.findall(r"([\d.]+) requests per second", out)
+    if not m:
+        fail("redis-benchmark printed no rate: %r" % out[-200:])
     return float(m[-1])
-
-
-def percentile(vals, p):
-    vals = sorted(vals)
-    return vals[min(len(vals) - 1, int(round(p / 100.0 * (len(vals) - 1))))]
 
 
 def run_throughput(env, n, msgfile):
@@ -78,55 +74,197 @@ def run_throughput(env, n, msgfile):
     with open(msgfile, "rb") as f:
         subprocess.run(["kcat", "-P", "-b", env["KAFKA_BOOTSTRAP_SERVERS"], "-t", topic,
                         "-X", "linger.ms=50", "-X", "batch.num.messages=10000"],
-                       stdin=f, check=True)
+                       stdin=f, stderr=subprocess.PIPE, check=True, timeout=900)
     ref_kafka = kcat_consume_rate(env, topic, n)
-    sample = open(msgfile).readline().strip()
+    with open(msgfile) as f:
+        sample = f.readline().strip()
     payload_len = 330 + len(sample) // 4  # a prediction payload is about this long
-    ref_redis = redis_publish_rate(env, payload_len, min(n, 1000000))
+    ref_redis = redis_publish_rate(env, payload_len, max(100000, min(n, 1000000)))
     sub = Subscriber(env)  # a live subscriber, as in production
     eng = Engine(env, topic=topic, extra_env={"ML_LOG_LEVEL": "warn"})
-    t0 = time.monotonic()
-    cpu0 = proc_stats(eng.proc.pid)[0]
-    eng.wait_ready()
-    wait_for(lambda: metric_sum(eng.metrics(), "ml_stream_inference_predictions_total") >= n,
-             600, "the engine to publish %d predictions" % n)
-    wall = time.monotonic() - t0
-    cpu, rss, hwm = proc_stats(eng.proc.pid)
-    eng.stop()
-    sub.close()
-    rate = n / wall
+    try:
+        t_start = time.monotonic()
+        eng.wait_ready()
+        first = None
+        while True:  # from the first prediction to the last: the join is not in it
+            done = metric_sum(eng.metrics(), "ml_stream_inference_predictions_total")
+            now = time.monotonic()
+            if done and first is None:
+                first = (now, done, cpu_s(eng.proc.pid))
+            if done >= n:
+                break
+            if eng.proc.poll() is not None:
+                fail("the engine exited (status %s):\n%s" % (eng.proc.returncode,
+                                                             eng.output()[-1000:]))
+            if now - t_start > 600:
+                fail("the engine scored %d of %d messages in 600 s" % (done, n))
+            time.sleep(0.02)
+        cpu = cpu_s(eng.proc.pid) - first[2]
+        mem = memory(eng.proc.pid)
+    finally:
+        eng.stop()
+        sub.close()
+    scored = n - first[1]
+    if scored < n // 2:
+        fail("the backlog drained before the first metrics scrape; use more --messages")
+    wall = now - first[0]
+    rate = scored / wall
     return {
-        "messages": n, "engine_msgs_per_s": rate, "engine_wall_s": wall,
-        "engine_cpu_us_per_msg": (cpu - cpu0) * 1e6 / n, "engine_rss_bytes": rss,
-        "engine_peak_rss_bytes": hwm, "ref_kcat_consume_msgs_per_s": ref_kafka,
+        "messages": n, "measured_messages": scored, "engine_msgs_per_s": rate,
+        "engine_wall_s": wall, "engine_wall_with_start_s": now - t_start,
+        "engine_cpu_us_per_msg": cpu * 1e6 / scored, "engine_rss_bytes": mem["VmRSS"],
+        "engine_peak_rss_bytes": mem["VmHWM"], "ref_kcat_consume_msgs_per_s": ref_kafka,
         "ref_redis_publish_per_s": ref_redis, "payload_bytes": payload_len,
         "fraction_of_smaller_limit": rate / min(ref_kafka, ref_redis),
     }
 
 
-def run_latency(env, rate, count):
+class StampedSubscriber(Subscriber):
+    """A Redis subscriber that records when each message arrived."""
+
+    def __init__(self, env):
+        self.stamped = []
+        super().__init__(env)
+
+    def _run(self):
+        try:
+            while True:
+                msg = self._read()
+                if msg[0] == b"message":
+                    self.stamped.append((time.time_ns(), msg[2]))
+        except (EOFError, OSError):
+            pass
+
+
+class KcatReader:
+    """A bare Kafka consumer (kcat, unbuffered) on the topic; records when each
+    message arrived."""
+
+    def __init__(self, env, topic):
+        self.stamped = []
+        self.proc = subprocess.Popen(
+            ["kcat", "-C", "-u", "-q", "-b", env["KAFKA_BOOTSTRAP_SERVERS"], "-t", topic,
+             "-o", "beginning", "-f", "%s\n"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        for line in self.proc.stdout:
+            self.stamped.append((time.time_ns(), line))
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+class PacedProducer:
+    """A librdkafka producer (linger 0) sending messages at a steady rate,
+    each stamped with its send time (metadata.sent_ns). Started and warmed up
+    by the caller before the measurement, so that its metadata fetch and
+    connection are not in it."""
+
+    def __init__(self, env, topic):
+        self.kp = benchlib.KafkaProducer(env["KAFKA_BOOTSTRAP_SERVERS"], topic)
+
+    def send(self, input_id):
+        self.kp.produce(b'{"model_id":"lat","input_id":"%s","features":[[0.1,0.2,0.3]],'
+                        b'"metadata":{"tenant":"t","sent_ns":%d}}'
+                        % (input_id.encode(), time.time_ns()))
+
+    def paced(self, rate, count, prefix="l"):
+        start = time.monotonic()
+        sent = 0
+        while sent < count:
+            due = min(count, int((time.monotonic() - start) * rate) + 1)
+            while sent < due:
+                self.send("%s%d" % (prefix, sent))
+                sent += 1
+            time.sleep(0.0002)
+        return count / (time.monotonic() - start)
+
+    def close(self):
+        self.kp.close()
+
+
+def lat_summary(ms):
+    return {"p50_ms": percentile(ms, 50), "p99_ms": percentile(ms, 99),
+            "max_ms": max(ms) if ms else None, "count": len(ms)}
+
+
+def run_latency(env, rate, count, loadgen):
     topic = "bench.lat.%s" % uuid.uuid4().hex[:8]
     topic_create(env, topic, 4)
-    sub = Subscriber(env)
-    eng = Engine(env, topic=topic, extra_env={"ML_LOG_LEVEL": "warn"})
-    eng.wait_ready()
-    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
-        f.write('{"input_id":"x","features":[[0.1,0.2,0.3]],"metadata":{"tenant":"t"}}\n')
-        payload = f.name
-    subprocess.run([SERVICES, "kafka-run", "org.apache.kafka.tools.ProducerPerformance",
-                    "--topic", topic, "--num-records", str(count), "--throughput", str(rate),
-                    "--payload-file", payload, "--producer-props",
-                    "bootstrap.servers=" + env["KAFKA_BOOTSTRAP_SERVERS"], "linger.ms=0",
-                    "acks=1"], env=env, check=True, stdout=subprocess.DEVNULL)
-    wait_for(lambda: len(sub.payloads()) >= count, 120, "latency predictions")
-    lat = [p["latency_ms"] for p in sub.payloads()]
-    cpu, rss, hwm = proc_stats(eng.proc.pid)
-    eng.stop()
-    sub.close()
-    os.unlink(payload)
-    return {"rate": rate, "count": count, "p50_ms": percentile(lat, 50),
-            "p99_ms": percentile(lat, 99), "max_ms": max(lat),
-            "engine_rss_bytes": rss, "engine_peak_rss_bytes": hwm,
+    warm_sub = StampedSubscriber(env)
+    # no heartbeats on the channel: the subscriber stops when it goes quiet
+    eng = Engine(env, topic=topic, extra_env={"ML_LOG_LEVEL": "warn",
+                                              "ML_HEARTBEAT_INTERVAL_MS": "3600000"})
+    kafka = prod = sub = None
+    try:
+        eng.wait_ready()
+        kafka = KcatReader(env, topic)
+        prod = PacedProducer(env, topic)
+        # warm-up: messages through the producer, the bare consumer and the
+        # engine before measuring (connections, metadata, group join)
+        polls = [0]
+
+        def warmed():
+            if warm_sub.stamped and kafka.stamped:
+                return True
+            polls[0] += 1
+            if polls[0] % 20 == 1:
+                prod.send("warm%d" % polls[0])
+            return False
+        wait_for(warmed, 60, "a warm-up message through Kafka and the engine")
+        # then the same rate for a while: the first seconds of a fresh topic
+        # and consumers are slower than the steady state measured here
+        nwarm = len(kafka.stamped) + min(count, 3 * rate)
+        prod.paced(rate, min(count, 3 * rate), prefix="w")
+        wait_for(lambda: len(kafka.stamped) >= nwarm, 60, "the warm-up messages")
+        warm_sub.close()
+        host, port = redis_addr(env)
+        # the end-to-end receiver: a bare Redis subscriber in C, latency
+        # from metadata.sent_ns of each prediction
+        sub = subprocess.Popen([loadgen, "sub", "--redis", "%s:%d" % (host, port),
+                                "--channel", CHANNEL, "--seconds", str(count // rate + 120),
+                                "--quiet-ms", "3000", "--sample-every", "1"],
+                               stdout=subprocess.PIPE, text=True)
+        if json.loads(sub.stdout.readline()).get("ready") != 1:
+            fail("mls-loadgen sub did not get ready")
+        time.sleep(0.5)
+        nwarm_kafka = len(kafka.stamped)
+        cpu0 = cpu_s(eng.proc.pid)
+        achieved = prod.paced(rate, count)
+        wait_for(lambda: len(kafka.stamped) >= nwarm_kafka + count, 120,
+                 "%d messages at the bare Kafka consumer" % count)
+        e2e = json.loads(sub.communicate(timeout=200)[0].strip().splitlines()[-1])
+        cpu = cpu_s(eng.proc.pid) - cpu0
+        mem = memory(eng.proc.pid)
+        m = eng.metrics()
+    finally:
+        if sub and sub.poll() is None:
+            sub.kill()
+            sub.wait()
+        if prod:
+            prod.close()
+        if kafka:
+            kafka.close()
+        eng.stop()
+        warm_sub.close()
+    kafka_ms = []
+    for t, line in kafka.stamped:
+        msg = json.loads(line)
+        if msg["input_id"].startswith("l"):
+            kafka_ms.append((t - msg["metadata"]["sent_ns"]) / 1e6)
+    if e2e.get("samples", 0) < count * 0.99:
+        fail("the Redis subscriber saw %s of %d predictions" % (e2e.get("samples"), count))
+    # the engine's own share: its latency histogram (receipt -> hand-off to Redis)
+    return {"rate": rate, "achieved_rate": achieved, "count": count,
+            "end_to_end": {"p50_ms": e2e["p50_ms"], "p99_ms": e2e["p99_ms"],
+                           "max_ms": e2e["max_ms"], "count": e2e["samples"]},
+            "kafka_only": lat_summary(kafka_ms),
+            "engine_latency_mean_ms": 1e3 * metric_sum(m, "ml_stream_inference_latency_seconds_sum")
+            / max(1, metric_sum(m, "ml_stream_inference_latency_seconds_count")),
+            "engine_rss_bytes": mem["VmRSS"], "engine_peak_rss_bytes": mem["VmHWM"],
             "engine_cpu_us_per_msg": cpu * 1e6 / count}
 
 
@@ -135,31 +273,53 @@ def main():
     ap.add_argument("--messages", type=int, default=1000000)
     ap.add_argument("--latency-rate", type=int, default=10000)
     ap.add_argument("--latency-count", type=int, default=100000)
+    benchlib.add_common_args(ap, "engine")
     args = ap.parse_args()
-    env, started = ensure_services("all")
+    if args.quick:
+        args.messages, args.latency_count = min(args.messages, 50000), min(args.latency_count, 10000)
+    result = benchlib.Result("engine", args)
+    binary = benchlib.need_binary("mlstream")
+    loadgen = benchlib.need_binary("bench/mls-loadgen")
+    benchlib.need_command("kcat", "apt-get install kcat")
+    benchlib.need_command("redis-benchmark", "apt-get install redis-tools")
+    if args.messages < 10000:
+        fail("--messages %d is too few for a rate; use 10000 or more" % args.messages)
+    env, started = benchlib.services("all")
+    msgfile = None
     try:
-        with tempfile.NamedTemporaryFile("w", delete=False) as f:
+        with tempfile.NamedTemporaryFile("w", delete=False, prefix="mls-engine-bench.") as f:
             msgfile = f.name
         make_messages(msgfile, args.messages)
-        res = {"throughput": run_throughput(env, args.messages, msgfile),
-               "latency": run_latency(env, args.latency_rate, args.latency_count),
-               "machine": "%d cores, %s" % (os.cpu_count(), os.uname().release),
-               "date": time.strftime("%Y-%m-%d %H:%M")}
-        os.unlink(msgfile)
+        t = run_throughput(env, args.messages, msgfile)
+        lat = run_latency(env, args.latency_rate, args.latency_count, loadgen)
     finally:
+        if msgfile:
+            os.unlink(msgfile)
         if started:
             stop_services(env, "all")
-    os.makedirs(os.path.join(HERE, "out"), exist_ok=True)
-    with open(os.path.join(HERE, "out", "engine.json"), "w") as f:
-        json.dump(res, f, indent=2)
-    t, l = res["throughput"], res["latency"]
-    print(json.dumps(res, indent=2))
-    print("\nengine %.0f msg/s = %.2f of the smaller limit (kcat %.0f/s, redis-benchmark "
-          "PUBLISH %.0f/s); %.2f us CPU/msg; RSS %.1f MB; p99 %.2f ms at %d msg/s"
-          % (t["engine_msgs_per_s"], t["fraction_of_smaller_limit"],
-             t["ref_kcat_consume_msgs_per_s"], t["ref_redis_publish_per_s"],
-             t["engine_cpu_us_per_msg"], t["engine_peak_rss_bytes"] / 1e6, l["p99_ms"], l["rate"]))
+    e2e, ko = lat["end_to_end"], lat["kafka_only"]
+    summary = {
+        "engine_drain_msgs_per_s": round(t["engine_msgs_per_s"]),
+        "ref_kcat_consume_msgs_per_s": round(t["ref_kcat_consume_msgs_per_s"]),
+        "ref_redis_publish_per_s": round(t["ref_redis_publish_per_s"]),
+        "drain_over_smaller_limit": round(t["fraction_of_smaller_limit"], 3),
+        "engine_cpu_us_per_msg": round(t["engine_cpu_us_per_msg"], 3),
+        "engine_peak_rss_mb": round(t["engine_peak_rss_bytes"] / 1e6, 1),
+        "latency_rate_msgs_per_s": args.latency_rate,
+        "e2e_p50_ms": e2e["p50_ms"] and round(e2e["p50_ms"], 3),
+        "e2e_p99_ms": e2e["p99_ms"] and round(e2e["p99_ms"], 3),
+        "e2e_max_ms": e2e["max_ms"] and round(e2e["max_ms"], 2),
+        "kafka_only_p50_ms": ko["p50_ms"] and round(ko["p50_ms"], 3),
+        "kafka_only_p99_ms": ko["p99_ms"] and round(ko["p99_ms"], 3),
+        "engine_latency_mean_ms": round(lat["engine_latency_mean_ms"], 3),
+        "steady_rss_mb": round(lat["engine_peak_rss_bytes"] / 1e6, 1),
+        "steady_cpu_us_per_msg": round(lat["engine_cpu_us_per_msg"], 2),
+    }
+    if e2e["p99_ms"] and ko["p99_ms"]:
+        summary["e2e_over_kafka_only_p99"] = round(e2e["p99_ms"] / ko["p99_ms"], 2)
+    result.write(summary, binary, env, throughput=t, latency=lat)
+    print(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":
-    main()
+    benchlib.run_main(main)

@@ -6,20 +6,40 @@
  *       PUBLISHes prediction payloads (DESIGN §4) at N/s (--count: exactly
  *       N payloads, as fast as --rate allows); each carries the send time
  *       in metadata.sent_ns and its sequence number in input_id "in-<n>".
+ *       Prints the count, the rate and the first and last send times.
  *   mls-loadgen sub  --redis H:P --channel C --seconds S [--conns N]
  *       A bare Redis subscriber (N of them): the reference for deliveries
  *       and latency.
  *   mls-loadgen ws   --gateway H:P --conns N --model M --seconds S [--idle]
+ *                    [--source-addresses LIST] [--max-pending P]
+ *                    [--setup-timeout-ms T] [--linger-ms L]
  *       N graphql-transport-ws clients subscribed to model M (or, with
- *       --idle, initialised and left idle); counts deliveries, measures
- *       latency from sent_ns, and reports resident memory of --pid.
+ *       --idle, initialised and left idle until SIGUSR1, which subscribes
+ *       them all); counts deliveries, measures latency from sent_ns, and
+ *       reports resident memory of --pid.
+ *
+ * ws opens its connections P at a time (default 256; 0: all at once): a
+ * new one starts when one in set-up becomes ready or dies, so none waits
+ * behind thousands of others and the gateway's listen backlog does not
+ * overflow. Each must be ready within T ms (default 30000) of its
+ * connect(). --source-addresses binds the sockets, in turn, to the given
+ * local addresses before connecting ("127.0.0.2-127.0.0.11,127.0.0.20":
+ * addresses and inclusive ranges), so that more connections than one
+ * address has ephemeral ports can reach one gateway address; the kernel
+ * still picks the port (IP_BIND_ADDRESS_NO_PORT). Failed connections are
+ * counted by why ("dead_by": connect, refused, handshake, closed, eof,
+ * timeout, lost_after_ready) with the first failure's text, and ws gives
+ * up as soon as every connection is either ready or dead. --linger-ms
+ * keeps the connections open L ms after the result is printed.
  *
  * sub and ws also take --expect N (stop once N messages were received in
  * total), --quiet-ms T (stop T ms after the last message, once one came),
  * --sample-every K (latency of every K-th message per connection; sub 1,
  * ws 64) and --dump FILE ("seq sent_ns received_ns" per sample). Both print
  * {"ready":N} once every connection is set up, then one JSON object; rate
- * fields count from the first to the last message received.
+ * fields count from the first to the last message received. Both raise
+ * their open-file limit to what N connections need, and exit with status 2
+ * and a message when the hard limit is too low for that.
  *
  * cpu_s in the result is the tool's own CPU time (user + system).
  * Only for loopback load tests.
@@ -31,6 +51,8 @@
 #include <hiredis/hiredis.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,23 +96,31 @@ static void split_addr(const char *addr, char *host, size_t cap, int *port)
         *port = c ? atoi(c + 1) : 0;
 }
 
-/* Raises the soft open-file limit towards want (never past the hard one). */
+/* Raises the soft open-file limit to want; exits with status 2 and a
+ * message when the hard limit is lower (N connections need N descriptors). */
 static void raise_nofile(rlim_t want)
 {
         struct rlimit rl;
 
         if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= want)
                 return;
-        rl.rlim_cur = rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want
-                              ? rl.rlim_max
-                              : want;
-        setrlimit(RLIMIT_NOFILE, &rl);
-        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want)
+        if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want) {
                 fprintf(stderr,
-                        "mls-loadgen: open-file limit %llu is below the "
-                        "%llu needed\n",
-                        (unsigned long long)rl.rlim_cur,
+                        "mls-loadgen: the open-file hard limit (%llu) is "
+                        "below the %llu descriptors needed; raise it "
+                        "(ulimit -Hn, as root) or open fewer connections\n",
+                        (unsigned long long)rl.rlim_max,
                         (unsigned long long)want);
+                exit(2);
+        }
+        rl.rlim_cur = want;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+                fprintf(stderr,
+                        "mls-loadgen: cannot raise the open-file limit to "
+                        "%llu: %s\n",
+                        (unsigned long long)want, strerror(errno));
+                exit(2);
+        }
 }
 
 /* --- what the receiving modes share ----------------------------------- */
@@ -215,7 +245,7 @@ static int cmd_pub(int argc, char **argv)
         const char *model = opt(argc, argv, "--model", "bench-model");
         const char *auth = opt(argc, argv, "--auth", NULL);
         redisContext *c;
-        int64_t start, sent = 0, total_pub;
+        int64_t start, sent = 0, total_pub, first_ns = 0, last_ns = 0;
 
         split_addr(opt(argc, argv, "--redis", "127.0.0.1:6379"), host,
                    sizeof(host), &port);
@@ -249,10 +279,19 @@ static int cmd_pub(int argc, char **argv)
                        start + (int64_t)((double)sent * 1e9 / (double)rate) <=
                                now_ns() &&
                        batch < 256) {
-                        int n = snprintf(
+                        int64_t t = now_ns();
+                        int n;
+
+                        if (!first_ns)
+                                first_ns = t;
+                        last_ns = t;
+                        /* inference ids unique across runs too: the gateway
+                         * drops an id it delivered already */
+                        n = snprintf(
                                 payload, sizeof(payload),
                                 "{\"type\":\"prediction\",\"inference_id\":"
-                                "\"b-%lld\",\"model_id\":\"%s\",\"input_id\":"
+                                "\"b-%lld-%lld\",\"model_id\":\"%s\","
+                                "\"input_id\":"
                                 "\"in-%lld\",\"predictions\":[[0.93,0.07]],"
                                 "\"latency_ms\":1.25,\"received_at\":"
                                 "\"2026-11-27T00:00:00.000Z\",\"published_at\":"
@@ -260,8 +299,8 @@ static int cmd_pub(int argc, char **argv)
                                 "\"tenant\":\"bench\",\"sent_ns\":%lld},"
                                 "\"kafka\":{\"topic\":\"b\",\"partition\":0,"
                                 "\"offset\":%lld}}",
-                                (long long)sent, model, (long long)sent,
-                                (long long)now_ns(), (long long)sent);
+                                (long long)start, (long long)sent, model,
+                                (long long)sent, (long long)t, (long long)sent);
                         redisAppendCommand(c, "PUBLISH %s %b", chan, payload,
                                            (size_t)n);
                         sent++;
@@ -277,8 +316,10 @@ static int cmd_pub(int argc, char **argv)
                 }
         }
         secs = (double)(now_ns() - start) / 1e9;
-        printf("{\"published\":%lld,\"seconds\":%.3f,\"rate\":%.1f}\n",
-               (long long)sent, secs, secs > 0 ? (double)sent / secs : 0.0);
+        printf("{\"published\":%lld,\"seconds\":%.3f,\"rate\":%.1f,"
+               "\"first_ns\":%lld,\"last_ns\":%lld}\n",
+               (long long)sent, secs, secs > 0 ? (double)sent / secs : 0.0,
+               (long long)first_ns, (long long)last_ns);
         redisFree(c);
         return 0;
 }
@@ -430,6 +471,7 @@ static int cmd_sub(int argc, char **argv)
 /* --- WebSocket client side ------------------------------------------- */
 
 enum ws_state {
+        WS_UNOPENED,
         WS_CONNECTING,
         WS_HANDSHAKE,
         WS_INIT,
@@ -440,23 +482,121 @@ enum ws_state {
 struct conn {
         int fd;
         enum ws_state state;
+        int subscribed;
         char *in;
         size_t len, cap;
         int64_t frames;
+        int64_t opened_ns;
 };
 
-static int connect_nb(const char *host, int port)
-{
-        struct sockaddr_in sa = {.sin_family = AF_INET,
-                                 .sin_port = htons((uint16_t)port)};
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0), one = 1;
+/* Why connections died; the first failure's text is kept as well. */
+enum death {
+        DEATH_CONNECT,   /* socket(), bind() or connect() failed */
+        DEATH_REFUSED,   /* the TCP connection failed (SO_ERROR) */
+        DEATH_HANDSHAKE, /* no "101 Switching Protocols" */
+        DEATH_CLOSED,    /* the gateway sent a close frame before ready */
+        DEATH_EOF,       /* EOF or reset before ready */
+        DEATH_TIMEOUT,   /* not ready within --setup-timeout-ms */
+        DEATH_LOST,      /* closed or reset after it was ready */
+        DEATHS
+};
+static const char *const death_names[DEATHS] = {
+        "connect", "refused", "handshake",       "closed",
+        "eof",     "timeout", "lost_after_ready"};
+static int64_t deaths[DEATHS];
+static char first_error[200];
 
-        if (fd < 0)
+static void note_error(const char *fmt, ...)
+{
+        va_list ap;
+
+        if (first_error[0])
+                return;
+        va_start(ap, fmt);
+        vsnprintf(first_error, sizeof(first_error), fmt, ap);
+        va_end(ap);
+        /* it goes into a JSON string */
+        for (char *p = first_error; *p; p++)
+                if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20)
+                        *p = ' ';
+}
+
+/* Local addresses to bind, in turn (--source-addresses). */
+static struct in_addr *sources;
+static size_t nsources;
+
+static int add_source(uint32_t host_order)
+{
+        static size_t cap;
+
+        if (nsources == cap) {
+                cap = cap ? cap * 2 : 16;
+                sources = realloc(sources, cap * sizeof(*sources));
+        }
+        sources[nsources++].s_addr = htonl(host_order);
+        return 0;
+}
+
+/* "A", "A-B" (inclusive), comma-separated; -1 on a malformed list. */
+static int parse_sources(const char *spec)
+{
+        char *copy = strdup(spec), *save = NULL;
+
+        for (char *tok = strtok_r(copy, ",", &save); tok;
+             tok = strtok_r(NULL, ",", &save)) {
+                char *dash = strchr(tok, '-');
+                struct in_addr a, b;
+
+                if (dash)
+                        *dash = '\0';
+                if (inet_pton(AF_INET, tok, &a) != 1 ||
+                    (dash && inet_pton(AF_INET, dash + 1, &b) != 1)) {
+                        free(copy);
+                        return -1;
+                }
+                if (!dash)
+                        b = a;
+                if (ntohl(b.s_addr) < ntohl(a.s_addr) ||
+                    ntohl(b.s_addr) - ntohl(a.s_addr) > 65535) {
+                        free(copy);
+                        return -1;
+                }
+                for (uint32_t h = ntohl(a.s_addr); h <= ntohl(b.s_addr); h++)
+                        add_source(h);
+        }
+        free(copy);
+        return nsources ? 0 : -1;
+}
+
+/* A non-blocking connect() to dst, from src when given (any port). */
+static int connect_nb(const struct sockaddr_in *dst, const struct in_addr *src)
+{
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0), one = 1;
+        char from[INET_ADDRSTRLEN] = "127.0.0.1";
+
+        if (fd < 0) {
+                note_error("socket: %s", strerror(errno));
                 return -1;
-        inet_pton(AF_INET, host, &sa.sin_addr);
+        }
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 &&
+        if (src) {
+                struct sockaddr_in sa = {.sin_family = AF_INET,
+                                         .sin_addr = *src};
+
+                inet_ntop(AF_INET, src, from, sizeof(from));
+                /* the port is chosen at connect(), per destination, so an
+                 * address's whole port range is available to each one */
+                setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one,
+                           sizeof(one));
+                if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+                        note_error("bind to %s: %s", from, strerror(errno));
+                        close(fd);
+                        return -1;
+                }
+        }
+        if (connect(fd, (const struct sockaddr *)dst, sizeof(*dst)) < 0 &&
             errno != EINPROGRESS) {
+                note_error("connect from %s: %s", from, strerror(errno));
                 close(fd);
                 return -1;
         }
@@ -493,7 +633,24 @@ static void send_text(int fd, const char *s)
         send_frame(fd, 0x1, s, strlen(s));
 }
 
-/* Consumes complete frames from c->in; returns -1 on close. */
+static void subscribe(struct conn *c, const char *model)
+{
+        char sub[512];
+
+        snprintf(sub, sizeof(sub),
+                 "{\"id\":\"1\",\"type\":\"subscribe\","
+                 "\"payload\":{\"query\":\"subscription"
+                 "{mlInferenceStream(modelId:\\\"%s\\\")"
+                 "{inferenceId modelId inputId "
+                 "predictions latencyMs receivedAt "
+                 "metadata}}\"}}",
+                 model);
+        send_text(c->fd, sub);
+        c->subscribed = 1;
+}
+
+/* Consumes complete frames from c->in; returns -1 when the connection is
+ * over (dead-reason and text noted). */
 static int take_frames(struct conn *c, const char *model, int idle)
 {
         size_t off = 0;
@@ -503,8 +660,13 @@ static int take_frames(struct conn *c, const char *model, int idle)
                 char *end = memmem(c->in, c->len, "\r\n\r\n", 4);
                 if (!end)
                         return 0;
-                if (strncmp(c->in, "HTTP/1.1 101", 12) != 0)
+                if (strncmp(c->in, "HTTP/1.1 101", 12) != 0) {
+                        char *eol = memchr(c->in, '\r', c->len);
+                        note_error("handshake answered \"%.*s\"",
+                                   (int)(eol ? eol - c->in : 40), c->in);
+                        deaths[DEATH_HANDSHAKE]++;
                         return -1;
+                }
                 off = (size_t)(end - c->in) + 4;
                 send_text(c->fd, "{\"type\":\"connection_init\"}");
                 c->state = WS_INIT;
@@ -528,27 +690,24 @@ static int take_frames(struct conn *c, const char *model, int idle)
                 }
                 if (c->len - off < h + n)
                         break;
-                if ((f[0] & 0x0f) == 0x8)
+                if ((f[0] & 0x0f) == 0x8) {
+                        int code = n >= 2 ? (f[h] << 8) | f[h + 1] : 0;
+                        note_error("the gateway closed a connection: %d "
+                                   "%.*s",
+                                   code, n > 2 ? (int)(n - 2) : 0,
+                                   (char *)f + h + 2);
+                        deaths[c->state == WS_READY ? DEATH_LOST
+                                                    : DEATH_CLOSED]++;
                         return -1;
+                }
                 if ((f[0] & 0x0f) == 0x9) {
                         /* lws pings idle connections and hangs up on
                          * those that do not answer */
                         send_frame(c->fd, 0xA, (char *)f + h, (size_t)n);
                 } else if (c->state == WS_INIT &&
                            memmem(f + h, n, "connection_ack", 14)) {
-                        char sub[512];
-                        if (!idle) {
-                                snprintf(
-                                        sub, sizeof(sub),
-                                        "{\"id\":\"1\",\"type\":\"subscribe\","
-                                        "\"payload\":{\"query\":\"subscription"
-                                        "{mlInferenceStream(modelId:\\\"%s\\\")"
-                                        "{inferenceId modelId inputId "
-                                        "predictions latencyMs receivedAt "
-                                        "metadata}}\"}}",
-                                        model);
-                                send_text(c->fd, sub);
-                        }
+                        if (!idle)
+                                subscribe(c, model);
                         c->state = WS_READY;
                 } else if (c->state == WS_READY && (f[0] & 0x0f) == 0x1) {
                         received(c->frames++, (char *)f + h, (size_t)n, t);
@@ -577,24 +736,79 @@ static long rss_kb(int pid)
         return kb;
 }
 
+static volatile sig_atomic_t subscribe_requested;
+
+static void on_usr1(int sig)
+{
+        (void)sig;
+        subscribe_requested = 1;
+}
+
+/* The state shared by cmd_ws and the helpers below. */
+static struct conn *cs;
+static int ws_n, ws_ep, ws_ready, ws_dead, ws_lost, ws_pending;
+
+/* Ends connection c; reason < 0 when take_frames counted it already. */
+static void kill_conn(struct conn *c, int reason)
+{
+        if (reason >= 0)
+                deaths[c->state == WS_READY ? DEATH_LOST : reason]++;
+        if (c->state == WS_READY) {
+                ws_lost++;
+                ws_ready--;
+        } else {
+                ws_dead++;
+                if (c->state != WS_UNOPENED)
+                        ws_pending--;
+        }
+        if (c->fd >= 0) {
+                epoll_ctl(ws_ep, EPOLL_CTL_DEL, c->fd, NULL);
+                close(c->fd);
+        }
+        c->fd = -1;
+        c->state = WS_DEAD;
+}
+
 static int cmd_ws(int argc, char **argv)
 {
         char host[256], req[512];
         int port, n = atoi(opt(argc, argv, "--conns", "100"));
         int pid = atoi(opt(argc, argv, "--pid", "0")), idle;
+        int max_pending = atoi(opt(argc, argv, "--max-pending", "256"));
+        int64_t setup_timeout =
+                atoll(opt(argc, argv, "--setup-timeout-ms", "30000")) * 1000000;
+        long linger_ms = atol(opt(argc, argv, "--linger-ms", "0"));
         double secs = atof(opt(argc, argv, "--seconds", "5"));
         const char *model = opt(argc, argv, "--model", "bench-model");
-        struct conn *cs = calloc((size_t)n, sizeof(*cs));
-        struct epoll_event ev, evs[256];
-        int ep = epoll_create1(0), ready = 0, dead = 0;
+        const char *srcspec = opt(argc, argv, "--source-addresses", NULL);
+        struct sockaddr_in dst = {.sin_family = AF_INET};
+        struct epoll_event ev, evs[1024];
         long rss_before, rss_ready;
-        int64_t t0, end, first_ready = 0;
+        int64_t t0, end, first_ready = 0, next_sweep = 0;
+        int opened = 0, sweep_from = 0, reached = 0, nsubscribed = 0;
 
+        if (n < 1)
+                n = 1;
         idle = flag(argc, argv, "--idle");
+        if (srcspec && parse_sources(srcspec) < 0) {
+                fprintf(stderr, "mls-loadgen: bad --source-addresses %s\n",
+                        srcspec);
+                return 2;
+        }
         recv_options(argc, argv, 64);
         raise_nofile((rlim_t)n + 64);
         split_addr(opt(argc, argv, "--gateway", "127.0.0.1:4000"), host,
                    sizeof(host), &port);
+        dst.sin_port = htons((uint16_t)port);
+        if (inet_pton(AF_INET, host, &dst.sin_addr) != 1) {
+                fprintf(stderr, "mls-loadgen: --gateway needs an IPv4 "
+                                "address:port\n");
+                return 2;
+        }
+        signal(SIGUSR1, on_usr1);
+        cs = calloc((size_t)n, sizeof(*cs));
+        ws_n = n;
+        ws_ep = epoll_create1(0);
         rss_before = pid ? rss_kb(pid) : -1;
         snprintf(req, sizeof(req),
                  "GET /graphql HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: "
@@ -603,47 +817,105 @@ static int cmd_ws(int argc, char **argv)
                  "Sec-WebSocket-Protocol: graphql-transport-ws\r\n\r\n",
                  host, port);
         for (int i = 0; i < n; i++) {
-                cs[i].fd = connect_nb(host, port);
-                cs[i].cap = idle ? 1 << 12 : 1 << 16;
-                cs[i].in = malloc(cs[i].cap);
-                cs[i].state = cs[i].fd < 0 ? WS_DEAD : WS_CONNECTING;
-                ev.events = EPOLLIN | EPOLLOUT;
-                ev.data.u32 = (uint32_t)i;
-                if (cs[i].fd >= 0)
-                        epoll_ctl(ep, EPOLL_CTL_ADD, cs[i].fd, &ev);
-                else
-                        dead++;
+                cs[i].fd = -1;
+                cs[i].state = WS_UNOPENED;
         }
         t0 = now_ns();
-        end = t0 + (int64_t)(secs * 1e9) + 30000000000LL; /* + set-up */
+        /* set-up is bounded by the per-connection timeout, not by secs */
+        end = INT64_MAX;
         while (now_ns() < end && !finished(now_ns())) {
-                int k = epoll_wait(ep, evs, 256, 50);
+                int64_t now = now_ns();
+                int k;
+
+                /* open more while fewer than max_pending are in set-up */
+                while (opened < n &&
+                       (max_pending <= 0 || ws_pending < max_pending)) {
+                        struct conn *c = &cs[opened];
+
+                        c->cap = idle || n > 2000 ? 1 << 12 : 1 << 16;
+                        c->in = malloc(c->cap);
+                        c->opened_ns = now_ns();
+                        c->fd = connect_nb(
+                                &dst,
+                                nsources ? &sources[(size_t)opened % nsources]
+                                         : NULL);
+                        opened++;
+                        if (c->fd < 0) {
+                                kill_conn(c, DEATH_CONNECT);
+                                continue;
+                        }
+                        c->state = WS_CONNECTING;
+                        ws_pending++;
+                        ev.events = EPOLLIN | EPOLLOUT;
+                        ev.data.u32 = (uint32_t)(c - cs);
+                        epoll_ctl(ws_ep, EPOLL_CTL_ADD, c->fd, &ev);
+                }
+                if (subscribe_requested) {
+                        /* SIGUSR1: the idle connections subscribe now, and
+                         * those that become ready later right away */
+                        subscribe_requested = 0;
+                        if (idle) {
+                                idle = 0;
+                                for (int i = 0; i < opened; i++)
+                                        if (cs[i].state == WS_READY &&
+                                            !cs[i].subscribed) {
+                                                subscribe(&cs[i], model);
+                                                nsubscribed++;
+                                        }
+                                printf("{\"subscribed\":%d}\n", nsubscribed);
+                                fflush(stdout);
+                        }
+                }
+                if (now >= next_sweep) {
+                        /* connections stuck in set-up */
+                        while (sweep_from < opened &&
+                               cs[sweep_from].state >= WS_READY)
+                                sweep_from++;
+                        for (int i = sweep_from; i < opened; i++)
+                                if (cs[i].state != WS_READY &&
+                                    cs[i].state != WS_DEAD &&
+                                    now - cs[i].opened_ns > setup_timeout) {
+                                        note_error("not ready %lld ms after "
+                                                   "connect()",
+                                                   (long long)(setup_timeout /
+                                                               1000000));
+                                        kill_conn(&cs[i], DEATH_TIMEOUT);
+                                }
+                        next_sweep = now + 100000000;
+                }
+                if (!reached && ws_ready + ws_dead + ws_lost == n &&
+                    (ws_dead || ws_lost))
+                        break; /* some failed: the rest can't become ready */
+                k = epoll_wait(ws_ep, evs, 1024, 50);
                 for (int j = 0; j < k; j++) {
                         struct conn *c = &cs[evs[j].data.u32];
                         if (c->state == WS_DEAD)
                                 continue;
                         if (c->state == WS_CONNECTING &&
                             (evs[j].events & (EPOLLERR | EPOLLHUP))) {
-                                c->state = WS_DEAD;
-                                dead++;
-                                close(c->fd);
+                                int err = 0;
+                                socklen_t len = sizeof(err);
+                                getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err,
+                                           &len);
+                                note_error("connect: %s",
+                                           strerror(err ? err : ECONNRESET));
+                                kill_conn(c, DEATH_REFUSED);
                                 continue;
                         }
                         if (c->state == WS_CONNECTING &&
                             (evs[j].events & EPOLLOUT)) {
                                 if (send(c->fd, req, strlen(req),
                                          MSG_NOSIGNAL) < 0) {
-                                        c->state = WS_DEAD;
-                                        dead++;
-                                        close(c->fd);
+                                        note_error("send: %s", strerror(errno));
+                                        kill_conn(c, DEATH_EOF);
                                         continue;
                                 }
                                 c->state = WS_HANDSHAKE;
                                 ev.events = EPOLLIN;
                                 ev.data.u32 = evs[j].data.u32;
-                                epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
+                                epoll_ctl(ws_ep, EPOLL_CTL_MOD, c->fd, &ev);
                         }
-                        if (evs[j].events & (EPOLLIN | EPOLLHUP)) {
+                        if (evs[j].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
                                 enum ws_state before = c->state;
                                 ssize_t r;
                                 if (c->len == c->cap) {
@@ -654,39 +926,71 @@ static int cmd_ws(int argc, char **argv)
                                          0);
                                 if (r < 0 && errno == EAGAIN)
                                         continue;
-                                if (r > 0)
-                                        c->len += (size_t)r;
-                                if (r <= 0 || take_frames(c, model, idle) < 0) {
-                                        c->state = WS_DEAD;
-                                        dead++;
-                                        close(c->fd);
+                                if (r <= 0) {
+                                        note_error("%s from the gateway",
+                                                   r == 0 ? "EOF"
+                                                          : strerror(errno));
+                                        kill_conn(c, DEATH_EOF);
+                                        continue;
+                                }
+                                c->len += (size_t)r;
+                                if (take_frames(c, model, idle) < 0) {
+                                        kill_conn(c, -1);
                                         continue;
                                 }
                                 if (before != WS_READY &&
-                                    c->state == WS_READY && ++ready == n) {
-                                        first_ready = now_ns();
-                                        printf("{\"ready\":%d}\n", ready);
-                                        fflush(stdout);
-                                        end = first_ready +
-                                              (int64_t)(secs * 1e9);
+                                    c->state == WS_READY) {
+                                        ws_pending--;
+                                        if (++ws_ready == n && !reached) {
+                                                reached = 1;
+                                                first_ready = now_ns();
+                                                printf("{\"ready\":%d,"
+                                                       "\"setup_s\":%.3f}\n",
+                                                       ws_ready,
+                                                       (double)(first_ready -
+                                                                t0) /
+                                                               1e9);
+                                                fflush(stdout);
+                                                end = first_ready +
+                                                      (int64_t)(secs * 1e9);
+                                        }
                                 }
                         }
                 }
         }
         rss_ready = pid ? rss_kb(pid) : -1;
+        printf("{\"conns\":%d,\"ready\":%d,\"dead\":%d,\"lost\":%d,"
+               "\"opened\":%d,\"all_ready\":%s,\"setup_s\":%.3f,"
+               "\"dead_by\":{",
+               n, ws_ready, ws_dead + ws_lost, ws_lost, opened,
+               reached ? "true" : "false",
+               (double)((reached ? first_ready : now_ns()) - t0) / 1e9);
+        for (int d = 0; d < DEATHS; d++)
+                printf("%s\"%s\":%lld", d ? "," : "", death_names[d],
+                       (long long)deaths[d]);
+        printf("},\"first_error\":\"%s\",\"source_addresses\":%zu,"
+               "\"deliveries\":%lld,"
+               "\"deliveries_per_s\":%.1f,\"gateway_rss_kb_before\":%ld,"
+               "\"gateway_rss_kb_connected\":%ld,",
+               first_error, nsources, (long long)total, rate(), rss_before,
+               rss_ready);
+        print_receipts();
+        printf("}\n");
+        fflush(stdout);
+        /* --linger-ms: the connections stay open a while after the result
+         * (the caller reads the gateway's counters before they close) */
+        if (linger_ms > 0) {
+                struct timespec ts = {linger_ms / 1000,
+                                      (linger_ms % 1000) * 1000000};
+                nanosleep(&ts, NULL);
+        }
         for (int i = 0; i < n; i++) {
-                if (cs[i].state != WS_DEAD)
+                if (cs[i].fd >= 0)
                         close(cs[i].fd);
                 free(cs[i].in);
         }
-        printf("{\"conns\":%d,\"ready\":%d,\"dead\":%d,\"deliveries\":%lld,"
-               "\"deliveries_per_s\":%.1f,\"gateway_rss_kb_before\":%ld,"
-               "\"gateway_rss_kb_connected\":%ld,",
-               n, ready, dead, (long long)total, rate(), rss_before, rss_ready);
-        print_receipts();
-        printf("}\n");
         free(cs);
-        return ready == n ? 0 : 1;
+        return reached && !ws_lost ? 0 : 1;
 }
 
 int main(int argc, char **argv)

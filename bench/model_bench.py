@@ -12,9 +12,10 @@ the limit), in the same run.
   * message latency at a steady rate with the default limits, torch and
     identity, from the payloads' latency_ms.
 
-Writes bench/out/models.json and prints the table for bench/REPORT.md.
-Needs KAFKA_BOOTSTRAP_SERVERS / REDIS_URL (scripts/services start) or starts
-the services itself. Usage: bench/model_bench.py [--messages N]
+Writes --out (default bench/out/models.json): "summary", "machine", details.
+Uses KAFKA_BOOTSTRAP_SERVERS / REDIS_URL when set (bench/run, scripts/services
+start), else starts the services itself.
+Usage: bench/model_bench.py [--messages N] [--quick] [--out FILE]
 """
 import argparse
 import json
@@ -27,20 +28,17 @@ import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-from mlshelpers import (MLSTREAM, ensure_services, stop_services, SERVICES, Engine, # noqa: E402
+sys.path.insert(0, HERE)
+import benchlib  # noqa: E402
+from benchlib import fail  # noqa: E402
+from benchlib import cpu_s as proc_cpu  # noqa: E402
+from mlshelpers import (MLSTREAM, stop_services, SERVICES, Engine,  # noqa: E402
                         Subscriber, metric_sum, topic_create, wait_for)
 
 MODEL = os.path.join(ROOT, "tests", "fixtures", "torch", "mlp.pt")
 DIRECT = os.environ.get("MLS_MODEL_BENCH",
                         os.path.join(os.path.dirname(MLSTREAM), "mls_model_bench"))
 BATCHES = [1, 16, 64, 256]
-
-
-def proc_cpu(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def histogram(m, name, **labels):
@@ -63,7 +61,7 @@ def bucket_quantile(buckets, count, q):
 def direct(seconds, threads):
     r = subprocess.run([DIRECT, "torch", MODEL, str(seconds), str(threads)]
                        + [str(b) for b in BATCHES], capture_output=True, text=True,
-                       check=True)
+                       check=True, timeout=600)
     return {d["batch"]: d for d in map(json.loads, r.stdout.splitlines())}
 
 
@@ -78,7 +76,7 @@ def produce_backlog(env, n):
     with open(path, "rb") as f:
         subprocess.run(["kcat", "-P", "-b", env["KAFKA_BOOTSTRAP_SERVERS"], "-t", topic,
                         "-X", "linger.ms=50", "-X", "batch.num.messages=10000"],
-                       stdin=f, check=True)
+                       stdin=f, stderr=subprocess.PIPE, check=True, timeout=900)
     os.unlink(path)
     return topic
 
@@ -91,6 +89,7 @@ def engine_run(env, topic, n, batch, framework, threads):
     sub = Subscriber(env)
     eng = Engine(env, topic=topic, group="g-%s" % uuid.uuid4().hex[:8], extra_env=extra)
     first = None
+    t_start = time.monotonic()
     while True:
         try:
             done = metric_sum(eng.metrics(), "ml_stream_inference_predictions_total")
@@ -102,7 +101,11 @@ def engine_run(env, topic, n, batch, framework, threads):
         if done >= n:
             break
         if eng.proc.poll() is not None:
-            raise RuntimeError("engine exited:\n" + eng.output())
+            fail("the engine (%s, batch %d) exited:\n%s" % (framework, batch,
+                                                           eng.output()[-1000:]))
+        if first is None and now - t_start > 120:
+            fail("the engine (%s, batch %d) scored nothing in 120 s:\n%s"
+                 % (framework, batch, eng.output()[-1000:]))
         time.sleep(0.02)
     cpu = proc_cpu(eng.proc.pid) - first[2]
     m = eng.metrics()
@@ -135,7 +138,8 @@ def latency_run(env, framework, rate, count, threads):
                     "--topic", topic, "--num-records", str(count), "--throughput", str(rate),
                     "--payload-file", payload, "--producer-props",
                     "bootstrap.servers=" + env["KAFKA_BOOTSTRAP_SERVERS"], "linger.ms=0",
-                    "acks=1"], env=env, check=True, stdout=subprocess.DEVNULL)
+                    "acks=1"], env=env, check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.PIPE, timeout=600)
     wait_for(lambda: len(sub.payloads()) >= count, 120, "latency predictions")
     lat = sorted(p["latency_ms"] for p in sub.payloads())
     eng.stop()
@@ -153,12 +157,24 @@ def main():
     ap.add_argument("--threads", type=int, default=1, help="ML_MODEL_THREADS")
     ap.add_argument("--latency-rate", type=int, default=10000)
     ap.add_argument("--latency-count", type=int, default=50000)
+    benchlib.add_common_args(ap, "models")
     args = ap.parse_args()
-    env, started = ensure_services("all")
+    if args.quick:
+        args.messages, args.seconds = min(args.messages, 30000), min(args.seconds, 0.3)
+        args.latency_count = min(args.latency_count, 5000)
+    result = benchlib.Result("models", args)
+    binary = benchlib.need_binary("mlstream")
+    benchlib.need_file(DIRECT, "build it first (bench/run builds it, or "
+                       "`ninja -C build mls_model_bench`)")
+    benchlib.need_file(MODEL, "the test fixtures make it (tests/fixtures)")
+    benchlib.need_command("kcat", "apt-get install kcat")
+    if "torch" not in benchlib.mlstream_versions(binary):
+        fail("this mlstream was built without the torch plugin (libtorch not found at "
+             "configure time: scripts/bootstrap installs it)")
+    env, started = benchlib.services("all")
     try:
-        res = {"machine": "%d cores, %s" % (os.cpu_count(), os.uname().release),
-               "date": time.strftime("%Y-%m-%d %H:%M"), "messages": args.messages,
-               "threads": args.threads, "direct": direct(args.seconds, args.threads)}
+        res = {"messages": args.messages, "threads": args.threads,
+               "direct": direct(args.seconds, args.threads)}
         topic = produce_backlog(env, args.messages)
         res["engine"] = [engine_run(env, topic, args.messages, b, "torch", args.threads)
                          for b in BATCHES]
@@ -169,27 +185,28 @@ def main():
     finally:
         if started:
             stop_services(env, "all")
-    os.makedirs(os.path.join(HERE, "out"), exist_ok=True)
-    with open(os.path.join(HERE, "out", "models.json"), "w") as f:
-        json.dump(res, f, indent=2)
-    print("| batch limit | engine rows/s | rows/call | model call mean (p50, p99 bucket) "
-          "| engine CPU/row | direct rows/s | direct call mean (p50, p99) | engine/direct |")
-    print("|---|---|---|---|---|---|---|---|")
+    summary = {}
     for e in res["engine"]:
-        d = res["direct"][e["batch_limit"]]
-        print("| %d | %s | %.1f | %.1f µs (≤%g, ≤%g) | %.2f µs | %s | %.1f µs (%.1f, %.1f) | %.2f |"
-              % (e["batch_limit"], format(round(e["rows_per_s"]), ","), e["rows_per_call"],
-                 e["call_us_mean"], e["call_us_p50_le"], e["call_us_p99_le"],
-                 e["cpu_us_per_row"], format(round(d["rows_per_s"]), ","),
-                 d["call_us_mean"], d["call_us_p50"], d["call_us_p99"],
-                 e["rows_per_s"] / d["rows_per_s"]))
+        b = e["batch_limit"]
+        d = res["direct"][b]
+        summary["torch_b%d_rows_per_s" % b] = round(e["rows_per_s"])
+        summary["torch_b%d_cpu_us_per_row" % b] = round(e["cpu_us_per_row"], 2)
+        summary["torch_b%d_call_us_mean" % b] = e["call_us_mean"] and round(e["call_us_mean"], 1)
+        summary["direct_b%d_rows_per_s" % b] = round(d["rows_per_s"])
+        summary["direct_b%d_call_us_mean" % b] = round(d["call_us_mean"], 1)
+        summary["engine_over_direct_b%d" % b] = round(e["rows_per_s"] / d["rows_per_s"], 3)
     i = res["identity_256"]
-    print("\nidentity at 256: %s rows/s, %.2f µs CPU/row" % (format(round(i["rows_per_s"]), ","),
-                                                           i["cpu_us_per_row"]))
+    summary["identity_b256_rows_per_s"] = round(i["rows_per_s"])
+    summary["identity_b256_cpu_us_per_row"] = round(i["cpu_us_per_row"], 2)
     for l in res["latency"]:
-        print("latency %s at %d msg/s: p50 %.2f ms, p99 %.2f ms, max %.2f ms"
-              % (l["framework"], l["rate"], l["p50_ms"], l["p99_ms"], l["max_ms"]))
+        summary["%s_latency_p50_ms" % l["framework"]] = round(l["p50_ms"], 3)
+        summary["%s_latency_p99_ms" % l["framework"]] = round(l["p99_ms"], 3)
+        summary["%s_latency_max_ms" % l["framework"]] = round(l["max_ms"], 2)
+    summary["latency_rate_msgs_per_s"] = args.latency_rate
+    res["direct"] = {str(k): v for k, v in res["direct"].items()}
+    result.write(summary, binary, env, **res)
+    print(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":
-    main()
+    benchlib.run_main(main)

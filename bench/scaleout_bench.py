@@ -15,12 +15,14 @@ configurations see the same machine load; the report gives the medians.
 There is no Redis subscriber: PUBLISH to a channel nobody listens to is the
 cheapest case for Redis, which leaves the cores to the engines.
 
-Writes bench/out/scaleout.json (scaleout-<F>.json with --features F, or
---out NAME). KAFKA_CONF_* variables in the environment reach the engines
-(e.g. KAFKA_CONF_QUEUED_MAX_MESSAGES_KBYTES) and are recorded.
-Needs KAFKA_BOOTSTRAP_SERVERS / REDIS_URL (scripts/services start) or
-starts the services itself.
+Writes --out (default bench/out/scaleout.json, scaleout-<F>.json with
+--features F): "summary" (medians over the rounds), "machine", every round.
+KAFKA_CONF_* variables in the environment reach the engines (e.g.
+KAFKA_CONF_QUEUED_MAX_MESSAGES_KBYTES) and are recorded.
+Uses KAFKA_BOOTSTRAP_SERVERS / REDIS_URL when set (bench/run, scripts/services
+start), else starts the services itself.
 Usage: bench/scaleout_bench.py [--messages N] [--rounds R] [--features F]
+       [--quick] [--out FILE]
 """
 import argparse
 import json
@@ -33,10 +35,10 @@ import time
 import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-from mlshelpers import (Engine, ensure_services, metric_sum,  # noqa: E402
-                        stop_services, topic_create)
+sys.path.insert(0, HERE)
+import benchlib  # noqa: E402
+from benchlib import fail  # noqa: E402
+from mlshelpers import (Engine, metric_sum, stop_services, topic_create)  # noqa: E402
 
 
 def poll(cond, timeout, what, interval=0.2):
@@ -52,10 +54,7 @@ def poll(cond, timeout, what, interval=0.2):
         time.sleep(interval)
 
 
-def cpu_seconds(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+cpu_seconds = benchlib.cpu_s
 
 
 def machine_cpu():
@@ -76,7 +75,7 @@ def fill(env, topic, n, width):
     with open(path, "rb") as f:
         subprocess.run(["kcat", "-P", "-b", env["KAFKA_BOOTSTRAP_SERVERS"], "-t", topic,
                         "-X", "linger.ms=50", "-X", "batch.num.messages=10000"],
-                       stdin=f, check=True)
+                       stdin=f, stderr=subprocess.PIPE, check=True, timeout=900)
     os.unlink(path)
 
 
@@ -109,10 +108,11 @@ def run_round(env, topic, n, count):
         start = poll(lambda: (lambda s: s[3] == want and s)(sample(engines)), 60,
                          "steady state %s" % want)
         if start[1] > n * 0.5:
-            raise SystemExit("the backlog drained before steady state; use more --messages")
+            fail("the backlog drained before steady state; use more --messages")
         end = poll(lambda: (lambda s: s[1] >= n * 0.95 and s)(sample(engines)), 600,
                        "95 % of the backlog")
-        assert end[3] == want, "a rebalance during the measurement: %s" % end[3]
+        if end[3] != want:
+            fail("a rebalance during the measurement: partitions %s" % end[3])
         scored = end[1] - start[1]
         return {"engines": count, "msgs_per_s": scored / (end[0] - start[0]),
                 "cpu_us_per_msg": (end[2] - start[2]) * 1e6 / scored,
@@ -130,10 +130,18 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--features", type=int, default=3,
                     help="numbers per message (one row); more is more engine CPU per message")
-    ap.add_argument("--out", help="result file under bench/out (default scaleout.json, "
-                    "scaleout-<F>.json with --features F)")
+    benchlib.add_common_args(ap, "scaleout")
     args = ap.parse_args()
-    env, started = ensure_services("all")
+    if args.features != 3 and args.out == os.path.join(HERE, "out", "scaleout.json"):
+        args.out = os.path.join(HERE, "out", "scaleout-%d.json" % args.features)
+    if args.quick:
+        args.messages, args.rounds = min(args.messages, 300000), 1
+    result = benchlib.Result("scaleout", args)
+    binary = benchlib.need_binary("mlstream")
+    benchlib.need_command("kcat", "apt-get install kcat")
+    if args.rounds < 1:
+        fail("--rounds must be 1 or more")
+    env, started = benchlib.services("all")
     try:
         topic = "bench.scale.%s" % uuid.uuid4().hex[:8]
         topic_create(env, topic, 4)
@@ -150,28 +158,24 @@ def main():
 
     def median(count, key):
         return statistics.median(r[key] for r in rounds if r["engines"] == count)
-    res = {"messages": args.messages, "features": args.features, "rounds": rounds,
-           # KAFKA_CONF_* in the environment reach the engines.
-           "kafka_conf": {k: v for k, v in env.items() if k.startswith("KAFKA_CONF_")},
-           "one_msgs_per_s": median(1, "msgs_per_s"), "two_msgs_per_s": median(2, "msgs_per_s"),
-           "one_cpu_us_per_msg": median(1, "cpu_us_per_msg"),
-           "two_cpu_us_per_msg": median(2, "cpu_us_per_msg"),
-           "one_machine_busy": median(1, "machine_busy_fraction"),
-           "two_machine_busy": median(2, "machine_busy_fraction"),
-           "machine": "%d cores, %s" % (os.cpu_count(), os.uname().release),
-           "date": time.strftime("%Y-%m-%d %H:%M")}
-    res["speedup"] = res["two_msgs_per_s"] / res["one_msgs_per_s"]
-    os.makedirs(os.path.join(HERE, "out"), exist_ok=True)
-    name = args.out or ("scaleout.json" if args.features == 3
-                        else "scaleout-%d.json" % args.features)
-    with open(os.path.join(HERE, "out", name), "w") as f:
-        json.dump(res, f, indent=2)
-    print("\none engine %.0f msg/s (%.2f us CPU/msg, machine %.0f %% busy), two engines "
-          "%.0f msg/s (%.2f us CPU/msg, machine %.0f %% busy): x%.2f"
-          % (res["one_msgs_per_s"], res["one_cpu_us_per_msg"], 100 * res["one_machine_busy"],
-             res["two_msgs_per_s"], res["two_cpu_us_per_msg"], 100 * res["two_machine_busy"],
-             res["speedup"]))
+    summary = {
+        "one_engine_msgs_per_s": round(median(1, "msgs_per_s")),
+        "two_engines_msgs_per_s": round(median(2, "msgs_per_s")),
+        "one_engine_cpu_us_per_msg": round(median(1, "cpu_us_per_msg"), 3),
+        "two_engines_cpu_us_per_msg": round(median(2, "cpu_us_per_msg"), 3),
+        "one_engine_cores": round(median(1, "engine_cores_busy"), 2),
+        "two_engines_cores": round(median(2, "engine_cores_busy"), 2),
+        "one_engine_machine_busy_pct": round(100 * median(1, "machine_busy_fraction"), 1),
+        "two_engines_machine_busy_pct": round(100 * median(2, "machine_busy_fraction"), 1),
+    }
+    summary["two_over_one"] = round(summary["two_engines_msgs_per_s"]
+                                    / summary["one_engine_msgs_per_s"], 3)
+    result.write(summary, binary, env, messages=args.messages, features=args.features,
+                 # KAFKA_CONF_* in the environment reach the engines.
+                 kafka_conf={k: v for k, v in env.items() if k.startswith("KAFKA_CONF_")},
+                 rounds=rounds)
+    print(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":
-    main()
+    benchlib.run_main(main)

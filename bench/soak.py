@@ -3,9 +3,10 @@
 broker and Redis at a steady rate for --minutes (default 10), with
 WebSocket subscribers attached. Samples resident memory of both processes
 every 10 s after a warm-up and reports start, end and growth; a leak shows
-as growth well beyond noise. Writes bench/out/soak.json.
+as growth well beyond noise. Writes --out (default bench/out/soak.json):
+"summary", "machine", the samples. bench/run runs it only with --soak.
 
-Usage: bench/soak.py [--minutes 10] [--rate 2000]
+Usage: bench/soak.py [--minutes 10] [--rate 2000] [--quick] [--out FILE]
 """
 import argparse
 import json
@@ -17,13 +18,11 @@ import time
 import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-from mlshelpers import (MLSTREAM, ensure_services, stop_services, SERVICES, Engine, # noqa: E402
+sys.path.insert(0, HERE)
+import benchlib  # noqa: E402
+from mlshelpers import (MLSTREAM, stop_services, SERVICES, Engine,  # noqa: E402
                         free_port, http_get, metric_sum, parse_metrics, topic_create,
                         wait_for)
-
-LOADGEN = os.path.join(ROOT, "build", "bench", "mls-loadgen")
 
 
 def rss(pid):
@@ -39,8 +38,15 @@ def main():
     ap.add_argument("--minutes", type=float, default=10)
     ap.add_argument("--rate", type=int, default=2000)
     ap.add_argument("--subscribers", type=int, default=50)
+    ap.add_argument("--warmup", type=float, default=30, help="seconds before sampling")
+    benchlib.add_common_args(ap, "soak")
     args = ap.parse_args()
-    env, started = ensure_services("all")
+    if args.quick:
+        args.minutes, args.warmup = min(args.minutes, 0.5), min(args.warmup, 5)
+    result = benchlib.Result("soak", args)
+    binary = benchlib.need_binary("mlstream")
+    loadgen = benchlib.need_binary("bench/mls-loadgen")
+    env, started = benchlib.services("all")
     procs = []
     try:
         topic = "soak.%s" % uuid.uuid4().hex[:8]
@@ -54,7 +60,7 @@ def main():
         eng.wait_ready()
         wait_for(lambda: http_get("http://127.0.0.1:%d/readyz" % gport)[0] == 200, 30, "gateway")
         seconds = int(args.minutes * 60)
-        ws = subprocess.Popen([LOADGEN, "ws", "--gateway", "127.0.0.1:%d" % gport,
+        ws = subprocess.Popen([loadgen, "ws", "--gateway", "127.0.0.1:%d" % gport,
                                "--conns", str(args.subscribers), "--model", "soak",
                                "--seconds", str(seconds + 60)], stdout=subprocess.PIPE, text=True)
         procs.append(ws)
@@ -63,12 +69,13 @@ def main():
                     '"metadata":{"tenant":"t"}}\n')
             payload = f.name
         prod = subprocess.Popen([SERVICES, "kafka-run", "org.apache.kafka.tools.ProducerPerformance",
-                                 "--topic", topic, "--num-records", str(args.rate * (seconds + 30)),
+                                 "--topic", topic,
+                                 "--num-records", str(int(args.rate * (seconds + args.warmup + 10))),
                                  "--throughput", str(args.rate), "--payload-file", payload,
                                  "--producer-props", "bootstrap.servers=" + env["KAFKA_BOOTSTRAP_SERVERS"]],
                                 env=env, stdout=subprocess.DEVNULL)
         procs.append(prod)
-        time.sleep(30)  # warm-up: caches, batch buffers and queues reach size
+        time.sleep(args.warmup)  # caches, batch buffers and queues reach size
         samples = []
         t_end = time.monotonic() + seconds
         while time.monotonic() < t_end:
@@ -85,9 +92,17 @@ def main():
             "gateway_sent": metric_sum(gm, "ml_stream_gateway_messages_sent_total"),
             "samples": samples,
         }
-        os.makedirs(os.path.join(HERE, "out"), exist_ok=True)
-        with open(os.path.join(HERE, "out", "soak.json"), "w") as f:
-            json.dump(res, f, indent=2)
+        summary = {"minutes": args.minutes, "rate_msgs_per_s": args.rate,
+                   "subscribers": args.subscribers, "predictions": res["predictions"],
+                   "gateway_deliveries": res["gateway_sent"]}
+        for who in ("engine", "gateway"):
+            a, b = res[who + "_rss_start"], res[who + "_rss_end"]
+            vals = [x[who + "_rss"] for x in samples]
+            summary[who + "_rss_start_mb"] = round(a / 1e6, 2)
+            summary[who + "_rss_end_mb"] = round(b / 1e6, 2)
+            summary[who + "_rss_max_mb"] = round(max(vals) / 1e6, 2)
+            summary[who + "_rss_growth_pct"] = round(100.0 * (b - a) / a, 2)
+        result.write(summary, binary, env, **res)
         print(json.dumps({k: v for k, v in res.items() if k != "samples"}, indent=2))
         for who in ("engine", "gateway"):
             a, b = res[who + "_rss_start"], res[who + "_rss_end"]
@@ -106,4 +121,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    benchlib.run_main(main)

@@ -150,8 +150,9 @@ test('an idle model leaves mlStreamingModels; one with a subscriber stays', asyn
   const got = [];
   client.subscribe({ query: `subscription { mlInferenceStream(modelId: "${watched}") { inputId } }` },
                    { next: (v) => got.push(v), error: () => {}, complete: () => {} });
+  let probe = 0; // a new inference id each time: the gateway drops repeats
   await waitFor(async () => {
-    await pub.publish(prediction(watched, 0));
+    await pub.publish(prediction(watched, probe++));
     return got.length > 0;
   }, 10000, 'the subscription');
   await publishAll([idle], idleGw);

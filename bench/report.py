@@ -1,0 +1,323 @@
+#!/usr/bin/env python3
+"""Generates the benchmark report from one bench/run results directory:
+
+    bench/report.py bench/out/run-XXXX > bench/REPORT.md
+
+The prose comes from bench/REPORT.in.md, which holds no figures; every number
+in the output comes from the JSON files of that directory (run.json and one
+<bench>-r<N>.json per round). Placeholders in the template:
+
+    {{run}}           when, the exact command, the machine, versions, commit
+    {{reproduce}}     the command that reproduces the run
+    {{table:NAME}}    one benchmark's figures, a column per round, with the
+                      machine stamp, the quiet check and load averages
+    {{summary}}       min / median / max over the rounds of the key figures,
+                      and the ratios
+"""
+import json
+import os
+import statistics
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TEMPLATE = os.path.join(HERE, "REPORT.in.md")
+
+# Labels of the figures the benchmarks write (others appear under their key).
+LABELS = {
+    "engine_drain_msgs_per_s": "engine drain rate, backlog (msg/s)",
+    "ref_kcat_consume_msgs_per_s": "reference: kcat consume (msg/s)",
+    "ref_redis_publish_per_s": "reference: redis-benchmark -P 64 PUBLISH (/s)",
+    "drain_over_smaller_limit": "engine drain / smaller reference",
+    "engine_cpu_us_per_msg": "engine CPU per message, backlog (µs)",
+    "engine_peak_rss_mb": "engine peak RSS, draining the backlog (MB)",
+    "latency_rate_msgs_per_s": "latency run: rate (msg/s)",
+    "e2e_p50_ms": "end to end p50: producer → Redis subscriber (ms)",
+    "e2e_p99_ms": "end to end p99 (ms)",
+    "e2e_max_ms": "end to end max (ms)",
+    "kafka_only_p50_ms": "Kafka only p50: producer → bare consumer (ms)",
+    "kafka_only_p99_ms": "Kafka only p99 (ms)",
+    "e2e_over_kafka_only_p99": "end-to-end p99 / Kafka-only p99",
+    "engine_latency_mean_ms": "engine's own latency, mean (ms)",
+    "steady_rss_mb": "engine peak RSS at the steady rate (MB)",
+    "steady_cpu_us_per_msg": "engine CPU per message at the steady rate (µs)",
+    "one_engine_msgs_per_s": "one engine (msg/s)",
+    "two_engines_msgs_per_s": "two engines, one group (msg/s)",
+    "two_over_one": "two engines / one engine",
+    "one_engine_cpu_us_per_msg": "one engine: CPU per message (µs)",
+    "two_engines_cpu_us_per_msg": "two engines: CPU per message (µs)",
+    "one_engine_cores": "one engine: cores busy",
+    "two_engines_cores": "two engines: cores busy",
+    "one_engine_machine_busy_pct": "one engine: whole machine busy (%)",
+    "two_engines_machine_busy_pct": "two engines: whole machine busy (%)",
+    "rate_msgs_per_s": "rate (events/s)",
+    "events": "events measured",
+    "p50_ms": "p50 (ms)", "p99_ms": "p99 (ms)", "max_ms": "max (ms)",
+}
+
+# The key figures of the summary: (bench, key); gateway keys are found by
+# pattern since its script names them.
+KEY_FIGURES = [
+    ("engine", "engine_cpu_us_per_msg"),
+    ("engine", "engine_drain_msgs_per_s"),
+    ("engine", "ref_kcat_consume_msgs_per_s"),
+    ("engine", "ref_redis_publish_per_s"),
+    ("engine", "engine_peak_rss_mb"),
+    ("engine", "e2e_p99_ms"),
+    ("engine", "kafka_only_p99_ms"),
+    ("engine", "steady_rss_mb"),
+    ("models", "torch_b256_rows_per_s"),
+    ("models", "direct_b256_rows_per_s"),
+    ("models", "identity_b256_rows_per_s"),
+    ("models", "torch_latency_p99_ms"),
+    ("scaleout", "one_engine_msgs_per_s"),
+    ("scaleout", "two_engines_msgs_per_s"),
+    ("up", "p99_ms"),
+]
+RATIOS = [
+    ("engine", "drain_over_smaller_limit"),
+    ("engine", "e2e_over_kafka_only_p99"),
+    ("models", "engine_over_direct_b256"),
+    ("scaleout", "two_over_one"),
+]
+GATEWAY_PATTERNS = ("cpu_us_per", "bytes_per_connection", "p99", "deliveries_per_s")
+
+TITLES = {"engine": "Engine", "models": "Models", "scaleout": "Scale-out",
+          "up": "mlstream up", "gateway": "Gateway", "soak": "Soak"}
+
+
+def flatten(d, prefix=""):
+    """Flat {key: number} of a summary; nested dicts join keys with '.',
+    lists and non-numbers are left out."""
+    out = {}
+    for k, v in d.items():
+        key = prefix + str(k)
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        elif isinstance(v, bool):
+            out[key] = v
+        elif isinstance(v, (int, float)) or v is None:
+            out[key] = v
+    return out
+
+
+def fmt(v):
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int) or (isinstance(v, float) and v.is_integer() and abs(v) >= 1000):
+        return format(int(v), ",")
+    a = abs(v)
+    if a >= 1000:
+        return format(round(v), ",")
+    if a >= 100:
+        return "%.0f" % v
+    if a >= 10:
+        return "%.1f" % v
+    if a >= 1:
+        return "%.2f" % v
+    return "%.3g" % v
+
+
+def spread(vals):
+    vals = [v for v in vals if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if not vals:
+        return None
+    return min(vals), statistics.median(vals), max(vals), len(vals)
+
+
+def label(key):
+    return LABELS.get(key, key.replace("_", " "))
+
+
+class Run:
+    def __init__(self, run_dir):
+        self.dir = run_dir
+        with open(os.path.join(run_dir, "run.json")) as f:
+            self.manifest = json.load(f)
+        self.rounds = {}  # bench -> [(entry, result or None)]
+        for e in self.manifest.get("results", []):
+            res = None
+            if e.get("file"):
+                try:
+                    with open(os.path.join(run_dir, e["file"])) as f:
+                        res = json.load(f)
+                except (OSError, ValueError) as err:
+                    e = dict(e, error="unreadable result: %s" % err)
+            self.rounds.setdefault(e["bench"], []).append((e, res))
+
+    def ok(self, bench):
+        return [(e, r) for e, r in self.rounds.get(bench, []) if r is not None]
+
+    def values(self, bench, key):
+        return [flatten(r.get("summary", {})).get(key) for _, r in self.ok(bench)]
+
+
+def under_load(entry, res):
+    q = (res or {}).get("quiet") or entry.get("quiet_before") or {}
+    return q.get("under_load"), q.get("load_per_core")
+
+
+def stamp_line(stamp):
+    v = stamp.get("versions", {})
+    parts = ["%s, %s cores, %.1f GiB, kernel %s" % (
+        stamp.get("cpu") or "?", stamp.get("cores"), (stamp.get("memory_bytes") or 0) / 2**30,
+        stamp.get("kernel"))]
+    libs = ", ".join("%s %s" % (n, v[k]) for k, n in (
+        ("librdkafka", "librdkafka"), ("redis", "Redis"), ("kafka", "Kafka"),
+        ("torch", "libtorch"), ("hiredis", "hiredis"), ("libwebsockets", "libwebsockets"))
+        if v.get(k))
+    if libs:
+        parts.append(libs)
+    if stamp.get("commit"):
+        parts.append("commit %s" % stamp["commit"])
+    return "; ".join(parts)
+
+
+def loads(la):
+    return "/".join("%.2f" % x for x in la[:3]) if la else "?"
+
+
+def table(run, bench):
+    rounds = run.rounds.get(bench, [])
+    failed = run.manifest.get("failed", {}).get(bench)
+    lines = []
+    if bench not in run.manifest.get("benches", []):
+        return "*Not run in this run (`bench/run --only` left it out%s).*" % (
+            "; soak needs `--soak`" if bench == "soak" else "")
+    if not rounds and failed:
+        return "**FAILED**: %s" % failed
+    ok = run.ok(bench)
+    for e, r in rounds:
+        if r is None:
+            lines.append("**FAILED** in round %d: %s (log: `%s`)" % (
+                e["round"], e.get("error", "?"), e.get("log")))
+    if not ok:
+        return "\n\n".join(lines) or "*No results.*"
+    stamps = [r.get("machine", {}) for _, r in ok]
+    lines.append("Machine: %s." % stamp_line(stamps[0]))
+    if any(stamp_line(s) != stamp_line(stamps[0]) for s in stamps[1:]):
+        lines.append("(Later rounds differ: %s.)" % "; ".join(stamp_line(s) for s in stamps[1:]))
+    hdr = ["figure"] + ["round %d" % e["round"] for e, _ in ok]
+    multi = len(ok) > 1
+    if multi:
+        hdr += ["min", "median", "max"]
+    rows = ["| " + " | ".join(hdr) + " |", "|" + "---|" * len(hdr)]
+    cells = []
+    for e, r in ok:
+        busy, lpc = under_load(e, r)
+        cells.append("%s%s" % (fmt(lpc), " **under load**" if busy else " quiet"))
+    rows.append("| load per core before | " + " | ".join(cells) + (" | | | |" if multi else " |"))
+    rows.append("| load average before → after (1/5/15 min) | " + " | ".join(
+        "%s → %s" % (loads(r["machine"].get("load_avg_before")),
+                     loads(r["machine"].get("load_avg_after"))) for _, r in ok)
+        + (" | | | |" if multi else " |"))
+    rows.append("| wall time (s) | " + " | ".join(fmt(r.get("wall_s")) for _, r in ok)
+                + (" | | | |" if multi else " |"))
+    keys = []
+    for _, r in ok:
+        for k in flatten(r.get("summary", {})):
+            if k not in keys:
+                keys.append(k)
+    for k in keys:
+        vals = run.values(bench, k)
+        row = [label(k)] + [fmt(v) for v in vals]
+        if multi:
+            s = spread(vals)
+            row += [fmt(x) for x in s[:3]] if s else ["–"] * 3
+        rows.append("| " + " | ".join(row) + " |")
+    lines.append("\n".join(rows))
+    return "\n\n".join(lines)
+
+
+def summary(run):
+    rows = ["| benchmark | figure | min | median | max | rounds | under load |",
+            "|---|---|---|---|---|---|---|"]
+    figures = list(KEY_FIGURES)
+    for _, r in run.ok("gateway")[:1]:
+        for k, v in flatten(r.get("summary", {})).items():
+            if any(p in k for p in GATEWAY_PATTERNS) and not isinstance(v, bool):
+                figures.append(("gateway", k))
+
+    def add(bench, key, ratio=False):
+        if bench not in run.manifest.get("benches", []):
+            return
+        ok = run.ok(bench)
+        s = spread(run.values(bench, key))
+        busy = sum(1 for e, r in ok if under_load(e, r)[0])
+        if s is None:
+            why = "failed" if bench in run.manifest.get("failed", {}) else "not measured"
+            rows.append("| %s | %s | %s | | | | |" % (bench, label(key), why))
+            return
+        name = ("**%s**" % label(key)) if ratio else label(key)
+        rows.append("| %s | %s | %s | %s | %s | %d | %d |" % (
+            bench, name, fmt(s[0]), fmt(s[1]), fmt(s[2]), s[3], busy))
+    for b, k in figures:
+        add(b, k)
+    for b, k in RATIOS:
+        add(b, k, ratio=True)
+    failed = run.manifest.get("failed", {})
+    out = "\n".join(rows)
+    if failed:
+        out += "\n\nFailed: " + "; ".join("%s (%s)" % (b, m) for b, m in failed.items()) + "."
+    return out
+
+
+def run_info(run):
+    m = run.manifest
+    st = m.get("machine_before") or {}
+    after = m.get("machine_after") or {}
+    lines = [
+        "Run of %s, `%s`, %d round%s of each benchmark%s; %.1f minutes in all." % (
+            m.get("started"), m.get("command"), m.get("rounds", 0),
+            "" if m.get("rounds") == 1 else "s",
+            " (**--quick: small sizes, a smoke test, not a measurement**)" if m.get("quick")
+            else "", (m.get("wall_s") or 0) / 60),
+        "",
+        "| | |", "|---|---|",
+        "| CPU | %s |" % st.get("cpu"),
+        "| cores, memory | %s, %.1f GiB |" % (st.get("cores"),
+                                               (st.get("memory_bytes") or 0) / 2**30),
+        "| kernel | %s |" % st.get("kernel"),
+        "| load average before → after the run | %s → %s |" % (
+            loads(st.get("load_avg")), loads(after.get("load_avg"))),
+        "| commit | %s |" % st.get("commit"),
+    ]
+    for k, n in (("librdkafka", "librdkafka"), ("redis", "Redis"), ("kafka", "Kafka"),
+                 ("torch", "libtorch"), ("hiredis", "hiredis"),
+                 ("libwebsockets", "libwebsockets"), ("mlstream", "mlstream")):
+        if st.get("versions", {}).get(k):
+            lines.append("| %s | %s |" % (n, st["versions"][k]))
+    return "\n".join(lines)
+
+
+def render(run_dir, template=TEMPLATE):
+    run = Run(run_dir)
+    with open(template) as f:
+        text = f.read()
+    m = run.manifest
+    cmd = m.get("command", "bench/run")
+    text = text.replace("{{run}}", run_info(run))
+    text = text.replace("{{reproduce}}", "```sh\nscripts/test --quick   # once: installs and "
+                        "builds\n%s\n```" % cmd)
+    text = text.replace("{{summary}}", summary(run))
+    text = text.replace("{{dir}}", os.path.relpath(run_dir, os.path.dirname(HERE)))
+    import re
+    text = re.sub(r"\{\{table:(\w+)\}\}", lambda mm: table(run, mm.group(1)), text)
+    return text
+
+
+def main():
+    if len(sys.argv) != 2 or sys.argv[1] in ("-h", "--help"):
+        print(__doc__.strip())
+        sys.exit(0 if len(sys.argv) == 2 else 2)
+    run_dir = sys.argv[1]
+    if not os.path.exists(os.path.join(run_dir, "run.json")):
+        print("bench/report.py: %s has no run.json (a directory bench/run wrote?)" % run_dir,
+              file=sys.stderr)
+        sys.exit(2)
+    sys.stdout.write(render(run_dir))
+
+
+if __name__ == "__main__":
+    main()
