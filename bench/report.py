@@ -2,6 +2,11 @@
 """Generates the benchmark report from one bench/run results directory:
 
     bench/report.py bench/out/run-XXXX > bench/REPORT.md
+    bench/report.py --compare RUN_A RUN_B
+
+The second form compares two runs: for each figure of the summary, whether
+each run's median lies within the other's min..max (exit status 1 if any
+does not).
 
 The prose comes from bench/REPORT.in.md, which holds no figures; every number
 in the output comes from the JSON files of that directory (run.json and one
@@ -155,6 +160,8 @@ class Run:
 
 def under_load(entry, res):
     q = (res or {}).get("quiet") or entry.get("quiet_before") or {}
+    if "busy_before" in q:
+        return q.get("under_load"), "%d%% busy" % round(100 * q["busy_before"])
     return q.get("under_load"), q.get("load_per_core")
 
 
@@ -206,8 +213,9 @@ def table(run, bench):
     cells = []
     for e, r in ok:
         busy, lpc = under_load(e, r)
-        cells.append("%s%s" % (fmt(lpc), " **under load**" if busy else " quiet"))
-    rows.append("| load per core before | " + " | ".join(cells) + (" | | | |" if multi else " |"))
+        cells.append("%s%s" % (lpc if isinstance(lpc, str) else fmt(lpc),
+                                " **under load**" if busy else " quiet"))
+    rows.append("| machine before the round | " + " | ".join(cells) + (" | | | |" if multi else " |"))
     rows.append("| load average before → after (1/5/15 min) | " + " | ".join(
         "%s → %s" % (loads(r["machine"].get("load_avg_before")),
                      loads(r["machine"].get("load_avg_after"))) for _, r in ok)
@@ -233,12 +241,6 @@ def table(run, bench):
 def summary(run):
     rows = ["| benchmark | figure | min | median | max | rounds | under load |",
             "|---|---|---|---|---|---|---|"]
-    figures = list(KEY_FIGURES)
-    for _, r in run.ok("gateway")[:1]:
-        for k, v in flatten(r.get("summary", {})).items():
-            if any(p in k for p in GATEWAY_PATTERNS) and not isinstance(v, bool):
-                figures.append(("gateway", k))
-
     def add(bench, key, ratio=False):
         if bench not in run.manifest.get("benches", []):
             return
@@ -252,10 +254,8 @@ def summary(run):
         name = ("**%s**" % label(key)) if ratio else label(key)
         rows.append("| %s | %s | %s | %s | %s | %d | %d |" % (
             bench, name, fmt(s[0]), fmt(s[1]), fmt(s[2]), s[3], busy))
-    for b, k in figures:
-        add(b, k)
-    for b, k in RATIOS:
-        add(b, k, ratio=True)
+    for b, k in summary_figures(run):
+        add(b, k, ratio=(b, k) in RATIOS)
     failed = run.manifest.get("failed", {})
     out = "\n".join(rows)
     if failed:
@@ -307,16 +307,60 @@ def render(run_dir, template=TEMPLATE):
     return text
 
 
+def summary_figures(run):
+    """[(bench, key)] of the summary table: the key figures, the gateway's
+    figures found by name, and the ratios."""
+    figures = list(KEY_FIGURES)
+    for _, r in run.ok("gateway")[:1]:
+        for k, v in flatten(r.get("summary", {})).items():
+            if any(p in k for p in GATEWAY_PATTERNS) and not isinstance(v, bool):
+                figures.append(("gateway", k))
+    return figures + list(RATIOS)
+
+
+def compare(dir_a, dir_b):
+    """A table of each summary figure in two runs: is each run's median
+    within the other's min..max? Returns (text, how many are not)."""
+    a, b = Run(dir_a), Run(dir_b)
+    rows = ["| benchmark | figure | run A median (min..max) | run B median (min..max) | "
+            "medians within the other's spread |", "|---|---|---|---|---|"]
+    outside = 0
+    for bench, key in summary_figures(a):
+        sa, sb = spread(a.values(bench, key)), spread(b.values(bench, key))
+        if sa is None or sb is None:
+            continue
+        ok = sa[0] <= sb[1] <= sa[2] and sb[0] <= sa[1] <= sb[2]
+        outside += not ok
+        rows.append("| %s | %s | %s (%s..%s) | %s (%s..%s) | %s |" % (
+            bench, label(key), fmt(sa[1]), fmt(sa[0]), fmt(sa[2]), fmt(sb[1]), fmt(sb[0]),
+            fmt(sb[2]), "yes" if ok else "**no**"))
+    head = "Run A: %s\nRun B: %s\n\n" % (dir_a, dir_b)
+    return head + "\n".join(rows) + "\n", outside
+
+
+def has_run(run_dir):
+    if os.path.exists(os.path.join(run_dir, "run.json")):
+        return True
+    print("bench/report.py: %s has no run.json (a directory bench/run wrote?)" % run_dir,
+          file=sys.stderr)
+    return False
+
+
 def main():
-    if len(sys.argv) != 2 or sys.argv[1] in ("-h", "--help"):
+    args = sys.argv[1:]
+    if args and args[0] == "--compare" and len(args) == 3:
+        if not (has_run(args[1]) and has_run(args[2])):
+            sys.exit(2)
+        text, outside = compare(args[1], args[2])
+        sys.stdout.write(text)
+        print("\n%d figure(s) with a median outside the other run's spread" % outside)
+        sys.exit(1 if outside else 0)
+    if len(args) != 1 or args[0] in ("-h", "--help"):
         print(__doc__.strip())
-        sys.exit(0 if len(sys.argv) == 2 else 2)
-    run_dir = sys.argv[1]
-    if not os.path.exists(os.path.join(run_dir, "run.json")):
-        print("bench/report.py: %s has no run.json (a directory bench/run wrote?)" % run_dir,
-              file=sys.stderr)
+        sys.exit(0 if args and args[0] in ("-h", "--help") else 2)
+    if not has_run(args[0]):
         sys.exit(2)
-    sys.stdout.write(render(run_dir))
+    sys.stdout.write(render(args[0]))
 
 
 if __name__ == "__main__":
