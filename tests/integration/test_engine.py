@@ -3,11 +3,13 @@ import json
 import random
 import re
 import subprocess
+import uuid
 
 from mlshelpers import (MLSTREAM, SERVICES, Subscriber, consume_all, http_get, metric_sum,
                         produce, wait_for)
 
 GOOD = 2000
+INFERENCE_NS = uuid.UUID("f46be9bf-7623-585b-9ca0-435ffcedda0f")
 
 
 def good_message(i, rng):
@@ -70,8 +72,9 @@ def test_pipeline_end_to_end(services, topic, engines):
             all(abs(a - b) < 1e-5 for r1, r2 in zip(p["predictions"], rows) for a, b in zip(r1, r2))
         assert len(p["predictions"]) == len(rows)
         assert p["metadata"] == msg["metadata"]
-        assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}",
-                            p["inference_id"])
+        # docs/reference.md, "Inference ids" (identity: no model version)
+        assert p["inference_id"] == str(uuid.uuid5(INFERENCE_NS, "%s/%d/%d//%s" % (
+            topic, p["kafka"]["partition"], p["kafka"]["offset"], p["model_id"])))
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", p["received_at"])
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", p["published_at"])
         assert p["published_at"] >= p["received_at"]
