@@ -587,6 +587,32 @@ const struct mls_conf_def mls_conf_defs[] = {
                  "a crash or a rebalance gives it the same id) reaches "
                  "subscribers once: each id is remembered for at least half "
                  "this many later predictions. 16 bytes per id; 0: off."},
+        {.env = "GATEWAY_HISTORY_BYTES",
+         .flag = "gateway-history-bytes",
+         .type = MLS_CONF_INT,
+         .defval = "67108864",
+         .min = 0,
+         .max = 68719476736LL,
+         .scope = G | U,
+         .section = "Gateway",
+         .offset = OFF(gateway_history_bytes),
+         .help = "Memory for recent predictions of every model, replayed to "
+                 "subscribers that resume with `mlInferenceStream(after:)` "
+                 "after a reconnect; the oldest go first. About the "
+                 "payload's size plus 150 bytes per prediction. 0: no "
+                 "history; a subscription with `after` is refused with an "
+                 "error saying so."},
+        {.env = "GATEWAY_HISTORY_MAX_AGE_MS",
+         .flag = "gateway-history-max-age-ms",
+         .type = MLS_CONF_INT,
+         .defval = "300000",
+         .min = 0,
+         .max = 86400000,
+         .scope = G | U,
+         .section = "Gateway",
+         .offset = OFF(gateway_history_max_age_ms),
+         .help = "Predictions older than this leave the history even when "
+                 "`GATEWAY_HISTORY_BYTES` has room. 0: no age limit."},
         {.env = "GATEWAY_METRICS_MAX_MODELS",
          .flag = "gateway-metrics-max-models",
          .type = MLS_CONF_INT,

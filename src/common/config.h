@@ -87,6 +87,8 @@ struct mls_config {
         long long gateway_max_query_cost;
         long long gateway_model_idle_seconds;
         long long gateway_dedupe_window;
+        long long gateway_history_bytes;
+        long long gateway_history_max_age_ms;
         long long gateway_metrics_max_models;
         char *gateway_auth_token;
         char *gateway_allowed_origins;

@@ -47,6 +47,14 @@ static void on_payload(mls_gateway_t *g, const char *data, size_t len)
                 }
                 mls_monitor_prediction(g->monitor, p.model_id, tenant, tlen,
                                        p.latency_ms, now);
+                /* kept for resuming subscribers before it goes live, so
+                 * that a replay reaches it in order */
+                g->env.history_kept = g->history && json_is_string(id) &&
+                                      mls_history_add(g->history, p.model_id,
+                                                      strlen(p.model_id),
+                                                      json_string_value(id),
+                                                      json_string_length(id),
+                                                      data, len, now) == 0;
                 mls_hub_publish(g->hub, p.model_id, tenant, tlen, p.event);
                 break;
         }

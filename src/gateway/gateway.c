@@ -344,8 +344,14 @@ mls_gateway_t *mls_gateway_new(const struct mls_config *cfg,
         g->dedupe = cfg->gateway_dedupe_window
                             ? mls_dedupe_new((size_t)cfg->gateway_dedupe_window)
                             : NULL;
+        g->history =
+                cfg->gateway_history_bytes
+                        ? mls_history_new((size_t)cfg->gateway_history_bytes,
+                                          cfg->gateway_history_max_age_ms)
+                        : NULL;
         if (!g->cache || !g->monitor || !g->hub ||
-            (cfg->gateway_dedupe_window && !g->dedupe)) {
+            (cfg->gateway_dedupe_window && !g->dedupe) ||
+            (cfg->gateway_history_bytes && !g->history)) {
                 snprintf(errstr, errstr_size, "out of memory");
                 goto fail;
         }
@@ -370,6 +376,8 @@ mls_gateway_t *mls_gateway_new(const struct mls_config *cfg,
                 .init_timeout_ms = cfg->gateway_init_timeout_ms,
                 .keepalive_ms = cfg->gateway_keepalive_ms,
                 .max_out_bytes = g->max_payload,
+                .history = g->history,
+                .stats = &g->resume_stats,
         };
 
         if (uv_loop_init(&g->loop) < 0) {
@@ -455,6 +463,7 @@ void mls_gateway_free(mls_gateway_t *g)
         mls_redis_sub_free(g->redis);
         mls_hub_free(g->hub);
         mls_dedupe_free(g->dedupe);
+        mls_history_free(g->history);
         mls_monitor_free(g->monitor);
         mls_gql_cache_free(g->cache);
         mls_gql_schema_free(g->schema);

@@ -111,7 +111,9 @@ struct mls_gateway {
         mls_gql_cache_t *cache;
         mls_hub_t *hub;
         mls_monitor_t *monitor;
-        mls_dedupe_t *dedupe; /* NULL: GATEWAY_DEDUPE_WINDOW=0 */
+        mls_dedupe_t *dedupe;   /* NULL: GATEWAY_DEDUPE_WINDOW=0 */
+        mls_history_t *history; /* NULL: GATEWAY_HISTORY_BYTES=0 */
+        struct mls_wsproto_stats resume_stats;
         mls_redis_sub_t *redis;
         struct mls_wsproto_env env;
 
@@ -132,7 +134,9 @@ struct mls_gateway {
                 *m_rejected_limit, *m_rejected_origin, *m_rejected_path,
                 *m_subs, *m_groups, *m_sent, *m_dropped, *m_redis, *m_ready,
                 *m_pred, *m_hb, *m_garbage, *m_dup, *m_render_err,
-                *m_bus_dropped, *m_models;
+                *m_bus_dropped, *m_models, *m_hist_bytes, *m_hist_entries,
+                *m_hist_evicted, *m_hist_refused, *m_resumes, *m_gaps,
+                *m_replayed;
         mls_series_t *m_auth_fail[MLS_AUTH_RESULTS];
         mls_metric_t *m_ws_closed, *m_http, *m_win_latency, *m_win_size,
                 *m_last_seen;

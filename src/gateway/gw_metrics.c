@@ -103,6 +103,38 @@ void mls__gw_metrics_register(mls_gateway_t *g)
                           "inference id was delivered already "
                           "(GATEWAY_DEDUPE_WINDOW).",
                           NULL, NULL);
+        g->m_hist_bytes =
+                series(r, MLS_GAUGE, "ml_stream_gateway_history_bytes",
+                       "Memory held by the history of recent predictions "
+                       "(GATEWAY_HISTORY_BYTES).",
+                       NULL, NULL);
+        g->m_hist_entries =
+                series(r, MLS_GAUGE, "ml_stream_gateway_history_predictions",
+                       "Predictions held in the history.", NULL, NULL);
+        g->m_hist_evicted = series(
+                r, MLS_COUNTER, "ml_stream_gateway_history_evicted_total",
+                "Predictions that left the history for its size or age "
+                "limit.",
+                NULL, NULL);
+        g->m_hist_refused = series(
+                r, MLS_COUNTER, "ml_stream_gateway_history_refused_total",
+                "Predictions the history could not keep (larger than half "
+                "of it, too many models, out of memory); a subscriber "
+                "resuming across them is told of the gap.",
+                NULL, NULL);
+        g->m_resumes =
+                series(r, MLS_COUNTER, "ml_stream_gateway_resumes_total",
+                       "Subscriptions that resumed with after:.", NULL, NULL);
+        g->m_gaps =
+                series(r, MLS_COUNTER, "ml_stream_gateway_resume_gaps_total",
+                       "Gaps reported to resumed subscriptions: "
+                       "predictions they may have missed.",
+                       NULL, NULL);
+        g->m_replayed =
+                series(r, MLS_COUNTER, "ml_stream_gateway_replayed_total",
+                       "Events sent to resumed subscriptions from "
+                       "the history.",
+                       NULL, NULL);
         g->m_render_err =
                 series(r, MLS_COUNTER, "ml_stream_gateway_render_errors_total",
                        "Events that could not be rendered for a "
@@ -188,6 +220,19 @@ int mls__gw_metrics_render(mls_gateway_t *g, struct mls_buf *out)
         g->bus_dropped_seen = dropped;
         mls_series_set(g->m_models, (double)mls_monitor_models(g->monitor));
         mls_series_set(g->m_ready, mls__gw_ready(g));
+        if (g->history) {
+                struct mls_history_stats st;
+
+                mls_history_expire(g->history, mls_clock_wall_ms());
+                mls_history_stats(g->history, &st);
+                mls_series_set(g->m_hist_bytes, (double)st.bytes);
+                mls_series_set(g->m_hist_entries, (double)st.entries);
+                mls_series_set(g->m_hist_evicted, (double)st.evicted);
+                mls_series_set(g->m_hist_refused, (double)st.refused);
+        }
+        mls_series_set(g->m_resumes, (double)g->resume_stats.resumes);
+        mls_series_set(g->m_gaps, (double)g->resume_stats.gaps);
+        mls_series_set(g->m_replayed, (double)g->resume_stats.replayed);
         /* O(GATEWAY_METRICS_MAX_MODELS), whatever the number of models */
         mls_monitor_expire(g->monitor, mls_clock_wall_ms());
         mls_series_set(g->m_models, (double)mls_monitor_models(g->monitor));

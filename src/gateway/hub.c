@@ -353,6 +353,30 @@ size_t mls_hub_publish(mls_hub_t *h, const char *model_id, const char *tenant,
         return n;
 }
 
+int mls_hub_render_member(mls_hub_t *h, const struct mls_hub_member *m,
+                          const char *tenant, size_t tenant_len, json_t *event,
+                          struct mls_buf *out)
+{
+        const struct mls_hub_slice *sl = m->slice;
+
+        if (!m->group)
+                return -1;
+        if (sl->tenants &&
+            (!tenant || !mls_tenants_has(sl->tenants, tenant, tenant_len)))
+                return 0;
+        h->renders++;
+        if (mls_gql_sub_render(m->group->sub, event, out) < 0) {
+                h->render_errors++;
+                return -1;
+        }
+        return 1;
+}
+
+json_t *mls_hub_member_args(const struct mls_hub_member *m)
+{
+        return m->group ? mls_gql_sub_args(m->group->sub) : NULL;
+}
+
 const char *mls_hub_member_model(const struct mls_hub_member *m)
 {
         return m->group ? m->group->model_entry->key : NULL;

@@ -26,6 +26,7 @@
 #include "gateway/tenants.h"
 #include "graphql/graphql.h"
 
+struct mls_buf;
 typedef struct mls_hub mls_hub_t;
 struct mls_hub_group;
 struct mls_hub_slice;
@@ -76,6 +77,17 @@ size_t mls_hub_publish(mls_hub_t *h, const char *model_id, const char *tenant,
 /* The tenant of a normalised prediction event (its metadata.tenant when
  * that is a string), or NULL; *len gets its length. Borrowed from event. */
 const char *mls_hub_event_tenant(json_t *event, size_t *len);
+
+/* Renders event (as for mls_hub_publish()) for m alone into out: returns
+ * 1 when rendered, 0 when m's slice may not see tenant, -1 when the
+ * rendering failed (counted) or m is not joined. For replaying history to
+ * one subscriber. */
+int mls_hub_render_member(mls_hub_t *h, const struct mls_hub_member *m,
+                          const char *tenant, size_t tenant_len, json_t *event,
+                          struct mls_buf *out);
+
+/* The coerced arguments of m's subscription (borrowed), or NULL. */
+json_t *mls_hub_member_args(const struct mls_hub_member *m);
 
 /* The model id a member's group subscribes to, or NULL. */
 const char *mls_hub_member_model(const struct mls_hub_member *m);

@@ -152,6 +152,21 @@ static int op_send_event(void *conn, struct mls_frame *head,
         return q_push(conn, head, body, 1);
 }
 
+/* A resume fills at most half the queue (by messages and bytes), so that
+ * live control messages and the client's reads keep their room. */
+static int op_room(void *conn)
+{
+        struct mls__gw_conn *c = conn;
+
+        return !c->closing && c->qlen < c->g->send_queue / 2 &&
+               c->qbytes < (size_t)c->g->cfg->gateway_send_queue_bytes / 2;
+}
+
+static void op_wake(void *conn)
+{
+        request_write(conn);
+}
+
 static void op_close(void *conn, int code, const char *reason)
 {
         struct mls__gw_conn *c = conn;
@@ -181,6 +196,8 @@ static const struct mls_wsproto_ops ws_ops = {
         .send = op_send,
         .send_event = op_send_event,
         .close = op_close,
+        .room = op_room,
+        .wake = op_wake,
         .auth_failed = op_auth_failed,
 };
 
@@ -520,6 +537,7 @@ int mls__gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 {
         struct mls__gw_conn **slot = user, *c = slot ? *slot : NULL;
         mls_gateway_t *g = lws_context_user(lws_get_context(wsi));
+        int more;
 
         switch (reason) {
         case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
@@ -533,13 +551,18 @@ int mls__gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
         case LWS_CALLBACK_SERVER_WRITEABLE:
                 if (!c)
                         return 0;
+                /* resumed subscriptions refill the queue from the
+                 * history as it drains */
+                more = !c->closing && mls_wsproto_pump(c->proto);
                 if (c->qlen) {
                         if (write_batch(c) < 0)
                                 return -1;
-                        if (c->qlen || c->closing)
+                        if (c->qlen || c->closing || more)
                                 request_write(c);
                         return 0;
                 }
+                if (more)
+                        request_write(c);
                 if (c->closing && !c->close_sent) {
                         /* then wait (briefly) for the client's close, so
                          * that the socket ends with FIN, not RST */

@@ -7,7 +7,9 @@
 #include <string.h>
 
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/json.h"
+#include "gateway/payload.h"
 
 #define MAX_ID_BYTES 256 /* a subscription id, as JSON text */
 
@@ -17,6 +19,11 @@ struct op {
         mls_wsproto_t *s;
         struct op *next;
         struct mls_frame *head; /* {"id":...,"type":"next","payload": */
+        /* resuming (after:): live events wait in the history until the
+         * replay reaches them; gap goes with the first event sent */
+        int replaying;
+        struct mls_history_cursor cur;
+        json_t *gap;
         size_t idlen;
         char id[]; /* the id as JSON text ("\"abc\"" or "3"), NUL */
 };
@@ -41,6 +48,14 @@ struct mls_wsproto {
 
 /* --- output helpers ---------------------------------------------------- */
 
+static void free_op(mls_wsproto_t *s, struct op *o)
+{
+        mls_hub_leave(s->env->hub, &o->member);
+        mls_frame_unref(o->head);
+        json_decref(o->gap);
+        free(o);
+}
+
 static void close_with(mls_wsproto_t *s, int code, const char *reason)
 {
         struct op *o, *n;
@@ -51,9 +66,7 @@ static void close_with(mls_wsproto_t *s, int code, const char *reason)
         /* Nothing more is delivered to a closing connection. */
         for (o = s->ops_list; o; o = n) {
                 n = o->next;
-                mls_hub_leave(s->env->hub, &o->member);
-                mls_frame_unref(o->head);
-                free(o);
+                free_op(s, o);
         }
         s->ops_list = NULL;
         s->nops = 0;
@@ -168,10 +181,148 @@ static void drop_op(mls_wsproto_t *s, struct op *o)
                         break;
                 }
         }
-        mls_hub_leave(s->env->hub, &o->member);
-        mls_frame_unref(o->head);
-        free(o);
+        free_op(s, o);
         s->nops--;
+}
+
+/* --- resuming (after:) ---------------------------------------------------- */
+
+/* Sets o's pending gap: reason, how many are missing (0: unknown) and the
+ * oldest time held for the model, unless one is pending already (then only
+ * the count grows, while it is known). */
+static void set_gap(struct op *o, const char *reason, uint64_t missed,
+                    int64_t since_ms)
+{
+        char since[32];
+        json_t *n;
+
+        if (o->gap) {
+                n = json_object_get(o->gap, "missed");
+                if (json_is_integer(n) && missed)
+                        json_integer_set(n, json_integer_value(n) +
+                                                    (json_int_t)missed);
+                else if (!missed)
+                        json_object_set_new(o->gap, "missed", json_null());
+                return;
+        }
+        if (since_ms >= 0)
+                mls_clock_iso8601(since_ms, since, sizeof(since));
+        o->gap = json_pack(
+                "{s:s,s:o,s:o}", "reason", reason, "missed",
+                missed ? json_integer((json_int_t)missed) : json_null(),
+                "since", since_ms >= 0 ? json_string(since) : json_null());
+        if (o->s->env->stats)
+                o->s->env->stats->gaps++;
+}
+
+static void note_missed(struct op *o, uint64_t n)
+{
+        const char *model = mls_hub_member_model(&o->member);
+
+        set_gap(o, "EVICTED", n,
+                mls_history_oldest_ms(o->s->env->history, model,
+                                      strlen(model)));
+}
+
+/* Places o after the prediction `after`; when the history does not hold
+ * it, the first event will say so. Returns -1 when there is no history. */
+static int start_resume(mls_wsproto_t *s, struct op *o, json_t *after)
+{
+        const char *model = mls_hub_member_model(&o->member);
+        size_t mlen = strlen(model);
+
+        if (!s->env->history)
+                return -1;
+        if (s->env->stats)
+                s->env->stats->resumes++;
+        if (mls_history_seek(s->env->history, model, mlen,
+                             json_string_value(after),
+                             json_string_length(after), &o->cur) < 0)
+                set_gap(o, "CURSOR_UNKNOWN", 0,
+                        mls_history_oldest_ms(s->env->history, model, mlen));
+        o->replaying = 1;
+        s->ops->wake(s->conn);
+        return 0;
+}
+
+/* Sends o the next prediction of the history, if o may see it. */
+static void replay_one(mls_wsproto_t *s, struct op *o,
+                       const struct mls_history_item *it)
+{
+        struct mls_payload p;
+        struct mls_buf out;
+        struct mls_frame *f;
+        const char *tenant;
+        size_t tlen = 0;
+
+        if (mls_payload_normalize(it->data, it->len, s->env->max_out_bytes,
+                                  &p) != MLS_PAYLOAD_PREDICTION) {
+                mls_payload_clear(&p);
+                return;
+        }
+        tenant = mls_hub_event_tenant(p.event, &tlen);
+        if (o->gap)
+                json_object_set(p.event, "gap", o->gap);
+        mls_buf_init(&out, s->env->max_out_bytes);
+        if (mls_hub_render_member(s->env->hub, &o->member, tenant, tlen,
+                                  p.event, &out) == 1 &&
+            (f = mls_frame_new(out.data, out.len))) {
+                if (s->ops->send_event(s->conn, o->head, f) == 0) {
+                        json_decref(o->gap);
+                        o->gap = NULL;
+                        if (s->env->stats)
+                                s->env->stats->replayed++;
+                }
+                mls_frame_unref(f);
+        }
+        mls_buf_free(&out);
+        mls_payload_clear(&p);
+}
+
+/* Most events one pump replays, so that one resume cannot hold the loop. */
+#define PUMP_BUDGET 256
+
+int mls_wsproto_pump(mls_wsproto_t *s)
+{
+        mls_history_t *h = s->env->history;
+        int more = 0;
+
+        if (s->closed || !h)
+                return 0;
+        mls_history_expire(h, mls_clock_wall_ms());
+        for (struct op *o = s->ops_list; o; o = o->next) {
+                const char *model = mls_hub_member_model(&o->member);
+                size_t mlen = model ? strlen(model) : 0;
+                struct mls_history_item it;
+                uint64_t missed;
+                int n = 0;
+
+                while (o->replaying && model && !s->closed) {
+                        if (n++ == PUMP_BUDGET || !s->ops->room(s->conn)) {
+                                more = 1;
+                                break;
+                        }
+                        switch (mls_history_read(h, model, mlen, &o->cur, &it,
+                                                 &missed)) {
+                        case MLS_HISTORY_ITEM:
+                                replay_one(s, o, &it);
+                                break;
+                        case MLS_HISTORY_MISSED:
+                                note_missed(o, missed);
+                                break;
+                        case MLS_HISTORY_END:
+                                /* caught up: live from here, unless a gap
+                                 * still waits for an event to go with */
+                                if (!o->gap)
+                                        o->replaying = 0;
+                                n = -1;
+                                break;
+                        }
+                        if (n < 0)
+                                break;
+                }
+        }
+        return more;
 }
 
 void mls_wsproto_deliver(void *opaque, struct mls_hub_member *m,
@@ -180,8 +331,17 @@ void mls_wsproto_deliver(void *opaque, struct mls_hub_member *m,
         struct op *o = (struct op *)((char *)m - offsetof(struct op, member));
 
         (void)opaque;
-        if (!o->s->closed)
-                o->s->ops->send_event(o->s->conn, o->head, payload);
+        if (o->s->closed)
+                return;
+        if (o->replaying) {
+                /* the replay sends it from the history, in order; one the
+                 * history could not keep is counted into the gap */
+                if (!o->s->env->history_kept)
+                        note_missed(o, 1);
+                o->s->ops->wake(o->s->conn);
+                return;
+        }
+        o->s->ops->send_event(o->s->conn, o->head, payload);
 }
 
 static int is_syntax_error(json_t *errors)
@@ -293,6 +453,19 @@ static int subscribe(mls_wsproto_t *s, const char *id, size_t idlen,
         o->next = s->ops_list;
         s->ops_list = o;
         s->nops++;
+        {
+                json_t *after = json_object_get(mls_hub_member_args(&o->member),
+                                                "after");
+
+                if (json_is_string(after) && start_resume(s, o, after) < 0) {
+                        drop_op(s, o);
+                        errors = error_list("This gateway keeps no history "
+                                            "to resume from "
+                                            "(GATEWAY_HISTORY_BYTES=0).");
+                        fail_operation(s, id, errors);
+                        json_decref(errors);
+                }
+        }
         return 0;
 }
 
@@ -702,9 +875,7 @@ void mls_wsproto_free(mls_wsproto_t *s)
                 return;
         for (o = s->ops_list; o; o = n) {
                 n = o->next;
-                mls_hub_leave(s->env->hub, &o->member);
-                mls_frame_unref(o->head);
-                free(o);
+                free_op(s, o);
         }
         mls_principal_clear(&s->who);
         mls_principal_clear(&s->upgrade_who);

@@ -47,6 +47,7 @@
 
 #include "gateway/auth.h"
 #include "gateway/frame.h"
+#include "gateway/history.h"
 #include "gateway/hub.h"
 #include "graphql/graphql.h"
 
@@ -59,6 +60,13 @@ enum mls_wsproto_kind {
         MLS_WSPROTO_LEGACY,    /* graphql-ws (subscriptions-transport-ws) */
 };
 
+/* Counted by the sessions, for the gateway's metrics. */
+struct mls_wsproto_stats {
+        uint64_t resumes;  /* subscriptions with after: */
+        uint64_t gaps;     /* gaps reported to them */
+        uint64_t replayed; /* events sent from the history */
+};
+
 /* Shared by every session; owned by the gateway, outlives the sessions. */
 struct mls_wsproto_env {
         mls_gql_cache_t *cache;
@@ -68,6 +76,12 @@ struct mls_wsproto_env {
         int64_t init_timeout_ms; /* both protocols: 0 disables */
         int64_t keepalive_ms;    /* legacy "ka" period; 0 disables */
         size_t max_out_bytes;    /* one outgoing message (query results) */
+        /* recent predictions, for after: (NULL: resuming is refused) */
+        mls_history_t *history;
+        /* set by the feed before each mls_hub_publish(): whether the
+         * history kept that prediction */
+        int history_kept;
+        struct mls_wsproto_stats *stats; /* NULL: not counted */
 };
 
 /* What a session asks of its connection. */
@@ -83,6 +97,12 @@ struct mls_wsproto_ops {
         /* Closes the connection with a WebSocket close code and reason
          * once what is queued is sent. Called at most once. */
         void (*close)(void *conn, int code, const char *reason);
+        /* 1 while the connection's send queue has room for more replayed
+         * events (a resume fills it only this far). */
+        int (*room)(void *conn);
+        /* Asks for mls_wsproto_pump() soon (from the connection's next
+         * writable callback). */
+        void (*wake)(void *conn);
         /* Optional: a credential was refused (for metrics and a debug
          * line; why never quotes the credential). */
         void (*auth_failed)(void *conn, enum mls_auth_result r,
@@ -122,6 +142,18 @@ void mls_wsproto_timer(mls_wsproto_t *s, int64_t now_ms);
 enum mls_wsproto_kind mls_wsproto_kind(const mls_wsproto_t *s);
 unsigned mls_wsproto_operations(const mls_wsproto_t *s);
 int mls_wsproto_closed(const mls_wsproto_t *s);
+
+/*
+ * Resumed subscriptions (mlInferenceStream(after: id)): each replays the
+ * history of its model after id, in order, while ops->room() says the send
+ * queue has room, then takes live events again; live events meanwhile wait
+ * in the history. When the history does not hold id, or evicts what the
+ * replay has not reached, the next event sent carries a "gap" (reason
+ * CURSOR_UNKNOWN or EVICTED, missed, since). Call it when the connection is
+ * writable; returns 1 when more is ready to replay (call again once there
+ * is room), 0 when every subscription has caught up.
+ */
+int mls_wsproto_pump(mls_wsproto_t *s);
 
 /* The hub's deliver callback for sessions: frames the shared payload for
  * the member's subscription and queues it. Pass it to mls_hub_new(). */

@@ -42,6 +42,18 @@ static const struct mls__gql_argdef model_id_arg[] = {
         END_ARG,
 };
 
+static const struct mls__gql_argdef stream_args[] = {
+        {"modelId", "String!", "The model's id, as in the input messages.",
+         NULL, NULL},
+        {"after", "ID",
+         "Resume after this prediction (the inferenceId of the last one "
+         "received): first what the gateway still holds after it, then "
+         "live. When the gateway cannot replay everything after it, the "
+         "first prediction sent carries a gap.",
+         NULL, NULL},
+        END_ARG,
+};
+
 static const struct mls__gql_fielddef query_fields[] = {
         {"mlStreamingStatus", "MLStreamingStatus!",
          "Live state of one model's prediction stream as this gateway sees "
@@ -57,7 +69,7 @@ static const struct mls__gql_fielddef query_fields[] = {
 static const struct mls__gql_fielddef subscription_fields[] = {
         {"mlInferenceStream", "MLStreamingPrediction!",
          "Every prediction for the model, as soon as it is published.",
-         model_id_arg, NULL, MLS__GQL_R_ROOT},
+         stream_args, NULL, MLS__GQL_R_ROOT},
         END_FIELD,
 };
 
@@ -79,6 +91,27 @@ static const struct mls__gql_fielddef prediction_fields[] = {
          NULL, NULL, 0},
         {"metadata", "JSON", "The input's metadata, passed through.", NULL,
          NULL, 0},
+        {"gap", "MLStreamGap",
+         "Set on the first prediction of a resumed subscription (after:) "
+         "when predictions before it may be missing; null otherwise.",
+         NULL, NULL, 0},
+        END_FIELD,
+};
+
+static const struct mls__gql_fielddef gap_fields[] = {
+        {"reason", "String!",
+         "CURSOR_UNKNOWN: the gateway does not hold the `after` prediction "
+         "(older than its history, or never seen by this gateway), so what "
+         "came between it and `since` is unknown. EVICTED: predictions "
+         "after it left the history before they could be sent.",
+         NULL, NULL, 0},
+        {"missed", "Int",
+         "How many predictions of the model are missing, when known.", NULL,
+         NULL, 0},
+        {"since", "DateTime",
+         "When the gateway received the oldest prediction of the model it "
+         "still held at the resume: nothing is missing after it.",
+         NULL, NULL, 0},
         END_FIELD,
 };
 
@@ -114,6 +147,9 @@ static const struct mls__gql_typedef mlstream_types[] = {
         {MLS__GQL_OBJECT, "MLStreamingPrediction",
          "One prediction published by an engine.", NULL, 0, prediction_fields,
          NULL, NULL},
+        {MLS__GQL_OBJECT, "MLStreamGap",
+         "Predictions a resumed subscription may have missed.", NULL, 0,
+         gap_fields, NULL, NULL},
         {MLS__GQL_OBJECT, "MLStreamingStatus",
          "A model's stream health over the gateway's sliding window.", NULL, 0,
          status_fields, NULL, NULL},

@@ -40,7 +40,8 @@ test('introspection satisfies getIntrospectionQuery() + buildClientSchema()', as
   for (const root of ['mlStreamingStatus', 'mlInferenceStream']) {
     const f = (root === 'mlStreamingStatus' ? schema.getQueryType() : schema.getSubscriptionType())
       .getFields()[root];
-    assert.deepEqual(f.args.map((a) => `${a.name}: ${a.type}`), ['modelId: String!']);
+    assert.deepEqual(f.args.map((a) => `${a.name}: ${a.type}`),
+                     root === 'mlStreamingStatus' ? ['modelId: String!'] : ['modelId: String!', 'after: ID']);
   }
   assert.equal(schema.getType('DateTime').specifiedByURL,
                'https://scalars.graphql.org/andimarek/date-time');

@@ -110,8 +110,8 @@ test('the comparison notices a field, an argument or a type the SDL gets wrong',
     // a field type that differs
     sdl.replace('latencyMs: Float!', 'latencyMs: Float'),
     // an argument renamed
-    sdl.replace(/modelId: String!\n\s*\): MLStreamingPrediction!/,
-                'model: String!\n  ): MLStreamingPrediction!'),
+    sdl.replace(/after: ID\n\s*\): MLStreamingPrediction!/,
+                'since: ID\n  ): MLStreamingPrediction!'),
     // a type the gateway does not serve
     `${sdl}\ntype Extra {\n  x: Int\n}\n`,
   ];

@@ -89,3 +89,52 @@ test("dashboard works against a gateway fed from Redis", async () => {
     await redis.stop();
   }
 });
+
+// A dropped connection: the page reconnects and resumes its subscription
+// after the last prediction it showed, so the table has no hole.
+test("dashboard resumes after a reconnect without losing predictions", async () => {
+  const redis = await startRedis();
+  const gw = await startGateway(redis.url);
+  const pub = await openPublisher(redis.url);
+  const model = `resume-${process.pid}`;
+  const browser = await chromium.launch(LAUNCH);
+  let n = 0;
+  const timer = setInterval(() => {
+    n++;
+    pub.publish(prediction(model, n, { received_at: new Date().toISOString() }));
+  }, 50);
+  const shown = (page) => page.$$eval("#rows tr td:nth-child(2)",
+                                      (tds) => tds.map((t) => Number(t.textContent.slice(6))));
+  try {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    await page.goto(`${gw.http}/?model=${model}`);
+    await page.waitForFunction(() => document.querySelectorAll("#rows tr").length >= 5,
+                               null, { timeout: 30000 });
+    const before = await shown(page);
+    // cut the socket as a network failure would; the page reconnects
+    // after a second, while predictions keep coming
+    await page.evaluate(() => ws.close());
+    await page.waitForFunction(() => document.getElementById("connText").textContent === "reconnecting",
+                               null, { timeout: 5000 });
+    const sentWhileDown = n;
+    await page.waitForFunction(() => document.getElementById("connText").textContent === "live",
+                               null, { timeout: 15000 });
+    await page.waitForFunction((k) => Number(document.querySelector("#rows tr td:nth-child(2)")
+                                                     .textContent.slice(6)) > k,
+                               sentWhileDown + 5, { timeout: 15000 });
+    const after = await shown(page); // newest first
+    assert.ok(after.includes(before[0]), "rows from before the cut are kept");
+    const asc = [...after].reverse();
+    for (let i = 1; i < asc.length; i++)
+      assert.equal(asc[i], asc[i - 1] + 1, `no hole or repeat: ${asc.join(",")}`);
+    assert.ok(asc[0] <= before[0] && asc[asc.length - 1] > sentWhileDown,
+              "the table spans the outage");
+    assert.equal(await page.textContent("#gap"), "");
+  } finally {
+    clearInterval(timer);
+    pub.close();
+    await browser.close();
+    await gw.stop();
+    await redis.stop();
+  }
+});

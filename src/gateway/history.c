@@ -1,0 +1,309 @@
+#include "gateway/history.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/strmap.h"
+
+/* One prediction held. Entries form one list, oldest first, across all
+ * models; each model also holds its own in a ring, indexed by ordinal. */
+struct entry {
+        struct entry *newer;
+        struct hmodel *model;
+        struct mls_strmap_entry *idkey; /* in h->ids; NULL when a newer
+                                           entry took the id */
+        uint64_t ord;
+        int64_t at_ms;
+        size_t cost; /* what it counts against max_bytes */
+        size_t len;
+        char data[];
+};
+
+struct hmodel {
+        struct mls_strmap_entry *key; /* in h->models */
+        struct entry **ring;          /* held entries, oldest at head */
+        size_t head, count, cap;
+        uint64_t first; /* the ordinal of the model's first prediction */
+        uint64_t base;  /* the ordinal of ring[head] (of the next one when
+                           count is 0) */
+        uint64_t epoch; /* this incarnation of the model in the history */
+};
+
+struct mls_history {
+        size_t max_bytes, bytes, entries;
+        int64_t max_age_ms;
+        struct entry *oldest, *newest;
+        struct mls_strmap models; /* model id -> hmodel */
+        struct mls_strmap ids;    /* inference id -> entry */
+        uint64_t epochs, evicted, refused;
+};
+
+mls_history_t *mls_history_new(size_t max_bytes, int64_t max_age_ms)
+{
+        mls_history_t *h;
+
+        if (!max_bytes)
+                return NULL;
+        h = calloc(1, sizeof(*h));
+        if (!h)
+                return NULL;
+        h->max_bytes = max_bytes;
+        h->max_age_ms = max_age_ms;
+        mls_strmap_init(&h->models);
+        mls_strmap_init(&h->ids);
+        return h;
+}
+
+static void free_model(void *p)
+{
+        struct hmodel *m = p;
+
+        free(m->ring);
+        free(m);
+}
+
+void mls_history_free(mls_history_t *h)
+{
+        struct entry *e, *next;
+
+        if (!h)
+                return;
+        for (e = h->oldest; e; e = next) {
+                next = e->newer;
+                free(e);
+        }
+        mls_strmap_free(&h->ids, NULL);
+        mls_strmap_free(&h->models, free_model);
+        free(h);
+}
+
+/* Resizes m's ring to ncap slots (>= count), counting the change. */
+static int resize_ring(mls_history_t *h, struct hmodel *m, size_t ncap)
+{
+        struct entry **r = malloc(ncap * sizeof(*r));
+
+        if (!r)
+                return -1;
+        for (size_t i = 0; i < m->count; i++)
+                r[i] = m->ring[(m->head + i) % m->cap];
+        free(m->ring);
+        h->bytes = h->bytes - m->cap * sizeof(*r) + ncap * sizeof(*r);
+        m->ring = r;
+        m->cap = ncap;
+        m->head = 0;
+        return 0;
+}
+
+static void evict_oldest(mls_history_t *h)
+{
+        struct entry *e = h->oldest;
+        struct hmodel *m = e->model;
+
+        h->oldest = e->newer;
+        if (!h->oldest)
+                h->newest = NULL;
+        /* the oldest of all is the oldest of its model */
+        m->head = (m->head + 1) % m->cap;
+        m->count--;
+        m->base++;
+        if (e->idkey)
+                mls_strmap_remove(&h->ids, e->idkey->key, e->idkey->klen);
+        h->bytes -= e->cost;
+        h->entries--;
+        h->evicted++;
+        free(e);
+        if (m->cap > 64 && m->count < m->cap / 4)
+                resize_ring(h, m, m->cap / 2); /* kept as is if it fails */
+}
+
+void mls_history_expire(mls_history_t *h, int64_t now_ms)
+{
+        if (!h->max_age_ms)
+                return;
+        while (h->oldest && h->oldest->at_ms < now_ms - h->max_age_ms)
+                evict_oldest(h);
+}
+
+/* Forgets one model with nothing held, to make room for a new one. */
+struct find_empty {
+        struct hmodel *found;
+};
+
+static void find_empty_fn(void *opaque, struct mls_strmap_entry *e)
+{
+        struct find_empty *f = opaque;
+        struct hmodel *m = e->value;
+
+        if (!f->found && m->count == 0)
+                f->found = m;
+}
+
+static int forget_empty_model(mls_history_t *h)
+{
+        struct find_empty f = {NULL};
+
+        mls_strmap_foreach(&h->models, find_empty_fn, &f);
+        if (!f.found)
+                return -1;
+        h->bytes -= f.found->cap * sizeof(*f.found->ring);
+        mls_strmap_remove(&h->models, f.found->key->key, f.found->key->klen);
+        free_model(f.found);
+        return 0;
+}
+
+static struct hmodel *get_model(mls_history_t *h, const char *id, size_t len,
+                                int create)
+{
+        struct hmodel *m = mls_strmap_get(&h->models, id, len);
+
+        if (m || !create)
+                return m;
+        if (h->models.count >= MLS_HISTORY_MAX_MODELS &&
+            forget_empty_model(h) < 0)
+                return NULL;
+        m = calloc(1, sizeof(*m));
+        if (!m)
+                return NULL;
+        m->key = mls_strmap_put(&h->models, id, len, m);
+        if (!m->key) {
+                free(m);
+                return NULL;
+        }
+        m->first = m->base = 1;
+        m->epoch = ++h->epochs;
+        return m;
+}
+
+int mls_history_add(mls_history_t *h, const char *model_id, size_t mlen,
+                    const char *id, size_t idlen, const char *payload,
+                    size_t len, int64_t now_ms)
+{
+        size_t cost = sizeof(struct entry) + len +
+                      sizeof(struct mls_strmap_entry) + idlen + 1 +
+                      sizeof(void *); /* the id map's bucket */
+        struct mls_strmap_entry *k;
+        struct entry *e, *prev;
+        struct hmodel *m;
+
+        mls_history_expire(h, now_ms);
+        if (cost > h->max_bytes / 2 || !(m = get_model(h, model_id, mlen, 1))) {
+                h->refused++;
+                return -1;
+        }
+        if (m->count == m->cap &&
+            resize_ring(h, m, m->cap ? m->cap * 2 : 8) < 0) {
+                h->refused++;
+                return -1;
+        }
+        e = malloc(sizeof(*e) + len);
+        if (!e) {
+                h->refused++;
+                return -1;
+        }
+        prev = mls_strmap_get(&h->ids, id, idlen);
+        k = mls_strmap_put(&h->ids, id, idlen, e);
+        if (!k) {
+                free(e);
+                h->refused++;
+                return -1;
+        }
+        if (prev)
+                prev->idkey = NULL;
+        e->newer = NULL;
+        e->model = m;
+        e->idkey = k;
+        e->ord = m->base + m->count;
+        e->at_ms = now_ms;
+        e->cost = cost;
+        e->len = len;
+        memcpy(e->data, payload, len);
+        m->ring[(m->head + m->count) % m->cap] = e;
+        m->count++;
+        if (h->newest)
+                h->newest->newer = e;
+        else
+                h->oldest = e;
+        h->newest = e;
+        h->bytes += cost;
+        h->entries++;
+        /* the new entry itself always stays: it is at most half the
+         * budget, and the rings' slack at most the other half */
+        while (h->bytes > h->max_bytes && h->oldest != e)
+                evict_oldest(h);
+        return 0;
+}
+
+int mls_history_seek(mls_history_t *h, const char *model_id, size_t mlen,
+                     const char *id, size_t idlen, struct mls_history_cursor *c)
+{
+        struct hmodel *m = get_model(h, model_id, mlen, 0);
+        struct entry *e = mls_strmap_get(&h->ids, id, idlen);
+
+        if (!m) {
+                /* from the model's first prediction, whenever it comes */
+                c->next = 0;
+                c->epoch = 0;
+                return -1;
+        }
+        c->epoch = m->epoch;
+        if (e && e->model == m) {
+                c->next = e->ord + 1;
+                return 0;
+        }
+        c->next = m->base;
+        return -1;
+}
+
+enum mls_history_read mls_history_read(mls_history_t *h, const char *model_id,
+                                       size_t mlen,
+                                       struct mls_history_cursor *c,
+                                       struct mls_history_item *item,
+                                       uint64_t *missed)
+{
+        struct hmodel *m = get_model(h, model_id, mlen, 0);
+        struct entry *e;
+
+        *missed = 0;
+        if (!m)
+                return MLS_HISTORY_END;
+        if (c->epoch == 0) {
+                c->epoch = m->epoch;
+                c->next = m->first;
+        } else if (c->epoch != m->epoch) {
+                /* the model was forgotten and came back: how many went by
+                 * meanwhile is unknown */
+                c->epoch = m->epoch;
+                c->next = m->base;
+                return MLS_HISTORY_MISSED;
+        }
+        if (c->next < m->base) {
+                *missed = m->base - c->next;
+                c->next = m->base;
+                return MLS_HISTORY_MISSED;
+        }
+        if (c->next >= m->base + m->count)
+                return MLS_HISTORY_END;
+        e = m->ring[(m->head + (c->next - m->base)) % m->cap];
+        item->data = e->data;
+        item->len = e->len;
+        item->at_ms = e->at_ms;
+        c->next++;
+        return MLS_HISTORY_ITEM;
+}
+
+int64_t mls_history_oldest_ms(const mls_history_t *h, const char *model_id,
+                              size_t mlen)
+{
+        struct hmodel *m = mls_strmap_get(&h->models, model_id, mlen);
+
+        return m && m->count ? m->ring[m->head]->at_ms : -1;
+}
+
+void mls_history_stats(const mls_history_t *h, struct mls_history_stats *st)
+{
+        st->bytes = h->bytes;
+        st->entries = h->entries;
+        st->models = h->models.count;
+        st->evicted = h->evicted;
+        st->refused = h->refused;
+}
