@@ -17,10 +17,17 @@ Kafka-only reference is send time -> the same message at a bare kcat
 consumer reading the topic at the same time; the end-to-end receiver is `mls-loadgen sub`, a bare
 Redis subscriber in C. The engine's own share is its latency histogram.
 
+Exactly-once (--exactly-once): the same backlog drained twice more by one
+engine that also produces every prediction to a 4-partition output topic,
+first at least once, then in Kafka transactions (ML_EXACTLY_ONCE=true, the
+default ML_TRANSACTION_INTERVAL_MS); the summary gets both rates and their
+ratio. The drain ends at the last prediction published: the last
+transaction commits at most one interval later.
+
 Writes --out (default bench/out/engine.json): "summary", "machine", details.
 Uses KAFKA_BOOTSTRAP_SERVERS / REDIS_URL when set (bench/run, scripts/services
 start), else starts the services itself.
-Usage: bench/engine_bench.py [--messages N] [--quick] [--out FILE]
+Usage: bench/engine_bench.py [--messages N] [--quick] [--exactly-once] [--out FILE]
 """
 import argparse
 import json
@@ -68,20 +75,31 @@ def redis_publish_rate(env, payload_len, n):
     return float(m[-1])
 
 
-def run_throughput(env, n, msgfile):
+def run_throughput(env, n, msgfile, output=None, refs=True):
+    """Drains a backlog of n messages. output: None (Redis only),
+    "at-least-once" or "exactly-once" (predictions also to an output topic,
+    the latter in transactions). refs: measure the kcat and Redis limits."""
     topic = "bench.%s" % uuid.uuid4().hex[:8]
     topic_create(env, topic, 4)
+    extra = {"ML_LOG_LEVEL": "warn"}
+    if output:
+        topic_create(env, topic + ".out", 4)
+        extra["KAFKA_OUTPUT_TOPIC"] = topic + ".out"
+    if output == "exactly-once":
+        extra.update(ML_EXACTLY_ONCE="true", ML_ENGINE_ID="bench-" + topic)
     with open(msgfile, "rb") as f:
         subprocess.run(["kcat", "-P", "-b", env["KAFKA_BOOTSTRAP_SERVERS"], "-t", topic,
                         "-X", "linger.ms=50", "-X", "batch.num.messages=10000"],
                        stdin=f, stderr=subprocess.PIPE, check=True, timeout=900)
-    ref_kafka = kcat_consume_rate(env, topic, n)
     with open(msgfile) as f:
         sample = f.readline().strip()
     payload_len = 330 + len(sample) // 4  # a prediction payload is about this long
-    ref_redis = redis_publish_rate(env, payload_len, max(100000, min(n, 1000000)))
+    ref_kafka = ref_redis = None
+    if refs:
+        ref_kafka = kcat_consume_rate(env, topic, n)
+        ref_redis = redis_publish_rate(env, payload_len, max(100000, min(n, 1000000)))
     sub = Subscriber(env)  # a live subscriber, as in production
-    eng = Engine(env, topic=topic, extra_env={"ML_LOG_LEVEL": "warn"})
+    eng = Engine(env, topic=topic, extra_env=extra)
     try:
         t_start = time.monotonic()
         eng.wait_ready()
@@ -101,6 +119,8 @@ def run_throughput(env, n, msgfile):
             time.sleep(0.02)
         cpu = cpu_s(eng.proc.pid) - first[2]
         mem = memory(eng.proc.pid)
+        txns = metric_sum(eng.metrics(), "ml_stream_kafka_transactions_total",
+                          result="committed")
     finally:
         eng.stop()
         sub.close()
@@ -111,11 +131,12 @@ def run_throughput(env, n, msgfile):
     rate = scored / wall
     return {
         "messages": n, "measured_messages": scored, "engine_msgs_per_s": rate,
+        "output": output, "transactions_committed": txns,
         "engine_wall_s": wall, "engine_wall_with_start_s": now - t_start,
         "engine_cpu_us_per_msg": cpu * 1e6 / scored, "engine_rss_bytes": mem["VmRSS"],
         "engine_peak_rss_bytes": mem["VmHWM"], "ref_kcat_consume_msgs_per_s": ref_kafka,
         "ref_redis_publish_per_s": ref_redis, "payload_bytes": payload_len,
-        "fraction_of_smaller_limit": rate / min(ref_kafka, ref_redis),
+        "fraction_of_smaller_limit": rate / min(ref_kafka, ref_redis) if refs else None,
     }
 
 
@@ -273,6 +294,9 @@ def main():
     ap.add_argument("--messages", type=int, default=1000000)
     ap.add_argument("--latency-rate", type=int, default=10000)
     ap.add_argument("--latency-count", type=int, default=100000)
+    ap.add_argument("--exactly-once", action="store_true",
+                    help="also drain the backlog with an output topic, at least once and "
+                         "then with ML_EXACTLY_ONCE=true, and report the ratio")
     benchlib.add_common_args(ap, "engine")
     args = ap.parse_args()
     if args.quick:
@@ -291,6 +315,10 @@ def main():
             msgfile = f.name
         make_messages(msgfile, args.messages)
         t = run_throughput(env, args.messages, msgfile)
+        alo = eos = None
+        if args.exactly_once:
+            alo = run_throughput(env, args.messages, msgfile, "at-least-once", refs=False)
+            eos = run_throughput(env, args.messages, msgfile, "exactly-once", refs=False)
         lat = run_latency(env, args.latency_rate, args.latency_count, loadgen)
     finally:
         if msgfile:
@@ -317,7 +345,18 @@ def main():
     }
     if e2e["p99_ms"] and ko["p99_ms"]:
         summary["e2e_over_kafka_only_p99"] = round(e2e["p99_ms"] / ko["p99_ms"], 2)
-    result.write(summary, binary, env, throughput=t, latency=lat)
+    details = {"throughput": t, "latency": lat}
+    if eos:
+        summary.update({
+            "output_alo_drain_msgs_per_s": round(alo["engine_msgs_per_s"]),
+            "output_eos_drain_msgs_per_s": round(eos["engine_msgs_per_s"]),
+            "eos_over_alo_drain": round(eos["engine_msgs_per_s"] / alo["engine_msgs_per_s"], 3),
+            "output_alo_cpu_us_per_msg": round(alo["engine_cpu_us_per_msg"], 3),
+            "output_eos_cpu_us_per_msg": round(eos["engine_cpu_us_per_msg"], 3),
+            "eos_transactions_committed": eos["transactions_committed"],
+        })
+        details.update(throughput_output_alo=alo, throughput_output_eos=eos)
+    result.write(summary, binary, env, **details)
     print(json.dumps(summary, indent=2))
 
 

@@ -297,6 +297,52 @@ const struct mls_conf_def mls_conf_defs[] = {
                  "crash re-scores only what was in flight; larger values send "
                  "fewer commits and re-score up to this much traffic after a "
                  "crash."},
+        {.env = "ML_EXACTLY_ONCE",
+         .flag = "exactly-once",
+         .type = MLS_CONF_ENUM,
+         .defval = "false",
+         .choices = "false|true",
+         .scope = E,
+         .section = "Engine",
+         .offset = OFF(exactly_once),
+         .help = "`true`: exactly-once to the Kafka output and dead-letter "
+                 "topics. The predictions and dead letters of each batch and "
+                 "the batch's input offsets are written in one Kafka "
+                 "transaction, so that consumers of `KAFKA_OUTPUT_TOPIC` "
+                 "reading with `isolation.level=read_committed` see one "
+                 "outcome per input across crashes and rebalances; a failed "
+                 "transaction is aborted and its inputs are consumed and "
+                 "scored again. Offsets are then "
+                 "committed only by the transactions (`ML_COMMIT_INTERVAL_MS` "
+                 "does not apply). The producer's `transactional.id` is "
+                 "`mlstream.<KAFKA_CONSUMER_GROUP>.<ML_ENGINE_ID>` unless "
+                 "`KAFKA_CONF_TRANSACTIONAL_ID` sets one: give each engine an "
+                 "`ML_ENGINE_ID` of its own that it keeps across restarts, so "
+                 "that a restarted engine fences its predecessor and aborts "
+                 "its open transaction at once; without one, a crashed "
+                 "engine's partitions wait until its transaction times out "
+                 "(`transaction.timeout.ms`, 10 s unless set). An engine "
+                 "fenced by another with its `transactional.id` exits with "
+                 "status 1. Redis publishing does not change (at least once; "
+                 "the gateway drops repeats). Needs `KAFKA_OUTPUT_TOPIC` or "
+                 "`KAFKA_DLQ_TOPIC`, and Kafka 2.5 or later."},
+        {.env = "ML_TRANSACTION_INTERVAL_MS",
+         .flag = "transaction-interval-ms",
+         .type = MLS_CONF_INT,
+         .defval = "100",
+         .min = 0,
+         .max = 60000,
+         .scope = E,
+         .section = "Engine",
+         .offset = OFF(transaction_interval_ms),
+         .help = "With `ML_EXACTLY_ONCE`: how long a transaction collects "
+                 "batches before it is committed. Read-committed consumers "
+                 "of the output topic see a prediction only once its "
+                 "transaction commits, so this adds up to this much latency "
+                 "there, plus the commit (a few milliseconds); Redis is not "
+                 "delayed. Longer intervals commit less often, and re-score "
+                 "more after an abort. 0: commit after every batch. At most "
+                 "half of the producer's `transaction.timeout.ms`."},
         {.env = "ML_SHUTDOWN_TIMEOUT_MS",
          .flag = "shutdown-timeout-ms",
          .type = MLS_CONF_INT,

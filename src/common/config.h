@@ -61,6 +61,8 @@ struct mls_config {
         long long metrics_max_models;
         long long shutdown_timeout_ms;
         long long commit_interval_ms;
+        char *exactly_once; /* "true" or "false" */
+        long long transaction_interval_ms;
         long long max_message_bytes;
         long long max_rows_per_message;
         long long max_row_width;

@@ -17,6 +17,7 @@
 #include "engine/lag.h"
 #include "engine/pipeline.h"
 #include "engine/redis_sink.h"
+#include "engine/txn.h"
 #include "model/registry.h"
 
 #define BACKOFF_START_MS 50
@@ -44,6 +45,15 @@ struct mls_engine {
         int64_t stop_by; /* monotonic ns: the drain deadline after a stop */
         mls_series_t *s_consumed, *s_ready, *s_assigned;
         mls_lag_t *lag; /* per-partition consumer lag gauges */
+        /* ML_EXACTLY_ONCE (else txn is NULL): done_offsets are the open
+         * transaction's; rewind has, per partition consumed since its
+         * assignment, where an abort consumes it again from: the offset
+         * the last commit left, or the first one consumed. */
+        mls_txn_t *txn;
+        rd_kafka_topic_partition_list_t *rewind;
+        int64_t txn_due_ns;  /* monotonic ns: commit the open one then */
+        int txn_after_abort; /* commit after each batch until one commits */
+        int fatal;           /* a fatal error: stop, exit status 1 */
 };
 
 /* The model serving model_id, or NULL (dead letter).
@@ -128,6 +138,179 @@ static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         commit_stored(e, 0); /* what was stored while this one flew */
 }
 
+/*
+ * ML_EXACTLY_ONCE. A transaction begins before the first batch that
+ * produces and collects batches for ML_TRANSACTION_INTERVAL_MS; the
+ * offsets of what they delivered are sent with it and committed with it.
+ * Any failure of the transaction aborts it and drops everything consumed
+ * since the last commit, delivered, pending or held; the consumer is sought
+ * back to where that commit left each partition, so that all of it is
+ * consumed, scored and produced again (with the same inference ids).
+ * Fatal errors (fenced by a newer engine with the same transactional.id)
+ * stop the engine with exit status 1: a supervisor restarts it, and the
+ * restarted engine fences whatever is left of this one.
+ */
+
+/* Releases everything pending or held, uncommitted: Kafka redelivers it,
+ * or rewind_consumer() seeks back to it. */
+static void drop_all(mls_engine_t *e)
+{
+        mls_pipeline_discard(e->pipeline, NULL, record_release, e);
+        for (size_t i = 0; i < e->nheld; i++)
+                rd_kafka_message_destroy(e->held[i]);
+        e->nheld = 0;
+        rd_kafka_topic_partition_list_destroy(e->done_offsets);
+        e->done_offsets = rd_kafka_topic_partition_list_new(8);
+}
+
+static void fatal(mls_engine_t *e, const char *errstr)
+{
+        if (!e->fatal)
+                mls_error("%s; stopping: the next engine consumes again from "
+                          "the last committed transaction",
+                          errstr);
+        e->fatal = 1;
+        drop_all(e);
+}
+
+/* Remembers the offset of the first message consumed from a partition
+ * since its assignment (until a commit moves it). */
+static void note_position(mls_engine_t *e, const rd_kafka_message_t *m)
+{
+        const char *topic = rd_kafka_topic_name(m->rkt);
+
+        if (!rd_kafka_topic_partition_list_find(e->rewind, topic, m->partition))
+                rd_kafka_topic_partition_list_add(e->rewind, topic,
+                                                  m->partition)
+                        ->offset = m->offset;
+}
+
+/* Seeks every partition consumed since its assignment back to where the
+ * last commit left it; the messages it had fetched beyond are discarded
+ * by librdkafka. Failing that is fatal: what was dropped would be lost. */
+static void rewind_consumer(mls_engine_t *e)
+{
+        rd_kafka_topic_partition_list_t *parts;
+        rd_kafka_error_t *error;
+        char why[400] = "", msg[512];
+
+        if (e->rewind->cnt == 0)
+                return;
+        parts = rd_kafka_topic_partition_list_copy(e->rewind);
+        error = rd_kafka_seek_partitions(e->consumer, parts, 10000);
+        if (error) {
+                snprintf(why, sizeof(why), "%s", rd_kafka_error_string(error));
+                rd_kafka_error_destroy(error);
+        }
+        for (int i = 0; !*why && i < parts->cnt; i++)
+                if (parts->elems[i].err)
+                        snprintf(why, sizeof(why), "%s[%d]: %s",
+                                 parts->elems[i].topic,
+                                 (int)parts->elems[i].partition,
+                                 rd_kafka_err2str(parts->elems[i].err));
+        rd_kafka_topic_partition_list_destroy(parts);
+        if (*why) {
+                snprintf(msg, sizeof(msg),
+                         "cannot rewind the consumer after an aborted "
+                         "transaction: %s",
+                         why);
+                fatal(e, msg);
+        }
+}
+
+/* Aborts the open transaction and makes everything consumed since the last
+ * commit be consumed again. The next transaction commits after its first
+ * batch, so that the batches beside a message that costs aborts (until
+ * the topics take it: engine/txn.h) are not scored again each time. */
+static void txn_abort(mls_engine_t *e)
+{
+        char errstr[512];
+
+        drop_all(e);
+        if (mls_txn_abort(e->txn, errstr, sizeof(errstr)) != MLS_TXN_OK) {
+                fatal(e, errstr);
+                return;
+        }
+        rewind_consumer(e);
+        e->txn_after_abort = 1;
+}
+
+/* Commits the open transaction with the offsets delivered in it; aborts
+ * it (and rewinds) when it failed. */
+static void txn_commit(mls_engine_t *e)
+{
+        rd_kafka_consumer_group_metadata_t *cgmd;
+        enum mls_txn_status st;
+        char errstr[512];
+
+        if (e->fatal || !mls_txn_open(e->txn))
+                return;
+        cgmd = rd_kafka_consumer_group_metadata(e->consumer);
+        st = mls_txn_commit(e->txn, e->done_offsets, cgmd, errstr,
+                            sizeof(errstr));
+        rd_kafka_consumer_group_metadata_destroy(cgmd);
+        if (st == MLS_TXN_FATAL) {
+                fatal(e, errstr);
+                return;
+        }
+        if (st != MLS_TXN_OK) {
+                mls_warn("%s; aborting the transaction and consuming again "
+                         "from the last commit",
+                         errstr);
+                txn_abort(e);
+                return;
+        }
+        for (int i = 0; i < e->done_offsets->cnt; i++) {
+                const rd_kafka_topic_partition_t *d =
+                        &e->done_offsets->elems[i];
+                rd_kafka_topic_partition_t *r =
+                        rd_kafka_topic_partition_list_find(e->rewind, d->topic,
+                                                           d->partition);
+                if (!r)
+                        r = rd_kafka_topic_partition_list_add(
+                                e->rewind, d->topic, d->partition);
+                r->offset = d->offset;
+        }
+        mls_txn_forget(e->txn, e->done_offsets, 0);
+        /* for the consumer-lag gauge only: the consumer commits nothing */
+        if (e->done_offsets->cnt)
+                rd_kafka_offsets_store(e->consumer, e->done_offsets);
+        rd_kafka_topic_partition_list_destroy(e->done_offsets);
+        e->done_offsets = rd_kafka_topic_partition_list_new(8);
+        e->txn_after_abort = 0;
+        e->coordinator_ok = 1;
+}
+
+/* 1 when the open transaction should be committed at now. */
+static int txn_due(const mls_engine_t *e, int64_t now)
+{
+        return !e->fatal && mls_txn_open(e->txn) &&
+               (e->txn_after_abort || now >= e->txn_due_ns);
+}
+
+/* Fences older producers with our transactional.id, retrying while the
+ * coordinator cannot be reached. Returns 0, 1 when stopped meanwhile, -1
+ * on a fatal error (logged). */
+static int txn_init(mls_engine_t *e)
+{
+        char errstr[512];
+
+        for (;;) {
+                switch (mls_txn_init(e->txn, 5000, errstr, sizeof(errstr))) {
+                case MLS_TXN_OK:
+                        return 0;
+                case MLS_TXN_RETRY:
+                        if (atomic_load(&e->stop))
+                                return 1;
+                        mls_warn("%s; retrying", errstr);
+                        break;
+                default:
+                        mls_error("%s", errstr);
+                        return -1;
+                }
+        }
+}
+
 static void set_paused(mls_engine_t *e, int pause)
 {
         rd_kafka_topic_partition_list_t *parts = NULL;
@@ -161,17 +344,62 @@ static int drain_left_ms(const mls_engine_t *e)
         return e->stop_by > now ? (int)((e->stop_by - now) / 1000000) : 0;
 }
 
-/* Tries to deliver the pending batch; on failure enters the down state:
- * consumption pauses and run() retries with backoff. */
+enum delivery {
+        DELIVERED,
+        DOWN,    /* the publisher failed: the batch stays */
+        ABORTED, /* a transaction failed: all since the last commit is to
+                    be consumed again (or a fatal error) */
+};
+
+/* Scores the pending batch, publishes and produces it (in the open
+ * transaction, begun if need be) and stores its offsets or, when the
+ * transaction is due, commits them. */
+static enum delivery deliver(mls_engine_t *e, char *errstr, size_t errstr_size)
+{
+        if (e->fatal)
+                return ABORTED;
+        if (mls_pipeline_pending(e->pipeline) == 0)
+                return DELIVERED;
+        if (e->txn && !mls_txn_open(e->txn)) {
+                if (mls_txn_begin(e->txn, errstr, errstr_size) != MLS_TXN_OK) {
+                        fatal(e, errstr);
+                        return ABORTED;
+                }
+                e->txn_due_ns = mls_clock_mono_ns() +
+                                e->cfg->transaction_interval_ms * 1000000LL;
+        }
+        if (mls_pipeline_flush(e->pipeline, errstr, errstr_size) == 0) {
+                if (!e->txn)
+                        store_offsets(e);
+                else if (txn_due(e, mls_clock_mono_ns()))
+                        txn_commit(e);
+                return DELIVERED;
+        }
+        if (e->txn && mls_pipeline_published(e->pipeline)) {
+                mls_warn("%s; aborting the transaction and consuming again "
+                         "from the last commit",
+                         errstr);
+                txn_abort(e);
+                return ABORTED;
+        }
+        return DOWN;
+}
+
+/* Tries to deliver the pending batch; when the publisher fails, enters the
+ * down state: consumption pauses and run() retries with backoff. */
 static int flush(mls_engine_t *e)
 {
         char errstr[512];
 
         if (mls_pipeline_pending(e->pipeline) == 0)
                 return 0;
-        if (mls_pipeline_flush(e->pipeline, errstr, sizeof(errstr)) == 0) {
-                store_offsets(e);
+        switch (deliver(e, errstr, sizeof(errstr))) {
+        case DELIVERED:
                 return 0;
+        case ABORTED:
+                return -1;
+        case DOWN:
+                break;
         }
         if (!atomic_load(&e->sink_down)) {
                 mls_warn("delivery failed, pausing consumption: %s", errstr);
@@ -201,11 +429,15 @@ static void add_message(mls_engine_t *e, rd_kafka_message_t *m)
         };
 
         mls_series_add(e->s_consumed, 1);
+        if (e->txn)
+                note_position(e, m);
         mls_pipeline_add(e->pipeline, &rec);
 }
 
 static void hold_message(mls_engine_t *e, rd_kafka_message_t *m)
 {
+        if (e->txn)
+                note_position(e, m);
         if (e->nheld == e->held_cap) {
                 size_t ncap = e->held_cap ? e->held_cap * 2 : 64;
                 rd_kafka_message_t **n = realloc(e->held, ncap * sizeof(*n));
@@ -249,6 +481,32 @@ static void drop_revoked(mls_engine_t *e,
         e->nheld = n;
 }
 
+/* Revocation under ML_EXACTLY_ONCE: what is pending is delivered (unless
+ * the publisher is down) and the open transaction committed before another
+ * engine takes the partitions over. If the assignment was lost (another
+ * engine may own the partitions already) the transaction is aborted. */
+static void revoke_txn(mls_engine_t *e, rd_kafka_t *rk,
+                       rd_kafka_topic_partition_list_t *revoked)
+{
+        int lost = rd_kafka_assignment_lost(rk);
+
+        if (!e->fatal && !lost && !atomic_load(&e->sink_down))
+                flush(e);
+        drop_revoked(e, revoked);
+        if (!lost)
+                txn_commit(e);
+        mls_txn_forget(e->txn, revoked, 1);
+        for (int i = 0; i < revoked->cnt; i++)
+                rd_kafka_topic_partition_list_del(e->rewind,
+                                                  revoked->elems[i].topic,
+                                                  revoked->elems[i].partition);
+        if (lost && !e->fatal && mls_txn_open(e->txn)) {
+                mls_warn("partition assignment lost: aborting the open "
+                         "transaction");
+                txn_abort(e);
+        }
+}
+
 /* Runs on the engine thread, inside rd_kafka_consumer_poll(). */
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
@@ -272,7 +530,9 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 /* Deliver what is in flight so its offsets are committed
                  * before another engine takes over; if a sink is down,
                  * drop it uncommitted and let Kafka redeliver it. */
-                if (atomic_load(&e->sink_down) || flush(e) < 0) {
+                if (e->txn) {
+                        revoke_txn(e, rk, parts);
+                } else if (atomic_load(&e->sink_down) || flush(e) < 0) {
                         drop_revoked(e, parts);
                 } else if (!e->closing) {
                         store_offsets(e);
@@ -409,6 +669,18 @@ static rd_kafka_t *consumer_new(mls_engine_t *e, char *errstr,
                 rd_kafka_conf_destroy(conf);
                 return NULL;
         }
+        /* Exactly-once: offsets are committed by the transactions only,
+         * and read_committed makes the group's offsets that a transaction
+         * still holds wait for its outcome when partitions are assigned. */
+        if (e->txn &&
+            (rd_kafka_conf_set(conf, "enable.auto.commit", "false", kerr,
+                               sizeof(kerr)) != RD_KAFKA_CONF_OK ||
+             rd_kafka_conf_set(conf, "isolation.level", "read_committed", kerr,
+                               sizeof(kerr)) != RD_KAFKA_CONF_OK)) {
+                snprintf(errstr, errstr_size, "ML_EXACTLY_ONCE: %s", kerr);
+                rd_kafka_conf_destroy(conf);
+                return NULL;
+        }
         rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
         rd_kafka_conf_set_offset_commit_cb(conf, on_commit);
         e->lag = mls_lag_new(e->metrics);
@@ -417,6 +689,8 @@ static rd_kafka_t *consumer_new(mls_engine_t *e, char *errstr,
                 rd_kafka_conf_destroy(conf);
                 return NULL;
         }
+        if (e->txn)
+                mls_lag_use_stored(e->lag);
         rd_kafka_conf_set_stats_cb(conf, on_stats);
         rd_kafka_conf_set_opaque(conf, e);
         rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, kerr, sizeof(kerr));
@@ -462,6 +736,72 @@ static int load_model(mls_engine_t *e, char *errstr, size_t errstr_size)
         return e->models ? 0 : -1;
 }
 
+static int has_topic(const char *t)
+{
+        return t && *t;
+}
+
+/* The transactional producer of ML_EXACTLY_ONCE and its controller; the
+ * topics' max.message.bytes go to *out_max and *dlq_max (0: unknown). */
+static int txn_producer_new(mls_engine_t *e, size_t *out_max, size_t *dlq_max,
+                            char *errstr, size_t errstr_size)
+{
+        const struct mls_config *cfg = e->cfg;
+        const char *topics[2];
+        size_t limits[2], n = 0, batch_max = 0;
+        char id[512], used[512], why[256];
+
+        if (has_topic(cfg->kafka_output_topic))
+                topics[n++] = cfg->kafka_output_topic;
+        if (has_topic(cfg->kafka_dlq_topic))
+                topics[n++] = cfg->kafka_dlq_topic;
+        if (n == 0) {
+                snprintf(errstr, errstr_size,
+                         "ML_EXACTLY_ONCE (--exactly-once) true: needs "
+                         "KAFKA_OUTPUT_TOPIC or KAFKA_DLQ_TOPIC for its "
+                         "transactions to write to");
+                return -1;
+        }
+        mls_kafka_topic_max_bytes(cfg, topics, n, limits, 5000, why,
+                                  sizeof(why));
+        for (size_t i = 0; i < n; i++) {
+                if (!limits[i])
+                        mls_warn("max.message.bytes of %s not read (%s): a "
+                                 "message larger than it takes will cost an "
+                                 "aborted transaction",
+                                 topics[i], why);
+                if (limits[i] && (!batch_max || limits[i] < batch_max))
+                        batch_max = limits[i];
+                if (topics[i] == cfg->kafka_output_topic)
+                        *out_max = limits[i];
+                else
+                        *dlq_max = limits[i];
+        }
+        snprintf(id, sizeof(id), "mlstream.%s.%s", cfg->kafka_consumer_group,
+                 e->engine_id);
+        e->producer = mls_kafka_txn_producer_new(
+                cfg, id, batch_max, used, sizeof(used), errstr, errstr_size);
+        if (!e->producer)
+                return -1;
+        e->txn = mls_txn_new(e->producer, used, e->metrics);
+        if (!e->txn) {
+                snprintf(errstr, errstr_size, "out of memory");
+                return -1;
+        }
+        e->rewind = rd_kafka_topic_partition_list_new(8);
+        if (!cfg->engine_id && strcmp(id, used) == 0)
+                mls_warn("ML_EXACTLY_ONCE without ML_ENGINE_ID: "
+                         "transactional.id %s is new at every start, so "
+                         "after a crash this engine's partitions wait until "
+                         "its open transaction times out; set ML_ENGINE_ID "
+                         "to a name unique to this engine that it keeps "
+                         "across restarts",
+                         used);
+        mls_info("exactly-once: transactional.id %s, committed every %lld ms",
+                 used, cfg->transaction_interval_ms);
+        return 0;
+}
+
 mls_engine_t *mls_engine_new(const struct mls_config *cfg,
                              mls_metrics_t *metrics, struct mls_sink publisher,
                              char *errstr, size_t errstr_size)
@@ -470,6 +810,7 @@ mls_engine_t *mls_engine_new(const struct mls_config *cfg,
         struct mls_pipeline_conf pc = {0};
         struct mls_kafka_sink_conf kc = {0};
         struct mls_redis_url url;
+        size_t out_max = 0, dlq_max = 0;
         char host[200];
 
         if (!e) {
@@ -526,8 +867,12 @@ mls_engine_t *mls_engine_new(const struct mls_config *cfg,
                                        metrics) < 0)
                         goto oom;
         }
-        if ((cfg->kafka_output_topic && *cfg->kafka_output_topic) ||
-            (cfg->kafka_dlq_topic && *cfg->kafka_dlq_topic)) {
+        if (cfg->exactly_once && strcmp(cfg->exactly_once, "true") == 0) {
+                if (txn_producer_new(e, &out_max, &dlq_max, errstr,
+                                     errstr_size) < 0)
+                        goto fail;
+        } else if ((cfg->kafka_output_topic && *cfg->kafka_output_topic) ||
+                   (cfg->kafka_dlq_topic && *cfg->kafka_dlq_topic)) {
                 e->producer =
                         mls_kafka_producer_new(cfg, 0, errstr, errstr_size);
                 e->single = e->producer ? mls_kafka_producer_new(cfg, 1, errstr,
@@ -557,13 +902,17 @@ mls_engine_t *mls_engine_new(const struct mls_config *cfg,
         kc.stop = &e->stop;
         kc.stop_by = &e->stop_by;
         kc.drain_ms = cfg->shutdown_timeout_ms;
+        kc.txn = e->txn;
+        kc.fallback_max_bytes = dlq_max;
         if (cfg->kafka_output_topic && *cfg->kafka_output_topic) {
                 kc.topic = cfg->kafka_output_topic;
+                kc.max_bytes = out_max;
                 if (mls_kafka_sink_new(&e->output, &kc, metrics) < 0)
                         goto oom;
         }
         if (cfg->kafka_dlq_topic && *cfg->kafka_dlq_topic) {
                 kc.topic = cfg->kafka_dlq_topic;
+                kc.max_bytes = dlq_max;
                 if (mls_kafka_sink_new(&e->deadletter, &kc, metrics) < 0)
                         goto oom;
         }
@@ -638,8 +987,12 @@ static void run_down(mls_engine_t *e)
         rd_kafka_message_t *m;
         char errstr[512];
         int64_t now = mls_clock_mono_ns();
-        int wait_ms = (int)((e->next_retry_ns - now) / 1000000);
+        int64_t until = e->next_retry_ns;
+        int wait_ms;
 
+        if (e->txn && mls_txn_open(e->txn) && e->txn_due_ns < until)
+                until = e->txn_due_ns;
+        wait_ms = (int)((until - now) / 1000000);
         m = rd_kafka_consumer_poll(e->consumer, wait_ms > 0 ? wait_ms : 0);
         if (m) {
                 if (m->err)
@@ -647,13 +1000,15 @@ static void run_down(mls_engine_t *e)
                 else
                         hold_message(e, m);
         }
+        /* what the open transaction holds is delivered: the pending batch
+         * produces nothing before it is published */
+        if (e->txn && txn_due(e, mls_clock_mono_ns()))
+                txn_commit(e);
         if (mls_clock_mono_ns() < e->next_retry_ns)
                 return;
         if (mls_sink_connect(&e->publisher, errstr, sizeof(errstr)) < 0) {
                 mls_warn("still down: %s", errstr);
-        } else if (mls_pipeline_flush(e->pipeline, errstr, sizeof(errstr)) ==
-                   0) {
-                store_offsets(e);
+        } else if (deliver(e, errstr, sizeof(errstr)) != DOWN) {
                 mls_info("delivery resumed");
                 atomic_store(&e->sink_down, 0);
                 set_paused(e, 0);
@@ -689,6 +1044,10 @@ static void wait_commit(mls_engine_t *e)
 /* Commits everything delivered, within the drain deadline. */
 static void final_commit(mls_engine_t *e)
 {
+        if (e->txn) {
+                txn_commit(e);
+                return;
+        }
         store_offsets(e);
         wait_commit(e);
         commit_stored(e, 1);
@@ -707,6 +1066,11 @@ int mls_engine_run(mls_engine_t *e)
         char errstr[512];
         int status = 0;
 
+        if (e->txn) {
+                int r = txn_init(e);
+                if (r)
+                        return r < 0;
+        }
         if (mls_sink_connect(&e->publisher, errstr, sizeof(errstr)) < 0) {
                 mls_warn("%s not reachable yet, will retry: %s",
                          e->publisher.ops->name, errstr);
@@ -721,7 +1085,12 @@ int mls_engine_run(mls_engine_t *e)
         for (;;) {
                 int64_t now = mls_clock_mono_ns();
                 rd_kafka_message_t *m;
+                int wait_ms;
 
+                if (e->fatal) {
+                        status = 1;
+                        break;
+                }
                 if (atomic_load(&e->stop)) {
                         if (!e->stop_by)
                                 e->stop_by = now + e->cfg->shutdown_timeout_ms *
@@ -754,9 +1123,17 @@ int mls_engine_run(mls_engine_t *e)
                         heartbeat(e);
                         next_hb = now + hb_ns;
                 }
-                m = rd_kafka_consumer_poll(
-                        e->consumer,
-                        mls_pipeline_wait_ms(e->pipeline, now, 100));
+                wait_ms = mls_pipeline_wait_ms(e->pipeline, now, 100);
+                if (e->txn && mls_txn_open(e->txn)) {
+                        if (txn_due(e, now)) {
+                                txn_commit(e);
+                                continue;
+                        }
+                        if (wait_ms > (e->txn_due_ns - now + 999999) / 1000000)
+                                wait_ms = (int)((e->txn_due_ns - now + 999999) /
+                                                1000000);
+                }
+                m = rd_kafka_consumer_poll(e->consumer, wait_ms);
                 if (m && m->err) {
                         if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
                                 mls_warn("kafka: %s",
@@ -777,7 +1154,8 @@ int mls_engine_run(mls_engine_t *e)
                 if (mls_pipeline_due(e->pipeline, mls_clock_mono_ns()))
                         flush(e);
         }
-        final_commit(e);
+        if (!e->fatal)
+                final_commit(e);
         mls_info("engine stopped");
         return status;
 }
@@ -865,6 +1243,9 @@ void mls_engine_free(mls_engine_t *e)
         mls_pipeline_free(e->pipeline);
         close_producer(e, e->producer);
         close_producer(e, e->single);
+        mls_txn_free(e->txn);
+        if (e->rewind)
+                rd_kafka_topic_partition_list_destroy(e->rewind);
         mls_sink_destroy(&e->output);
         mls_sink_destroy(&e->deadletter);
         mls_sink_destroy(&e->publisher);

@@ -6,10 +6,14 @@
 #include <string.h>
 
 #include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "common/hash.h"
 
 struct mls_inference_ids {
         EVP_MD_CTX *ctx; /* reused: one allocation, not one per id */
         unsigned char ns[16];
+        uint64_t fallback; /* counter for ids when even RAND_bytes fails */
 };
 
 /* 32 hex digits with or without dashes into 16 bytes. */
@@ -70,12 +74,22 @@ int mls_inference_id(mls_inference_ids_t *g, const char *topic,
             !EVP_DigestUpdate(g->ctx, "/", 1) ||
             !EVP_DigestUpdate(g->ctx, model_id, strlen(model_id)) ||
             !EVP_DigestFinal_ex(g->ctx, md, &mdlen) || mdlen < 16) {
-                memset(md, 0, 16);
+                /* never one id for everything (the gateway would take
+                 * every later prediction for a repeat): a random one,
+                 * unique though not repeatable */
+                if (RAND_bytes(md, 16) != 1) {
+                        uint64_t h[2];
+                        g->fallback++;
+                        h[0] = mls_hash(&g->fallback, sizeof(g->fallback));
+                        h[1] = mls_hash(h, sizeof(h[0]));
+                        memcpy(md, h, 16);
+                }
+                md[6] = (unsigned char)((md[6] & 0x0f) | 0x40); /* version 4 */
                 mdlen = 0;
         } else {
                 md[6] = (unsigned char)((md[6] & 0x0f) | 0x50); /* version 5 */
-                md[8] = (unsigned char)((md[8] & 0x3f) | 0x80); /* RFC 4122 */
         }
+        md[8] = (unsigned char)((md[8] & 0x3f) | 0x80); /* RFC 4122 */
         for (int i = 0; i < 16; i++) {
                 if (i == 4 || i == 6 || i == 8 || i == 10)
                         out[k++] = '-';

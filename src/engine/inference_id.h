@@ -28,7 +28,8 @@ mls_inference_ids_t *mls_inference_ids_new(void);
 void mls_inference_ids_free(mls_inference_ids_t *g);
 
 /* Writes the id (MLS_INFERENCE_ID_LEN characters and a NUL) into out.
- * Returns 0, or -1 if the digest failed (out is then all zeros). */
+ * Returns 0, or -1 if the digest failed: out is then a random (version 4)
+ * id, unique but not the same when the message is scored again. */
 int mls_inference_id(mls_inference_ids_t *g, const char *topic,
                      int32_t partition, int64_t offset, const char *version,
                      const char *model_id, char out[MLS_INFERENCE_ID_LEN + 1]);

@@ -10,6 +10,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "engine/pipeline.h"
+#include "engine/txn.h"
 
 static int set(rd_kafka_conf_t *conf, const char *name, const char *value,
                const char *origin, char *errstr, size_t errstr_size)
@@ -191,6 +192,13 @@ fail:
  *    headers that say what happened (refuse(), stage 2); if that is refused
  *    too, it is counted, logged and skipped. A poison message never stalls
  *    a partition.
+ * On a transactional producer (ML_EXACTLY_ONCE, txn set) there is no
+ * second producer: a message must be in the transaction or nowhere. A
+ * message larger than its topic's max.message.bytes (read at start-up) is
+ * replaced by its truncated dead letter before it is produced; one the
+ * broker refuses all the same fails the transaction, and the stage its
+ * next attempt takes is remembered in txn (engine/txn.h) until the engine
+ * has aborted and consumed it again.
  */
 enum stage {
         STAGE_BATCHED,
@@ -200,6 +208,9 @@ enum stage {
 
 struct kafka_sink {
         rd_kafka_t *rk, *single;
+        mls_txn_t *txn;                       /* transactional rk: no single */
+        size_t max_bytes, fallback_max_bytes; /* 0: not known */
+        unsigned epoch; /* of txn, when failed was last reset */
         char *topic;
         char *fallback; /* where replacements go: the dead-letter topic */
         size_t dead_letter_max;
@@ -209,7 +220,7 @@ struct kafka_sink {
         int failed;
         char failure[256];
         mls_series_t *s_truncated, *s_dropped;
-        struct mls_log_limit log_truncated, log_dropped;
+        struct mls_log_limit log_truncated, log_dropped, log_refused;
 };
 
 /* What a delivery report needs to know about its message: the sink and
@@ -217,6 +228,7 @@ struct kafka_sink {
 struct dr_note {
         struct kafka_sink *sink;
         enum stage stage;
+        unsigned epoch; /* mls_txn_epoch() when it was produced */
         int32_t partition;
         int64_t offset;
         char topic[];
@@ -248,6 +260,7 @@ static struct dr_note *note_new(struct kafka_sink *s, const char *topic,
                 return NULL;
         n->sink = s;
         n->stage = stage;
+        n->epoch = s->txn ? mls_txn_epoch(s->txn) : 0;
         n->partition = partition;
         n->offset = offset;
         memcpy(n->topic, topic ? topic : "", tlen);
@@ -265,6 +278,47 @@ static const char *header(const rd_kafka_message_t *m, const char *name)
             rd_kafka_header_get_last(h, name, &v, &n))
                 return NULL;
         return v;
+}
+
+/* An upper bound of the size of a record batch holding only this
+ * message: what a topic's max.message.bytes limits (Kafka's v2 format: a
+ * 61-byte batch header, varint lengths; before any compression). */
+static size_t record_size(size_t len, size_t key_len,
+                          const rd_kafka_headers_t *h)
+{
+        size_t n = 61 + 21 + len + key_len;
+        const char *name;
+        const void *v;
+        size_t vlen;
+
+        for (size_t i = 0;
+             h && rd_kafka_header_get_all(h, i, &name, &v, &vlen) == 0; i++)
+                n += strlen(name) + vlen + 10;
+        return n;
+}
+
+static int drain(struct kafka_sink *s, rd_kafka_t *rk, int64_t *end);
+
+static void transient(struct kafka_sink *s, const char *topic,
+                      rd_kafka_resp_err_t err)
+{
+        s->failed++;
+        snprintf(s->failure, sizeof(s->failure), "%s: %s", topic,
+                 rd_kafka_err2str(err));
+}
+
+/* Transactional: waits until everything the producer holds is delivered,
+ * so that what is produced next travels in a record batch of its own.
+ * Returns -1, with the sink failed, when anything was not. */
+static int isolate(struct kafka_sink *s)
+{
+        int64_t end = mls_clock_mono_ns() + 30000 * 1000000LL;
+
+        if (drain(s, s->rk, &end) == 0 && !s->failed)
+                return 0;
+        if (!s->failed)
+                transient(s, s->topic, RD_KAFKA_RESP_ERR__TIMED_OUT);
+        return -1;
 }
 
 static void dropped(struct kafka_sink *s, const struct dr_note *n,
@@ -318,8 +372,20 @@ static void refuse(struct kafka_sink *s, const struct dr_note *n,
         snprintf(num, sizeof(num), "%zu", len);
         rd_kafka_header_add(h, "mls.original.size", -1, num, -1);
         rd_kafka_header_add(h, "mls.truncated", -1, "true", -1);
+        if (s->txn && s->fallback_max_bytes &&
+            record_size(keep, 0, h) > s->fallback_max_bytes) {
+                rd_kafka_headers_destroy(h);
+                dropped(s, n,
+                        "even truncated, larger than its max.message.bytes");
+                return;
+        }
+        if (s->txn && isolate(s) < 0) {
+                rd_kafka_headers_destroy(h);
+                return;
+        }
         note = note_new(s, n->topic, n->partition, n->offset, STAGE_TRUNCATED);
-        err = note ? rd_kafka_producev(s->single, RD_KAFKA_V_TOPIC(s->fallback),
+        err = note ? rd_kafka_producev(s->txn ? s->rk : s->single,
+                                       RD_KAFKA_V_TOPIC(s->fallback),
                                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                                        RD_KAFKA_V_VALUE((void *)payload, keep),
                                        RD_KAFKA_V_OPAQUE(note),
@@ -343,14 +409,8 @@ static void refuse(struct kafka_sink *s, const struct dr_note *n,
                         "letter to %s",
                         n->topic, (int)n->partition, (long long)n->offset, msg,
                         keep, s->fallback);
-}
-
-static void transient(struct kafka_sink *s, const char *topic,
-                      rd_kafka_resp_err_t err)
-{
-        s->failed++;
-        snprintf(s->failure, sizeof(s->failure), "%s: %s", topic,
-                 rd_kafka_err2str(err));
+        if (s->txn)
+                isolate(s); /* its refusal must not be blamed on others */
 }
 
 /* Sends a refused message again on its own (stage 1). */
@@ -384,6 +444,30 @@ static void send_alone(struct kafka_sink *s, const struct dr_note *n,
                 transient(s, s->topic, err);
 }
 
+/* Transactional: the broker refused m for good. Its transaction must
+ * be aborted; the next attempt at its input goes one stage further. */
+static void refused_in_txn(struct kafka_sink *s, const struct dr_note *n,
+                           const rd_kafka_message_t *m)
+{
+        static const char *const then[] = {
+                [MLS_TXN_ALONE] = "sent alone",
+                [MLS_TXN_TRUNCATE] = "replaced by a truncated dead letter",
+                [MLS_TXN_SKIP] = "skipped",
+        };
+        enum mls_txn_retry next = n->stage == STAGE_BATCHED ? MLS_TXN_ALONE
+                                  : n->stage == STAGE_ALONE ? MLS_TXN_TRUNCATE
+                                                            : MLS_TXN_SKIP;
+
+        mls_txn_refused(s->txn, n->topic, n->partition, n->offset, next);
+        mls_log_limited(&s->log_refused, MLS_LOG_WARN,
+                        "%s[%d]@%lld: %s refused the %zu-byte message in a "
+                        "transaction: %s; the transaction is aborted and the "
+                        "input consumed again, its message then %s",
+                        n->topic, (int)n->partition, (long long)n->offset,
+                        rd_kafka_topic_name(m->rkt), m->len,
+                        rd_kafka_err2str(m->err), then[next]);
+}
+
 /* Runs on the thread that calls rd_kafka_poll/flush: the engine thread. */
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m,
                         void *opaque)
@@ -393,6 +477,17 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m,
 
         (void)rk;
         (void)opaque;
+        if (s && s->txn) {
+                /* reports of an aborted transaction's messages (purged
+                 * ones among them) concern nothing that is still to do */
+                if (m->err && n->epoch == mls_txn_epoch(s->txn)) {
+                        if (is_permanent(m->err))
+                                refused_in_txn(s, n, m);
+                        transient(s, rd_kafka_topic_name(m->rkt), m->err);
+                }
+                free(n);
+                return;
+        }
         if (m->err && s) {
                 if (!is_permanent(m->err))
                         transient(s, rd_kafka_topic_name(m->rkt), m->err);
@@ -442,6 +537,171 @@ rd_kafka_t *mls_kafka_producer_new(const struct mls_config *cfg, int single,
         return rk;
 }
 
+/* The value of property name in conf as a number, or -1. */
+static long long conf_number(const rd_kafka_conf_t *conf, const char *name)
+{
+        char v[64];
+        size_t n = sizeof(v);
+
+        if (rd_kafka_conf_get(conf, name, v, &n) != RD_KAFKA_CONF_OK || !*v)
+                return -1;
+        return strtoll(v, NULL, 10);
+}
+
+rd_kafka_t *mls_kafka_txn_producer_new(const struct mls_config *cfg,
+                                       const char *id, size_t batch_max,
+                                       char *id_used, size_t id_used_size,
+                                       char *errstr, size_t errstr_size)
+{
+        /* transaction.timeout.ms: how long a crashed engine's open
+         * transaction holds up its partitions' next owner when no engine
+         * with its transactional.id starts again (librdkafka derives
+         * message.timeout.ms from it) */
+        static const char *const defaults[] = {"acks",
+                                               "all",
+                                               "linger.ms",
+                                               "5",
+                                               "enable.idempotence",
+                                               "true",
+                                               "transaction.timeout.ms",
+                                               "10000",
+                                               NULL};
+        rd_kafka_conf_t *conf = mls_kafka_conf(cfg, RD_KAFKA_PRODUCER, defaults,
+                                               errstr, errstr_size);
+        long long txn_timeout;
+        rd_kafka_t *rk;
+        char err[512], num[32];
+        size_t n = id_used_size;
+
+        if (!conf)
+                return NULL;
+        /* KAFKA_CONF_TRANSACTIONAL_ID or the properties file may name it */
+        if (rd_kafka_conf_get(conf, "transactional.id", id_used, &n) !=
+                    RD_KAFKA_CONF_OK ||
+            !*id_used) {
+                snprintf(id_used, id_used_size, "%s", id);
+                if (rd_kafka_conf_set(conf, "transactional.id", id, err,
+                                      sizeof(err)) != RD_KAFKA_CONF_OK)
+                        goto fail;
+        }
+        /* record batches no larger than the smallest topic takes, so
+         * that only a message too large on its own is ever refused */
+        if (batch_max &&
+            conf_number(conf, "batch.size") > (long long)batch_max) {
+                snprintf(num, sizeof(num), "%zu", batch_max);
+                if (rd_kafka_conf_set(conf, "batch.size", num, err,
+                                      sizeof(err)) != RD_KAFKA_CONF_OK)
+                        goto fail;
+        }
+        txn_timeout = conf_number(conf, "transaction.timeout.ms");
+        if (cfg->transaction_interval_ms * 2 > txn_timeout) {
+                snprintf(errstr, errstr_size,
+                         "ML_TRANSACTION_INTERVAL_MS (--transaction-interval-"
+                         "ms) %lld: must be at most half of the producer's "
+                         "transaction.timeout.ms (%lld)",
+                         cfg->transaction_interval_ms, txn_timeout);
+                rd_kafka_conf_destroy(conf);
+                return NULL;
+        }
+        rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+        rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+        if (rk)
+                return rk;
+fail:
+        snprintf(errstr, errstr_size, "kafka transactional producer: %s", err);
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+}
+
+size_t mls_kafka_topic_max_bytes(const struct mls_config *cfg,
+                                 const char *const *topics, size_t n,
+                                 size_t *limits, int timeout_ms, char *errstr,
+                                 size_t errstr_size)
+{
+        rd_kafka_ConfigResource_t *res[2];
+        const rd_kafka_ConfigResource_t **got;
+        const rd_kafka_DescribeConfigs_result_t *result;
+        rd_kafka_AdminOptions_t *opts = NULL;
+        rd_kafka_queue_t *q = NULL;
+        rd_kafka_event_t *ev = NULL;
+        rd_kafka_conf_t *conf;
+        rd_kafka_t *rk = NULL;
+        size_t known = 0, ngot = 0;
+        char err[512];
+
+        snprintf(errstr, errstr_size, "not asked");
+        for (size_t i = 0; i < n; i++)
+                limits[i] = 0;
+        if (n == 0 || n > 2)
+                return 0;
+        conf = mls_kafka_conf(cfg, RD_KAFKA_PRODUCER, NULL, errstr,
+                              errstr_size);
+        if (!conf)
+                return 0;
+        rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+        if (!rk) {
+                snprintf(errstr, errstr_size, "%s", err);
+                rd_kafka_conf_destroy(conf);
+                return 0;
+        }
+        q = rd_kafka_queue_new(rk);
+        opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
+        rd_kafka_AdminOptions_set_request_timeout(opts, timeout_ms, err,
+                                                  sizeof(err));
+        for (size_t i = 0; i < n; i++)
+                res[i] = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC,
+                                                     topics[i]);
+        rd_kafka_DescribeConfigs(rk, res, n, opts, q);
+        for (size_t i = 0; i < n; i++)
+                rd_kafka_ConfigResource_destroy(res[i]);
+        ev = rd_kafka_queue_poll(q, timeout_ms + 1000);
+        if (!ev) {
+                snprintf(errstr, errstr_size, "timed out");
+                goto out;
+        }
+        if (rd_kafka_event_error(ev)) {
+                snprintf(errstr, errstr_size, "%s",
+                         rd_kafka_event_error_string(ev));
+                goto out;
+        }
+        result = rd_kafka_event_DescribeConfigs_result(ev);
+        got = result ? rd_kafka_DescribeConfigs_result_resources(result, &ngot)
+                     : NULL;
+        for (size_t i = 0; i < ngot; i++) {
+                const rd_kafka_ConfigEntry_t **entries;
+                size_t nentries = 0;
+                const char *name = rd_kafka_ConfigResource_name(got[i]);
+                size_t k = 0;
+
+                while (k < n && strcmp(topics[k], name) != 0)
+                        k++;
+                if (k == n)
+                        continue;
+                if (rd_kafka_ConfigResource_error(got[i])) {
+                        snprintf(errstr, errstr_size, "%s: %s", name,
+                                 rd_kafka_ConfigResource_error_string(got[i]));
+                        continue;
+                }
+                entries = rd_kafka_ConfigResource_configs(got[i], &nentries);
+                for (size_t j = 0; j < nentries; j++) {
+                        const char *v = rd_kafka_ConfigEntry_value(entries[j]);
+                        if (strcmp(rd_kafka_ConfigEntry_name(entries[j]),
+                                   "max.message.bytes") == 0 &&
+                            v && strtoll(v, NULL, 10) > 0) {
+                                limits[k] = (size_t)strtoll(v, NULL, 10);
+                                known++;
+                        }
+                }
+        }
+out:
+        if (ev)
+                rd_kafka_event_destroy(ev);
+        rd_kafka_AdminOptions_destroy(opts);
+        rd_kafka_queue_destroy(q);
+        rd_kafka_destroy(rk);
+        return known;
+}
+
 static void kafka_destroy(void *ctx)
 {
         struct kafka_sink *s = ctx;
@@ -453,6 +713,22 @@ static void kafka_destroy(void *ctx)
         free(s);
 }
 
+/* Transactional: how to send this message of rec's, given what was
+ * refused in aborted transactions and its topic's max.message.bytes. */
+static enum mls_txn_retry txn_stage(const struct kafka_sink *s,
+                                    const struct mls_record *rec, size_t len,
+                                    const rd_kafka_headers_t *hdrs)
+{
+        enum mls_txn_retry r = rec ? mls_txn_retry(s->txn, rec->topic,
+                                                   rec->partition, rec->offset)
+                                   : MLS_TXN_SEND;
+
+        if (r < MLS_TXN_TRUNCATE && s->max_bytes &&
+            record_size(len, rec ? rec->key_len : 0, hdrs) > s->max_bytes)
+                r = MLS_TXN_TRUNCATE;
+        return r;
+}
+
 static int kafka_send(void *ctx, const struct mls_record *rec,
                       const char *payload, size_t len, const char *reason,
                       const char *detail)
@@ -462,6 +738,7 @@ static int kafka_send(void *ctx, const struct mls_record *rec,
         rd_kafka_resp_err_t err;
         struct dr_note *note;
         char num[32];
+        int alone;
 
         note = note_new(s, rec ? rec->topic : NULL, rec ? rec->partition : -1,
                         rec ? rec->offset : -1, STAGE_BATCHED);
@@ -481,6 +758,42 @@ static int kafka_send(void *ctx, const struct mls_record *rec,
                 snprintf(num, sizeof(num), "%lld", (long long)note->offset);
                 rd_kafka_header_add(hdrs, "mls.source.offset", -1, num, -1);
         }
+        if (s->txn && s->epoch != mls_txn_epoch(s->txn)) {
+                /* failures of an aborted transaction: nothing to retry */
+                s->epoch = mls_txn_epoch(s->txn);
+                s->failed = 0;
+        }
+        if (s->txn) {
+                switch (txn_stage(s, rec, len, hdrs)) {
+                case MLS_TXN_SEND:
+                        break;
+                case MLS_TXN_ALONE:
+                        note->stage = STAGE_ALONE;
+                        if (isolate(s) < 0) {
+                                if (hdrs)
+                                        rd_kafka_headers_destroy(hdrs);
+                                free(note);
+                                return -1;
+                        }
+                        break;
+                case MLS_TXN_TRUNCATE:
+                        if (hdrs)
+                                rd_kafka_headers_destroy(hdrs);
+                        refuse(s, note, NULL, payload, len, reason, detail,
+                               RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE);
+                        free(note);
+                        return 0;
+                case MLS_TXN_SKIP:
+                        if (hdrs)
+                                rd_kafka_headers_destroy(hdrs);
+                        dropped(s, note,
+                                "refused in an aborted transaction, even as a "
+                                "truncated dead letter");
+                        free(note);
+                        return 0;
+                }
+        }
+        alone = note->stage == STAGE_ALONE;
         for (;;) {
                 err = rd_kafka_producev(
                         s->rk, RD_KAFKA_V_TOPIC(s->topic),
@@ -495,7 +808,7 @@ static int kafka_send(void *ctx, const struct mls_record *rec,
                 rd_kafka_poll(s->rk, 100);
         }
         if (!err)
-                return 0;
+                return alone ? isolate(s) : 0;
         if (hdrs)
                 rd_kafka_headers_destroy(hdrs);
         if (is_permanent(err)) {
@@ -523,6 +836,9 @@ static int drain(struct kafka_sink *s, rd_kafka_t *rk, int64_t *end)
                         if (*end > *s->stop_by)
                                 *end = *s->stop_by;
                 }
+                /* a failed transaction is aborted: no use waiting */
+                if (s->txn && s->failed)
+                        return -1;
                 left = (*end - now) / 1000000;
                 if (rd_kafka_flush(rk, left <= 0    ? 0
                                        : left < 100 ? (int)left
@@ -540,12 +856,15 @@ static int kafka_flush(void *ctx, char *errstr, size_t errstr_size)
         int64_t end = mls_clock_mono_ns() + 30000 * 1000000LL;
 
         /* the first producer's reports may send messages on the second */
-        if (drain(s, s->rk, &end) < 0 || drain(s, s->single, &end) < 0) {
-                snprintf(errstr, errstr_size,
-                         "%s: delivery timed out with %d messages queued",
-                         s->topic,
-                         rd_kafka_outq_len(s->rk) +
-                                 rd_kafka_outq_len(s->single));
+        if ((drain(s, s->rk, &end) < 0 ||
+             (s->single && drain(s, s->single, &end) < 0)) &&
+            !(s->txn && s->failed)) {
+                snprintf(
+                        errstr, errstr_size,
+                        "%s: delivery timed out with %d messages queued",
+                        s->topic,
+                        rd_kafka_outq_len(s->rk) +
+                                (s->single ? rd_kafka_outq_len(s->single) : 0));
                 s->failed = 0;
                 return -1;
         }
@@ -578,7 +897,10 @@ int mls_kafka_sink_new(struct mls_sink *sink,
         if (!s)
                 return -1;
         s->rk = conf->rk;
-        s->single = conf->single;
+        s->single = conf->txn ? NULL : conf->single;
+        s->txn = conf->txn;
+        s->max_bytes = conf->max_bytes;
+        s->fallback_max_bytes = conf->fallback_max_bytes;
         s->topic = strdup(conf->topic);
         s->fallback = fallback && *fallback ? strdup(fallback) : NULL;
         s->dead_letter_max = conf->dead_letter_max;

@@ -14,6 +14,7 @@
 #include "common/config.h"
 #include "common/metrics.h"
 #include "engine/sink.h"
+#include "engine/txn.h"
 
 /*
  * Builds a librdkafka configuration for a client of the given type:
@@ -50,6 +51,13 @@ struct mls_kafka_sink_conf {
         const atomic_int *stop;
         int64_t *stop_by;
         int64_t drain_ms;
+        /* ML_EXACTLY_ONCE: rk is transactional (single is not used) and
+         * txn remembers what the topics refused; max_bytes and
+         * fallback_max_bytes are the max.message.bytes of topic and
+         * fallback (0: not known). Messages larger are replaced by their
+         * truncated dead letter, or skipped, before they are produced. */
+        mls_txn_t *txn;
+        size_t max_bytes, fallback_max_bytes;
 };
 
 /* Makes *sink a producer to conf->topic. A message the topic refuses for
@@ -68,5 +76,27 @@ int mls_kafka_sink_new(struct mls_sink *sink,
  * message per batch (for messages refused in a batch). */
 rd_kafka_t *mls_kafka_producer_new(const struct mls_config *cfg, int single,
                                    char *errstr, size_t errstr_size);
+
+/*
+ * The transactional producer of ML_EXACTLY_ONCE, feeding the kafka sinks:
+ * transactional.id id unless KAFKA_CONF_TRANSACTIONAL_ID (or the
+ * properties file) names one (id_used gets the one in use),
+ * transaction.timeout.ms 10000 unless set, batch.size at most batch_max
+ * (0: librdkafka's). Fails, naming the settings, when
+ * ML_TRANSACTION_INTERVAL_MS is over half the transaction timeout. The
+ * caller calls mls_txn_init() before producing.
+ */
+rd_kafka_t *mls_kafka_txn_producer_new(const struct mls_config *cfg,
+                                       const char *id, size_t batch_max,
+                                       char *id_used, size_t id_used_size,
+                                       char *errstr, size_t errstr_size);
+
+/* Asks the broker for max.message.bytes of topics[0..n) (n <= 2) within
+ * timeout_ms: limits[i] gets it, or 0 when it could not be read (errstr
+ * says why). Returns how many were read. Blocks; for start-up. */
+size_t mls_kafka_topic_max_bytes(const struct mls_config *cfg,
+                                 const char *const *topics, size_t n,
+                                 size_t *limits, int timeout_ms, char *errstr,
+                                 size_t errstr_size);
 
 #endif

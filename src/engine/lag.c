@@ -18,6 +18,7 @@ struct entry {
 
 struct mls_lag {
         mls_metric_t *family;
+        const char *field; /* consumer_lag or consumer_lag_stored */
         struct entry *v;
         size_t len, cap;
 };
@@ -38,7 +39,13 @@ mls_lag_t *mls_lag_new(mls_metrics_t *metrics)
                 free(lag);
                 return NULL;
         }
+        lag->field = "consumer_lag";
         return lag;
+}
+
+void mls_lag_use_stored(mls_lag_t *lag)
+{
+        lag->field = "consumer_lag_stored";
 }
 
 void mls_lag_free(mls_lag_t *lag)
@@ -148,7 +155,7 @@ int mls_lag_update(mls_lag_t *lag, const char *json, size_t json_len,
                                         "partitions");
                 snprintf(pbuf, sizeof(pbuf), "%" PRId32, tp->partition);
                 p = json_object_get(parts, pbuf);
-                v = json_object_get(p, "consumer_lag");
+                v = json_object_get(p, lag->field);
                 if (json_is_integer(v) && json_integer_value(v) >= 0)
                         set_lag(lag, tp->topic, tp->partition,
                                 (double)json_integer_value(v));

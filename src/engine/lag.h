@@ -28,6 +28,12 @@ typedef struct mls_lag mls_lag_t;
 /* Registers the gauge family in metrics. Returns NULL when out of memory. */
 mls_lag_t *mls_lag_new(mls_metrics_t *metrics);
 
+/* Reads librdkafka's consumer_lag_stored (after the offset last stored)
+ * instead of consumer_lag (after the committed offset the consumer knows):
+ * under ML_EXACTLY_ONCE the transactions commit the offsets, which the
+ * consumer never sees, and the engine stores each committed offset. */
+void mls_lag_use_stored(mls_lag_t *lag);
+
 /* Frees the tracker. Its series stay in the registry (which may already be
  * gone); call mls_lag_retain() with an empty list first to drop them. */
 void mls_lag_free(mls_lag_t *lag);

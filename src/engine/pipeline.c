@@ -652,6 +652,11 @@ int mls_pipeline_flush(mls_pipeline_t *p, char *errstr, size_t errstr_size)
         return 0;
 }
 
+int mls_pipeline_published(const mls_pipeline_t *p)
+{
+        return p->nitems && p->phase == PHASE_SECONDARY;
+}
+
 void mls_pipeline_discard(mls_pipeline_t *p, mls_record_keep keep,
                           mls_record_done release, void *opaque)
 {

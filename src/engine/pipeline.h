@@ -97,6 +97,10 @@ int mls_pipeline_wait_ms(const mls_pipeline_t *p, int64_t now_ns, int idle_ms);
  */
 int mls_pipeline_flush(mls_pipeline_t *p, char *errstr, size_t errstr_size);
 
+/* 1 when the pending batch was published (the publisher acknowledged it)
+ * and what failed since was the output or dead-letter sink. */
+int mls_pipeline_published(const mls_pipeline_t *p);
+
 /* Drops the pending records for which keep (NULL: none) returns 0 without
  * delivering them, calling release (if not NULL) for each instead of done;
  * the others stay, in order, as they were. For partitions taken away in a

@@ -348,6 +348,27 @@ MLS_TEST(pipeline_publish_failure_keeps_batch)
         teardown(&h);
 }
 
+MLS_TEST(pipeline_published_tells_which_sink_failed)
+{
+        struct harness h;
+        char err[100];
+
+        setup(&h);
+        h.pub.fail_flush = 1;
+        h.dlq.fail_flush = 1;
+        add(&h, "{\"features\":[1,2]}", 10);
+        add(&h, "not json", 11);
+        CHECK_INT_EQ(mls_pipeline_published(h.p), 0);
+        CHECK_INT_EQ(mls_pipeline_flush(h.p, err, sizeof(err)), -1);
+        CHECK_INT_EQ(mls_pipeline_published(h.p), 0); /* the publisher */
+        CHECK_INT_EQ(mls_pipeline_flush(h.p, err, sizeof(err)), -1);
+        CHECK_INT_EQ(mls_pipeline_published(h.p), 1); /* the dead letters */
+        CHECK_INT_EQ(mls_pipeline_flush(h.p, err, sizeof(err)), 0);
+        CHECK_INT_EQ(mls_pipeline_published(h.p), 0); /* nothing pending */
+        CHECK_INT_EQ(h.ndone, 2);
+        teardown(&h);
+}
+
 MLS_TEST(pipeline_batches_split_back)
 {
         struct harness h;
