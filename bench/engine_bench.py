@@ -75,7 +75,7 @@ def redis_publish_rate(env, payload_len, n):
     return float(m[-1])
 
 
-def run_throughput(env, n, msgfile, output=None, refs=True):
+def run_throughput(env, n, msgfile, output=None, refs=True, txn_interval_ms=None):
     """Drains a backlog of n messages. output: None (Redis only),
     "at-least-once" or "exactly-once" (predictions also to an output topic,
     the latter in transactions). refs: measure the kcat and Redis limits."""
@@ -87,6 +87,8 @@ def run_throughput(env, n, msgfile, output=None, refs=True):
         extra["KAFKA_OUTPUT_TOPIC"] = topic + ".out"
     if output == "exactly-once":
         extra.update(ML_EXACTLY_ONCE="true", ML_ENGINE_ID="bench-" + topic)
+        if txn_interval_ms is not None:
+            extra["ML_TRANSACTION_INTERVAL_MS"] = str(txn_interval_ms)
     with open(msgfile, "rb") as f:
         subprocess.run(["kcat", "-P", "-b", env["KAFKA_BOOTSTRAP_SERVERS"], "-t", topic,
                         "-X", "linger.ms=50", "-X", "batch.num.messages=10000"],
@@ -297,6 +299,9 @@ def main():
     ap.add_argument("--exactly-once", action="store_true",
                     help="also drain the backlog with an output topic, at least once and "
                          "then with ML_EXACTLY_ONCE=true, and report the ratio")
+    ap.add_argument("--transaction-interval-ms", type=int, default=None,
+                    help="ML_TRANSACTION_INTERVAL_MS for the exactly-once drain "
+                         "(default: the engine's)")
     benchlib.add_common_args(ap, "engine")
     args = ap.parse_args()
     if args.quick:
@@ -318,7 +323,8 @@ def main():
         alo = eos = None
         if args.exactly_once:
             alo = run_throughput(env, args.messages, msgfile, "at-least-once", refs=False)
-            eos = run_throughput(env, args.messages, msgfile, "exactly-once", refs=False)
+            eos = run_throughput(env, args.messages, msgfile, "exactly-once", refs=False,
+                                 txn_interval_ms=args.transaction_interval_ms)
         lat = run_latency(env, args.latency_rate, args.latency_count, loadgen)
     finally:
         if msgfile:

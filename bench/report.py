@@ -45,6 +45,12 @@ LABELS = {
     "engine_latency_mean_ms": "engine's own latency, mean (ms)",
     "steady_rss_mb": "engine peak RSS at the steady rate (MB)",
     "steady_cpu_us_per_msg": "engine CPU per message at the steady rate (µs)",
+    "output_alo_drain_msgs_per_s": "with an output topic, at least once: drain (msg/s)",
+    "output_eos_drain_msgs_per_s": "with an output topic, exactly once: drain (msg/s)",
+    "eos_over_alo_drain": "exactly once / at least once, drain",
+    "output_alo_cpu_us_per_msg": "with an output topic, at least once: CPU per message (µs)",
+    "output_eos_cpu_us_per_msg": "with an output topic, exactly once: CPU per message (µs)",
+    "eos_transactions_committed": "exactly once: transactions committed in the drain",
     "one_engine_msgs_per_s": "one engine (msg/s)",
     "two_engines_msgs_per_s": "two engines, one group (msg/s)",
     "two_over_one": "two engines / one engine",
@@ -81,6 +87,7 @@ KEY_FIGURES = [
 RATIOS = [
     ("engine", "drain_over_smaller_limit"),
     ("engine", "e2e_over_kafka_only_p99"),
+    ("engine", "eos_over_alo_drain"),
     ("models", "engine_over_direct_b256"),
     ("scaleout", "two_over_one"),
 ]

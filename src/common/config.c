@@ -85,6 +85,20 @@ const struct mls_conf_def mls_conf_defs[] = {
          .section = "Redis",
          .offset = OFF(redis_channel),
          .help = "Redis Pub/Sub channel for predictions and heartbeats."},
+        {.env = "ML_STREAM_REDIS_CHANNEL_MODE",
+         .flag = "redis-channel-mode",
+         .type = MLS_CONF_ENUM,
+         .defval = "single",
+         .choices = "single|per-model",
+         .scope = E | G | U,
+         .section = "Redis",
+         .offset = OFF(redis_channel_mode),
+         .help = "`single`: every prediction and heartbeat goes to "
+                 "`ML_STREAM_REDIS_CHANNEL`. `per-model`: each model's "
+                 "predictions go to `<channel>:{<model id>}` and heartbeats "
+                 "to `<channel>:control`, and a gateway subscribes only to "
+                 "the models its clients watch, so it receives nothing else. "
+                 "Engines and gateways must use the same mode."},
         {.env = "REDIS_RETRY_MAX_MS",
          .flag = "redis-retry-max-ms",
          .type = MLS_CONF_INT,

@@ -40,6 +40,7 @@ struct mls_config {
         /* Redis */
         char *redis_url;
         char *redis_channel;
+        char *redis_channel_mode; /* "single" or "per-model" */
         long long redis_retry_max_ms;
         /* Model */
         char *model_framework;

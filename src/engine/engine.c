@@ -9,6 +9,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "common/channel.h"
 #include "common/clock.h"
 #include "common/httpd.h"
 #include "common/log.h"
@@ -864,7 +865,7 @@ mls_engine_t *mls_engine_new(const struct mls_config *cfg,
                                         errstr_size) < 0)
                         goto fail;
                 if (mls_redis_sink_new(&e->publisher, &url, cfg->redis_channel,
-                                       metrics) < 0)
+                                       mls_channel_per_model(cfg), metrics) < 0)
                         goto oom;
         }
         if (cfg->exactly_once && strcmp(cfg->exactly_once, "true") == 0) {
@@ -972,8 +973,8 @@ static void heartbeat(mls_engine_t *e)
 
         mls_buf_init(&b, 1 << 20);
         mls_pipeline_heartbeat(e->pipeline, &b);
-        if (e->publisher.ops->send(e->publisher.ctx, NULL, b.data, b.len, NULL,
-                                   NULL) < 0 ||
+        if (e->publisher.ops->send(e->publisher.ctx, NULL, NULL, b.data, b.len,
+                                   NULL, NULL) < 0 ||
             e->publisher.ops->flush(e->publisher.ctx, errstr, sizeof(errstr)) <
                     0)
                 mls_debug("heartbeat not delivered");

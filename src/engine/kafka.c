@@ -730,9 +730,10 @@ static enum mls_txn_retry txn_stage(const struct kafka_sink *s,
 }
 
 static int kafka_send(void *ctx, const struct mls_record *rec,
-                      const char *payload, size_t len, const char *reason,
-                      const char *detail)
+                      const char *model_id, const char *payload, size_t len,
+                      const char *reason, const char *detail)
 {
+        (void)model_id;
         struct kafka_sink *s = ctx;
         rd_kafka_headers_t *hdrs = NULL;
         rd_kafka_resp_err_t err;

@@ -567,7 +567,7 @@ static int deliver_publish(mls_pipeline_t *p, char *errstr, size_t errstr_size)
                 struct item *it = &p->items[i];
                 if (it->state != ITEM_OK)
                         continue;
-                if (s->ops->send(s->ctx, &it->rec,
+                if (s->ops->send(s->ctx, &it->rec, it->in.model_id,
                                  p->payloads.data + it->pay_off, it->pay_len,
                                  NULL, NULL) < 0) {
                         snprintf(errstr, errstr_size, "%s: cannot queue",
@@ -590,13 +590,14 @@ static int deliver_secondary(mls_pipeline_t *p, char *errstr,
         for (size_t i = 0; i < p->nitems; i++) {
                 struct item *it = &p->items[i];
                 if (it->state == ITEM_OK && out->ops) {
-                        out->ops->send(out->ctx, &it->rec,
+                        out->ops->send(out->ctx, &it->rec, it->in.model_id,
                                        p->payloads.data + it->pay_off,
                                        it->pay_len, NULL, NULL);
                         any_out = 1;
                 } else if (it->state == ITEM_BAD && dlq->ops) {
-                        dlq->ops->send(dlq->ctx, &it->rec, it->rec.payload,
-                                       it->rec.len, it->reason, it->detail);
+                        dlq->ops->send(dlq->ctx, &it->rec, NULL,
+                                       it->rec.payload, it->rec.len, it->reason,
+                                       it->detail);
                         any_dlq = 1;
                 }
         }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/buf.h"
+#include "common/channel.h"
 #include "common/log.h"
 #include "common/redis_url.h"
 
@@ -14,6 +15,8 @@
 struct redis_sink {
         struct mls_redis_url url;
         char *channel;
+        int per_model;
+        struct mls_buf chan; /* the channel of the payload being sent */
         redisContext *c;
         struct mls_buf out; /* RESP commands of the batch, sent at flush */
         size_t queued;
@@ -30,6 +33,7 @@ static void redis_destroy(void *ctx)
         if (s->c)
                 redisFree(s->c);
         free(s->channel);
+        mls_buf_free(&s->chan);
         mls_buf_free(&s->out);
         free(s);
 }
@@ -105,10 +109,11 @@ static int redis_reconnect(void *ctx, char *errstr, size_t errstr_size)
 /* Appends "PUBLISH channel payload" in RESP to the batch buffer; flush
  * hands the whole batch to hiredis in one piece. */
 static int redis_send(void *ctx, const struct mls_record *rec,
-                      const char *payload, size_t len, const char *reason,
-                      const char *detail)
+                      const char *model_id, const char *payload, size_t len,
+                      const char *reason, const char *detail)
 {
         struct redis_sink *s = ctx;
+        const char *channel = s->channel;
         size_t clen = strlen(s->channel);
 
         (void)rec;
@@ -118,10 +123,23 @@ static int redis_send(void *ctx, const struct mls_record *rec,
                 s->failed = 1;
                 return -1;
         }
+        if (s->per_model) {
+                mls_buf_reset(&s->chan);
+                if ((model_id
+                             ? mls_channel_model(&s->chan, s->channel, model_id,
+                                                 strlen(model_id))
+                             : mls_channel_control(&s->chan, s->channel)) < 0) {
+                        drop(s);
+                        s->failed = 1;
+                        return -1;
+                }
+                channel = s->chan.data;
+                clen = s->chan.len;
+        }
         MLS_BUF_LIT(&s->out, "*3\r\n$7\r\nPUBLISH\r\n$");
         mls_buf_u64(&s->out, clen);
         MLS_BUF_LIT(&s->out, "\r\n");
-        mls_buf_append(&s->out, s->channel, clen);
+        mls_buf_append(&s->out, channel, clen);
         MLS_BUF_LIT(&s->out, "\r\n$");
         mls_buf_u64(&s->out, len);
         MLS_BUF_LIT(&s->out, "\r\n");
@@ -198,7 +216,8 @@ static const struct mls_sink_ops redis_ops = {
 };
 
 int mls_redis_sink_new(struct mls_sink *sink, const struct mls_redis_url *url,
-                       const char *channel, mls_metrics_t *metrics)
+                       const char *channel, int per_model,
+                       mls_metrics_t *metrics)
 {
         struct redis_sink *s = calloc(1, sizeof(*s));
 
@@ -207,6 +226,8 @@ int mls_redis_sink_new(struct mls_sink *sink, const struct mls_redis_url *url,
         if (!s)
                 return -1;
         s->url = *url;
+        s->per_model = per_model;
+        mls_buf_init(&s->chan, 65536);
         s->channel = strdup(channel);
         if (!s->channel) {
                 free(s);

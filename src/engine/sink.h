@@ -24,11 +24,13 @@ struct mls_record;
 struct mls_sink_ops {
         const char *name;
         /* Queues one payload. rec is the input it came from (for keys and
-         * headers); reason/detail are set for dead letters, else NULL.
-         * Returns -1 if it cannot even be queued. */
+         * headers; NULL for a heartbeat); model_id the model of a
+         * prediction (NULL for dead letters and heartbeats); reason/detail
+         * are set for dead letters, else NULL. Returns -1 if it cannot
+         * even be queued. */
         int (*send)(void *ctx, const struct mls_record *rec,
-                    const char *payload, size_t len, const char *reason,
-                    const char *detail);
+                    const char *model_id, const char *payload, size_t len,
+                    const char *reason, const char *detail);
         /* Waits until everything queued is acknowledged. Returns 0, or -1
          * with errstr when anything was not: then all payloads queued since
          * the last successful flush must be sent again. */

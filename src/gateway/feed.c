@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/channel.h"
 #include "gateway/gateway_int.h"
 #include "gateway/payload.h"
 
@@ -105,6 +106,17 @@ void mls__gw_feed_drain(mls_gateway_t *g)
         }
 }
 
+/* Per-model channels follow the models that clients watch. */
+static void on_model(void *opaque, const char *model, size_t len, int watched)
+{
+        mls_gateway_t *g = opaque;
+
+        if (watched)
+                mls_redis_sub_watch(g->redis, model, len);
+        else
+                mls_redis_sub_unwatch(g->redis, model, len);
+}
+
 int mls__gw_feed_start(mls_gateway_t *g, const struct mls_redis_url *url,
                        char *errstr, size_t errstr_size)
 {
@@ -119,6 +131,7 @@ int mls__gw_feed_start(mls_gateway_t *g, const struct mls_redis_url *url,
         rc = (struct mls_redis_sub_conf){
                 .url = *url,
                 .channel = g->cfg->redis_channel,
+                .per_model = mls_channel_per_model(g->cfg),
                 .retry_max_ms = g->cfg->redis_retry_max_ms,
                 .max_reply_bytes = g->max_payload + 65536,
                 .on_message = redis_message,
@@ -128,7 +141,11 @@ int mls__gw_feed_start(mls_gateway_t *g, const struct mls_redis_url *url,
         mls_series_set(g->m_redis, 0);
         mls_series_set(g->m_ready, 0);
         g->redis = mls_redis_sub_new(&g->loop, &rc, errstr, errstr_size);
-        return g->redis ? 0 : -1;
+        if (!g->redis)
+                return -1;
+        if (rc.per_model)
+                mls_hub_on_models(g->hub, on_model, g);
+        return 0;
 }
 
 int mls__gw_feed_push(mls_gateway_t *g, const char *payload, size_t len)

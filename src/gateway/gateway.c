@@ -460,6 +460,8 @@ void mls_gateway_free(mls_gateway_t *g)
                         mls_warn("gateway: event loop closed with handles "
                                  "still open");
         }
+        if (g->hub)
+                mls_hub_on_models(g->hub, NULL, NULL);
         mls_redis_sub_free(g->redis);
         mls_hub_free(g->hub);
         mls_dedupe_free(g->dedupe);

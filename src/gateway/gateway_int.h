@@ -136,7 +136,7 @@ struct mls_gateway {
                 *m_pred, *m_hb, *m_garbage, *m_dup, *m_render_err,
                 *m_bus_dropped, *m_models, *m_hist_bytes, *m_hist_entries,
                 *m_hist_evicted, *m_hist_refused, *m_resumes, *m_gaps,
-                *m_replayed;
+                *m_replayed, *m_channels;
         mls_series_t *m_auth_fail[MLS_AUTH_RESULTS];
         mls_metric_t *m_ws_closed, *m_http, *m_win_latency, *m_win_size,
                 *m_last_seen;

@@ -83,6 +83,12 @@ void mls__gw_metrics_register(mls_gateway_t *g)
                             "1 while the gateway's Redis subscription is "
                             "live (always 1 on the in-process bus).",
                             NULL, NULL);
+        g->m_channels =
+                series(r, MLS_GAUGE, "ml_stream_gateway_redis_channels",
+                       "Redis channels the gateway is subscribed to (with "
+                       "ML_STREAM_REDIS_CHANNEL_MODE=per-model: the control "
+                       "channel and one per model its clients watch).",
+                       NULL, NULL);
         g->m_ready = series(r, MLS_GAUGE, "ml_stream_gateway_ready",
                             "1 while /readyz answers 200.", NULL, NULL);
         payloads = mls_metric_new(r, MLS_COUNTER,
@@ -220,6 +226,9 @@ int mls__gw_metrics_render(mls_gateway_t *g, struct mls_buf *out)
         g->bus_dropped_seen = dropped;
         mls_series_set(g->m_models, (double)mls_monitor_models(g->monitor));
         mls_series_set(g->m_ready, mls__gw_ready(g));
+        if (g->redis)
+                mls_series_set(g->m_channels,
+                               (double)mls_redis_sub_channels(g->redis));
         if (g->history) {
                 struct mls_history_stats st;
 

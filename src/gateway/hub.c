@@ -37,6 +37,9 @@ struct mls_hub {
         struct mls_buf scratch;   /* one render at a time */
         mls_hub_deliver_fn deliver;
         void *opaque;
+        void (*on_model)(void *opaque, const char *model, size_t len,
+                         int watched);
+        void *on_model_opaque;
         size_t nmembers, nslices;
         uint64_t renders, render_errors;
 };
@@ -54,6 +57,22 @@ mls_hub_t *mls_hub_new(size_t max_render_bytes, mls_hub_deliver_fn deliver,
         h->deliver = deliver;
         h->opaque = opaque;
         return h;
+}
+
+void mls_hub_on_models(mls_hub_t *h,
+                       void (*fn)(void *opaque, const char *model, size_t len,
+                                  int watched),
+                       void *opaque)
+{
+        h->on_model = fn;
+        h->on_model_opaque = opaque;
+}
+
+static void model_changed(mls_hub_t *h, const struct mls_strmap_entry *e,
+                          int watched)
+{
+        if (h->on_model)
+                h->on_model(h->on_model_opaque, e->key, e->klen, watched);
 }
 
 static void free_group(void *p)
@@ -156,6 +175,8 @@ static struct mls_hub_group *new_group(mls_hub_t *h, const struct mls_buf *k,
         if (!g->key)
                 goto oom_model;
         md = g->model_entry->value;
+        if (md->ngroups == 0)
+                model_changed(h, g->model_entry, 1);
         g->next = md->groups;
         if (md->groups)
                 md->groups->prev = g;
@@ -187,9 +208,11 @@ static void drop_group(mls_hub_t *h, struct mls_hub_group *g)
                 md->groups = g->next;
         if (g->next)
                 g->next->prev = g->prev;
-        if (--md->ngroups == 0)
+        if (--md->ngroups == 0) {
+                model_changed(h, g->model_entry, 0);
                 free(mls_strmap_remove(&h->models, g->model_entry->key,
                                        g->model_entry->klen));
+        }
         mls_strmap_remove(&h->groups, g->key->key, g->key->klen);
         mls_strmap_free(&g->slice_map, NULL);
         mls_gql_sub_free(g->sub);

@@ -47,6 +47,13 @@ typedef void (*mls_hub_deliver_fn)(void *opaque, struct mls_hub_member *m,
  * are dropped and counted. Returns NULL when memory runs out. */
 mls_hub_t *mls_hub_new(size_t max_render_bytes, mls_hub_deliver_fn deliver,
                        void *opaque);
+/* Calls fn(opaque, model, len, 1) when a model gets its first group and
+ * fn(..., 0) when its last group goes (the gateway's per-model Redis
+ * subscriptions follow them). */
+void mls_hub_on_models(mls_hub_t *h,
+                       void (*fn)(void *opaque, const char *model, size_t len,
+                                  int watched),
+                       void *opaque);
 /* Frees the hub. Members still joined are detached (their group becomes
  * NULL) but not otherwise touched. */
 void mls_hub_free(mls_hub_t *h);

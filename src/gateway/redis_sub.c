@@ -10,7 +10,9 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
+#include "common/channel.h"
 #include "common/log.h"
+#include "common/strmap.h"
 
 #define BACKOFF_START_MS 50
 #define CONNECT_TIMEOUT_MS 3000
@@ -18,7 +20,8 @@
 struct mls_redis_sub {
         uv_loop_t *loop;
         struct mls_redis_sub_conf conf;
-        char *channel;
+        char *channel; /* the main one: per-model mode's control channel */
+        char *prefix;  /* per-model mode: of the model channels */
         redisAsyncContext *ac;
         uv_getaddrinfo_t resolve;
         uv_timer_t retry;
@@ -26,9 +29,21 @@ struct mls_redis_sub {
         int resolving, connecting, subscribed, closing, warned;
         int64_t backoff_ms;
         uint64_t oversize, reconnects;
+        /* per-model mode: channel name -> struct watch */
+        struct mls_strmap watches;
+        size_t nsubscribed; /* channels confirmed, the main one included */
+};
+
+/* A model channel of the per-model mode. */
+struct watch {
+        int wanted;     /* a client watches the model */
+        int subscribed; /* Redis confirmed the SUBSCRIBE */
+        int inflight;   /* a SUBSCRIBE or UNSUBSCRIBE awaits its reply */
+        struct mls_strmap_entry *key; /* the channel */
 };
 
 static void connect_now(mls_redis_sub_t *s);
+static void lost_subscriptions(mls_redis_sub_t *s);
 
 static void set_state(mls_redis_sub_t *s, int up)
 {
@@ -66,6 +81,89 @@ static void schedule_retry(mls_redis_sub_t *s, const char *why)
         s->reconnects++;
 }
 
+static void on_sub(redisAsyncContext *ac, void *r, void *privdata);
+
+/* Sends what a watched channel needs to match its wanted state, unless a
+ * command for it is in flight; forgets it once unwanted and unsubscribed. */
+static void reconcile(mls_redis_sub_t *s, struct watch *w)
+{
+        const char *ch = w->key->key;
+        size_t len = w->key->klen;
+
+        if (w->inflight)
+                return;
+        if (!w->wanted && !w->subscribed) {
+                mls_strmap_remove(&s->watches, ch, len);
+                free(w);
+                return;
+        }
+        if (!s->ac || w->wanted == w->subscribed)
+                return;
+        if (redisAsyncCommand(s->ac, on_sub, s,
+                              w->wanted ? "SUBSCRIBE %b" : "UNSUBSCRIBE %b", ch,
+                              len) == REDIS_OK)
+                w->inflight = 1;
+}
+
+struct reconcile_all {
+        mls_redis_sub_t *s;
+        struct watch **list;
+        size_t n;
+};
+
+static void collect(void *opaque, struct mls_strmap_entry *e)
+{
+        struct reconcile_all *a = opaque;
+
+        a->list[a->n++] = e->value;
+}
+
+/* Every watched channel, after a (re)connect or a disconnect. */
+static void reconcile_all(mls_redis_sub_t *s)
+{
+        struct reconcile_all a = {s, NULL, 0};
+
+        if (!s->watches.count)
+                return;
+        a.list = malloc(s->watches.count * sizeof(*a.list));
+        if (!a.list)
+                return; /* retried at the next reconnect */
+        mls_strmap_foreach(&s->watches, collect, &a);
+        for (size_t i = 0; i < a.n; i++)
+                reconcile(s, a.list[i]);
+        free(a.list);
+}
+
+/* Redis confirmed a SUBSCRIBE (on 1) or UNSUBSCRIBE of ch. */
+static void confirmed(mls_redis_sub_t *s, const char *ch, size_t len, int on)
+{
+        struct watch *w;
+
+        if (len == strlen(s->channel) && memcmp(ch, s->channel, len) == 0) {
+                if (!on)
+                        return;
+                mls_info("redis %s:%d: subscribed to %s", s->conf.url.host,
+                         s->conf.url.port, s->channel);
+                s->nsubscribed++;
+                s->backoff_ms = BACKOFF_START_MS;
+                s->warned = 0;
+                set_state(s, 1);
+                return;
+        }
+        w = mls_strmap_get(&s->watches, ch, len);
+        if (!w)
+                return;
+        if (on && !w->subscribed)
+                s->nsubscribed++;
+        else if (!on && w->subscribed)
+                s->nsubscribed--;
+        mls_debug("redis: %s %.*s", on ? "subscribed to" : "unsubscribed from",
+                  (int)len, ch);
+        w->subscribed = on;
+        w->inflight = 0;
+        reconcile(s, w);
+}
+
 /* Runs on every reply of the SUBSCRIBE (confirmation and messages), and
  * with reply NULL when the context goes away. */
 static void on_sub(redisAsyncContext *ac, void *r, void *privdata)
@@ -89,13 +187,14 @@ static void on_sub(redisAsyncContext *ac, void *r, void *privdata)
         if (strcmp(kind->str, "message") == 0 &&
             payload->type == REDIS_REPLY_STRING) {
                 s->conf.on_message(s->conf.opaque, payload->str, payload->len);
-        } else if (strcmp(kind->str, "subscribe") == 0) {
-                mls_info("redis %s:%d: subscribed to %s", s->conf.url.host,
-                         s->conf.url.port, s->channel);
-                s->backoff_ms = BACKOFF_START_MS;
-                s->warned = 0;
-                set_state(s, 1);
+                return;
         }
+        if (reply->element[1]->type != REDIS_REPLY_STRING)
+                return;
+        if (strcmp(kind->str, "subscribe") == 0 ||
+            strcmp(kind->str, "unsubscribe") == 0)
+                confirmed(s, reply->element[1]->str, reply->element[1]->len,
+                          kind->str[0] == 's');
 }
 
 static void on_auth(redisAsyncContext *ac, void *r, void *privdata)
@@ -129,13 +228,32 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
         mls_redis_sub_t *s = ac->data;
         int mine = s->ac == ac; /* else on_check() dropped it and retries */
 
-        if (mine)
+        if (mine) {
                 s->ac = NULL;
+                lost_subscriptions(s);
+        }
         set_state(s, 0);
         if (!s->closing && mine)
                 schedule_retry(s, status == REDIS_OK || !ac->errstr
                                           ? "connection closed"
                                           : ac->errstr);
+}
+
+static void reset_watch(void *opaque, struct mls_strmap_entry *e)
+{
+        struct watch *w = e->value;
+
+        (void)opaque;
+        w->subscribed = 0;
+        w->inflight = 0;
+}
+
+/* The connection is gone, and every subscription with it. */
+static void lost_subscriptions(mls_redis_sub_t *s)
+{
+        mls_strmap_foreach(&s->watches, reset_watch, NULL);
+        s->nsubscribed = 0;
+        reconcile_all(s); /* forgets the unwanted ones */
 }
 
 /* Gives up on a connection attempt from outside hiredis' callbacks. */
@@ -146,6 +264,7 @@ static void fail_connect(mls_redis_sub_t *s, const char *why)
         s->ac = NULL;
         s->connecting = 0;
         redisAsyncFree(ac); /* not connected: no disconnect callback */
+        lost_subscriptions(s);
         schedule_retry(s, why);
 }
 
@@ -194,6 +313,7 @@ static void start_redis(mls_redis_sub_t *s, const char *ip)
         }
         redisAsyncCommand(ac, on_sub, s, "SUBSCRIBE %b", s->channel,
                           strlen(s->channel));
+        reconcile_all(s);
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
@@ -280,6 +400,7 @@ static void on_check(uv_check_t *c)
                 s->ac = NULL;
                 set_state(s, 0);
                 redisAsyncFree(ac);
+                lost_subscriptions(s);
                 schedule_retry(s, "message over the size limit");
         }
 }
@@ -290,11 +411,27 @@ mls_redis_sub_t *mls_redis_sub_new(uv_loop_t *loop,
 {
         mls_redis_sub_t *s = calloc(1, sizeof(*s));
 
-        if (!s || !(s->channel = strdup(conf->channel))) {
+        if (s) {
+                struct mls_buf ch;
+                mls_buf_init(&ch, 4096);
+                if (conf->per_model
+                            ? mls_channel_control(&ch, conf->channel) == 0
+                            : mls_buf_puts(&ch, conf->channel) == 0)
+                        s->channel = strndup(ch.data, ch.len);
+                mls_buf_free(&ch);
+        }
+        if (s)
+                s->prefix = strdup(conf->channel);
+        if (!s || !s->channel || !s->prefix) {
+                if (s) {
+                        free(s->channel);
+                        free(s->prefix);
+                }
                 free(s);
                 snprintf(errstr, errstr_size, "out of memory");
                 return NULL;
         }
+        mls_strmap_init(&s->watches);
         s->loop = loop;
         s->conf = *conf;
         s->conf.channel = s->channel;
@@ -307,6 +444,53 @@ mls_redis_sub_t *mls_redis_sub_new(uv_loop_t *loop,
         uv_unref((uv_handle_t *)&s->check);
         connect_now(s);
         return s;
+}
+
+static void set_wanted(mls_redis_sub_t *s, const char *model, size_t len,
+                       int wanted)
+{
+        struct mls_buf ch;
+        struct watch *w;
+
+        if (!s->conf.per_model || s->closing)
+                return;
+        mls_buf_init(&ch, 4096);
+        if (mls_channel_model(&ch, s->prefix, model, len) < 0) {
+                mls_buf_free(&ch);
+                return;
+        }
+        w = mls_strmap_get(&s->watches, ch.data, ch.len);
+        if (!w && wanted) {
+                w = calloc(1, sizeof(*w));
+                if (w && !(w->key = mls_strmap_put(&s->watches, ch.data, ch.len,
+                                                   w))) {
+                        free(w);
+                        w = NULL;
+                }
+                if (!w)
+                        mls_error("redis: out of memory watching %.*s",
+                                  (int)len, model);
+        }
+        mls_buf_free(&ch);
+        if (!w)
+                return;
+        w->wanted = wanted;
+        reconcile(s, w);
+}
+
+void mls_redis_sub_watch(mls_redis_sub_t *s, const char *model, size_t len)
+{
+        set_wanted(s, model, len, 1);
+}
+
+void mls_redis_sub_unwatch(mls_redis_sub_t *s, const char *model, size_t len)
+{
+        set_wanted(s, model, len, 0);
+}
+
+size_t mls_redis_sub_channels(const mls_redis_sub_t *s)
+{
+        return s->nsubscribed;
 }
 
 int mls_redis_sub_connected(const mls_redis_sub_t *s)
@@ -347,6 +531,8 @@ void mls_redis_sub_free(mls_redis_sub_t *s)
 {
         if (!s)
                 return;
+        mls_strmap_free(&s->watches, free);
+        free(s->prefix);
         free(s->channel);
         free(s);
 }

@@ -14,6 +14,13 @@
  * never completes on its own; the same check handle reads the socket's
  * SO_ERROR while connecting, and a watchdog gives up after 3 s.
  *
+ * Per-model mode (per_model): channel is the prefix; the subscriber
+ * always holds "<prefix>:control" (heartbeats) and, besides, the channels of
+ * the models watched (mls_redis_sub_watch), subscribing and unsubscribing
+ * as they come and go, with at most one SUBSCRIBE or UNSUBSCRIBE in flight
+ * per channel (hiredis 0.14 mixes up the callbacks of a channel otherwise).
+ * After a reconnect it subscribes to all of them again.
+ *
  * Threads: the gateway loop thread only; callbacks run on it.
  */
 #ifndef MLS_GATEWAY_REDIS_SUB_H
@@ -30,7 +37,8 @@ typedef struct mls_redis_sub mls_redis_sub_t;
 
 struct mls_redis_sub_conf {
         struct mls_redis_url url;
-        const char *channel;
+        const char *channel; /* per_model: the prefix */
+        int per_model;
         int64_t retry_max_ms;
         size_t max_reply_bytes;
         /* A message published on the channel; data is valid during the
@@ -46,6 +54,14 @@ struct mls_redis_sub_conf {
 mls_redis_sub_t *mls_redis_sub_new(uv_loop_t *loop,
                                    const struct mls_redis_sub_conf *conf,
                                    char *errstr, size_t errstr_size);
+/* Per-model mode: start (watch) or stop (unwatch) receiving the
+ * predictions of model (len bytes). Call each once per change: the hub
+ * reports a model's first subscriber and the departure of its last. */
+void mls_redis_sub_watch(mls_redis_sub_t *s, const char *model, size_t len);
+void mls_redis_sub_unwatch(mls_redis_sub_t *s, const char *model, size_t len);
+/* Channels subscribed now (confirmed by Redis). */
+size_t mls_redis_sub_channels(const mls_redis_sub_t *s);
+
 /* 1 while the subscription is confirmed. */
 int mls_redis_sub_connected(const mls_redis_sub_t *s);
 /* Messages dropped because the reader buffer went over its cap, and

@@ -68,9 +68,10 @@ static void on_signal(int sig)
 /* The in-process bus: the engine's publisher hands payloads to the
  * gateway's loop. */
 static int bus_send(void *ctx, const struct mls_record *rec,
-                    const char *payload, size_t len, const char *reason,
-                    const char *detail)
+                    const char *model_id, const char *payload, size_t len,
+                    const char *reason, const char *detail)
 {
+        (void)model_id;
         (void)rec;
         (void)reason;
         (void)detail;

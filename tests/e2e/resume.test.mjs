@@ -111,6 +111,9 @@ describe('resume after reconnect', () => {
     await stream(pub, model, 0, 2000, 5000);
     await waitFor(async () => (await metric(small, 'ml_stream_gateway_history_evicted_total')) > 1000,
                   10000, 'the small history to evict');
+    // the bound holds: 2000 predictions went through a 200,000-byte history
+    assert.ok(await metric(small, 'ml_stream_gateway_history_bytes') <= 200000);
+    assert.ok(await metric(small, 'ml_stream_gateway_history_predictions') < 2000);
     const gapsBefore = await metric(small, 'ml_stream_gateway_resume_gaps_total');
     // subscriptions-transport-ws, the other protocol
     const client = new SubscriptionClient(small.ws, { reconnect: false, lazy: false }, WebSocket);

@@ -217,3 +217,39 @@ def test_redis_outage_pauses_and_loses_nothing(services, topic, engines):
     ids = {json.loads(v)["input_id"] for _, v in out}
     assert ids == {"a%d" % i for i in range(300)} | {"b%d" % i for i in range(300)}
     assert eng.stop() == 0
+
+
+def test_per_model_channels(services, topic, engines):
+    """ML_STREAM_REDIS_CHANNEL_MODE=per-model: each model's predictions on
+    its own channel, heartbeats on the control channel, nothing on the
+    single channel."""
+    models = ("pm-a", "pm-b")
+    subs = {m: Subscriber(services, "ml:stream:inference:{%s}" % m) for m in models}
+    control = Subscriber(services, "ml:stream:inference:control")
+    single = Subscriber(services)
+    eng = engines(topic=topic, extra_env={"ML_STREAM_REDIS_CHANNEL_MODE": "per-model",
+                                          "ML_ENGINE_ID": "pm-engine",
+                                          "ML_HEARTBEAT_INTERVAL_MS": "500"})
+    eng.wait_ready()
+    lines = [json.dumps({"input_id": "pm-%d" % i, "model_id": models[i % 3 == 0],
+                         "features": [i, 1, 2]}) for i in range(300)]
+    produce(services, topic, lines)
+    wait_for(lambda: len(subs["pm-a"].payloads()) == 200 and len(subs["pm-b"].payloads()) == 100,
+             60, "every prediction on its model's channel")
+    for m, s in subs.items():
+        got = s.payloads()
+        assert {p["model_id"] for p in got} == {m}
+        want = {"pm-%d" % i for i in range(300) if models[i % 3 == 0] == m}
+        assert sorted(p["input_id"] for p in got) == sorted(want)
+        for part in {p["kafka"]["partition"] for p in got}:
+            offsets = [p["kafka"]["offset"] for p in got if p["kafka"]["partition"] == part]
+            assert offsets == sorted(offsets), "in input order per partition"
+    beats = wait_for(lambda: [b for b in control.payloads("heartbeat")
+                              if b["engine_id"] == "pm-engine" and set(models) <= set(b["models"])],
+                     15, "a heartbeat naming both models on the control channel")
+    assert beats
+    assert not [p for p in single.payloads() if str(p.get("input_id", "")).startswith("pm-")]
+    assert not [b for b in single.payloads("heartbeat") if b["engine_id"] == "pm-engine"]
+    eng.stop()
+    for s in (*subs.values(), control, single):
+        s.close()

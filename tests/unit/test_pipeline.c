@@ -19,9 +19,10 @@ struct fake_sink {
 };
 
 static int fake_send(void *ctx, const struct mls_record *rec,
-                     const char *payload, size_t len, const char *reason,
-                     const char *detail)
+                     const char *model_id, const char *payload, size_t len,
+                     const char *reason, const char *detail)
 {
+        (void)model_id;
         struct fake_sink *s = ctx;
 
         (void)rec;
