@@ -4,19 +4,8 @@ accounted for, delivered or dead-lettered, exactly."""
 import collections
 import json
 import re
-import subprocess
 
-from mlshelpers import Subscriber, consume_all, metric_sum, topic_create, wait_for
-
-
-def kcat_produce(env, topic, lines):
-    data = b"".join(l + b"\n" for l in lines)
-    subprocess.run(["kcat", "-P", "-b", env["KAFKA_BOOTSTRAP_SERVERS"], "-t", topic,
-                    "-X", "message.max.bytes=1000000"], input=data, check=True, timeout=120)
-
-
-def good(i):
-    return json.dumps({"input_id": "g%d" % i, "features": [i % 13, 1]}).encode()
+from mlshelpers import good_input, kcat_produce, Subscriber, consume_all, metric_sum, topic_create, wait_for
 
 
 def read_topic(env, topic, expect):
@@ -33,8 +22,8 @@ def test_poison_on_dead_letter_and_output_topics(services, topic, engines):
     n = 2000
     big_bad = b"x" * 300000                       # not JSON, 3x the DLQ limit
     big_good = json.dumps({"input_id": "wide", "features": [0.5] * 4000}).encode()
-    lines = [good(i) for i in range(n // 2)] + [big_bad, big_good] + \
-        [good(i) for i in range(n // 2, n)]
+    lines = [good_input(i) for i in range(n // 2)] + [big_bad, big_good] + \
+        [good_input(i) for i in range(n // 2, n)]
     kcat_produce(services, topic, lines)
 
     out = read_topic(services, topic + ".out", n)
@@ -70,7 +59,7 @@ def test_dead_letter_refused_even_truncated_is_counted_and_skipped(services, top
     eng.wait_ready()
     n = 500
     poison = [b"not json " + b"y" * (5000 + i) for i in range(3)]
-    lines = [good(i) for i in range(n)]
+    lines = [good_input(i) for i in range(n)]
     lines[100:100] = [poison[0]]
     lines[300:300] = [poison[1], poison[2]]
     kcat_produce(services, topic, lines)
@@ -108,7 +97,7 @@ def test_batch_output_past_payload_cap_is_dead_lettered_not_wedged(services, top
         return (metric_sum(m, "ml_stream_inference_predictions_total") +
                 metric_sum(m, "ml_stream_dead_letters_total") == n)
     wait_for(settled, 120, "every big message scored or dead-lettered")
-    kcat_produce(services, src, [good(0)])
+    kcat_produce(services, src, [good_input(0)])
     wait_for(lambda: metric_sum(eng.metrics(), "ml_stream_inference_predictions_total") +
              metric_sum(eng.metrics(), "ml_stream_dead_letters_total") == n + 1, 60,
              "a small message after the big batch")

@@ -138,6 +138,19 @@ def produce(env, topic, lines, key=None):
     subprocess.run(args, input=data, check=True, timeout=60)
 
 
+def kcat_produce(env, topic, lines):
+    """Produces one Kafka message per line (bytes, up to 1 MB each) with
+    kcat."""
+    data = b"".join(l + b"\n" for l in lines)
+    subprocess.run(["kcat", "-P", "-b", env["KAFKA_BOOTSTRAP_SERVERS"], "-t", topic,
+                    "-X", "message.max.bytes=1000000"], input=data, check=True, timeout=120)
+
+
+def good_input(i):
+    """A small valid input message (bytes) with input_id g<i>."""
+    return json.dumps({"input_id": "g%d" % i, "features": [i % 13, 1]}).encode()
+
+
 def consume_all(env, topic, expect, timeout=30):
     """Reads a topic from the beginning until it holds expect messages.
     Returns [(headers dict, value bytes)]."""

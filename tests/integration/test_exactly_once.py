@@ -10,8 +10,8 @@ import subprocess
 import threading
 import time
 
-from mlshelpers import (FAST_GROUP, SERVICES, consume_all, http_get, metric_sum, produce,
-                        topic_create, wait_for)
+from mlshelpers import (FAST_GROUP, SERVICES, consume_all, good_input, http_get,
+                        kcat_produce, metric_sum, produce, topic_create, wait_for)
 
 
 def eos_env(topic, engine_id, **more):
@@ -123,16 +123,6 @@ def alter_max_message_bytes(env, topic, value):
                    env=env, check=True, capture_output=True, timeout=120)
 
 
-def kcat_produce(env, topic, lines):
-    data = b"".join(l + b"\n" for l in lines)
-    subprocess.run(["kcat", "-P", "-b", env["KAFKA_BOOTSTRAP_SERVERS"], "-t", topic,
-                    "-X", "message.max.bytes=1000000"], input=data, check=True, timeout=120)
-
-
-def good(i):
-    return json.dumps({"input_id": "g%d" % i, "features": [i % 13, 1]}).encode()
-
-
 def wide(name, width):
     return json.dumps({"input_id": name, "features": [0.5] * width}).encode()
 
@@ -154,8 +144,8 @@ def test_poison_in_transactions_is_dead_lettered_and_never_stalls(services, topi
     eng.wait_ready()
     n = 2000
     big_bad = b"x" * 300000                       # not JSON, 3x the DLQ limit
-    lines = [good(i) for i in range(n // 2)] + [big_bad, wide("wide", 4000)] + \
-        [good(i) for i in range(n // 2, n)]
+    lines = [good_input(i) for i in range(n // 2)] + [big_bad, wide("wide", 4000)] + \
+        [good_input(i) for i in range(n // 2, n)]
     kcat_produce(services, topic, lines)
     wait_for(lambda: committed_count(services, out) >= n, 60, "%d predictions" % n)
     dl = consume_all(services, dlq, 2, timeout=60)
@@ -174,10 +164,10 @@ def test_poison_in_transactions_is_dead_lettered_and_never_stalls(services, topi
     # of small predictions (over 3000 bytes together) and the two "medium"
     # predictions (about 4.4 kB each).
     alter_max_message_bytes(services, out, 3000)
-    more = [good(i) for i in range(n, n + 200)]
+    more = [good_input(i) for i in range(n, n + 200)]
     more[50:50] = [wide("medium1", 1000)]
     more[150:150] = [wide("medium2", 1200)]
-    more += [good(i) for i in range(n + 200, n + 300)]
+    more += [good_input(i) for i in range(n + 200, n + 300)]
     kcat_produce(services, topic, more)
     want = {"g%d" % i for i in range(n + 300)}
 
