@@ -125,7 +125,7 @@ void mls__gw_metrics_register(mls_gateway_t *g)
         g->m_hist_refused = series(
                 r, MLS_COUNTER, "ml_stream_gateway_history_refused_total",
                 "Predictions the history could not keep (larger than half "
-                "of it, too many models, out of memory); a subscriber "
+                "of it, out of memory); a subscriber "
                 "resuming across them is told of the gap.",
                 NULL, NULL);
         g->m_resumes =

@@ -94,7 +94,9 @@ static int resize_ring(mls_history_t *h, struct hmodel *m, size_t ncap)
         return 0;
 }
 
-static void evict_oldest(mls_history_t *h)
+/* Evicts the oldest prediction; returns its model when that leaves the
+ * model with nothing held, else NULL. */
+static struct hmodel *evict_oldest(mls_history_t *h)
 {
         struct entry *e = h->oldest;
         struct hmodel *m = e->model;
@@ -114,6 +116,7 @@ static void evict_oldest(mls_history_t *h)
         free(e);
         if (m->cap > 64 && m->count < m->cap / 4)
                 resize_ring(h, m, m->cap / 2); /* kept as is if it fails */
+        return m->count ? NULL : m;
 }
 
 void mls_history_expire(mls_history_t *h, int64_t now_ms)
@@ -124,7 +127,6 @@ void mls_history_expire(mls_history_t *h, int64_t now_ms)
                 evict_oldest(h);
 }
 
-/* Forgets one model with nothing held, to make room for a new one. */
 struct find_empty {
         struct hmodel *found;
 };
@@ -138,16 +140,32 @@ static void find_empty_fn(void *opaque, struct mls_strmap_entry *e)
                 f->found = m;
 }
 
-static int forget_empty_model(mls_history_t *h)
+static void forget_model(mls_history_t *h, struct hmodel *m)
+{
+        h->bytes -= m->cap * sizeof(*m->ring);
+        mls_strmap_remove(&h->models, m->key->key, m->key->klen);
+        free_model(m);
+}
+
+/* Makes room for a new model: forgets one with nothing held, or else
+ * evicts the oldest predictions until one model has nothing left (so a
+ * flood of model ids ages out like any other flood, and never locks new
+ * models out). -1 only when nothing is held at all. */
+static int make_model_room(mls_history_t *h)
 {
         struct find_empty f = {NULL};
+        struct hmodel *m = NULL;
 
         mls_strmap_foreach(&h->models, find_empty_fn, &f);
-        if (!f.found)
+        if (f.found) {
+                forget_model(h, f.found);
+                return 0;
+        }
+        while (h->oldest && !(m = evict_oldest(h)))
+                ;
+        if (!m)
                 return -1;
-        h->bytes -= f.found->cap * sizeof(*f.found->ring);
-        mls_strmap_remove(&h->models, f.found->key->key, f.found->key->klen);
-        free_model(f.found);
+        forget_model(h, m);
         return 0;
 }
 
@@ -158,8 +176,7 @@ static struct hmodel *get_model(mls_history_t *h, const char *id, size_t len,
 
         if (m || !create)
                 return m;
-        if (h->models.count >= MLS_HISTORY_MAX_MODELS &&
-            forget_empty_model(h) < 0)
+        if (h->models.count >= MLS_HISTORY_MAX_MODELS && make_model_room(h) < 0)
                 return NULL;
         m = calloc(1, sizeof(*m));
         if (!m)

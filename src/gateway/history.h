@@ -12,9 +12,10 @@
  * many were evicted before it could read them. Inference ids are indexed
  * to find where a reader resumes.
  *
- * Models are bounded too (MLS_HISTORY_MAX_MODELS): a prediction of a new
- * model past that many is not kept (counted as refused), unless a model
- * with nothing held can be forgotten to make room.
+ * Models are bounded too (MLS_HISTORY_MAX_MODELS): a new model past that
+ * many takes the place of one with nothing held or, failing that, the
+ * oldest predictions are evicted until a model has none left, so a flood
+ * of model ids is forgotten oldest first like any other flood.
  *
  * Threads: none; the gateway's loop thread owns it. I/O-free.
  */

@@ -160,8 +160,9 @@ MLS_TEST(gateway_history_reader_before_the_model_exists)
         mls_history_free(h);
 }
 
-/* Model ids come from the network: their number is bounded, and a model
- * with nothing held makes room for a new one. */
+/* Model ids come from the network: their number is bounded; a model with
+ * nothing held makes room for a new one, and a flood of model ids is
+ * forgotten oldest first, never locking new models out. */
 MLS_TEST(gateway_history_bounds_models)
 {
         mls_history_t *h = mls_history_new(64 << 20, 1000);
@@ -173,12 +174,17 @@ MLS_TEST(gateway_history_bounds_models)
                 snprintf(model, sizeof(model), "model-%d", i);
                 CHECK(add(h, model, 0, 1) == 0);
         }
-        CHECK(add(h, "one-too-many", 0, 1) == -1);
+        /* one more: the oldest model's prediction goes, and it with it */
+        CHECK(add(h, "one-too-many", 0, 1) == 0);
         mls_history_stats(h, &st);
         CHECK_INT_EQ(st.models, MLS_HISTORY_MAX_MODELS);
-        CHECK_INT_EQ(st.refused, 1);
+        CHECK_INT_EQ(st.entries, MLS_HISTORY_MAX_MODELS);
+        CHECK_INT_EQ(st.refused, 0);
+        CHECK_INT_EQ(st.evicted, 1);
+        CHECK(mls_history_oldest_ms(h, "model-0", 7) == -1);
+        CHECK(mls_history_oldest_ms(h, "model-1", 7) == 1);
         /* once their predictions age out, a new model takes a place */
-        CHECK(add(h, "one-too-many", 0, 5000) == 0);
+        CHECK(add(h, "another", 0, 5000) == 0);
         mls_history_stats(h, &st);
         CHECK_INT_EQ(st.models, MLS_HISTORY_MAX_MODELS);
         CHECK_INT_EQ(st.entries, 1);
