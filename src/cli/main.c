@@ -21,6 +21,11 @@
 extern char **environ;
 
 static mls_engine_t *running_engine;
+/* SIGTERM gives the engine ML_SHUTDOWN_TIMEOUT_MS to drain, and this much
+ * more to close its clients, before the process ends regardless. */
+#define EXIT_GRACE_MS 2000
+static unsigned engine_deadline_ms;
+static volatile sig_atomic_t stopping;
 #ifdef MLS_HAVE_GATEWAY
 static mls_gateway_t *running_gateway;
 #endif
@@ -37,10 +42,15 @@ static void on_signal(int sig)
 #endif
         if (!running_engine)
                 return;
-        if (sig == SIGHUP)
+        if (sig == SIGHUP) {
                 mls_engine_reload(running_engine);
-        else
-                mls_engine_stop(running_engine);
+                return;
+        }
+        if (stopping)
+                mls_signals_exit_now(); /* a second SIGTERM/SIGINT */
+        stopping = 1;
+        mls_signals_deadline(engine_deadline_ms);
+        mls_engine_stop(running_engine);
 }
 
 static void usage(FILE *out)
@@ -110,7 +120,8 @@ static int cmd_engine(int argc, char **argv)
                        "Consumes input messages from Kafka, scores them and "
                        "publishes predictions to\nRedis. SIGTERM/SIGINT "
                        "finish the batch in flight, commit and exit 0;\n"
-                       "SIGHUP reloads models.\n\noptions:\n");
+                       "a second one exits at once. SIGHUP reloads "
+                       "models.\n\noptions:\n");
                 mls_config_print_help(stdout, MLS_SCOPE_ENGINE);
                 return 0;
         }
@@ -126,6 +137,7 @@ static int cmd_engine(int argc, char **argv)
                 return 2;
         }
         running_engine = e;
+        engine_deadline_ms = (unsigned)cfg.shutdown_timeout_ms + EXIT_GRACE_MS;
         mls_signals_install(on_signal);
         status = mls_engine_run(e);
         running_engine = NULL;

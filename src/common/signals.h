@@ -8,4 +8,13 @@
  * that goes away shows up as EPIPE on the write instead of killing us. */
 void mls_signals_install(void (*handler)(int));
 
+/* Ends the process with status 1 and a line on stderr once ms (rounded up
+ * to whole seconds) have passed, whatever it is doing then: the hard stop
+ * behind a graceful shutdown. Async-signal-safe, so a SIGTERM handler may
+ * arm it. */
+void mls_signals_deadline(unsigned ms);
+
+/* The same exit, at once (a second SIGTERM/SIGINT). */
+void mls_signals_exit_now(void);
+
 #endif

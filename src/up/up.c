@@ -51,6 +51,10 @@ static void print_help(void)
 #ifdef MLS_HAVE_GATEWAY
 static mls_engine_t *up_engine;
 static mls_gateway_t *up_gateway;
+/* after SIGTERM: the engine's drain, then closing the gateway and stopping
+ * the embedded broker; past it the process ends regardless */
+static unsigned up_deadline_ms;
+static volatile sig_atomic_t up_stopping;
 
 static void on_signal(int sig)
 {
@@ -59,6 +63,10 @@ static void on_signal(int sig)
                         mls_engine_reload(up_engine);
                 return;
         }
+        if (up_stopping)
+                mls_signals_exit_now(); /* a second Ctrl-C */
+        up_stopping = 1;
+        mls_signals_deadline(up_deadline_ms);
         if (up_engine)
                 mls_engine_stop(up_engine);
         if (up_gateway)
@@ -204,6 +212,7 @@ int mls_up_main(int argc, char **argv)
                         goto out;
                 }
         }
+        up_deadline_ms = (unsigned)cfg.shutdown_timeout_ms + 5000;
         mls_signals_install(on_signal);
         {
                 struct mls_redis_url ru;

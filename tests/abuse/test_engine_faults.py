@@ -225,3 +225,44 @@ def test_sigterm_while_broker_down_exits_within_drain_time(services, topic, engi
     finally:
         subprocess.run([SERVICES, "start", "kafka"], env=services, check=True,
                        capture_output=True, timeout=180)
+
+
+def test_second_sigterm_ends_a_stuck_drain_at_once_and_loses_nothing(services, topic, engines):
+    """Redis is down and the engine holds undelivered messages with a 60 s
+    drain budget: the first SIGTERM starts the drain, a second one ends the
+    process at once with status 1 and says why. A second engine of the
+    group then delivers every input: nothing was committed that was not
+    delivered."""
+    redis = PrivateRedis()
+    env = dict(FAST_GROUP, KAFKA_OUTPUT_TOPIC=topic + ".out", REDIS_URL=redis.url,
+               REDIS_RETRY_MAX_MS="200", ML_SHUTDOWN_TIMEOUT_MS="60000")
+    try:
+        a = engines(topic=topic, extra_env=env)
+        a.wait_ready()
+        produce(services, topic, messages("s", 300))
+        wait_for(lambda: metric_sum(a.metrics(), "ml_stream_inference_predictions_total") >= 300,
+                 60, "the first 300 inputs scored")
+        redis.stop()
+        produce(services, topic, messages("s", 600)[300:])
+        wait_for(lambda: http_get(a.url("/readyz"))[0] == 503, 60,
+                 "the engine to notice Redis is down")
+        a.proc.send_signal(signal.SIGTERM)
+        time.sleep(1.0)  # lets the drain begin; it then has 59 s to go
+        assert a.proc.poll() is None, "the engine left before its drain budget:\n" + a.output()
+        t0 = time.monotonic()
+        a.proc.send_signal(signal.SIGTERM)
+        rc = a.proc.wait(timeout=30)
+        took = time.monotonic() - t0
+        print("BUDGET: engine exit after a second SIGTERM: %.2f s" % took)
+        assert took < 2.0, "took %.1f s" % took
+        assert rc == 1
+        assert "shutdown deadline passed" in a.output()
+        redis.start()
+        b = engines(topic=topic, extra_env=env)
+        b.wait_ready()
+        want = {"s%d" % i for i in range(600)}
+        missing = want - set(output_ids(services, topic + ".out", want))
+        assert not missing, "%d inputs lost, e.g. %s" % (len(missing), sorted(missing)[:5])
+        assert b.stop() == 0
+    finally:
+        redis.stop()
