@@ -478,13 +478,16 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m,
         (void)rk;
         (void)opaque;
         if (s && s->txn) {
-                /* reports of an aborted transaction's messages (purged
-                 * ones among them) concern nothing that is still to do */
-                if (m->err && n->epoch == mls_txn_epoch(s->txn)) {
-                        if (is_permanent(m->err))
-                                refused_in_txn(s, n, m);
+                /* A refusal is remembered even when its report comes
+                 * during the abort it caused (batches do not wait for
+                 * their reports): the input's next attempt must go one
+                 * stage further. Other failures of an aborted
+                 * transaction's messages (purged ones among them) concern
+                 * nothing that is still to do. */
+                if (m->err && is_permanent(m->err))
+                        refused_in_txn(s, n, m);
+                if (m->err && n->epoch == mls_txn_epoch(s->txn))
                         transient(s, rd_kafka_topic_name(m->rkt), m->err);
-                }
                 free(n);
                 return;
         }
@@ -856,6 +859,14 @@ static int kafka_flush(void *ctx, char *errstr, size_t errstr_size)
         struct kafka_sink *s = ctx;
         int64_t end = mls_clock_mono_ns() + 30000 * 1000000LL;
 
+        /* In a transaction the commit waits for every delivery (and fails
+         * if one failed), so a batch need not: the next one is scored
+         * while this one is on its way. The reports that came are served
+         * now, so that a failure aborts early. */
+        if (s->txn) {
+                rd_kafka_poll(s->rk, 0);
+                goto reported;
+        }
         /* the first producer's reports may send messages on the second */
         if ((drain(s, s->rk, &end) < 0 ||
              (s->single && drain(s, s->single, &end) < 0)) &&
@@ -869,6 +880,7 @@ static int kafka_flush(void *ctx, char *errstr, size_t errstr_size)
                 s->failed = 0;
                 return -1;
         }
+reported:
         if (s->failed) {
                 snprintf(errstr, errstr_size, "%d deliveries failed, last %s",
                          s->failed, s->failure);

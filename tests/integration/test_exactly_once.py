@@ -186,9 +186,17 @@ def test_poison_in_transactions_is_dead_lettered_and_never_stalls(services, topi
     print("lowered limit: %d transactions aborted, every input delivered once" % aborted)
     # the consumer commits nothing itself: the lag gauge follows what the
     # transactions committed
-    wait_for(lambda: [v for (k, l), v in eng.metrics().items()
-                      if k == "ml_stream_kafka_consumer_lag"] == [0.0] * 4, 30,
-             "a consumer lag of 0 on each partition")
+    lags = {}
+
+    def caught_up():
+        lags.clear()
+        lags.update({l: v for (k, l), v in eng.metrics().items()
+                     if k == "ml_stream_kafka_consumer_lag"})
+        return list(lags.values()) == [0.0] * 4
+    try:
+        wait_for(caught_up, 30, "a consumer lag of 0 on each partition")
+    except AssertionError:
+        raise AssertionError("consumer lag %s\n%s" % (lags, eng.output()[-3000:]))
     assert eng.proc.poll() is None
     assert eng.stop() == 0
     assert "transaction is aborted and the input consumed again" in eng.output()
@@ -200,17 +208,28 @@ def test_kafka_restart_mid_stream_exactly_once(services, topic, engines):
     n = 20000
     out = topic + ".out"
     topic_create(services, out, 1)
-    eng = engines(topic=topic, extra_env=eos_env(topic, "r-" + topic))
+    # transactions of 2 s: one is open when the broker goes away
+    eng = engines(topic=topic, extra_env=eos_env(topic, "r-" + topic,
+                                                 ML_TRANSACTION_INTERVAL_MS="2000"))
     eng.wait_ready()
-    producer = threading.Thread(
-        target=lambda: [produce(services, topic, messages(lo, lo + 1000))
-                        for lo in range(0, n // 2, 1000)])
+    # the input goes in 1000-message chunks, none of them while the broker
+    # restarts (a kcat cut short would leave the input itself unknown)
+    sent, halt = [0], threading.Event()
+
+    def feed():
+        while sent[0] < n // 2 and not halt.is_set():
+            produce(services, topic, messages(sent[0], sent[0] + 1000))
+            sent[0] += 1000
+    producer = threading.Thread(target=feed)
     producer.start()
     wait_for(lambda: predictions(eng) >= n // 8, 60, "the engine to be mid-stream")
+    halt.set()
+    producer.join()
+    print("at the restart: %d predicted, %d committed" % (predictions(eng),
+                                                          committed_count(services, out)))
     subprocess.run([SERVICES, "restart", "kafka"], env=services, check=True,
                    capture_output=True, timeout=180)
-    producer.join()
-    produce(services, topic, messages(n // 2, n))
+    produce(services, topic, messages(sent[0], n))
     wait_for(lambda: committed_count(services, out) >= n, 180, "%d predictions" % n)
     ids = collections.Counter(json.loads(v)["input_id"] for v in read_topic(services, out))
     assert set(ids) == {"x%d" % i for i in range(n)}
