@@ -209,6 +209,13 @@ static void rewind_consumer(mls_engine_t *e)
                                  parts->elems[i].topic,
                                  (int)parts->elems[i].partition,
                                  rd_kafka_err2str(parts->elems[i].err));
+        /* for the consumer-lag gauge: the positions the transactions
+         * committed, which a seek may have made librdkafka forget */
+        if (!*why) {
+                rd_kafka_topic_partition_list_destroy(parts);
+                parts = rd_kafka_topic_partition_list_copy(e->rewind);
+                rd_kafka_offsets_store(e->consumer, parts);
+        }
         rd_kafka_topic_partition_list_destroy(parts);
         if (*why) {
                 snprintf(msg, sizeof(msg),
