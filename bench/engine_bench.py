@@ -22,7 +22,10 @@ engine that also produces every prediction to a 4-partition output topic,
 first at least once, then in Kafka transactions (ML_EXACTLY_ONCE=true, the
 default ML_TRANSACTION_INTERVAL_MS); the summary gets both rates and their
 ratio. The drain ends at the last prediction published: the last
-transaction commits at most one interval later.
+transaction commits at most one interval later. Then the latency a Kafka
+consumer of the predictions sees (send -> a read_committed kcat on the
+output topic has it) at a steady --output-latency-rate, in both modes:
+exactly once adds about one transaction interval.
 
 Writes --out (default bench/out/engine.json): "summary", "machine", details.
 Uses KAFKA_BOOTSTRAP_SERVERS / REDIS_URL when set (bench/run, scripts/services
@@ -163,11 +166,13 @@ class KcatReader:
     """A bare Kafka consumer (kcat, unbuffered) on the topic; records when each
     message arrived."""
 
-    def __init__(self, env, topic):
+    def __init__(self, env, topic, committed=False):
         self.stamped = []
+        iso = ["-X", "isolation.level=read_committed"] if committed else []
         self.proc = subprocess.Popen(
             ["kcat", "-C", "-u", "-q", "-b", env["KAFKA_BOOTSTRAP_SERVERS"], "-t", topic,
-             "-o", "beginning", "-f", "%s\n"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+             "-o", "beginning", "-f", "%s\n"] + iso,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
@@ -291,6 +296,54 @@ def run_latency(env, rate, count, loadgen):
             "engine_cpu_us_per_msg": cpu * 1e6 / count}
 
 
+def run_output_latency(env, rate, count, output, txn_interval_ms=None):
+    """Send time -> a read_committed consumer of the output topic has the
+    prediction, at a steady rate: what a Kafka consumer of the predictions
+    waits, at least once or exactly once (there: until the transaction
+    commits)."""
+    topic = "bench.olat.%s" % uuid.uuid4().hex[:8]
+    topic_create(env, topic, 4)
+    topic_create(env, topic + ".out", 4)
+    extra = {"ML_LOG_LEVEL": "warn", "KAFKA_OUTPUT_TOPIC": topic + ".out"}
+    if output == "exactly-once":
+        extra.update(ML_EXACTLY_ONCE="true", ML_ENGINE_ID="bench-" + topic)
+        if txn_interval_ms is not None:
+            extra["ML_TRANSACTION_INTERVAL_MS"] = str(txn_interval_ms)
+    eng = Engine(env, topic=topic, extra_env=extra)
+    reader = prod = None
+    try:
+        eng.wait_ready()
+        reader = KcatReader(env, topic + ".out", committed=True)
+        prod = PacedProducer(env, topic)
+        polls = [0]
+
+        def warmed():
+            if reader.stamped:
+                return True
+            polls[0] += 1
+            if polls[0] % 20 == 1:
+                prod.send("warm%d" % polls[0])
+            return False
+        wait_for(warmed, 60, "a warm-up prediction on the output topic")
+        prod.paced(rate, min(count, rate), prefix="w")
+        achieved = prod.paced(rate, count)
+        wait_for(lambda: sum(1 for _, l in reader.stamped if b'"input_id":"l' in l) >= count,
+                 120, "%d predictions on the output topic" % count)
+    finally:
+        if prod:
+            prod.close()
+        if reader:
+            reader.close()
+        eng.stop()
+    ms = []
+    for t, line in reader.stamped:
+        msg = json.loads(line)
+        if msg["input_id"].startswith("l"):
+            ms.append((t - msg["metadata"]["sent_ns"]) / 1e6)
+    return {"output": output, "rate": rate, "achieved_rate": achieved, "count": count,
+            "latency": lat_summary(ms)}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--messages", type=int, default=1000000)
@@ -299,6 +352,10 @@ def main():
     ap.add_argument("--exactly-once", action="store_true",
                     help="also drain the backlog with an output topic, at least once and "
                          "then with ML_EXACTLY_ONCE=true, and report the ratio")
+    ap.add_argument("--output-latency-rate", type=int, default=2000,
+                    help="with --exactly-once: the steady rate (msg/s) at which the "
+                         "output topic's latency is measured in both modes")
+    ap.add_argument("--output-latency-count", type=int, default=10000)
     ap.add_argument("--transaction-interval-ms", type=int, default=None,
                     help="ML_TRANSACTION_INTERVAL_MS for the exactly-once drain "
                          "(default: the engine's)")
@@ -306,6 +363,7 @@ def main():
     args = ap.parse_args()
     if args.quick:
         args.messages, args.latency_count = min(args.messages, 50000), min(args.latency_count, 10000)
+        args.output_latency_count = min(args.output_latency_count, 2000)
     result = benchlib.Result("engine", args)
     binary = benchlib.need_binary("mlstream")
     loadgen = benchlib.need_binary("bench/mls-loadgen")
@@ -325,6 +383,10 @@ def main():
             alo = run_throughput(env, args.messages, msgfile, "at-least-once", refs=False)
             eos = run_throughput(env, args.messages, msgfile, "exactly-once", refs=False,
                                  txn_interval_ms=args.transaction_interval_ms)
+            olat = {mode: run_output_latency(env, args.output_latency_rate,
+                                             args.output_latency_count, mode,
+                                             args.transaction_interval_ms)
+                    for mode in ("at-least-once", "exactly-once")}
         lat = run_latency(env, args.latency_rate, args.latency_count, loadgen)
     finally:
         if msgfile:
@@ -360,8 +422,13 @@ def main():
             "output_alo_cpu_us_per_msg": round(alo["engine_cpu_us_per_msg"], 3),
             "output_eos_cpu_us_per_msg": round(eos["engine_cpu_us_per_msg"], 3),
             "eos_transactions_committed": eos["transactions_committed"],
+            "output_alo_p50_ms": round(olat["at-least-once"]["latency"]["p50_ms"], 2),
+            "output_alo_p99_ms": round(olat["at-least-once"]["latency"]["p99_ms"], 2),
+            "output_eos_p50_ms": round(olat["exactly-once"]["latency"]["p50_ms"], 2),
+            "output_eos_p99_ms": round(olat["exactly-once"]["latency"]["p99_ms"], 2),
         })
-        details.update(throughput_output_alo=alo, throughput_output_eos=eos)
+        details.update(throughput_output_alo=alo, throughput_output_eos=eos,
+                       output_latency=olat)
     result.write(summary, binary, env, **details)
     print(json.dumps(summary, indent=2))
 
