@@ -99,6 +99,21 @@ const struct mls_conf_def mls_conf_defs[] = {
                  "to `<channel>:control`, and a gateway subscribes only to "
                  "the models its clients watch, so it receives nothing else. "
                  "Engines and gateways must use the same mode."},
+        {.env = "REDIS_CLUSTER",
+         .flag = "redis-cluster",
+         .type = MLS_CONF_ENUM,
+         .defval = "false",
+         .choices = "false|true",
+         .scope = E | G,
+         .section = "Redis",
+         .offset = OFF(redis_cluster),
+         .help = "`true`: `REDIS_URL` names a Redis Cluster (7.0 or later) "
+                 "by one or more seed nodes, "
+                 "`redis://[:password@]host:port[,host:port...]`. Engines "
+                 "send each model's predictions with SPUBLISH to the shard "
+                 "that owns its channel, and gateways SSUBSCRIBE there to "
+                 "the models their clients watch, following slot moves and "
+                 "failovers. Needs `ML_STREAM_REDIS_CHANNEL_MODE=per-model`."},
         {.env = "REDIS_RETRY_MAX_MS",
          .flag = "redis-retry-max-ms",
          .type = MLS_CONF_INT,

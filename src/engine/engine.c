@@ -13,7 +13,9 @@
 #include "common/clock.h"
 #include "common/httpd.h"
 #include "common/log.h"
+#include "common/redis_cluster.h"
 #include "common/redis_url.h"
+#include "engine/cluster_sink.h"
 #include "engine/kafka.h"
 #include "engine/lag.h"
 #include "engine/pipeline.h"
@@ -810,6 +812,54 @@ static int txn_producer_new(mls_engine_t *e, size_t *out_max, size_t *dlq_max,
         return 0;
 }
 
+/* 1 when REDIS_CLUSTER=true. */
+static int redis_cluster(const struct mls_config *cfg)
+{
+        return cfg->redis_cluster && strcmp(cfg->redis_cluster, "true") == 0;
+}
+
+/* Makes e->publisher the Redis Cluster sink for the seeds in REDIS_URL and
+ * logs them (host:port only). Returns 0, or -1 with errstr (naming
+ * REDIS_URL when it is at fault; never the password). */
+static int cluster_publisher_new(mls_engine_t *e, char *errstr,
+                                 size_t errstr_size)
+{
+        const struct mls_config *cfg = e->cfg;
+        struct mls_redis_url *seeds = NULL;
+        struct mls_buf names;
+        size_t nseeds = 0;
+        char why[512];
+        int rc = -1;
+
+        if (mls_cluster_seeds_parse(cfg->redis_url, &seeds, &nseeds, why,
+                                    sizeof(why)) < 0) {
+                snprintf(errstr, errstr_size, "%s (with REDIS_CLUSTER=true)",
+                         why);
+                return -1;
+        }
+        if (mls_cluster_sink_new(
+                    &e->publisher, seeds, nseeds, cfg->redis_channel,
+                    (size_t)cfg->batch_max_output_bytes,
+                    (size_t)cfg->batch_max_messages, e->metrics) < 0) {
+                snprintf(errstr, errstr_size, "out of memory");
+                goto out;
+        }
+        mls_buf_init(&names, 65536);
+        for (size_t i = 0; i < nseeds; i++)
+                mls_buf_printf(&names,
+                               strchr(seeds[i].host, ':') ? "%s[%s]:%d"
+                                                          : "%s%s:%d",
+                               i ? ", " : "", seeds[i].host, seeds[i].port);
+        mls_info("redis cluster: %zu seed node(s) from REDIS_URL: %.*s", nseeds,
+                 (int)names.len, names.len ? names.data : "");
+        mls_buf_free(&names);
+        rc = 0;
+out:
+        memset(seeds, 0, nseeds * sizeof(*seeds)); /* the password */
+        free(seeds);
+        return rc;
+}
+
 mls_engine_t *mls_engine_new(const struct mls_config *cfg,
                              mls_metrics_t *metrics, struct mls_sink publisher,
                              char *errstr, size_t errstr_size)
@@ -863,10 +913,24 @@ mls_engine_t *mls_engine_new(const struct mls_config *cfg,
                                           "component", NULL, 0),
                            MLS_VERSION, "engine"),
                 1);
+        if (!publisher.ops && redis_cluster(cfg) &&
+            !mls_channel_per_model(cfg)) {
+                snprintf(errstr, errstr_size,
+                         "REDIS_CLUSTER=true (--redis-cluster) needs "
+                         "ML_STREAM_REDIS_CHANNEL_MODE=per-model "
+                         "(--redis-channel-mode), not %s: a Redis Cluster "
+                         "shards Pub/Sub by channel, so predictions must go "
+                         "to one channel per model",
+                         cfg->redis_channel_mode);
+                goto fail;
+        }
         if (load_model(e, errstr, errstr_size) < 0)
                 goto fail;
         if (publisher.ops) {
                 e->publisher = publisher;
+        } else if (redis_cluster(cfg)) {
+                if (cluster_publisher_new(e, errstr, errstr_size) < 0)
+                        goto fail;
         } else {
                 if (mls_redis_url_parse(cfg->redis_url, &url, errstr,
                                         errstr_size) < 0)

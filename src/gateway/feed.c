@@ -106,21 +106,133 @@ void mls__gw_feed_drain(mls_gateway_t *g)
         }
 }
 
+/* The subscriber behind g->redis: redis_sub.c (one Redis) or cluster_sub.c
+ * (REDIS_CLUSTER=true); the rest of the gateway calls it through this
+ * table. Optional hooks are NULL. */
+struct mls__gw_sub_ops {
+        void (*watch)(void *sub, const char *model, size_t len);
+        void (*unwatch)(void *sub, const char *model, size_t len);
+        size_t (*channels)(const void *sub);
+        uint64_t (*resubscribes)(const void *sub); /* NULL: never */
+        void (*close)(void *sub);
+        void (*free)(void *sub);
+};
+
+static void single_watch(void *sub, const char *model, size_t len)
+{
+        mls_redis_sub_watch(sub, model, len);
+}
+
+static void single_unwatch(void *sub, const char *model, size_t len)
+{
+        mls_redis_sub_unwatch(sub, model, len);
+}
+
+static size_t single_channels(const void *sub)
+{
+        return mls_redis_sub_channels(sub);
+}
+
+static void single_close(void *sub)
+{
+        mls_redis_sub_close(sub);
+}
+
+static void single_free(void *sub)
+{
+        mls_redis_sub_free(sub);
+}
+
+static const struct mls__gw_sub_ops single_ops = {
+        .watch = single_watch,
+        .unwatch = single_unwatch,
+        .channels = single_channels,
+        .close = single_close,
+        .free = single_free,
+};
+
+static void cluster_watch(void *sub, const char *model, size_t len)
+{
+        mls_cluster_sub_watch(sub, model, len);
+}
+
+static void cluster_unwatch(void *sub, const char *model, size_t len)
+{
+        mls_cluster_sub_unwatch(sub, model, len);
+}
+
+static size_t cluster_channels(const void *sub)
+{
+        return mls_cluster_sub_channels(sub);
+}
+
+static uint64_t cluster_resubscribes(const void *sub)
+{
+        return mls_cluster_sub_resubscribes(sub);
+}
+
+static void cluster_close(void *sub)
+{
+        mls_cluster_sub_close(sub);
+}
+
+static void cluster_free(void *sub)
+{
+        mls_cluster_sub_free(sub);
+}
+
+static const struct mls__gw_sub_ops cluster_ops = {
+        .watch = cluster_watch,
+        .unwatch = cluster_unwatch,
+        .channels = cluster_channels,
+        .resubscribes = cluster_resubscribes,
+        .close = cluster_close,
+        .free = cluster_free,
+};
+
 /* Per-model channels follow the models that clients watch. */
 static void on_model(void *opaque, const char *model, size_t len, int watched)
 {
         mls_gateway_t *g = opaque;
 
         if (watched)
-                mls_redis_sub_watch(g->redis, model, len);
+                g->redis_ops->watch(g->redis, model, len);
         else
-                mls_redis_sub_unwatch(g->redis, model, len);
+                g->redis_ops->unwatch(g->redis, model, len);
 }
 
-int mls__gw_feed_start(mls_gateway_t *g, const struct mls_redis_url *url,
-                       char *errstr, size_t errstr_size)
+/* The subscriber for REDIS_CLUSTER=true (parse_redis() in gateway.c made
+ * sure of the per-model mode). */
+static int start_cluster(mls_gateway_t *g, const struct mls_redis_url *seeds,
+                         size_t nseeds, char *errstr, size_t errstr_size)
+{
+        struct mls_cluster_sub_conf cc = {
+                .seeds = seeds,
+                .nseeds = nseeds,
+                .prefix = g->cfg->redis_channel,
+                .client_name = "mlstream-gateway",
+                .retry_max_ms = g->cfg->redis_retry_max_ms,
+                .max_reply_bytes = g->max_payload + 65536,
+                .on_message = redis_message,
+                .on_state = redis_state,
+                .opaque = g,
+        };
+
+        g->redis = mls_cluster_sub_new(&g->loop, &cc, errstr, errstr_size);
+        if (!g->redis)
+                return -1;
+        g->redis_ops = &cluster_ops;
+        mls_info("redis: cluster mode, %zu seed(s); SSUBSCRIBE to the "
+                 "watched models' channels on their shards",
+                 nseeds);
+        return 0;
+}
+
+int mls__gw_feed_start(mls_gateway_t *g, const struct mls_redis_url *urls,
+                       size_t nurls, char *errstr, size_t errstr_size)
 {
         struct mls_redis_sub_conf rc;
+        int cluster;
 
         if (g->bus) {
                 mls_monitor_set_connected(g->monitor, 1);
@@ -128,8 +240,18 @@ int mls__gw_feed_start(mls_gateway_t *g, const struct mls_redis_url *url,
                 mls_series_set(g->m_ready, 1);
                 return 0;
         }
+        mls_series_set(g->m_redis, 0);
+        mls_series_set(g->m_ready, 0);
+        cluster = g->cfg->redis_cluster &&
+                  strcmp(g->cfg->redis_cluster, "true") == 0;
+        if (cluster) {
+                if (start_cluster(g, urls, nurls, errstr, errstr_size) < 0)
+                        return -1;
+                mls_hub_on_models(g->hub, on_model, g);
+                return 0;
+        }
         rc = (struct mls_redis_sub_conf){
-                .url = *url,
+                .url = urls[0],
                 .channel = g->cfg->redis_channel,
                 .per_model = mls_channel_per_model(g->cfg),
                 .retry_max_ms = g->cfg->redis_retry_max_ms,
@@ -138,14 +260,38 @@ int mls__gw_feed_start(mls_gateway_t *g, const struct mls_redis_url *url,
                 .on_state = redis_state,
                 .opaque = g,
         };
-        mls_series_set(g->m_redis, 0);
-        mls_series_set(g->m_ready, 0);
         g->redis = mls_redis_sub_new(&g->loop, &rc, errstr, errstr_size);
         if (!g->redis)
                 return -1;
+        g->redis_ops = &single_ops;
         if (rc.per_model)
                 mls_hub_on_models(g->hub, on_model, g);
         return 0;
+}
+
+size_t mls__gw_feed_channels(const mls_gateway_t *g)
+{
+        return g->redis ? g->redis_ops->channels(g->redis) : 0;
+}
+
+uint64_t mls__gw_feed_resubscribes(const mls_gateway_t *g)
+{
+        return g->redis && g->redis_ops->resubscribes
+                       ? g->redis_ops->resubscribes(g->redis)
+                       : 0;
+}
+
+void mls__gw_feed_close(mls_gateway_t *g)
+{
+        if (g->redis)
+                g->redis_ops->close(g->redis);
+}
+
+void mls__gw_feed_free(mls_gateway_t *g)
+{
+        if (g->redis)
+                g->redis_ops->free(g->redis);
+        g->redis = NULL;
 }
 
 int mls__gw_feed_push(mls_gateway_t *g, const char *payload, size_t len)

@@ -20,7 +20,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/channel.h"
 #include "common/log.h"
+#include "common/redis_cluster.h"
 #include "common/redis_url.h"
 #include "gateway/gateway_int.h"
 
@@ -39,7 +41,7 @@ static void teardown(mls_gateway_t *g)
          * info.pcontext clears g->lws when it is all done. */
         if (g->lws)
                 lws_context_destroy(g->lws);
-        mls_redis_sub_close(g->redis);
+        mls__gw_feed_close(g);
         if (g->handles_ready) {
                 uv_close((uv_handle_t *)&g->wake, NULL);
                 uv_close((uv_handle_t *)&g->linger, NULL);
@@ -61,7 +63,7 @@ static void begin_shutdown(mls_gateway_t *g)
         mls_info("gateway stopping: closing %u connection(s)", g->nconns);
         for (struct mls__gw_conn *c = g->conns; c; c = c->next)
                 mls__gw_conn_close(c, 1001, "Server shutting down");
-        mls_redis_sub_close(g->redis);
+        mls__gw_feed_close(g);
         uv_timer_start(&g->linger, on_linger, g->nconns ? LINGER_MS : 0, 0);
 }
 
@@ -242,6 +244,47 @@ static int start_lws(mls_gateway_t *g, char *errstr, size_t errstr_size)
         return 0;
 }
 
+/* REDIS_URL: one URL, or with REDIS_CLUSTER=true the cluster's seeds
+ * (which needs the per-model channels). Returns 0 with *urls (free() it)
+ * and *n set, or -1 with errstr naming the settings. */
+static int parse_redis(const struct mls_config *cfg,
+                       struct mls_redis_url **urls, size_t *n, char *errstr,
+                       size_t errstr_size)
+{
+        char why[512];
+
+        if (cfg->redis_cluster && strcmp(cfg->redis_cluster, "true") == 0) {
+                if (!mls_channel_per_model(cfg)) {
+                        snprintf(errstr, errstr_size,
+                                 "REDIS_CLUSTER=true (--redis-cluster) needs "
+                                 "ML_STREAM_REDIS_CHANNEL_MODE=per-model "
+                                 "(--redis-channel-mode), not %s: sharded "
+                                 "Pub/Sub spreads the models' channels over "
+                                 "the cluster",
+                                 cfg->redis_channel_mode);
+                        return -1;
+                }
+                if (mls_cluster_seeds_parse(cfg->redis_url, urls, n, why,
+                                            sizeof(why)) == 0)
+                        return 0;
+        } else {
+                *urls = calloc(1, sizeof(**urls));
+                *n = 1;
+                if (!*urls) {
+                        snprintf(errstr, errstr_size, "out of memory");
+                        return -1;
+                }
+                if (mls_redis_url_parse(cfg->redis_url, *urls, why,
+                                        sizeof(why)) == 0)
+                        return 0;
+                free(*urls);
+                *urls = NULL;
+                *n = 0;
+        }
+        snprintf(errstr, errstr_size, "REDIS_URL (--redis-url): %s", why);
+        return -1;
+}
+
 /* --- public API ---------------------------------------------------------- */
 
 mls_gateway_t *mls_gateway_new(const struct mls_config *cfg,
@@ -250,7 +293,8 @@ mls_gateway_t *mls_gateway_new(const struct mls_config *cfg,
 {
         mls_gateway_t *g = calloc(1, sizeof(*g));
         struct mls_gql_limits limits;
-        struct mls_redis_url url;
+        struct mls_redis_url *urls = NULL;
+        size_t nurls = 0;
 
         if (!g) {
                 snprintf(errstr, errstr_size, "out of memory");
@@ -269,14 +313,8 @@ mls_gateway_t *mls_gateway_new(const struct mls_config *cfg,
         /* one batch of frames, or one message of the largest size */
         mls_buf_init(&g->wbuf, 2 * g->max_payload + 65536 + 4096);
 
-        if (!bus && mls_redis_url_parse(cfg->redis_url, &url, errstr,
-                                        errstr_size) < 0) {
-                char why[512];
-                snprintf(why, sizeof(why), "%s", errstr);
-                snprintf(errstr, errstr_size, "REDIS_URL (--redis-url): %s",
-                         why);
+        if (!bus && parse_redis(cfg, &urls, &nurls, errstr, errstr_size) < 0)
                 goto fail;
-        }
         if (mls__gw_origin_parse(&g->origins, cfg->gateway_allowed_origins,
                                  errstr, errstr_size) < 0)
                 goto fail;
@@ -395,8 +433,10 @@ mls_gateway_t *mls_gateway_new(const struct mls_config *cfg,
         if (start_lws(g, errstr, errstr_size) < 0)
                 goto fail;
 
-        if (mls__gw_feed_start(g, &url, errstr, errstr_size) < 0)
+        if (mls__gw_feed_start(g, urls, nurls, errstr, errstr_size) < 0)
                 goto fail;
+        free(urls);
+        urls = NULL;
         mls_info("gateway listening on %s:%d (%s)",
                  cfg->gateway_host ? cfg->gateway_host : "0.0.0.0", g->port,
                  bus ? "in-process bus" : "Redis");
@@ -413,6 +453,7 @@ mls_gateway_t *mls_gateway_new(const struct mls_config *cfg,
                          "docs/security.md)");
         return g;
 fail:
+        free(urls);
         mls_gateway_free(g);
         return NULL;
 }
@@ -462,7 +503,7 @@ void mls_gateway_free(mls_gateway_t *g)
         }
         if (g->hub)
                 mls_hub_on_models(g->hub, NULL, NULL);
-        mls_redis_sub_free(g->redis);
+        mls__gw_feed_free(g);
         mls_hub_free(g->hub);
         mls_dedupe_free(g->dedupe);
         mls_history_free(g->history);

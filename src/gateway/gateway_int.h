@@ -39,6 +39,7 @@
 #include "gateway/gateway.h"
 #include "gateway/hub.h"
 #include "gateway/monitor.h"
+#include "gateway/cluster_sub.h"
 #include "gateway/redis_sub.h"
 #include "gateway/wsproto.h"
 #include "graphql/graphql.h"
@@ -68,6 +69,7 @@ struct mls__gw_conn {
 };
 
 struct mls__gw_bus_msg; /* feed.c */
+struct mls__gw_sub_ops; /* feed.c */
 
 /* GATEWAY_ALLOWED_ORIGINS, parsed (origin.c). */
 struct mls__gw_origin_policy {
@@ -114,7 +116,11 @@ struct mls_gateway {
         mls_dedupe_t *dedupe;   /* NULL: GATEWAY_DEDUPE_WINDOW=0 */
         mls_history_t *history; /* NULL: GATEWAY_HISTORY_BYTES=0 */
         struct mls_wsproto_stats resume_stats;
-        mls_redis_sub_t *redis;
+        /* the Redis subscriber (redis_sub.c, or cluster_sub.c with
+         * REDIS_CLUSTER=true) and feed.c's table of its functions; NULL in
+         * bus mode */
+        void *redis;
+        const struct mls__gw_sub_ops *redis_ops;
         struct mls_wsproto_env env;
 
         /* connections */
@@ -136,11 +142,11 @@ struct mls_gateway {
                 *m_pred, *m_hb, *m_garbage, *m_dup, *m_render_err,
                 *m_bus_dropped, *m_models, *m_hist_bytes, *m_hist_entries,
                 *m_hist_evicted, *m_hist_refused, *m_resumes, *m_gaps,
-                *m_replayed, *m_channels;
+                *m_replayed, *m_channels, *m_resubscribes;
         mls_series_t *m_auth_fail[MLS_AUTH_RESULTS];
         mls_metric_t *m_ws_closed, *m_http, *m_win_latency, *m_win_size,
                 *m_last_seen;
-        uint64_t render_err_seen, bus_dropped_seen;
+        uint64_t render_err_seen, bus_dropped_seen, resubscribes_seen;
 
         /* connections closed for a limit (ws.c): reason="send_queue_bytes",
          * "send_queue", "init_timeout" */
@@ -207,14 +213,20 @@ int mls__gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason,
 /* --- feed.c ----------------------------------------------------------- */
 
 /* Starts the feed: in bus mode marks it live; otherwise creates the Redis
- * subscriber on g's loop (url, ML_STREAM_REDIS_CHANNEL), live once it has
- * subscribed. Returns 0, or -1 with errstr filled. Loop thread, at
- * start-up. */
-int mls__gw_feed_start(mls_gateway_t *g, const struct mls_redis_url *url,
-                       char *errstr, size_t errstr_size);
-/* Bus mode: queues a copy of one payload for the loop, which the caller
- * then wakes. Returns 0, or -1 when the bounded queue is full or memory
- * runs out (the payload is dropped and counted). Any thread. */
+ * subscriber on g's loop (urls: REDIS_URL, one URL or, with REDIS_CLUSTER=
+ * true, the cluster's seeds), live once it has subscribed. Returns 0, or
+ * -1 with errstr filled. Loop thread, at start-up. */
+int mls__gw_feed_start(mls_gateway_t *g, const struct mls_redis_url *urls,
+                       size_t nurls, char *errstr, size_t errstr_size);
+/* The subscriber's Redis channels subscribed now, and channels re-placed
+ * on another cluster node so far (0 without REDIS_CLUSTER); 0 in bus
+ * mode. Loop thread. */
+size_t mls__gw_feed_channels(const mls_gateway_t *g);
+uint64_t mls__gw_feed_resubscribes(const mls_gateway_t *g);
+/* Closes the subscriber (the loop must run afterwards), then frees it.
+ * Both ignore bus mode and repeated calls. Loop thread. */
+void mls__gw_feed_close(mls_gateway_t *g);
+void mls__gw_feed_free(mls_gateway_t *g);
 int mls__gw_feed_push(mls_gateway_t *g, const char *payload, size_t len);
 /* Bus mode: hands every queued payload to the monitor and the hub (or, once
  * stopping, just frees it). Loop thread. */

@@ -89,6 +89,12 @@ void mls__gw_metrics_register(mls_gateway_t *g)
                        "ML_STREAM_REDIS_CHANNEL_MODE=per-model: the control "
                        "channel and one per model its clients watch).",
                        NULL, NULL);
+        g->m_resubscribes = series(
+                r, MLS_COUNTER, "ml_stream_gateway_redis_resubscribes_total",
+                "Channels subscribed again on another Redis Cluster node (or "
+                "the same one, reconnected) after a slot move, a failover or "
+                "a lost node connection (REDIS_CLUSTER=true; else 0).",
+                NULL, NULL);
         g->m_ready = series(r, MLS_GAUGE, "ml_stream_gateway_ready",
                             "1 while /readyz answers 200.", NULL, NULL);
         payloads = mls_metric_new(r, MLS_COUNTER,
@@ -226,9 +232,14 @@ int mls__gw_metrics_render(mls_gateway_t *g, struct mls_buf *out)
         g->bus_dropped_seen = dropped;
         mls_series_set(g->m_models, (double)mls_monitor_models(g->monitor));
         mls_series_set(g->m_ready, mls__gw_ready(g));
-        if (g->redis)
-                mls_series_set(g->m_channels,
-                               (double)mls_redis_sub_channels(g->redis));
+        if (g->redis) {
+                uint64_t resubs = mls__gw_feed_resubscribes(g);
+
+                mls_series_set(g->m_channels, (double)mls__gw_feed_channels(g));
+                mls_series_add(g->m_resubscribes,
+                               (double)(resubs - g->resubscribes_seen));
+                g->resubscribes_seen = resubs;
+        }
         if (g->history) {
                 struct mls_history_stats st;
 

@@ -297,3 +297,154 @@ class Engine:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+# ---------------------------------------------------------------- Redis Cluster
+# The cluster of `scripts/services start cluster`: REDIS_CLUSTER_URL (seeds)
+# and REDIS_CLUSTER_PORTS (every node, all on 127.0.0.1).
+
+CLUSTER_HOST = "127.0.0.1"
+
+
+class RespError(Exception):
+    """An error reply, e.g. MOVED 1234 127.0.0.1:7001."""
+
+
+class RedisConn(Subscriber):
+    """A plain RESP connection to one Redis node (Subscriber's reader)."""
+
+    def __init__(self, port, host=CLUSTER_HOST, timeout=10):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.buf = b""
+
+    def command(self, *args):
+        """Sends one command; returns its reply, raises RespError for an
+        error reply."""
+        out = b"*%d\r\n" % len(args)
+        for a in args:
+            a = a if isinstance(a, bytes) else str(a).encode()
+            out += b"$%d\r\n%s\r\n" % (len(a), a)
+        self.sock.sendall(out)
+        return self._reply()
+
+    def _reply(self):
+        line = self._line()
+        if line[:1] == b"-":
+            raise RespError(line[1:].decode())
+        self.buf = line + b"\r\n" + self.buf
+        return self._read()
+
+
+def cluster_ports(env):
+    return [int(p) for p in env["REDIS_CLUSTER_PORTS"].split(",")]
+
+
+def cluster_command(port, *args):
+    """One command to the cluster node on port; its reply."""
+    c = RedisConn(port)
+    try:
+        return c.command(*args)
+    finally:
+        c.close()
+
+
+def cluster_live_ports(env):
+    """The nodes that accept connections now."""
+    live = []
+    for p in cluster_ports(env):
+        try:
+            socket.create_connection((CLUSTER_HOST, p), timeout=2).close()
+            live.append(p)
+        except OSError:
+            pass
+    return live
+
+
+def cluster_slot_owners(env):
+    """{slot range (start, end): master port} as the first live node sees
+    it."""
+    for p in cluster_live_ports(env):
+        try:
+            return {(int(r[0]), int(r[1])): int(r[2][1])
+                    for r in cluster_command(p, "CLUSTER", "SLOTS")}
+        except (OSError, RespError, EOFError):
+            continue
+    raise AssertionError("no cluster node answers CLUSTER SLOTS")
+
+
+def cluster_owner(env, channel):
+    """The port of the master that owns channel's hash slot."""
+    port = cluster_live_ports(env)[0]
+    slot = int(cluster_command(port, "CLUSTER", "KEYSLOT", channel))
+    for (lo, hi), owner in cluster_slot_owners(env).items():
+        if lo <= slot <= hi:
+            return owner
+    raise AssertionError("no node serves slot %d of %s" % (slot, channel))
+
+
+def cluster_ok(env):
+    """True when every live node says cluster_state:ok and no slot range
+    names a node that is down."""
+    live = cluster_live_ports(env)
+    for p in live:
+        try:
+            info = cluster_command(p, "CLUSTER", "INFO").decode()
+        except (OSError, RespError, EOFError):
+            return False
+        if "cluster_state:ok" not in info:
+            return False
+    try:
+        owners = cluster_slot_owners(env)
+    except AssertionError:
+        return False
+    return all(o in live for o in owners.values())
+
+
+class ShardSubscriber(Subscriber):
+    """Collects every message of one shard channel (SSUBSCRIBE) on the
+    node at port. closed is set when the node goes away, unsubscribed when
+    it gives the channel's slot up (Redis sends a sunsubscribe)."""
+
+    def __init__(self, port, channel, host=CLUSTER_HOST):
+        self.port = port
+        self.channel = channel
+        self.sock = socket.create_connection((host, port), timeout=10)
+        self.messages = []
+        self.lock = threading.Lock()
+        self.buf = b""
+        self.closed = self.unsubscribed = False
+        ch = channel.encode()
+        try:
+            self.sock.sendall(b"*2\r\n$10\r\nSSUBSCRIBE\r\n$%d\r\n%s\r\n" % (len(ch), ch))
+            reply = RedisConn._reply(self)
+        except BaseException:
+            self.sock.close()
+            raise
+        assert reply[0] == b"ssubscribe", reply
+        self.sock.settimeout(None)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        try:
+            while True:
+                msg = self._read()
+                if msg[0] == b"smessage":
+                    with self.lock:
+                        self.messages.append(msg[2])
+                elif msg[0] == b"sunsubscribe":
+                    self.unsubscribed = True
+        except (EOFError, OSError):
+            pass
+        self.closed = True
+
+
+def shard_subscribe(env, channel, timeout=30):
+    """A ShardSubscriber at the node that owns channel's slot, asking again
+    while a failover or slot move makes the answer wrong (MOVED)."""
+    def attempt():
+        try:
+            return ShardSubscriber(cluster_owner(env, channel), channel)
+        except (OSError, RespError, EOFError, AssertionError):
+            return None
+    return wait_for(attempt, timeout, "a shard subscription to %s" % channel)
