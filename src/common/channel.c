@@ -22,3 +22,15 @@ int mls_channel_control(struct mls_buf *b, const char *prefix)
         mls_buf_puts(b, prefix);
         return mls_buf_puts(b, ":control") < 0 || b->overflow ? -1 : 0;
 }
+
+const char *mls_channel_model_of(const char *prefix, const char *ch, size_t len,
+                                 size_t *mlen)
+{
+        size_t plen = strlen(prefix);
+
+        if (len < plen + 3 || memcmp(ch, prefix, plen) != 0 ||
+            ch[plen] != ':' || ch[plen + 1] != '{' || ch[len - 1] != '}')
+                return NULL;
+        *mlen = len - plen - 3;
+        return ch + plen + 2;
+}

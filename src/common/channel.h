@@ -23,6 +23,12 @@ int mls_channel_per_model(const struct mls_config *cfg);
 int mls_channel_model(struct mls_buf *b, const char *prefix, const char *model,
                       size_t mlen);
 
+/* The model id inside ch (len bytes) when ch is a model channel of
+ * prefix ("<prefix>:{<model>}"): returns a pointer into ch and sets *mlen;
+ * NULL otherwise. */
+const char *mls_channel_model_of(const char *prefix, const char *ch, size_t len,
+                                 size_t *mlen);
+
 /* Appends the per-model mode's heartbeat channel to b. */
 int mls_channel_control(struct mls_buf *b, const char *prefix);
 

@@ -492,6 +492,17 @@ static int head_is(const struct node *n, int sub, const redisReply *ch)
                p->len == ch->len && memcmp(p->ch, ch->str, ch->len) == 0;
 }
 
+/* c, a model channel, is subscribed again after it was lost. */
+static void report_gap(mls_cluster_sub_t *s, const struct chan *c)
+{
+        size_t mlen;
+        const char *model = mls_channel_model_of(s->conf.prefix, c->key->key,
+                                                 c->key->klen, &mlen);
+
+        if (model && s->conf.on_gap)
+                s->conf.on_gap(s->conf.opaque, model, mlen);
+}
+
 /* The node confirmed our SSUBSCRIBE. */
 static void subscribed(mls_cluster_sub_t *s, struct node *n, struct chan *c)
 {
@@ -504,9 +515,11 @@ static void subscribed(mls_cluster_sub_t *s, struct node *n, struct chan *c)
                 mls_info("redis cluster: subscribed again (%s on %s)",
                          c->key->key, n->addr);
         s->warned = 0;
-        if (c->moved_from[0])
+        if (c->moved_from[0]) {
                 record_move(s, c);
-        else if (c->control)
+                if (!c->control)
+                        report_gap(s, c);
+        } else if (c->control)
                 mls_info("redis cluster: subscribed to %s on %s", c->key->key,
                          n->addr);
         else

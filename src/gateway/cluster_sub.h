@@ -52,6 +52,11 @@ struct mls_cluster_sub_conf {
         void (*on_message)(void *opaque, const char *data, size_t len);
         /* Went live (1) or down (0). */
         void (*on_state)(void *opaque, int connected);
+        /* A watched model's channel that a lost node, a failover or a slot
+         * move had taken was subscribed again: what was published on it
+         * meanwhile is missing. model is len bytes, not NUL-terminated.
+         * May be NULL. */
+        void (*on_gap)(void *opaque, const char *model, size_t len);
         void *opaque;
 };
 

@@ -24,6 +24,54 @@ struct mls__gw_bus_msg {
         char data[];
 };
 
+/* A lost Redis subscription was made again: the next prediction of the
+ * model (of every watched model, for NULL) says that some before it may
+ * be missing. */
+static void mark_gap(void *opaque, const char *model, size_t len)
+{
+        mls_gateway_t *g = opaque;
+        int64_t *since;
+
+        if (!model) {
+                mls_hub_foreach_model(g->hub, mark_gap, g);
+                return;
+        }
+        since = mls_strmap_get(&g->gaps, model, len);
+        if (!since) {
+                since = malloc(sizeof(*since));
+                if (!since)
+                        return;
+                if (!mls_strmap_put(&g->gaps, model, len, since)) {
+                        free(since);
+                        return;
+                }
+        }
+        *since = mls_clock_wall_ms();
+}
+
+static void redis_gap(void *opaque, const char *model, size_t len)
+{
+        mark_gap(opaque, model, len);
+}
+
+/* Adds the pending gap of event's model (if any) to event, once. */
+static void take_gap(mls_gateway_t *g, const char *model, json_t *event)
+{
+        int64_t *since;
+        char iso[32];
+
+        if (!g->gaps.count)
+                return;
+        since = mls_strmap_remove(&g->gaps, model, strlen(model));
+        if (!since)
+                return;
+        mls_clock_iso8601(*since, iso, sizeof(iso));
+        json_object_set_new(event, "gap",
+                            json_pack("{s:s,s:n,s:s}", "reason",
+                                      "UPSTREAM_LOST", "missed", "since", iso));
+        free(since);
+}
+
 /* One payload from Redis or the bus: normalised once, recorded in the
  * monitor, rendered once per subscription group. */
 static void on_payload(mls_gateway_t *g, const char *data, size_t len)
@@ -56,6 +104,7 @@ static void on_payload(mls_gateway_t *g, const char *data, size_t len)
                                                       json_string_value(id),
                                                       json_string_length(id),
                                                       data, len, now) == 0;
+                take_gap(g, p.model_id, p.event);
                 mls_hub_publish(g->hub, p.model_id, tenant, tlen, p.event);
                 break;
         }
@@ -195,6 +244,10 @@ static void on_model(void *opaque, const char *model, size_t len, int watched)
 {
         mls_gateway_t *g = opaque;
 
+        if (!watched)
+                free(mls_strmap_remove(&g->gaps, model, len));
+        if (!g->per_model)
+                return;
         if (watched)
                 g->redis_ops->watch(g->redis, model, len);
         else
@@ -215,6 +268,7 @@ static int start_cluster(mls_gateway_t *g, const struct mls_redis_url *seeds,
                 .max_reply_bytes = g->max_payload + 65536,
                 .on_message = redis_message,
                 .on_state = redis_state,
+                .on_gap = redis_gap,
                 .opaque = g,
         };
 
@@ -244,12 +298,11 @@ int mls__gw_feed_start(mls_gateway_t *g, const struct mls_redis_url *urls,
         mls_series_set(g->m_ready, 0);
         cluster = g->cfg->redis_cluster &&
                   strcmp(g->cfg->redis_cluster, "true") == 0;
-        if (cluster) {
-                if (start_cluster(g, urls, nurls, errstr, errstr_size) < 0)
-                        return -1;
-                mls_hub_on_models(g->hub, on_model, g);
-                return 0;
-        }
+        mls_strmap_init(&g->gaps);
+        g->per_model = cluster || mls_channel_per_model(g->cfg);
+        mls_hub_on_models(g->hub, on_model, g);
+        if (cluster)
+                return start_cluster(g, urls, nurls, errstr, errstr_size);
         rc = (struct mls_redis_sub_conf){
                 .url = urls[0],
                 .channel = g->cfg->redis_channel,
@@ -258,14 +311,13 @@ int mls__gw_feed_start(mls_gateway_t *g, const struct mls_redis_url *urls,
                 .max_reply_bytes = g->max_payload + 65536,
                 .on_message = redis_message,
                 .on_state = redis_state,
+                .on_gap = redis_gap,
                 .opaque = g,
         };
         g->redis = mls_redis_sub_new(&g->loop, &rc, errstr, errstr_size);
         if (!g->redis)
                 return -1;
         g->redis_ops = &single_ops;
-        if (rc.per_model)
-                mls_hub_on_models(g->hub, on_model, g);
         return 0;
 }
 
@@ -289,8 +341,10 @@ void mls__gw_feed_close(mls_gateway_t *g)
 
 void mls__gw_feed_free(mls_gateway_t *g)
 {
-        if (g->redis)
+        if (g->redis) {
                 g->redis_ops->free(g->redis);
+                mls_strmap_free(&g->gaps, free);
+        }
         g->redis = NULL;
 }
 

@@ -34,6 +34,7 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/redis_url.h"
+#include "common/strmap.h"
 #include "gateway/auth.h"
 #include "gateway/dedupe.h"
 #include "gateway/gateway.h"
@@ -121,6 +122,11 @@ struct mls_gateway {
          * bus mode */
         void *redis;
         const struct mls__gw_sub_ops *redis_ops;
+        /* model -> int64_t *, the wall time (ms) a lost Redis subscription
+         * to it was made again: the model's next prediction carries a gap
+         * (UPSTREAM_LOST). At most one entry per watched model. */
+        struct mls_strmap gaps;
+        int per_model; /* channels follow the watched models */
         struct mls_wsproto_env env;
 
         /* connections */

@@ -419,3 +419,27 @@ void mls_hub_stats(const mls_hub_t *h, struct mls_hub_stats *st)
         st->renders = h->renders;
         st->render_errors = h->render_errors;
 }
+
+struct foreach_model {
+        void (*fn)(void *opaque, const char *model, size_t len);
+        void *opaque;
+};
+
+static void visit_model(void *opaque, struct mls_strmap_entry *e)
+{
+        struct foreach_model *f = opaque;
+        const struct hub_model *md = e->value;
+
+        if (md->ngroups)
+                f->fn(f->opaque, e->key, e->klen);
+}
+
+void mls_hub_foreach_model(const mls_hub_t *h,
+                           void (*fn)(void *opaque, const char *model,
+                                      size_t len),
+                           void *opaque)
+{
+        struct foreach_model f = {fn, opaque};
+
+        mls_strmap_foreach(&h->models, visit_model, &f);
+}

@@ -54,6 +54,12 @@ void mls_hub_on_models(mls_hub_t *h,
                        void (*fn)(void *opaque, const char *model, size_t len,
                                   int watched),
                        void *opaque);
+/* Calls fn for every model that has at least one group (is watched). fn
+ * must not join or leave members. */
+void mls_hub_foreach_model(const mls_hub_t *h,
+                           void (*fn)(void *opaque, const char *model,
+                                      size_t len),
+                           void *opaque);
 /* Frees the hub. Members still joined are detached (their group becomes
  * NULL) but not otherwise touched. */
 void mls_hub_free(mls_hub_t *h);

@@ -27,6 +27,7 @@ struct mls_redis_sub {
         uv_timer_t retry;
         uv_check_t check;
         int resolving, connecting, subscribed, closing, warned;
+        int main_once; /* the main channel was confirmed before */
         int64_t backoff_ms;
         uint64_t oversize, reconnects;
         /* per-model mode: channel name -> struct watch */
@@ -38,6 +39,7 @@ struct mls_redis_sub {
 struct watch {
         int wanted;     /* a client watches the model */
         int subscribed; /* Redis confirmed the SUBSCRIBE */
+        int lost;       /* was subscribed when the connection went */
         int inflight;   /* a SUBSCRIBE or UNSUBSCRIBE awaits its reply */
         struct mls_strmap_entry *key; /* the channel */
 };
@@ -147,6 +149,11 @@ static void confirmed(mls_redis_sub_t *s, const char *ch, size_t len, int on)
                 s->nsubscribed++;
                 s->backoff_ms = BACKOFF_START_MS;
                 s->warned = 0;
+                /* the single channel again: every model may have missed
+                 * predictions meanwhile */
+                if (s->main_once && !s->conf.per_model && s->conf.on_gap)
+                        s->conf.on_gap(s->conf.opaque, NULL, 0);
+                s->main_once = 1;
                 set_state(s, 1);
                 return;
         }
@@ -161,6 +168,14 @@ static void confirmed(mls_redis_sub_t *s, const char *ch, size_t len, int on)
                   (int)len, ch);
         w->subscribed = on;
         w->inflight = 0;
+        if (on && w->lost) {
+                size_t mlen;
+                const char *model = mls_channel_model_of(s->prefix, w->key->key,
+                                                         w->key->klen, &mlen);
+                w->lost = 0;
+                if (model && s->conf.on_gap)
+                        s->conf.on_gap(s->conf.opaque, model, mlen);
+        }
         reconcile(s, w);
 }
 
@@ -244,6 +259,8 @@ static void reset_watch(void *opaque, struct mls_strmap_entry *e)
         struct watch *w = e->value;
 
         (void)opaque;
+        if (w->subscribed && w->wanted)
+                w->lost = 1;
         w->subscribed = 0;
         w->inflight = 0;
 }

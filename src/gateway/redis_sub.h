@@ -46,6 +46,11 @@ struct mls_redis_sub_conf {
         void (*on_message)(void *opaque, const char *data, size_t len);
         /* The subscription went live (1: SUBSCRIBE confirmed) or down. */
         void (*on_state)(void *opaque, int connected);
+        /* A subscription that the connection's loss had taken was made
+         * again: what Redis published meanwhile is missing. model (len
+         * bytes, not NUL-terminated) is the model whose channel it was, or
+         * NULL for every model (the single channel). May be NULL. */
+        void (*on_gap)(void *opaque, const char *model, size_t len);
         void *opaque;
 };
 

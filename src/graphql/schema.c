@@ -92,8 +92,10 @@ static const struct mls__gql_fielddef prediction_fields[] = {
         {"metadata", "JSON", "The input's metadata, passed through.", NULL,
          NULL, 0},
         {"gap", "MLStreamGap",
-         "Set on the first prediction of a resumed subscription (after:) "
-         "when predictions before it may be missing; null otherwise.",
+         "Set when predictions before this one may be missing: on the "
+         "first prediction of a resumed subscription (after:), and on the "
+         "first prediction of a model after the gateway lost its Redis "
+         "subscription to it and made it again; null otherwise.",
          NULL, NULL, 0},
         END_FIELD,
 };
@@ -103,14 +105,19 @@ static const struct mls__gql_fielddef gap_fields[] = {
          "CURSOR_UNKNOWN: the gateway does not hold the `after` prediction "
          "(older than its history, or never seen by this gateway), so what "
          "came between it and `since` is unknown. EVICTED: predictions "
-         "after it left the history before they could be sent.",
+         "after it left the history before they could be sent. "
+         "UPSTREAM_LOST: the gateway's Redis subscription to the model "
+         "was lost (Redis restarted, or a Redis Cluster failover or slot "
+         "move) and made again at `since`; what Redis published meanwhile "
+         "did not reach the gateway.",
          NULL, NULL, 0},
         {"missed", "Int",
          "How many predictions of the model are missing, when known.", NULL,
          NULL, 0},
         {"since", "DateTime",
-         "When the gateway received the oldest prediction of the model it "
-         "still held at the resume: nothing is missing after it.",
+         "Nothing is missing after it: when the gateway received the "
+         "oldest prediction of the model it still held at the resume, or "
+         "(UPSTREAM_LOST) when it subscribed again.",
          NULL, NULL, 0},
         END_FIELD,
 };

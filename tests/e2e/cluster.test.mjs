@@ -19,7 +19,7 @@ import { CHANNEL, SERVICES, collector, metric, modelId, prediction, startGateway
 
 const CLUSTER_URL = process.env.REDIS_CLUSTER_URL;
 const PORTS = (process.env.REDIS_CLUSTER_PORTS || '').split(',').filter(Boolean).map(Number);
-const STREAM = `subscription($m: String!) { mlInferenceStream(modelId: $m) { inferenceId modelId inputId } }`;
+const STREAM = `subscription($m: String!) { mlInferenceStream(modelId: $m) { inferenceId modelId inputId gap { reason } } }`;
 const modelChannel = (m) => `${CHANNEL}:{${m}}`;
 const CONTROL = `${CHANNEL}:control`;
 
@@ -177,6 +177,12 @@ describe('Redis Cluster', { skip: !CLUSTER_URL && 'REDIS_CLUSTER_URL is unset' }
                   'the events after the failover');
     assert.deepEqual(inputs(ca.col, a), [...five, 'event-100']);
     assert.deepEqual(inputs(cb.col, b), [...five, 'event-100']);
+    // a's channel was lost and made again: its first event says so; b's
+    // was never lost
+    const gapOf = (col, i) => col.events[i].data.mlInferenceStream.gap;
+    assert.equal(gapOf(ca.col, 5)?.reason, 'UPSTREAM_LOST');
+    assert.equal(gapOf(cb.col, 5), null);
+    assert.ok(ca.col.events.slice(0, 5).every((e) => e.data.mlInferenceStream.gap === null));
     assert.deepEqual([...ca.col.errors, ...cb.col.errors], []);
     assert.equal(ca.col.completed || cb.col.completed, false);
     assert.match(gw.log(), /re-placed \d+ channel\(s\) from 127\.0\.0\.1:\d+ to 127\.0\.0\.1:\d+/);
@@ -195,6 +201,7 @@ describe('Redis Cluster', { skip: !CLUSTER_URL && 'REDIS_CLUSTER_URL is unset' }
     assert.equal(spublish(b, 101), 1);
     await waitFor(() => cb.col.events.length === 7, 10000, 'the event after the manual failover');
     assert.deepEqual(inputs(cb.col, b), [...five, 'event-100', 'event-101']);
+    assert.equal(gapOf(cb.col, 6)?.reason, 'UPSTREAM_LOST', 'the slot left its node: a gap');
 
     // the last watchers leave: nothing of ours stays subscribed
     ca.dispose();

@@ -33,7 +33,7 @@ async function connected() {
 
 test('subscriptions resume after a Redis restart; connected goes false then true', async () => {
   const model = modelId('restart');
-  const query = `subscription { mlInferenceStream(modelId: "${model}") { inferenceId } }`;
+  const query = `subscription { mlInferenceStream(modelId: "${model}") { inferenceId gap { reason missed since } } }`;
   const client = createClient({ url: gw.ws, webSocketImpl: WebSocket, retryAttempts: 0 });
   const c = collector();
   client.subscribe({ query }, c.sink);
@@ -56,11 +56,20 @@ test('subscriptions resume after a Redis restart; connected goes false then true
   assert.equal((await fetch(`${gw.http}/readyz`)).status, 200);
   assert.equal(await metric(gw, 'ml_stream_gateway_redis_connected'), 1);
 
-  // the gateway re-subscribed; the clients never noticed
+  // the gateway re-subscribed; the clients stayed, and the first event
+  // after it says that what Redis carried meanwhile may be missing
+  const back = Date.now();
   assert.equal(await publish(redis.url, prediction(model, 2)), 1);
-  await waitFor(() => c.events.length === 2 && l.events.length === 2, 10000, 'the second event');
-  assert.deepEqual(c.events.map((e) => e.data.mlInferenceStream.inferenceId),
-                   [`inf-${model}-1`, `inf-${model}-2`]);
+  assert.equal(await publish(redis.url, prediction(model, 3)), 1);
+  await waitFor(() => c.events.length === 3 && l.events.length === 3, 10000, 'two more events');
+  const got = c.events.map((e) => e.data.mlInferenceStream);
+  assert.deepEqual(got.map((e) => e.inferenceId),
+                   [`inf-${model}-1`, `inf-${model}-2`, `inf-${model}-3`]);
+  assert.equal(got[0].gap, null);
+  assert.equal(got[1].gap.reason, 'UPSTREAM_LOST');
+  assert.equal(got[1].gap.missed, null);
+  assert.ok(Date.parse(got[1].gap.since) <= back, `re-subscribed at ${got[1].gap.since}`);
+  assert.equal(got[2].gap, null, 'the gap is reported once');
   assert.deepEqual(l.events, c.events);
   assert.deepEqual(c.errors, []);
   await client.dispose();
