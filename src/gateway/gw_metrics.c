@@ -67,7 +67,8 @@ void mls__gw_metrics_register(mls_gateway_t *g)
                            "Live GraphQL subscriptions.", NULL, NULL);
         g->m_groups =
                 series(r, MLS_GAUGE, "ml_stream_gateway_subscription_groups",
-                       "Distinct (document, operation, variables) "
+                       "Distinct (document, operation, variables but "
+                       "`after`) "
                        "subscription groups; each event is rendered "
                        "once per group.",
                        NULL, NULL);

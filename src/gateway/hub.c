@@ -85,6 +85,8 @@ static void free_group(void *p)
                 for (struct mls_hub_member *m = sl->members; m; m = m->next) {
                         m->group = NULL;
                         m->slice = NULL;
+                        json_decref(m->args);
+                        m->args = NULL;
                 }
                 mls_tenants_unref(sl->tenants);
                 free(sl);
@@ -130,10 +132,10 @@ static json_t *oom_errors(void)
         return json_pack("[{s:s}]", "message", "out of memory");
 }
 
+/* A group for the prepared subscription sub, which it takes (and frees
+ * on failure). */
 static struct mls_hub_group *new_group(mls_hub_t *h, const struct mls_buf *k,
-                                       mls_gql_doc_t *doc,
-                                       const char *operation_name,
-                                       json_t *variables, json_t **errors)
+                                       mls_gql_sub_t *sub, json_t **errors)
 {
         struct mls_hub_group *g;
         struct hub_model *md;
@@ -142,15 +144,12 @@ static struct mls_hub_group *new_group(mls_hub_t *h, const struct mls_buf *k,
 
         g = calloc(1, sizeof(*g));
         if (!g) {
+                mls_gql_sub_free(sub);
                 *errors = oom_errors();
                 return NULL;
         }
         mls_strmap_init(&g->slice_map);
-        g->sub = mls_gql_sub_prepare(doc, operation_name, variables, errors);
-        if (!g->sub) {
-                free(g);
-                return NULL;
-        }
+        g->sub = sub;
         arg = json_object_get(mls_gql_sub_args(g->sub), "modelId");
         model = json_string_value(arg);
         if (!model) {
@@ -255,24 +254,53 @@ int mls_hub_join(mls_hub_t *h, struct mls_hub_member *m, mls_gql_doc_t *doc,
         struct mls_buf k;
         struct mls_hub_group *g;
         struct mls_hub_slice *sl;
+        mls_gql_sub_t *sub;
+        json_t *keyvars = variables;
+        const char *after;
 
         *errors = NULL;
+        sub = mls_gql_sub_prepare(doc, operation_name, variables, errors);
+        if (!sub)
+                return -1;
+        /* Subscribers that differ only in where they resume (the variable
+         * of `after`) render every event alike: one group for them all;
+         * each keeps its own arguments. */
+        after = mls_gql_sub_arg_variable(sub, "after");
+        if (after && json_object_get(variables, after)) {
+                keyvars = json_copy(variables);
+                if (keyvars)
+                        json_object_del(keyvars, after);
+        }
         mls_buf_init(&k, (size_t)1 << 30);
-        if (make_key(&k, text, len, operation_name, variables) < 0) {
+        if ((variables && !keyvars) ||
+            make_key(&k, text, len, operation_name, keyvars) < 0) {
+                if (keyvars != variables)
+                        json_decref(keyvars);
                 mls_buf_free(&k);
+                mls_gql_sub_free(sub);
                 *errors = oom_errors();
                 return -1;
         }
+        if (keyvars != variables)
+                json_decref(keyvars);
+        m->args = json_incref(mls_gql_sub_args(sub));
         g = mls_strmap_get(&h->groups, k.data, k.len);
-        if (!g)
-                g = new_group(h, &k, doc, operation_name, variables, errors);
+        if (g)
+                mls_gql_sub_free(sub);
+        else
+                g = new_group(h, &k, sub, errors);
         mls_buf_free(&k);
-        if (!g)
+        if (!g) {
+                json_decref(m->args);
+                m->args = NULL;
                 return -1;
+        }
         sl = get_slice(h, g, tenants);
         if (!sl) {
                 if (!g->nmembers)
                         drop_group(h, g);
+                json_decref(m->args);
+                m->args = NULL;
                 *errors = oom_errors();
                 return -1;
         }
@@ -305,6 +333,8 @@ void mls_hub_leave(mls_hub_t *h, struct mls_hub_member *m)
         m->group = NULL;
         m->slice = NULL;
         m->prev = m->next = NULL;
+        json_decref(m->args);
+        m->args = NULL;
         sl->nmembers--;
         g->nmembers--;
         h->nmembers--;
@@ -397,7 +427,7 @@ int mls_hub_render_member(mls_hub_t *h, const struct mls_hub_member *m,
 
 json_t *mls_hub_member_args(const struct mls_hub_member *m)
 {
-        return m->group ? mls_gql_sub_args(m->group->sub) : NULL;
+        return m->group ? m->args : NULL;
 }
 
 const char *mls_hub_member_model(const struct mls_hub_member *m)

@@ -1,10 +1,10 @@
 /*
  * Subscription fan-out. Subscribers with the same (document, operation
- * name, variables) share one group; a group belongs to the model its
- * modelId argument names. Within a group, subscribers with the same tenant
- * filter share one slice. A prediction is rendered at most once per group
- * of its model (mls_gql_sub_render() into one scratch buffer, then one
- * frame), and only when one of the group's slices may see it (its
+ * name, variables but the one that gives `after`) share one group; a group
+ * belongs to the model its modelId argument names. Within a group, subscribers
+ * with the same tenant filter share one slice. A prediction is rendered at most
+ * once per group of its model (mls_gql_sub_render() into one scratch buffer,
+ * then one frame), and only when one of the group's slices may see it (its
  * metadata.tenant is in the slice's tenant set, or the slice is
  * unrestricted); that same frame is handed to every member of those
  * slices, and to no one else.
@@ -35,6 +35,7 @@ struct mls_hub_slice;
 struct mls_hub_member {
         struct mls_hub_group *group; /* NULL while not joined */
         struct mls_hub_slice *slice; /* the group's slice for its tenants */
+        json_t *args; /* its own coerced arguments (after: differs) */
         struct mls_hub_member *prev, *next;
 };
 

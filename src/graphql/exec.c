@@ -1145,6 +1145,20 @@ json_t *mls_gql_sub_args(const mls_gql_sub_t *sub)
         return sub->root ? sub->root->args : NULL;
 }
 
+const char *mls_gql_sub_arg_variable(const mls_gql_sub_t *sub, const char *arg)
+{
+        const struct pfield *f = sub->root;
+
+        if (!f || !f->nnodes)
+                return NULL;
+        for (const struct mls__gql_arg *a = f->nodes[0]->args; a; a = a->next)
+                if (strcmp(a->name, arg) == 0)
+                        return a->value && a->value->kind == MLS__GQL_V_VARIABLE
+                                       ? a->value->str
+                                       : NULL;
+        return NULL;
+}
+
 static void sub_run_init(struct run *r, const mls_gql_sub_t *sub)
 {
         memset(r, 0, sizeof(*r));

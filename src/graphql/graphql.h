@@ -207,6 +207,11 @@ const char *mls_gql_sub_field(const mls_gql_sub_t *sub);
 /* The root field's coerced arguments, e.g. {"modelId": "m1"}. Borrowed:
  * valid while sub lives. NULL as for mls_gql_sub_field(). */
 json_t *mls_gql_sub_args(const mls_gql_sub_t *sub);
+/* The name of the variable that gives the root field's argument arg
+ * ("after" for `after: $a` gives "a"), or NULL when the argument is
+ * absent, written as a literal, or the root field was removed. Valid
+ * while sub lives. */
+const char *mls_gql_sub_arg_variable(const mls_gql_sub_t *sub, const char *arg);
 /* Runs the subscription's selection set against one event (a prediction
  * object with camelCase keys, borrowed). Returns a new reference to
  * {"data": {...}} (plus "errors" when fields failed), NULL only when memory

@@ -155,6 +155,36 @@ describe('resume after reconnect', () => {
     await client.dispose();
   });
 
+  test('subscribers that differ only in their cursor share one rendering, each replay its own', async () => {
+    const model = modelId('shared');
+    for (let n = 1; n <= 10; n++) await pub.publish(prediction(model, n));
+    const groups0 = await metric(gw, 'ml_stream_gateway_subscription_groups');
+    const subs0 = await metric(gw, 'ml_stream_gateway_subscriptions');
+    const clients = [];
+    const sub = (variables) => {
+      const client = createClient({ url: gw.ws, webSocketImpl: WebSocket, retryAttempts: 0, lazy: false });
+      const c = collector();
+      client.subscribe({ query: RESUME, variables }, c.sink);
+      clients.push(client);
+      return c;
+    };
+    const a = sub({ modelId: model, after: `inf-${model}-3` });
+    const b = sub({ modelId: model, after: `inf-${model}-7` });
+    const live = sub({ modelId: model });
+    await waitMetric(gw, 'ml_stream_gateway_subscriptions', (v) => v === subs0 + 3, 'three subscriptions');
+    await waitFor(() => a.events.length === 7 && b.events.length === 3, 5000, 'both replays');
+    assert.equal(await metric(gw, 'ml_stream_gateway_subscription_groups'), groups0 + 1,
+                 'one group for the three');
+    await pub.publish(prediction(model, 11));
+    await waitFor(() => a.events.length === 8 && b.events.length === 4 && live.events.length === 1,
+                  5000, 'the live event at all three');
+    assert.deepEqual(a.events.map(number), [4, 5, 6, 7, 8, 9, 10, 11]);
+    assert.deepEqual(b.events.map(number), [8, 9, 10, 11]);
+    assert.deepEqual(live.events.map(number), [11]);
+    for (const c of [a, b, live]) assert.ok(c.events.every((e) => e.data.mlInferenceStream.gap === null));
+    for (const client of clients) await client.dispose();
+  });
+
   test('a gateway without history refuses after: with an error, not silence', async () => {
     const off = await startGateway(redis.url, { GATEWAY_HISTORY_BYTES: '0' });
     try {
