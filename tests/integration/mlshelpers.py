@@ -448,3 +448,106 @@ def shard_subscribe(env, channel, timeout=30):
         except (OSError, RespError, EOFError, AssertionError):
             return None
     return wait_for(attempt, timeout, "a shard subscription to %s" % channel)
+
+
+# ---------------------------------------------------------------- gateways
+
+class Gateway:
+    """An `mlstream gateway` process on a port of its own (GATEWAY_PORT=0:
+    the port it logs it listens on), with its log in a file."""
+
+    def __init__(self, env, extra_env=None):
+        self.env = dict(env, GATEWAY_HOST="127.0.0.1", GATEWAY_PORT="0", ML_LOG_LEVEL="info")
+        self.env.update(extra_env or {})
+        self.log = tempfile.NamedTemporaryFile("w+", prefix="mlstream-gateway-", suffix=".log",
+                                               delete=False)
+        self.proc = subprocess.Popen([MLSTREAM, "gateway"], env=self.env,
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        self.log.close()  # the log stays, for a failed test's post-mortem
+
+        def listening():
+            if self.proc.poll() is not None:
+                raise AssertionError("gateway exited %s:\n%s" % (self.proc.returncode,
+                                                                 self.output()))
+            m = re.search(r"listening on [^\s:]+:(\d+)", self.output())
+            return m and int(m.group(1))
+        self.port = wait_for(listening, 60, "the gateway to listen")
+        self.base = "http://127.0.0.1:%d" % self.port
+        self.ws = "ws://127.0.0.1:%d/graphql" % self.port
+
+    def output(self):
+        with open(self.log.name, errors="replace") as f:
+            return f.read()
+
+    def ready(self):
+        return http_get(self.base + "/readyz")[0] == 200
+
+    def metrics(self):
+        status, text = http_get(self.base + "/metrics")
+        assert status == 200, status
+        return parse_metrics(text)
+
+    def metric(self, name, **labels):
+        return metric_sum(self.metrics(), name, **labels)
+
+    def graphql(self, query, variables=None):
+        """POST /graphql; the response's data (fails on errors)."""
+        body = json.dumps({"query": query, "variables": variables or {}}).encode()
+        req = urllib.request.Request(self.base + "/graphql", data=body, method="POST",
+                                     headers={"Content-Type": "application/json",
+                                              "Accept": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            doc = json.loads(r.read())
+        assert not doc.get("errors"), doc
+        return doc["data"]
+
+    def local_ports(self):
+        return proc_local_ports(self.proc.pid)
+
+    def stop(self, timeout=60):
+        """SIGTERM; the exit status (0: a clean stop, no leaks under ASan)."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        return self.proc.wait(timeout=timeout)
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def proc_local_ports(pid):
+    """The local TCP ports of process pid's sockets (from /proc)."""
+    inodes = set()
+    fd_dir = "/proc/%d/fd" % pid
+    for fd in os.listdir(fd_dir):
+        try:
+            target = os.readlink(os.path.join(fd_dir, fd))
+        except OSError:
+            continue  # closed meanwhile
+        m = re.match(r"socket:\[(\d+)\]$", target)
+        if m:
+            inodes.add(m.group(1))
+    ports = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            with open("/proc/%d/net/%s" % (pid, table)) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            f = row.split()
+            if len(f) > 9 and f[9] in inodes:
+                ports.add(int(f[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def client_list(port, host=CLUSTER_HOST):
+    """CLIENT LIST of the Redis node on port: one dict per connection, with
+    "port" (the client's own port, from addr=) added."""
+    out = []
+    for line in cluster_command(port, "CLIENT", "LIST").decode().splitlines():
+        c = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+        c["port"] = int(c["addr"].rsplit(":", 1)[1])
+        out.append(c)
+    return out
