@@ -541,6 +541,20 @@ const struct mls_conf_def mls_conf_defs[] = {
          .section = "Gateway",
          .offset = OFF(gateway_max_operations),
          .help = "Most live subscriptions on one WebSocket connection."},
+        {.env = "GATEWAY_MAX_WATCHED_MODELS",
+         .flag = "gateway-max-watched-models",
+         .type = MLS_CONF_INT,
+         .defval = "10000",
+         .min = 1,
+         .max = 10000000,
+         .scope = G | U,
+         .section = "Gateway",
+         .offset = OFF(gateway_max_watched_models),
+         .help = "Most distinct models that this gateway's subscriptions "
+                 "may watch at once, all clients together. Each watched "
+                 "model costs a Redis channel subscription in the per-model "
+                 "mode; a subscription to one more model is refused with an "
+                 "error that names this setting."},
         {.env = "GATEWAY_SEND_QUEUE",
          .flag = "gateway-send-queue",
          .type = MLS_CONF_INT,

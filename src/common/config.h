@@ -82,6 +82,7 @@ struct mls_config {
         long long gateway_max_document_bytes;
         long long gateway_max_query_depth;
         long long gateway_max_operations;
+        long long gateway_max_watched_models;
         long long gateway_send_queue;
         long long gateway_init_timeout_ms;
         long long gateway_keepalive_ms;

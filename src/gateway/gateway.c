@@ -379,6 +379,9 @@ mls_gateway_t *mls_gateway_new(const struct mls_config *cfg,
         g->monitor = mls_monitor_new((unsigned)cfg->latency_window,
                                      (unsigned)cfg->gateway_max_models);
         g->hub = mls_hub_new(g->max_payload, mls_wsproto_deliver, NULL);
+        if (g->hub)
+                mls_hub_set_max_models(g->hub,
+                                       (size_t)cfg->gateway_max_watched_models);
         g->dedupe = cfg->gateway_dedupe_window
                             ? mls_dedupe_new((size_t)cfg->gateway_dedupe_window)
                             : NULL;

@@ -146,13 +146,14 @@ struct mls_gateway {
                 *m_rejected_limit, *m_rejected_origin, *m_rejected_path,
                 *m_subs, *m_groups, *m_sent, *m_dropped, *m_redis, *m_ready,
                 *m_pred, *m_hb, *m_garbage, *m_dup, *m_render_err,
-                *m_bus_dropped, *m_models, *m_hist_bytes, *m_hist_entries,
-                *m_hist_evicted, *m_hist_refused, *m_resumes, *m_gaps,
-                *m_replayed, *m_channels, *m_resubscribes;
+                *m_refused_models, *m_bus_dropped, *m_models, *m_hist_bytes,
+                *m_hist_entries, *m_hist_evicted, *m_hist_refused, *m_resumes,
+                *m_gaps, *m_replayed, *m_channels, *m_resubscribes;
         mls_series_t *m_auth_fail[MLS_AUTH_RESULTS];
         mls_metric_t *m_ws_closed, *m_http, *m_win_latency, *m_win_size,
                 *m_last_seen;
         uint64_t render_err_seen, bus_dropped_seen, resubscribes_seen;
+        uint64_t refused_models_seen;
 
         /* connections closed for a limit (ws.c): reason="send_queue_bytes",
          * "send_queue", "init_timeout" */

@@ -148,6 +148,11 @@ void mls__gw_metrics_register(mls_gateway_t *g)
                        "Events sent to resumed subscriptions from "
                        "the history.",
                        NULL, NULL);
+        g->m_refused_models = series(
+                r, MLS_COUNTER, "ml_stream_gateway_models_refused_total",
+                "Subscriptions refused because they would watch one model "
+                "more than GATEWAY_MAX_WATCHED_MODELS.",
+                NULL, NULL);
         g->m_render_err =
                 series(r, MLS_COUNTER, "ml_stream_gateway_render_errors_total",
                        "Events that could not be rendered for a "
@@ -184,7 +189,7 @@ void mls__gw_metrics_register(mls_gateway_t *g)
                        "ml_stream_gateway_models_forgotten_total",
                        "Models the monitor forgot, by reason: idle "
                        "(GATEWAY_MODEL_IDLE_SECONDS) or evicted (table full, "
-                       "GATEWAY_MAX_MODELS).",
+                       "GATEWAY_MAX_WATCHED_MODELS).",
                        "reason", NULL, NULL, 0);
         mls_metric_new(r, MLS_COUNTER,
                        "ml_stream_gateway_models_untracked_total",
@@ -228,6 +233,9 @@ int mls__gw_metrics_render(mls_gateway_t *g, struct mls_buf *out)
         mls_series_add(g->m_render_err,
                        (double)(hs.render_errors - g->render_err_seen));
         g->render_err_seen = hs.render_errors;
+        mls_series_add(g->m_refused_models,
+                       (double)(hs.refused_models - g->refused_models_seen));
+        g->refused_models_seen = hs.refused_models;
         mls_series_add(g->m_bus_dropped,
                        (double)(dropped - g->bus_dropped_seen));
         g->bus_dropped_seen = dropped;

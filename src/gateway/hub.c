@@ -1,5 +1,6 @@
 #include "gateway/hub.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,7 +42,8 @@ struct mls_hub {
                          int watched);
         void *on_model_opaque;
         size_t nmembers, nslices;
-        uint64_t renders, render_errors;
+        size_t max_models; /* 0: no cap */
+        uint64_t renders, render_errors, refused_models;
 };
 
 mls_hub_t *mls_hub_new(size_t max_render_bytes, mls_hub_deliver_fn deliver,
@@ -159,6 +161,18 @@ static struct mls_hub_group *new_group(mls_hub_t *h, const struct mls_buf *k,
         }
         g->model_entry =
                 mls_strmap_find(&h->models, model, json_string_length(arg));
+        if (!g->model_entry && h->max_models &&
+            h->models.count >= h->max_models) {
+                char msg[200];
+                snprintf(msg, sizeof(msg),
+                         "This gateway's subscriptions watch %zu models "
+                         "already, its limit (GATEWAY_MAX_WATCHED_MODELS); "
+                         "subscribe to a model that is watched, or later.",
+                         h->max_models);
+                *errors = json_pack("[{s:s}]", "message", msg);
+                h->refused_models++;
+                goto fail;
+        }
         if (!g->model_entry) {
                 md = calloc(1, sizeof(*md));
                 if (!md)
@@ -448,6 +462,7 @@ void mls_hub_stats(const mls_hub_t *h, struct mls_hub_stats *st)
         st->models = h->models.count;
         st->renders = h->renders;
         st->render_errors = h->render_errors;
+        st->refused_models = h->refused_models;
 }
 
 struct foreach_model {
@@ -462,6 +477,11 @@ static void visit_model(void *opaque, struct mls_strmap_entry *e)
 
         if (md->ngroups)
                 f->fn(f->opaque, e->key, e->klen);
+}
+
+void mls_hub_set_max_models(mls_hub_t *h, size_t max)
+{
+        h->max_models = max;
 }
 
 void mls_hub_foreach_model(const mls_hub_t *h,

@@ -55,6 +55,9 @@ void mls_hub_on_models(mls_hub_t *h,
                        void (*fn)(void *opaque, const char *model, size_t len,
                                   int watched),
                        void *opaque);
+/* At most max distinct models watched at once (0: no cap): a join for
+ * one more is refused with an error naming GATEWAY_MAX_WATCHED_MODELS. */
+void mls_hub_set_max_models(mls_hub_t *h, size_t max);
 /* Calls fn for every model that has at least one group (is watched). fn
  * must not join or leave members. */
 void mls_hub_foreach_model(const mls_hub_t *h,
@@ -112,6 +115,7 @@ int mls_hub_has_model(const mls_hub_t *h, const char *model_id);
 struct mls_hub_stats {
         size_t members, groups, slices, models;
         uint64_t renders, render_errors;
+        uint64_t refused_models; /* joins refused by the model cap */
 };
 void mls_hub_stats(const mls_hub_t *h, struct mls_hub_stats *st);
 

@@ -124,3 +124,53 @@ describe('per-model channels', () => {
     await client.dispose();
   });
 });
+
+// Adversarial: one client subscribes to more distinct models than the
+// gateway may watch. Each watched model costs a Redis channel; the bound
+// is GATEWAY_MAX_WATCHED_MODELS, over all clients.
+test('a client watching thousands of models is held to GATEWAY_MAX_WATCHED_MODELS', async () => {
+  const MAX = 20;
+  const redis = await startRedis({ private: true });
+  const gw = await startGateway(redis.url, {
+    ML_STREAM_REDIS_CHANNEL_MODE: 'per-model',
+    GATEWAY_MAX_WATCHED_MODELS: String(MAX),
+    GATEWAY_MAX_OPERATIONS: '1000',
+  });
+  const client = createClient({ url: gw.ws, webSocketImpl: WebSocket, retryAttempts: 0, lazy: false });
+  try {
+    await waitFor(async () => (await fetch(`${gw.http}/readyz`)).status === 200,
+                  10000, 'the gateway to be ready');
+    const models = Array.from({ length: 500 }, (_, i) => modelId(`many${i}`));
+    const sinks = models.map((m) => {
+      const c = collector();
+      client.subscribe({ query: STREAM, variables: { m } }, c.sink);
+      return c;
+    });
+    // refused as an execution result: {errors: [...]}, then complete
+    const isRefused = (c) => c.completed && c.events.length === 1 && c.events[0].errors;
+    await waitFor(() => sinks.filter(isRefused).length === models.length - MAX,
+                  15000, 'every subscription past the limit refused');
+    const refused = sinks.filter(isRefused);
+    assert.match(JSON.stringify(refused[0].events[0].errors), /GATEWAY_MAX_WATCHED_MODELS/);
+    assert.equal(await metric(gw, 'ml_stream_gateway_models_refused_total'), models.length - MAX);
+    await waitMetric(gw, 'ml_stream_gateway_redis_channels', (v) => v === MAX + 1,
+                     `control + ${MAX} model channels`);
+    const channels = redisCli(redis.url, 'PUBSUB', 'CHANNELS', `${CHANNEL}:*`).split('\n');
+    assert.equal(channels.length, MAX + 1, 'Redis holds no more of our channels');
+    // a model that is watched already is still served, beyond the limit
+    const watched = models[sinks.findIndex((c) => !isRefused(c))];
+    const again = collector();
+    client.subscribe({ query: STREAM, variables: { m: watched } }, again.sink);
+    const pub = await openPublisher(redis.url);
+    await pub.publish(prediction(watched, 1), modelChannel(watched));
+    await waitFor(() => again.events.length === 1, 5000, 'the event at the extra subscriber');
+    assert.deepEqual(again.errors, []);
+    pub.close();
+    console.log(`BUDGET: ${models.length} models asked on one connection: ${MAX} watched, ` +
+                `${models.length - MAX} refused, ${channels.length} Redis channels`);
+  } finally {
+    await client.dispose();
+    await gw.stop();
+    await redis.stop();
+  }
+});
