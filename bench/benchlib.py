@@ -215,6 +215,34 @@ def services(which="all"):
              % ("Kafka and Redis" if which == "all" else which, " / ".join(tail) or e))
 
 
+def cluster_services(env, owned=False):
+    """(env, started): env with REDIS_CLUSTER_URL / REDIS_CLUSTER_PORTS of the
+    3-master cluster of `scripts/services start cluster`, started in env's
+    MLSTREAM_SERVICES_DIR unless env already names one; the caller stops it
+    (mlshelpers.stop_services(env, "cluster")) when started is true. owned:
+    the caller started that directory's services itself, so they may all be
+    stopped when it exits (--owner); never so for someone else's."""
+    if env.get("REDIS_CLUSTER_URL") and env.get("REDIS_CLUSTER_PORTS"):
+        return env, False
+    env = dict(env)
+    if not env.get("MLSTREAM_SERVICES_DIR"):
+        fail("no MLSTREAM_SERVICES_DIR to start the Redis Cluster in "
+             "(scripts/services start all cluster; eval \"$(scripts/services env)\")")
+    owner = ["--owner", str(os.getpid())] if owned else []
+    out = subprocess.run([os.path.join(ROOT, "scripts", "services"), "start", "cluster"]
+                         + owner, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        fail("could not start the Redis Cluster with scripts/services: %s"
+             % " / ".join(out.stderr.strip().splitlines()[-5:]))
+    for line in out.stdout.splitlines():
+        if line.startswith("export "):
+            k, v = line[len("export "):].split("=", 1)
+            env[k] = v.strip("'\"")
+    if not env.get("REDIS_CLUSTER_URL"):
+        fail("scripts/services start cluster printed no REDIS_CLUSTER_URL")
+    return env, True
+
+
 # --- one result file ---------------------------------------------------------------
 
 

@@ -67,6 +67,31 @@ LABELS = {
     "rate_msgs_per_s": "rate (events/s)",
     "events": "events measured",
     "p50_ms": "p50 (ms)", "p99_ms": "p99 (ms)", "max_ms": "max (ms)",
+    "cluster_publish_msgs_per_s":
+        "2 engines, 3-master cluster, SPUBLISH per model (predictions/s)",
+    "one_redis_publish_msgs_per_s": "2 engines, one Redis, PUBLISH per model (predictions/s)",
+    "cluster_over_one_redis": "cluster / one Redis, predictions published",
+    "single_channel_publish_msgs_per_s": "2 engines, one Redis, single channel (predictions/s)",
+    "cluster_engine_cpu_us_per_msg": "cluster: engine CPU per prediction (µs)",
+    "one_redis_engine_cpu_us_per_msg": "one Redis: engine CPU per prediction (µs)",
+    "cluster_redis_cpu_us_per_msg": "cluster: Redis CPU per prediction, all 6 nodes (µs)",
+    "one_redis_redis_cpu_us_per_msg": "one Redis: Redis CPU per prediction (µs)",
+    "ref_one_node_publish_per_s": "reference: redis-benchmark -P 64 PUBLISH, one node (/s)",
+    "ref_cluster_spublish_per_s": "reference: redis-benchmark --cluster -P 64 SPUBLISH (/s)",
+    "ref_cluster_over_one_node": "reference: cluster SPUBLISH / one-node PUBLISH",
+    "gateway_bytes_per_prediction_cluster":
+        "gateway inbound, cluster, client watches 1 model (bytes per published prediction)",
+    "gateway_bytes_per_prediction_one_redis_per_model":
+        "gateway inbound, one Redis, per-model channels (bytes per published prediction)",
+    "gateway_bytes_per_prediction_single":
+        "gateway inbound, one Redis, single channel (bytes per published prediction)",
+    "gateway_bytes_cluster_over_single": "gateway inbound bytes, cluster / single channel",
+    "gateway_cpu_ms_cluster": "gateway CPU over the drain, cluster (ms)",
+    "gateway_cpu_ms_single": "gateway CPU over the drain, single channel (ms)",
+    "gateway_behind_s_cluster":
+        "cluster: gateway read its last prediction, after the last published (s)",
+    "gateway_behind_s_single":
+        "single channel: gateway read its last prediction, after the last published (s)",
 }
 
 # The key figures of the summary: (bench, key); gateway keys are found by
@@ -87,6 +112,12 @@ KEY_FIGURES = [
     ("scaleout", "one_engine_msgs_per_s"),
     ("scaleout", "two_engines_msgs_per_s"),
     ("up", "p99_ms"),
+    ("cluster", "cluster_publish_msgs_per_s"),
+    ("cluster", "one_redis_publish_msgs_per_s"),
+    ("cluster", "ref_cluster_spublish_per_s"),
+    ("cluster", "ref_one_node_publish_per_s"),
+    ("cluster", "gateway_bytes_per_prediction_cluster"),
+    ("cluster", "gateway_bytes_per_prediction_single"),
 ]
 RATIOS = [
     ("engine", "drain_over_smaller_limit"),
@@ -94,11 +125,15 @@ RATIOS = [
     ("engine", "eos_over_alo_drain"),
     ("models", "engine_over_direct_b256"),
     ("scaleout", "two_over_one"),
+    ("cluster", "cluster_over_one_redis"),
+    ("cluster", "ref_cluster_over_one_node"),
+    ("cluster", "gateway_bytes_cluster_over_single"),
 ]
 GATEWAY_PATTERNS = ("cpu_us_per", "bytes_per_connection", "p99", "deliveries_per_s")
 
 TITLES = {"engine": "Engine", "models": "Models", "scaleout": "Scale-out",
-          "up": "mlstream up", "gateway": "Gateway", "soak": "Soak"}
+          "up": "mlstream up", "gateway": "Gateway", "cluster": "Redis Cluster",
+          "soak": "Soak"}
 
 
 def flatten(d, prefix=""):
