@@ -551,3 +551,31 @@ def client_list(port, host=CLUSTER_HOST):
         c["port"] = int(c["addr"].rsplit(":", 1)[1])
         out.append(c)
     return out
+
+
+class RoundFeeder(threading.Thread):
+    """Calls produce_round(n) for n = first, first + 1, ... until halted,
+    each call producing one whole round (one kcat, never cut short);
+    finish() halts it and returns the first round not produced."""
+
+    def __init__(self, produce_round, first=0):
+        super().__init__(daemon=True)
+        self.produce_round = produce_round
+        self.next = first
+        self.error = None
+        self.halt = threading.Event()
+        self.start()
+
+    def run(self):
+        try:
+            while not self.halt.is_set():
+                self.produce_round(self.next)
+                self.next += 1
+        except Exception as e:  # reported by finish()
+            self.error = e
+
+    def finish(self):
+        self.halt.set()
+        self.join(120)
+        assert not self.is_alive() and self.error is None, self.error
+        return self.next

@@ -28,8 +28,8 @@ import uuid
 
 import pytest
 
-from mlshelpers import (CHANNEL, FAST_GROUP, ROOT, SERVICES, Gateway, ShardSubscriber,
-                        client_list, cluster_command, cluster_ok, cluster_owner,
+from mlshelpers import (CHANNEL, FAST_GROUP, ROOT, SERVICES, Gateway, RoundFeeder,
+                        ShardSubscriber, client_list, cluster_command, cluster_ok, cluster_owner,
                         cluster_slot_owners, metric_sum, produce, shard_subscribe, wait_for)
 
 NMODELS = 50
@@ -71,32 +71,6 @@ def round_of(model, input_id):
     m, r = input_id.rsplit("/r", 1)
     assert m == model, (model, input_id)
     return int(r)
-
-
-class Stream(threading.Thread):
-    """Produces one round after another (one kcat each, never cut short)
-    until halted; next is the first round not produced."""
-
-    def __init__(self, env, topic, models, first):
-        super().__init__(daemon=True)
-        self.env, self.topic, self.models = env, topic, models
-        self.next = first
-        self.error = None
-        self.halt = threading.Event()
-
-    def run(self):
-        try:
-            while not self.halt.is_set():
-                produce_rounds(self.env, self.topic, self.models, [self.next])
-                self.next += 1
-        except Exception as e:  # reported by finish()
-            self.error = e
-
-    def finish(self):
-        self.halt.set()
-        self.join(120)
-        assert not self.is_alive() and self.error is None, self.error
-        return self.next
 
 
 class Subscriber:
@@ -357,8 +331,8 @@ def test_acceptance_two_engines_two_gateways_50_models(cluster, topic, engines):
                      20 + len(gap_models[name]), TIMEOUT,
                      "the gap watcher's subscriptions on gateway %s" % name)
             assert gw.metric("ml_stream_gateway_redis_channels") == 21, name
-        stream = Stream(cluster, topic, models, PHASE1)
-        stream.start()
+        stream = RoundFeeder(
+            lambda n: produce_rounds(cluster, topic, models, [n]), PHASE1)
         wait_for(lambda: all(s.has([PHASE1, PHASE1 + 1]) for s in subs.values()), TIMEOUT,
                  "phase 2 flowing to every subscriber")
         subprocess.run([SERVICES, "cluster-kill", str(victim)], env=cluster, check=True,

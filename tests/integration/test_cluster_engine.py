@@ -9,12 +9,11 @@ import json
 import os
 import shutil
 import subprocess
-import threading
 import uuid
 
 import pytest
 
-from mlshelpers import (CHANNEL, MLSTREAM, SERVICES, cluster_command, cluster_ok,
+from mlshelpers import (CHANNEL, MLSTREAM, SERVICES, RoundFeeder, cluster_command, cluster_ok,
                         cluster_slot_owners, http_get, metric_sum, produce, shard_subscribe,
                         wait_for)
 
@@ -122,32 +121,6 @@ def test_predictions_reach_their_models_shard(cluster, topic, engines):
         s.close()
 
 
-class Stream(threading.Thread):
-    """Produces one round (an input per model) after another until
-    stopped; rounds is how many were produced in full."""
-
-    def __init__(self, env, topic, models):
-        super().__init__(daemon=True)
-        self.env, self.topic, self.models = env, topic, models
-        self.rounds = 0
-        self.error = None
-        self.halt = threading.Event()
-
-    def run(self):
-        try:
-            while not self.halt.is_set():
-                produce(self.env, self.topic, round_lines(self.models, self.rounds))
-                self.rounds += 1
-        except Exception as e:  # reported by finish()
-            self.error = e
-
-    def finish(self):
-        self.halt.set()
-        self.join(120)
-        assert not self.is_alive() and self.error is None, self.error
-        return self.rounds
-
-
 def test_master_killed_mid_stream(cluster, topic, engines):
     """A master dies while predictions stream: the engine stays up, waits
     out the failover, and publishes to the promoted replica; listeners that
@@ -163,8 +136,7 @@ def test_master_killed_mid_stream(cluster, topic, engines):
     others = [m for m in models if m not in affected]
     eng = cluster_engine(engines, cluster, topic, "cl-" + uuid.uuid4().hex[:8])
     eng.wait_ready()
-    stream = Stream(cluster, topic, models)
-    stream.start()
+    stream = RoundFeeder(lambda n: produce(cluster, topic, round_lines(models, n)))
     killed = False
     try:
         wait_for(lambda: all(len(s.raw()) >= 2 for s in subs.values()), 120,
@@ -175,7 +147,7 @@ def test_master_killed_mid_stream(cluster, topic, engines):
         killed = True
         wait_for(lambda: victim not in cluster_slot_owners(cluster).values()
                  and cluster_ok(cluster), 60, "a replica promoted in place of %d" % victim)
-        mark = stream.rounds
+        mark = stream.next
         # the other shards' listeners see rounds produced after the failover
         wait_for(lambda: eng.proc.poll() is not None or
                  all(max(rounds_of(subs[m], m), default=-1) >= mark for m in others),
@@ -185,7 +157,7 @@ def test_master_killed_mid_stream(cluster, topic, engines):
                  "the dead master's listeners disconnected")
         again = {m: shard_subscribe(cluster, channel(m)) for m in affected}
         assert victim not in {s.port for s in again.values()}
-        resubscribed = stream.rounds
+        resubscribed = stream.next
         # the promoted replica gets the predictions of rounds produced now
         wait_for(lambda: eng.proc.poll() is not None or
                  all(max(rounds_of(again[m], m), default=-1) >= resubscribed + 2
