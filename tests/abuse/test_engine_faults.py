@@ -9,8 +9,10 @@ import subprocess
 import threading
 import time
 
+import pytest
+
 from mlshelpers import (FAST_GROUP, SERVICES, free_port, http_get, messages, metric_sum,
-                        output_ids, parse_metrics, produce, wait_for)
+                        output_ids, parse_metrics, produce, topic_create, wait_for)
 
 # Under AddressSanitizer RSS is mostly shadow memory and quarantine: the
 # memory bounds are asserted in the normal build only.
@@ -134,16 +136,24 @@ def test_malformed_backlog_memory_bounded_offsets_advance(services, topic, engin
     assert 0 < len(warnings) <= 40, "rejections are logged, rate-limited"
 
 
-def test_good_backlog_memory_bounded(services, topic, engines):
+@pytest.mark.parametrize("mode", ["at-least-once", "exactly-once"])
+def test_good_backlog_memory_bounded(services, topic, engines, mode):
     """A million good messages waiting in four partitions: librdkafka's
     prefetch is bounded per partition, so the engine splits
-    ML_PREFETCH_MAX_BYTES over the partitions and stays under 150 MB."""
+    ML_PREFETCH_MAX_BYTES over the partitions and stays under 150 MB.
+    Exactly once, with an output topic, as well: batches do not wait for
+    their acks there, but a transaction holds at most one interval of them."""
     n = 1000000
     line = json.dumps({"model_id": "m", "input_id": "x",
                        "features": [[0.1, 0.2, 0.3, 0.4]], "metadata": {"tenant": "a"}})
     subprocess.run(["kcat", "-P", "-b", services["KAFKA_BOOTSTRAP_SERVERS"], "-t", topic],
                    input=((line + "\n") * n).encode(), check=True, timeout=300)
-    eng = engines(topic=topic, extra_env={"ML_LOG_LEVEL": "warn"})
+    env = {"ML_LOG_LEVEL": "warn"}
+    if mode == "exactly-once":
+        topic_create(services, topic + ".out", 4)
+        env.update(KAFKA_OUTPUT_TOPIC=topic + ".out", ML_EXACTLY_ONCE="true",
+                   ML_ENGINE_ID="mem-" + topic)
+    eng = engines(topic=topic, extra_env=env)
     peak = 0.0
     deadline = time.monotonic() + 300
     while True:
@@ -155,7 +165,7 @@ def test_good_backlog_memory_bounded(services, topic, engines):
             break
         assert time.monotonic() < deadline, "backlog not drained"
         time.sleep(0.05)
-    print("BUDGET: engine peak RSS draining %d good messages: %.1f MB" % (n, peak))
+    print("BUDGET: engine peak RSS draining %d good messages, %s: %.1f MB" % (n, mode, peak))
     assert SANITIZED or peak <= 150, "engine RSS %.0f MB > 150 MB" % peak
     assert eng.stop() == 0
 

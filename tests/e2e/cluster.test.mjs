@@ -213,4 +213,49 @@ describe('Redis Cluster', { skip: !CLUSTER_URL && 'REDIS_CLUSTER_URL is unset' }
     execFileSync(SERVICES, ['cluster-start-node', String(killed)]);
     killed = null;
   });
+
+  // Adversarial: whoever can SPUBLISH on a watched channel sends a message
+  // far over GATEWAY_MAX_PAYLOAD_BYTES. The node connection is dropped at
+  // the cap (unparsed input is never held past it), its channels are
+  // placed again, the client stays and hears of the gap.
+  test('an oversized message on a shard drops that connection at the cap, not the client', async () => {
+    const small = await startGateway(CLUSTER_URL, {
+      REDIS_CLUSTER: 'true',
+      ML_STREAM_REDIS_CHANNEL_MODE: 'per-model',
+      REDIS_RETRY_MAX_MS: '500',
+      GATEWAY_MAX_PAYLOAD_BYTES: '65536',
+    });
+    const cl = createClient({ url: small.ws, webSocketImpl: WebSocket, retryAttempts: 0, lazy: false });
+    try {
+      await waitFor(async () => (await fetch(`${small.http}/readyz`)).status === 200,
+                    15000, 'the gateway to be ready');
+      const m = modelId('huge');
+      const col = collector();
+      cl.subscribe({ query: STREAM, variables: { m } }, col.sink);
+      await waitMetric(small, 'ml_stream_gateway_redis_channels', (v) => v === 2, 'control + m');
+      assert.equal(spublish(m, 1), 1);
+      await waitFor(() => col.events.length === 1, 5000, 'the first event');
+
+      const resubs = await metric(small, 'ml_stream_gateway_redis_resubscribes_total');
+      const huge = JSON.stringify(prediction(m, 2, { metadata: { pad: 'x'.repeat(400000) } }));
+      const [p] = masters();
+      execFileSync('redis-cli', ['-c', '-p', String(p), '-x', 'SPUBLISH', modelChannel(m)],
+                   { input: huge });
+      await waitFor(() => /larger than \d+ bytes \(GATEWAY_MAX_PAYLOAD_BYTES\)/.test(small.log()),
+                    10000, 'the oversized message refused');
+      await waitMetric(small, 'ml_stream_gateway_redis_resubscribes_total', (v) => v > resubs,
+                       'the channel placed again', 15000);
+      await waitMetric(small, 'ml_stream_gateway_redis_channels', (v) => v === 2, 'control + m again');
+      assert.equal(spublish(m, 3), 1);
+      await waitFor(() => col.events.length === 2, 5000, 'the event after the drop');
+      assert.deepEqual(inputs(col, m), ['event-1', 'event-3']);
+      assert.equal(col.events[1].data.mlInferenceStream.gap?.reason, 'UPSTREAM_LOST');
+      assert.deepEqual(col.errors, []);
+      console.log(`BUDGET: a ${huge.length}-byte shard message against GATEWAY_MAX_PAYLOAD_BYTES 65536: ` +
+                  'connection dropped, channel placed again, client kept');
+    } finally {
+      await cl.dispose();
+      await small.stop();
+    }
+  });
 });
