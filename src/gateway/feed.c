@@ -49,11 +49,6 @@ static void mark_gap(void *opaque, const char *model, size_t len)
         *since = mls_clock_wall_ms();
 }
 
-static void redis_gap(void *opaque, const char *model, size_t len)
-{
-        mark_gap(opaque, model, len);
-}
-
 /* Adds the pending gap of event's model (if any) to event, once. */
 static void take_gap(mls_gateway_t *g, const char *model, json_t *event)
 {
@@ -268,7 +263,7 @@ static int start_cluster(mls_gateway_t *g, const struct mls_redis_url *seeds,
                 .max_reply_bytes = g->max_payload + 65536,
                 .on_message = redis_message,
                 .on_state = redis_state,
-                .on_gap = redis_gap,
+                .on_gap = mark_gap,
                 .opaque = g,
         };
 
@@ -311,7 +306,7 @@ int mls__gw_feed_start(mls_gateway_t *g, const struct mls_redis_url *urls,
                 .max_reply_bytes = g->max_payload + 65536,
                 .on_message = redis_message,
                 .on_state = redis_state,
-                .on_gap = redis_gap,
+                .on_gap = mark_gap,
                 .opaque = g,
         };
         g->redis = mls_redis_sub_new(&g->loop, &rc, errstr, errstr_size);
