@@ -62,6 +62,14 @@ def test_kill9_and_rebalance_exactly_once(services, topic, engines):
     step = n // phases
     for phase in range(phases):
         a.wait_ready()
+        if others:
+            # a restarted engine joins a group that holds the partitions:
+            # produce only once they are shared, or the other engine may
+            # score the whole phase before a has any
+            wait_for(lambda: metric_sum(a.metrics(), "ml_stream_kafka_assigned_partitions") >= 1
+                     and sum(metric_sum(e.metrics(), "ml_stream_kafka_assigned_partitions")
+                             for e in [a] + others) == 4,
+                     90, "the partitions shared (phase %d)" % phase)
         # kcat produces the phase's inputs in five pieces while the engines
         # consume them
         pieces = [messages(lo, min(lo + step // 5, (phase + 1) * step))
