@@ -43,56 +43,80 @@ def predictions(eng):
     return metric_sum(eng.metrics(), "ml_stream_inference_predictions_total")
 
 
+class GatedFeeder(threading.Thread):
+    """Produces rounds of inputs x0, x1, ... one kcat per round (never cut
+    short) while its gate is open, until all of them are produced."""
+
+    def __init__(self, env, topic, rounds, size):
+        super().__init__(daemon=True)
+        self.env, self.topic, self.rounds, self.size = env, topic, rounds, size
+        self.produced = 0
+        self.error = None
+        self.gate = threading.Event()
+        self.gate.set()
+        self.start()
+
+    def run(self):
+        try:
+            for r in range(self.rounds):
+                self.gate.wait()
+                produce(self.env, self.topic, messages(r * self.size, (r + 1) * self.size))
+                self.produced = r + 1
+        except Exception as e:  # reported by finish()
+            self.error = e
+
+    def finish(self):
+        self.gate.set()
+        self.join(300)
+        assert not self.is_alive() and self.error is None, self.error
+
+
 def test_kill9_and_rebalance_exactly_once(services, topic, engines):
-    """100,000 inputs in four phases; the engine is killed with SIGKILL in the
-    middle of each of the first three and started again with the same
-    ML_ENGINE_ID (so that it fences what is left of its predecessor), and a
-    second engine joins the group in the second phase. The output topic, read
-    committed, holds each input's prediction exactly once, in input order per
-    input partition."""
-    n, phases = 100000, 4
+    """100,000 inputs fed in rounds of 500 while the engine is killed with
+    SIGKILL three times, each time while it scores and commits and more
+    input is on its way, and started again with the same ML_ENGINE_ID (so
+    that it fences what is left of its predecessor). A second engine joins
+    the group after the first kill; from then on each kill also hands the
+    killed engine's partitions to the other one mid-stream. The output topic,
+    read committed, holds each input's prediction exactly once, in input
+    order per input partition."""
+    n, size, kills = 100000, 500, 3
     group = "g-eos-" + topic
     out = topic + ".out"
     topic_create(services, out, 1)    # one partition: the log order is the order
     topic_create(services, topic + ".dlq", 1)
     a_env = eos_env(topic, "a-" + topic)
     a = engines(topic=topic, group=group, extra_env=a_env)
+    a.wait_ready()
     others = []
     at_kill = []
-    step = n // phases
-    for phase in range(phases):
+    feeder = GatedFeeder(services, topic, n // size, size)
+    for kill in range(kills):
+        # this engine has scored a part of the stream since it started, and
+        # its transactions are committing, when it is killed
+        wait_for(lambda: predictions(a) >= 4 * size and
+                 metric_sum(a.metrics(), "ml_stream_kafka_transactions_total",
+                            result="committed") >= 2,
+                 90, "engine a to be mid-stream (kill %d)" % kill)
+        assert feeder.produced < n // size, "the stream ended before kill %d" % kill
+        a.proc.send_signal(signal.SIGKILL)
+        a.proc.wait()
+        # hold the stream while the engines regroup, so that the next kill
+        # finds this engine with work to do
+        feeder.gate.clear()
+        at_kill.append(committed_count(services, out))
+        a = engines(topic=topic, group=group, extra_env=a_env)
         a.wait_ready()
-        if others:
-            # a restarted engine joins a group that holds the partitions:
-            # produce only once they are shared, or the other engine may
-            # score the whole phase before a has any
-            wait_for(lambda: metric_sum(a.metrics(), "ml_stream_kafka_assigned_partitions") >= 1
-                     and sum(metric_sum(e.metrics(), "ml_stream_kafka_assigned_partitions")
-                             for e in [a] + others) == 4,
-                     90, "the partitions shared (phase %d)" % phase)
-        # kcat produces the phase's inputs in five pieces while the engines
-        # consume them
-        pieces = [messages(lo, min(lo + step // 5, (phase + 1) * step))
-                  for lo in range(phase * step, (phase + 1) * step, step // 5)]
-        producer = threading.Thread(
-            target=lambda: [produce(services, topic, p) for p in pieces])
-        producer.start()
-        if phase == 1:
+        if kill == 0:
             b = engines(topic=topic, group=group, extra_env=eos_env(topic, "b-" + topic))
             b.wait_ready()
             others.append(b)
-        if phase < phases - 1:
-            # mid-phase: this engine scored part of the phase (and transactions
-            # are committing) when it is killed
-            wait_for(lambda: predictions(a) >= step // 5 and
-                     metric_sum(a.metrics(), "ml_stream_kafka_transactions_total",
-                                result="committed") >= 2,
-                     90, "engine a to be mid-stream (phase %d)" % phase)
-            a.proc.send_signal(signal.SIGKILL)
-            a.proc.wait()
-            at_kill.append(committed_count(services, out))
-            a = engines(topic=topic, group=group, extra_env=a_env)
-        producer.join()
+        wait_for(lambda: metric_sum(a.metrics(), "ml_stream_kafka_assigned_partitions") >= 1
+                 and sum(metric_sum(e.metrics(), "ml_stream_kafka_assigned_partitions")
+                         for e in [a] + others) == 4,
+                 90, "the partitions shared (after kill %d)" % kill)
+        feeder.gate.set()
+    feeder.finish()
 
     want = {"x%d" % i for i in range(n)}
     wait_for(lambda: committed_count(services, out) >= n, 150,
@@ -104,7 +128,7 @@ def test_kill9_and_rebalance_exactly_once(services, topic, engines):
     print("exactly-once: committed output %s at the kills, %d at the end; %d records "
           "read uncommitted (aborted ones included)" % (at_kill, len(got), uncommitted))
     # each kill came mid-stream: something was committed, not everything
-    assert len(at_kill) == phases - 1
+    assert len(at_kill) == kills
     assert all(0 < c < n for c in at_kill), at_kill
     assert not dups, "%d inputs twice, e.g. %s" % (len(dups), list(dups.items())[:3])
     assert set(ids) == want, "%d inputs missing" % len(want - set(ids))
