@@ -85,6 +85,17 @@ const struct mls_conf_def mls_conf_defs[] = {
          .section = "Redis",
          .offset = OFF(redis_channel),
          .help = "Redis Pub/Sub channel for predictions and heartbeats."},
+        {.env = "ML_STREAM_SHADOW_CHANNEL",
+         .flag = "shadow-channel",
+         .type = MLS_CONF_STR,
+         .defval = "ml:stream:shadow",
+         .scope = E | U,
+         .section = "Redis",
+         .offset = OFF(shadow_channel),
+         .help = "Redis Pub/Sub channel for the predictions of shadow model "
+                 "versions (docs/models.md), never seen by live subscribers; "
+                 "per-model mode: the prefix of one channel per model, as "
+                 "for `ML_STREAM_REDIS_CHANNEL`."},
         {.env = "ML_STREAM_REDIS_CHANNEL_MODE",
          .flag = "redis-channel-mode",
          .type = MLS_CONF_ENUM,

@@ -9,6 +9,7 @@
 
 #define MAX_SERIES 1000
 #define MAX_BUCKETS 32
+#define NLABELS 3
 
 const double mls_latency_buckets[] = {
         0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
@@ -19,7 +20,7 @@ const size_t mls_latency_nbuckets =
 struct mls_series {
         struct mls_series *next;
         struct mls_metric *metric;
-        char *v1, *v2;
+        char *v[NLABELS];
         _Atomic uint64_t value; /* double bits: counter/gauge, histogram sum */
         _Atomic uint64_t count;
         _Atomic uint64_t buckets[MAX_BUCKETS];
@@ -28,7 +29,7 @@ struct mls_series {
 struct mls_metric {
         struct mls_metric *next;
         enum mls_metric_type type;
-        char *name, *help, *l1, *l2;
+        char *name, *help, *l[NLABELS];
         double buckets[MAX_BUCKETS];
         size_t nbuckets;
         struct mls_series *_Atomic series;
@@ -61,14 +62,14 @@ void mls_metrics_free(mls_metrics_t *reg)
                 mn = m->next;
                 for (s = m->series; s; s = sn) {
                         sn = s->next;
-                        free(s->v1);
-                        free(s->v2);
+                        for (int i = 0; i < NLABELS; i++)
+                                free(s->v[i]);
                         free(s);
                 }
                 free(m->name);
                 free(m->help);
-                free(m->l1);
-                free(m->l2);
+                for (int i = 0; i < NLABELS; i++)
+                        free(m->l[i]);
                 free(m);
         }
         pthread_mutex_destroy(&reg->lock);
@@ -85,6 +86,18 @@ mls_metric_t *mls_metric_new(mls_metrics_t *reg, enum mls_metric_type type,
                              const char *label1, const char *label2,
                              const double *buckets, size_t nbuckets)
 {
+        return mls_metric_new3(reg, type, name, help, label1, label2, NULL,
+                               buckets, nbuckets);
+}
+
+mls_metric_t *mls_metric_new3(mls_metrics_t *reg, enum mls_metric_type type,
+                              const char *name, const char *help,
+                              const char *label1, const char *label2,
+                              const char *label3, const double *buckets,
+                              size_t nbuckets)
+{
+        const char *labels[NLABELS] = {label1, label2, label3};
+
         struct mls_metric *m;
 
         if (nbuckets > MAX_BUCKETS)
@@ -100,8 +113,8 @@ mls_metric_t *mls_metric_new(mls_metrics_t *reg, enum mls_metric_type type,
         m->reg = reg;
         m->name = strdup(name);
         m->help = strdup(help);
-        m->l1 = dup_or_null(label1);
-        m->l2 = dup_or_null(label2);
+        for (int i = 0; i < NLABELS; i++)
+                m->l[i] = dup_or_null(labels[i]);
         if (buckets)
                 memcpy(m->buckets, buckets, nbuckets * sizeof(double));
         m->nbuckets = nbuckets;
@@ -122,13 +135,21 @@ static int same(const char *a, const char *b)
 
 mls_series_t *mls_series(mls_metric_t *m, const char *v1, const char *v2)
 {
+        return mls_series3(m, v1, v2, NULL);
+}
+
+mls_series_t *mls_series3(mls_metric_t *m, const char *v1, const char *v2,
+                          const char *v3)
+{
+        const char *v[NLABELS] = {v1, v2, v3};
         struct mls_series *s;
 
         if (!m)
                 return NULL;
         pthread_mutex_lock(&m->reg->lock);
         for (s = m->series; s; s = s->next)
-                if (same(s->v1, v1) && same(s->v2, v2))
+                if (same(s->v[0], v[0]) && same(s->v[1], v[1]) &&
+                    same(s->v[2], v[2]))
                         goto out;
         if (m->nseries >= MAX_SERIES)
                 goto out;
@@ -136,8 +157,8 @@ mls_series_t *mls_series(mls_metric_t *m, const char *v1, const char *v2)
         if (!s)
                 goto out;
         s->metric = m;
-        s->v1 = dup_or_null(v1);
-        s->v2 = dup_or_null(v2);
+        for (int i = 0; i < NLABELS; i++)
+                s->v[i] = dup_or_null(v[i]);
         s->next = m->series;
         m->nseries++;
         /* Publish after the series is complete: render walks without the
@@ -172,8 +193,8 @@ void mls_series_remove(mls_series_t *s)
         pthread_mutex_unlock(&m->reg->lock);
         if (!p)
                 return; /* not in the family: not ours to free */
-        free(s->v1);
-        free(s->v2);
+        for (int i = 0; i < NLABELS; i++)
+                free(s->v[i]);
         free(s);
 }
 
@@ -259,28 +280,26 @@ static void put_label_value(struct mls_buf *out, const char *v)
         }
 }
 
-/* Writes {l1="v1",l2="v2",extra} or nothing when there are no labels. */
+/* Writes {l1="v1",l2="v2",...,extra} or nothing when there are no
+ * labels. */
 static void put_labels(struct mls_buf *out, const struct mls_series *s,
                        const char *extra)
 {
         const struct mls_metric *m = s->metric;
         int any = 0;
 
-        if (!(m->l1 && s->v1) && !(m->l2 && s->v2) && !extra)
+        for (int i = 0; i < NLABELS; i++) {
+                if (!m->l[i] || !s->v[i])
+                        continue;
+                mls_buf_printf(out, "%s%s=\"", any ? "," : "{", m->l[i]);
+                put_label_value(out, s->v[i]);
+                mls_buf_putc(out, '"');
+                any = 1;
+        }
+        if (!any && !extra)
                 return;
-        mls_buf_putc(out, '{');
-        if (m->l1 && s->v1) {
-                mls_buf_printf(out, "%s=\"", m->l1);
-                put_label_value(out, s->v1);
-                mls_buf_putc(out, '"');
-                any = 1;
-        }
-        if (m->l2 && s->v2) {
-                mls_buf_printf(out, "%s%s=\"", any ? "," : "", m->l2);
-                put_label_value(out, s->v2);
-                mls_buf_putc(out, '"');
-                any = 1;
-        }
+        if (!any)
+                mls_buf_putc(out, '{');
         if (extra)
                 mls_buf_printf(out, "%s%s", any ? "," : "", extra);
         mls_buf_putc(out, '}');

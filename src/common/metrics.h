@@ -1,6 +1,6 @@
 /*
  * A Prometheus metrics registry: counters, gauges and histograms with up to
- * two labels, rendered in the text exposition format (0.0.4).
+ * three labels, rendered in the text exposition format (0.0.4).
  *
  * Threads: registering metrics and series takes a mutex and may run on any
  * thread; updating a series is lock-free (relaxed atomics) and meant for hot
@@ -40,10 +40,19 @@ mls_metric_t *mls_metric_new(mls_metrics_t *reg, enum mls_metric_type type,
                              const char *label1, const char *label2,
                              const double *buckets, size_t nbuckets);
 
+/* The same with a third label. */
+mls_metric_t *mls_metric_new3(mls_metrics_t *reg, enum mls_metric_type type,
+                              const char *name, const char *help,
+                              const char *label1, const char *label2,
+                              const char *label3, const double *buckets,
+                              size_t nbuckets);
+
 /* Finds or creates the series for these label values (NULL for absent
  * labels). Returns NULL when out of memory or over the per-family cap of
  * series (1000), which protects against label explosions. */
 mls_series_t *mls_series(mls_metric_t *m, const char *v1, const char *v2);
+mls_series_t *mls_series3(mls_metric_t *m, const char *v1, const char *v2,
+                          const char *v3);
 
 /* Unlinks the series from its family and frees it, so it no longer
  * renders (a gauge for something that went away, e.g. a revoked Kafka

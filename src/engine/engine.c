@@ -29,7 +29,8 @@ struct mls_engine {
         const struct mls_config *cfg;
         mls_metrics_t *metrics;
         rd_kafka_t *consumer, *producer, *single;
-        struct mls_sink publisher, output, deadletter;
+        struct mls_sink publisher, output, deadletter, shadow;
+        mls_metrics_t *shadow_metrics; /* the shadow sink's own, not shown */
         mls_pipeline_t *pipeline;
         mls_registry_t *models;
         mls_httpd_t *httpd;
@@ -61,9 +62,15 @@ struct mls_engine {
 
 /* The model serving model_id, or NULL (dead letter).
  * Engine thread, from the pipeline's flush. */
-static mls_model_t *resolve_model(void *opaque, const char *model_id)
+static const struct mls_model_route *resolve_model(void *opaque,
+                                                   const char *model_id)
 {
         return mls_registry_get(((mls_engine_t *)opaque)->models, model_id);
+}
+
+static void list_routes(void *opaque, mls_route_visit visit, void *arg)
+{
+        mls_registry_foreach(((mls_engine_t *)opaque)->models, visit, arg);
 }
 
 /* Called by the pipeline for each delivered record, in order. */
@@ -860,6 +867,50 @@ out:
         return rc;
 }
 
+/* Makes e->shadow the publisher of shadow versions' predictions: the same
+ * kind as e->publisher, to ML_STREAM_SHADOW_CHANNEL, connected on first
+ * use (only a model with a shadow uses it). Its connection metrics are its
+ * own, so that they do not mix with the publisher's. With an in-process
+ * publisher (mlstream up without REDIS_URL) shadows are compared only. */
+static int shadow_sink_new(mls_engine_t *e, int in_process, char *errstr,
+                           size_t errstr_size)
+{
+        const struct mls_config *cfg = e->cfg;
+        struct mls_redis_url *seeds = NULL, url;
+        size_t nseeds = 0;
+        int rc = -1;
+
+        if (in_process)
+                return 0;
+        e->shadow_metrics = mls_metrics_new();
+        if (!e->shadow_metrics) {
+                snprintf(errstr, errstr_size, "out of memory");
+                return -1;
+        }
+        if (redis_cluster(cfg)) {
+                if (mls_cluster_seeds_parse(cfg->redis_url, &seeds, &nseeds,
+                                            errstr, errstr_size) < 0)
+                        return -1;
+                rc = mls_cluster_sink_new(
+                        &e->shadow, seeds, nseeds, cfg->shadow_channel,
+                        (size_t)cfg->batch_max_output_bytes,
+                        (size_t)cfg->batch_max_messages, e->shadow_metrics);
+                memset(seeds, 0, nseeds * sizeof(*seeds)); /* the password */
+                free(seeds);
+        } else {
+                if (mls_redis_url_parse(cfg->redis_url, &url, errstr,
+                                        errstr_size) < 0)
+                        return -1;
+                rc = mls_redis_sink_new(&e->shadow, &url, cfg->shadow_channel,
+                                        mls_channel_per_model(cfg),
+                                        e->shadow_metrics);
+                memset(&url, 0, sizeof(url));
+        }
+        if (rc < 0)
+                snprintf(errstr, errstr_size, "out of memory");
+        return rc;
+}
+
 mls_engine_t *mls_engine_new(const struct mls_config *cfg,
                              mls_metrics_t *metrics, struct mls_sink publisher,
                              char *errstr, size_t errstr_size)
@@ -939,6 +990,8 @@ mls_engine_t *mls_engine_new(const struct mls_config *cfg,
                                        mls_channel_per_model(cfg), metrics) < 0)
                         goto oom;
         }
+        if (shadow_sink_new(e, publisher.ops != NULL, errstr, errstr_size) < 0)
+                goto fail;
         if (cfg->exactly_once && strcmp(cfg->exactly_once, "true") == 0) {
                 if (txn_producer_new(e, &out_max, &dlq_max, errstr,
                                      errstr_size) < 0)
@@ -965,6 +1018,7 @@ mls_engine_t *mls_engine_new(const struct mls_config *cfg,
         pc.max_model_series = (size_t)cfg->metrics_max_models;
         pc.payload_limit = (size_t)cfg->batch_max_output_bytes;
         pc.resolve = resolve_model;
+        pc.list_routes = list_routes;
         pc.resolve_opaque = e;
         pc.publisher = e->publisher;
         kc.rk = e->producer;
@@ -990,6 +1044,7 @@ mls_engine_t *mls_engine_new(const struct mls_config *cfg,
         }
         pc.output = e->output;
         pc.deadletter = e->deadletter;
+        pc.shadow = e->shadow;
         pc.done = record_done;
         pc.done_opaque = e;
         pc.metrics = metrics;
@@ -1321,6 +1376,8 @@ void mls_engine_free(mls_engine_t *e)
         mls_sink_destroy(&e->output);
         mls_sink_destroy(&e->deadletter);
         mls_sink_destroy(&e->publisher);
+        mls_sink_destroy(&e->shadow);
+        mls_metrics_free(e->shadow_metrics);
         mls_registry_free(e->models);
         rd_kafka_topic_partition_list_destroy(e->done_offsets);
         free(e->held);

@@ -1,5 +1,6 @@
 #include "engine/pipeline.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,8 +8,9 @@
 #include "common/buf.h"
 #include "common/clock.h"
 #include "common/strmap.h"
-#include "engine/inference_id.h"
 #include "common/log.h"
+#include "engine/inference_id.h"
+#include "engine/rollout.h"
 
 #define MODEL_SERIES_DEFAULT 100
 #define MODEL_SERIES_MAX 200 /* x4 error stages < the registry's 1000 */
@@ -31,6 +33,13 @@ enum item_state {
         ITEM_BAD,
 };
 
+/* An item's shadow scoring (struct mls_model_route.shadow). */
+enum shadow_state {
+        SHADOW_NONE, /* not to be scored, or not yet */
+        SHADOW_OK,   /* outputs kept, payload built */
+        SHADOW_FAILED,
+};
+
 struct model_entry {
         char id[MLS_MODEL_ID_MAX + 1];
         mls_series_t *predictions, *latency, *rows, *batch_rows;
@@ -44,9 +53,14 @@ struct item {
         const char *reason;
         char detail[200];
         struct model_entry *entry;
-        mls_model_t *model;
-        size_t out_off, out_cols; /* into p->outputs */
-        size_t pay_off, pay_len;  /* into p->payloads */
+        const struct mls_model_route *route; /* until the batch is scored */
+        mls_model_t *model;                  /* the version that scores it */
+        int canary;                          /* model is route->canary */
+        enum shadow_state shadow;
+        size_t out_off, out_cols;  /* into p->outputs */
+        size_t pay_off, pay_len;   /* into p->payloads */
+        size_t sh_off, sh_cols;    /* into p->shadow_outputs */
+        size_t sh_pay_off, sh_len; /* into p->shadow_payloads */
 };
 
 enum phase {
@@ -61,8 +75,9 @@ struct mls_pipeline {
         struct item *items;
         size_t nitems, cap, rows, bytes;
         enum phase phase;
-        struct mls_floats feats, outputs, scratch;
-        struct mls_buf payloads;
+        struct mls_floats feats, outputs, scratch, shadow_outputs;
+        struct mls_buf payloads, shadow_payloads;
+        mls_rollout_t *rollout;
         size_t *order;            /* indices being scored together */
         struct mls_strmap models; /* model id -> struct model_entry * */
         struct model_entry other, unknown;
@@ -106,9 +121,14 @@ mls_pipeline_t *mls_pipeline_new(const struct mls_pipeline_conf *conf)
         if (p->conf.max_model_series > MODEL_SERIES_MAX)
                 p->conf.max_model_series = MODEL_SERIES_MAX;
         mls_buf_init(&p->payloads, p->conf.payload_limit);
+        mls_buf_init(&p->shadow_payloads, p->conf.payload_limit);
         p->ids = mls_inference_ids_new();
-        if (!p->ids) {
+        p->rollout = mls_rollout_new(conf->metrics);
+        if (!p->ids || !p->rollout) {
+                mls_inference_ids_free(p->ids);
+                mls_rollout_free(p->rollout);
                 mls_buf_free(&p->payloads);
+                mls_buf_free(&p->shadow_payloads);
                 free(p->default_model_id);
                 free(p->engine_id);
                 free(p);
@@ -160,12 +180,15 @@ void mls_pipeline_free(mls_pipeline_t *p)
                 return;
         mls_strmap_free(&p->models, free);
         mls_inference_ids_free(p->ids);
+        mls_rollout_free(p->rollout);
         free(p->items);
         free(p->order);
         mls_floats_free(&p->feats);
         mls_floats_free(&p->outputs);
         mls_floats_free(&p->scratch);
+        mls_floats_free(&p->shadow_outputs);
         mls_buf_free(&p->payloads);
+        mls_buf_free(&p->shadow_payloads);
         free(p->default_model_id);
         free(p->engine_id);
         free(p);
@@ -236,7 +259,10 @@ size_t mls_pipeline_add(mls_pipeline_t *p, const struct mls_record *rec)
         it = &p->items[p->nitems++];
         it->rec = *rec;
         it->state = ITEM_PENDING;
+        it->route = NULL;
         it->model = NULL;
+        it->canary = 0;
+        it->shadow = SHADOW_NONE;
         p->bytes += rec->len;
         err = mls_decode(rec->payload, rec->len, &p->conf.limits, &p->feats,
                          &it->in, errstr, sizeof(errstr));
@@ -342,42 +368,68 @@ static int keep_outputs(mls_pipeline_t *p, size_t *idx, size_t n,
         return 0;
 }
 
+/* The rows of items idx[0..n) (all of width cols) as one tensor: in place
+ * when they lie one after another in p->feats, else copied to scratch.
+ * Returns -1 when out of memory. */
+static int gather(mls_pipeline_t *p, size_t *idx, size_t n, size_t cols,
+                  struct mls_tensor *in)
+{
+        struct item *first = &p->items[idx[0]];
+        int contiguous = 1;
+
+        in->cols = cols;
+        in->rows = 0;
+        for (size_t k = 0; k < n; k++) {
+                struct item *it = &p->items[idx[k]];
+                if (k && it->in.features_off !=
+                                 p->items[idx[k - 1]].in.features_off +
+                                         p->items[idx[k - 1]].in.rows * cols)
+                        contiguous = 0;
+                in->rows += it->in.rows;
+        }
+        if (contiguous) {
+                in->data = p->feats.v + first->in.features_off;
+                return 0;
+        }
+        p->scratch.len = 0;
+        if (floats_reserve(&p->scratch, in->rows * cols) < 0)
+                return -1;
+        for (size_t k = 0; k < n; k++) {
+                struct item *it = &p->items[idx[k]];
+                size_t cnt = it->in.rows * cols;
+                memcpy(p->scratch.v + p->scratch.len,
+                       p->feats.v + it->in.features_off, cnt * sizeof(float));
+                p->scratch.len += cnt;
+        }
+        in->data = p->scratch.v;
+        return 0;
+}
+
 /* Scores items idx[0..n) (same model, same width) in one call; on failure
  * with several items, scores them one by one so that only the items the
  * model refuses are dead-lettered. */
 static void score_chunk(mls_pipeline_t *p, size_t *idx, size_t n)
 {
         struct item *first = &p->items[idx[0]];
-        struct mls_tensor in = {.cols = first->in.cols}, out;
+        struct mls_tensor in, out;
         char errstr[200];
-        int contiguous = 1;
+        /* calls on inputs a shadow also scores are timed for comparison */
+        struct mls_comparison *cmp =
+                first->route->shadow && !first->canary
+                        ? mls_rollout_comparison(p->rollout, first->in.model_id,
+                                                 first->route)
+                        : NULL;
+        int64_t t0;
+        int rc;
 
-        for (size_t k = 0; k < n; k++) {
-                struct item *it = &p->items[idx[k]];
-                if (k && it->in.features_off !=
-                                 p->items[idx[k - 1]].in.features_off +
-                                         p->items[idx[k - 1]].in.rows * in.cols)
-                        contiguous = 0;
-                in.rows += it->in.rows;
-        }
-        if (contiguous) {
-                in.data = p->feats.v + first->in.features_off;
-        } else {
-                p->scratch.len = 0;
-                if (floats_reserve(&p->scratch, in.rows * in.cols) < 0)
-                        goto fail_oom;
-                for (size_t k = 0; k < n; k++) {
-                        struct item *it = &p->items[idx[k]];
-                        size_t cnt = it->in.rows * in.cols;
-                        memcpy(p->scratch.v + p->scratch.len,
-                               p->feats.v + it->in.features_off,
-                               cnt * sizeof(float));
-                        p->scratch.len += cnt;
-                }
-                in.data = p->scratch.v;
-        }
-        if (mls_model_infer(first->model, &in, &out, errstr, sizeof(errstr)) ==
-            0) {
+        if (gather(p, idx, n, first->in.cols, &in) < 0)
+                goto fail_oom;
+        t0 = cmp ? mls_clock_mono_ns() : 0;
+        rc = mls_model_infer(first->model, &in, &out, errstr, sizeof(errstr));
+        if (cmp && rc == 0)
+                mls_comparison_call(cmp, 0,
+                                    (double)(mls_clock_mono_ns() - t0) / 1e9);
+        if (rc == 0) {
                 mls_series_observe(first->entry->batch_rows, (double)in.rows);
                 for (size_t k = 0; k < n; k++)
                         mls_series_add(p->items[idx[k]].entry->rows,
@@ -413,9 +465,9 @@ static void score_all(mls_pipeline_t *p)
                 size_t width;
                 if (it->state != ITEM_PENDING)
                         continue;
-                it->model = p->conf.resolve(p->conf.resolve_opaque,
+                it->route = p->conf.resolve(p->conf.resolve_opaque,
                                             it->in.model_id);
-                if (!it->model) {
+                if (!it->route) {
                         snprintf(errstr, sizeof(errstr), "unknown model \"%s\"",
                                  it->in.model_id);
                         mark_bad(it, "unknown_model", p->unknown.err_route,
@@ -424,6 +476,12 @@ static void score_all(mls_pipeline_t *p)
                         continue;
                 }
                 it->entry = entry_for(p, it->in.model_id);
+                it->canary = mls_rollout_is_canary(it->route, it->in.model_id,
+                                                   &it->in);
+                it->model = it->canary ? it->route->canary : it->route->serving;
+                if (it->route->canary)
+                        mls_rollout_count(p->rollout, it->in.model_id,
+                                          it->route, it->canary);
                 width = mls_model_input_width(it->model);
                 if (width && width != it->in.cols) {
                         snprintf(errstr, sizeof(errstr),
@@ -457,17 +515,107 @@ static void score_all(mls_pipeline_t *p)
         }
 }
 
-/* The item's inference id (engine/inference_id.h), quoted. */
-static void put_inference_id(mls_pipeline_t *p, const struct item *it)
+/* Whether the item's route has a shadow that should score it too. */
+static int wants_shadow(const struct item *it)
+{
+        return it->state == ITEM_OK && !it->canary && it->route->shadow &&
+               it->shadow == SHADOW_NONE;
+}
+
+/* Scores items idx[0..n) (same route, same width, scored by the serving
+ * version) with the route's shadow version and compares the outputs; on
+ * failure with several items, one by one. The live stream is untouched
+ * whatever happens here. */
+static void shadow_chunk(mls_pipeline_t *p, size_t *idx, size_t n)
+{
+        struct item *first = &p->items[idx[0]];
+        mls_model_t *shadow = first->route->shadow;
+        struct mls_comparison *cmp = mls_rollout_comparison(
+                p->rollout, first->in.model_id, first->route);
+        struct mls_tensor in, out;
+        size_t width = mls_model_input_width(shadow), row = 0;
+        char errstr[200];
+        int64_t t0;
+
+        if (!cmp)
+                goto fail;
+        if ((width && width != first->in.cols) ||
+            gather(p, idx, n, first->in.cols, &in) < 0)
+                goto fail;
+        t0 = mls_clock_mono_ns();
+        if (mls_model_infer(shadow, &in, &out, errstr, sizeof(errstr)) < 0) {
+                if (n > 1) {
+                        for (size_t k = 0; k < n; k++)
+                                shadow_chunk(p, &idx[k], 1);
+                        return;
+                }
+                goto fail;
+        }
+        mls_comparison_call(cmp, 1, (double)(mls_clock_mono_ns() - t0) / 1e9);
+        if (floats_reserve(&p->shadow_outputs, out.rows * out.cols) < 0)
+                goto fail;
+        for (size_t k = 0; k < n; k++) {
+                struct item *it = &p->items[idx[k]];
+                size_t cnt = it->in.rows * out.cols;
+                it->sh_off = p->shadow_outputs.len;
+                it->sh_cols = out.cols;
+                memcpy(p->shadow_outputs.v + it->sh_off,
+                       out.data + row * out.cols, cnt * sizeof(float));
+                p->shadow_outputs.len += cnt;
+                row += it->in.rows;
+                it->shadow = SHADOW_OK;
+                mls_comparison_rows(cmp, p->outputs.v + it->out_off,
+                                    it->out_cols,
+                                    p->shadow_outputs.v + it->sh_off,
+                                    it->sh_cols, it->in.rows);
+        }
+        return;
+fail:
+        for (size_t k = 0; k < n; k++) {
+                p->items[idx[k]].shadow = SHADOW_FAILED;
+                if (cmp)
+                        mls_comparison_failed(cmp, p->items[idx[k]].in.rows);
+        }
+}
+
+/* Scores what the serving versions scored again with their routes'
+ * shadows, grouped like score_all. */
+static void score_shadows(mls_pipeline_t *p)
+{
+        for (size_t i = 0; i < p->nitems; i++) {
+                struct item *lead = &p->items[i];
+                size_t n = 0, rows = 0;
+                if (!wants_shadow(lead))
+                        continue;
+                for (size_t j = i; j < p->nitems; j++) {
+                        struct item *it = &p->items[j];
+                        if (!wants_shadow(it) || it->route != lead->route ||
+                            it->in.cols != lead->in.cols)
+                                continue;
+                        if (n && rows + it->in.rows > p->conf.batch_max_rows) {
+                                shadow_chunk(p, p->order, n);
+                                n = rows = 0;
+                        }
+                        p->order[n++] = j;
+                        rows += it->in.rows;
+                }
+                shadow_chunk(p, p->order, n);
+        }
+}
+
+/* The inference id (engine/inference_id.h) of the item scored by m,
+ * quoted. */
+static void put_inference_id(mls_pipeline_t *p, struct mls_buf *b,
+                             const struct item *it, const mls_model_t *m)
 {
         char id[MLS_INFERENCE_ID_LEN + 1];
 
         mls_inference_id(p->ids, it->rec.topic ? it->rec.topic : "",
                          it->rec.partition, it->rec.offset,
-                         mls_model_version(it->model), it->in.model_id, id);
-        mls_buf_putc(&p->payloads, '"');
-        mls_buf_append(&p->payloads, id, MLS_INFERENCE_ID_LEN);
-        mls_buf_putc(&p->payloads, '"');
+                         mls_model_version(m), it->in.model_id, id);
+        mls_buf_putc(b, '"');
+        mls_buf_append(b, id, MLS_INFERENCE_ID_LEN);
+        mls_buf_putc(b, '"');
 }
 
 /* Latency in ms with microsecond precision, e.g. 1.840. */
@@ -482,18 +630,27 @@ static void put_ms(struct mls_buf *b, int64_t ns)
         mls_buf_append(b, frac, 3);
 }
 
-static void build_payload(mls_pipeline_t *p, struct item *it)
+/* Appends the payload of the item scored by m, with outputs o (cols per
+ * row), to b; type is "prediction" or "shadow". */
+static void write_payload(mls_pipeline_t *p, struct mls_buf *b,
+                          const struct item *it, const char *type,
+                          const mls_model_t *m, const float *o, size_t cols,
+                          int64_t now)
 {
-        struct mls_buf *b = &p->payloads;
-        int64_t now = mls_clock_mono_ns();
+        const char *version = mls_model_version_name(m);
         char ts[32];
-        const float *o = p->outputs.v + it->out_off;
 
-        it->pay_off = b->len;
-        MLS_BUF_LIT(b, "{\"type\":\"prediction\",\"inference_id\":");
-        put_inference_id(p, it);
+        MLS_BUF_LIT(b, "{\"type\":\"");
+        mls_buf_puts(b, type);
+        MLS_BUF_LIT(b, "\",\"inference_id\":");
+        put_inference_id(p, b, it, m);
         MLS_BUF_LIT(b, ",\"model_id\":");
         mls_buf_json_str(b, it->in.model_id, strlen(it->in.model_id));
+        MLS_BUF_LIT(b, ",\"model_version\":");
+        if (*version)
+                mls_buf_json_str(b, version, strlen(version));
+        else
+                MLS_BUF_LIT(b, "null");
         MLS_BUF_LIT(b, ",\"input_id\":");
         if (it->in.has_input_id)
                 mls_buf_json_str(b, it->in.input_id, strlen(it->in.input_id));
@@ -502,10 +659,10 @@ static void build_payload(mls_pipeline_t *p, struct item *it)
         MLS_BUF_LIT(b, ",\"predictions\":[");
         for (size_t r = 0; r < it->in.rows; r++) {
                 mls_buf_puts(b, r ? ",[" : "[");
-                for (size_t c = 0; c < it->out_cols; c++) {
+                for (size_t c = 0; c < cols; c++) {
                         if (c)
                                 mls_buf_putc(b, ',');
-                        mls_buf_json_float(b, o[r * it->out_cols + c]);
+                        mls_buf_json_float(b, o[r * cols + c]);
                 }
                 mls_buf_putc(b, ']');
         }
@@ -531,6 +688,16 @@ static void build_payload(mls_pipeline_t *p, struct item *it)
         MLS_BUF_LIT(b, ",\"offset\":");
         mls_buf_u64(b, (uint64_t)(it->rec.offset > 0 ? it->rec.offset : 0));
         MLS_BUF_LIT(b, "}}");
+}
+
+static void build_payload(mls_pipeline_t *p, struct item *it)
+{
+        struct mls_buf *b = &p->payloads;
+        int64_t now = mls_clock_mono_ns();
+
+        it->pay_off = b->len;
+        write_payload(p, b, it, "prediction", it->model,
+                      p->outputs.v + it->out_off, it->out_cols, now);
         if (b->overflow) {
                 /* The batch's payload buffer is full: this prediction is
                  * dead-lettered rather than wedging the batch. */
@@ -548,6 +715,19 @@ static void build_payload(mls_pipeline_t *p, struct item *it)
         it->pay_len = b->len - it->pay_off;
         mls_series_observe(it->entry->latency,
                            (double)(now - it->rec.recv_ns) / 1e9);
+        if (it->shadow != SHADOW_OK)
+                return;
+        b = &p->shadow_payloads;
+        it->sh_pay_off = b->len;
+        write_payload(p, b, it, "shadow", it->route->shadow,
+                      p->shadow_outputs.v + it->sh_off, it->sh_cols, now);
+        if (b->overflow) { /* compared, but not published */
+                b->len = it->sh_pay_off;
+                b->overflow = 0;
+                it->shadow = SHADOW_FAILED;
+                return;
+        }
+        it->sh_len = b->len - it->sh_pay_off;
 }
 
 static int sink_fail(mls_pipeline_t *p, const struct mls_sink *s, char *errstr,
@@ -584,11 +764,23 @@ static int deliver_secondary(mls_pipeline_t *p, char *errstr,
                              size_t errstr_size)
 {
         const struct mls_sink *out = &p->conf.output,
-                              *dlq = &p->conf.deadletter;
-        int any_out = 0, any_dlq = 0;
+                              *dlq = &p->conf.deadletter, *sh = &p->conf.shadow;
+        int any_out = 0, any_dlq = 0, any_sh = 0;
 
         for (size_t i = 0; i < p->nitems; i++) {
                 struct item *it = &p->items[i];
+                if (it->state == ITEM_OK && it->shadow == SHADOW_OK &&
+                    sh->ops) {
+                        /* the shadow sink connects on first use: most
+                         * engines never serve a shadow */
+                        if (!any_sh &&
+                            mls_sink_connect(sh, errstr, errstr_size) < 0)
+                                return sink_fail(p, sh, errstr, errstr_size);
+                        sh->ops->send(sh->ctx, &it->rec, it->in.model_id,
+                                      p->shadow_payloads.data + it->sh_pay_off,
+                                      it->sh_len, NULL, NULL);
+                        any_sh = 1;
+                }
                 if (it->state == ITEM_OK && out->ops) {
                         out->ops->send(out->ctx, &it->rec, it->in.model_id,
                                        p->payloads.data + it->pay_off,
@@ -605,6 +797,8 @@ static int deliver_secondary(mls_pipeline_t *p, char *errstr,
                 return sink_fail(p, out, errstr, errstr_size);
         if (any_dlq && dlq->ops->flush(dlq->ctx, errstr, errstr_size) < 0)
                 return sink_fail(p, dlq, errstr, errstr_size);
+        if (any_sh && sh->ops->flush(sh->ctx, errstr, errstr_size) < 0)
+                return sink_fail(p, sh, errstr, errstr_size);
         return 0;
 }
 
@@ -616,7 +810,9 @@ static void reset(mls_pipeline_t *p)
         p->phase = PHASE_COLLECT;
         p->feats.len = 0;
         p->outputs.len = 0;
+        p->shadow_outputs.len = 0;
         mls_buf_reset(&p->payloads);
+        mls_buf_reset(&p->shadow_payloads);
 }
 
 int mls_pipeline_flush(mls_pipeline_t *p, char *errstr, size_t errstr_size)
@@ -625,6 +821,7 @@ int mls_pipeline_flush(mls_pipeline_t *p, char *errstr, size_t errstr_size)
                 return 0;
         if (p->phase == PHASE_COLLECT) {
                 score_all(p);
+                score_shadows(p);
                 for (size_t i = 0; i < p->nitems; i++)
                         if (p->items[i].state == ITEM_OK)
                                 build_payload(p, &p->items[i]);
@@ -682,31 +879,124 @@ void mls_pipeline_discard(mls_pipeline_t *p, mls_record_keep keep,
                 reset(p);
 }
 
+/* At most this many models are listed in a heartbeat, so that it stays
+ * far below what the sinks take. */
+#define HEARTBEAT_MAX_MODELS 2000
+
 struct heartbeat_list {
+        mls_pipeline_t *p;
+        struct mls_strmap listed; /* model id -> its route (or NULL) */
+};
+
+static void add_listed(struct heartbeat_list *hl, const char *id,
+                       const struct mls_model_route *route)
+{
+        size_t n = strlen(id);
+
+        if (hl->listed.count >= HEARTBEAT_MAX_MODELS ||
+            mls_strmap_get(&hl->listed, id, n) || strcmp(id, "*") == 0)
+                return;
+        /* the route itself is the value; an unserved id maps to itself */
+        mls_strmap_put(&hl->listed, id, n,
+                       route ? (void *)(uintptr_t)route : (void *)hl);
+}
+
+static void list_served(void *arg, const char *model_id,
+                        const struct mls_model_route *route)
+{
+        add_listed(arg, model_id, route);
+}
+
+static void list_seen(void *opaque, struct mls_strmap_entry *e)
+{
+        struct heartbeat_list *hl = opaque;
+
+        add_listed(hl, e->key,
+                   hl->p->conf.resolve(hl->p->conf.resolve_opaque, e->key));
+}
+
+struct heartbeat_out {
+        struct heartbeat_list *hl;
         struct mls_buf *out;
         int first;
 };
 
-static void list_model(void *opaque, struct mls_strmap_entry *e)
+static void put_id(void *opaque, struct mls_strmap_entry *e)
 {
-        struct heartbeat_list *hl = opaque;
+        struct heartbeat_out *ho = opaque;
 
-        if (!hl->first)
-                mls_buf_putc(hl->out, ',');
-        mls_buf_json_str(hl->out, e->key, e->klen);
-        hl->first = 0;
+        if (!ho->first)
+                mls_buf_putc(ho->out, ',');
+        mls_buf_json_str(ho->out, e->key, e->klen);
+        ho->first = 0;
+}
+
+static void put_version(struct mls_buf *out, const char *key,
+                        const mls_model_t *m)
+{
+        const char *v = m ? mls_model_version_name(m) : "";
+
+        mls_buf_printf(out, ",\"%s\":", key);
+        if (*v)
+                mls_buf_json_str(out, v, strlen(v));
+        else
+                MLS_BUF_LIT(out, "null");
+}
+
+static void put_loaded(void *opaque, struct mls_strmap_entry *e)
+{
+        struct heartbeat_out *ho = opaque;
+        const struct mls_model_route *rt = e->value;
+        struct model_entry *me;
+        const char *fw;
+        double errors = 0;
+
+        if (e->value == (void *)ho->hl)
+                return; /* seen, not served */
+        me = mls_strmap_get(&ho->hl->p->models, e->key, e->klen);
+        fw = mls_model_framework(rt->serving);
+        mls_buf_puts(ho->out, ho->first ? "{\"model_id\":" : ",{\"model_id\":");
+        ho->first = 0;
+        mls_buf_json_str(ho->out, e->key, e->klen);
+        mls_buf_puts(ho->out, ",\"framework\":");
+        mls_buf_json_str(ho->out, fw, strlen(fw));
+        put_version(ho->out, "serving", rt->serving);
+        put_version(ho->out, "canary", rt->canary);
+        mls_buf_puts(ho->out, ",\"canary_share\":");
+        if (rt->canary)
+                mls_buf_printf(ho->out, "%.6g", rt->canary_share);
+        else
+                MLS_BUF_LIT(ho->out, "null");
+        put_version(ho->out, "shadow", rt->shadow);
+        if (me)
+                errors = mls_series_value(me->err_decode) +
+                         mls_series_value(me->err_route) +
+                         mls_series_value(me->err_validate) +
+                         mls_series_value(me->err_inference);
+        mls_buf_printf(ho->out, ",\"predictions\":%.0f,\"errors\":%.0f}",
+                       me ? mls_series_value(me->predictions) : 0.0, errors);
 }
 
 size_t mls_pipeline_heartbeat(mls_pipeline_t *p, struct mls_buf *out)
 {
         char ts[32];
-        struct heartbeat_list hl = {out, 1};
+        struct heartbeat_list hl = {.p = p};
+        struct heartbeat_out ho = {&hl, out, 1};
 
+        if (p->conf.list_routes)
+                p->conf.list_routes(p->conf.resolve_opaque, list_served, &hl);
+        mls_strmap_foreach(&p->models, list_seen, &hl);
         mls_clock_iso8601(mls_clock_wall_ms(), ts, sizeof(ts));
         mls_buf_puts(out, "{\"type\":\"heartbeat\",\"engine_id\":");
         mls_buf_json_str(out, p->engine_id, strlen(p->engine_id));
         mls_buf_printf(out, ",\"at\":\"%s\",\"models\":[", ts);
-        mls_strmap_foreach(&p->models, list_model, &hl);
-        mls_buf_puts(out, "]}");
+        mls_strmap_foreach(&hl.listed, put_id, &ho);
+        mls_buf_puts(out, "],\"loaded\":[");
+        ho.first = 1;
+        mls_strmap_foreach(&hl.listed, put_loaded, &ho);
+        mls_buf_putc(out, ']');
+        mls_rollout_heartbeat(p->rollout, out);
+        mls_buf_putc(out, '}');
+        mls_strmap_free(&hl.listed, NULL);
         return out->len;
 }

@@ -35,8 +35,15 @@ struct mls_record {
 
 typedef struct mls_pipeline mls_pipeline_t;
 
-/* Returns the model for model_id, or NULL if there is none. */
-typedef mls_model_t *(*mls_model_resolver)(void *opaque, const char *model_id);
+/* Returns what serves model_id, or NULL if nothing does. The route must
+ * stay valid until the batch that asked is scored (mls_pipeline_flush). */
+typedef const struct mls_model_route *(*mls_model_resolver)(
+        void *opaque, const char *model_id);
+/* Calls visit for every model id served (for heartbeats). */
+typedef void (*mls_route_visit)(void *arg, const char *model_id,
+                                const struct mls_model_route *route);
+typedef void (*mls_route_lister)(void *opaque, mls_route_visit visit,
+                                 void *arg);
 /* Called for every record once its outcome is delivered, in arrival order. */
 typedef void (*mls_record_done)(void *opaque, const struct mls_record *rec);
 
@@ -67,6 +74,10 @@ struct mls_pipeline_conf {
         struct mls_sink publisher;  /* required */
         struct mls_sink output;     /* optional: ops NULL */
         struct mls_sink deadletter; /* optional: ops NULL */
+        /* Optional: where shadow versions' predictions go (without it they
+         * are compared only). */
+        struct mls_sink shadow;
+        mls_route_lister list_routes; /* optional */
         mls_record_done done;
         void *done_opaque;
         mls_metrics_t *metrics;

@@ -19,6 +19,7 @@ struct mls_model {
         float *joined; /* outputs of a split call */
         size_t joined_cap;
         char version[24];
+        char version_name[MLS_MODEL_VERSION_MAX + 1];
 };
 
 /*
@@ -262,6 +263,16 @@ void mls_model_set_version(mls_model_t *m, const char *version)
 const char *mls_model_version(const mls_model_t *m)
 {
         return m->version;
+}
+
+void mls_model_set_version_name(mls_model_t *m, const char *name)
+{
+        snprintf(m->version_name, sizeof(m->version_name), "%s", name);
+}
+
+const char *mls_model_version_name(const mls_model_t *m)
+{
+        return m->version_name;
 }
 
 size_t mls_model_input_width(const mls_model_t *m)

@@ -107,6 +107,33 @@ size_t mls_model_input_width(const mls_model_t *m);
  * a model without files, such as identity). Part of every inference id. */
 void mls_model_set_version(mls_model_t *m, const char *version);
 const char *mls_model_version(const mls_model_t *m);
+/* The version name users see (the payload's model_version): the version's
+ * sub-directory for a model with versions, else the content version above;
+ * "" for a model without files. At most MLS_MODEL_VERSION_MAX bytes. */
+#define MLS_MODEL_VERSION_MAX 64
+void mls_model_set_version_name(mls_model_t *m, const char *name);
+const char *mls_model_version_name(const mls_model_t *m);
+
+/*
+ * What serves one model id: the serving version and, during a rollout, a
+ * canary that takes a sticky share of the inputs and a shadow that scores
+ * the serving version's inputs again for comparison only. The registry
+ * owns routes; the engine thread uses one until the next
+ * mls_registry_apply().
+ */
+struct mls_model_route {
+        mls_model_t *serving;
+        mls_model_t *canary; /* NULL: none */
+        double canary_share; /* of inputs, [0, 1] */
+        /* The input's field that picks canary or serving: "" the input_id,
+         * else the name of a top-level metadata field. */
+        char canary_key[128];
+        mls_model_t *shadow; /* NULL: none */
+        /* A one-output shadow agrees when within this of the serving
+         * value; a several-output one when its arg-max is the same. */
+        double shadow_tolerance;
+};
+
 /* Observes the duration of every adapter call (seconds) into the histogram
  * series s; NULL stops observing. */
 void mls_model_observe(mls_model_t *m, mls_series_t *s);

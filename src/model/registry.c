@@ -1,5 +1,6 @@
 #include "model/registry.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -42,7 +43,7 @@ struct watch {
 /* A model handed from the loader to the engine thread (NULL: remove). */
 struct change {
         struct change *next;
-        mls_model_t *model;
+        struct mls_model_route *route;
         char id[MLS_MODEL_ID_MAX + 1];
 };
 
@@ -52,10 +53,11 @@ struct mls_registry {
         int threads, poll_ms;
         mls_metrics_t *metrics;
         mls_metric_t *m_loads, *m_failures, *m_time, *m_info, *m_call;
+        mls_metric_t *m_version;
 
         /* Engine thread. */
-        mls_model_t *only;        /* single mode */
-        struct mls_strmap served; /* model id -> mls_model_t *, repository */
+        struct mls_model_route *only; /* single mode */
+        struct mls_strmap served;     /* model id -> route, repository */
         size_t nserving;
 
         /* Loader thread (and mls_registry_new before it starts). */
@@ -109,16 +111,117 @@ static int parse_size(const char *v, long long max, size_t *out)
         return 0;
 }
 
+/* A version name: a directory name of [A-Za-z0-9._-], not starting
+ * with '.', at most MLS_MODEL_VERSION_MAX bytes. */
+static int version_name_ok(const char *v)
+{
+        size_t n = strlen(v);
+
+        if (n == 0 || n > MLS_MODEL_VERSION_MAX || v[0] == '.')
+                return 0;
+        for (size_t i = 0; i < n; i++)
+                if (!isalnum((unsigned char)v[i]) && !strchr("._-", v[i]))
+                        return 0;
+        return 1;
+}
+
+static int parse_fraction(const char *v, double *out)
+{
+        char *end;
+        double d;
+
+        errno = 0;
+        d = strtod(v, &end);
+        if (end == v || *end || errno || !(d >= 0 && d <= 1))
+                return -1;
+        *out = d;
+        return 0;
+}
+
+enum spec_key {
+        K_FRAMEWORK,
+        K_ARTIFACT,
+        K_INPUT_WIDTH,
+        K_MAX_BATCH_ROWS,
+        K_THREADS,
+        K_OUTPUT,
+        K_SERVING, /* the first rollout key */
+        K_CANARY,
+        K_CANARY_SHARE,
+        K_CANARY_KEY,
+        K_SHADOW,
+        K_SHADOW_TOLERANCE,
+        NKEYS
+};
+
+static const char *const spec_keys[NKEYS] = {
+        "framework",    "artifact",   "input_width", "max_batch_rows",
+        "threads",      "output",     "serving",     "canary",
+        "canary_share", "canary_key", "shadow",      "shadow_tolerance"};
+
+/* Checks a parsed spec as a whole. Returns 0, or -1 with errstr. */
+static int check_spec(const struct mls_model_spec *spec, const int *seen,
+                      const char *file, char *errstr, size_t errstr_size)
+{
+        int model_keys = 0, rollout_keys = 0;
+
+        for (int k = 0; k < NKEYS; k++)
+                if (seen[k])
+                        *(k < K_SERVING ? &model_keys : &rollout_keys) += 1;
+        if (rollout_keys && !seen[K_SERVING]) {
+                seterr(errstr, errstr_size,
+                       "%s: \"serving\" is missing: a model with versions "
+                       "names the version that serves",
+                       file);
+                return -1;
+        }
+        if (seen[K_SERVING] && model_keys) {
+                seterr(errstr, errstr_size,
+                       "%s: \"serving\" names versions, so the framework and "
+                       "artifact keys belong in each version's own "
+                       "model.conf (%s/model.conf)",
+                       file, spec->serving);
+                return -1;
+        }
+        if (!seen[K_SERVING] && !seen[K_FRAMEWORK]) {
+                seterr(errstr, errstr_size,
+                       "%s: \"framework\" is missing (torch, tensorflow or "
+                       "identity), or \"serving\" for a model with "
+                       "versions",
+                       file);
+                return -1;
+        }
+        if (seen[K_CANARY] != seen[K_CANARY_SHARE]) {
+                seterr(errstr, errstr_size,
+                       "%s: \"canary\" and \"canary_share\" go together", file);
+                return -1;
+        }
+        if (seen[K_CANARY_KEY] && !seen[K_CANARY]) {
+                seterr(errstr, errstr_size,
+                       "%s: \"canary_key\" without \"canary\"", file);
+                return -1;
+        }
+        if (seen[K_SHADOW_TOLERANCE] && !seen[K_SHADOW]) {
+                seterr(errstr, errstr_size,
+                       "%s: \"shadow_tolerance\" without \"shadow\"", file);
+                return -1;
+        }
+        if ((spec->canary[0] && strcmp(spec->canary, spec->serving) == 0) ||
+            (spec->shadow[0] && strcmp(spec->shadow, spec->serving) == 0) ||
+            (spec->shadow[0] && strcmp(spec->shadow, spec->canary) == 0)) {
+                seterr(errstr, errstr_size,
+                       "%s: serving, canary and shadow must be different "
+                       "versions",
+                       file);
+                return -1;
+        }
+        return 0;
+}
+
 int mls_registry_parse_spec(const char *text, size_t len, const char *file,
                             struct mls_model_spec *spec, char *errstr,
                             size_t errstr_size)
 {
-        static const char *const keys[] = {"framework",   "artifact",
-                                           "input_width", "max_batch_rows",
-                                           "threads",     "output"};
-        enum {
-                NKEYS = sizeof(keys) / sizeof(keys[0])
-        };
         int seen[NKEYS] = {0};
         char *buf = malloc(len + 1), *p, *bufend;
         int lineno = 0, rc = -1;
@@ -132,6 +235,7 @@ int mls_registry_parse_spec(const char *text, size_t len, const char *file,
         bufend = buf + len;
         memset(spec, 0, sizeof(*spec));
         spec->threads = -1;
+        spec->shadow_tolerance = MLS_SHADOW_TOLERANCE_DEFAULT;
         if (memchr(buf, '\0', len)) {
                 seterr(errstr, errstr_size, "%s: not a text file", file);
                 goto out;
@@ -139,7 +243,9 @@ int mls_registry_parse_spec(const char *text, size_t len, const char *file,
         for (p = buf; p < bufend;) {
                 char *nl = memchr(p, '\n', (size_t)(bufend - p));
                 char *end = nl ? nl : bufend, *eq, *key, *val, *hash;
-                size_t k, n;
+                const char *range = "";
+                size_t n;
+                int k;
                 lineno++;
                 eq = memchr(p, '=', (size_t)(end - p));
                 key = trim(p, eq ? eq : end);
@@ -170,13 +276,15 @@ int mls_registry_parse_spec(const char *text, size_t len, const char *file,
                                 break;
                         }
                 for (k = 0; k < NKEYS; k++)
-                        if (strcmp(key, keys[k]) == 0)
+                        if (strcmp(key, spec_keys[k]) == 0)
                                 break;
                 if (k == NKEYS) {
                         seterr(errstr, errstr_size,
                                "%s:%d: unknown key \"%s\" (known: "
                                "framework, artifact, input_width, "
-                               "max_batch_rows, threads, output)",
+                               "max_batch_rows, threads, output; with "
+                               "versions: serving, canary, canary_share, "
+                               "canary_key, shadow, shadow_tolerance)",
                                file, lineno, key);
                         goto out;
                 }
@@ -187,45 +295,91 @@ int mls_registry_parse_spec(const char *text, size_t len, const char *file,
                 }
                 n = strlen(val);
                 switch (k) {
-                case 0:
+                case K_FRAMEWORK:
                         if (n == 0 || n >= sizeof(spec->framework))
                                 goto bad_value;
                         memcpy(spec->framework, val, n + 1);
                         break;
-                case 1:
+                case K_ARTIFACT:
                         if (n == 0 || n >= sizeof(spec->artifact))
                                 goto bad_value;
                         memcpy(spec->artifact, val, n + 1);
                         break;
-                case 2:
+                case K_INPUT_WIDTH:
+                        range = "0..16777216";
                         if (parse_size(val, 16777216, &spec->input_width) < 0)
                                 goto bad_number;
                         break;
-                case 3:
+                case K_MAX_BATCH_ROWS:
+                        range = "0..1048576";
                         if (parse_size(val, 1048576, &spec->max_batch_rows) < 0)
                                 goto bad_number;
                         break;
-                case 4: {
+                case K_THREADS: {
                         size_t t;
+                        range = "0..256";
                         if (parse_size(val, 256, &t) < 0)
                                 goto bad_number;
                         spec->threads = (int)t;
                         break;
                 }
-                case 5:
+                case K_OUTPUT:
                         if (n == 0 || n >= sizeof(spec->output))
                                 goto bad_value;
                         memcpy(spec->output, val, n + 1);
                         break;
+                case K_SERVING:
+                case K_CANARY:
+                case K_SHADOW:
+                        if (!version_name_ok(val)) {
+                                seterr(errstr, errstr_size,
+                                       "%s:%d: %s: \"%s\" is not a version "
+                                       "name (a sub-directory: letters, "
+                                       "digits, '.', '_', '-', not starting "
+                                       "with '.', at most %d bytes)",
+                                       file, lineno, key, val,
+                                       MLS_MODEL_VERSION_MAX);
+                                goto out;
+                        }
+                        memcpy(k == K_SERVING  ? spec->serving
+                               : k == K_CANARY ? spec->canary
+                                               : spec->shadow,
+                               val, n + 1);
+                        break;
+                case K_CANARY_SHARE:
+                        range = "0..1, e.g. 0.2 for 20 %";
+                        if (parse_fraction(val, &spec->canary_share) < 0)
+                                goto bad_number;
+                        break;
+                case K_CANARY_KEY:
+                        if (strcmp(val, "input_id") == 0)
+                                break;
+                        if (strncmp(val, "metadata.", 9) != 0 || n == 9 ||
+                            n - 9 >= sizeof(spec->canary_key)) {
+                                seterr(errstr, errstr_size,
+                                       "%s:%d: canary_key: \"%s\" is neither "
+                                       "input_id nor metadata.NAME",
+                                       file, lineno, val);
+                                goto out;
+                        }
+                        memcpy(spec->canary_key, val + 9, n - 9 + 1);
+                        break;
+                case K_SHADOW_TOLERANCE: {
+                        char *e;
+                        errno = 0;
+                        spec->shadow_tolerance = strtod(val, &e);
+                        range = "0 or more";
+                        if (e == val || *e || errno ||
+                            !(spec->shadow_tolerance >= 0))
+                                goto bad_number;
+                        break;
+                }
                 }
                 continue;
         bad_number:
                 seterr(errstr, errstr_size,
                        "%s:%d: %s: \"%s\" is not a number in range (%s)", file,
-                       lineno, key, val,
-                       k == 2   ? "0..16777216"
-                       : k == 3 ? "0..1048576"
-                                : "0..256");
+                       lineno, key, val, range);
                 goto out;
         bad_value:
                 seterr(errstr, errstr_size,
@@ -233,14 +387,7 @@ int mls_registry_parse_spec(const char *text, size_t len, const char *file,
                        lineno, key);
                 goto out;
         }
-        if (!seen[0]) {
-                seterr(errstr, errstr_size,
-                       "%s: \"framework\" is missing (torch, tensorflow or "
-                       "identity)",
-                       file);
-                goto out;
-        }
-        rc = 0;
+        rc = check_spec(spec, seen, file, errstr, errstr_size);
 out:
         free(buf);
         return rc;
@@ -404,6 +551,11 @@ static void register_metrics(mls_registry_t *r)
                                "1 for each model being served, with "
                                "its framework.",
                                "model_id", "framework", NULL, 0);
+        r->m_version = mls_metric_new3(
+                r->metrics, MLS_GAUGE, "ml_stream_model_version_info",
+                "1 for each version of a model in use, by role (serving, "
+                "canary, shadow); 0 once it no longer is.",
+                "model_id", "version", "role", NULL, 0);
         r->m_call = mls_metric_new(
                 r->metrics, MLS_HISTOGRAM, "ml_stream_model_call_seconds",
                 "Duration of one model call (one batch of rows).", "model_id",
@@ -542,14 +694,14 @@ static int inspect(mls_registry_t *r, struct watch *w,
 }
 
 /* Hands a model (or a removal) to the engine thread. */
-static int post(mls_registry_t *r, const char *id, mls_model_t *m)
+static int post(mls_registry_t *r, const char *id, struct mls_model_route *rt)
 {
         struct change *c = calloc(1, sizeof(*c));
 
         if (!c)
                 return -1;
         snprintf(c->id, sizeof(c->id), "%s", id);
-        c->model = m;
+        c->route = rt;
         pthread_mutex_lock(&r->lock);
         c->next = r->changes;
         r->changes = c;
@@ -558,83 +710,210 @@ static int post(mls_registry_t *r, const char *id, mls_model_t *m)
         return 0;
 }
 
-static void install(mls_registry_t *r, const char *id, mls_model_t *m);
+static void install(mls_registry_t *r, const char *id,
+                    struct mls_model_route *rt);
+
+static void route_free(struct mls_model_route *rt)
+{
+        if (!rt)
+                return;
+        mls_model_free(rt->serving);
+        mls_model_free(rt->canary);
+        mls_model_free(rt->shadow);
+        free(rt);
+}
 
 /*
- * Loads w's model. direct: install it on this thread (start-up, before the
- * loader thread runs); otherwise post it for mls_registry_apply().
- * Returns 0, or -1 with errstr (also logged when not direct).
+ * Loads one model of spec from artifact (resolved already) for w. name is
+ * its version name ("": the content version). Sets *fw_err when the
+ * framework itself is missing. Returns NULL with err.
+ */
+static mls_model_t *load_model(mls_registry_t *r, struct watch *w,
+                               const struct mls_model_spec *spec,
+                               const char *artifact, const char *name,
+                               int *fw_err, char *err, size_t err_size)
+{
+        struct mls_model_conf mc = {0};
+        const struct mls_model_type *type;
+        char version[24];
+        mls_model_t *m;
+
+        type = mls_model_type_find(spec->framework, err, err_size);
+        if (!type) {
+                *fw_err = 1;
+                return NULL;
+        }
+        mc.path = *artifact ? artifact : NULL;
+        mc.threads = spec->threads >= 0 ? spec->threads : r->threads;
+        mc.input_width = spec->input_width;
+        mc.input_width_origin = w->dir[0] ? "input_width in model.conf"
+                                          : "ML_MODEL_INPUT_WIDTH";
+        mc.max_batch_rows = spec->max_batch_rows;
+        mc.output = spec->output[0] ? spec->output : NULL;
+        m = mls_model_load(type, &mc, err, err_size);
+        if (!m)
+                return NULL;
+        if (*artifact && strcmp(spec->framework, "identity") != 0) {
+                snprintf(version, sizeof(version), "%016llx",
+                         (unsigned long long)content_version(artifact));
+                mls_model_set_version(m, version);
+        }
+        mls_model_set_version_name(m, *name ? name : mls_model_version(m));
+        return m;
+}
+
+/* Loads version name of w's model (the sub-directory of that name, with
+ * a model.conf of one model). Returns NULL with err. */
+static mls_model_t *load_version(mls_registry_t *r, struct watch *w,
+                                 const char *name, char *err, size_t err_size)
+{
+        struct mls_model_spec spec;
+        char dir[PATH_MAX], artifact[PATH_MAX + 1100], why[600];
+        int fw_err = 0;
+        mls_model_t *m;
+
+        if (snprintf(dir, sizeof(dir), "%s/%s", w->dir, name) >=
+            (int)sizeof(dir)) {
+                seterr(err, err_size, "version %s: path too long", name);
+                return NULL;
+        }
+        if (read_spec(dir, &spec, why, sizeof(why)) < 0)
+                goto fail;
+        if (spec.serving[0]) {
+                seterr(why, sizeof(why),
+                       "%s/model.conf: a version is one model; versions do "
+                       "not nest",
+                       dir);
+                goto fail;
+        }
+        if (mls_registry_artifact_path(dir, &spec, artifact, sizeof(artifact)) <
+            0) {
+                seterr(why, sizeof(why), "%s: artifact path too long", dir);
+                goto fail;
+        }
+        m = load_model(r, w, &spec, artifact, name, &fw_err, why, sizeof(why));
+        if (m)
+                return m;
+fail:
+        seterr(err, err_size, "version %s: %s", name, why);
+        return NULL;
+}
+
+/* " (version NAME, input width N|any)" for logs. */
+static void describe(const char *role, const mls_model_t *m, char *out,
+                     size_t out_size)
+{
+        size_t width = mls_model_input_width(m);
+        char wbuf[24] = "any";
+
+        if (width)
+                snprintf(wbuf, sizeof(wbuf), "%zu", width);
+        snprintf(out, out_size, "%s %s %s (input width %s)", role,
+                 *mls_model_version_name(m) ? mls_model_version_name(m) : "-",
+                 mls_model_framework(m), wbuf);
+}
+
+/*
+ * Loads w's model: one model, or the versions its model.conf names, all or
+ * nothing. direct: install it on this thread (start-up, before the loader
+ * thread runs); otherwise post it for mls_registry_apply(). Returns 0, or
+ * -1 with errstr (also logged when not direct).
  */
 static int load(mls_registry_t *r, struct watch *w, int direct, char *errstr,
                 size_t errstr_size)
 {
         struct mls_model_spec spec;
-        struct mls_model_conf mc = {0};
-        const struct mls_model_type *type;
-        char artifact[PATH_MAX + 1100], err[600], wbuf[24], version[24] = "-";
+        struct mls_model_route *rt = calloc(1, sizeof(*rt));
+        char artifact[PATH_MAX + 1100], err[700], d1[200], d2[400], d3[200];
         const char *where = w->dir[0] ? w->dir : "ML_MODEL_PATH";
-        size_t width;
-        mls_model_t *m = NULL;
-        uint64_t sig;
+        uint64_t sig = 0;
+        int fw_err = 0;
         int64_t t0 = mls_clock_mono_ns();
 
+        if (!rt) {
+                seterr(err, sizeof(err), "out of memory");
+                goto fail;
+        }
         if (inspect(r, w, &spec, artifact, sizeof(artifact), &sig, err,
                     sizeof(err)) < 0)
                 goto fail;
-        type = mls_model_type_find(spec.framework, err, sizeof(err));
-        if (!type) {
-                if (!w->dir[0]) {
+        if (!spec.serving[0]) {
+                rt->serving = load_model(r, w, &spec, artifact, "", &fw_err,
+                                         err, sizeof(err));
+                if (!rt->serving && fw_err && !w->dir[0]) {
                         seterr(errstr, errstr_size, "ML_MODEL_FRAMEWORK: %s",
                                err);
                         goto fail_reported;
                 }
-                goto fail;
+        } else {
+                rt->serving =
+                        load_version(r, w, spec.serving, err, sizeof(err));
+                if (rt->serving && spec.canary[0])
+                        rt->canary = load_version(r, w, spec.canary, err,
+                                                  sizeof(err));
+                if (rt->serving && spec.shadow[0])
+                        rt->shadow = load_version(r, w, spec.shadow, err,
+                                                  sizeof(err));
+                if ((spec.canary[0] && !rt->canary) ||
+                    (spec.shadow[0] && !rt->shadow)) {
+                        mls_model_free(rt->serving);
+                        rt->serving = NULL;
+                }
+                rt->canary_share = spec.canary_share;
+                snprintf(rt->canary_key, sizeof(rt->canary_key), "%s",
+                         spec.canary_key);
         }
-        mc.path = *artifact ? artifact : NULL;
-        mc.threads = spec.threads >= 0 ? spec.threads : r->threads;
-        mc.input_width = spec.input_width;
-        mc.input_width_origin = w->dir[0] ? "input_width in model.conf"
-                                          : "ML_MODEL_INPUT_WIDTH";
-        mc.max_batch_rows = spec.max_batch_rows;
-        mc.output = spec.output[0] ? spec.output : NULL;
-        m = mls_model_load(type, &mc, err, sizeof(err));
-        if (!m)
+        if (!rt->serving)
                 goto fail;
-        if (*artifact && strcmp(spec.framework, "identity") != 0) {
-                snprintf(version, sizeof(version), "%016llx",
-                         (unsigned long long)content_version(artifact));
-                mls_model_set_version(m, version);
+        rt->shadow_tolerance = spec.shadow_tolerance;
+        if (w->s_call) {
+                mls_model_observe(rt->serving, w->s_call);
+                if (rt->canary)
+                        mls_model_observe(rt->canary, w->s_call);
         }
-        if (w->s_call)
-                mls_model_observe(m, w->s_call);
-        width = mls_model_input_width(m);
-        if (width)
-                snprintf(wbuf, sizeof(wbuf), "%zu", width);
-        else
-                snprintf(wbuf, sizeof(wbuf), "any");
-        if (direct)
-                install(r, w->id, m);
-        else if (post(r, w->id, m) < 0) {
-                mls_model_free(m);
+        describe("serving", rt->serving, d1, sizeof(d1));
+        d2[0] = d3[0] = '\0';
+        if (rt->canary) {
+                char dc[160];
+                describe("canary", rt->canary, dc, sizeof(dc));
+                snprintf(d2, sizeof(d2), ", %s for %g %% by %s%s", dc,
+                         rt->canary_share * 100,
+                         rt->canary_key[0] ? "metadata." : "input_id",
+                         rt->canary_key);
+        }
+        if (rt->shadow) {
+                char ds[160];
+                describe("shadow", rt->shadow, ds, sizeof(ds));
+                snprintf(d3, sizeof(d3), ", %s", ds);
+        }
+        if (direct) {
+                install(r, w->id, rt);
+        } else if (post(r, w->id, rt) < 0) {
+                route_free(rt);
+                rt = NULL;
                 seterr(err, sizeof(err), "out of memory");
                 goto fail;
         }
-        mls_info("model %s: %s %s%s%s (version %s, input width %s, %lld "
-                 "ms)",
-                 w->id, w->loaded ? "reloaded" : "loaded", spec.framework,
-                 *artifact ? " " : "", artifact, version, wbuf,
+        if (spec.serving[0])
+                artifact[0] = '\0'; /* each version has its own */
+        mls_info("model %s: %s %s%s%s%s%s (%lld ms)", w->id,
+                 w->loaded ? "reloaded" : "loaded", d1, d2, d3,
+                 *artifact ? ", " : "", artifact,
                  (long long)((mls_clock_mono_ns() - t0) / 1000000));
         w->loaded = 1;
         w->sig_loaded = w->sig_seen = sig;
         w->sig_failed = 0;
         mls_series_add(w->s_loads, 1);
         mls_series_set(w->s_time, (double)mls_clock_wall_ms() / 1000);
-        set_info(r, w, spec.framework);
+        set_info(r, w,
+                 spec.serving[0] ? mls_model_framework(rt->serving)
+                                 : spec.framework);
         return 0;
 fail:
         seterr(errstr, errstr_size, "%s%s: %s",
                w->dir[0] ? "ML_MODEL_REPOSITORY " : "", where, err);
 fail_reported:
+        route_free(rt);
         w->sig_failed = w->sig_seen = sig;
         mls_series_add(w->s_failures, 1);
         if (!direct || w->dir[0])
@@ -741,7 +1020,7 @@ static void free_changes(struct change *c)
 {
         while (c) {
                 struct change *next = c->next;
-                mls_model_free(c->model);
+                route_free(c->route);
                 free(c);
                 c = next;
         }
@@ -793,47 +1072,124 @@ static void *loader_main(void *arg)
 
 /* ---- engine side ---- */
 
-static void free_model(void *m)
+static void free_route(void *rt)
 {
-        mls_model_free(m);
+        route_free(rt);
 }
 
-/* Serves m for id; returns the model it replaces (or NULL). Engine thread,
- * or the creating thread before the loader starts. */
-static mls_model_t *swap(mls_registry_t *r, const char *id, mls_model_t *m)
+static const char *name_of(const mls_model_t *m)
+{
+        return m ? mls_model_version_name(m) : "";
+}
+
+/* ml_stream_model_version_info{model_id, version, role}: 1 for the
+ * versions rt serves (0 for those of old), and a log line when a version
+ * changed: the switch point. Engine thread. */
+static void report_switch(mls_registry_t *r, const char *id,
+                          const struct mls_model_route *old,
+                          const struct mls_model_route *rt)
+{
+        static const char *const roles[] = {"serving", "canary", "shadow"};
+        const mls_model_t *was[3] = {old ? old->serving : NULL,
+                                     old ? old->canary : NULL,
+                                     old ? old->shadow : NULL};
+        const mls_model_t *now[3] = {rt ? rt->serving : NULL,
+                                     rt ? rt->canary : NULL,
+                                     rt ? rt->shadow : NULL};
+        int changed = 0;
+
+        for (int i = 0; i < 3; i++) {
+                if (strcmp(name_of(was[i]), name_of(now[i])) != 0)
+                        changed = 1;
+                if (!r->m_version)
+                        continue;
+                if (was[i] && *name_of(was[i]))
+                        mls_series_set(mls_series3(r->m_version, id,
+                                                   name_of(was[i]), roles[i]),
+                                       0);
+        }
+        for (int i = 0; i < 3 && r->m_version; i++)
+                if (now[i] && *name_of(now[i]))
+                        mls_series_set(mls_series3(r->m_version, id,
+                                                   name_of(now[i]), roles[i]),
+                                       1);
+        if (changed && old && rt)
+                mls_info("model %s: switched: serving %s (was %s), canary "
+                         "%s (was %s), shadow %s (was %s)",
+                         id, *name_of(now[0]) ? name_of(now[0]) : "-",
+                         *name_of(was[0]) ? name_of(was[0]) : "-",
+                         now[1] ? name_of(now[1]) : "none",
+                         was[1] ? name_of(was[1]) : "none",
+                         now[2] ? name_of(now[2]) : "none",
+                         was[2] ? name_of(was[2]) : "none");
+}
+
+/* Serves rt for id; returns the route it replaces (or NULL). Engine
+ * thread, or the creating thread before the loader starts. */
+static struct mls_model_route *swap(mls_registry_t *r, const char *id,
+                                    struct mls_model_route *rt)
 {
         size_t n = strlen(id);
-        mls_model_t *old;
+        struct mls_model_route *old;
 
         if (!r->repository) {
                 old = r->only;
-                r->only = m;
-                r->nserving = m ? 1 : 0;
+                r->only = rt;
+                r->nserving = rt ? 1 : 0;
+                report_switch(r, id, old, rt);
                 return old;
         }
-        if (!m) {
+        if (!rt) {
                 old = mls_strmap_remove(&r->served, id, n);
         } else {
                 old = mls_strmap_get(&r->served, id, n);
-                if (!mls_strmap_put(&r->served, id, n, m)) {
+                if (!mls_strmap_put(&r->served, id, n, rt)) {
                         mls_error("model %s: out of memory; not served", id);
-                        return m;
+                        return rt;
                 }
         }
-        r->nserving += (m ? 1 : 0) - (old ? 1 : 0);
+        r->nserving += (rt ? 1 : 0) - (old ? 1 : 0);
+        report_switch(r, id, old, rt);
         return old;
 }
 
-static void install(mls_registry_t *r, const char *id, mls_model_t *m)
+static void install(mls_registry_t *r, const char *id,
+                    struct mls_model_route *rt)
 {
-        mls_model_free(swap(r, id, m));
+        route_free(swap(r, id, rt));
 }
 
-mls_model_t *mls_registry_get(mls_registry_t *r, const char *model_id)
+const struct mls_model_route *mls_registry_get(mls_registry_t *r,
+                                               const char *model_id)
 {
         if (!r->repository)
                 return r->only;
         return mls_strmap_get(&r->served, model_id, strlen(model_id));
+}
+
+struct foreach_ctx {
+        mls_registry_visit visit;
+        void *opaque;
+};
+
+static void visit_served(void *opaque, struct mls_strmap_entry *e)
+{
+        struct foreach_ctx *c = opaque;
+
+        c->visit(c->opaque, e->key, e->value);
+}
+
+void mls_registry_foreach(mls_registry_t *r, mls_registry_visit visit,
+                          void *opaque)
+{
+        struct foreach_ctx c = {visit, opaque};
+
+        if (!r->repository) {
+                if (r->only)
+                        visit(opaque, SINGLE_ID, r->only);
+                return;
+        }
+        mls_strmap_foreach(&r->served, visit_served, &c);
 }
 
 int mls_registry_apply(mls_registry_t *r)
@@ -856,8 +1212,8 @@ int mls_registry_apply(mls_registry_t *r)
         }
         while (rev) {
                 struct change *next = rev->next;
-                /* The change record carries the replaced model back. */
-                rev->model = swap(r, rev->id, rev->model);
+                /* The change record carries the replaced route back. */
+                rev->route = swap(r, rev->id, rev->route);
                 rev->next = old;
                 old = rev;
                 rev = next;
@@ -1006,8 +1362,8 @@ void mls_registry_free(mls_registry_t *r)
         }
         free_changes(r->changes);
         free_changes(r->retired);
-        mls_model_free(r->only);
-        mls_strmap_free(&r->served, free_model);
+        route_free(r->only);
+        mls_strmap_free(&r->served, free_route);
         free(r->watches);
         pthread_mutex_destroy(&r->lock);
         pthread_cond_destroy(&r->cond);

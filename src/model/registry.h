@@ -36,7 +36,13 @@
 
 #define MLS_REGISTRY_CONF_FILE "model.conf"
 
-/* One repository sub-directory's model.conf. */
+/*
+ * One repository sub-directory's model.conf. It describes either one model
+ * (framework and the keys after it) or, with "serving", a model with
+ * versions: each version is a sub-directory of the model's directory with
+ * a model.conf of the first kind, and the model's own model.conf says which
+ * versions serve (the rollout keys). The two kinds do not mix.
+ */
 struct mls_model_spec {
         char framework[32];
         char artifact[1024];   /* "" : the framework's default */
@@ -44,14 +50,27 @@ struct mls_model_spec {
         size_t max_batch_rows; /* 0: no limit of its own */
         int threads;           /* -1: ML_MODEL_THREADS */
         char output[128];      /* "" : the adapter's default */
+        /* Rollout keys; serving "" : a model without versions. */
+        char serving[MLS_MODEL_VERSION_MAX + 1];
+        char canary[MLS_MODEL_VERSION_MAX + 1]; /* "" : none */
+        double canary_share;                    /* of inputs, (0, 1] */
+        char canary_key[128]; /* "" : input_id; else a metadata field */
+        char shadow[MLS_MODEL_VERSION_MAX + 1]; /* "" : none */
+        double shadow_tolerance; /* agreement of one-output models */
 };
+
+/* The agreement tolerance of a one-output model without shadow_tolerance. */
+#define MLS_SHADOW_TOLERANCE_DEFAULT 0.01
 
 /*
  * Parses model.conf text: "key = value" lines; blank lines and lines
- * starting with '#' are ignored, as is " # ..." after a value. Keys:
- * framework (required), artifact, input_width, max_batch_rows, threads,
- * output. file names the file in errors. Returns 0, or -1 with
- * "file:line: reason" in errstr (unknown or repeated key, bad number).
+ * starting with '#' are ignored, as is " # ..." after a value. Keys of one
+ * model: framework (required), artifact, input_width, max_batch_rows,
+ * threads, output. Keys of a model with versions: serving (required),
+ * canary, canary_share (required with canary), canary_key (input_id or
+ * metadata.NAME), shadow, shadow_tolerance. file names the file in errors.
+ * Returns 0, or -1 with "file:line: reason" in errstr (unknown or repeated
+ * key, bad number or name, keys of both kinds).
  */
 int mls_registry_parse_spec(const char *text, size_t len, const char *file,
                             struct mls_model_spec *spec, char *errstr,
@@ -87,8 +106,16 @@ mls_registry_t *mls_registry_new(const struct mls_registry_conf *conf,
 /* Stops the loader thread and unloads every model; NULL is ignored. */
 void mls_registry_free(mls_registry_t *r);
 
-/* The model serving model_id, or NULL. Engine thread. */
-mls_model_t *mls_registry_get(mls_registry_t *r, const char *model_id);
+/* What serves model_id, or NULL. Engine thread; valid until the next
+ * mls_registry_apply(). */
+const struct mls_model_route *mls_registry_get(mls_registry_t *r,
+                                               const char *model_id);
+/* Calls visit for every model id served ("*" for a single model). Engine
+ * thread. */
+typedef void (*mls_registry_visit)(void *opaque, const char *model_id,
+                                   const struct mls_model_route *route);
+void mls_registry_foreach(mls_registry_t *r, mls_registry_visit visit,
+                          void *opaque);
 /* Swaps in the models the loader finished; returns how many changed.
  * Engine thread, between batches. Cheap when nothing changed. */
 int mls_registry_apply(mls_registry_t *r);

@@ -92,6 +92,62 @@ MLS_TEST(model_registry_parse_errors)
         CHECK_CONTAINS(err, "not a text file");
 }
 
+MLS_TEST(model_registry_parse_versions)
+{
+        static const struct {
+                const char *text, *want;
+        } bad[] = {
+                {"canary = b\ncanary_share = 0.1\n", "\"serving\" is missing"},
+                {"serving = a\nframework = torch\n",
+                 "belong in each version's own model.conf (a/model.conf)"},
+                {"serving = a\ncanary = b\n", "go together"},
+                {"serving = a\ncanary_share = 0.5\n", "go together"},
+                {"serving = a\ncanary = b\ncanary_share = 1.5\n",
+                 "canary_share: \"1.5\" is not a number in range (0..1"},
+                {"serving = a\ncanary = a\ncanary_share = 0.5\n",
+                 "must be different versions"},
+                {"serving = a\nshadow = a\n", "must be different versions"},
+                {"serving = ../etc\n", "is not a version name"},
+                {"serving = .hidden\n", "is not a version name"},
+                {"serving = a\ncanary_key = metadata.tenant\n",
+                 "\"canary_key\" without \"canary\""},
+                {"serving = a\ncanary = b\ncanary_share = 0.5\ncanary_key = "
+                 "tenant\n",
+                 "neither input_id nor metadata.NAME"},
+                {"serving = a\nshadow_tolerance = 0.1\n", "without \"shadow\""},
+                {"serving = a\nshadow = b\nshadow_tolerance = -1\n",
+                 "0 or more"},
+        };
+        struct mls_model_spec s;
+        char err[300];
+
+        CHECK_INT_EQ(parse("serving = v1\ncanary = v2.1\ncanary_share = 0.2\n"
+                           "canary_key = metadata.tenant\nshadow = v3_rc-1\n"
+                           "shadow_tolerance = 0.5\n",
+                           &s, err, sizeof(err)),
+                     0);
+        CHECK_STR_EQ(s.serving, "v1");
+        CHECK_STR_EQ(s.canary, "v2.1");
+        CHECK(s.canary_share == 0.2);
+        CHECK_STR_EQ(s.canary_key, "tenant");
+        CHECK_STR_EQ(s.shadow, "v3_rc-1");
+        CHECK(s.shadow_tolerance == 0.5);
+        CHECK_STR_EQ(s.framework, "");
+        CHECK_INT_EQ(parse("serving = v1\n", &s, err, sizeof(err)), 0);
+        CHECK_STR_EQ(s.canary, "");
+        CHECK(s.shadow_tolerance == MLS_SHADOW_TOLERANCE_DEFAULT);
+        CHECK_INT_EQ(parse("serving=a\ncanary=b\ncanary_share=0.3\n"
+                           "canary_key = input_id\n",
+                           &s, err, sizeof(err)),
+                     0);
+        CHECK_STR_EQ(s.canary_key, "");
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                err[0] = '\0';
+                CHECK_INT_EQ(parse(bad[i].text, &s, err, sizeof(err)), -1);
+                CHECK_CONTAINS(err, bad[i].want);
+        }
+}
+
 MLS_TEST(model_registry_artifact_paths)
 {
         struct mls_model_spec s = {.threads = -1};
@@ -217,11 +273,12 @@ MLS_TEST(model_registry_repository)
         r = mls_registry_new(&rc, err, sizeof(err));
         CHECK(r != NULL);
         CHECK_INT_EQ(mls_registry_count(r), 2);
-        a = mls_registry_get(r, "alpha");
+        a = mls_registry_get(r, "alpha")->serving;
         CHECK(a != NULL);
         CHECK_STR_EQ(mls_model_framework(a), "identity");
         CHECK_INT_EQ(mls_model_input_width(a), 0);
-        CHECK_INT_EQ(mls_model_input_width(mls_registry_get(r, "beta")), 4);
+        CHECK_INT_EQ(
+                mls_model_input_width(mls_registry_get(r, "beta")->serving), 4);
         CHECK(mls_registry_get(r, "broken") == NULL);
         CHECK(mls_registry_get(r, "typo") == NULL);
         CHECK(mls_registry_get(r, "nope") == NULL);
@@ -231,7 +288,7 @@ MLS_TEST(model_registry_repository)
          * serves until the engine thread applies the change. */
         add_model("alpha", "framework = identity\ninput_width = 2\n");
         CHECK_INT_EQ(apply_until(r, 1), 1);
-        a2 = mls_registry_get(r, "alpha");
+        a2 = mls_registry_get(r, "alpha")->serving;
         CHECK(a2 != NULL);
         CHECK_INT_EQ(mls_model_input_width(a2), 2);
 
@@ -249,7 +306,7 @@ MLS_TEST(model_registry_repository)
         usleep(300000);
         CHECK_INT_EQ(mls_registry_apply(r), 0);
         CHECK(mls_registry_get(r, "gamma") != NULL);
-        CHECK_STR_EQ(mls_model_framework(mls_registry_get(r, "gamma")),
+        CHECK_STR_EQ(mls_model_framework(mls_registry_get(r, "gamma")->serving),
                      "identity");
 
         /* SIGHUP reloads everything that loads. */
@@ -311,8 +368,10 @@ MLS_TEST(model_registry_start_up_errors)
         r = mls_registry_new(&rc, err, sizeof(err));
         CHECK(r != NULL);
         CHECK(mls_registry_get(r, "anything") != NULL);
-        CHECK(mls_registry_get(r, "anything") == mls_registry_get(r, "else"));
-        CHECK_STR_EQ(mls_model_framework(mls_registry_get(r, "x")), "identity");
+        CHECK(mls_registry_get(r, "anything")->serving ==
+              mls_registry_get(r, "else")->serving);
+        CHECK_STR_EQ(mls_model_framework(mls_registry_get(r, "x")->serving),
+                     "identity");
         mls_registry_reload(r); /* nothing to do, must not block */
         CHECK_INT_EQ(mls_registry_apply(r), 0);
         mls_registry_free(r);
@@ -337,4 +396,53 @@ MLS_TEST(model_registry_max_batch_rows_split)
         for (int i = 0; i < 14; i++)
                 CHECK(out.data[i] == (float)i);
         mls_model_free(m);
+}
+
+/* A model with versions: the route has each named version, all or nothing,
+ * and a change of model.conf swaps the whole route at once. */
+MLS_TEST(model_registry_versions)
+{
+        mls_metrics_t *metrics = mls_metrics_new();
+        struct mls_registry_conf rc = {.poll_ms = 20};
+        const struct mls_model_route *rt;
+        mls_registry_t *r;
+        char err[512];
+
+        mls_log_set_level("error");
+        make_repo();
+        add_model("m", "serving = a\ncanary = b\ncanary_share = 0.25\n"
+                       "canary_key = metadata.tenant\nshadow = c\n");
+        add_model("m/a", "framework = identity\n");
+        add_model("m/b", "framework = identity\ninput_width = 2\n");
+        add_model("m/c", "framework = identity\ninput_width = 3\n");
+        rc.repository = repo;
+        rc.metrics = metrics;
+        r = mls_registry_new(&rc, err, sizeof(err));
+        CHECK(r != NULL);
+        rt = mls_registry_get(r, "m");
+        CHECK(rt != NULL && rt->serving && rt->canary && rt->shadow);
+        CHECK_STR_EQ(mls_model_version_name(rt->serving), "a");
+        CHECK_STR_EQ(mls_model_version_name(rt->canary), "b");
+        CHECK_INT_EQ(mls_model_input_width(rt->canary), 2);
+        CHECK_STR_EQ(mls_model_version_name(rt->shadow), "c");
+        CHECK(rt->canary_share == 0.25);
+        CHECK_STR_EQ(rt->canary_key, "tenant");
+        CHECK(mls_registry_get(r, "m/a") == NULL);
+
+        /* a missing version fails the whole load; the route before stays */
+        add_model("m", "serving = a\nshadow = nosuch\n");
+        CHECK(mls_registry_apply(r) == 0);
+        usleep(300 * 1000);
+        CHECK_INT_EQ(mls_registry_apply(r), 0);
+        CHECK(mls_registry_get(r, "m") == rt);
+
+        /* promote: b serves alone */
+        add_model("m", "serving = b\n");
+        CHECK_INT_EQ(apply_until(r, 1), 1);
+        rt = mls_registry_get(r, "m");
+        CHECK_STR_EQ(mls_model_version_name(rt->serving), "b");
+        CHECK(rt->canary == NULL && rt->shadow == NULL);
+        mls_registry_free(r);
+        mls_metrics_free(metrics);
+        remove_repo();
 }

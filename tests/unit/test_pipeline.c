@@ -9,6 +9,7 @@
 
 #include "common/clock.h"
 #include "engine/pipeline.h"
+#include "engine/rollout.h"
 #include "test.h"
 
 struct fake_sink {
@@ -117,6 +118,7 @@ static const struct mls_model_type dbl_type = {.name = "double",
 struct harness {
         mls_metrics_t *metrics;
         mls_model_t *model;
+        struct mls_model_route route; /* serves every id but "nope" */
         struct fake_sink pub, dlq;
         mls_pipeline_t *p;
         int64_t done[2048];
@@ -125,11 +127,11 @@ struct harness {
         int64_t now; /* the records' receipt time: an injected clock */
 };
 
-static mls_model_t *resolve(void *opaque, const char *id)
+static const struct mls_model_route *resolve(void *opaque, const char *id)
 {
         struct harness *h = opaque;
 
-        return strcmp(id, "nope") == 0 ? NULL : h->model;
+        return strcmp(id, "nope") == 0 ? NULL : &h->route;
 }
 
 static void on_done(void *opaque, const struct mls_record *rec)
@@ -152,6 +154,7 @@ static void setup(struct harness *h)
         memset(h, 0, sizeof(*h));
         h->metrics = mls_metrics_new();
         h->model = mls_model_load(&dbl_type, &mc, err, sizeof(err));
+        h->route.serving = h->model;
         pc.default_model_id = "fallback-model";
         pc.engine_id = "test-engine";
         pc.limits = (struct mls_decode_limits){1024, 16, 16};
@@ -163,6 +166,7 @@ static void setup(struct harness *h)
         pc.batch_max_wait_ns = limits.batch_max_wait_ns
                                        ? limits.batch_max_wait_ns
                                        : 3600 * 1000000000LL;
+        pc.shadow = limits.shadow;
         memset(&limits, 0, sizeof(limits));
         pc.resolve = resolve;
         pc.resolve_opaque = h;
@@ -614,4 +618,73 @@ MLS_TEST(pipeline_bad_features_count_under_their_model)
         CHECK(metric(&h, "ml_stream_inference_errors_total{model_id="
                          "\"unknown\",stage=\"decode\"} ") == 1);
         teardown(&h);
+}
+
+/* A shadow scores the serving version's inputs again: its predictions go
+ * to the shadow sink only, typed "shadow", and are compared; a canary takes
+ * the inputs whose key falls below its share, by the documented hash. */
+MLS_TEST(pipeline_shadow_and_canary)
+{
+        struct harness h;
+        struct fake_sink sh = {0};
+        struct mls_model_conf mc = {0};
+        char err[100], msg[200];
+        mls_model_t *v2;
+        int want = 0, got = 0;
+
+        limits.shadow = (struct mls_sink){&fake_ops, &sh};
+        setup(&h);
+        v2 = mls_model_load(&dbl_type, &mc, err, sizeof(err));
+        mls_model_set_version_name(h.model, "v1");
+        mls_model_set_version_name(v2, "v2");
+        h.route.shadow = v2;
+        h.route.shadow_tolerance = 0.01;
+        for (int i = 0; i < 6; i++) {
+                snprintf(msg, sizeof(msg),
+                         "{\"model_id\":\"m\",\"input_id\":\"s%d\","
+                         "\"features\":[%d,1]}",
+                         i, i);
+                add(&h, msg, i);
+        }
+        CHECK_INT_EQ(mls_pipeline_flush(h.p, err, sizeof(err)), 0);
+        CHECK_INT_EQ(h.pub.nsent, 6);
+        CHECK_INT_EQ(sh.nsent, 6);
+        for (int i = 0; i < 6; i++) {
+                CHECK_CONTAINS(h.pub.sent[i], "\"type\":\"prediction\"");
+                CHECK_CONTAINS(h.pub.sent[i], "\"model_version\":\"v1\"");
+                CHECK_CONTAINS(sh.sent[i], "\"type\":\"shadow\"");
+                CHECK_CONTAINS(sh.sent[i], "\"model_version\":\"v2\"");
+        }
+        CHECK(metric(&h, "ml_stream_shadow_rows_total{model_id=\"m\",serving="
+                         "\"v1\",shadow=\"v2\"} ") == 6);
+        /* the same function: every row agrees, with no difference */
+        CHECK(metric(&h, "ml_stream_shadow_agreements_total{model_id=\"m\","
+                         "serving=\"v1\",shadow=\"v2\"} ") == 6);
+        CHECK(metric(&h, "ml_stream_shadow_abs_diff_sum{model_id=\"m\","
+                         "serving=\"v1\",shadow=\"v2\"} ") == 0);
+
+        h.route.shadow = NULL;
+        h.route.canary = v2;
+        h.route.canary_share = 0.3;
+        for (int i = 0; i < 200; i++) {
+                snprintf(msg, sizeof(msg),
+                         "{\"model_id\":\"m\",\"input_id\":\"k%d\","
+                         "\"features\":[1,2]}",
+                         i);
+                add(&h, msg, 100 + i);
+                snprintf(msg, sizeof(msg), "k%d", i);
+                want += mls_rollout_key_fraction("m", msg, strlen(msg)) < 0.3;
+        }
+        CHECK_INT_EQ(mls_pipeline_flush(h.p, err, sizeof(err)), 0);
+        CHECK_INT_EQ(h.pub.nsent, 206);
+        CHECK_INT_EQ(sh.nsent, 6); /* no shadow now */
+        for (int i = 6; i < 206; i++)
+                got += strstr(h.pub.sent[i], "\"model_version\":\"v2\"") != 0;
+        CHECK_INT_EQ(got, want);
+        CHECK(want > 30 && want < 90);
+        CHECK(metric(&h, "ml_stream_canary_inputs_total{model_id=\"m\","
+                         "version=\"v2\",role=\"canary\"} ") == want);
+        teardown(&h);
+        mls_model_free(v2);
+        fake_free(&sh);
 }
