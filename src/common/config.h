@@ -42,7 +42,7 @@ struct mls_config {
         char *redis_channel;
         char *redis_channel_mode; /* "single" or "per-model" */
         char *shadow_channel;
-        char *redis_cluster;      /* "true" or "false" */
+        char *redis_cluster; /* "true" or "false" */
         long long redis_retry_max_ms;
         /* Model */
         char *model_framework;
