@@ -10,7 +10,10 @@ the limit), in the same run.
   * per-batch latency: the engine's ml_stream_model_call_seconds histogram
     (one observation per model call) and rows per call;
   * message latency at a steady rate with the default limits, torch and
-    identity, from the payloads' latency_ms.
+    identity, from the payloads' latency_ms;
+  * shadow scoring (docs/models.md): the same backlog through a model
+    repository at batch limit 64, serving mlp.pt alone and then with
+    mlp_v2.pt as its shadow; the ratio is what a shadow costs.
 
 Writes --out (default bench/out/models.json): "summary", "machine", details.
 Uses KAFKA_BOOTSTRAP_SERVERS / REDIS_URL when set (bench/run, scripts/services
@@ -20,6 +23,7 @@ Usage: bench/model_bench.py [--messages N] [--quick] [--out FILE]
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,6 +40,7 @@ from mlshelpers import (MLSTREAM, stop_services, SERVICES, Engine,  # noqa: E402
                         Subscriber, metric_sum, topic_create, wait_for)
 
 MODEL = os.path.join(ROOT, "tests", "fixtures", "torch", "mlp.pt")
+MODEL_V2 = os.path.join(ROOT, "tests", "fixtures", "torch", "mlp_v2.pt")
 DIRECT = os.environ.get("MLS_MODEL_BENCH",
                         os.path.join(os.path.dirname(MLSTREAM), "mls_model_bench"))
 BATCHES = [1, 16, 64, 256]
@@ -81,10 +86,24 @@ def produce_backlog(env, n):
     return topic
 
 
-def engine_run(env, topic, n, batch, framework, threads):
+def make_repository(path, shadow):
+    """A repository serving mlp.pt as version v1 of model "mlp", with
+    mlp_v2.pt as its shadow v2 when shadow is true."""
+    for v, src in (("v1", MODEL), ("v2", MODEL_V2)):
+        os.makedirs(os.path.join(path, "mlp", v))
+        shutil.copy(src, os.path.join(path, "mlp", v, "model.pt"))
+        with open(os.path.join(path, "mlp", v, "model.conf"), "w") as f:
+            f.write("framework = torch\n")
+    with open(os.path.join(path, "mlp", "model.conf"), "w") as f:
+        f.write("serving = v1\n" + ("shadow = v2\n" if shadow else ""))
+
+
+def engine_run(env, topic, n, batch, framework, threads, repository=None):
     extra = {"ML_LOG_LEVEL": "warn", "ML_BATCH_MAX_ROWS": str(batch),
              "ML_MODEL_THREADS": str(threads)}
-    if framework == "torch":
+    if repository:
+        extra.update({"ML_MODEL_REPOSITORY": repository, "ML_DEFAULT_MODEL_ID": "mlp"})
+    elif framework == "torch":
         extra.update({"ML_MODEL_FRAMEWORK": "torch", "ML_MODEL_PATH": MODEL})
     sub = Subscriber(env)
     eng = Engine(env, topic=topic, group="g-%s" % uuid.uuid4().hex[:8], extra_env=extra)
@@ -180,6 +199,12 @@ def main():
                          for b in BATCHES]
         res["identity_256"] = engine_run(env, topic, args.messages, 256, "identity",
                                          args.threads)
+        with tempfile.TemporaryDirectory(prefix="mls-bench-repo.") as tmp:
+            for name, shadow in (("serving_only", False), ("with_shadow", True)):
+                make_repository(os.path.join(tmp, name), shadow)
+                res["repository_" + name] = engine_run(
+                    env, topic, args.messages, 64, "torch", args.threads,
+                    os.path.join(tmp, name))
         res["latency"] = [latency_run(env, fw, args.latency_rate, args.latency_count,
                                       args.threads) for fw in ("torch", "identity")]
     finally:
@@ -203,6 +228,13 @@ def main():
         summary["%s_latency_p99_ms" % l["framework"]] = round(l["p99_ms"], 3)
         summary["%s_latency_max_ms" % l["framework"]] = round(l["max_ms"], 2)
     summary["latency_rate_msgs_per_s"] = args.latency_rate
+    alone, shadowed = res["repository_serving_only"], res["repository_with_shadow"]
+    summary["serving_only_b64_rows_per_s"] = round(alone["rows_per_s"])
+    summary["with_shadow_b64_rows_per_s"] = round(shadowed["rows_per_s"])
+    summary["with_shadow_over_serving_only"] = round(shadowed["rows_per_s"] /
+                                                     alone["rows_per_s"], 3)
+    summary["with_shadow_cpu_us_per_row"] = round(shadowed["cpu_us_per_row"], 2)
+    summary["serving_only_cpu_us_per_row"] = round(alone["cpu_us_per_row"], 2)
     res["direct"] = {str(k): v for k, v in res["direct"].items()}
     result.write(summary, binary, env, **res)
     print(json.dumps(summary, indent=2))
