@@ -16,6 +16,7 @@
 #define MODEL_SERIES_MAX 200 /* x4 error stages < the registry's 1000 */
 #define PAYLOAD_LIMIT_DEFAULT ((size_t)64 << 20)
 #define OVERFLOW_ID "__other__"
+#define SHADOW_QUIET_NS 1000000000LL
 
 /* Rate limits for warnings about rejected messages: one per decode error,
  * then these. */
@@ -78,6 +79,11 @@ struct mls_pipeline {
         struct mls_floats feats, outputs, scratch, shadow_outputs;
         struct mls_buf payloads, shadow_payloads;
         mls_rollout_t *rollout;
+        /* Shadow predictions are built and published only while someone
+         * subscribes to them: after a flush that reached nobody, batches
+         * until this time only compare (then one publishes again). */
+        int64_t shadow_quiet_until_ns;
+        mls_series_t *s_shadow_receivers;
         size_t *order;            /* indices being scored together */
         struct mls_strmap models; /* model id -> struct model_entry * */
         struct model_entry other, unknown;
@@ -169,6 +175,14 @@ mls_pipeline_t *mls_pipeline_new(const struct mls_pipeline_conf *conf)
                                       "Failed attempts to deliver a batch, by "
                                       "sink.",
                                       "sink", NULL, NULL, 0);
+        p->s_shadow_receivers = mls_series(
+                mls_metric_new(conf->metrics, MLS_GAUGE,
+                               "ml_stream_shadow_receivers",
+                               "Subscribers the last shadow predictions "
+                               "reached; with none, they are compared but "
+                               "published only once a second, to find out.",
+                               NULL, NULL, NULL, 0),
+                NULL, NULL);
         entry_init(p, &p->other, OVERFLOW_ID);
         entry_init(p, &p->unknown, "unknown");
         return p;
@@ -715,7 +729,9 @@ static void build_payload(mls_pipeline_t *p, struct item *it)
         it->pay_len = b->len - it->pay_off;
         mls_series_observe(it->entry->latency,
                            (double)(now - it->rec.recv_ns) / 1e9);
-        if (it->shadow != SHADOW_OK)
+        it->sh_len = 0;
+        if (it->shadow != SHADOW_OK || !p->conf.shadow.ops ||
+            now < p->shadow_quiet_until_ns)
                 return;
         b = &p->shadow_payloads;
         it->sh_pay_off = b->len;
@@ -769,8 +785,7 @@ static int deliver_secondary(mls_pipeline_t *p, char *errstr,
 
         for (size_t i = 0; i < p->nitems; i++) {
                 struct item *it = &p->items[i];
-                if (it->state == ITEM_OK && it->shadow == SHADOW_OK &&
-                    sh->ops) {
+                if (it->state == ITEM_OK && it->sh_len && sh->ops) {
                         /* the shadow sink connects on first use: most
                          * engines never serve a shadow */
                         if (!any_sh &&
@@ -799,6 +814,13 @@ static int deliver_secondary(mls_pipeline_t *p, char *errstr,
                 return sink_fail(p, dlq, errstr, errstr_size);
         if (any_sh && sh->ops->flush(sh->ctx, errstr, errstr_size) < 0)
                 return sink_fail(p, sh, errstr, errstr_size);
+        if (any_sh && sh->ops->receivers) {
+                long long n = sh->ops->receivers(sh->ctx);
+                mls_series_set(p->s_shadow_receivers, (double)n);
+                if (n == 0)
+                        p->shadow_quiet_until_ns =
+                                mls_clock_mono_ns() + SHADOW_QUIET_NS;
+        }
         return 0;
 }
 

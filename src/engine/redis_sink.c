@@ -20,7 +20,8 @@ struct redis_sink {
         redisContext *c;
         struct mls_buf out; /* RESP commands of the batch, sent at flush */
         size_t queued;
-        int failed; /* an append failed since the last flush */
+        long long receivers; /* of the last flush */
+        int failed;          /* an append failed since the last flush */
         mls_series_t *connected;
 };
 
@@ -185,6 +186,7 @@ static int redis_flush(void *ctx, char *errstr, size_t errstr_size)
                 }
                 mls_buf_reset(&s->out);
         }
+        s->receivers = 0;
         while (s->queued > 0) {
                 void *reply = NULL;
                 redisReply *r;
@@ -195,6 +197,8 @@ static int redis_flush(void *ctx, char *errstr, size_t errstr_size)
                         return -1;
                 }
                 r = reply;
+                if (r->type == REDIS_REPLY_INTEGER)
+                        s->receivers += r->integer;
                 if (r->type == REDIS_REPLY_ERROR && rc == 0) {
                         snprintf(errstr, errstr_size, "redis %s:%d: %s",
                                  s->url.host, s->url.port, r->str);
@@ -206,10 +210,16 @@ static int redis_flush(void *ctx, char *errstr, size_t errstr_size)
         return rc;
 }
 
+static long long redis_receivers(void *ctx)
+{
+        return ((struct redis_sink *)ctx)->receivers;
+}
+
 static const struct mls_sink_ops redis_ops = {
         .name = "redis",
         .send = redis_send,
         .flush = redis_flush,
+        .receivers = redis_receivers,
         .reconnect = redis_reconnect,
         .connected = redis_connected,
         .destroy = redis_destroy,

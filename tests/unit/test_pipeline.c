@@ -13,7 +13,8 @@
 #include "test.h"
 
 struct fake_sink {
-        int fail_flush; /* flushes left to fail */
+        int fail_flush;      /* flushes left to fail */
+        long long receivers; /* what the receivers op says */
         int nsent, nflushed;
         char *sent[2048];
         char *reason[2048];
@@ -56,6 +57,18 @@ static int fake_flush(void *ctx, char *errstr, size_t errstr_size)
 
 static const struct mls_sink_ops fake_ops = {
         .name = "fake", .send = fake_send, .flush = fake_flush};
+
+static long long fake_receivers(void *ctx)
+{
+        return ((struct fake_sink *)ctx)->receivers;
+}
+
+/* A Pub/Sub-like sink that says how many subscribers a flush reached. */
+static const struct mls_sink_ops fake_pubsub_ops = {.name = "fake",
+                                                    .send = fake_send,
+                                                    .flush = fake_flush,
+                                                    .receivers =
+                                                            fake_receivers};
 
 static void fake_free(struct fake_sink *s)
 {
@@ -632,7 +645,8 @@ MLS_TEST(pipeline_shadow_and_canary)
         mls_model_t *v2;
         int want = 0, got = 0;
 
-        limits.shadow = (struct mls_sink){&fake_ops, &sh};
+        sh.receivers = 1;
+        limits.shadow = (struct mls_sink){&fake_pubsub_ops, &sh};
         setup(&h);
         v2 = mls_model_load(&dbl_type, &mc, err, sizeof(err));
         mls_model_set_version_name(h.model, "v1");
@@ -663,6 +677,19 @@ MLS_TEST(pipeline_shadow_and_canary)
         CHECK(metric(&h, "ml_stream_shadow_abs_diff_sum{model_id=\"m\","
                          "serving=\"v1\",shadow=\"v2\"} ") == 0);
 
+        /* nobody listens: the next batches are compared, not published */
+        sh.receivers = 0;
+        add(&h, "{\"model_id\":\"m\",\"features\":[1,1]}", 6);
+        CHECK_INT_EQ(mls_pipeline_flush(h.p, err, sizeof(err)), 0);
+        CHECK_INT_EQ(sh.nsent, 7); /* the flush that found nobody */
+        add(&h, "{\"model_id\":\"m\",\"features\":[1,1]}", 7);
+        CHECK_INT_EQ(mls_pipeline_flush(h.p, err, sizeof(err)), 0);
+        CHECK_INT_EQ(sh.nsent, 7);
+        CHECK_INT_EQ(h.pub.nsent, 8);
+        CHECK(metric(&h, "ml_stream_shadow_rows_total{model_id=\"m\",serving="
+                         "\"v1\",shadow=\"v2\"} ") == 8);
+        CHECK(metric(&h, "ml_stream_shadow_receivers ") == 0);
+
         h.route.shadow = NULL;
         h.route.canary = v2;
         h.route.canary_share = 0.3;
@@ -676,9 +703,9 @@ MLS_TEST(pipeline_shadow_and_canary)
                 want += mls_rollout_key_fraction("m", msg, strlen(msg)) < 0.3;
         }
         CHECK_INT_EQ(mls_pipeline_flush(h.p, err, sizeof(err)), 0);
-        CHECK_INT_EQ(h.pub.nsent, 206);
-        CHECK_INT_EQ(sh.nsent, 6); /* no shadow now */
-        for (int i = 6; i < 206; i++)
+        CHECK_INT_EQ(h.pub.nsent, 208);
+        CHECK_INT_EQ(sh.nsent, 7); /* no shadow now */
+        for (int i = 8; i < 208; i++)
                 got += strstr(h.pub.sent[i], "\"model_version\":\"v2\"") != 0;
         CHECK_INT_EQ(got, want);
         CHECK(want > 30 && want < 90);
