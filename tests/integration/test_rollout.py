@@ -265,3 +265,32 @@ def test_a_missing_version_keeps_the_old_one_serving(services, topic, engines, t
                       model_id="echo") >= 1
     assert eng.stop() == 0
     sub.close()
+
+
+def test_heartbeats_list_every_loaded_model(services, topic, engines, tmp_path):
+    """Models that saw no traffic yet are in the heartbeats too, with their
+    versions and counts, so that gateways list them (mlStreamingModels)."""
+    repo = str(tmp_path / "models")
+    write_versions(repo, "idle", "serving = a\n",
+                   {"a": ("framework = identity\n", os.devnull, "unused")})
+    os.makedirs(os.path.join(repo, "busy"))
+    write_conf(repo, "busy", "framework = identity\n")
+    sub = Subscriber(services)
+    eng = engines(topic=topic, extra_env=model_env({"ML_MODEL_REPOSITORY": repo,
+                                                    "ML_HEARTBEAT_INTERVAL_MS": "200"}))
+    eng.wait_ready()
+    produce(services, topic, [json.dumps({"model_id": "busy", "input_id": "b%d" % i,
+                                          "features": [i]}) for i in range(10)])
+    collect(sub, 10)
+    hb = wait_for(lambda: [h for h in sub.payloads("heartbeat")
+                           if any(x["model_id"] == "busy" and x["predictions"] == 10
+                                  for x in h.get("loaded", []))],
+                  30, "a heartbeat counting busy's predictions")[-1]
+    assert sorted(hb["models"]) == ["busy", "idle"]
+    loaded = {x["model_id"]: x for x in hb["loaded"]}
+    assert loaded["idle"] == {"model_id": "idle", "framework": "identity", "serving": "a",
+                              "canary": None, "canary_share": None, "shadow": None,
+                              "predictions": 0, "errors": 0}
+    assert loaded["busy"]["serving"] is None  # identity: no artifact, no version
+    assert eng.stop() == 0
+    sub.close()
