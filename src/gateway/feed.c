@@ -110,6 +110,14 @@ static void on_payload(mls_gateway_t *g, const char *data, size_t len)
                         mls_monitor_heartbeat(g->monitor, json_string_value(m),
                                               now);
                 }
+                /* entries skipped as invalid, or past a cap */
+                mls_series_add(
+                        g->m_hb_invalid,
+                        p.skipped + mls_engines_heartbeat(g->engines, &p, now));
+                if (p.skipped)
+                        mls_debug("skipped %u heartbeat entries of engine "
+                                  "\"%s\"",
+                                  p.skipped, p.engine_id);
                 break;
         default:
                 mls_series_add(g->m_garbage, 1);

@@ -372,12 +372,22 @@ mls_gateway_t *mls_gateway_new(const struct mls_config *cfg,
                                          "mlStreamingModels",
                                          (unsigned)cfg->gateway_max_models,
                                          errstr, errstr_size) < 0 ||
+            mls_gql_schema_set_list_size(
+                    g->schema, "Query", "mlStreamingOverview",
+                    (unsigned)(cfg->gateway_max_models < MLS__GW_OVERVIEW_MAX
+                                       ? cfg->gateway_max_models
+                                       : MLS__GW_OVERVIEW_MAX),
+                    errstr, errstr_size) < 0 ||
+            mls_gql_schema_set_list_size(
+                    g->schema, "Query", "mlModelComparison",
+                    MLS_ENGINES_MAX_PAIRS, errstr, errstr_size) < 0 ||
             mls__gw_resolvers_install(g, g->schema, errstr, errstr_size) < 0)
                 goto fail;
         g->cache =
                 mls_gql_cache_new(g->schema, &limits, 512, errstr, errstr_size);
         g->monitor = mls_monitor_new((unsigned)cfg->latency_window,
                                      (unsigned)cfg->gateway_max_models);
+        g->engines = mls_engines_new(MLS_ENGINES_MAX);
         g->hub = mls_hub_new(g->max_payload, mls_wsproto_deliver, NULL);
         if (g->hub)
                 mls_hub_set_max_models(g->hub,
@@ -390,7 +400,7 @@ mls_gateway_t *mls_gateway_new(const struct mls_config *cfg,
                         ? mls_history_new((size_t)cfg->gateway_history_bytes,
                                           cfg->gateway_history_max_age_ms)
                         : NULL;
-        if (!g->cache || !g->monitor || !g->hub ||
+        if (!g->cache || !g->monitor || !g->engines || !g->hub ||
             (cfg->gateway_dedupe_window && !g->dedupe) ||
             (cfg->gateway_history_bytes && !g->history)) {
                 snprintf(errstr, errstr_size, "out of memory");
@@ -511,6 +521,7 @@ void mls_gateway_free(mls_gateway_t *g)
         mls_dedupe_free(g->dedupe);
         mls_history_free(g->history);
         mls_monitor_free(g->monitor);
+        mls_engines_free(g->engines);
         mls_gql_cache_free(g->cache);
         mls_gql_schema_free(g->schema);
         mls__gw_feed_clear(g);

@@ -37,6 +37,7 @@
 #include "common/strmap.h"
 #include "gateway/auth.h"
 #include "gateway/dedupe.h"
+#include "gateway/engines.h"
 #include "gateway/gateway.h"
 #include "gateway/hub.h"
 #include "gateway/monitor.h"
@@ -114,6 +115,7 @@ struct mls_gateway {
         mls_gql_cache_t *cache;
         mls_hub_t *hub;
         mls_monitor_t *monitor;
+        mls_engines_t *engines; /* versions and comparisons (heartbeats) */
         mls_dedupe_t *dedupe;   /* NULL: GATEWAY_DEDUPE_WINDOW=0 */
         mls_history_t *history; /* NULL: GATEWAY_HISTORY_BYTES=0 */
         struct mls_wsproto_stats resume_stats;
@@ -148,7 +150,8 @@ struct mls_gateway {
                 *m_pred, *m_hb, *m_garbage, *m_dup, *m_render_err,
                 *m_refused_models, *m_bus_dropped, *m_models, *m_hist_bytes,
                 *m_hist_entries, *m_hist_evicted, *m_hist_refused, *m_resumes,
-                *m_gaps, *m_replayed, *m_channels, *m_resubscribes;
+                *m_gaps, *m_replayed, *m_channels, *m_resubscribes,
+                *m_hb_invalid, *m_engines;
         mls_series_t *m_auth_fail[MLS_AUTH_RESULTS];
         mls_metric_t *m_ws_closed, *m_http, *m_win_latency, *m_win_size,
                 *m_last_seen;
@@ -243,8 +246,13 @@ void mls__gw_feed_clear(mls_gateway_t *g);
 
 /* --- resolvers.c ------------------------------------------------------ */
 
-/* Sets the resolvers of Query.mlStreamingStatus and
- * Query.mlStreamingModels on schema, reading g's monitor. Returns 0, or -1
+/* The most models Query.mlStreamingOverview lists (its declared list size
+ * for the query cost is the smaller of this and GATEWAY_MAX_MODELS). */
+#define MLS__GW_OVERVIEW_MAX 1000
+
+/* Sets the resolvers of Query.mlStreamingStatus, mlStreamingModels,
+ * mlStreamingOverview and mlModelComparison on schema, reading g's
+ * monitor and engines. Returns 0, or -1
  * with errstr filled. */
 int mls__gw_resolvers_install(mls_gateway_t *g, mls_gql_schema_t *schema,
                               char *errstr, size_t errstr_size);

@@ -166,6 +166,17 @@ void mls__gw_metrics_register(mls_gateway_t *g)
         g->m_models =
                 series(r, MLS_GAUGE, "ml_stream_gateway_models",
                        "Models whose status the monitor tracks.", NULL, NULL);
+        g->m_engines = series(r, MLS_GAUGE, "ml_stream_gateway_engines",
+                              "Live engines whose heartbeats list their "
+                              "models' versions (loaded, comparisons).",
+                              NULL, NULL);
+        g->m_hb_invalid = series(
+                r, MLS_COUNTER,
+                "ml_stream_gateway_heartbeat_entries_invalid_total",
+                "Heartbeat \"loaded\" and \"comparisons\" entries skipped: "
+                "wrong types, past a cap, or without an engine_id (a field "
+                "that is not an array counts once).",
+                NULL, NULL);
         g->m_http = mls_metric_new(r, MLS_COUNTER,
                                    "ml_stream_gateway_http_requests_total",
                                    "HTTP requests answered, by route and "
@@ -265,6 +276,8 @@ int mls__gw_metrics_render(mls_gateway_t *g, struct mls_buf *out)
         /* O(GATEWAY_METRICS_MAX_MODELS), whatever the number of models */
         mls_monitor_expire(g->monitor, mls_clock_wall_ms());
         mls_series_set(g->m_models, (double)mls_monitor_models(g->monitor));
+        mls_engines_expire(g->engines, mls_clock_wall_ms());
+        mls_series_set(g->m_engines, (double)mls_engines_count(g->engines));
         mls_monitor_export(g->monitor);
         copy_counter(g->metrics, "ml_stream_gateway_models_forgotten_total",
                      "idle", mls_monitor_expired(g->monitor));

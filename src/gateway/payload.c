@@ -2,6 +2,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/clock.h"
@@ -118,16 +119,230 @@ static int valid_model_id(json_t *v)
                strlen(json_string_value(v)) == n;
 }
 
+static void free_entries(struct mls_payload *p)
+{
+        free(p->loaded);
+        free(p->comparisons);
+        p->loaded = NULL;
+        p->comparisons = NULL;
+        p->nloaded = p->ncomparisons = 0;
+}
+
 static enum mls_payload_kind garbage(struct mls_payload *out, const char *why)
 {
         json_decref(out->event);
         json_decref(out->models);
+        free_entries(out);
         out->event = NULL;
         out->models = NULL;
         out->model_id = NULL;
         out->kind = MLS_PAYLOAD_GARBAGE;
         snprintf(out->reason, sizeof(out->reason), "%s", why);
         return out->kind;
+}
+
+/* An optional name into dst: 1 when v is absent, null, or a non-empty
+ * string of at most MLS_PAYLOAD_NAME_MAX bytes without NUL; 0 otherwise. */
+static int opt_name(json_t *v, mls_payload_name_t dst)
+{
+        size_t n;
+
+        dst[0] = '\0';
+        if (!v || json_is_null(v))
+                return 1;
+        if (!json_is_string(v))
+                return 0;
+        n = json_string_length(v);
+        if (n == 0 || n > MLS_PAYLOAD_NAME_MAX ||
+            strlen(json_string_value(v)) != n)
+                return 0;
+        memcpy(dst, json_string_value(v), n + 1);
+        return 1;
+}
+
+/* A finite number >= 0 into *dst: 1 when it is one, or (optional) absent
+ * or null (then *dst = dflt); 0 otherwise. */
+static int count(json_t *v, int optional, double dflt, double *dst)
+{
+        double x;
+
+        if (!v || json_is_null(v)) {
+                *dst = dflt;
+                return optional;
+        }
+        if (!json_is_number(v))
+                return 0;
+        x = json_number_value(v);
+        if (!isfinite(x) || x < 0)
+                return 0;
+        *dst = x;
+        return 1;
+}
+
+static int copy_model_id(json_t *v, char *dst)
+{
+        if (!valid_model_id(v))
+                return 0;
+        memcpy(dst, json_string_value(v), json_string_length(v) + 1);
+        return 1;
+}
+
+static int parse_loaded(json_t *o, struct mls_payload_loaded *l)
+{
+        json_t *share = field(o, "canary_share", "canaryShare");
+
+        if (!json_is_object(o) ||
+            !copy_model_id(field(o, "model_id", "modelId"), l->model_id) ||
+            !opt_name(json_object_get(o, "framework"), l->framework) ||
+            !opt_name(json_object_get(o, "serving"), l->serving) ||
+            !opt_name(json_object_get(o, "canary"), l->canary) ||
+            !opt_name(json_object_get(o, "shadow"), l->shadow) ||
+            !count(share, 1, NAN, &l->canary_share) || l->canary_share > 1 ||
+            !count(json_object_get(o, "predictions"), 1, NAN,
+                   &l->predictions) ||
+            !count(json_object_get(o, "errors"), 1, NAN, &l->errors))
+                return 0;
+        /* a share without a canary says nothing */
+        if (!l->canary[0])
+                l->canary_share = NAN;
+        return 1;
+}
+
+/* The histogram: le ascending, counts one longer. Absent: nbuckets 0. */
+static int parse_buckets(json_t *le, json_t *counts,
+                         struct mls_payload_comparison *c)
+{
+        size_t n = json_array_size(le);
+
+        c->nbuckets = 0;
+        if ((!le || json_is_null(le)) && (!counts || json_is_null(counts)))
+                return 1;
+        if (!json_is_array(le) || !json_is_array(counts) || n == 0 ||
+            n > MLS_PAYLOAD_MAX_BUCKETS || json_array_size(counts) != n + 1)
+                return 0;
+        for (size_t i = 0; i <= n; i++) {
+                if (i < n && (!count(json_array_get(le, i), 0, 0, &c->le[i]) ||
+                              (i > 0 && c->le[i] <= c->le[i - 1])))
+                        return 0;
+                if (!count(json_array_get(counts, i), 0, 0, &c->counts[i]))
+                        return 0;
+        }
+        c->nbuckets = (unsigned)n;
+        return 1;
+}
+
+static int parse_comparison(json_t *o, struct mls_payload_comparison *c)
+{
+        if (!json_is_object(o) ||
+            !copy_model_id(field(o, "model_id", "modelId"), c->model_id) ||
+            !opt_name(json_object_get(o, "serving"), c->serving) ||
+            !c->serving[0] ||
+            !opt_name(json_object_get(o, "shadow"), c->shadow) ||
+            !c->shadow[0] ||
+            !count(json_object_get(o, "rows"), 0, 0, &c->rows) ||
+            !count(json_object_get(o, "agreements"), 0, 0, &c->agreements) ||
+            c->agreements > c->rows ||
+            !count(field(o, "abs_diff_sum", "absDiffSum"), 0, 0,
+                   &c->abs_diff_sum) ||
+            !count(field(o, "serving_seconds", "servingSeconds"), 1, 0,
+                   &c->serving_seconds) ||
+            !count(field(o, "serving_calls", "servingCalls"), 1, 0,
+                   &c->serving_calls) ||
+            !count(field(o, "shadow_seconds", "shadowSeconds"), 1, 0,
+                   &c->shadow_seconds) ||
+            !count(field(o, "shadow_calls", "shadowCalls"), 1, 0,
+                   &c->shadow_calls))
+                return 0;
+        return parse_buckets(field(o, "abs_diff_le", "absDiffLe"),
+                             field(o, "abs_diff_counts", "absDiffCounts"), c);
+}
+
+/* The valid entries of the heartbeat's "loaded" and "comparisons". An
+ * entry repeating one kept before (same model, or same model and pair)
+ * is skipped. */
+static int engine_state(json_t *root, struct mls_payload *out)
+{
+        json_t *id = field(root, "engine_id", "engineId");
+        json_t *loaded = json_object_get(root, "loaded");
+        json_t *cmps = json_object_get(root, "comparisons");
+        json_t *item;
+        size_t i, n;
+
+        if (loaded && json_is_null(loaded))
+                loaded = NULL;
+        if (cmps && json_is_null(cmps))
+                cmps = NULL;
+        if (!loaded && !cmps)
+                return 0;
+        n = json_is_string(id) ? json_string_length(id) : 0;
+        if (n == 0 || n > MLS_PAYLOAD_ENGINE_ID_MAX ||
+            strlen(json_string_value(id)) != n) {
+                out->skipped +=
+                        json_array_size(loaded) + json_array_size(cmps) + 1;
+                return 0;
+        }
+        memcpy(out->engine_id, json_string_value(id), n + 1);
+        if (loaded && !json_is_array(loaded)) {
+                out->skipped++;
+                loaded = NULL;
+        }
+        if (cmps && !json_is_array(cmps)) {
+                out->skipped++;
+                cmps = NULL;
+        }
+        out->has_loaded = loaded != NULL;
+        out->has_comparisons = cmps != NULL;
+        n = json_array_size(loaded);
+        if (n > MLS_PAYLOAD_MAX_LOADED) {
+                out->skipped += (unsigned)(n - MLS_PAYLOAD_MAX_LOADED);
+                n = MLS_PAYLOAD_MAX_LOADED;
+        }
+        if (n && !(out->loaded = malloc(n * sizeof(*out->loaded))))
+                return -1;
+        for (i = 0; i < n; i++) {
+                struct mls_payload_loaded *l = &out->loaded[out->nloaded];
+                int dup = 0;
+                item = json_array_get(loaded, i);
+                if (!parse_loaded(item, l)) {
+                        out->skipped++;
+                        continue;
+                }
+                for (size_t k = 0; k < out->nloaded && !dup; k++)
+                        dup = strcmp(out->loaded[k].model_id, l->model_id) == 0;
+                if (dup)
+                        out->skipped++;
+                else
+                        out->nloaded++;
+        }
+        n = json_array_size(cmps);
+        if (n > MLS_PAYLOAD_MAX_COMPARISONS) {
+                out->skipped += (unsigned)(n - MLS_PAYLOAD_MAX_COMPARISONS);
+                n = MLS_PAYLOAD_MAX_COMPARISONS;
+        }
+        if (n && !(out->comparisons = malloc(n * sizeof(*out->comparisons))))
+                return -1;
+        for (i = 0; i < n; i++) {
+                struct mls_payload_comparison *c =
+                        &out->comparisons[out->ncomparisons];
+                int dup = 0;
+                item = json_array_get(cmps, i);
+                if (!parse_comparison(item, c)) {
+                        out->skipped++;
+                        continue;
+                }
+                for (size_t k = 0; k < out->ncomparisons && !dup; k++) {
+                        const struct mls_payload_comparison *o =
+                                &out->comparisons[k];
+                        dup = strcmp(o->model_id, c->model_id) == 0 &&
+                              strcmp(o->serving, c->serving) == 0 &&
+                              strcmp(o->shadow, c->shadow) == 0;
+                }
+                if (dup)
+                        out->skipped++;
+                else
+                        out->ncomparisons++;
+        }
+        return 0;
 }
 
 static enum mls_payload_kind heartbeat(json_t *root, struct mls_payload *out)
@@ -146,8 +361,22 @@ static enum mls_payload_kind heartbeat(json_t *root, struct mls_payload *out)
                     json_array_append(out->models, item) < 0)
                         return garbage(out, "out of memory");
         }
+        if (engine_state(root, out) < 0)
+                return garbage(out, "out of memory");
         out->kind = MLS_PAYLOAD_HEARTBEAT;
         return out->kind;
+}
+
+/* modelVersion: a non-empty string of at most MLS_PAYLOAD_NAME_MAX bytes
+ * as it is (new reference); NULL (null) for anything else, so that an old
+ * or odd engine's predictions still go out. */
+static json_t *model_version(json_t *v)
+{
+        mls_payload_name_t name;
+
+        if (!json_is_string(v) || !opt_name(v, name))
+                return NULL;
+        return json_incref(v);
 }
 
 static int set(json_t *obj, const char *key, json_t *v)
@@ -165,6 +394,7 @@ static enum mls_payload_kind prediction(json_t *root, struct mls_payload *out)
         json_t *received = field(root, "received_at", "receivedAt");
         json_t *published = field(root, "published_at", "publishedAt");
         json_t *metadata = json_object_get(root, "metadata");
+        json_t *version = field(root, "model_version", "modelVersion");
         json_t *ev, *v;
         double lat;
 
@@ -199,7 +429,8 @@ static enum mls_payload_kind prediction(json_t *root, struct mls_payload *out)
             set(ev, "receivedAt", datetime(received)) < 0 ||
             set(ev, "publishedAt", published ? datetime(published) : NULL) <
                     0 ||
-            set(ev, "metadata", metadata ? json_incref(metadata) : NULL) < 0)
+            set(ev, "metadata", metadata ? json_incref(metadata) : NULL) < 0 ||
+            set(ev, "modelVersion", model_version(version)) < 0)
                 return garbage(out, "out of memory");
         out->model_id = json_string_value(json_object_get(ev, "modelId"));
         out->latency_ms = lat;
@@ -242,5 +473,6 @@ void mls_payload_clear(struct mls_payload *p)
 {
         json_decref(p->event);
         json_decref(p->models);
+        free_entries(p);
         memset(p, 0, sizeof(*p));
 }

@@ -11,8 +11,17 @@
  * received_at (RFC 3339 string or epoch milliseconds). Optional, null when
  * missing: input_id (string or integer), published_at (as received_at;
  * an invalid value becomes null), metadata (any JSON, passed through).
- * Everything else is ignored. A heartbeat's "models" is an array of model
- * ids; items that are not valid model ids are skipped.
+ * model_version (string or null; an empty or over-long string becomes
+ * null). Everything else is ignored. A heartbeat's "models" is an array of
+ * model ids; items that are not valid model ids are skipped.
+ *
+ * A heartbeat may also carry "loaded" (one entry per model the engine
+ * serves: its versions and counters) and "comparisons" (cumulative
+ * serving-vs-shadow statistics); both optional. They need an "engine_id".
+ * Entries with a wrong type anywhere are skipped and counted in
+ * mls_payload.skipped, and so is each entry past MLS_PAYLOAD_MAX_LOADED or
+ * MLS_PAYLOAD_MAX_COMPARISONS; a "loaded" or "comparisons" that is not an
+ * array counts once. The rest of the heartbeat stays valid.
  *
  * Threads: any; no shared state.
  */
@@ -25,6 +34,39 @@
 
 #include "common/model_id.h"
 
+/* Longest version, framework and engine id kept (bytes); longer ones make
+ * their entry invalid. */
+#define MLS_PAYLOAD_NAME_MAX 64
+#define MLS_PAYLOAD_ENGINE_ID_MAX 256
+/* Entries kept from one heartbeat; the rest are skipped. */
+#define MLS_PAYLOAD_MAX_LOADED 256
+#define MLS_PAYLOAD_MAX_COMPARISONS 64
+/* Most bucket bounds in a comparison (counts: one more). */
+#define MLS_PAYLOAD_MAX_BUCKETS 64
+
+/* An optional name: name[0] == '\0' when null (empty names are invalid). */
+typedef char mls_payload_name_t[MLS_PAYLOAD_NAME_MAX + 1];
+
+/* One item of a heartbeat's "loaded". Numbers are finite and >= 0. */
+struct mls_payload_loaded {
+        char model_id[MLS_MODEL_ID_MAX + 1];
+        mls_payload_name_t framework, serving, canary, shadow;
+        double canary_share;        /* NAN: null (no canary) */
+        double predictions, errors; /* NAN: absent */
+};
+
+/* One item of a heartbeat's "comparisons". Numbers are finite and >= 0;
+ * nbuckets 0 when the histogram was absent; bounds ascend. */
+struct mls_payload_comparison {
+        char model_id[MLS_MODEL_ID_MAX + 1];
+        mls_payload_name_t serving, shadow;
+        double rows, agreements, abs_diff_sum;
+        double serving_seconds, serving_calls, shadow_seconds, shadow_calls;
+        unsigned nbuckets; /* bounds; counts has nbuckets + 1 */
+        double le[MLS_PAYLOAD_MAX_BUCKETS];
+        double counts[MLS_PAYLOAD_MAX_BUCKETS + 1];
+};
+
 enum mls_payload_kind {
         MLS_PAYLOAD_GARBAGE,
         MLS_PAYLOAD_PREDICTION,
@@ -34,12 +76,22 @@ enum mls_payload_kind {
 struct mls_payload {
         enum mls_payload_kind kind;
         /* prediction: {"inferenceId","modelId","inputId","predictions",
-         * "latencyMs","receivedAt","publishedAt","metadata"}; owned */
+         * "latencyMs","receivedAt","publishedAt","metadata",
+         * "modelVersion"}; owned */
         json_t *event;
         const char *model_id; /* prediction: borrowed from event */
         double latency_ms;    /* prediction */
         json_t *models;       /* heartbeat: array of strings; owned */
-        char reason[160];     /* garbage: why */
+        /* heartbeat: engine_id ("" when absent), and the valid entries of
+         * "loaded" and "comparisons" (owned arrays; NULL when none) */
+        char engine_id[MLS_PAYLOAD_ENGINE_ID_MAX + 1];
+        int has_loaded, has_comparisons; /* the fields were arrays */
+        struct mls_payload_loaded *loaded;
+        size_t nloaded;
+        struct mls_payload_comparison *comparisons;
+        size_t ncomparisons;
+        unsigned skipped; /* heartbeat entries skipped as invalid */
+        char reason[160]; /* garbage: why */
 };
 
 /* Normalises data[0..len). Payloads over max_len bytes are garbage without

@@ -63,6 +63,17 @@ static const struct mls__gql_fielddef query_fields[] = {
          "Ids of the models this gateway has seen predictions or heartbeats "
          "for, sorted: what a dashboard or client can subscribe to.",
          NULL, NULL, MLS__GQL_R_ROOT},
+        {"mlStreamingOverview", "[MLStreamingStatus!]!",
+         "The status of every model in mlStreamingModels, sorted by "
+         "modelId (at most 1000 models, the first in that order).",
+         NULL, NULL, MLS__GQL_R_ROOT},
+        {"mlModelComparison", "[MLModelComparison!]!",
+         "How a model's shadow version compares with its serving version, "
+         "summed over the live engines that run both: one element per "
+         "(servingVersion, shadowVersion) pair, the pair most recently "
+         "compared first (at most 16). Empty when no engine shadows the "
+         "model.",
+         model_id_arg, NULL, MLS__GQL_R_ROOT},
         END_FIELD,
 };
 
@@ -91,6 +102,11 @@ static const struct mls__gql_fielddef prediction_fields[] = {
          NULL, NULL, 0},
         {"metadata", "JSON", "The input's metadata, passed through.", NULL,
          NULL, 0},
+        {"modelVersion", "String",
+         "The version of the model that produced the prediction (the "
+         "serving or the canary version); null for engines that do not "
+         "say.",
+         NULL, NULL, 0},
         {"gap", "MLStreamGap",
          "Set when predictions before this one may be missing: on the "
          "first prediction of a resumed subscription (after:), and on the "
@@ -137,6 +153,69 @@ static const struct mls__gql_fielddef status_fields[] = {
          NULL, 0},
         {"windowSize", "Int!", "Predictions currently in the window.", NULL,
          NULL, 0},
+        {"framework", "String",
+         "The framework the engines load the model with (torch, tensorflow, "
+         "identity...); null when no live engine lists the model.",
+         NULL, NULL, 0},
+        {"servingVersion", "String",
+         "The version serving most inputs (for a model without versions, a "
+         "16-hex content hash). When live engines disagree (mid-rollout), "
+         "the one most of them report; null when none does.",
+         NULL, NULL, 0},
+        {"canaryVersion", "String",
+         "The canary version taking a sticky share of inputs, as most live "
+         "engines report it; null when none.",
+         NULL, NULL, 0},
+        {"canaryShare", "Float",
+         "The share of inputs (0 to 1) the canary takes, averaged over the "
+         "engines that run that canary; null without a canary.",
+         NULL, NULL, 0},
+        {"shadowVersion", "String",
+         "The shadow version scoring the same inputs (its predictions are "
+         "not streamed), as most live engines report it; null when none.",
+         NULL, NULL, 0},
+        {"engines", "Int!",
+         "Live engines whose heartbeats list the model as loaded.", NULL, NULL,
+         0},
+        {"predictionsPerSecond", "Float",
+         "Predictions per second, summed over the live engines, from the "
+         "change of their counters between their last two heartbeats; null "
+         "until known.",
+         NULL, NULL, 0},
+        {"errorsPerSecond", "Float",
+         "Errors per second, as predictionsPerSecond; null until known.", NULL,
+         NULL, 0},
+        END_FIELD,
+};
+
+static const struct mls__gql_fielddef comparison_fields[] = {
+        {"modelId", "String!", "The model compared.", NULL, NULL, 0},
+        {"servingVersion", "String!", "The version whose predictions go out.",
+         NULL, NULL, 0},
+        {"shadowVersion", "String!",
+         "The version scoring the same inputs in the shadow.", NULL, NULL, 0},
+        {"rows", "Float!",
+         "Rows scored by both, summed over live engines since they started.",
+         NULL, NULL, 0},
+        {"agreementRate", "Float",
+         "Share of the rows on which both agreed; null when rows is 0.", NULL,
+         NULL, 0},
+        {"meanAbsDiff", "Float",
+         "Mean over rows of the largest absolute difference between the two "
+         "versions' outputs; null when rows is 0.",
+         NULL, NULL, 0},
+        {"p95AbsDiff", "Float",
+         "95th percentile of that difference, interpolated in the engines' "
+         "histogram buckets (the last bound when it lies above it); null "
+         "without a histogram.",
+         NULL, NULL, 0},
+        {"servingLatencyMs", "Float",
+         "Mean time of one serving-version call, in ms; null when unknown.",
+         NULL, NULL, 0},
+        {"shadowLatencyMs", "Float",
+         "Mean time of one shadow-version call, in ms; null when unknown.",
+         NULL, NULL, 0},
+        {"engines", "Int!", "Live engines comparing this pair.", NULL, NULL, 0},
         END_FIELD,
 };
 
@@ -160,6 +239,10 @@ static const struct mls__gql_typedef mlstream_types[] = {
         {MLS__GQL_OBJECT, "MLStreamingStatus",
          "A model's stream health over the gateway's sliding window.", NULL, 0,
          status_fields, NULL, NULL},
+        {MLS__GQL_OBJECT, "MLModelComparison",
+         "Serving and shadow versions of one model compared on the same "
+         "inputs.",
+         NULL, 0, comparison_fields, NULL, NULL},
         END_TYPE,
 };
 

@@ -60,7 +60,7 @@ MLS_TEST(gateway_payload_snake_case)
                      "\"receivedAt\":\"2026-11-26T23:59:59.123Z\","
                      "\"publishedAt\":\"2026-11-26T23:59:59.125Z\","
                      "\"metadata\":{\"tenant\":\"blue-team\",\"ns\":"
-                     "1764201599123456789}}");
+                     "1764201599123456789},\"modelVersion\":null}");
         mls_payload_clear(&p);
 }
 
@@ -77,7 +77,8 @@ MLS_TEST(gateway_payload_camel_case_and_optional)
                      "{\"inferenceId\":\"42\",\"modelId\":\"m\",\"inputId\":"
                      "null,\"predictions\":{\"label\":\"x\"},\"latencyMs\":3,"
                      "\"receivedAt\":\"1970-01-01T00:00:00.000Z\","
-                     "\"publishedAt\":null,\"metadata\":null}");
+                     "\"publishedAt\":null,\"metadata\":null,"
+                     "\"modelVersion\":null}");
         mls_payload_clear(&p);
         /* snake_case wins; an invalid optional date becomes null */
         CHECK_INT_EQ(norm("{\"model_id\":\"a\",\"modelId\":\"b\","
@@ -361,4 +362,176 @@ MLS_TEST(gateway_payload_monitor_incremental_stats_match_a_sort)
                 }
                 mls_monitor_free(m);
         }
+}
+
+MLS_TEST(gateway_payload_model_version)
+{
+        struct mls_payload p;
+        static const char base[] = "\"inference_id\":\"i\",\"model_id\":\"m\","
+                                   "\"predictions\":[1],\"latency_ms\":1,"
+                                   "\"received_at\":0";
+        char buf[512];
+
+        snprintf(buf, sizeof(buf), "{%s,\"model_version\":\"v2\"}", base);
+        CHECK_INT_EQ(norm(buf, &p), MLS_PAYLOAD_PREDICTION);
+        CHECK_CONTAINS(event_json(&p), "\"modelVersion\":\"v2\"");
+        mls_payload_clear(&p);
+        snprintf(buf, sizeof(buf), "{%s,\"modelVersion\":\"v3\"}", base);
+        CHECK_INT_EQ(norm(buf, &p), MLS_PAYLOAD_PREDICTION);
+        CHECK_CONTAINS(event_json(&p), "\"modelVersion\":\"v3\"");
+        mls_payload_clear(&p);
+        /* snake_case wins, even when null */
+        snprintf(buf, sizeof(buf),
+                 "{%s,\"model_version\":null,\"modelVersion\":\"v3\"}", base);
+        CHECK_INT_EQ(norm(buf, &p), MLS_PAYLOAD_PREDICTION);
+        CHECK_CONTAINS(event_json(&p), "\"modelVersion\":null");
+        mls_payload_clear(&p);
+        /* odd values do not lose the prediction: null */
+        snprintf(buf, sizeof(buf), "{%s,\"model_version\":7}", base);
+        CHECK_INT_EQ(norm(buf, &p), MLS_PAYLOAD_PREDICTION);
+        CHECK_CONTAINS(event_json(&p), "\"modelVersion\":null");
+        mls_payload_clear(&p);
+        snprintf(buf, sizeof(buf), "{%s,\"model_version\":\"%070d\"}", base, 0);
+        CHECK_INT_EQ(norm(buf, &p), MLS_PAYLOAD_PREDICTION);
+        CHECK_CONTAINS(event_json(&p), "\"modelVersion\":null");
+        mls_payload_clear(&p);
+}
+
+/* The example heartbeat. */
+static const char rollout_hb[] =
+        "{\"type\":\"heartbeat\",\"engine_id\":\"e1\",\"at\":"
+        "\"2026-12-03T12:00:00.000Z\",\"models\":[\"fraud\",\"threat\"],"
+        "\"loaded\":[{\"model_id\":\"threat\",\"framework\":\"torch\","
+        "\"serving\":\"v1\",\"canary\":\"v2\",\"canary_share\":0.2,"
+        "\"shadow\":\"v3\",\"predictions\":12345,\"errors\":3},"
+        "{\"model_id\":\"fraud\",\"framework\":\"identity\",\"serving\":null,"
+        "\"canary\":null,\"canary_share\":null,\"shadow\":null,"
+        "\"predictions\":0,\"errors\":0}],"
+        "\"comparisons\":[{\"model_id\":\"threat\",\"serving\":\"v1\","
+        "\"shadow\":\"v3\",\"rows\":1000,\"agreements\":950,"
+        "\"abs_diff_sum\":12.5,\"abs_diff_le\":[1e-06,1e-05,0.0001,0.001,"
+        "0.01,0.05,0.1,0.25,0.5,1,2.5,5,10],\"abs_diff_counts\":[0,0,1,2,3,"
+        "4,5,6,7,8,9,10,11,12],\"serving_seconds\":0.5,\"serving_calls\":100,"
+        "\"shadow_seconds\":0.6,\"shadow_calls\":100}]}";
+
+MLS_TEST(gateway_payload_heartbeat_loaded_and_comparisons)
+{
+        struct mls_payload p;
+        const struct mls_payload_loaded *l;
+        const struct mls_payload_comparison *c;
+
+        CHECK_INT_EQ(norm(rollout_hb, &p), MLS_PAYLOAD_HEARTBEAT);
+        CHECK_STR_EQ(p.engine_id, "e1");
+        CHECK_INT_EQ(json_array_size(p.models), 2);
+        CHECK_INT_EQ(p.skipped, 0);
+        CHECK_INT_EQ(p.nloaded, 2);
+        l = &p.loaded[0];
+        CHECK_STR_EQ(l->model_id, "threat");
+        CHECK_STR_EQ(l->framework, "torch");
+        CHECK_STR_EQ(l->serving, "v1");
+        CHECK_STR_EQ(l->canary, "v2");
+        CHECK_STR_EQ(l->shadow, "v3");
+        CHECK(l->canary_share == 0.2);
+        CHECK(l->predictions == 12345 && l->errors == 3);
+        l = &p.loaded[1];
+        CHECK_STR_EQ(l->model_id, "fraud");
+        CHECK(!l->serving[0] && !l->canary[0] && !l->shadow[0]);
+        CHECK(isnan(l->canary_share));
+        CHECK_INT_EQ(p.ncomparisons, 1);
+        c = &p.comparisons[0];
+        CHECK_STR_EQ(c->model_id, "threat");
+        CHECK_STR_EQ(c->serving, "v1");
+        CHECK_STR_EQ(c->shadow, "v3");
+        CHECK(c->rows == 1000 && c->agreements == 950 &&
+              c->abs_diff_sum == 12.5);
+        CHECK_INT_EQ(c->nbuckets, 13);
+        CHECK(c->le[0] == 1e-06 && c->le[12] == 10);
+        CHECK(c->counts[2] == 1 && c->counts[13] == 12);
+        CHECK(c->serving_seconds == 0.5 && c->shadow_calls == 100);
+        mls_payload_clear(&p);
+        /* an old heartbeat: no entries, nothing skipped */
+        CHECK_INT_EQ(norm("{\"type\":\"heartbeat\",\"engine_id\":\"e1\","
+                          "\"models\":[\"a\"]}",
+                          &p),
+                     MLS_PAYLOAD_HEARTBEAT);
+        CHECK(!p.has_loaded && !p.has_comparisons && p.nloaded == 0 &&
+              p.skipped == 0);
+        mls_payload_clear(&p);
+}
+
+MLS_TEST(gateway_payload_heartbeat_garbage_entries)
+{
+        struct mls_payload p;
+        char *big;
+        size_t n = 0, cap = 8 << 20;
+
+        /* each bad entry is skipped and counted; good ones are kept */
+        CHECK_INT_EQ(norm("{\"type\":\"heartbeat\",\"engine_id\":\"e\","
+                          "\"models\":[],\"loaded\":[7,null,{},"
+                          "{\"model_id\":\"a\",\"serving\":5},"
+                          "{\"model_id\":\"a\",\"canary\":\"c\","
+                          "\"canary_share\":1.5},"
+                          "{\"model_id\":\"a\",\"predictions\":-1},"
+                          "{\"model_id\":\"a\",\"errors\":\"3\"},"
+                          "{\"model_id\":\"a\",\"framework\":\"\"},"
+                          "{\"model_id\":\"ok\",\"serving\":\"v1\"},"
+                          "{\"model_id\":\"ok\",\"serving\":\"v2\"}],"
+                          "\"comparisons\":[{\"model_id\":\"a\",\"serving\":"
+                          "\"v1\",\"shadow\":null,\"rows\":1,\"agreements\":1,"
+                          "\"abs_diff_sum\":0},"
+                          "{\"model_id\":\"a\",\"serving\":\"v1\",\"shadow\":"
+                          "\"v2\",\"rows\":1,\"agreements\":2,"
+                          "\"abs_diff_sum\":0},"
+                          "{\"model_id\":\"a\",\"serving\":\"v1\",\"shadow\":"
+                          "\"v2\",\"rows\":1,\"agreements\":1,"
+                          "\"abs_diff_sum\":0,\"abs_diff_le\":[1,1],"
+                          "\"abs_diff_counts\":[0,0,1]},"
+                          "{\"model_id\":\"a\",\"serving\":\"v1\",\"shadow\":"
+                          "\"v2\",\"rows\":1,\"agreements\":1,"
+                          "\"abs_diff_sum\":0,\"abs_diff_le\":[1,2],"
+                          "\"abs_diff_counts\":[0,1]},"
+                          "{\"model_id\":\"a\",\"serving\":\"v1\",\"shadow\":"
+                          "\"v2\",\"rows\":1,\"agreements\":1,"
+                          "\"abs_diff_sum\":0,\"abs_diff_le\":[1,2],"
+                          "\"abs_diff_counts\":[0,1,0]}]}",
+                          &p),
+                     MLS_PAYLOAD_HEARTBEAT);
+        CHECK_INT_EQ(p.nloaded, 1);
+        CHECK_STR_EQ(p.loaded[0].serving, "v1");
+        CHECK_INT_EQ(p.ncomparisons, 1);
+        CHECK_INT_EQ(p.comparisons[0].nbuckets, 2);
+        CHECK_INT_EQ(p.skipped, 9 + 4);
+        mls_payload_clear(&p);
+        /* not arrays: one each; without an engine id nothing is kept */
+        CHECK_INT_EQ(norm("{\"type\":\"heartbeat\",\"engine_id\":\"e\","
+                          "\"loaded\":{},\"comparisons\":\"x\"}",
+                          &p),
+                     MLS_PAYLOAD_HEARTBEAT);
+        CHECK_INT_EQ(p.skipped, 2);
+        CHECK(!p.has_loaded && !p.has_comparisons);
+        mls_payload_clear(&p);
+        CHECK_INT_EQ(norm("{\"type\":\"heartbeat\",\"engine_id\":5,"
+                          "\"loaded\":[{\"model_id\":\"a\"}]}",
+                          &p),
+                     MLS_PAYLOAD_HEARTBEAT);
+        CHECK_INT_EQ(p.nloaded, 0);
+        CHECK(p.skipped > 0);
+        mls_payload_clear(&p);
+        /* 100,000 entries: at most the cap kept, the rest counted */
+        big = malloc(cap);
+        CHECK(big);
+        n += (size_t)snprintf(big, cap,
+                              "{\"type\":\"heartbeat\",\"engine_id\":\"e\","
+                              "\"loaded\":[");
+        for (int i = 0; i < 100000; i++)
+                n += (size_t)snprintf(big + n, cap - n,
+                                      "%s{\"model_id\":\"m%d\"}", i ? "," : "",
+                                      i);
+        n += (size_t)snprintf(big + n, cap - n, "]}");
+        CHECK_INT_EQ(mls_payload_normalize(big, n, cap, &p),
+                     MLS_PAYLOAD_HEARTBEAT);
+        free(big);
+        CHECK_INT_EQ(p.nloaded, MLS_PAYLOAD_MAX_LOADED);
+        CHECK_INT_EQ(p.skipped, 100000 - MLS_PAYLOAD_MAX_LOADED);
+        mls_payload_clear(&p);
 }

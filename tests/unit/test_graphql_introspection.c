@@ -406,6 +406,27 @@ MLS_TEST(graphql_introspection_contract_types)
                 {"MLStreamingStatus", "averageLatencyMs", "Float"},
                 {"MLStreamingStatus", "p95LatencyMs", "Float"},
                 {"MLStreamingStatus", "windowSize", "Int!"},
+                {"MLStreamingPrediction", "modelVersion", "String"},
+                {"MLStreamingStatus", "framework", "String"},
+                {"MLStreamingStatus", "servingVersion", "String"},
+                {"MLStreamingStatus", "canaryVersion", "String"},
+                {"MLStreamingStatus", "canaryShare", "Float"},
+                {"MLStreamingStatus", "shadowVersion", "String"},
+                {"MLStreamingStatus", "engines", "Int!"},
+                {"MLStreamingStatus", "predictionsPerSecond", "Float"},
+                {"MLStreamingStatus", "errorsPerSecond", "Float"},
+                {"Query", "mlStreamingOverview", "[MLStreamingStatus!]!"},
+                {"Query", "mlModelComparison", "[MLModelComparison!]!"},
+                {"MLModelComparison", "modelId", "String!"},
+                {"MLModelComparison", "servingVersion", "String!"},
+                {"MLModelComparison", "shadowVersion", "String!"},
+                {"MLModelComparison", "rows", "Float!"},
+                {"MLModelComparison", "agreementRate", "Float"},
+                {"MLModelComparison", "meanAbsDiff", "Float"},
+                {"MLModelComparison", "p95AbsDiff", "Float"},
+                {"MLModelComparison", "servingLatencyMs", "Float"},
+                {"MLModelComparison", "shadowLatencyMs", "Float"},
+                {"MLModelComparison", "engines", "Int!"},
         };
         json_t *r = query(introspection_query), *types;
         char ref[128];
@@ -444,10 +465,13 @@ MLS_TEST(graphql_introspection_contract_types)
         CHECK_INT_EQ(
                 json_array_size(json_object_get(
                         find_named(types, "MLStreamingPrediction"), "fields")),
-                9);
+                10);
         CHECK_INT_EQ(json_array_size(json_object_get(
                              find_named(types, "MLStreamingStatus"), "fields")),
-                     6);
+                     14);
+        CHECK_INT_EQ(json_array_size(json_object_get(
+                             find_named(types, "MLModelComparison"), "fields")),
+                     10);
         json_decref(r);
 }
 

@@ -67,7 +67,7 @@ test("dashboard works against a gateway fed from Redis", async () => {
   const timer = setInterval(() => {
     n++;
     pub.publish(prediction(model, n, { received_at: new Date().toISOString(),
-                                       metadata: { tenant: "soc", n } }));
+                                       metadata: { tenant: "soc", n }, model_version: "v7" }));
   }, 50);
   try {
     const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
@@ -81,6 +81,30 @@ test("dashboard works against a gateway fed from Redis", async () => {
                                null, { timeout: 30000 });
     const models = await page.$$eval("#model option", (os) => os.map((o) => o.value));
     assert.ok(models.includes(model), "the model picker lists what the gateway saw");
+    assert.equal(first[5], "v7", "the prediction's model version");
+
+    // the overview: every model with its versions (an engine's heartbeat
+    // lists an idle one too), and the selected model's shadow comparison
+    const idle = `idle-${process.pid}`;
+    await pub.publish({ type: "heartbeat", engine_id: `dash-${process.pid}`, models: [model, idle],
+      loaded: [{ model_id: model, framework: "torch", serving: "v7", canary: "v8", canary_share: 0.1,
+                 shadow: "v9", predictions: 10, errors: 0 },
+               { model_id: idle, framework: "identity", serving: null }],
+      comparisons: [{ model_id: model, serving: "v7", shadow: "v9", rows: 200, agreements: 150,
+                      abs_diff_sum: 2, abs_diff_le: [0.1, 1], abs_diff_counts: [100, 100, 0],
+                      serving_seconds: 0.2, serving_calls: 200, shadow_seconds: 0.4, shadow_calls: 200 }] });
+    await page.waitForFunction((ms) => ms.every((m) => document.querySelector(`#overview tr[data-model="${m}"]`)),
+                               [model, idle], { timeout: 15000 });
+    const row = await page.$$eval(`#overview tr[data-model="${model}"] td`, (tds) => tds.map((t) => t.textContent));
+    assert.equal(row[1], "v7 / v8 (10 %) / v9 (shadow)");
+    assert.equal(row[5], "1", "engines");
+    await page.waitForFunction(() => document.querySelectorAll("#comparison tr").length === 1,
+                               null, { timeout: 15000 });
+    const cmp = await page.$$eval("#comparison tr td", (tds) => tds.map((t) => t.textContent));
+    assert.deepEqual(cmp.slice(0, 4), ["v7", "v9", "200", "75.00 %"]);
+    await page.click(`#overview tr[data-model="${idle}"]`);
+    await page.waitForFunction((m) => document.getElementById("model").value === m, idle, { timeout: 5000 });
+    assert.ok(await page.isHidden("#comparisonPanel"), "no comparison for the idle model");
   } finally {
     clearInterval(timer);
     pub.close();
