@@ -12,8 +12,10 @@ the limit), in the same run.
   * message latency at a steady rate with the default limits, torch and
     identity, from the payloads' latency_ms;
   * shadow scoring (docs/models.md): the same backlog through a model
-    repository at batch limit 64, serving mlp.pt alone and then with
-    mlp_v2.pt as its shadow; the ratio is what a shadow costs.
+    repository at batch limit 64, serving mlp.pt alone, then with mlp_v2.pt
+    as its shadow (nobody subscribed to the shadow channel: compared only),
+    then the same with a subscriber on the shadow channel (its predictions
+    built and published too); the ratios are what a shadow costs.
 
 Writes --out (default bench/out/models.json): "summary", "machine", details.
 Uses KAFKA_BOOTSTRAP_SERVERS / REDIS_URL when set (bench/run, scripts/services
@@ -98,7 +100,8 @@ def make_repository(path, shadow):
         f.write("serving = v1\n" + ("shadow = v2\n" if shadow else ""))
 
 
-def engine_run(env, topic, n, batch, framework, threads, repository=None):
+def engine_run(env, topic, n, batch, framework, threads, repository=None,
+               shadow_subscriber=False):
     extra = {"ML_LOG_LEVEL": "warn", "ML_BATCH_MAX_ROWS": str(batch),
              "ML_MODEL_THREADS": str(threads)}
     if repository:
@@ -106,6 +109,7 @@ def engine_run(env, topic, n, batch, framework, threads, repository=None):
     elif framework == "torch":
         extra.update({"ML_MODEL_FRAMEWORK": "torch", "ML_MODEL_PATH": MODEL})
     sub = Subscriber(env)
+    shadow_sub = Subscriber(env, "ml:stream:shadow") if shadow_subscriber else None
     eng = Engine(env, topic=topic, group="g-%s" % uuid.uuid4().hex[:8], extra_env=extra)
     first = None
     t_start = time.monotonic()
@@ -130,6 +134,8 @@ def engine_run(env, topic, n, batch, framework, threads, repository=None):
     m = eng.metrics()
     eng.stop()
     sub.close()
+    if shadow_sub:
+        shadow_sub.close()
     rows = n - first[1]
     wall = now - first[0]
     count, total, buckets = histogram(m, "ml_stream_model_call_seconds")
@@ -200,11 +206,13 @@ def main():
         res["identity_256"] = engine_run(env, topic, args.messages, 256, "identity",
                                          args.threads)
         with tempfile.TemporaryDirectory(prefix="mls-bench-repo.") as tmp:
-            for name, shadow in (("serving_only", False), ("with_shadow", True)):
+            for name, shadow, listen in (("serving_only", False, False),
+                                         ("with_shadow", True, False),
+                                         ("with_shadow_subscribed", True, True)):
                 make_repository(os.path.join(tmp, name), shadow)
                 res["repository_" + name] = engine_run(
                     env, topic, args.messages, 64, "torch", args.threads,
-                    os.path.join(tmp, name))
+                    os.path.join(tmp, name), shadow_subscriber=listen)
         res["latency"] = [latency_run(env, fw, args.latency_rate, args.latency_count,
                                       args.threads) for fw in ("torch", "identity")]
     finally:
@@ -234,6 +242,11 @@ def main():
     summary["with_shadow_over_serving_only"] = round(shadowed["rows_per_s"] /
                                                      alone["rows_per_s"], 3)
     summary["with_shadow_cpu_us_per_row"] = round(shadowed["cpu_us_per_row"], 2)
+    heard = res["repository_with_shadow_subscribed"]
+    summary["with_shadow_subscribed_b64_rows_per_s"] = round(heard["rows_per_s"])
+    summary["with_shadow_subscribed_over_serving_only"] = round(heard["rows_per_s"] /
+                                                                alone["rows_per_s"], 3)
+    summary["with_shadow_subscribed_cpu_us_per_row"] = round(heard["cpu_us_per_row"], 2)
     summary["serving_only_cpu_us_per_row"] = round(alone["cpu_us_per_row"], 2)
     res["direct"] = {str(k): v for k, v in res["direct"].items()}
     result.write(summary, binary, env, **res)

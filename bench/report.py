@@ -124,6 +124,8 @@ RATIOS = [
     ("engine", "e2e_over_kafka_only_p99"),
     ("engine", "eos_over_alo_drain"),
     ("models", "engine_over_direct_b256"),
+    ("models", "with_shadow_over_serving_only"),
+    ("models", "with_shadow_subscribed_over_serving_only"),
     ("scaleout", "two_over_one"),
     ("cluster", "cluster_over_one_redis"),
     ("cluster", "ref_cluster_over_one_node"),
