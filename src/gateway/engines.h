@@ -1,5 +1,5 @@
 /*
- * What the engines say about their models (issue 14): from each engine's
+ * What the engines say about their models (docs/models.md): from each engine's
  * latest heartbeat, the versions it serves per model id (serving, canary
  * with its share, shadow), its cumulative prediction and error counters
  * and its cumulative serving-vs-shadow comparisons; and from its last two
