@@ -109,7 +109,11 @@ def engine_run(env, topic, n, batch, framework, threads, repository=None,
     elif framework == "torch":
         extra.update({"ML_MODEL_FRAMEWORK": "torch", "ML_MODEL_PATH": MODEL})
     sub = Subscriber(env)
-    shadow_sub = Subscriber(env, "ml:stream:shadow") if shadow_subscriber else None
+    # redis-cli, not Subscriber: on a small machine the harness's own
+    # parsing of a second stream would take the CPU the engine is measured on
+    shadow_sub = subprocess.Popen(
+        ["redis-cli", "-u", env["REDIS_URL"], "subscribe", "ml:stream:shadow"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) if shadow_subscriber else None
     eng = Engine(env, topic=topic, group="g-%s" % uuid.uuid4().hex[:8], extra_env=extra)
     first = None
     t_start = time.monotonic()
@@ -135,7 +139,8 @@ def engine_run(env, topic, n, batch, framework, threads, repository=None,
     eng.stop()
     sub.close()
     if shadow_sub:
-        shadow_sub.close()
+        shadow_sub.terminate()
+        shadow_sub.wait()
     rows = n - first[1]
     wall = now - first[0]
     count, total, buckets = histogram(m, "ml_stream_model_call_seconds")
