@@ -145,7 +145,15 @@ def engine_run(env, topic, n, batch, framework, threads, repository=None,
     wall = now - first[0]
     count, total, buckets = histogram(m, "ml_stream_model_call_seconds")
     bcount, brows, _ = histogram(m, "ml_stream_batch_rows")
+    # the shadow's and the serving version's calls on the rows compared
+    compared = metric_sum(m, "ml_stream_shadow_rows_total")
+    sh_calls = {role: histogram(m, "ml_stream_shadow_call_seconds", role=role)[1]
+                for role in ("serving", "shadow")}
     return {"framework": framework, "batch_limit": batch, "rows_per_s": rows / wall,
+            "shadow_rows_compared": compared,
+            "shadow_call_us_per_row": sh_calls["shadow"] * 1e6 / compared if compared else None,
+            "serving_call_us_per_row_compared":
+                sh_calls["serving"] * 1e6 / compared if compared else None,
             "cpu_us_per_row": cpu * 1e6 / rows, "rows_per_call": brows / bcount,
             "call_us_mean": total / count * 1e6 if count else None,
             "call_us_p50_le": bucket_quantile(buckets, count, 0.5) * 1e6 if count else None,
@@ -247,6 +255,10 @@ def main():
     summary["with_shadow_over_serving_only"] = round(shadowed["rows_per_s"] /
                                                      alone["rows_per_s"], 3)
     summary["with_shadow_cpu_us_per_row"] = round(shadowed["cpu_us_per_row"], 2)
+    # what the shadow adds per row, next to what its model calls take
+    summary["with_shadow_extra_cpu_us_per_row"] = round(
+        shadowed["cpu_us_per_row"] - alone["cpu_us_per_row"], 3)
+    summary["shadow_call_us_per_row"] = round(shadowed["shadow_call_us_per_row"], 3)
     heard = res["repository_with_shadow_subscribed"]
     summary["with_shadow_subscribed_b64_rows_per_s"] = round(heard["rows_per_s"])
     summary["with_shadow_subscribed_over_serving_only"] = round(heard["rows_per_s"] /
