@@ -16,9 +16,7 @@ __attribute__((constructor)) static void seed_init(void)
                 seed ^= (uint64_t)(uintptr_t)&s; /* at least ASLR */
 }
 
-/* The final mixing step of MurmurHash3: every input bit reaches every
- * output bit. */
-static uint64_t mix(uint64_t h)
+uint64_t mls_hash_mix(uint64_t h)
 {
         h ^= h >> 33;
         h *= 0xff51afd7ed558ccdULL;
@@ -36,12 +34,21 @@ uint64_t mls_hash(const void *p, size_t n)
 
         for (; i + 8 <= n; i += 8) {
                 memcpy(&w, s + i, 8);
-                h = mix(h ^ w);
+                h = mls_hash_mix(h ^ w);
         }
         if (i < n) {
                 w = 0;
                 memcpy(&w, s + i, n - i);
-                h = mix(h ^ w ^ 0xa5);
+                h = mls_hash_mix(h ^ w ^ 0xa5);
         }
-        return mix(h);
+        return mls_hash_mix(h);
+}
+
+uint64_t mls_fnv1a64(uint64_t h, const void *p, size_t n)
+{
+        const unsigned char *s = p;
+
+        for (size_t i = 0; i < n; i++)
+                h = (h ^ s[i]) * 1099511628211ULL;
+        return h;
 }

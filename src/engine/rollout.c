@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/hash.h"
 #include "common/json.h"
 #include "common/log.h"
 #include "common/strmap.h"
@@ -49,29 +50,15 @@ struct mls_rollout {
         mls_metric_t *m_canary_inputs, *m_canary_share;
 };
 
-static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
-{
-        const unsigned char *s = p;
-
-        for (size_t i = 0; i < n; i++)
-                h = (h ^ s[i]) * 1099511628211ULL;
-        return h;
-}
-
 double mls_rollout_key_fraction(const char *model_id, const char *key,
                                 size_t key_len)
 {
         uint64_t h =
-                fnv1a(14695981039346656037ULL, model_id, strlen(model_id) + 1);
+                mls_fnv1a64(MLS_FNV1A64_INIT, model_id, strlen(model_id) + 1);
 
-        h = fnv1a(h, key, key_len);
         /* FNV's top bits hardly move with a key's last bytes ("k1",
-         * "k2", ...): MurmurHash3's 64-bit finalizer spreads them */
-        h ^= h >> 33;
-        h *= 0xff51afd7ed558ccdULL;
-        h ^= h >> 33;
-        h *= 0xc4ceb9fe1a85ec53ULL;
-        h ^= h >> 33;
+         * "k2", ...): the finalizer spreads them */
+        h = mls_hash_mix(mls_fnv1a64(h, key, key_len));
         return (double)(h >> 11) / 9007199254740992.0; /* 2^53 */
 }
 

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "common/hash.h"
 #include "common/log.h"
 #include "common/strmap.h"
 
@@ -418,15 +419,6 @@ int mls_registry_artifact_path(const char *dir,
 
 /* ---- change detection ---- */
 
-static uint64_t fnv(uint64_t h, const void *p, size_t n)
-{
-        const unsigned char *s = p;
-
-        for (size_t i = 0; i < n; i++)
-                h = (h ^ s[i]) * 1099511628211ULL;
-        return h;
-}
-
 /* Called for path and everything under it (rel: its name below the
  * root); st NULL when stat failed (errno set). */
 typedef void (*walk_visit)(const char *path, const char *rel,
@@ -474,18 +466,20 @@ static void walk(const char *path, const char *rel, int depth, size_t *entries,
 static void sig_visit(const char *path, const char *rel, const struct stat *st,
                       void *opaque)
 {
-        uint64_t h = fnv(14695981039346656037ULL, rel, strlen(rel) + 1);
+        uint64_t h = mls_fnv1a64(MLS_FNV1A64_INIT, rel, strlen(rel) + 1);
 
         (void)path;
         if (!st) {
                 int e = errno;
-                h = fnv(h, &e, sizeof(e));
+                h = mls_fnv1a64(h, &e, sizeof(e));
         } else {
-                h = fnv(h, &st->st_size, sizeof(st->st_size));
-                h = fnv(h, &st->st_mtim.tv_sec, sizeof(st->st_mtim.tv_sec));
-                h = fnv(h, &st->st_mtim.tv_nsec, sizeof(st->st_mtim.tv_nsec));
-                h = fnv(h, &st->st_ino, sizeof(st->st_ino));
-                h = fnv(h, &st->st_mode, sizeof(st->st_mode));
+                h = mls_fnv1a64(h, &st->st_size, sizeof(st->st_size));
+                h = mls_fnv1a64(h, &st->st_mtim.tv_sec,
+                                sizeof(st->st_mtim.tv_sec));
+                h = mls_fnv1a64(h, &st->st_mtim.tv_nsec,
+                                sizeof(st->st_mtim.tv_nsec));
+                h = mls_fnv1a64(h, &st->st_ino, sizeof(st->st_ino));
+                h = mls_fnv1a64(h, &st->st_mode, sizeof(st->st_mode));
         }
         *(uint64_t *)opaque += h;
 }
@@ -501,7 +495,7 @@ static void signature(const char *path, uint64_t *sig, size_t *entries)
 static void content_visit(const char *path, const char *rel,
                           const struct stat *st, void *opaque)
 {
-        uint64_t h = fnv(14695981039346656037ULL, rel, strlen(rel) + 1);
+        uint64_t h = mls_fnv1a64(MLS_FNV1A64_INIT, rel, strlen(rel) + 1);
         char buf[65536];
         ssize_t n;
         int fd;
@@ -509,7 +503,7 @@ static void content_visit(const char *path, const char *rel,
         if (st && S_ISREG(st->st_mode) &&
             (fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
                 while ((n = read(fd, buf, sizeof(buf))) > 0)
-                        h = fnv(h, buf, (size_t)n);
+                        h = mls_fnv1a64(h, buf, (size_t)n);
                 close(fd);
         }
         *(uint64_t *)opaque += h;
