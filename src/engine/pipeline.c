@@ -25,6 +25,7 @@ enum {
         LOG_WIDTH,
         LOG_INFERENCE,
         LOG_OUTPUT,
+        LOG_SHADOW,
         LOG_SLOTS,
 };
 
@@ -83,7 +84,7 @@ struct mls_pipeline {
          * subscribes to them: after a flush that reached nobody, batches
          * until this time only compare (then one publishes again). */
         int64_t shadow_quiet_until_ns;
-        mls_series_t *s_shadow_receivers;
+        mls_series_t *s_shadow_receivers, *s_shadow_lost;
         size_t *order;            /* indices being scored together */
         struct mls_strmap models; /* model id -> struct model_entry * */
         struct model_entry other, unknown;
@@ -181,6 +182,14 @@ mls_pipeline_t *mls_pipeline_new(const struct mls_pipeline_conf *conf)
                                "Subscribers the last shadow predictions "
                                "reached; with none, they are compared but "
                                "published only once a second, to find out.",
+                               NULL, NULL, NULL, 0),
+                NULL, NULL);
+        p->s_shadow_lost = mls_series(
+                mls_metric_new(conf->metrics, MLS_COUNTER,
+                               "ml_stream_shadow_unpublished_total",
+                               "Shadow predictions the shadow channel refused "
+                               "or could not take; they are not retried "
+                               "and the live stream is not held up.",
                                NULL, NULL, NULL, 0),
                 NULL, NULL);
         entry_init(p, &p->other, OVERFLOW_ID);
@@ -468,6 +477,46 @@ fail_oom:
                          "out of memory");
 }
 
+/*
+ * Calls score for groups of the items that wanted() accepts, each group
+ * the items that are same() as its first, in arrival order, in chunks of
+ * at most batch_max_rows rows. score must leave the items it is given no
+ * longer wanted.
+ */
+static void in_chunks(mls_pipeline_t *p, int (*wanted)(const struct item *),
+                      int (*same)(const struct item *, const struct item *),
+                      void (*score)(mls_pipeline_t *, size_t *, size_t))
+{
+        for (size_t i = 0; i < p->nitems; i++) {
+                struct item *lead = &p->items[i];
+                size_t n = 0, rows = 0;
+                if (!wanted(lead))
+                        continue;
+                for (size_t j = i; j < p->nitems; j++) {
+                        struct item *it = &p->items[j];
+                        if (!wanted(it) || !same(lead, it))
+                                continue;
+                        if (n && rows + it->in.rows > p->conf.batch_max_rows) {
+                                score(p, p->order, n);
+                                n = rows = 0;
+                        }
+                        p->order[n++] = j;
+                        rows += it->in.rows;
+                }
+                score(p, p->order, n);
+        }
+}
+
+static int pending(const struct item *it)
+{
+        return it->state == ITEM_PENDING;
+}
+
+static int same_model(const struct item *a, const struct item *b)
+{
+        return a->model == b->model && a->in.cols == b->in.cols;
+}
+
 /* Groups the pending items by model and width and scores each group in
  * chunks of at most batch_max_rows rows. */
 static void score_all(mls_pipeline_t *p)
@@ -507,26 +556,7 @@ static void score_all(mls_pipeline_t *p)
                         warn_rejected(p, LOG_WIDTH, it);
                 }
         }
-        for (size_t i = 0; i < p->nitems; i++) {
-                struct item *lead = &p->items[i];
-                size_t n = 0, rows = 0;
-                if (lead->state != ITEM_PENDING)
-                        continue;
-                for (size_t j = i; j < p->nitems; j++) {
-                        struct item *it = &p->items[j];
-                        if (it->state != ITEM_PENDING ||
-                            it->model != lead->model ||
-                            it->in.cols != lead->in.cols)
-                                continue;
-                        if (n && rows + it->in.rows > p->conf.batch_max_rows) {
-                                score_chunk(p, p->order, n);
-                                n = rows = 0;
-                        }
-                        p->order[n++] = j;
-                        rows += it->in.rows;
-                }
-                score_chunk(p, p->order, n);
-        }
+        in_chunks(p, pending, same_model, score_chunk);
 }
 
 /* Whether the item's route has a shadow that should score it too. */
@@ -594,27 +624,14 @@ fail:
 
 /* Scores what the serving versions scored again with their routes'
  * shadows, grouped like score_all. */
+static int same_route(const struct item *a, const struct item *b)
+{
+        return a->route == b->route && a->in.cols == b->in.cols;
+}
+
 static void score_shadows(mls_pipeline_t *p)
 {
-        for (size_t i = 0; i < p->nitems; i++) {
-                struct item *lead = &p->items[i];
-                size_t n = 0, rows = 0;
-                if (!wants_shadow(lead))
-                        continue;
-                for (size_t j = i; j < p->nitems; j++) {
-                        struct item *it = &p->items[j];
-                        if (!wants_shadow(it) || it->route != lead->route ||
-                            it->in.cols != lead->in.cols)
-                                continue;
-                        if (n && rows + it->in.rows > p->conf.batch_max_rows) {
-                                shadow_chunk(p, p->order, n);
-                                n = rows = 0;
-                        }
-                        p->order[n++] = j;
-                        rows += it->in.rows;
-                }
-                shadow_chunk(p, p->order, n);
-        }
+        in_chunks(p, wants_shadow, same_route, shadow_chunk);
 }
 
 /* The inference id (engine/inference_id.h) of the item scored by m,
@@ -776,26 +793,63 @@ static int deliver_publish(mls_pipeline_t *p, char *errstr, size_t errstr_size)
         return 0;
 }
 
+/* Publishes the batch's shadow predictions, at most once: a shadow
+ * channel that refuses them (or a Redis that cannot be reached for them)
+ * never holds up the live stream. What is lost is counted and logged, and
+ * the next second only compares. */
+static void deliver_shadows(mls_pipeline_t *p)
+{
+        const struct mls_sink *sh = &p->conf.shadow;
+        char errstr[300];
+        size_t n = 0;
+
+        if (!sh->ops)
+                return;
+        for (size_t i = 0; i < p->nitems; i++) {
+                struct item *it = &p->items[i];
+                if (it->state != ITEM_OK || !it->sh_len)
+                        continue;
+                /* the shadow sink connects on first use: most engines
+                 * never serve a shadow */
+                if (!n && mls_sink_connect(sh, errstr, sizeof(errstr)) < 0)
+                        goto lost;
+                sh->ops->send(sh->ctx, &it->rec, it->in.model_id,
+                              p->shadow_payloads.data + it->sh_pay_off,
+                              it->sh_len, NULL, NULL);
+                n++;
+        }
+        if (!n)
+                return;
+        if (sh->ops->flush(sh->ctx, errstr, sizeof(errstr)) < 0)
+                goto lost;
+        if (sh->ops->receivers) {
+                long long r = sh->ops->receivers(sh->ctx);
+                mls_series_set(p->s_shadow_receivers, (double)r);
+                if (r == 0)
+                        p->shadow_quiet_until_ns =
+                                mls_clock_mono_ns() + SHADOW_QUIET_NS;
+        }
+        return;
+lost:
+        for (size_t i = 0; i < p->nitems; i++)
+                if (p->items[i].state == ITEM_OK && p->items[i].sh_len)
+                        mls_series_add(p->s_shadow_lost, 1);
+        mls_log_limited(&p->log_reason[LOG_SHADOW], MLS_LOG_WARN,
+                        "shadow predictions not published (the live stream "
+                        "goes on): %s",
+                        errstr);
+        p->shadow_quiet_until_ns = mls_clock_mono_ns() + SHADOW_QUIET_NS;
+}
+
 static int deliver_secondary(mls_pipeline_t *p, char *errstr,
                              size_t errstr_size)
 {
         const struct mls_sink *out = &p->conf.output,
-                              *dlq = &p->conf.deadletter, *sh = &p->conf.shadow;
-        int any_out = 0, any_dlq = 0, any_sh = 0;
+                              *dlq = &p->conf.deadletter;
+        int any_out = 0, any_dlq = 0;
 
         for (size_t i = 0; i < p->nitems; i++) {
                 struct item *it = &p->items[i];
-                if (it->state == ITEM_OK && it->sh_len && sh->ops) {
-                        /* the shadow sink connects on first use: most
-                         * engines never serve a shadow */
-                        if (!any_sh &&
-                            mls_sink_connect(sh, errstr, errstr_size) < 0)
-                                return sink_fail(p, sh, errstr, errstr_size);
-                        sh->ops->send(sh->ctx, &it->rec, it->in.model_id,
-                                      p->shadow_payloads.data + it->sh_pay_off,
-                                      it->sh_len, NULL, NULL);
-                        any_sh = 1;
-                }
                 if (it->state == ITEM_OK && out->ops) {
                         out->ops->send(out->ctx, &it->rec, it->in.model_id,
                                        p->payloads.data + it->pay_off,
@@ -812,15 +866,7 @@ static int deliver_secondary(mls_pipeline_t *p, char *errstr,
                 return sink_fail(p, out, errstr, errstr_size);
         if (any_dlq && dlq->ops->flush(dlq->ctx, errstr, errstr_size) < 0)
                 return sink_fail(p, dlq, errstr, errstr_size);
-        if (any_sh && sh->ops->flush(sh->ctx, errstr, errstr_size) < 0)
-                return sink_fail(p, sh, errstr, errstr_size);
-        if (any_sh && sh->ops->receivers) {
-                long long n = sh->ops->receivers(sh->ctx);
-                mls_series_set(p->s_shadow_receivers, (double)n);
-                if (n == 0)
-                        p->shadow_quiet_until_ns =
-                                mls_clock_mono_ns() + SHADOW_QUIET_NS;
-        }
+        deliver_shadows(p); /* last: so once, whatever fails before */
         return 0;
 }
 

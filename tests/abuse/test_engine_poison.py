@@ -4,8 +4,10 @@ accounted for, delivered or dead-lettered, exactly."""
 import collections
 import json
 import re
+import subprocess
 
-from mlshelpers import good_input, kcat_produce, Subscriber, consume_all, metric_sum, topic_create, wait_for
+from mlshelpers import (good_input, kcat_produce, Subscriber, consume_all, metric_sum, produce,
+                        topic_create, wait_for)
 
 
 def read_topic(env, topic, expect):
@@ -138,3 +140,44 @@ def test_big_batch_reaches_redis_in_pieces(services, topic, engines):
         assert eng.stop() == 0
     finally:
         sub.close()
+
+
+def test_refused_shadow_channel_never_holds_up_the_live_stream(services, topic, engines,
+                                                               tmp_path):
+    """Redis refuses the shadow channel (an ACL user allowed only the live
+    channel): every input still reaches the live channel and its offsets
+    are committed; the shadow predictions are compared, counted as
+    unpublished, and not retried."""
+    host, port = services["REDIS_URL"][len("redis://"):].split("/")[0].rsplit(":", 1)
+    user = "mls-live-only-" + topic[-6:]
+    subprocess.run(["redis-cli", "-h", host, "-p", port, "ACL", "SETUSER", user, "reset", "on",
+                    ">pw", "~*", "&ml:stream:inference", "+@all"], check=True,
+                   capture_output=True)
+    repo = tmp_path / "models"
+    for v in ("a", "b"):
+        (repo / "m" / v).mkdir(parents=True)
+        (repo / "m" / v / "model.conf").write_text("framework = identity\n")
+    (repo / "m" / "model.conf").write_text("serving = a\nshadow = b\n")
+    sub = Subscriber(services)
+    try:
+        eng = engines(topic=topic, extra_env={
+            "ML_MODEL_REPOSITORY": str(repo), "ML_DEFAULT_MODEL_ID": "m",
+            "REDIS_URL": "redis://%s:pw@%s:%s/0" % (user, host, port)})
+        eng.wait_ready()
+        n = 500
+        produce(services, topic, [json.dumps({"input_id": "s%d" % i, "features": [i]})
+                                  for i in range(n)])
+        wait_for(lambda: len(sub.payloads()) >= n, 60, "%d live predictions" % n)
+        m = eng.metrics()
+        assert metric_sum(m, "ml_stream_shadow_rows_total") == n
+        assert metric_sum(m, "ml_stream_shadow_unpublished_total") >= 1
+        assert "shadow predictions not published (the live stream goes on)" in eng.output()
+        assert "NOPERM" in eng.output()
+        wait_for(lambda: metric_sum(eng.metrics(), "ml_stream_kafka_consumer_lag") == 0, 60,
+                 "every offset committed")
+        assert len(sub.payloads()) == n
+        assert eng.stop() == 0
+    finally:
+        sub.close()
+        subprocess.run(["redis-cli", "-h", host, "-p", port, "ACL", "DELUSER", user],
+                       capture_output=True)

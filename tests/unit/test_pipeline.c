@@ -688,7 +688,7 @@ MLS_TEST(pipeline_shadow_and_canary)
         CHECK_INT_EQ(h.pub.nsent, 8);
         CHECK(metric(&h, "ml_stream_shadow_rows_total{model_id=\"m\",serving="
                          "\"v1\",shadow=\"v2\"} ") == 8);
-        CHECK(metric(&h, "ml_stream_shadow_receivers ") == 0);
+        CHECK(metric(&h, "\nml_stream_shadow_receivers ") == 0);
 
         h.route.shadow = NULL;
         h.route.canary = v2;
@@ -761,4 +761,38 @@ MLS_TEST(pipeline_canary_key)
                 }
                 CHECK(below > 2800 && below < 3200);
         }
+}
+
+/* A shadow channel that refuses its predictions never holds up the live
+ * stream: the batch is delivered and done, the shadow ones are counted as
+ * unpublished and not sent again. */
+MLS_TEST(pipeline_shadow_refused_is_not_retried)
+{
+        struct harness h;
+        struct fake_sink sh = {.fail_flush = 1, .receivers = 1};
+        struct mls_model_conf mc = {0};
+        char err[100];
+        mls_model_t *v2;
+
+        limits.shadow = (struct mls_sink){&fake_pubsub_ops, &sh};
+        setup(&h);
+        v2 = mls_model_load(&dbl_type, &mc, err, sizeof(err));
+        h.route.shadow = v2;
+        add(&h, "{\"model_id\":\"m\",\"features\":[1,2]}", 0);
+        add(&h, "{\"model_id\":\"m\",\"features\":[3,4]}", 1);
+        CHECK_INT_EQ(mls_pipeline_flush(h.p, err, sizeof(err)), 0);
+        CHECK_INT_EQ(h.pub.nsent, 2);
+        CHECK_INT_EQ(h.ndone, 2);
+        CHECK_INT_EQ(sh.nsent, 0); /* the refused flush took them back */
+        CHECK(metric(&h, "\nml_stream_shadow_unpublished_total ") == 2);
+        CHECK(metric(&h, "ml_stream_shadow_rows_total{model_id=\"m\",serving="
+                         "\"\",shadow=\"\"} ") == 2);
+        /* the next second only compares: nothing is sent, nothing retried */
+        add(&h, "{\"model_id\":\"m\",\"features\":[5,6]}", 2);
+        CHECK_INT_EQ(mls_pipeline_flush(h.p, err, sizeof(err)), 0);
+        CHECK_INT_EQ(sh.nsent, 0);
+        CHECK_INT_EQ(h.ndone, 3);
+        teardown(&h);
+        mls_model_free(v2);
+        fake_free(&sh);
 }
