@@ -33,7 +33,9 @@ from mls-loadgen (bench/loadgen.c):
   * latency from PUBLISH (the publisher's clock) to receipt at
     --latency-rate (10,000) messages/s, through the gateway and at a bare
     Redis subscriber, and per message the gateway's receipt minus the bare
-    subscriber's;
+    subscriber's; then the same at --steady-rate (1,000) messages/s, where
+    every event wakes the gateway on its own, and the gateway's CPU while
+    its one subscriber gets nothing (the cost of staying awake);
   * gateway CPU from /proc/<pid>/stat.
 
 Many connections to one gateway address: every mls-loadgen ws run binds its
@@ -90,6 +92,10 @@ run (--only) or could not tell:
   latency_bare_p99_ms                         publish -> bare Redis subscriber
   cpu_us_per_event_1_subscriber               gateway CPU per payload at --latency-rate,
                                               one subscriber
+  steady_cpu_us_per_event_1_subscriber        the same at --steady-rate (1,000 msg/s):
+                                              every event wakes the gateway alone
+  idle_gateway_core_percent                   gateway CPU with one subscriber and
+                                              nothing published, % of one core
   burst_deliveries_per_s_<n>_subscribers      n = 1, 100, 1000
   burst_cpu_us_per_delivery_<n>_subscribers
   sustained_max_deliveries_per_s_<n>_subscribers
@@ -882,6 +888,19 @@ class Bench:
                 "client_cpu_s": wr["cpu_s"],
                 "machine_busy": busy}
 
+    def steady(self, gw, rate, secs, tmp):
+        """One subscriber at a modest steady rate (each event wakes the
+        gateway on its own), then the same subscriber with nothing
+        published: CPU per event, and the cost of staying awake."""
+        lat = self.latency(gw, 1, rate, secs, tmp)
+        w = self.ws(gw, 1, 1, 1000, secs + 60)
+        c0, t0 = cpu_ns(gw.pid), time.monotonic()
+        time.sleep(secs)
+        idle = (cpu_ns(gw.pid) - c0) / 1e9 / (time.monotonic() - t0)
+        w.kill()
+        lat["idle_core_percent"] = 100 * idle
+        return lat
+
     # -- idle connections, then fan-out to all of them -------------------
 
     def open_idle(self, gw, n, *extra):
@@ -1053,6 +1072,9 @@ def parse_args():
     ap.add_argument("--latency-rate", type=int, default=10000)
     ap.add_argument("--latency-seconds", type=float, default=10)
     ap.add_argument("--latency-runs", type=int, default=3)
+    ap.add_argument("--steady-rate", type=int, default=1000,
+                    help="messages/s of the steady-rate run (default 1000)")
+    ap.add_argument("--steady-seconds", type=float, default=10)
     ap.add_argument("--note", default="", help="free text stored in the result (e.g. the build)")
     ap.add_argument("--step-seconds", type=float, default=3)
     ap.add_argument("--start-deliveries", type=float, default=250000,
@@ -1072,7 +1094,7 @@ def parse_args():
             args.idle_conns = 1000
         args.idle_hold, args.fanout_events = 1, 3
         args.latency_seconds, args.step_seconds, args.bisect = 2, 1, 0
-        args.latency_runs = 1
+        args.latency_runs, args.steady_seconds = 1, 3
         args.burst_deliveries, args.burst_max_messages = 500000, 50000
     if args.idle_conns < 1 or args.conns_per_source < 1 or args.fanout_events < 1:
         ap.error("--idle-conns, --conns-per-source and --fanout-events must be positive")
@@ -1139,6 +1161,12 @@ def run(args, phases, started_at):
             res["latency"] = runs[len(runs) // 2]
             res["latency_p99_ms_spread"] = spread(r["gateway"]["p99_ms"]
                                                   for r in res["latency_runs"])
+            print("steady: %d msg/s to one subscriber for %.0f s, then idle for %.0f s" % (
+                args.steady_rate, args.steady_seconds, args.steady_seconds), flush=True)
+            res["steady"] = bench.steady(gw, args.steady_rate, args.steady_seconds, tmp)
+            print("  gateway %.1f us CPU per event at %d msg/s; idle %.3f%% of a core" % (
+                res["steady"]["gateway_cpu_us_per_delivery"], args.steady_rate,
+                res["steady"]["idle_core_percent"]), flush=True)
 
         if "throughput" in phases:
             res["burst"], res["redis_fanout"], res["sustained"] = [], [], []
@@ -1231,6 +1259,12 @@ def summarize(res):
         "latency_added_p99_ms": lat["gateway_minus_bare_per_message"]["p99_ms"] if lat else None,
         "latency_bare_p99_ms": lat["bare_redis_subscriber"]["p99_ms"] if lat else None,
         "cpu_us_per_event_1_subscriber": lat["gateway_cpu_us_per_delivery"] if lat else None,
+    })
+    st = res.get("steady")
+    s.update({
+        "steady_cpu_us_per_event_1_subscriber":
+            st["gateway_cpu_us_per_delivery"] if st else None,
+        "idle_gateway_core_percent": st["idle_core_percent"] if st else None,
     })
     burst = {b["subscribers"]: b for b in res.get("burst", [])}
     refs = {r["subscribers"]: r for r in res.get("redis_fanout", [])}

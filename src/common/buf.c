@@ -176,6 +176,45 @@ int mls_buf_json_float(struct mls_buf *b, float v)
         return mls_buf_append(b, tmp, (size_t)n);
 }
 
+/* The common case of mls_buf_json_double() without printf: a value that is
+ * the nearest double to a decimal with at most 6 fractional digits, between
+ * 1e-4 and 1e9 in magnitude (so that "%.15g" would print that decimal, not
+ * an exponent). Returns 1 when written, 0 when v is not such a value, -1
+ * when the buffer is full. */
+static int short_decimal(struct mls_buf *b, double v)
+{
+        double a = v < 0 ? -v : v, scaled = a * 1e6;
+        uint64_t k, ip, frac;
+        char tmp[24];
+        int i = (int)sizeof(tmp), digits = 6;
+
+        if (!(a >= 1e-4 && a < 1e9))
+                return 0;
+        k = (uint64_t)(scaled + 0.5);
+        if ((double)k / 1e6 != a)
+                return 0;
+        ip = k / 1000000;
+        frac = k % 1000000;
+        while (frac && frac % 10 == 0) {
+                frac /= 10;
+                digits--;
+        }
+        if (frac) {
+                for (int d = 0; d < digits; d++) {
+                        tmp[--i] = (char)('0' + frac % 10);
+                        frac /= 10;
+                }
+                tmp[--i] = '.';
+        }
+        do {
+                tmp[--i] = (char)('0' + ip % 10);
+                ip /= 10;
+        } while (ip);
+        if (v < 0)
+                tmp[--i] = '-';
+        return mls_buf_append(b, tmp + i, sizeof(tmp) - (size_t)i) < 0 ? -1 : 1;
+}
+
 int mls_buf_json_double(struct mls_buf *b, double v)
 {
         char tmp[40];
@@ -183,6 +222,8 @@ int mls_buf_json_double(struct mls_buf *b, double v)
 
         if (!isfinite(v))
                 return mls_buf_append(b, "null", 4);
+        if ((n = short_decimal(b, v)) != 0)
+                return n < 0 ? -1 : 0;
         for (int prec = 15; prec <= 17; prec++) {
                 n = snprintf(tmp, sizeof(tmp), "%.*g", prec, v);
                 if (strtod(tmp, NULL) == v)

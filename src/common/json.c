@@ -20,12 +20,42 @@ static int put_integer(struct mls_buf *out, json_int_t i)
 
 static int put_value(struct mls_buf *out, const json_t *v, unsigned depth);
 
+/* The key of a raw value's one member: a NUL byte first. */
+static const char raw_key[] = "\0mls-raw-json";
+#define RAW_KEY_LEN (sizeof(raw_key) - 1)
+
+json_t *mls_json_raw(const char *text, size_t len)
+{
+        json_t *o = json_object(), *s = json_stringn_nocheck(text, len);
+
+        if (!o || !s ||
+            json_object_setn_new_nocheck(o, raw_key, RAW_KEY_LEN, s) < 0) {
+                json_decref(o);
+                return NULL;
+        }
+        return o;
+}
+
+const char *mls_json_raw_text(const json_t *v, size_t *len)
+{
+        json_t *s;
+
+        if (!json_is_object(v) || json_object_size(v) != 1 ||
+            !(s = json_object_getn(v, raw_key, RAW_KEY_LEN)))
+                return NULL;
+        *len = json_string_length(s);
+        return json_string_value(s);
+}
+
 static int put_object(struct mls_buf *out, const json_t *obj, unsigned depth)
 {
-        const char *key;
+        const char *key, *raw;
         json_t *member;
+        size_t n;
         int sep = 0;
 
+        if ((raw = mls_json_raw_text(obj, &n)))
+                return mls_buf_append(out, raw, n);
         if (mls_buf_putc(out, '{') < 0)
                 return -1;
         json_object_foreach((json_t *)obj, key, member)

@@ -23,4 +23,19 @@
  * discards. */
 int mls_json_write(struct mls_buf *out, const json_t *v);
 
+/*
+ * A value that mls_json_write() writes as the JSON text it was made from,
+ * byte for byte: how the gateway forwards a prediction's "predictions" and
+ * "metadata" without parsing them into a tree. It is a jansson object with
+ * one member under a key that holds a NUL byte, which no parsed document
+ * and no GraphQL input can produce; other code sees an object.
+ *
+ * mls_json_raw() returns a new reference, or NULL when memory runs out. The
+ * caller guarantees that text[0..len) is one valid JSON value in UTF-8
+ * (mls_jscan_value()). mls_json_raw_text() returns the text, or NULL when v
+ * is not such a value.
+ */
+json_t *mls_json_raw(const char *text, size_t len);
+const char *mls_json_raw_text(const json_t *v, size_t *len);
+
 #endif

@@ -79,7 +79,7 @@ static void on_payload(mls_gateway_t *g, const char *data, size_t len)
         switch (mls_payload_normalize(data, len, g->max_payload, &p)) {
         case MLS_PAYLOAD_PREDICTION: {
                 size_t tlen = 0;
-                const char *tenant = mls_hub_event_tenant(p.event, &tlen);
+                const char *tenant = mls_payload_tenant(&p, &tlen);
                 json_t *id = json_object_get(p.event, "inferenceId");
 
                 mls_series_add(g->m_pred, 1);

@@ -368,17 +368,6 @@ void mls_hub_leave(mls_hub_t *h, struct mls_hub_member *m)
                 drop_group(h, g);
 }
 
-const char *mls_hub_event_tenant(json_t *event, size_t *len)
-{
-        json_t *t =
-                json_object_get(json_object_get(event, "metadata"), "tenant");
-
-        if (!json_is_string(t))
-                return NULL;
-        *len = json_string_length(t);
-        return json_string_value(t);
-}
-
 size_t mls_hub_publish(mls_hub_t *h, const char *model_id, const char *tenant,
                        size_t tenant_len, json_t *event)
 {

@@ -91,9 +91,6 @@ void mls_hub_leave(mls_hub_t *h, struct mls_hub_member *m);
  * delivers it to those slices' members. Returns the number of deliveries. */
 size_t mls_hub_publish(mls_hub_t *h, const char *model_id, const char *tenant,
                        size_t tenant_len, json_t *event);
-/* The tenant of a normalised prediction event (its metadata.tenant when
- * that is a string), or NULL; *len gets its length. Borrowed from event. */
-const char *mls_hub_event_tenant(json_t *event, size_t *len);
 
 /* Renders event (as for mls_hub_publish()) for m alone into out: returns
  * 1 when rendered, 0 when m's slice may not see tenant, -1 when the

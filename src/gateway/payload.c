@@ -1,11 +1,14 @@
 #include "gateway/payload.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/clock.h"
+#include "common/jscan.h"
+#include "common/json.h"
 
 /* snake_case first, then camelCase. */
 static json_t *field(json_t *obj, const char *snake, const char *camel)
@@ -132,9 +135,11 @@ static enum mls_payload_kind garbage(struct mls_payload *out, const char *why)
 {
         json_decref(out->event);
         json_decref(out->models);
+        json_decref(out->tenant);
         free_entries(out);
         out->event = NULL;
         out->models = NULL;
+        out->tenant = NULL;
         out->model_id = NULL;
         out->kind = MLS_PAYLOAD_GARBAGE;
         snprintf(out->reason, sizeof(out->reason), "%s", why);
@@ -384,17 +389,193 @@ static int set(json_t *obj, const char *key, json_t *v)
         return json_object_set_new(obj, key, v ? v : json_null());
 }
 
-static enum mls_payload_kind prediction(json_t *root, struct mls_payload *out)
+/* The top-level fields a prediction may have, snake_case before camelCase
+ * as field() prefers them. */
+enum {
+        F_TYPE,
+        F_MODEL,
+        F_MODEL_C,
+        F_INFERENCE,
+        F_INFERENCE_C,
+        F_INPUT,
+        F_INPUT_C,
+        F_PREDICTIONS,
+        F_LATENCY,
+        F_LATENCY_C,
+        F_RECEIVED,
+        F_RECEIVED_C,
+        F_PUBLISHED,
+        F_PUBLISHED_C,
+        F_METADATA,
+        F_VERSION,
+        F_VERSION_C,
+        NFIELDS
+};
+
+#define NAME(s)                  \
+        {                        \
+                s, sizeof(s) - 1 \
+        }
+static const struct {
+        const char *s;
+        size_t len;
+} field_names[NFIELDS] = {
+        NAME("type"),          NAME("model_id"),     NAME("modelId"),
+        NAME("inference_id"),  NAME("inferenceId"),  NAME("input_id"),
+        NAME("inputId"),       NAME("predictions"),  NAME("latency_ms"),
+        NAME("latencyMs"),     NAME("received_at"),  NAME("receivedAt"),
+        NAME("published_at"),  NAME("publishedAt"),  NAME("metadata"),
+        NAME("model_version"), NAME("modelVersion"),
+};
+#undef NAME
+
+struct fields {
+        struct mls_jscan_span v[NFIELDS];
+        unsigned char have[NFIELDS];
+};
+
+/* Keeps the span of each known member; a repeated key keeps the last, as
+ * jansson would. */
+static int on_member(void *opaque, const struct mls_jscan_span *key,
+                     const struct mls_jscan_span *value)
 {
-        json_t *model = field(root, "model_id", "modelId");
-        json_t *inference = field(root, "inference_id", "inferenceId");
-        json_t *input = field(root, "input_id", "inputId");
-        json_t *preds = json_object_get(root, "predictions");
-        json_t *latency = field(root, "latency_ms", "latencyMs");
-        json_t *received = field(root, "received_at", "receivedAt");
-        json_t *published = field(root, "published_at", "publishedAt");
-        json_t *metadata = json_object_get(root, "metadata");
-        json_t *version = field(root, "model_version", "modelVersion");
+        struct fields *f = opaque;
+
+        for (int i = 0; i < NFIELDS; i++)
+                if (key->escaped ? mls_jscan_string_is(key, field_names[i].s)
+                                 : key->len == field_names[i].len &&
+                                           memcmp(key->p, field_names[i].s,
+                                                  key->len) == 0) {
+                        f->v[i] = *value;
+                        f->have[i] = 1;
+                        break;
+                }
+        return 0;
+}
+
+static const struct mls_jscan_span *pick(const struct fields *f, int snake,
+                                         int camel)
+{
+        if (f->have[snake])
+                return &f->v[snake];
+        return camel >= 0 && f->have[camel] ? &f->v[camel] : NULL;
+}
+
+/* A jansson value for a scanned span (new reference; NULL when memory runs
+ * out): scalars as values, arrays and objects as raw JSON text that is
+ * written out as it came (mls_json_raw()). */
+static json_t *span_value(const struct mls_jscan_span *s)
+{
+        char small[256], *big = NULL, *end;
+        json_t *v = NULL;
+        long n;
+
+        switch (s->type) {
+        case MLS_JSCAN_NULL:
+                return json_null();
+        case MLS_JSCAN_TRUE:
+                return json_true();
+        case MLS_JSCAN_FALSE:
+                return json_false();
+        case MLS_JSCAN_ARRAY:
+        case MLS_JSCAN_OBJECT:
+                return mls_json_raw(s->p, s->len);
+        case MLS_JSCAN_STRING:
+                if (!s->escaped)
+                        return json_stringn_nocheck(s->p, s->len);
+                if (s->len < sizeof(small)) {
+                        n = mls_jscan_string(s, small, sizeof(small));
+                        return json_stringn_nocheck(small, (size_t)n);
+                }
+                if (!(big = malloc(s->len + 1)))
+                        return NULL;
+                n = mls_jscan_string(s, big, s->len + 1);
+                v = json_stringn_nocheck(big, (size_t)n);
+                free(big);
+                return v;
+        case MLS_JSCAN_NUMBER:
+                break;
+        }
+        /* numbers: strtod and strtoll want a terminated copy */
+        if (s->len < sizeof(small)) {
+                memcpy(small, s->p, s->len);
+                small[s->len] = '\0';
+        } else if ((big = malloc(s->len + 1))) {
+                memcpy(big, s->p, s->len);
+                big[s->len] = '\0';
+        } else {
+                return NULL;
+        }
+        if (s->integral) {
+                long long i;
+                errno = 0;
+                i = strtoll(big ? big : small, &end, 10);
+                if (errno == 0)
+                        v = json_integer((json_int_t)i);
+        }
+        if (!v)
+                v = json_real(strtod(big ? big : small, &end));
+        free(big);
+        return v;
+}
+
+/* The decoded metadata.tenant when metadata is an object holding a string
+ * "tenant" (the last one, when repeated). */
+static int on_metadata_member(void *opaque, const struct mls_jscan_span *key,
+                              const struct mls_jscan_span *value)
+{
+        const struct mls_jscan_span **tenant = opaque;
+
+        if (value->type == MLS_JSCAN_STRING &&
+            mls_jscan_string_is(key, "tenant"))
+                *tenant = value;
+        return 0;
+}
+
+static int set_tenant(struct mls_payload *out, const struct mls_jscan_span *m)
+{
+        const struct mls_jscan_span *t = NULL;
+
+        if (!m || m->type != MLS_JSCAN_OBJECT)
+                return 0;
+        mls_jscan_object(m->p, m->len, on_metadata_member, &t, NULL);
+        if (t && !(out->tenant = span_value(t)))
+                return -1;
+        return 0;
+}
+
+/* The fields of a prediction, as jansson values (owned). */
+struct prediction_values {
+        json_t *model, *inference, *input, *preds, *latency, *received,
+                *published, *metadata, *version;
+};
+
+static void values_free(struct prediction_values *pv)
+{
+        json_decref(pv->model);
+        json_decref(pv->inference);
+        json_decref(pv->input);
+        json_decref(pv->preds);
+        json_decref(pv->latency);
+        json_decref(pv->received);
+        json_decref(pv->published);
+        json_decref(pv->metadata);
+        json_decref(pv->version);
+}
+
+/* span_value() of an optional field: 0 and *dst NULL when absent. */
+static int value_of(const struct mls_jscan_span *s, json_t **dst)
+{
+        *dst = NULL;
+        return s && !(*dst = span_value(s)) ? -1 : 0;
+}
+
+static enum mls_payload_kind prediction(const struct prediction_values *pv,
+                                        struct mls_payload *out)
+{
+        json_t *model = pv->model, *inference = pv->inference,
+               *input = pv->input, *preds = pv->preds, *latency = pv->latency,
+               *received = pv->received, *published = pv->published;
         json_t *ev, *v;
         double lat;
 
@@ -429,8 +610,8 @@ static enum mls_payload_kind prediction(json_t *root, struct mls_payload *out)
             set(ev, "receivedAt", datetime(received)) < 0 ||
             set(ev, "publishedAt", published ? datetime(published) : NULL) <
                     0 ||
-            set(ev, "metadata", metadata ? json_incref(metadata) : NULL) < 0 ||
-            set(ev, "modelVersion", model_version(version)) < 0)
+            set(ev, "metadata", json_incref(pv->metadata)) < 0 ||
+            set(ev, "modelVersion", model_version(pv->version)) < 0)
                 return garbage(out, "out of memory");
         out->model_id = json_string_value(json_object_get(ev, "modelId"));
         out->latency_ms = lat;
@@ -438,41 +619,85 @@ static enum mls_payload_kind prediction(json_t *root, struct mls_payload *out)
         return out->kind;
 }
 
+static enum mls_payload_kind scanned_prediction(const struct fields *f,
+                                                struct mls_payload *out)
+{
+        struct prediction_values pv;
+        enum mls_payload_kind k;
+
+        memset(&pv, 0, sizeof(pv));
+        if (value_of(pick(f, F_MODEL, F_MODEL_C), &pv.model) < 0 ||
+            value_of(pick(f, F_INFERENCE, F_INFERENCE_C), &pv.inference) < 0 ||
+            value_of(pick(f, F_INPUT, F_INPUT_C), &pv.input) < 0 ||
+            value_of(pick(f, F_PREDICTIONS, -1), &pv.preds) < 0 ||
+            value_of(pick(f, F_LATENCY, F_LATENCY_C), &pv.latency) < 0 ||
+            value_of(pick(f, F_RECEIVED, F_RECEIVED_C), &pv.received) < 0 ||
+            value_of(pick(f, F_PUBLISHED, F_PUBLISHED_C), &pv.published) < 0 ||
+            value_of(pick(f, F_METADATA, -1), &pv.metadata) < 0 ||
+            value_of(pick(f, F_VERSION, F_VERSION_C), &pv.version) < 0) {
+                values_free(&pv);
+                return garbage(out, "out of memory");
+        }
+        k = prediction(&pv, out);
+        values_free(&pv);
+        if (k == MLS_PAYLOAD_PREDICTION &&
+            set_tenant(out, pick(f, F_METADATA, -1)) < 0)
+                return garbage(out, "out of memory");
+        return k;
+}
+
+/*
+ * Predictions, the hot path, are scanned in place (common/jscan.h): only
+ * the top-level fields are decoded, and "predictions" and "metadata" stay
+ * the JSON text the engine wrote. Heartbeats, a few a second, are parsed
+ * with jansson.
+ */
 enum mls_payload_kind mls_payload_normalize(const char *data, size_t len,
                                             size_t max_len,
                                             struct mls_payload *out)
 {
-        json_error_t jerr;
-        json_t *root, *type;
-        enum mls_payload_kind k;
+        const struct mls_jscan_span *type;
+        struct fields f;
+        json_t *root;
+        int rc;
 
         memset(out, 0, sizeof(*out));
         if (len > max_len)
                 return garbage(out, "payload too large");
-        root = json_loadb(data, len, 0, &jerr);
-        if (!root)
-                return garbage(out, "not JSON");
-        if (!json_is_object(root)) {
-                json_decref(root);
-                return garbage(out, "not a JSON object");
+        memset(f.have, 0, sizeof(f.have));
+        rc = mls_jscan_object(data, len, on_member, &f, NULL);
+        if (rc < 0) {
+                struct mls_jscan_span any;
+                return garbage(out, mls_jscan_value(data, len, &any, NULL) == 0
+                                            ? "not a JSON object"
+                                            : "not JSON");
         }
-        type = json_object_get(root, "type");
-        if (!type || (json_is_string(type) &&
-                      strcmp(json_string_value(type), "prediction") == 0))
-                k = prediction(root, out);
-        else if (json_is_string(type) &&
-                 strcmp(json_string_value(type), "heartbeat") == 0)
-                k = heartbeat(root, out);
-        else
-                k = garbage(out, "unknown type");
+        type = pick(&f, F_TYPE, -1);
+        if (!type || mls_jscan_string_is(type, "prediction"))
+                return scanned_prediction(&f, out);
+        if (!mls_jscan_string_is(type, "heartbeat"))
+                return garbage(out, "unknown type");
+        root = json_loadb(data, len, 0, NULL);
+        if (!root) /* a number out of jansson's range, or no memory */
+                return garbage(out, "not JSON");
+        rc = heartbeat(root, out);
         json_decref(root);
-        return k;
+        return (enum mls_payload_kind)rc;
+}
+
+const char *mls_payload_tenant(const struct mls_payload *p, size_t *len)
+{
+        if (!json_is_string(p->tenant))
+                return NULL;
+        *len = json_string_length(p->tenant);
+        return json_string_value(p->tenant);
 }
 
 void mls_payload_clear(struct mls_payload *p)
 {
         json_decref(p->event);
         json_decref(p->models);
+        json_decref(p->tenant);
         free_entries(p);
         memset(p, 0, sizeof(*p));
 }

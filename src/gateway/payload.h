@@ -15,6 +15,12 @@
  * null). Everything else is ignored. A heartbeat's "models" is an array of
  * model ids; items that are not valid model ids are skipped.
  *
+ * A prediction is scanned in place, not parsed into a tree: "predictions"
+ * and "metadata", when arrays or objects, go into the event as raw JSON
+ * text (mls_json_raw()), validated but byte for byte as the engine wrote
+ * them, so rendering them costs a copy. Code that needs a value inside
+ * them scans the text (mls_payload_tenant()).
+ *
  * A heartbeat may also carry "loaded" (one entry per model the engine
  * serves: its versions and counters) and "comparisons" (cumulative
  * serving-vs-shadow statistics); both optional. They need an "engine_id".
@@ -80,6 +86,8 @@ struct mls_payload {
          * "modelVersion"}; owned */
         json_t *event;
         const char *model_id; /* prediction: borrowed from event */
+        json_t *tenant;       /* prediction: metadata.tenant when a string;
+                                 owned */
         double latency_ms;    /* prediction */
         json_t *models;       /* heartbeat: array of strings; owned */
         /* heartbeat: engine_id ("" when absent), and the valid entries of
@@ -101,6 +109,10 @@ enum mls_payload_kind mls_payload_normalize(const char *data, size_t len,
                                             size_t max_len,
                                             struct mls_payload *out);
 void mls_payload_clear(struct mls_payload *p);
+
+/* A prediction's metadata.tenant (borrowed from p, *len set), or NULL when
+ * metadata is not an object with a string "tenant". */
+const char *mls_payload_tenant(const struct mls_payload *p, size_t *len);
 
 /* 1 if s[0..len) is an RFC 3339 date-time ("2026-11-26T23:59:59.123Z",
  * offsets and any number of fraction digits allowed). */

@@ -260,7 +260,7 @@ static void replay_one(mls_wsproto_t *s, struct op *o,
                 mls_payload_clear(&p);
                 return;
         }
-        tenant = mls_hub_event_tenant(p.event, &tlen);
+        tenant = mls_payload_tenant(&p, &tlen);
         if (o->gap)
                 json_object_set(p.event, "gap", o->gap);
         mls_buf_init(&out, s->env->max_out_bytes);

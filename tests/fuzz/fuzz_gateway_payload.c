@@ -58,7 +58,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         abort();
                 {
                         size_t tlen = 0;
-                        const char *t = mls_hub_event_tenant(p.event, &tlen);
+                        const char *t = mls_payload_tenant(&p, &tlen);
                         mls_monitor_prediction(monitor, p.model_id, t, tlen,
                                                p.latency_ms, 1);
                 }

@@ -859,7 +859,7 @@ static size_t pub(mls_hub_t *h, const char *tenant)
         if (mls_payload_normalize(buf, strlen(buf), 1 << 20, &p) !=
             MLS_PAYLOAD_PREDICTION)
                 return 999;
-        t = mls_hub_event_tenant(p.event, &tlen);
+        t = mls_payload_tenant(&p, &tlen);
         n = mls_hub_publish(h, p.model_id, t, tlen, p.event);
         mls_payload_clear(&p);
         return n;

@@ -535,3 +535,77 @@ MLS_TEST(gateway_payload_heartbeat_garbage_entries)
         CHECK_INT_EQ(p.skipped, 100000 - MLS_PAYLOAD_MAX_LOADED);
         mls_payload_clear(&p);
 }
+
+/* predictions and metadata reach subscribers as the engine wrote them: no
+ * tree is built, so number spellings and key order survive; the tenant is
+ * found inside metadata even behind escapes. */
+MLS_TEST(gateway_payload_passes_predictions_through)
+{
+        struct mls_payload p;
+        const char *t;
+        size_t n = 0;
+
+        CHECK_INT_EQ(norm("{\"model_id\":\"m\",\"inference_id\":12,"
+                          "\"predictions\":{\"z\":1.50,\"a\":[2E3,-0]},"
+                          "\"latency_ms\":1,\"received_at\":1764201599123,"
+                          "\"metadata\":{\"ten\\u0061nt\":\"blue\\u00e9\","
+                          "\"tenant\":1,\"x\":[]}}",
+                          &p),
+                     MLS_PAYLOAD_PREDICTION);
+        CHECK_STR_EQ(event_json(&p),
+                     "{\"inferenceId\":\"12\",\"modelId\":\"m\",\"inputId\":"
+                     "null,\"predictions\":{\"z\":1.50,\"a\":[2E3,-0]},"
+                     "\"latencyMs\":1,\"receivedAt\":"
+                     "\"2025-11-26T23:59:59.123Z\",\"publishedAt\":null,"
+                     "\"metadata\":{\"ten\\u0061nt\":\"blue\\u00e9\","
+                     "\"tenant\":1,\"x\":[]},\"modelVersion\":null}");
+        /* the last "tenant" is a number: no tenant */
+        CHECK(mls_payload_tenant(&p, &n) == NULL);
+        mls_payload_clear(&p);
+
+        CHECK_INT_EQ(norm("{\"model_id\":\"m\",\"inference_id\":\"i\","
+                          "\"predictions\":0.5,\"latency_ms\":1,"
+                          "\"received_at\":1764201599123,\"metadata\":{"
+                          "\"ten\\u0061nt\":\"blue\\u00e9\"}}",
+                          &p),
+                     MLS_PAYLOAD_PREDICTION);
+        t = mls_payload_tenant(&p, &n);
+        CHECK(t && n == 6 && memcmp(t, "blue\xc3\xa9", 6) == 0);
+        mls_payload_clear(&p);
+
+        /* metadata that is not an object: passed through, no tenant */
+        CHECK_INT_EQ(norm("{\"model_id\":\"m\",\"inference_id\":\"i\","
+                          "\"predictions\":[1],\"latency_ms\":1,"
+                          "\"received_at\":1764201599123,\"metadata\":"
+                          "\"tenant\"}",
+                          &p),
+                     MLS_PAYLOAD_PREDICTION);
+        CHECK(mls_payload_tenant(&p, &n) == NULL);
+        mls_payload_clear(&p);
+
+        /* invalid JSON deep inside predictions is still refused */
+        CHECK_INT_EQ(norm("{\"model_id\":\"m\",\"inference_id\":\"i\","
+                          "\"predictions\":[[1,2],[3,]],\"latency_ms\":1,"
+                          "\"received_at\":1764201599123}",
+                          &p),
+                     MLS_PAYLOAD_GARBAGE);
+        CHECK_STR_EQ(p.reason, "not JSON");
+        mls_payload_clear(&p);
+        CHECK_INT_EQ(norm("{\"model_id\":\"m\",\"inference_id\":\"i\","
+                          "\"predictions\":[\"\xc0\x80\"],\"latency_ms\":1,"
+                          "\"received_at\":1764201599123}",
+                          &p),
+                     MLS_PAYLOAD_GARBAGE);
+        mls_payload_clear(&p);
+        CHECK_INT_EQ(norm("[1,2]", &p), MLS_PAYLOAD_GARBAGE);
+        CHECK_STR_EQ(p.reason, "not a JSON object");
+        mls_payload_clear(&p);
+        /* an inference id past int64 is refused, not wrapped */
+        CHECK_INT_EQ(norm("{\"model_id\":\"m\",\"inference_id\":"
+                          "99999999999999999999,\"predictions\":[1],"
+                          "\"latency_ms\":1,\"received_at\":1764201599123}",
+                          &p),
+                     MLS_PAYLOAD_GARBAGE);
+        CHECK_STR_EQ(p.reason, "bad inference_id");
+        mls_payload_clear(&p);
+}
