@@ -94,6 +94,10 @@ run (--only) or could not tell:
                                               one subscriber
   steady_cpu_us_per_event_1_subscriber        the same at --steady-rate (1,000 msg/s):
                                               every event wakes the gateway alone
+  steady_redis_cpu_us_per_message             the reference: redis-server's CPU per
+                                              message in the same run (it too wakes
+                                              for each one, and writes it to the
+                                              gateway and a bare subscriber)
   idle_gateway_core_percent                   gateway CPU with one subscriber and
                                               nothing published, % of one core
   burst_deliveries_per_s_<n>_subscribers      n = 1, 100, 1000
@@ -851,11 +855,13 @@ class Bench:
         gdump, bdump = os.path.join(tmp, "gw.lat"), os.path.join(tmp, "bare.lat")
         w = self.ws(gw, n, n * count, 2000, secs + 60, "--sample-every", 1, "--dump", gdump)
         s = self.sub(1, count, 2000, secs + 60, "--dump", bdump)
-        c0, j0, t0 = cpu_s(gw.pid), machine_jiffies(), time.monotonic()
+        r0 = cpu_ns(self.redis_pid) if self.redis_pid else None
+        c0, j0, t0 = cpu_ns(gw.pid), machine_jiffies(), time.monotonic()
         pub = self.publish(count, rate)
         wr = w.result(secs + 120)
         sr = s.result(secs + 120)
-        cpu, busy = cpu_s(gw.pid) - c0, busy_since(j0)
+        cpu, busy = (cpu_ns(gw.pid) - c0) / 1e9, busy_since(j0)
+        rcpu = (cpu_ns(self.redis_pid) - r0) / 1e9 if r0 is not None else None
         wall = time.monotonic() - t0
 
         def load(path):
@@ -885,6 +891,10 @@ class Bench:
                 "gateway_minus_bare_per_message": stats(diff),
                 "gateway_cpu_s": cpu, "gateway_cores": cpu / wall,
                 "gateway_cpu_us_per_delivery": cpu * 1e6 / max(1, wr["received"]),
+                # the reference: Redis' own CPU per message, which also
+                # wakes for each one and writes it to two subscribers
+                "redis_cpu_us_per_message":
+                    rcpu * 1e6 / max(1, pub["published"]) if rcpu is not None else None,
                 "client_cpu_s": wr["cpu_s"],
                 "machine_busy": busy}
 
@@ -1164,9 +1174,11 @@ def run(args, phases, started_at):
             print("steady: %d msg/s to one subscriber for %.0f s, then idle for %.0f s" % (
                 args.steady_rate, args.steady_seconds, args.steady_seconds), flush=True)
             res["steady"] = bench.steady(gw, args.steady_rate, args.steady_seconds, tmp)
-            print("  gateway %.1f us CPU per event at %d msg/s; idle %.3f%% of a core" % (
-                res["steady"]["gateway_cpu_us_per_delivery"], args.steady_rate,
-                res["steady"]["idle_core_percent"]), flush=True)
+            print("  gateway %.1f us CPU per event at %d msg/s (redis-server %.1f us per "
+                  "message); idle %.3f%% of a core" % (
+                      res["steady"]["gateway_cpu_us_per_delivery"], args.steady_rate,
+                      res["steady"]["redis_cpu_us_per_message"] or 0,
+                      res["steady"]["idle_core_percent"]), flush=True)
 
         if "throughput" in phases:
             res["burst"], res["redis_fanout"], res["sustained"] = [], [], []
@@ -1264,6 +1276,7 @@ def summarize(res):
     s.update({
         "steady_cpu_us_per_event_1_subscriber":
             st["gateway_cpu_us_per_delivery"] if st else None,
+        "steady_redis_cpu_us_per_message": st["redis_cpu_us_per_message"] if st else None,
         "idle_gateway_core_percent": st["idle_core_percent"] if st else None,
     })
     burst = {b["subscribers"]: b for b in res.get("burst", [])}

@@ -45,6 +45,7 @@ static void teardown(mls_gateway_t *g)
         if (g->handles_ready) {
                 uv_close((uv_handle_t *)&g->wake, NULL);
                 uv_close((uv_handle_t *)&g->linger, NULL);
+                uv_close((uv_handle_t *)&g->flush, NULL);
         }
 }
 
@@ -440,6 +441,9 @@ mls_gateway_t *mls_gateway_new(const struct mls_config *cfg,
         g->wake.data = g;
         uv_timer_init(&g->loop, &g->linger);
         g->linger.data = g;
+        uv_check_init(&g->loop, &g->flush);
+        g->flush.data = g;
+        uv_check_start(&g->flush, mls__gw_ws_flush);
         g->handles_ready = 1;
 
         mls__gw_limits_raise_nofile(g->max_conns);
@@ -528,6 +532,7 @@ void mls_gateway_free(mls_gateway_t *g)
         mls__gw_origin_free(&g->origins);
         mls_auth_free(g->auth);
         mls_buf_free(&g->wbuf);
+        free(g->flush_list);
         pthread_mutex_destroy(&g->bus_lock);
         free(g);
 }

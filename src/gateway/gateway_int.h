@@ -65,7 +65,9 @@ struct mls__gw_conn {
         unsigned qcap, qhead, qlen;
         struct mls_buf rx; /* a message arriving in fragments */
         int closing, close_sent, close_code;
+        int peer_closed;  /* the client's close frame came: write nothing */
         int64_t timer_at; /* deadline the lws timer is armed for, or -1 */
+        int flush_at;     /* its index in g->flush_list, or -1 */
         char close_reason[124];
         size_t qbytes; /* bytes of the queued messages (framing excluded) */
 };
@@ -135,6 +137,11 @@ struct mls_gateway {
         struct mls__gw_conn *conns;
         unsigned nconns;
         struct mls_buf wbuf; /* framed messages of one write (ws.c) */
+        /* connections whose queue filled this loop turn: written at the
+         * end of the turn (ws.c, mls__gw_ws_flush) */
+        uv_check_t flush;
+        struct mls__gw_conn **flush_list;
+        unsigned nflush, flush_cap;
 
         /* settings */
         size_t max_message, max_payload;
@@ -167,6 +174,10 @@ struct mls_gateway {
 };
 
 /* --- helpers for every file ------------------------------------------ */
+
+/* ws.c: writes what this loop turn queued for each connection, one write
+ * per connection (a uv_check callback: it runs after the turn's I/O). */
+void mls__gw_ws_flush(uv_check_t *h);
 
 /* Monotonic milliseconds. Any thread. */
 static inline int64_t mls__gw_now_ms(void)

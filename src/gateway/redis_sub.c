@@ -6,13 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
 #include "common/channel.h"
 #include "common/log.h"
 #include "common/strmap.h"
+#include "gateway/redis_uv.h"
 
 #define BACKOFF_START_MS 50
 #define CONNECT_TIMEOUT_MS 3000
@@ -309,7 +309,7 @@ static void start_redis(mls_redis_sub_t *s, const char *ip)
                 return;
         }
         ac->data = s;
-        if (redisLibuvAttach(ac, s->loop) != REDIS_OK) {
+        if (mls_redis_uv_attach(ac, s->loop) < 0) {
                 redisAsyncFree(ac);
                 schedule_retry(s, "cannot attach to the event loop");
                 return;

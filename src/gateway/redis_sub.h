@@ -1,6 +1,6 @@
 /*
  * The gateway's Redis subscriber: hiredis' async API attached to the
- * gateway's libuv loop (redisLibuvAttach), subscribed to one channel.
+ * gateway's libuv loop (mls_redis_uv_attach), subscribed to one channel.
  * The host name is resolved with uv_getaddrinfo(), so nothing blocks the
  * loop. When the connection drops or cannot be made it retries with a
  * backoff that doubles from 50 ms up to retry_max_ms, and subscribes again.

@@ -22,6 +22,37 @@ static void request_write(struct mls__gw_conn *c)
         lws_callback_on_writable(c->wsi);
 }
 
+/*
+ * Queued messages are written at the end of the loop turn that queued
+ * them (mls__gw_ws_flush), straight from the gateway rather than from a
+ * writable callback: asking libwebsockets for one, and it clearing the
+ * request after, each restart the connection's libuv poll handle, an
+ * epoll DEL and ADD, four system calls per event at a low rate. The
+ * writable callback remains for what a direct write leaves: a socket that
+ * did not take everything (libwebsockets keeps the rest and asks itself),
+ * more than one batch, history replays and closing.
+ */
+static void schedule_flush(struct mls__gw_conn *c)
+{
+        mls_gateway_t *g = c->g;
+
+        if (c->flush_at >= 0)
+                return;
+        if (g->nflush == g->flush_cap) {
+                unsigned ncap = g->flush_cap ? g->flush_cap * 2 : 64;
+                struct mls__gw_conn **nl =
+                        realloc(g->flush_list, ncap * sizeof(*nl));
+                if (!nl) {
+                        request_write(c);
+                        return;
+                }
+                g->flush_list = nl;
+                g->flush_cap = ncap;
+        }
+        c->flush_at = (int)g->nflush;
+        g->flush_list[g->nflush++] = c;
+}
+
 /* Logs a warning about a refused or closed connection, rate-limited per
  * reason (mls_log_limited). */
 #define warn_limited(g, why, ...) \
@@ -137,7 +168,7 @@ static int q_push(struct mls__gw_conn *c, struct mls_frame *head,
                 head ? mls_frame_ref(head) : NULL, mls_frame_ref(body)};
         c->qbytes += len;
         if (c->qlen++ == 0)
-                request_write(c);
+                schedule_flush(c);
         return 0;
 }
 
@@ -366,6 +397,8 @@ static void conn_free(struct mls__gw_conn *c)
         if (c->next)
                 c->next->prev = c->prev;
         g->nconns--;
+        if (c->flush_at >= 0)
+                g->flush_list[c->flush_at] = NULL;
         mls_series_add(mls_wsproto_kind(c->proto) == MLS_WSPROTO_LEGACY
                                ? g->m_conns_legacy
                                : g->m_conns_transport,
@@ -464,6 +497,7 @@ static int established(mls_gateway_t *g, struct lws *wsi,
         c->g = g;
         c->wsi = wsi;
         c->timer_at = -1;
+        c->flush_at = -1;
         mls_buf_init(&c->rx, g->max_message);
         c->proto = mls_wsproto_new(&g->env, &ws_ops, c, kind, mls__gw_now_ms());
         if (!c->proto) {
@@ -532,6 +566,45 @@ static void receive(struct mls__gw_conn *c, const char *in, size_t len)
         update_timer(c);
 }
 
+/* One connection's direct write: what the writable callback would do,
+ * except closing, which stays there. */
+static void flush_one(struct mls__gw_conn *c)
+{
+        int more;
+
+        if (c->peer_closed)
+                return;
+        if (c->closing || lws_partial_buffered(c->wsi)) {
+                request_write(c);
+                return;
+        }
+        more = mls_wsproto_pump(c->proto);
+        if (c->qlen && write_batch(c) < 0) {
+                /* the socket is gone: libwebsockets closes it */
+                lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_REASON_BASE,
+                                LWS_TO_KILL_ASYNC);
+                return;
+        }
+        if (c->qlen || more)
+                request_write(c);
+}
+
+void mls__gw_ws_flush(uv_check_t *h)
+{
+        mls_gateway_t *g = h->data;
+
+        /* flush_one() adds no connection to the list: what it queues
+         * (a replay) is for c, which stays listed until it is done */
+        for (unsigned i = 0; i < g->nflush; i++) {
+                struct mls__gw_conn *c = g->flush_list[i];
+                if (!c)
+                        continue; /* closed meanwhile */
+                flush_one(c);
+                c->flush_at = -1;
+        }
+        g->nflush = 0;
+}
+
 int mls__gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
                         void *user, void *in, size_t len)
 {
@@ -573,6 +646,9 @@ int mls__gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
                 }
                 return 0;
         case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+                /* libwebsockets answers it; nothing of ours may follow */
+                if (c)
+                        c->peer_closed = 1;
                 /* our close frame went out already: just hang up */
                 return c && c->close_sent ? 1 : 0;
         case LWS_CALLBACK_TIMER:
