@@ -27,7 +27,7 @@
 #include "gateway/gateway_int.h"
 
 #define LINGER_MS 200 /* for close frames, before the context goes */
-#define WS_RX_BUFFER 4096
+#define WS_RX_BUFFER 1024
 
 /* --- shutdown ------------------------------------------------------------ */
 

@@ -178,6 +178,28 @@ test('legacy graphql-ws: connection_ack then ka keep-alives', async () => {
   assert.deepEqual(r.got.map((m) => JSON.parse(m).type), ['connection_ack', 'ka', 'ka', 'ka']);
 });
 
+// The gateway reads WebSocket data 1 KiB at a time (its per-connection
+// receive buffer): a 40 KiB subscribe message still arrives whole, and a
+// prediction's JSON reaches the client byte for byte.
+test('a subscribe message far larger than the receive buffer works', async () => {
+  const model = modelId('big-doc');
+  const pad = ' '.repeat(20 * 1024); // the message stays under the 64 KiB cap
+  const client = createClient({ url: gw.ws, webSocketImpl: WebSocket, retryAttempts: 0 });
+  const c = collector();
+  client.subscribe({ query: `subscription {${pad} mlInferenceStream(modelId: "${model}") ` +
+                            `{ inferenceId predictions metadata }${pad}}` }, c.sink);
+  await waitMetric(gw, 'ml_stream_gateway_subscriptions', (v) => v >= 1, 'the subscription');
+  await publish(redis.url, `{"type":"prediction","inference_id":"big-1","model_id":"${model}",` +
+                `"predictions":[[1.50,2E3,-0]],"latency_ms":1,"received_at":1764201599123,` +
+                `"metadata":{"k":"caf\u00e9","n":12345678901234567890}}`);
+  await waitFor(() => c.events.length, 5000, 'the prediction');
+  assert.equal(c.events[0].data.mlInferenceStream.inferenceId, 'big-1');
+  assert.deepEqual(c.events[0].data.mlInferenceStream.predictions, [[1.5, 2000, -0]]);
+  assert.deepEqual(c.events[0].data.mlInferenceStream.metadata,
+                   { k: 'caf\u00e9', n: 12345678901234567890 });
+  await client.dispose();
+});
+
 test('a client that does not read loses events and others do not', async () => {
   const model = modelId('slow');
   // a reader
