@@ -166,6 +166,17 @@ void *mls_strmap_remove(struct mls_strmap *m, const char *key, size_t klen)
         return NULL;
 }
 
+void mls_strmap_remove_entry(struct mls_strmap *m, struct mls_strmap_entry *e)
+{
+        struct mls_strmap_entry **pp = &m->buckets[e->hash & (m->nbuckets - 1)];
+
+        while (*pp != e)
+                pp = &(*pp)->next;
+        *pp = e->next;
+        mem_put(m, e);
+        m->count--;
+}
+
 void mls_strmap_foreach(const struct mls_strmap *m,
                         void (*fn)(void *opaque, struct mls_strmap_entry *e),
                         void *opaque)

@@ -69,6 +69,9 @@ struct mls_strmap_entry *mls_strmap_put(struct mls_strmap *m, const char *key,
 /* Removes key's entry (freeing it) and returns its value; NULL when key is
  * absent. */
 void *mls_strmap_remove(struct mls_strmap *m, const char *key, size_t klen);
+/* Removes e, an entry of m that mls_strmap_put() or mls_strmap_find()
+ * returned, without hashing its key again; frees it. */
+void mls_strmap_remove_entry(struct mls_strmap *m, struct mls_strmap_entry *e);
 /* Calls fn on every entry, in no particular order. fn must not put or
  * remove. */
 void mls_strmap_foreach(const struct mls_strmap *m,

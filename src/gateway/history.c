@@ -109,7 +109,7 @@ static struct hmodel *evict_oldest(mls_history_t *h)
         m->count--;
         m->base++;
         if (e->idkey)
-                mls_strmap_remove(&h->ids, e->idkey->key, e->idkey->klen);
+                mls_strmap_remove_entry(&h->ids, e->idkey);
         h->bytes -= e->cost;
         h->entries--;
         h->evicted++;

@@ -576,47 +576,61 @@ static enum mls_payload_kind prediction(const struct prediction_values *pv,
         json_t *model = pv->model, *inference = pv->inference,
                *input = pv->input, *preds = pv->preds, *latency = pv->latency,
                *received = pv->received, *published = pv->published;
-        json_t *ev, *v;
+        json_t *ev, *id = NULL, *recv_at = NULL;
+        enum mls_payload_kind k;
         double lat;
 
         if (!valid_model_id(model))
                 return garbage(out, model ? "bad model_id" : "no model_id");
-        if (!inference || !(v = id_string(inference)))
+        if (!inference || !(id = id_string(inference)))
                 return garbage(out, inference ? "bad inference_id"
                                               : "no inference_id");
-        json_decref(v);
-        if (!preds || json_is_null(preds))
-                return garbage(out, "no predictions");
-        if (!json_is_number(latency))
-                return garbage(out,
-                               latency ? "bad latency_ms" : "no latency_ms");
+        if (!preds || json_is_null(preds)) {
+                k = garbage(out, "no predictions");
+                goto done;
+        }
+        if (!json_is_number(latency)) {
+                k = garbage(out, latency ? "bad latency_ms" : "no latency_ms");
+                goto done;
+        }
         lat = json_number_value(latency);
-        if (!isfinite(lat) || lat < 0)
-                return garbage(out, "bad latency_ms");
-        if (!received || !(v = datetime(received)))
-                return garbage(out,
-                               received ? "bad received_at" : "no received_at");
-        json_decref(v);
+        if (!isfinite(lat) || lat < 0) {
+                k = garbage(out, "bad latency_ms");
+                goto done;
+        }
+        if (!received || !(recv_at = datetime(received))) {
+                k = garbage(out, received ? "bad received_at"
+                                          : "no received_at");
+                goto done;
+        }
         if (input && !json_is_null(input) && !json_is_string(input) &&
-            !json_is_integer(input))
-                return garbage(out, "bad input_id");
+            !json_is_integer(input)) {
+                k = garbage(out, "bad input_id");
+                goto done;
+        }
 
         ev = out->event = json_object();
-        if (!ev || set(ev, "inferenceId", id_string(inference)) < 0 ||
+        /* set() takes the references it is given, also when it fails */
+        if (!ev || set(ev, "inferenceId", json_incref(id)) < 0 ||
             set(ev, "modelId", json_incref(model)) < 0 ||
             set(ev, "inputId", input ? id_string(input) : NULL) < 0 ||
             set(ev, "predictions", json_incref(preds)) < 0 ||
             set(ev, "latencyMs", json_real(lat)) < 0 ||
-            set(ev, "receivedAt", datetime(received)) < 0 ||
+            set(ev, "receivedAt", json_incref(recv_at)) < 0 ||
             set(ev, "publishedAt", published ? datetime(published) : NULL) <
                     0 ||
             set(ev, "metadata", json_incref(pv->metadata)) < 0 ||
-            set(ev, "modelVersion", model_version(pv->version)) < 0)
-                return garbage(out, "out of memory");
+            set(ev, "modelVersion", model_version(pv->version)) < 0) {
+                k = garbage(out, "out of memory");
+                goto done;
+        }
         out->model_id = json_string_value(json_object_get(ev, "modelId"));
         out->latency_ms = lat;
-        out->kind = MLS_PAYLOAD_PREDICTION;
-        return out->kind;
+        k = out->kind = MLS_PAYLOAD_PREDICTION;
+done:
+        json_decref(id);
+        json_decref(recv_at);
+        return k;
 }
 
 static enum mls_payload_kind scanned_prediction(const struct fields *f,
