@@ -3,10 +3,14 @@
 
     bench/report.py bench/out/run-XXXX > bench/REPORT.md
     bench/report.py --compare RUN_A RUN_B
+    bench/report.py --baseline RUN > bench/baseline.json
 
 The second form compares two runs: for each figure of the summary, whether
 each run's median lies within the other's min..max (exit status 1 if any
-does not).
+does not). The third records a run's summary (min / median / max of every
+figure, with its commit and machine) as the "before" of the report's
+before -> after table ({{before_after}}), so that a change is judged
+against figures that were measured, not remembered.
 
 The prose comes from bench/REPORT.in.md, which holds no figures; every number
 in the output comes from the JSON files of that directory (run.json and one
@@ -18,6 +22,8 @@ in the output comes from the JSON files of that directory (run.json and one
                       machine stamp, the quiet check and load averages
     {{summary}}       min / median / max over the rounds of the key figures,
                       and the ratios
+    {{before_after}}  the figures of bench/baseline.json next to this run's:
+                      before median (min..max), after, after / before
 """
 import json
 import os
@@ -26,6 +32,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TEMPLATE = os.path.join(HERE, "REPORT.in.md")
+BASELINE = os.path.join(HERE, "baseline.json")
 
 # Labels of the figures the benchmarks write (others appear under their key).
 LABELS = {
@@ -138,7 +145,8 @@ RATIOS = [
     ("cluster", "ref_cluster_over_one_node"),
     ("cluster", "gateway_bytes_cluster_over_single"),
 ]
-GATEWAY_PATTERNS = ("cpu_us_per", "bytes_per_connection", "p99", "deliveries_per_s")
+GATEWAY_PATTERNS = ("cpu_us_per", "bytes_per_connection", "p99", "deliveries_per_s",
+                    "core_percent")
 
 TITLES = {"engine": "Engine", "models": "Models", "scaleout": "Scale-out",
           "up": "mlstream up", "gateway": "Gateway", "cluster": "Redis Cluster",
@@ -356,10 +364,51 @@ def render(run_dir, template=TEMPLATE):
     text = text.replace("{{reproduce}}", "```sh\nscripts/test --quick   # once: installs and "
                         "builds\n%s\n```" % cmd)
     text = text.replace("{{summary}}", summary(run))
+    text = text.replace("{{before_after}}", before_after(run))
     text = text.replace("{{dir}}", os.path.relpath(run_dir, os.path.dirname(HERE)))
     import re
     text = re.sub(r"\{\{table:(\w+)\}\}", lambda mm: table(run, mm.group(1)), text)
     return text
+
+
+def baseline(run_dir):
+    """The summary of a run as the JSON of bench/baseline.json."""
+    run = Run(run_dir)
+    m = run.manifest
+    mb = m.get("machine_before", {})
+    figures = []
+    for bench, key in summary_figures(run):
+        s = spread(run.values(bench, key))
+        if s is not None:
+            figures.append({"bench": bench, "key": key, "min": s[0], "median": s[1],
+                            "max": s[2], "rounds": s[3]})
+    return {"run": m.get("started"), "command": m.get("command"),
+            "commit": mb.get("commit"), "machine": {k: mb.get(k) for k in
+                                                    ("cpu", "cores", "kernel")},
+            "figures": figures}
+
+
+def before_after(run, path=BASELINE):
+    """Each figure of the baseline next to this run's, where both have it."""
+    try:
+        with open(path) as f:
+            base = json.load(f)
+    except (OSError, ValueError) as err:
+        return "(no baseline: %s)" % err
+    rows = ["Before: commit %s, run of %s (%s, %s cores). After: this run." % (
+                base.get("commit"), base.get("run"), base["machine"].get("cpu"),
+                base["machine"].get("cores")), "",
+            "| benchmark | figure | before: median (min..max) | after: median (min..max) "
+            "| after / before |", "|---|---|---|---|---|"]
+    for f in base.get("figures", []):
+        s = spread(run.values(f["bench"], f["key"]))
+        if s is None:
+            continue
+        ratio = s[1] / f["median"] if f["median"] else None
+        rows.append("| %s | %s | %s (%s..%s) | %s (%s..%s) | %s |" % (
+            f["bench"], label(f["key"]), fmt(f["median"]), fmt(f["min"]), fmt(f["max"]),
+            fmt(s[1]), fmt(s[0]), fmt(s[2]), fmt(ratio) if ratio is not None else "–"))
+    return "\n".join(rows)
 
 
 def summary_figures(run):
@@ -410,6 +459,12 @@ def main():
         sys.stdout.write(text)
         print("\n%d figure(s) with a median outside the other run's spread" % outside)
         sys.exit(1 if outside else 0)
+    if args and args[0] == "--baseline" and len(args) == 2:
+        if not has_run(args[1]):
+            sys.exit(2)
+        json.dump(baseline(args[1]), sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        sys.exit(0)
     if len(args) != 1 or args[0] in ("-h", "--help"):
         print(__doc__.strip())
         sys.exit(0 if args and args[0] in ("-h", "--help") else 2)
