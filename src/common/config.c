@@ -284,19 +284,21 @@ const struct mls_conf_def mls_conf_defs[] = {
         {.env = "ML_PREFETCH_MAX_BYTES",
          .flag = "prefetch-max-bytes",
          .type = MLS_CONF_INT,
-         .defval = "100663296",
+         .defval = "4194304",
          .min = 1048576,
-         .max = 17179869184LL,
+         .max = 2147482624LL,
          .scope = E | U,
          .section = "Engine",
          .offset = OFF(prefetch_max_bytes),
          .help = "Most bytes of input the Kafka consumer prefetches, over all "
-                 "partitions of the input topic: librdkafka bounds its queue "
-                 "per partition, so the engine gives each partition this "
-                 "divided by the topic's partition count at start-up (at most "
-                 "32 MiB). Bounds the engine's memory on any backlog; smaller "
-                 "drains a backlog more slowly. "
-                 "`KAFKA_CONF_QUEUED_MAX_MESSAGES_KBYTES` overrides it."},
+                 "partitions together. Bounds the engine's memory on any "
+                 "backlog: librdkafka keeps several times the payload per "
+                 "queued message, so a backlog of small messages takes about "
+                 "5x this plus ~15 MB (45 MB at the default). The engine "
+                 "wakes the fetcher as the queue drains, so a small prefetch "
+                 "does not slow a drain; larger helps only over a slow link "
+                 "to the brokers. `KAFKA_CONF_QUEUED_MAX_MESSAGES_KBYTES` "
+                 "overrides it."},
         {.env = "ML_DEAD_LETTER_MAX_BYTES",
          .flag = "dead-letter-max-bytes",
          .type = MLS_CONF_INT,

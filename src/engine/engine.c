@@ -24,6 +24,7 @@
 #include "model/registry.h"
 
 #define BACKOFF_START_MS 50
+#define NUDGE_TIMEOUT_MS 100
 
 struct mls_engine {
         const struct mls_config *cfg;
@@ -49,6 +50,13 @@ struct mls_engine {
         int64_t stop_by; /* monotonic ns: the drain deadline after a stop */
         mls_series_t *s_consumed, *s_ready, *s_assigned;
         mls_lag_t *lag; /* per-partition consumer lag gauges */
+        /* the prefetch (prefetch_check()): the consumer queue, its bound
+         * in bytes, the input seen (for the mean message size), and
+         * whether the queue was half full since the last nudge */
+        rd_kafka_queue_t *queue;
+        int64_t prefetch_bytes;
+        int64_t seen_bytes, seen_msgs;
+        int prefetch_armed;
         /* ML_EXACTLY_ONCE (else txn is NULL): done_offsets are the open
          * transaction's; rewind has, per partition consumed since its
          * assignment, where an abort consumes it again from: the offset
@@ -448,7 +456,66 @@ static void add_message(mls_engine_t *e, rd_kafka_message_t *m)
         mls_series_add(e->s_consumed, 1);
         if (e->txn)
                 note_position(e, m);
+        /* a mean that follows the recent sizes: halved now and then */
+        e->seen_bytes += (int64_t)m->len;
+        if (++e->seen_msgs == 65536) {
+                e->seen_msgs /= 2;
+                e->seen_bytes /= 2;
+        }
         mls_pipeline_add(e->pipeline, &rec);
+}
+
+/* Makes every broker thread that leads an assigned partition serve its
+ * partitions again: asks each leader for their latest offsets, a small
+ * request (answer unused). Engine thread; blocks for that round trip, at
+ * most NUDGE_TIMEOUT_MS; failures are ignored (the fetcher then resumes
+ * on its own within a second). */
+static void prefetch_nudge(mls_engine_t *e)
+{
+        rd_kafka_topic_partition_list_t *parts = NULL;
+        rd_kafka_resp_err_t err;
+
+        if (rd_kafka_assignment(e->consumer, &parts) || !parts)
+                return;
+        for (int i = 0; i < parts->cnt; i++)
+                parts->elems[i].offset = RD_KAFKA_OFFSET_END; /* latest */
+        if (parts->cnt) {
+                err = rd_kafka_offsets_for_times(e->consumer, parts,
+                                                 NUDGE_TIMEOUT_MS);
+                if (err)
+                        mls_debug("prefetch nudge: %s", rd_kafka_err2str(err));
+        }
+        rd_kafka_topic_partition_list_destroy(parts);
+}
+
+/*
+ * librdkafka 2.0 stops fetching once its queue holds
+ * queued.max.messages.kbytes (ML_PREFETCH_MAX_BYTES) and decides again
+ * only when something else wakes its broker threads: a response, a
+ * request to send, or their one-second timeout. Draining a backlog the
+ * queue fills while nothing else is in flight, so each fill would cost up
+ * to a second of idling (librdkafka >= 2.4 has fetch.queue.backoff.ms for
+ * this; Debian 12 has 2.0). The engine estimates the queue's bytes (its
+ * length times the mean input size); once the queue was half full and
+ * has drained to a quarter, prefetch_nudge() wakes the broker threads,
+ * which fetch again while a quarter is still queued. An estimate off by
+ * up to 2x either way still nudges in time. At a steady rate the queue
+ * stays near empty and nothing is sent. Engine thread.
+ */
+static void prefetch_check(mls_engine_t *e)
+{
+        int64_t queued;
+
+        if (!e->queue || !e->seen_msgs)
+                return;
+        queued = (int64_t)rd_kafka_queue_length(e->queue) *
+                 (e->seen_bytes / e->seen_msgs);
+        if (queued >= e->prefetch_bytes / 2) {
+                e->prefetch_armed = 1;
+        } else if (e->prefetch_armed && queued < e->prefetch_bytes / 4) {
+                e->prefetch_armed = 0;
+                prefetch_nudge(e);
+        }
 }
 
 static void hold_message(mls_engine_t *e, rd_kafka_message_t *m)
@@ -598,47 +665,16 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
         return 0;
 }
 
-/* librdkafka 2.0 bounds its prefetch queue per partition, so the
- * engine-wide ML_PREFETCH_MAX_BYTES is divided by the input topic's
- * partition count (the most this engine can be assigned), asked of the
- * broker once at start-up; 32 MiB per partition when it cannot be asked. */
+/* queued.max.messages.kbytes for ML_PREFETCH_MAX_BYTES. librdkafka 2.0's
+ * high-level consumer forwards every partition's fetch queue to the one
+ * consumer queue, and a partition's bound is checked against the size of
+ * that queue (rd_kafka_q_size() follows the forward): so the setting
+ * bounds all partitions together, not each. 2,097,151 KiB is its maximum. */
 static long long prefetch_kbytes(const struct mls_config *cfg)
 {
-        const long long per_partition_max = 32768;
-        const struct rd_kafka_metadata *md = NULL;
-        rd_kafka_topic_t *t = NULL;
-        rd_kafka_conf_t *conf;
-        rd_kafka_t *rk = NULL;
-        long long kb = per_partition_max;
-        char err[256];
-        int parts = 0;
+        long long kb = cfg->prefetch_max_bytes / 1024;
 
-        conf = mls_kafka_conf(cfg, RD_KAFKA_PRODUCER, NULL, err, sizeof(err));
-        if (conf)
-                rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
-        if (!rk) {
-                if (conf)
-                        rd_kafka_conf_destroy(conf);
-                return kb;
-        }
-        t = rd_kafka_topic_new(rk, cfg->kafka_inference_topic, NULL);
-        if (t && rd_kafka_metadata(rk, 0, t, &md, 2000) == 0 &&
-            md->topic_cnt == 1 && !md->topics[0].err)
-                parts = md->topics[0].partition_cnt;
-        if (md)
-                rd_kafka_metadata_destroy(md);
-        if (t)
-                rd_kafka_topic_destroy(t);
-        rd_kafka_destroy(rk);
-        if (parts > 0)
-                kb = cfg->prefetch_max_bytes / 1024 / parts;
-        if (kb > per_partition_max)
-                kb = per_partition_max;
-        if (kb < 1024)
-                kb = 1024;
-        mls_debug("prefetch: %lld KiB per partition (%d partitions)", kb,
-                  parts);
-        return kb;
+        return kb > 2097151 ? 2097151 : kb;
 }
 
 static rd_kafka_t *consumer_new(mls_engine_t *e, char *errstr,
@@ -671,12 +707,19 @@ static rd_kafka_t *consumer_new(mls_engine_t *e, char *errstr,
         rd_kafka_resp_err_t err;
         rd_kafka_t *rk;
         char kerr[512];
+        size_t ksize;
 
         snprintf(kbytes, sizeof(kbytes), "%lld", prefetch_kbytes(cfg));
         conf = mls_kafka_conf(cfg, RD_KAFKA_CONSUMER, defaults, errstr,
                               errstr_size);
         if (!conf)
                 return NULL;
+        /* the bound in force (KAFKA_CONF_* may have set it), for
+         * prefetch_check() */
+        ksize = sizeof(kbytes);
+        if (rd_kafka_conf_get(conf, "queued.max.messages.kbytes", kbytes,
+                              &ksize) == RD_KAFKA_CONF_OK)
+                e->prefetch_bytes = strtoll(kbytes, NULL, 10) * 1024;
 
         if (rd_kafka_conf_set(conf, "group.id", cfg->kafka_consumer_group, kerr,
                               sizeof(kerr)) != RD_KAFKA_CONF_OK ||
@@ -717,6 +760,7 @@ static rd_kafka_t *consumer_new(mls_engine_t *e, char *errstr,
                 return NULL;
         }
         rd_kafka_poll_set_consumer(rk);
+        e->queue = rd_kafka_queue_get_consumer(rk);
         topics = rd_kafka_topic_partition_list_new(1);
         rd_kafka_topic_partition_list_add(topics, cfg->kafka_inference_topic,
                                           RD_KAFKA_PARTITION_UA);
@@ -726,6 +770,8 @@ static rd_kafka_t *consumer_new(mls_engine_t *e, char *errstr,
                 snprintf(errstr, errstr_size,
                          "KAFKA_INFERENCE_TOPIC %s: cannot subscribe: %s",
                          cfg->kafka_inference_topic, rd_kafka_err2str(err));
+                rd_kafka_queue_destroy(e->queue);
+                e->queue = NULL;
                 rd_kafka_destroy(rk);
                 return NULL;
         }
@@ -1278,8 +1324,12 @@ int mls_engine_run(mls_engine_t *e)
                         add_message(e, m);
                 /* checked on every message, so that age closes a batch
                  * also while the consumer never runs dry */
-                if (mls_pipeline_due(e->pipeline, mls_clock_mono_ns()))
+                if (mls_pipeline_due(e->pipeline, mls_clock_mono_ns())) {
                         flush(e);
+                        prefetch_check(e);
+                } else if (!m) {
+                        prefetch_check(e);
+                }
         }
         if (!e->fatal)
                 final_commit(e);
@@ -1363,6 +1413,9 @@ void mls_engine_free(mls_engine_t *e)
                 for (size_t i = 0; i < e->nheld; i++)
                         rd_kafka_message_destroy(e->held[i]);
                 e->nheld = 0;
+                if (e->queue)
+                        rd_kafka_queue_destroy(e->queue);
+                e->queue = NULL;
                 close_consumer(e);
         }
         mls_lag_free(e->lag);

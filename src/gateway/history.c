@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/hash.h"
 #include "common/strmap.h"
 
 /* One prediction held. Entries form one list, oldest first, across all
@@ -10,13 +11,22 @@
 struct entry {
         struct entry *newer;
         struct hmodel *model;
-        struct mls_strmap_entry *idkey; /* in h->ids; NULL when a newer
-                                           entry took the id */
+        uint64_t id_hash; /* of the inference id, which follows data */
+        size_t idlen;
+        int indexed; /* in h->ids; 0 when a newer entry took the id */
         uint64_t ord;
         int64_t at_ms;
         size_t cost; /* what it counts against max_bytes */
         size_t len;
-        char data[];
+        char data[]; /* the payload (len bytes), then the id */
+};
+
+/* A slot of the id index: open addressing with linear probing, at most
+ * half full, so that adding and evicting a prediction touch one or two
+ * cache lines rather than a chain of separately allocated keys. */
+struct slot {
+        uint64_t hash;
+        struct entry *e; /* NULL: empty */
 };
 
 struct hmodel {
@@ -34,7 +44,8 @@ struct mls_history {
         int64_t max_age_ms;
         struct entry *oldest, *newest;
         struct mls_strmap models; /* model id -> hmodel */
-        struct mls_strmap ids;    /* inference id -> entry */
+        struct slot *ids;         /* inference id -> entry */
+        size_t ids_mask, ids_count;
         uint64_t epochs, evicted, refused;
 };
 
@@ -50,7 +61,6 @@ mls_history_t *mls_history_new(size_t max_bytes, int64_t max_age_ms)
         h->max_bytes = max_bytes;
         h->max_age_ms = max_age_ms;
         mls_strmap_init(&h->models);
-        mls_strmap_init(&h->ids);
         return h;
 }
 
@@ -72,9 +82,79 @@ void mls_history_free(mls_history_t *h)
                 next = e->newer;
                 free(e);
         }
-        mls_strmap_free(&h->ids, NULL);
+        free(h->ids);
         mls_strmap_free(&h->models, free_model);
         free(h);
+}
+
+static const char *entry_id(const struct entry *e)
+{
+        return e->data + e->len;
+}
+
+/* The slot holding id, or the empty one where it would go. The index must
+ * exist. */
+static struct slot *id_slot(const mls_history_t *h, uint64_t hash,
+                            const char *id, size_t len)
+{
+        for (size_t i = hash & h->ids_mask;; i = (i + 1) & h->ids_mask) {
+                struct slot *s = &h->ids[i];
+                if (!s->e || (s->hash == hash && s->e->idlen == len &&
+                              memcmp(entry_id(s->e), id, len) == 0))
+                        return s;
+        }
+}
+
+static struct entry *find_id(const mls_history_t *h, const char *id, size_t len)
+{
+        return h->ids_count ? id_slot(h, mls_hash(id, len), id, len)->e : NULL;
+}
+
+/* Doubles the index (or makes the first one). -1 when memory runs out,
+ * the index unchanged. */
+static int grow_ids(mls_history_t *h)
+{
+        size_t n = h->ids ? 2 * (h->ids_mask + 1) : 64;
+        struct slot *ns = calloc(n, sizeof(*ns));
+
+        if (!ns)
+                return -1;
+        for (size_t i = 0; h->ids && i <= h->ids_mask; i++) {
+                size_t j = h->ids[i].hash & (n - 1);
+                if (!h->ids[i].e)
+                        continue;
+                while (ns[j].e)
+                        j = (j + 1) & (n - 1);
+                ns[j] = h->ids[i];
+        }
+        free(h->ids);
+        h->ids = ns;
+        h->ids_mask = n - 1;
+        return 0;
+}
+
+/* Takes e out of the index, moving later slots of its probe run back so
+ * that no lookup stops early (no tombstones). */
+static void unindex(mls_history_t *h, struct entry *e)
+{
+        size_t i = e->id_hash & h->ids_mask, j, home;
+
+        while (h->ids[i].e != e)
+                i = (i + 1) & h->ids_mask;
+        for (j = i;;) {
+                j = (j + 1) & h->ids_mask;
+                if (!h->ids[j].e)
+                        break;
+                home = h->ids[j].hash & h->ids_mask;
+                /* slot j may fill the hole at i unless its home lies
+                 * cyclically in (i, j] */
+                if (i <= j ? (home > i && home <= j) : (home > i || home <= j))
+                        continue;
+                h->ids[i] = h->ids[j];
+                i = j;
+        }
+        h->ids[i].e = NULL;
+        h->ids_count--;
 }
 
 /* Resizes m's ring to ncap slots (>= count), counting the change. */
@@ -108,8 +188,8 @@ static struct hmodel *evict_oldest(mls_history_t *h)
         m->head = (m->head + 1) % m->cap;
         m->count--;
         m->base++;
-        if (e->idkey)
-                mls_strmap_remove_entry(&h->ids, e->idkey);
+        if (e->indexed)
+                unindex(h, e);
         h->bytes -= e->cost;
         h->entries--;
         h->evicted++;
@@ -195,12 +275,13 @@ int mls_history_add(mls_history_t *h, const char *model_id, size_t mlen,
                     const char *id, size_t idlen, const char *payload,
                     size_t len, int64_t now_ms)
 {
-        size_t cost = sizeof(struct entry) + len +
-                      sizeof(struct mls_strmap_entry) + idlen + 1 +
-                      sizeof(void *); /* the id map's bucket */
-        struct mls_strmap_entry *k;
-        struct entry *e, *prev;
+        /* the entry, and two index slots (the index is at most half full) */
+        size_t cost =
+                sizeof(struct entry) + len + idlen + 2 * sizeof(struct slot);
+        uint64_t hash = mls_hash(id, idlen);
+        struct entry *e;
         struct hmodel *m;
+        struct slot *s;
 
         mls_history_expire(h, now_ms);
         if (cost > h->max_bytes / 2 || !(m = get_model(h, model_id, mlen, 1))) {
@@ -212,28 +293,34 @@ int mls_history_add(mls_history_t *h, const char *model_id, size_t mlen,
                 h->refused++;
                 return -1;
         }
-        e = malloc(sizeof(*e) + len);
+        if ((!h->ids || 2 * (h->ids_count + 1) > h->ids_mask + 1) &&
+            grow_ids(h) < 0) {
+                h->refused++;
+                return -1;
+        }
+        e = malloc(sizeof(*e) + len + idlen);
         if (!e) {
                 h->refused++;
                 return -1;
         }
-        prev = mls_strmap_get(&h->ids, id, idlen);
-        k = mls_strmap_put(&h->ids, id, idlen, e);
-        if (!k) {
-                free(e);
-                h->refused++;
-                return -1;
-        }
-        if (prev)
-                prev->idkey = NULL;
+        s = id_slot(h, hash, id, idlen);
+        if (s->e)
+                s->e->indexed = 0; /* the id was seen before: newest wins */
+        else
+                h->ids_count++;
+        s->hash = hash;
+        s->e = e;
         e->newer = NULL;
         e->model = m;
-        e->idkey = k;
+        e->id_hash = hash;
+        e->idlen = idlen;
+        e->indexed = 1;
         e->ord = m->base + m->count;
         e->at_ms = now_ms;
         e->cost = cost;
         e->len = len;
         memcpy(e->data, payload, len);
+        memcpy(e->data + len, id, idlen);
         m->ring[(m->head + m->count) % m->cap] = e;
         m->count++;
         if (h->newest)
@@ -254,7 +341,7 @@ int mls_history_seek(mls_history_t *h, const char *model_id, size_t mlen,
                      const char *id, size_t idlen, struct mls_history_cursor *c)
 {
         struct hmodel *m = get_model(h, model_id, mlen, 0);
-        struct entry *e = mls_strmap_get(&h->ids, id, idlen);
+        struct entry *e = find_id(h, id, idlen);
 
         if (!m) {
                 /* from the model's first prediction, whenever it comes */

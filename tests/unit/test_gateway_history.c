@@ -207,3 +207,51 @@ MLS_TEST(gateway_history_repeated_ids)
         CHECK_INT_EQ(next(h, "m", &c), 3);
         mls_history_free(h);
 }
+
+/* The id index under churn: ids repeat (the newest holder wins) and a
+ * small budget evicts on almost every add. After each add, every id is
+ * found exactly when a held prediction carries it, and a resume from it
+ * starts right after its newest holder. */
+MLS_TEST(gateway_history_id_index_under_churn)
+{
+        mls_history_t *h = mls_history_new(8192, 0);
+        unsigned seed = 7;
+        int held[64];
+
+        CHECK(h);
+        for (int round = 0; round < 5000; round++) {
+                struct mls_history_cursor c = {0, 0};
+                char id[16], payload[32];
+                int k, n = 0;
+
+                seed = seed * 1103515245u + 12345u;
+                k = (int)((seed >> 8) % 64);
+                snprintf(id, sizeof(id), "k%d", k);
+                snprintf(payload, sizeof(payload), "{\"n\":%d}", k);
+                CHECK_INT_EQ(mls_history_add(h, "m", 1, id, strlen(id), payload,
+                                             strlen(payload), round),
+                             0);
+                /* what is held, oldest first: the newest position of each
+                 * id */
+                for (int i = 0; i < 64; i++)
+                        held[i] = -1;
+                for (long long v; (v = next(h, "m", &c)) != -1;)
+                        if (v >= 0)
+                                held[v] = n++;
+                for (int i = 0; i < 64; i++) {
+                        struct mls_history_cursor s;
+                        int rc;
+                        snprintf(id, sizeof(id), "k%d", i);
+                        rc = mls_history_seek(h, "m", 1, id, strlen(id), &s);
+                        CHECK_INT_EQ(rc, held[i] >= 0 ? 0 : -1);
+                        if (rc == 0) {
+                                /* the next one read is the one after it */
+                                int after = 0;
+                                for (long long v; (v = next(h, "m", &s)) >= 0;)
+                                        after++;
+                                CHECK_INT_EQ(after, n - 1 - held[i]);
+                        }
+                }
+        }
+        mls_history_free(h);
+}
