@@ -17,6 +17,14 @@ Kafka-only reference is send time -> the same message at a bare kcat
 consumer reading the topic at the same time; the end-to-end receiver is `mls-loadgen sub`, a bare
 Redis subscriber in C. The engine's own share is its latency histogram.
 
+Steady and idle: a fresh engine with its defaults (heartbeat every 5 s),
+joined and warmed up, first left idle for --idle-seconds (the share of one
+core it uses then: idle_engine_core_percent), then fed --steady-rate
+messages/s (default 1,000) by the paced producer for --steady-seconds: its
+CPU per message at that rate (steady_cpu_us_per_message_1000_per_s, named
+after the rate), which includes whatever it spends on timers and per-batch
+round trips at a rate where batches are tiny.
+
 Exactly-once (--exactly-once): the same backlog drained twice more by one
 engine that also produces every prediction to a 4-partition output topic,
 first at least once, then in Kafka transactions (ML_EXACTLY_ONCE=true, the
@@ -30,6 +38,7 @@ exactly once adds about one transaction interval.
 Writes --out (default bench/out/engine.json): "summary", "machine", details.
 Uses KAFKA_BOOTSTRAP_SERVERS / REDIS_URL when set (bench/run, scripts/services
 start), else starts the services itself.
+The build benchmarked is $MLSTREAM_BUILD_DIR (default build/).
 Usage: bench/engine_bench.py [--messages N] [--quick] [--exactly-once] [--out FILE]
 """
 import argparse
@@ -47,6 +56,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import benchlib  # noqa: E402
 from benchlib import cpu_s, fail, memory, percentile  # noqa: E402
+import mlshelpers  # noqa: E402
 from mlshelpers import (CHANNEL, Engine, Subscriber, metric_sum, redis_addr,  # noqa: E402
                         stop_services, topic_create, wait_for)
 
@@ -296,6 +306,49 @@ def run_latency(env, rate, count, loadgen):
             "engine_cpu_us_per_msg": cpu * 1e6 / count}
 
 
+def run_steady(env, rate, seconds, idle_seconds):
+    """The engine's cost when there is little to do, with its defaults (the
+    heartbeat too): the CPU of a core it takes at idle (joined, nothing to
+    consume) over idle_seconds, then its CPU per message while a paced
+    producer sends `rate` messages/s for `seconds`."""
+    topic = "bench.steady.%s" % uuid.uuid4().hex[:8]
+    topic_create(env, topic, 4)
+    eng = Engine(env, topic=topic, extra_env={"ML_LOG_LEVEL": "warn",
+                                              "ML_HEARTBEAT_INTERVAL_MS": "5000"})
+    prod = None
+    try:
+        eng.wait_ready()
+        prod = PacedProducer(env, topic)
+        # warm-up: a second at the rate (connections, metadata, group join)
+        prod.paced(rate, rate, prefix="w")
+        wait_for(lambda: metric_sum(eng.metrics(), "ml_stream_inference_predictions_total")
+                 >= rate, 60, "the warm-up predictions")
+        time.sleep(2)  # the warm-up's commits and replies settle
+        cpu0, t0 = cpu_s(eng.proc.pid), time.monotonic()
+        time.sleep(idle_seconds)
+        idle_cpu, idle_wall = cpu_s(eng.proc.pid) - cpu0, time.monotonic() - t0
+        count = rate * seconds
+        cpu0 = cpu_s(eng.proc.pid)
+        achieved = prod.paced(rate, count)
+        # the last messages are scored within milliseconds; no /metrics
+        # scrape (the engine's CPU too) until the CPU is read
+        time.sleep(0.5)
+        cpu = cpu_s(eng.proc.pid) - cpu0
+        wait_for(lambda: metric_sum(eng.metrics(), "ml_stream_inference_predictions_total")
+                 >= rate + count, 60, "the %d steady-rate predictions" % count)
+        mem = memory(eng.proc.pid)
+    finally:
+        if prod:
+            prod.close()
+        eng.stop()
+    return {"rate": rate, "achieved_rate": achieved, "count": count,
+            "engine_cpu_us_per_msg": cpu * 1e6 / count,
+            "engine_core_percent": 100 * cpu / (count / achieved + 0.5),
+            "idle_seconds": idle_wall, "idle_cpu_s": idle_cpu,
+            "idle_core_percent": 100 * idle_cpu / idle_wall,
+            "engine_peak_rss_bytes": mem["VmHWM"]}
+
+
 def run_output_latency(env, rate, count, output, txn_interval_ms=None):
     """Send time -> a read_committed consumer of the output topic has the
     prediction, at a steady rate: what a Kafka consumer of the predictions
@@ -359,13 +412,21 @@ def main():
     ap.add_argument("--transaction-interval-ms", type=int, default=None,
                     help="ML_TRANSACTION_INTERVAL_MS for the exactly-once drain "
                          "(default: the engine's)")
+    ap.add_argument("--steady-rate", type=int, default=1000,
+                    help="the low steady rate (msg/s) of the CPU-per-message run")
+    ap.add_argument("--steady-seconds", type=int, default=30)
+    ap.add_argument("--idle-seconds", type=int, default=30)
     benchlib.add_common_args(ap, "engine")
     args = ap.parse_args()
     if args.quick:
         args.messages, args.latency_count = min(args.messages, 50000), min(args.latency_count, 10000)
         args.output_latency_count = min(args.output_latency_count, 2000)
+        args.steady_seconds, args.idle_seconds = min(args.steady_seconds, 10), min(args.idle_seconds, 10)
     result = benchlib.Result("engine", args)
     binary = benchlib.need_binary("mlstream")
+    # the engines run are the build's mlstream ($MLSTREAM_BIN wins, as in
+    # bench/run), not tests/integration's default build/mlstream
+    mlshelpers.MLSTREAM = os.environ.get("MLSTREAM_BIN") or binary
     loadgen = benchlib.need_binary("bench/mls-loadgen")
     benchlib.need_command("kcat", "apt-get install kcat")
     benchlib.need_command("redis-benchmark", "apt-get install redis-tools")
@@ -388,6 +449,7 @@ def main():
                                              args.transaction_interval_ms)
                     for mode in ("at-least-once", "exactly-once")}
         lat = run_latency(env, args.latency_rate, args.latency_count, loadgen)
+        steady = run_steady(env, args.steady_rate, args.steady_seconds, args.idle_seconds)
     finally:
         if msgfile:
             os.unlink(msgfile)
@@ -410,10 +472,13 @@ def main():
         "engine_latency_mean_ms": round(lat["engine_latency_mean_ms"], 3),
         "steady_rss_mb": round(lat["engine_peak_rss_bytes"] / 1e6, 1),
         "steady_cpu_us_per_msg": round(lat["engine_cpu_us_per_msg"], 2),
+        "steady_cpu_us_per_message_%d_per_s" % args.steady_rate:
+            round(steady["engine_cpu_us_per_msg"], 2),
+        "idle_engine_core_percent": round(steady["idle_core_percent"], 3),
     }
     if e2e["p99_ms"] and ko["p99_ms"]:
         summary["e2e_over_kafka_only_p99"] = round(e2e["p99_ms"] / ko["p99_ms"], 2)
-    details = {"throughput": t, "latency": lat}
+    details = {"throughput": t, "latency": lat, "steady": steady}
     if eos:
         summary.update({
             "output_alo_drain_msgs_per_s": round(alo["engine_msgs_per_s"]),

@@ -52,6 +52,8 @@ LABELS = {
     "engine_latency_mean_ms": "engine's own latency, mean (ms)",
     "steady_rss_mb": "engine peak RSS at the steady rate (MB)",
     "steady_cpu_us_per_msg": "engine CPU per message at the steady rate (µs)",
+    "steady_cpu_us_per_message_1000_per_s": "engine CPU per message at 1,000 msg/s (µs)",
+    "idle_engine_core_percent": "engine at idle, joined (% of one core)",
     "output_alo_drain_msgs_per_s": "with an output topic, at least once: drain (msg/s)",
     "output_eos_drain_msgs_per_s": "with an output topic, exactly once: drain (msg/s)",
     "eos_over_alo_drain": "exactly once / at least once, drain",
