@@ -624,6 +624,32 @@ const struct mls_conf_def mls_conf_defs[] = {
          .help = "Period of the `ka` keep-alive sent to legacy `graphql-ws` "
                  "clients (subscriptions-transport-ws closes after 30 s "
                  "without one). 0: none."},
+        {.env = "GATEWAY_IDLE_PING_MS",
+         .flag = "gateway-idle-ping-ms",
+         .type = MLS_CONF_INT,
+         .defval = "30000",
+         .min = 100,
+         .max = 3600000,
+         .scope = G | U,
+         .section = "Gateway",
+         .offset = OFF(gateway_idle_ping_ms),
+         .help = "A WebSocket client that has sent nothing for this long "
+                 "gets a WebSocket ping; browsers and client libraries "
+                 "answer it by themselves."},
+        {.env = "GATEWAY_IDLE_HANGUP_MS",
+         .flag = "gateway-idle-hangup-ms",
+         .type = MLS_CONF_INT,
+         .defval = "60000",
+         .min = 200,
+         .max = 7200000,
+         .scope = G | U,
+         .section = "Gateway",
+         .offset = OFF(gateway_idle_hangup_ms),
+         .help = "A WebSocket client that has sent nothing, not even the "
+                 "answer to a ping, for this long is hung up on, so that "
+                 "peers that vanished without closing (a pulled cable, a "
+                 "laptop asleep) do not hold connections. Must exceed "
+                 "GATEWAY_IDLE_PING_MS."},
         {.env = "GATEWAY_MAX_MODELS",
          .flag = "gateway-max-models",
          .type = MLS_CONF_INT,

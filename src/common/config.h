@@ -87,6 +87,7 @@ struct mls_config {
         long long gateway_send_queue;
         long long gateway_init_timeout_ms;
         long long gateway_keepalive_ms;
+        long long gateway_idle_ping_ms, gateway_idle_hangup_ms;
         long long gateway_max_models;
         long long latency_window;
         /* gateway: query cost and the model table under hostile input */

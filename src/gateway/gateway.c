@@ -46,6 +46,7 @@ static void teardown(mls_gateway_t *g)
                 uv_close((uv_handle_t *)&g->wake, NULL);
                 uv_close((uv_handle_t *)&g->linger, NULL);
                 uv_close((uv_handle_t *)&g->flush, NULL);
+                uv_close((uv_handle_t *)&g->timers, NULL);
         }
 }
 
@@ -161,11 +162,12 @@ static const struct lws_protocol_vhost_options pvo_default = {NULL, NULL,
 static const struct lws_protocol_vhost_options pvo = {
         NULL, &pvo_default, "mlstream-no-subprotocol", ""};
 
-/* Pings WebSocket clients idle for 30 s, hangs up after 60 s without an
- * answer. */
+/* No libwebsockets validity timers: each connection's would be kept in
+ * one sorted list that every (re)arm walks, O(n) per connection. ws.c
+ * pings idle clients itself (30 s, hang-up at 60 s) from its timer heap. */
 static const lws_retry_bo_t idle_policy = {
-        .secs_since_valid_ping = 30,
-        .secs_since_valid_hangup = 60,
+        .secs_since_valid_ping = 0,
+        .secs_since_valid_hangup = 0,
 };
 
 static void lws_log(int level, const char *line)
@@ -314,6 +316,15 @@ mls_gateway_t *mls_gateway_new(const struct mls_config *cfg,
         /* one batch of frames, or one message of the largest size */
         mls_buf_init(&g->wbuf, 2 * g->max_payload + 65536 + 4096);
 
+        if (cfg->gateway_idle_hangup_ms <= cfg->gateway_idle_ping_ms) {
+                snprintf(errstr, errstr_size,
+                         "GATEWAY_IDLE_HANGUP_MS (%lld) must exceed "
+                         "GATEWAY_IDLE_PING_MS (%lld): a client needs time "
+                         "to answer the ping",
+                         cfg->gateway_idle_hangup_ms,
+                         cfg->gateway_idle_ping_ms);
+                goto fail;
+        }
         if (!bus && parse_redis(cfg, &urls, &nurls, errstr, errstr_size) < 0)
                 goto fail;
         if (mls__gw_origin_parse(&g->origins, cfg->gateway_allowed_origins,
@@ -444,6 +455,8 @@ mls_gateway_t *mls_gateway_new(const struct mls_config *cfg,
         uv_check_init(&g->loop, &g->flush);
         g->flush.data = g;
         uv_check_start(&g->flush, mls__gw_ws_flush);
+        uv_timer_init(&g->loop, &g->timers);
+        g->timers.data = g;
         g->handles_ready = 1;
 
         mls__gw_limits_raise_nofile(g->max_conns);
@@ -533,6 +546,7 @@ void mls_gateway_free(mls_gateway_t *g)
         mls_auth_free(g->auth);
         mls_buf_free(&g->wbuf);
         free(g->flush_list);
+        free(g->timer_heap);
         pthread_mutex_destroy(&g->bus_lock);
         free(g);
 }

@@ -66,8 +66,12 @@ struct mls__gw_conn {
         struct mls_buf rx; /* a message arriving in fragments */
         int closing, close_sent, close_code;
         int peer_closed;  /* the client's close frame came: write nothing */
-        int64_t timer_at; /* deadline the lws timer is armed for, or -1 */
-        int flush_at;     /* its index in g->flush_list, or -1 */
+        int64_t timer_at; /* the next deadline in the heap (ms), or -1 */
+        /* liveness (ws.c): when the client last sent anything, when to
+         * look again, and when the last ping went out (-1: none) */
+        int64_t last_rx_ms, check_at, ping_at;
+        int heap_at;  /* its index in g->timer_heap, or -1 */
+        int flush_at; /* its index in g->flush_list, or -1 */
         char close_reason[124];
         size_t qbytes; /* bytes of the queued messages (framing excluded) */
 };
@@ -137,6 +141,11 @@ struct mls_gateway {
         struct mls__gw_conn *conns;
         unsigned nconns;
         struct mls_buf wbuf; /* framed messages of one write (ws.c) */
+        /* the connections' deadlines (ws.c): a binary min-heap by
+         * timer_at, and one libuv timer armed for the earliest */
+        uv_timer_t timers;
+        struct mls__gw_conn **timer_heap;
+        unsigned nheap, heap_cap;
         /* connections whose queue filled this loop turn: written at the
          * end of the turn (ws.c, mls__gw_ws_flush) */
         uv_check_t flush;
@@ -178,6 +187,8 @@ struct mls_gateway {
 /* ws.c: writes what this loop turn queued for each connection, one write
  * per connection (a uv_check callback: it runs after the turn's I/O). */
 void mls__gw_ws_flush(uv_check_t *h);
+/* ws.c: runs the sessions whose deadline has come (the uv timer g->timers). */
+void mls__gw_ws_timers(uv_timer_t *t);
 
 /* Monotonic milliseconds. Any thread. */
 static inline int64_t mls__gw_now_ms(void)

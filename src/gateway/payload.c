@@ -599,8 +599,8 @@ static enum mls_payload_kind prediction(const struct prediction_values *pv,
                 goto done;
         }
         if (!received || !(recv_at = datetime(received))) {
-                k = garbage(out, received ? "bad received_at"
-                                          : "no received_at");
+                k = garbage(out,
+                            received ? "bad received_at" : "no received_at");
                 goto done;
         }
         if (input && !json_is_null(input) && !json_is_string(input) &&

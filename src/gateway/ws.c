@@ -264,20 +264,185 @@ void mls__gw_conn_close(struct mls__gw_conn *c, int code, const char *reason)
 }
 
 /*
- * Arms the connection's libwebsockets timer for the session's next
- * deadline. It is never cancelled: libwebsockets 4.1 treats
- * LWS_SET_TIMER_USEC_CANCEL as "now" and would call back in a busy loop, so
- * a deadline that is no longer wanted just fires once for nothing.
+ * Deadlines of the sessions (init timeout, keep-alives): a binary min-heap
+ * of connections by timer_at and one libuv timer for the earliest, so that
+ * arming one costs O(log n). (libwebsockets' own timers keep one sorted
+ * list and insert by walking it: with every connection's init timeout on
+ * it, opening n connections cost O(n^2).)
  */
-static void update_timer(struct mls__gw_conn *c)
+static int heap_less(mls_gateway_t *g, unsigned a, unsigned b)
 {
-        int64_t t = mls_wsproto_next_timer(c->proto), now;
+        return g->timer_heap[a]->timer_at < g->timer_heap[b]->timer_at;
+}
 
-        if (t < 0 || t == c->timer_at)
+static void heap_set(mls_gateway_t *g, unsigned i, struct mls__gw_conn *c)
+{
+        g->timer_heap[i] = c;
+        c->heap_at = (int)i;
+}
+
+static void heap_swap(mls_gateway_t *g, unsigned a, unsigned b)
+{
+        struct mls__gw_conn *t = g->timer_heap[a];
+
+        heap_set(g, a, g->timer_heap[b]);
+        heap_set(g, b, t);
+}
+
+static void sift_up(mls_gateway_t *g, unsigned i)
+{
+        while (i > 0 && heap_less(g, i, (i - 1) / 2)) {
+                heap_swap(g, i, (i - 1) / 2);
+                i = (i - 1) / 2;
+        }
+}
+
+static void sift_down(mls_gateway_t *g, unsigned i)
+{
+        for (;;) {
+                unsigned l = 2 * i + 1, r = l + 1, m = i;
+                if (l < g->nheap && heap_less(g, l, m))
+                        m = l;
+                if (r < g->nheap && heap_less(g, r, m))
+                        m = r;
+                if (m == i)
+                        return;
+                heap_swap(g, i, m);
+                i = m;
+        }
+}
+
+static void heap_remove(mls_gateway_t *g, struct mls__gw_conn *c)
+{
+        unsigned i = (unsigned)c->heap_at, last = --g->nheap;
+
+        c->heap_at = -1;
+        if (i == last)
                 return;
+        heap_set(g, i, g->timer_heap[last]);
+        sift_down(g, i);
+        sift_up(g, i);
+}
+
+static int heap_insert(mls_gateway_t *g, struct mls__gw_conn *c)
+{
+        if (g->nheap == g->heap_cap) {
+                unsigned ncap = g->heap_cap ? 2 * g->heap_cap : 64;
+                struct mls__gw_conn **nh =
+                        realloc(g->timer_heap, ncap * sizeof(*nh));
+                if (!nh)
+                        return -1;
+                g->timer_heap = nh;
+                g->heap_cap = ncap;
+        }
+        heap_set(g, g->nheap++, c);
+        sift_up(g, (unsigned)c->heap_at);
+        return 0;
+}
+
+/* Arms g->timers for the earliest deadline (stops it when none). */
+static void arm_timers(mls_gateway_t *g)
+{
+        int64_t now, t;
+
+        if (g->torn_down || !g->handles_ready)
+                return; /* the timer is closed, or was never made */
+        if (!g->nheap) {
+                uv_timer_stop(&g->timers);
+                return;
+        }
+        t = g->timer_heap[0]->timer_at;
         now = mls__gw_now_ms();
+        uv_timer_start(&g->timers, mls__gw_ws_timers,
+                       (uint64_t)(t > now ? t - now : 0), 0);
+}
+
+/* A client silent for GATEWAY_IDLE_PING_MS is pinged (a WebSocket ping
+ * frame), and one silent for GATEWAY_IDLE_HANGUP_MS is hung up on: a peer
+ * that vanished without closing (a cable pulled, a laptop asleep) frees
+ * its connection. */
+#define LIVE_PING_MS(c) ((c)->g->cfg->gateway_idle_ping_ms)
+#define LIVE_HANGUP_MS(c) ((c)->g->cfg->gateway_idle_hangup_ms)
+
+/* Liveness, when c->check_at has come: a client heard from recently is
+ * looked at again later; a silent one is pinged once, then hung up on. */
+static void check_alive(struct mls__gw_conn *c, int64_t now)
+{
+        /* FIN + ping with 2 bytes of data: libwebsockets 4.1 passes on
+         * only a pong that carries data (the client echoes ours) */
+        static unsigned char ping[4] = {0x89, 0x02, 'm', 'l'};
+
+        if (c->closing || now < c->check_at)
+                return;
+        if (now - c->last_rx_ms < LIVE_PING_MS(c)) {
+                c->check_at = c->last_rx_ms + LIVE_PING_MS(c);
+                return;
+        }
+        if (now - c->last_rx_ms >= LIVE_HANGUP_MS(c)) {
+                mls_debug("websocket: no answer for %lld ms: hanging up",
+                          (long long)(now - c->last_rx_ms));
+                c->check_at = INT64_MAX;
+                lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_REASON_BASE,
+                                LWS_TO_KILL_ASYNC);
+                return;
+        }
+        if (c->ping_at < c->last_rx_ms) {
+                /* whole frames only go out, so this never splits one */
+                lws_write(c->wsi, ping, sizeof(ping), LWS_WRITE_RAW);
+                c->ping_at = now;
+        }
+        c->check_at = c->last_rx_ms + LIVE_HANGUP_MS(c);
+}
+
+/* The earlier of the session's deadline and the liveness check. */
+static int64_t next_deadline(const struct mls__gw_conn *c)
+{
+        int64_t t = mls_wsproto_next_timer(c->proto);
+
+        if (!c->closing && c->check_at != INT64_MAX &&
+            (t < 0 || c->check_at < t))
+                t = c->check_at;
+        return t;
+}
+
+/* Puts the connection's next deadline in the heap. Returns -1 when memory
+ * runs out: the caller closes the connection (its init timeout would
+ * otherwise never come). */
+static int update_timer(struct mls__gw_conn *c)
+{
+        mls_gateway_t *g = c->g;
+        int64_t t = next_deadline(c);
+        int was_first = c->heap_at == 0;
+
+        if (t == c->timer_at && (t < 0 || c->heap_at >= 0))
+                return 0;
+        if (c->heap_at >= 0)
+                heap_remove(g, c);
         c->timer_at = t;
-        lws_set_timer_usecs(c->wsi, (lws_usec_t)(t > now ? t - now : 1) * 1000);
+        if (t >= 0 && heap_insert(g, c) < 0) {
+                c->timer_at = -1;
+                return -1;
+        }
+        if (was_first || c->heap_at == 0)
+                arm_timers(g);
+        return 0;
+}
+
+void mls__gw_ws_timers(uv_timer_t *h)
+{
+        mls_gateway_t *g = h->data;
+        int64_t now = mls__gw_now_ms();
+
+        while (g->nheap && g->timer_heap[0]->timer_at <= now) {
+                struct mls__gw_conn *c = g->timer_heap[0];
+                heap_remove(g, c);
+                c->timer_at = -1;
+                check_alive(c, now);
+                mls_wsproto_timer(c->proto, now);
+                if (update_timer(c) < 0)
+                        mls__gw_conn_close(c, 1011, "Out of memory");
+        }
+        arm_timers(g);
 }
 
 /* Most bytes of queued messages coalesced into one write. */
@@ -399,6 +564,12 @@ static void conn_free(struct mls__gw_conn *c)
         g->nconns--;
         if (c->flush_at >= 0)
                 g->flush_list[c->flush_at] = NULL;
+        if (c->heap_at >= 0) {
+                int first = c->heap_at == 0;
+                heap_remove(g, c);
+                if (first)
+                        arm_timers(g);
+        }
         mls_series_add(mls_wsproto_kind(c->proto) == MLS_WSPROTO_LEGACY
                                ? g->m_conns_legacy
                                : g->m_conns_transport,
@@ -497,6 +668,10 @@ static int established(mls_gateway_t *g, struct lws *wsi,
         c->g = g;
         c->wsi = wsi;
         c->timer_at = -1;
+        c->heap_at = -1;
+        c->last_rx_ms = mls__gw_now_ms();
+        c->check_at = c->last_rx_ms + LIVE_PING_MS(c);
+        c->ping_at = -1;
         c->flush_at = -1;
         mls_buf_init(&c->rx, g->max_message);
         c->proto = mls_wsproto_new(&g->env, &ws_ops, c, kind, mls__gw_now_ms());
@@ -531,7 +706,8 @@ static int established(mls_gateway_t *g, struct lws *wsi,
         mls_series_add(kind == MLS_WSPROTO_LEGACY ? g->m_conns_legacy
                                                   : g->m_conns_transport,
                        1);
-        update_timer(c);
+        if (update_timer(c) < 0)
+                mls__gw_conn_close(c, 1011, "Out of memory");
         return 0;
 }
 
@@ -563,7 +739,8 @@ static void receive(struct mls__gw_conn *c, const char *in, size_t len)
                                   mls__gw_now_ms());
                 mls_buf_free(&c->rx);
         }
-        update_timer(c);
+        if (update_timer(c) < 0)
+                mls__gw_conn_close(c, 1011, "Out of memory");
 }
 
 /* One connection's direct write: what the writable callback would do,
@@ -618,8 +795,14 @@ int mls__gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
         case LWS_CALLBACK_ESTABLISHED:
                 return established(g, wsi, slot);
         case LWS_CALLBACK_RECEIVE:
-                if (c)
+                if (c) {
+                        c->last_rx_ms = mls__gw_now_ms();
                         receive(c, in, len);
+                }
+                return 0;
+        case LWS_CALLBACK_RECEIVE_PONG:
+                if (c)
+                        c->last_rx_ms = mls__gw_now_ms();
                 return 0;
         case LWS_CALLBACK_SERVER_WRITEABLE:
                 if (!c)
@@ -651,13 +834,6 @@ int mls__gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
                         c->peer_closed = 1;
                 /* our close frame went out already: just hang up */
                 return c && c->close_sent ? 1 : 0;
-        case LWS_CALLBACK_TIMER:
-                if (c) {
-                        c->timer_at = -1;
-                        mls_wsproto_timer(c->proto, mls__gw_now_ms());
-                        update_timer(c);
-                }
-                return 0;
         case LWS_CALLBACK_CLOSED:
                 if (c) {
                         conn_free(c);

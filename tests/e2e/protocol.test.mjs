@@ -4,10 +4,12 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 
+import { spawnSync } from 'node:child_process';
+
 import WebSocket from 'ws';
 import { createClient } from 'graphql-ws';
 
-import { collector, metric, modelId, prediction, publish, startGateway, startRedis,
+import { MLSTREAM, collector, metric, modelId, prediction, publish, startGateway, startRedis,
          waitFor, waitMetric } from './helpers.mjs';
 
 let redis, gw, authGw;
@@ -198,6 +200,51 @@ test('a subscribe message far larger than the receive buffer works', async () =>
   assert.deepEqual(c.events[0].data.mlInferenceStream.metadata,
                    { k: 'caf\u00e9', n: 12345678901234567890 });
   await client.dispose();
+});
+
+// Dead peers: a client that answers WebSocket pings (every library does)
+// stays however quiet it is; one that stops reading, and so never answers,
+// is hung up on after GATEWAY_IDLE_HANGUP_MS.
+test('an idle client that answers pings stays; a silent one is hung up on', async () => {
+  const idle = await startGateway(redis.url, { GATEWAY_IDLE_PING_MS: '200',
+                                               GATEWAY_IDLE_HANGUP_MS: '600' });
+  try {
+    const open = async () => {
+      const ws = new WebSocket(idle.ws, T);
+      await new Promise((r) => ws.on('open', r));
+      ws.send(init);
+      await new Promise((r) => ws.once('message', r)); // connection_ack
+      return ws;
+    };
+    const alive = await open();
+    let pings = 0;
+    alive.on('ping', () => { pings++; });
+    const dead = await open();
+    let deadClosed = false;
+    dead.on('close', () => { deadClosed = true; });
+    dead.on('error', () => {});
+    await waitMetric(idle, 'ml_stream_gateway_connections{protocol="graphql-transport-ws"}', (v) => v === 2, 'both connections');
+    dead._socket.pause(); // reads nothing more: pings go unanswered
+    await waitMetric(idle, 'ml_stream_gateway_connections{protocol="graphql-transport-ws"}', (v) => v === 1,
+                     'the silent client to be hung up on', 10000);
+    // the quiet one was pinged, answered, and is still there
+    assert.ok(pings >= 2, `pings seen by the live client: ${pings}`);
+    assert.equal(alive.readyState, WebSocket.OPEN);
+    dead._socket.resume();
+    await waitFor(() => deadClosed, 5000, 'the silent client to see its socket closed');
+    alive.close(1000);
+  } finally {
+    await idle.stop();
+  }
+});
+
+test('GATEWAY_IDLE_HANGUP_MS at or below GATEWAY_IDLE_PING_MS stops the gateway at start-up', () => {
+  const r = spawnSync(MLSTREAM, ['gateway'], {
+    env: { ...process.env, REDIS_URL: redis.url, GATEWAY_PORT: '0',
+           GATEWAY_IDLE_PING_MS: '5000', GATEWAY_IDLE_HANGUP_MS: '5000' },
+    encoding: 'utf8', timeout: 10000 });
+  assert.equal(r.status, 2, r.stderr);
+  assert.match(r.stderr, /GATEWAY_IDLE_HANGUP_MS \(5000\) must exceed GATEWAY_IDLE_PING_MS \(5000\)/);
 });
 
 test('a client that does not read loses events and others do not', async () => {

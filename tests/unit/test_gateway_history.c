@@ -7,7 +7,7 @@
 
 static int add(mls_history_t *h, const char *model, int n, int64_t at)
 {
-        char id[32], payload[128];
+        char id[64], payload[128];
 
         snprintf(id, sizeof(id), "id-%s-%d", model, n);
         snprintf(payload, sizeof(payload), "{\"n\":%d}", n);
@@ -18,7 +18,7 @@ static int add(mls_history_t *h, const char *model, int n, int64_t at)
 static int seek(mls_history_t *h, const char *model, int n,
                 struct mls_history_cursor *c)
 {
-        char id[32];
+        char id[64];
 
         snprintf(id, sizeof(id), "id-%s-%d", model, n);
         return mls_history_seek(h, model, strlen(model), id, strlen(id), c);
