@@ -68,8 +68,9 @@ struct mls__gw_conn {
         int peer_closed;  /* the client's close frame came: write nothing */
         int64_t timer_at; /* the next deadline in the heap (ms), or -1 */
         /* liveness (ws.c): when the client last sent anything, when to
-         * look again, and when the last ping went out (-1: none) */
-        int64_t last_rx_ms, check_at, ping_at;
+         * look again, and whether a ping awaits its answer */
+        int64_t last_rx_ms, check_at;
+        int ping_out;
         int heap_at;  /* its index in g->timer_heap, or -1 */
         int flush_at; /* its index in g->flush_list, or -1 */
         char close_reason[124];
@@ -319,8 +320,8 @@ static inline int mls__gw_origin_enforced(const struct mls__gw_origin_policy *p)
 /* Raises RLIMIT_NOFILE towards what max_conns connections need; warns when
  * it cannot get there. At start-up. */
 void mls__gw_limits_raise_nofile(unsigned max_conns);
-/* The descriptors libwebsockets should track: the connections, its own
- * few, and no more than the process may open. */
+/* The descriptors libwebsockets should track: all the process may open
+ * (see limits.c). */
 unsigned mls__gw_limits_lws_fds(unsigned max_conns);
 
 #endif

@@ -28,13 +28,23 @@ void mls__gw_limits_raise_nofile(unsigned max_conns)
                          (unsigned long long)rl.rlim_cur, max_conns);
 }
 
+/*
+ * libwebsockets 4.1 finds a connection by its descriptor in a table indexed
+ * by descriptor, but only when it tracks as many descriptors as the
+ * open-file limit (sysconf(_SC_OPEN_MAX)): told to track fewer, it scans
+ * the whole table on every lookup, which made each new connection cost
+ * O(connections open). So it tracks the limit itself; its tables are
+ * allocated zeroed and touched only where descriptors are in use. Only a
+ * limit past what libwebsockets accepts (it falls back to 2,560 above 10
+ * million) is replaced by what the connections need.
+ */
 unsigned mls__gw_limits_lws_fds(unsigned max_conns)
 {
         struct rlimit rl;
         unsigned want = max_conns + OWN_FDS;
 
         if (getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
-            rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want)
-                want = (unsigned)rl.rlim_cur;
+            rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur <= 10000000)
+                return (unsigned)rl.rlim_cur;
         return want;
 }

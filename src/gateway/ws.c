@@ -364,6 +364,17 @@ static void arm_timers(mls_gateway_t *g)
 #define LIVE_PING_MS(c) ((c)->g->cfg->gateway_idle_ping_ms)
 #define LIVE_HANGUP_MS(c) ((c)->g->cfg->gateway_idle_hangup_ms)
 
+/* Has libwebsockets close the connection soon, without a close frame.
+ * Outside its callbacks, a timeout set waits for libwebsockets' next
+ * wake-up (it re-arms its timer only after servicing a descriptor), so
+ * lws_cancel_service() wakes it now through its event pipe. */
+static void kill_async(struct mls__gw_conn *c)
+{
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_REASON_BASE,
+                        LWS_TO_KILL_ASYNC);
+        lws_cancel_service(lws_get_context(c->wsi));
+}
+
 /* Liveness, when c->check_at has come: a client heard from recently is
  * looked at again later; a silent one is pinged once, then hung up on. */
 static void check_alive(struct mls__gw_conn *c, int64_t now)
@@ -382,14 +393,13 @@ static void check_alive(struct mls__gw_conn *c, int64_t now)
                 mls_debug("websocket: no answer for %lld ms: hanging up",
                           (long long)(now - c->last_rx_ms));
                 c->check_at = INT64_MAX;
-                lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_REASON_BASE,
-                                LWS_TO_KILL_ASYNC);
+                kill_async(c);
                 return;
         }
-        if (c->ping_at < c->last_rx_ms) {
+        if (!c->ping_out) {
                 /* whole frames only go out, so this never splits one */
                 lws_write(c->wsi, ping, sizeof(ping), LWS_WRITE_RAW);
-                c->ping_at = now;
+                c->ping_out = 1;
         }
         c->check_at = c->last_rx_ms + LIVE_HANGUP_MS(c);
 }
@@ -671,7 +681,6 @@ static int established(mls_gateway_t *g, struct lws *wsi,
         c->heap_at = -1;
         c->last_rx_ms = mls__gw_now_ms();
         c->check_at = c->last_rx_ms + LIVE_PING_MS(c);
-        c->ping_at = -1;
         c->flush_at = -1;
         mls_buf_init(&c->rx, g->max_message);
         c->proto = mls_wsproto_new(&g->env, &ws_ops, c, kind, mls__gw_now_ms());
@@ -758,8 +767,7 @@ static void flush_one(struct mls__gw_conn *c)
         more = mls_wsproto_pump(c->proto);
         if (c->qlen && write_batch(c) < 0) {
                 /* the socket is gone: libwebsockets closes it */
-                lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_REASON_BASE,
-                                LWS_TO_KILL_ASYNC);
+                kill_async(c);
                 return;
         }
         if (c->qlen || more)
@@ -797,12 +805,15 @@ int mls__gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
         case LWS_CALLBACK_RECEIVE:
                 if (c) {
                         c->last_rx_ms = mls__gw_now_ms();
+                        c->ping_out = 0;
                         receive(c, in, len);
                 }
                 return 0;
         case LWS_CALLBACK_RECEIVE_PONG:
-                if (c)
+                if (c) {
                         c->last_rx_ms = mls__gw_now_ms();
+                        c->ping_out = 0;
+                }
                 return 0;
         case LWS_CALLBACK_SERVER_WRITEABLE:
                 if (!c)
