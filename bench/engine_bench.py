@@ -15,7 +15,10 @@ send time in metadata.sent_ns) at --latency-rate messages/s into a fresh
 topic. End to end is send time -> the prediction at a Redis subscriber; the
 Kafka-only reference is send time -> the same message at a bare kcat
 consumer reading the topic at the same time; the end-to-end receiver is `mls-loadgen sub`, a bare
-Redis subscriber in C. The engine's own share is its latency histogram.
+Redis subscriber in C. The whole path adds a real `mlstream gateway` on the same channel and one
+graphql-transport-ws subscriber of the model (`mls-loadgen ws`): gateway_e2e_p99_ms, and its p99
+minus the Kafka-only p99 (gateway_e2e_p99_minus_kafka_only_ms). The engine's own share is its
+latency histogram.
 
 Steady and idle: a fresh engine with its defaults (heartbeat every 5 s),
 joined and warmed up, first left idle for --idle-seconds (the share of one
@@ -57,8 +60,8 @@ sys.path.insert(0, HERE)
 import benchlib  # noqa: E402
 from benchlib import cpu_s, fail, memory, percentile  # noqa: E402
 import mlshelpers  # noqa: E402
-from mlshelpers import (CHANNEL, Engine, Subscriber, metric_sum, redis_addr,  # noqa: E402
-                        stop_services, topic_create, wait_for)
+from mlshelpers import (CHANNEL, Engine, Subscriber, free_port, http_get, metric_sum,  # noqa: E402
+                        redis_addr, stop_services, topic_create, wait_for)
 
 
 def make_messages(path, n):
@@ -229,6 +232,27 @@ def lat_summary(ms):
             "max_ms": max(ms) if ms else None, "count": len(ms)}
 
 
+def start_gateway(env):
+    """(process, port): `mlstream gateway` on 127.0.0.1 reading the run's
+    Redis channel, once /readyz says it is subscribed."""
+    port = free_port()
+    genv = {k: v for k, v in env.items() if not k.startswith("GATEWAY_")}
+    genv.update({"GATEWAY_HOST": "127.0.0.1", "GATEWAY_PORT": str(port),
+                 "ML_LOG_LEVEL": "warn"})
+    proc = subprocess.Popen([mlshelpers.MLSTREAM, "gateway"], env=genv,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def ready():
+        if proc.poll() is not None:
+            fail("mlstream gateway exited %s" % proc.returncode)
+        try:
+            return http_get("http://127.0.0.1:%d/readyz" % port)[0] == 200
+        except OSError:
+            return False
+    wait_for(ready, 30, "the gateway's /readyz")
+    return proc, port
+
+
 def run_latency(env, rate, count, loadgen):
     topic = "bench.lat.%s" % uuid.uuid4().hex[:8]
     topic_create(env, topic, 4)
@@ -236,7 +260,7 @@ def run_latency(env, rate, count, loadgen):
     # no heartbeats on the channel: the subscriber stops when it goes quiet
     eng = Engine(env, topic=topic, extra_env={"ML_LOG_LEVEL": "warn",
                                               "ML_HEARTBEAT_INTERVAL_MS": "3600000"})
-    kafka = prod = sub = None
+    kafka = prod = sub = ws = gw = None
     try:
         eng.wait_ready()
         kafka = KcatReader(env, topic)
@@ -268,6 +292,19 @@ def run_latency(env, rate, count, loadgen):
                                stdout=subprocess.PIPE, text=True)
         if json.loads(sub.stdout.readline()).get("ready") != 1:
             fail("mls-loadgen sub did not get ready")
+        # and the whole path: a gateway on the same channel and one
+        # graphql-transport-ws subscriber of the model (mls-loadgen ws)
+        gw = start_gateway(env)
+        ws = subprocess.Popen([loadgen, "ws", "--gateway", "127.0.0.1:%d" % gw[1],
+                               "--conns", "1", "--model", "lat", "--expect", str(count),
+                               "--seconds", str(count // rate + 120), "--quiet-ms", "3000",
+                               "--sample-every", "1"],
+                              stdout=subprocess.PIPE, text=True)
+        if json.loads(ws.stdout.readline()).get("ready") != 1:
+            fail("mls-loadgen ws did not get ready")
+        wait_for(lambda: re.search(r"^ml_stream_gateway_subscriptions [1-9]",
+                                   http_get("http://127.0.0.1:%d/metrics" % gw[1])[1], re.M),
+                 30, "the gateway's subscription")
         time.sleep(0.5)
         nwarm_kafka = len(kafka.stamped)
         cpu0 = cpu_s(eng.proc.pid)
@@ -275,13 +312,18 @@ def run_latency(env, rate, count, loadgen):
         wait_for(lambda: len(kafka.stamped) >= nwarm_kafka + count, 120,
                  "%d messages at the bare Kafka consumer" % count)
         e2e = json.loads(sub.communicate(timeout=200)[0].strip().splitlines()[-1])
+        via_gw = json.loads(ws.communicate(timeout=200)[0].strip().splitlines()[-1])
         cpu = cpu_s(eng.proc.pid) - cpu0
         mem = memory(eng.proc.pid)
         m = eng.metrics()
     finally:
-        if sub and sub.poll() is None:
-            sub.kill()
-            sub.wait()
+        for p in (sub, ws):
+            if p and p.poll() is None:
+                p.kill()
+                p.wait()
+        if gw:
+            gw[0].terminate()
+            gw[0].wait(30)
         if prod:
             prod.close()
         if kafka:
@@ -295,10 +337,14 @@ def run_latency(env, rate, count, loadgen):
             kafka_ms.append((t - msg["metadata"]["sent_ns"]) / 1e6)
     if e2e.get("samples", 0) < count * 0.99:
         fail("the Redis subscriber saw %s of %d predictions" % (e2e.get("samples"), count))
+    if via_gw.get("samples", 0) < count * 0.99:
+        fail("the gateway's subscriber saw %s of %d predictions" % (via_gw.get("samples"), count))
     # the engine's own share: its latency histogram (receipt -> hand-off to Redis)
     return {"rate": rate, "achieved_rate": achieved, "count": count,
             "end_to_end": {"p50_ms": e2e["p50_ms"], "p99_ms": e2e["p99_ms"],
                            "max_ms": e2e["max_ms"], "count": e2e["samples"]},
+            "through_gateway": {"p50_ms": via_gw["p50_ms"], "p99_ms": via_gw["p99_ms"],
+                                "max_ms": via_gw["max_ms"], "count": via_gw["samples"]},
             "kafka_only": lat_summary(kafka_ms),
             "engine_latency_mean_ms": 1e3 * metric_sum(m, "ml_stream_inference_latency_seconds_sum")
             / max(1, metric_sum(m, "ml_stream_inference_latency_seconds_count")),
@@ -478,6 +524,13 @@ def main():
     }
     if e2e["p99_ms"] and ko["p99_ms"]:
         summary["e2e_over_kafka_only_p99"] = round(e2e["p99_ms"] / ko["p99_ms"], 2)
+    gwl = lat["through_gateway"]
+    summary.update({
+        "gateway_e2e_p50_ms": gwl["p50_ms"] and round(gwl["p50_ms"], 3),
+        "gateway_e2e_p99_ms": gwl["p99_ms"] and round(gwl["p99_ms"], 3),
+    })
+    if gwl["p99_ms"] is not None and ko["p99_ms"] is not None:
+        summary["gateway_e2e_p99_minus_kafka_only_ms"] = round(gwl["p99_ms"] - ko["p99_ms"], 3)
     details = {"throughput": t, "latency": lat, "steady": steady}
     if eos:
         summary.update({

@@ -54,6 +54,12 @@ LABELS = {
     "steady_cpu_us_per_msg": "engine CPU per message at the steady rate (µs)",
     "steady_cpu_us_per_message_1000_per_s": "engine CPU per message at 1,000 msg/s (µs)",
     "idle_engine_core_percent": "engine at idle, joined (% of one core)",
+    "gateway_e2e_p50_ms": "end to end through the gateway p50: producer → GraphQL client (ms)",
+    "gateway_e2e_p99_ms": "end to end through the gateway p99 (ms)",
+    "gateway_e2e_p99_minus_kafka_only_ms": "through the gateway p99 − Kafka-only p99 (ms)",
+    "steady_cpu_us_per_event_1_subscriber": "gateway CPU per event at 1,000 msg/s, one subscriber (µs)",
+    "steady_redis_cpu_us_per_message": "reference: redis-server CPU per message at 1,000 msg/s (µs)",
+    "idle_gateway_core_percent": "gateway at idle, one subscriber (% of one core)",
     "output_alo_drain_msgs_per_s": "with an output topic, at least once: drain (msg/s)",
     "output_eos_drain_msgs_per_s": "with an output topic, exactly once: drain (msg/s)",
     "eos_over_alo_drain": "exactly once / at least once, drain",
@@ -119,6 +125,10 @@ KEY_FIGURES = [
     ("engine", "e2e_p99_ms"),
     ("engine", "kafka_only_p99_ms"),
     ("engine", "steady_rss_mb"),
+    ("engine", "steady_cpu_us_per_message_1000_per_s"),
+    ("engine", "idle_engine_core_percent"),
+    ("engine", "gateway_e2e_p99_ms"),
+    ("engine", "gateway_e2e_p99_minus_kafka_only_ms"),
     ("models", "torch_b256_rows_per_s"),
     ("models", "direct_b256_rows_per_s"),
     ("models", "identity_b256_rows_per_s"),
@@ -148,7 +158,7 @@ RATIOS = [
     ("cluster", "gateway_bytes_cluster_over_single"),
 ]
 GATEWAY_PATTERNS = ("cpu_us_per", "bytes_per_connection", "p99", "deliveries_per_s",
-                    "core_percent")
+                    "core_percent", "steady_redis")
 
 TITLES = {"engine": "Engine", "models": "Models", "scaleout": "Scale-out",
           "up": "mlstream up", "gateway": "Gateway", "cluster": "Redis Cluster",
