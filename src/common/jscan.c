@@ -140,13 +140,11 @@ bad:
         return -1;
 }
 
-static int scan_number(struct scan *s, struct mls_jscan_span *out)
+int mls_jscan_number(const char *text, size_t len, size_t *n, int *integral)
 {
-        const unsigned char *p = s->p, *e = s->end;
+        const unsigned char *p = (const unsigned char *)text, *e = p + len;
+        int whole = 1;
 
-        out->type = MLS_JSCAN_NUMBER;
-        out->escaped = 0;
-        out->integral = 1;
         if (p < e && *p == '-')
                 p++;
         if (p < e && *p == '0') {
@@ -158,14 +156,14 @@ static int scan_number(struct scan *s, struct mls_jscan_span *out)
                 goto bad;
         }
         if (p < e && *p == '.') {
-                out->integral = 0;
+                whole = 0;
                 if (++p >= e || *p < '0' || *p > '9')
                         goto bad;
                 while (p < e && *p >= '0' && *p <= '9')
                         p++;
         }
         if (p < e && (*p == 'e' || *p == 'E')) {
-                out->integral = 0;
+                whole = 0;
                 p++;
                 if (p < e && (*p == '+' || *p == '-'))
                         p++;
@@ -174,13 +172,30 @@ static int scan_number(struct scan *s, struct mls_jscan_span *out)
                 while (p < e && *p >= '0' && *p <= '9')
                         p++;
         }
-        out->p = (const char *)s->p;
-        out->len = (size_t)(p - s->p);
-        s->p = p;
+        *n = (size_t)(p - (const unsigned char *)text);
+        if (integral)
+                *integral = whole;
         return 0;
 bad:
-        s->p = p;
+        *n = (size_t)(p - (const unsigned char *)text);
         return -1;
+}
+
+static int scan_number(struct scan *s, struct mls_jscan_span *out)
+{
+        size_t n;
+
+        out->type = MLS_JSCAN_NUMBER;
+        out->escaped = 0;
+        if (mls_jscan_number((const char *)s->p, (size_t)(s->end - s->p), &n,
+                             &out->integral) < 0) {
+                s->p += n;
+                return -1;
+        }
+        out->p = (const char *)s->p;
+        out->len = n;
+        s->p += n;
+        return 0;
 }
 
 static int scan_literal(struct scan *s, const char *word, size_t n,

@@ -63,6 +63,12 @@ int mls_jscan_object(const char *text, size_t len, mls_jscan_member_fn fn,
 int mls_jscan_value(const char *text, size_t len, struct mls_jscan_span *out,
                     size_t *where);
 
+/* The JSON number (RFC 8259 grammar) at the start of text[0..len): 0 with
+ * its length in *n (and in *integral, when not NULL, whether it has no
+ * fraction and no exponent), or -1 with the offset of the fault in *n. What
+ * follows the number is not looked at. */
+int mls_jscan_number(const char *text, size_t len, size_t *n, int *integral);
+
 /* Decodes a string span into out (UTF-8, NUL-terminated), at most cap - 1
  * bytes. Returns the decoded length, or -1 when it does not fit. The span
  * must come from this scanner (escapes already validated). */

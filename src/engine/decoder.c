@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/buf.h"
+#include "common/jscan.h"
 #include "common/utf8.h"
 
 #define NUMBER_TEXT_MAX 512
@@ -243,42 +244,19 @@ static int parse_string(struct parser *ps, char *out, size_t cap,
         return 0;
 }
 
-/* Checks the JSON number grammar at ps->p and advances past it. */
+/* Checks the JSON number grammar at ps->p and advances past it; a fault
+ * in the integer part is reported at the number's start, one in its
+ * fraction or exponent where it is. */
 static int scan_number(struct parser *ps)
 {
-        const char *p = ps->p, *e = ps->end;
+        size_t n;
 
-        if (p < e && *p == '-')
-                p++;
-        if (p < e && *p == '0') {
-                p++;
-        } else if (p < e && *p >= '1' && *p <= '9') {
-                while (p < e && *p >= '0' && *p <= '9')
-                        p++;
-        } else {
+        if (mls_jscan_number(ps->p, (size_t)(ps->end - ps->p), &n, NULL) < 0) {
+                if (n > (size_t)(ps->p[0] == '-'))
+                        ps->p += n;
                 return syntax(ps, "bad number");
         }
-        if (p < e && *p == '.') {
-                p++;
-                if (p >= e || *p < '0' || *p > '9') {
-                        ps->p = p;
-                        return syntax(ps, "bad number");
-                }
-                while (p < e && *p >= '0' && *p <= '9')
-                        p++;
-        }
-        if (p < e && (*p == 'e' || *p == 'E')) {
-                p++;
-                if (p < e && (*p == '+' || *p == '-'))
-                        p++;
-                if (p >= e || *p < '0' || *p > '9') {
-                        ps->p = p;
-                        return syntax(ps, "bad number");
-                }
-                while (p < e && *p >= '0' && *p <= '9')
-                        p++;
-        }
-        ps->p = p;
+        ps->p += n;
         return 0;
 }
 
