@@ -285,9 +285,16 @@ static void replay_one(mls_wsproto_t *s, struct op *o,
 int mls_wsproto_pump(mls_wsproto_t *s)
 {
         mls_history_t *h = s->env->history;
+        struct op *r;
         int more = 0;
 
         if (s->closed || !h)
+                return 0;
+        /* called for every connection written at the end of a loop turn:
+         * without a replay in progress there is nothing to do */
+        for (r = s->ops_list; r && !r->replaying; r = r->next)
+                ;
+        if (!r)
                 return 0;
         mls_history_expire(h, mls_clock_wall_ms());
         for (struct op *o = s->ops_list; o; o = o->next) {
