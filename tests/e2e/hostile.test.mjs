@@ -252,6 +252,45 @@ test(`a flood of connections stops at GATEWAY_MAX_CONNECTIONS (${MAX_CONNS})`, a
   await witnessesMoving();
 });
 
+// Poison on the prediction channel: the gateway reads each payload with its
+// own strict scanner (nesting up to 2,048 levels, as jansson). Each bad one
+// is counted and skipped; nothing of it reaches a subscriber, the good ones
+// around it do, in order, and the gateway stays healthy.
+test('poison payloads are skipped and counted; the stream around them goes on', async () => {
+  const model = modelId('poison');
+  const c = collector();
+  const client = createClient({ url: gw.ws, webSocketImpl: WebSocket, retryAttempts: 0, lazy: false });
+  client.subscribe({ query: `subscription { mlInferenceStream(modelId: "${model}") { inputId predictions } }` },
+                   c.sink);
+  await waitMetric(gw, 'ml_stream_gateway_subscriptions', (v) => v === 3, 'the poison subscriber');
+  const GARBAGE = 'ml_stream_gateway_payloads_invalid_total';
+  const garbage0 = await metric(gw, GARBAGE);
+  const good = (id, predictions) => JSON.stringify(
+    { ...prediction(model, 0), inference_id: `poison-${id}`, input_id: id, predictions });
+  const bad = [
+    good('x', 0).replace('"predictions":0', `"predictions":${'['.repeat(3000)}${']'.repeat(3000)}`),
+    good('x', 0).replace('"predictions":0', '"predictions":[1,2,]'),
+    good('x', 0).replace('"predictions":0', '"predictions":["a\u0000b"]'), // a raw NUL byte
+    good('x', 0).replace('"predictions":0', '"predictions":["a\\u0000b"]'), // the escape
+    good('x', 0).replace('"predictions":0', '"predictions":["\\ud800"]'),
+    good('x', 0) + ' trailing',
+  ];
+  await pub.publish(good('before', [[1]]));
+  for (const b of bad) await pub.publish(b);
+  // as deep as allowed: 2,047 arrays inside the payload's object
+  const deep = `${'['.repeat(2047)}${']'.repeat(2047)}`;
+  await pub.publish(good('deep', 0).replace('"predictions":0', `"predictions":${deep}`));
+  await pub.publish(good('after', [[2]]));
+  await waitFor(() => c.events.length >= 3, 10000, 'the good predictions');
+  assert.deepEqual(c.events.map((e) => e.data.mlInferenceStream.inputId), ['before', 'deep', 'after']);
+  let depth = 0;
+  for (let v = c.events[1].data.mlInferenceStream.predictions; Array.isArray(v); v = v[0]) depth++;
+  assert.equal(depth, 2047);
+  assert.equal(await metric(gw, GARBAGE) - garbage0, bad.length);
+  assert.equal((await fetch(`${gw.http}/healthz`)).status, 200);
+  await client.dispose();
+});
+
 test('deep documents are refused with an error', async () => {
   // valid fields, nested deeper than GATEWAY_MAX_QUERY_DEPTH (8)
   let q = '{ __schema { types { ' + 'ofType { '.repeat(20) + 'name' + ' }'.repeat(22) + ' }';
