@@ -15,12 +15,15 @@ the limit), in the same run.
     repository at batch limit 64, serving mlp.pt alone, then with mlp_v2.pt
     as its shadow (nobody subscribed to the shadow channel: compared only),
     then the same with a subscriber on the shadow channel (its predictions
-    built and published too); the ratios are what a shadow costs.
+    built and published too); the ratios are what a shadow costs. The three
+    runs are repeated --shadow-rounds times in alternating order, and each
+    figure is the median over the rounds.
 
 Writes --out (default bench/out/models.json): "summary", "machine", details.
 Uses KAFKA_BOOTSTRAP_SERVERS / REDIS_URL when set (bench/run, scripts/services
 start), else starts the services itself.
-Usage: bench/model_bench.py [--messages N] [--quick] [--out FILE]
+Usage: bench/model_bench.py [--messages N] [--only direct,engine,shadow,latency]
+                            [--shadow-rounds N] [--quick] [--out FILE]
 """
 import argparse
 import json
@@ -38,7 +41,7 @@ sys.path.insert(0, HERE)
 import benchlib  # noqa: E402
 from benchlib import fail  # noqa: E402
 from benchlib import cpu_s as proc_cpu  # noqa: E402
-from mlshelpers import (MLSTREAM, stop_services, SERVICES, Engine,  # noqa: E402
+from mlshelpers import (CHANNEL, MLSTREAM, stop_services, SERVICES, Engine,  # noqa: E402
                         Subscriber, metric_sum, topic_create, wait_for)
 
 MODEL = os.path.join(ROOT, "tests", "fixtures", "torch", "mlp.pt")
@@ -108,12 +111,12 @@ def engine_run(env, topic, n, batch, framework, threads, repository=None,
         extra.update({"ML_MODEL_REPOSITORY": repository, "ML_DEFAULT_MODEL_ID": "mlp"})
     elif framework == "torch":
         extra.update({"ML_MODEL_FRAMEWORK": "torch", "ML_MODEL_PATH": MODEL})
-    sub = Subscriber(env)
-    # redis-cli, not Subscriber: on a small machine the harness's own
-    # parsing of a second stream would take the CPU the engine is measured on
-    shadow_sub = subprocess.Popen(
-        ["redis-cli", "-u", env["REDIS_URL"], "subscribe", "ml:stream:shadow"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) if shadow_subscriber else None
+    # Subscribers are redis-cli, not the harness's Subscriber: on a small
+    # machine the harness parsing the stream in Python would take the CPU
+    # the engine is measured on (and make the figures swing with it).
+    subs = [subprocess.Popen(["redis-cli", "-u", env["REDIS_URL"], "subscribe", ch],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for ch in [CHANNEL] + (["ml:stream:shadow"] if shadow_subscriber else [])]
     eng = Engine(env, topic=topic, group="g-%s" % uuid.uuid4().hex[:8], extra_env=extra)
     first = None
     t_start = time.monotonic()
@@ -137,10 +140,9 @@ def engine_run(env, topic, n, batch, framework, threads, repository=None,
     cpu = proc_cpu(eng.proc.pid) - first[2]
     m = eng.metrics()
     eng.stop()
-    sub.close()
-    if shadow_sub:
-        shadow_sub.terminate()
-        shadow_sub.wait()
+    for sub in subs:
+        sub.terminate()
+        sub.wait()
     rows = n - first[1]
     wall = now - first[0]
     count, total, buckets = histogram(m, "ml_stream_model_call_seconds")
@@ -188,6 +190,61 @@ def latency_run(env, framework, rate, count, threads):
             "max_ms": lat[-1]}
 
 
+SHADOW_CONFIGS = (("serving_only", False, False), ("with_shadow", True, False),
+                  ("with_shadow_subscribed", True, True))
+
+
+def shadow_rounds(env, topic, args):
+    """The three repository runs, args.shadow_rounds times, in alternating
+    order so that drift on a shared machine falls on each alike; a round's
+    ratios come from its own three runs."""
+    rounds = []
+    with tempfile.TemporaryDirectory(prefix="mls-bench-repo.") as tmp:
+        for name, shadow, _ in SHADOW_CONFIGS:
+            make_repository(os.path.join(tmp, name), shadow)
+        for r in range(args.shadow_rounds):
+            runs = {}
+            for name, _, listen in (SHADOW_CONFIGS if r % 2 == 0 else SHADOW_CONFIGS[::-1]):
+                runs[name] = engine_run(env, topic, args.messages, 64, "torch", args.threads,
+                                        os.path.join(tmp, name), shadow_subscriber=listen)
+            rounds.append(runs)
+    return rounds
+
+
+def shadow_summary(rounds):
+    """Medians over the rounds of each figure and of each round's ratios."""
+    def med(f):
+        v = sorted(f(r) for r in rounds)
+        return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+
+    def rate(name):
+        return lambda r: r[name]["rows_per_s"]
+
+    def cpu(name):
+        return lambda r: r[name]["cpu_us_per_row"]
+    alone, shadowed, heard = (c[0] for c in SHADOW_CONFIGS)
+    return {
+        "shadow_rounds": len(rounds),
+        "serving_only_b64_rows_per_s": round(med(rate(alone))),
+        "serving_only_cpu_us_per_row": round(med(cpu(alone)), 2),
+        "with_shadow_b64_rows_per_s": round(med(rate(shadowed))),
+        "with_shadow_over_serving_only":
+            round(med(lambda r: rate(shadowed)(r) / rate(alone)(r)), 3),
+        "with_shadow_cpu_us_per_row": round(med(cpu(shadowed)), 2),
+        # what the shadow adds per row, next to what its model calls take
+        "with_shadow_extra_cpu_us_per_row":
+            round(med(lambda r: cpu(shadowed)(r) - cpu(alone)(r)), 3),
+        "shadow_call_us_per_row": round(med(lambda r: r[shadowed]["shadow_call_us_per_row"]), 3),
+        "with_shadow_subscribed_b64_rows_per_s": round(med(rate(heard))),
+        "with_shadow_subscribed_over_serving_only":
+            round(med(lambda r: rate(heard)(r) / rate(alone)(r)), 3),
+        "with_shadow_subscribed_cpu_us_per_row": round(med(cpu(heard)), 2),
+    }
+
+
+PHASES = ("direct", "engine", "shadow", "latency")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--messages", type=int, default=300000)
@@ -195,15 +252,26 @@ def main():
     ap.add_argument("--threads", type=int, default=1, help="ML_MODEL_THREADS")
     ap.add_argument("--latency-rate", type=int, default=10000)
     ap.add_argument("--latency-count", type=int, default=50000)
+    ap.add_argument("--shadow-rounds", type=int, default=3,
+                    help="rounds of the three shadow runs (default 3; ratios are medians)")
+    ap.add_argument("--only", default=",".join(PHASES),
+                    help="comma-separated phases to run: %s (default all)" % ", ".join(PHASES))
     benchlib.add_common_args(ap, "models")
     args = ap.parse_args()
+    phases = [p.strip() for p in args.only.split(",") if p.strip()]
+    if not phases or any(p not in PHASES for p in phases):
+        ap.error("--only takes %s" % ", ".join(PHASES))
+    if args.shadow_rounds < 1:
+        ap.error("--shadow-rounds must be at least 1")
     if args.quick:
         args.messages, args.seconds = min(args.messages, 30000), min(args.seconds, 0.3)
         args.latency_count = min(args.latency_count, 5000)
+        args.shadow_rounds = 1
     result = benchlib.Result("models", args)
     binary = benchlib.need_binary("mlstream")
-    benchlib.need_file(DIRECT, "build it first (bench/run builds it, or "
-                       "`ninja -C build mls_model_bench`)")
+    if "direct" in phases:
+        benchlib.need_file(DIRECT, "build it first (bench/run builds it, or "
+                           "`ninja -C build mls_model_bench`)")
     benchlib.need_file(MODEL, "the test fixtures make it (tests/fixtures)")
     benchlib.need_command("kcat", "apt-get install kcat")
     if "torch" not in benchlib.mlstream_versions(binary):
@@ -211,61 +279,50 @@ def main():
              "configure time: scripts/bootstrap installs it)")
     env, started = benchlib.services("all")
     try:
-        res = {"messages": args.messages, "threads": args.threads,
-               "direct": direct(args.seconds, args.threads)}
-        topic = produce_backlog(env, args.messages)
-        res["engine"] = [engine_run(env, topic, args.messages, b, "torch", args.threads)
-                         for b in BATCHES]
-        res["identity_256"] = engine_run(env, topic, args.messages, 256, "identity",
-                                         args.threads)
-        with tempfile.TemporaryDirectory(prefix="mls-bench-repo.") as tmp:
-            for name, shadow, listen in (("serving_only", False, False),
-                                         ("with_shadow", True, False),
-                                         ("with_shadow_subscribed", True, True)):
-                make_repository(os.path.join(tmp, name), shadow)
-                res["repository_" + name] = engine_run(
-                    env, topic, args.messages, 64, "torch", args.threads,
-                    os.path.join(tmp, name), shadow_subscriber=listen)
-        res["latency"] = [latency_run(env, fw, args.latency_rate, args.latency_count,
-                                      args.threads) for fw in ("torch", "identity")]
+        res = {"messages": args.messages, "threads": args.threads}
+        if "direct" in phases:
+            res["direct"] = direct(args.seconds, args.threads)
+        if "engine" in phases or "shadow" in phases:
+            topic = produce_backlog(env, args.messages)
+        if "engine" in phases:
+            res["engine"] = [engine_run(env, topic, args.messages, b, "torch", args.threads)
+                             for b in BATCHES]
+            res["identity_256"] = engine_run(env, topic, args.messages, 256, "identity",
+                                             args.threads)
+        if "shadow" in phases:
+            res["shadow_rounds"] = shadow_rounds(env, topic, args)
+        if "latency" in phases:
+            res["latency"] = [latency_run(env, fw, args.latency_rate, args.latency_count,
+                                          args.threads) for fw in ("torch", "identity")]
     finally:
         if started:
             stop_services(env, "all")
     summary = {}
-    for e in res["engine"]:
+    for e in res.get("engine", []):
         b = e["batch_limit"]
-        d = res["direct"][b]
         summary["torch_b%d_rows_per_s" % b] = round(e["rows_per_s"])
         summary["torch_b%d_cpu_us_per_row" % b] = round(e["cpu_us_per_row"], 2)
         summary["torch_b%d_call_us_mean" % b] = e["call_us_mean"] and round(e["call_us_mean"], 1)
+        if "direct" in res:
+            d = res["direct"][b]
+            summary["engine_over_direct_b%d" % b] = round(e["rows_per_s"] / d["rows_per_s"], 3)
+    for b, d in sorted(res.get("direct", {}).items()):
         summary["direct_b%d_rows_per_s" % b] = round(d["rows_per_s"])
         summary["direct_b%d_call_us_mean" % b] = round(d["call_us_mean"], 1)
-        summary["engine_over_direct_b%d" % b] = round(e["rows_per_s"] / d["rows_per_s"], 3)
-    i = res["identity_256"]
-    summary["identity_b256_rows_per_s"] = round(i["rows_per_s"])
-    summary["identity_b256_cpu_us_per_row"] = round(i["cpu_us_per_row"], 2)
-    for l in res["latency"]:
+    if "identity_256" in res:
+        i = res["identity_256"]
+        summary["identity_b256_rows_per_s"] = round(i["rows_per_s"])
+        summary["identity_b256_cpu_us_per_row"] = round(i["cpu_us_per_row"], 2)
+    for l in res.get("latency", []):
         summary["%s_latency_p50_ms" % l["framework"]] = round(l["p50_ms"], 3)
         summary["%s_latency_p99_ms" % l["framework"]] = round(l["p99_ms"], 3)
         summary["%s_latency_max_ms" % l["framework"]] = round(l["max_ms"], 2)
-    summary["latency_rate_msgs_per_s"] = args.latency_rate
-    alone, shadowed = res["repository_serving_only"], res["repository_with_shadow"]
-    summary["serving_only_b64_rows_per_s"] = round(alone["rows_per_s"])
-    summary["with_shadow_b64_rows_per_s"] = round(shadowed["rows_per_s"])
-    summary["with_shadow_over_serving_only"] = round(shadowed["rows_per_s"] /
-                                                     alone["rows_per_s"], 3)
-    summary["with_shadow_cpu_us_per_row"] = round(shadowed["cpu_us_per_row"], 2)
-    # what the shadow adds per row, next to what its model calls take
-    summary["with_shadow_extra_cpu_us_per_row"] = round(
-        shadowed["cpu_us_per_row"] - alone["cpu_us_per_row"], 3)
-    summary["shadow_call_us_per_row"] = round(shadowed["shadow_call_us_per_row"], 3)
-    heard = res["repository_with_shadow_subscribed"]
-    summary["with_shadow_subscribed_b64_rows_per_s"] = round(heard["rows_per_s"])
-    summary["with_shadow_subscribed_over_serving_only"] = round(heard["rows_per_s"] /
-                                                                alone["rows_per_s"], 3)
-    summary["with_shadow_subscribed_cpu_us_per_row"] = round(heard["cpu_us_per_row"], 2)
-    summary["serving_only_cpu_us_per_row"] = round(alone["cpu_us_per_row"], 2)
-    res["direct"] = {str(k): v for k, v in res["direct"].items()}
+    if "latency" in res:
+        summary["latency_rate_msgs_per_s"] = args.latency_rate
+    if "shadow_rounds" in res:
+        summary.update(shadow_summary(res["shadow_rounds"]))
+    if "direct" in res:
+        res["direct"] = {str(k): v for k, v in res["direct"].items()}
     result.write(summary, binary, env, **res)
     print(json.dumps(summary, indent=2))
 
