@@ -254,6 +254,23 @@ void mls_series_observe(mls_series_t *s, double v)
         atomic_add_double(&s->value, v);
 }
 
+void mls_series_observe_counts(mls_series_t *s, const uint64_t *counts,
+                               double sum)
+{
+        uint64_t n = 0;
+
+        if (!s)
+                return;
+        for (size_t i = 0; i <= s->metric->nbuckets; i++) {
+                if (i < s->metric->nbuckets && counts[i])
+                        atomic_fetch_add_explicit(&s->buckets[i], counts[i],
+                                                  memory_order_relaxed);
+                n += counts[i];
+        }
+        atomic_fetch_add_explicit(&s->count, n, memory_order_relaxed);
+        atomic_add_double(&s->value, sum);
+}
+
 double mls_series_value(const mls_series_t *s)
 {
         return s ? bits_to_double(atomic_load_explicit(

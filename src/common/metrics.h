@@ -67,6 +67,11 @@ void mls_series_set(mls_series_t *s, double v);     /* gauge */
 void mls_series_observe(mls_series_t *s, double v); /* histogram */
 double mls_series_value(const mls_series_t *s);     /* counter/gauge */
 uint64_t mls_series_count(const mls_series_t *s);   /* histogram */
+/* Observes many values at once (histogram): counts[i] of them in the
+ * family's bucket i, counts[nbuckets] above the last bound, sum their sum.
+ * For a caller that already sorted its values into the same buckets. */
+void mls_series_observe_counts(mls_series_t *s, const uint64_t *counts,
+                               double sum);
 
 /* Appends the whole registry in the text format. Returns -1 if out must
  * grow past its limit. */

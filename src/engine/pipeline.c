@@ -613,6 +613,7 @@ static void shadow_chunk(mls_pipeline_t *p, size_t *idx, size_t n)
                                     p->shadow_outputs.v + it->sh_off,
                                     it->sh_cols, it->in.rows);
         }
+        mls_comparison_report(cmp);
         return;
 fail:
         for (size_t k = 0; k < n; k++) {

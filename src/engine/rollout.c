@@ -27,6 +27,9 @@ struct mls_comparison {
         uint64_t rows, agreements, failed;
         double diff_sum;
         uint64_t diff_counts[NBUCKETS + 1]; /* the last: above the bounds */
+        /* what mls_comparison_report() has not put in the series yet */
+        uint64_t new_rows, new_agreements, new_counts[NBUCKETS + 1];
+        double new_sum; /* of the differences, infinite ones included */
         double serving_s, shadow_s;
         uint64_t serving_calls, shadow_calls;
         mls_series_t *s_rows, *s_agree, *s_diff, *s_failed;
@@ -262,8 +265,6 @@ static size_t argmax(const float *v, size_t n)
 void mls_comparison_rows(struct mls_comparison *c, const float *a, size_t acols,
                          const float *b, size_t bcols, size_t rows)
 {
-        uint64_t agree = 0;
-
         for (size_t r = 0; r < rows; r++) {
                 const float *x = a + r * acols, *y = b + r * bcols;
                 double d = 0;
@@ -277,18 +278,31 @@ void mls_comparison_rows(struct mls_comparison *c, const float *a, size_t acols,
                 }
                 if (acols == 1 ? d <= c->tolerance
                                : argmax(x, acols) == argmax(y, bcols))
-                        agree++;
+                        c->new_agreements++;
                 while (k < NBUCKETS && !(d <= mls_rollout_diff_buckets[k]))
                         k++;
-                c->diff_counts[k]++;
+                c->new_counts[k]++;
+                c->new_sum += d;
                 if (isfinite(d))
                         c->diff_sum += d;
-                mls_series_observe(c->s_diff, d);
         }
-        c->rows += rows;
-        c->agreements += agree;
-        mls_series_add(c->s_rows, (double)rows);
-        mls_series_add(c->s_agree, (double)agree);
+        c->new_rows += rows;
+}
+
+void mls_comparison_report(struct mls_comparison *c)
+{
+        if (!c->new_rows)
+                return;
+        for (size_t k = 0; k <= NBUCKETS; k++)
+                c->diff_counts[k] += c->new_counts[k];
+        mls_series_observe_counts(c->s_diff, c->new_counts, c->new_sum);
+        c->rows += c->new_rows;
+        c->agreements += c->new_agreements;
+        mls_series_add(c->s_rows, (double)c->new_rows);
+        mls_series_add(c->s_agree, (double)c->new_agreements);
+        memset(c->new_counts, 0, sizeof(c->new_counts));
+        c->new_rows = c->new_agreements = 0;
+        c->new_sum = 0;
 }
 
 void mls_comparison_call(struct mls_comparison *c, int shadow, double seconds)

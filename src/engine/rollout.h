@@ -66,9 +66,12 @@ struct mls_comparison *mls_rollout_comparison(mls_rollout_t *r,
                                               const char *model_id,
                                               const struct mls_model_route *rt);
 /* Adds rows scored by both: a (acols per row, serving) and b (bcols per
- * row, shadow). */
+ * row, shadow). They count (in the metrics and the heartbeat) from the
+ * next mls_comparison_report(), which the caller makes once per model
+ * call rather than once per input. */
 void mls_comparison_rows(struct mls_comparison *c, const float *a, size_t acols,
                          const float *b, size_t bcols, size_t rows);
+void mls_comparison_report(struct mls_comparison *c);
 /* Adds one model call of the serving (shadow 0) or shadow version on the
  * inputs being compared. */
 void mls_comparison_call(struct mls_comparison *c, int shadow, double seconds);

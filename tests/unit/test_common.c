@@ -84,6 +84,44 @@ MLS_TEST(common_metrics_render)
         mls_metrics_free(r);
 }
 
+/* Many observations at once render as the same observations one by one. */
+MLS_TEST(common_metrics_observe_counts)
+{
+        static const double bounds[] = {0.5, 1, 2};
+        static const double values[] = {0.1, 0.5, 0.7, 3, 9, 1.5, 0.2};
+        mls_metrics_t *r[2] = {mls_metrics_new(), mls_metrics_new()};
+        uint64_t counts[4] = {0};
+        struct mls_buf b[2];
+        double sum = 0;
+
+        for (size_t v = 0; v < sizeof(values) / sizeof(values[0]); v++) {
+                size_t k = 0;
+                while (k < 3 && values[v] > bounds[k])
+                        k++;
+                counts[k]++;
+                sum += values[v];
+        }
+        for (int i = 0; i < 2; i++) {
+                mls_metric_t *h = mls_metric_new(r[i], MLS_HISTOGRAM, "d", "D.",
+                                                 "x", NULL, bounds, 3);
+                mls_series_t *s = mls_series(h, "a", NULL);
+                if (i == 0)
+                        for (size_t v = 0; v < 7; v++)
+                                mls_series_observe(s, values[v]);
+                else
+                        mls_series_observe_counts(s, counts, sum);
+                mls_buf_init(&b[i], 1 << 16);
+                mls_metrics_render(r[i], &b[i]);
+        }
+        CHECK_STR_EQ(mls_buf_cstr(&b[1]), mls_buf_cstr(&b[0]));
+        CHECK_CONTAINS(mls_buf_cstr(&b[1]), "d_bucket{x=\"a\",le=\"1\"} 4\n");
+        CHECK_CONTAINS(mls_buf_cstr(&b[1]), "d_count{x=\"a\"} 7\n");
+        for (int i = 0; i < 2; i++) {
+                mls_buf_free(&b[i]);
+                mls_metrics_free(r[i]);
+        }
+}
+
 MLS_TEST(common_redis_url)
 {
         struct mls_redis_url u;
