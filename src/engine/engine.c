@@ -56,6 +56,7 @@ struct mls_engine {
         rd_kafka_queue_t *queue;
         int64_t prefetch_bytes;
         int64_t seen_bytes, seen_msgs;
+        int64_t wall_ms, wall_read_ns; /* see wall_ms() */
         int prefetch_armed;
         /* ML_EXACTLY_ONCE (else txn is NULL): done_offsets are the open
          * transaction's; rewind has, per partition consumed since its
@@ -438,8 +439,21 @@ static int flush(mls_engine_t *e)
         return -1;
 }
 
-static void add_message(mls_engine_t *e, rd_kafka_message_t *m)
+/* The wall clock, in ms, at monotonic time now: read at most once a
+ * millisecond, as received_at has no finer resolution. */
+static int64_t wall_ms(mls_engine_t *e, int64_t now)
 {
+        if (!e->wall_read_ns || now - e->wall_read_ns >= 1000000) {
+                e->wall_ms = mls_clock_wall_ms();
+                e->wall_read_ns = now;
+        }
+        return e->wall_ms;
+}
+
+/* Adds m to the batch; returns the time it was stamped with. */
+static int64_t add_message(mls_engine_t *e, rd_kafka_message_t *m)
+{
+        int64_t now = mls_clock_mono_ns();
         struct mls_record rec = {
                 .payload = m->payload,
                 .len = m->len,
@@ -448,8 +462,8 @@ static void add_message(mls_engine_t *e, rd_kafka_message_t *m)
                 .topic = rd_kafka_topic_name(m->rkt),
                 .partition = m->partition,
                 .offset = m->offset,
-                .recv_ns = mls_clock_mono_ns(),
-                .recv_wall_ms = mls_clock_wall_ms(),
+                .recv_ns = now,
+                .recv_wall_ms = wall_ms(e, now),
                 .opaque = m,
         };
 
@@ -463,6 +477,7 @@ static void add_message(mls_engine_t *e, rd_kafka_message_t *m)
                 e->seen_bytes /= 2;
         }
         mls_pipeline_add(e->pipeline, &rec);
+        return now;
 }
 
 /* Makes every broker thread that leads an assigned partition serve its
@@ -1320,11 +1335,10 @@ int mls_engine_run(mls_engine_t *e)
                         }
                         continue;
                 }
-                if (m)
-                        add_message(e, m);
+                now = m ? add_message(e, m) : mls_clock_mono_ns();
                 /* checked on every message, so that age closes a batch
                  * also while the consumer never runs dry */
-                if (mls_pipeline_due(e->pipeline, mls_clock_mono_ns())) {
+                if (mls_pipeline_due(e->pipeline, now)) {
                         flush(e);
                         prefetch_check(e);
                 } else if (!m) {

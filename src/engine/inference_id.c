@@ -1,7 +1,5 @@
 #include "engine/inference_id.h"
 
-#include <inttypes.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,7 +9,9 @@
 #include "common/hash.h"
 
 struct mls_inference_ids {
-        EVP_MD_CTX *ctx; /* reused: one allocation, not one per id */
+        EVP_MD *sha1;     /* fetched once: EVP_sha1() is looked up per use */
+        EVP_MD_CTX *base; /* has hashed the namespace: copied for each id */
+        EVP_MD_CTX *ctx;
         unsigned char ns[16];
         uint64_t fallback; /* counter for ids when even RAND_bytes fails */
 };
@@ -37,12 +37,16 @@ mls_inference_ids_t *mls_inference_ids_new(void)
 
         if (!g)
                 return NULL;
+        parse_uuid(MLS_INFERENCE_ID_NAMESPACE, g->ns);
+        g->sha1 = EVP_MD_fetch(NULL, "SHA1", NULL);
+        g->base = EVP_MD_CTX_new();
         g->ctx = EVP_MD_CTX_new();
-        if (!g->ctx) {
-                free(g);
+        if (!g->sha1 || !g->base || !g->ctx ||
+            !EVP_DigestInit_ex2(g->base, g->sha1, NULL) ||
+            !EVP_DigestUpdate(g->base, g->ns, sizeof(g->ns))) {
+                mls_inference_ids_free(g);
                 return NULL;
         }
-        parse_uuid(MLS_INFERENCE_ID_NAMESPACE, g->ns);
         return g;
 }
 
@@ -51,7 +55,27 @@ void mls_inference_ids_free(mls_inference_ids_t *g)
         if (!g)
                 return;
         EVP_MD_CTX_free(g->ctx);
+        EVP_MD_CTX_free(g->base);
+        EVP_MD_free(g->sha1);
         free(g);
+}
+
+/* Appends v in decimal to p; returns the end. */
+static char *put_int(char *p, int64_t v)
+{
+        char tmp[20];
+        uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+        int n = 0;
+
+        if (v < 0)
+                *p++ = '-';
+        do {
+                tmp[n++] = (char)('0' + u % 10);
+                u /= 10;
+        } while (u);
+        while (n)
+                *p++ = tmp[--n];
+        return p;
 }
 
 int mls_inference_id(mls_inference_ids_t *g, const char *topic,
@@ -60,16 +84,18 @@ int mls_inference_id(mls_inference_ids_t *g, const char *topic,
 {
         static const char hex[] = "0123456789abcdef";
         unsigned char md[EVP_MAX_MD_SIZE];
-        char nums[48];
+        char nums[48], *end = nums;
         unsigned mdlen = 0;
-        int n, k = 0;
+        int k = 0;
 
-        n = snprintf(nums, sizeof(nums), "/%" PRId32 "/%" PRId64 "/", partition,
-                     offset);
-        if (!EVP_DigestInit_ex(g->ctx, EVP_sha1(), NULL) ||
-            !EVP_DigestUpdate(g->ctx, g->ns, sizeof(g->ns)) ||
+        *end++ = '/';
+        end = put_int(end, partition);
+        *end++ = '/';
+        end = put_int(end, offset);
+        *end++ = '/';
+        if (!EVP_MD_CTX_copy_ex(g->ctx, g->base) ||
             !EVP_DigestUpdate(g->ctx, topic, strlen(topic)) ||
-            !EVP_DigestUpdate(g->ctx, nums, (size_t)n) ||
+            !EVP_DigestUpdate(g->ctx, nums, (size_t)(end - nums)) ||
             !EVP_DigestUpdate(g->ctx, version, strlen(version)) ||
             !EVP_DigestUpdate(g->ctx, "/", 1) ||
             !EVP_DigestUpdate(g->ctx, model_id, strlen(model_id)) ||

@@ -663,11 +663,12 @@ static void put_ms(struct mls_buf *b, int64_t ns)
 }
 
 /* Appends the payload of the item scored by m, with outputs o (cols per
- * row), to b; type is "prediction" or "shadow". */
+ * row), to b; type is "prediction" or "shadow"; now and wall_ms are the
+ * batch's publication time on the monotonic and the wall clock. */
 static void write_payload(mls_pipeline_t *p, struct mls_buf *b,
                           const struct item *it, const char *type,
                           const mls_model_t *m, const float *o, size_t cols,
-                          int64_t now)
+                          int64_t now, int64_t wall_ms)
 {
         const char *version = mls_model_version_name(m);
         char ts[32];
@@ -704,7 +705,7 @@ static void write_payload(mls_pipeline_t *p, struct mls_buf *b,
         mls_clock_iso8601(it->rec.recv_wall_ms, ts, sizeof(ts));
         mls_buf_puts(b, ts);
         MLS_BUF_LIT(b, "\",\"published_at\":\"");
-        mls_clock_iso8601(mls_clock_wall_ms(), ts, sizeof(ts));
+        mls_clock_iso8601(wall_ms, ts, sizeof(ts));
         mls_buf_puts(b, ts);
         MLS_BUF_LIT(b, "\",\"metadata\":");
         if (it->in.metadata)
@@ -722,14 +723,14 @@ static void write_payload(mls_pipeline_t *p, struct mls_buf *b,
         MLS_BUF_LIT(b, "}}");
 }
 
-static void build_payload(mls_pipeline_t *p, struct item *it)
+static void build_payload(mls_pipeline_t *p, struct item *it, int64_t now,
+                          int64_t wall_ms)
 {
         struct mls_buf *b = &p->payloads;
-        int64_t now = mls_clock_mono_ns();
 
         it->pay_off = b->len;
         write_payload(p, b, it, "prediction", it->model,
-                      p->outputs.v + it->out_off, it->out_cols, now);
+                      p->outputs.v + it->out_off, it->out_cols, now, wall_ms);
         if (b->overflow) {
                 /* The batch's payload buffer is full: this prediction is
                  * dead-lettered rather than wedging the batch. */
@@ -754,7 +755,8 @@ static void build_payload(mls_pipeline_t *p, struct item *it)
         b = &p->shadow_payloads;
         it->sh_pay_off = b->len;
         write_payload(p, b, it, "shadow", it->route->shadow,
-                      p->shadow_outputs.v + it->sh_off, it->sh_cols, now);
+                      p->shadow_outputs.v + it->sh_off, it->sh_cols, now,
+                      wall_ms);
         if (b->overflow) { /* compared, but not published */
                 b->len = it->sh_pay_off;
                 b->overflow = 0;
@@ -889,11 +891,16 @@ int mls_pipeline_flush(mls_pipeline_t *p, char *errstr, size_t errstr_size)
         if (p->nitems == 0)
                 return 0;
         if (p->phase == PHASE_COLLECT) {
+                int64_t now, wall;
                 score_all(p);
                 score_shadows(p);
+                /* one publication time for the whole batch: its
+                 * predictions go out together */
+                now = mls_clock_mono_ns();
+                wall = mls_clock_wall_ms();
                 for (size_t i = 0; i < p->nitems; i++)
                         if (p->items[i].state == ITEM_OK)
-                                build_payload(p, &p->items[i]);
+                                build_payload(p, &p->items[i], now, wall);
                 p->phase = PHASE_PUBLISH;
         }
         if (p->phase == PHASE_PUBLISH) {
