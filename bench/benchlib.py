@@ -246,6 +246,43 @@ def cluster_services(env, owned=False):
 # --- one result file ---------------------------------------------------------------
 
 
+class BareSubscriber:
+    """`mls-loadgen sub` on a Redis channel: a live subscriber, as in
+    production, that costs the machine little (the harness parsing the
+    stream in Python would take a core from what is measured) and counts
+    what it receives, so a run can tell whether its subscriber kept up."""
+
+    def __init__(self, env, channel, expect, seconds=900):
+        from mlshelpers import redis_addr
+        host, port = redis_addr(env)
+        self.expect = expect
+        self.proc = subprocess.Popen(
+            [need_binary("bench/mls-loadgen"), "sub", "--redis", "%s:%d" % (host, port),
+             "--channel", channel, "--seconds", str(seconds), "--expect", str(expect),
+             "--quiet-ms", "5000", "--sample-every", "1000000000"],
+            stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if not line.startswith("{") or json.loads(line).get("ready") != 1:
+            self.proc.kill()
+            fail("mls-loadgen sub did not subscribe to %s: %r" % (channel, line))
+
+    def received(self, timeout=30):
+        """Waits for it to stop (it has all it expects, or nothing came for
+        5 s) and returns how many messages it received."""
+        try:
+            out = self.proc.communicate(timeout=timeout)[0]
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out = self.proc.communicate()[0]
+        lines = [l for l in out.splitlines() if l.startswith("{")]
+        return json.loads(lines[-1]).get("received", 0) if lines else 0
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
 def add_common_args(ap, name):
     """--out FILE and --quick, which every benchmark takes."""
     ap.add_argument("--out", default=os.path.join(HERE, "out", name + ".json"),

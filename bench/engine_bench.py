@@ -116,7 +116,7 @@ def run_throughput(env, n, msgfile, output=None, refs=True, txn_interval_ms=None
     if refs:
         ref_kafka = kcat_consume_rate(env, topic, n)
         ref_redis = redis_publish_rate(env, payload_len, max(100000, min(n, 1000000)))
-    sub = Subscriber(env)  # a live subscriber, as in production
+    sub = benchlib.BareSubscriber(env, CHANNEL, n)
     eng = Engine(env, topic=topic, extra_env=extra)
     try:
         t_start = time.monotonic()
@@ -139,9 +139,13 @@ def run_throughput(env, n, msgfile, output=None, refs=True, txn_interval_ms=None
         mem = memory(eng.proc.pid)
         txns = metric_sum(eng.metrics(), "ml_stream_kafka_transactions_total",
                           result="committed")
+        heard = sub.received()
     finally:
         eng.stop()
         sub.close()
+    if heard < n:
+        print("warning: the subscriber received %d of %d predictions (it fell behind "
+              "and Redis dropped it?)" % (heard, n), file=sys.stderr)
     scored = n - first[1]
     if scored < n // 2:
         fail("the backlog drained before the first metrics scrape; use more --messages")
@@ -149,6 +153,7 @@ def run_throughput(env, n, msgfile, output=None, refs=True, txn_interval_ms=None
     rate = scored / wall
     return {
         "messages": n, "measured_messages": scored, "engine_msgs_per_s": rate,
+        "subscriber_received": heard,
         "output": output, "transactions_committed": txns,
         "engine_wall_s": wall, "engine_wall_with_start_s": now - t_start,
         "engine_cpu_us_per_msg": cpu * 1e6 / scored, "engine_rss_bytes": mem["VmRSS"],

@@ -111,38 +111,39 @@ def engine_run(env, topic, n, batch, framework, threads, repository=None,
         extra.update({"ML_MODEL_REPOSITORY": repository, "ML_DEFAULT_MODEL_ID": "mlp"})
     elif framework == "torch":
         extra.update({"ML_MODEL_FRAMEWORK": "torch", "ML_MODEL_PATH": MODEL})
-    # Subscribers are redis-cli, not the harness's Subscriber: on a small
-    # machine the harness parsing the stream in Python would take the CPU
-    # the engine is measured on (and make the figures swing with it).
-    subs = [subprocess.Popen(["redis-cli", "-u", env["REDIS_URL"], "subscribe", ch],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subs = [benchlib.BareSubscriber(env, ch, n)
             for ch in [CHANNEL] + (["ml:stream:shadow"] if shadow_subscriber else [])]
-    eng = Engine(env, topic=topic, group="g-%s" % uuid.uuid4().hex[:8], extra_env=extra)
-    first = None
-    t_start = time.monotonic()
-    while True:
-        try:
-            done = metric_sum(eng.metrics(), "ml_stream_inference_predictions_total")
-        except (AssertionError, OSError):
-            done = 0
-        now = time.monotonic()
-        if done and first is None:
-            first = (now, done, proc_cpu(eng.proc.pid))
-        if done >= n:
-            break
-        if eng.proc.poll() is not None:
-            fail("the engine (%s, batch %d) exited:\n%s" % (framework, batch,
-                                                           eng.output()[-1000:]))
-        if first is None and now - t_start > 120:
-            fail("the engine (%s, batch %d) scored nothing in 120 s:\n%s"
-                 % (framework, batch, eng.output()[-1000:]))
-        time.sleep(0.02)
-    cpu = proc_cpu(eng.proc.pid) - first[2]
-    m = eng.metrics()
-    eng.stop()
-    for sub in subs:
-        sub.terminate()
-        sub.wait()
+    try:
+        eng = Engine(env, topic=topic, group="g-%s" % uuid.uuid4().hex[:8], extra_env=extra)
+        first = None
+        t_start = time.monotonic()
+        while True:
+            try:
+                done = metric_sum(eng.metrics(), "ml_stream_inference_predictions_total")
+            except (AssertionError, OSError):
+                done = 0
+            now = time.monotonic()
+            if done and first is None:
+                first = (now, done, proc_cpu(eng.proc.pid))
+            if done >= n:
+                break
+            if eng.proc.poll() is not None:
+                fail("the engine (%s, batch %d) exited:\n%s" % (framework, batch,
+                                                               eng.output()[-1000:]))
+            if first is None and now - t_start > 120:
+                fail("the engine (%s, batch %d) scored nothing in 120 s:\n%s"
+                     % (framework, batch, eng.output()[-1000:]))
+            time.sleep(0.02)
+        cpu = proc_cpu(eng.proc.pid) - first[2]
+        m = eng.metrics()
+        eng.stop()
+        heard = [sub.received() for sub in subs]
+    finally:
+        for sub in subs:
+            sub.close()
+    if min(heard) < n:
+        print("warning: subscribers received %s of %d predictions (fell behind?)"
+              % (heard, n), file=sys.stderr)
     rows = n - first[1]
     wall = now - first[0]
     count, total, buckets = histogram(m, "ml_stream_model_call_seconds")
@@ -152,6 +153,7 @@ def engine_run(env, topic, n, batch, framework, threads, repository=None,
     sh_calls = {role: histogram(m, "ml_stream_shadow_call_seconds", role=role)[1]
                 for role in ("serving", "shadow")}
     return {"framework": framework, "batch_limit": batch, "rows_per_s": rows / wall,
+            "subscribers_received": heard,
             "shadow_rows_compared": compared,
             "shadow_call_us_per_row": sh_calls["shadow"] * 1e6 / compared if compared else None,
             "serving_call_us_per_row_compared":
