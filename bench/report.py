@@ -72,6 +72,8 @@ LABELS = {
     "output_eos_p99_ms": "output topic, exactly once: p99 (ms)",
     "with_shadow_extra_cpu_us_per_row": "shadow: CPU per row added (µs)",
     "shadow_call_us_per_row": "shadow: its model calls per row (µs)",
+    "shadow_cost_beyond_its_calls_us_per_row":
+        "shadow: CPU per row added beyond its model calls (µs)",
     "with_shadow_over_serving_only": "shadow compared only / serving only, rows/s",
     "with_shadow_subscribed_over_serving_only":
         "shadow compared and published / serving only, rows/s",
@@ -135,6 +137,7 @@ KEY_FIGURES = [
     ("models", "torch_latency_p99_ms"),
     ("models", "with_shadow_extra_cpu_us_per_row"),
     ("models", "shadow_call_us_per_row"),
+    ("models", "shadow_cost_beyond_its_calls_us_per_row"),
     ("scaleout", "one_engine_msgs_per_s"),
     ("scaleout", "two_engines_msgs_per_s"),
     ("up", "p99_ms"),

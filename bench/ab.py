@@ -1,0 +1,235 @@
+#!/usr/bin/env python3
+"""A/B benchmark: the engine of two builds on the same backlog, in
+alternating rounds, in one run.
+
+A figure measured today cannot be set against one measured on another day,
+or on another machine of the same kind: on a shared 2-core VM the same
+binary drains a backlog 20-30 % faster or slower from one hour to the next.
+Two builds measured in turns, a round of each at a time, see the same
+machine; the ratio of each round's pair is what changed, and its spread
+over the rounds says how far to trust it.
+
+  --what engine: the identity model draining --messages one-row messages
+     (ML_BATCH_MAX_ROWS 256, the default), as bench/engine_bench.py's
+     backlog run: messages/s from the first prediction to the last, and
+     the engine's CPU per message;
+  --what shadow: the MLP fixture at batch limit 64 from a model repository,
+     serving alone and with a shadow version (bench/model_bench.py's shadow
+     runs): rows/s of each and their ratio, per build.
+
+The base build is --base: a git revision (checked out with `git worktree`
+under bench/out/ab/ and its mlstream built there, once) or a build
+directory. The head is the build under test ($MLSTREAM_BUILD_DIR, default
+build/). Each run has a live subscriber (mls-loadgen sub) that must
+receive every prediction; a run whose subscriber fell behind is reported.
+
+Writes --out (default bench/out/ab-WHAT.json) and --markdown (default
+bench/AB-WHAT.md): both builds' figures per round, the head/base ratio of
+each round, and its median, min and max, stamped with the machine and both
+commits.
+Usage: bench/ab.py --base REV|BUILD_DIR [--what engine|shadow] [--rounds N]
+                   [--messages N] [--quick] [--out FILE] [--markdown FILE]
+"""
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+import benchlib  # noqa: E402
+from benchlib import fail  # noqa: E402
+import mlshelpers  # noqa: E402
+import model_bench  # noqa: E402
+
+
+def git(*args, cwd=ROOT):
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def base_binary(base):
+    """The mlstream of --base: a build directory as it is, or a revision
+    built in its own worktree (kept for the next run)."""
+    if os.path.isdir(base):
+        return benchlib.need_file(os.path.join(os.path.abspath(base), "mlstream"),
+                                  "no mlstream in the build directory %s" % base)
+    try:
+        sha = git("rev-parse", "--verify", base + "^{commit}")
+    except subprocess.CalledProcessError:
+        fail("--base %s is neither a build directory nor a git revision" % base)
+    tree = os.path.join(HERE, "out", "ab", sha[:12])
+    binary = os.path.join(tree, "build", "mlstream")
+    if os.path.exists(binary):
+        return binary
+    if not os.path.isdir(tree):
+        os.makedirs(os.path.dirname(tree), exist_ok=True)
+        git("worktree", "add", "--detach", tree, sha)
+    print("ab: building %s in %s" % (sha[:12], tree), file=sys.stderr)
+    for cmd in (["cmake", "-S", tree, "-B", os.path.join(tree, "build"), "-G", "Ninja",
+                 "-DCMAKE_BUILD_TYPE=RelWithDebInfo"],
+                ["ninja", "-C", os.path.join(tree, "build"), "mlstream"]):
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            fail("building %s failed: %s" % (sha[:12], r.stdout[-2000:] + r.stderr[-2000:]))
+    return binary
+
+
+def commit_of(binary):
+    v = benchlib.mlstream_versions(binary).get("mlstream", "")
+    return v.split("git ")[-1].rstrip(")") if "git " in v else v
+
+
+def run_engine(env, topic, n):
+    r = model_bench.engine_run(env, topic, n, 256, "identity", 1)
+    return {"msgs_per_s": r["rows_per_s"], "cpu_us_per_msg": r["cpu_us_per_row"],
+            "subscribers_received": r["subscribers_received"]}
+
+
+def run_shadow(env, topic, n, repos):
+    alone = model_bench.engine_run(env, topic, n, 64, "torch", 1, repos["serving_only"])
+    shadow = model_bench.engine_run(env, topic, n, 64, "torch", 1, repos["with_shadow"])
+    return {"serving_only_rows_per_s": alone["rows_per_s"],
+            "with_shadow_rows_per_s": shadow["rows_per_s"],
+            "with_shadow_over_serving_only": shadow["rows_per_s"] / alone["rows_per_s"],
+            "with_shadow_extra_cpu_us_per_row":
+                shadow["cpu_us_per_row"] - alone["cpu_us_per_row"],
+            "shadow_call_us_per_row": shadow["shadow_call_us_per_row"],
+            "shadow_cost_beyond_its_calls_us_per_row":
+                shadow["cpu_us_per_row"] - alone["cpu_us_per_row"]
+                - shadow["shadow_call_us_per_row"],
+            "subscribers_received": alone["subscribers_received"]
+                + shadow["subscribers_received"]}
+
+
+# the figures compared, and whether more is better
+FIGURES = {"engine": [("msgs_per_s", True), ("cpu_us_per_msg", False)],
+           "shadow": [("with_shadow_over_serving_only", True),
+                      ("serving_only_rows_per_s", True),
+                      ("with_shadow_extra_cpu_us_per_row", False)]}
+# figures shown for each build on its own, without a ratio (they can be
+# near zero or negative)
+OWN = {"engine": [], "shadow": ["shadow_call_us_per_row",
+                                "shadow_cost_beyond_its_calls_us_per_row"]}
+
+
+def markdown(res):
+    m = res["machine"]
+    lines = ["# A/B: %s against %s" % (res["head"]["commit"], res["base"]["commit"]), "",
+             "Written by `bench/ab.py --what %s --rounds %d --messages %d` on %s; "
+             "do not edit." % (res["what"], res["rounds"], res["messages"], res["date"]), "",
+             "Machine: %s, %s cores, kernel %s; load average %.2f before, %.2f after. "
+             "Each round runs both builds, in turns (the order alternates), on the "
+             "same backlog; the ratio is head / base of that round."
+             % (m.get("cpu"), m.get("cores"), m.get("kernel"),
+                m["load_avg_before"][0], m["load_avg_after"][0]), "",
+             "| figure | base median | head median | head / base: median | min | max |",
+             "|---|---|---|---|---|---|"]
+    for name, _ in FIGURES[res["what"]]:
+        s = res["summary"][name]
+        lines.append("| %s | %s | %s | **%.3f** | %.3f | %.3f |" % (
+            name.replace("_", " "), fmt(s["base_median"]), fmt(s["head_median"]),
+            s["ratio_median"], s["ratio_min"], s["ratio_max"]))
+    if OWN[res["what"]]:
+        lines += ["", "| figure | base: median (min .. max) | head: median (min .. max) |",
+                  "|---|---|---|"]
+        for name in OWN[res["what"]]:
+            s = res["summary"][name]
+            lines.append("| %s | %s | %s |" % (name.replace("_", " "), spread(s["base"]),
+                                               spread(s["head"])))
+    short = res["summary"]["runs_subscriber_behind"]
+    lines += ["", "Runs whose subscriber missed predictions (their figures flatter the "
+              "engine: Redis dropped a slow subscriber): %d of %d." % (
+                  short, 2 * res["rounds"]), ""]
+    return "\n".join(lines)
+
+
+def spread(v):
+    return "%s (%s .. %s)" % (fmt(v["median"]), fmt(v["min"]), fmt(v["max"]))
+
+
+def fmt(v):
+    return "{:,.0f}".format(v) if abs(v) >= 1000 else "%.3g" % v
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--base", required=True, help="git revision or build directory")
+    ap.add_argument("--what", choices=sorted(FIGURES), default="engine")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--messages", type=int, default=500000)
+    ap.add_argument("--markdown", help="report (default bench/AB-WHAT.md; '' for none)")
+    benchlib.add_common_args(ap, "ab-WHAT")
+    args = ap.parse_args()
+    args.out = args.out.replace("WHAT", args.what)
+    if args.markdown is None:
+        args.markdown = os.path.join(HERE, "AB-%s.md" % args.what)
+    if args.quick:
+        args.rounds, args.messages = 1, min(args.messages, 30000)
+    if args.rounds < 1:
+        ap.error("--rounds must be at least 1")
+    result = benchlib.Result("ab", args)
+    head = benchlib.need_binary("mlstream")
+    base = base_binary(args.base)
+    benchlib.need_binary("bench/mls-loadgen")
+    benchlib.need_command("kcat", "apt-get install kcat")
+    if args.what == "shadow" and "torch" not in benchlib.mlstream_versions(head):
+        fail("this mlstream was built without the torch plugin")
+    builds = {"base": base, "head": head}
+    env, started = benchlib.services("all")
+    runs = {"base": [], "head": []}
+    try:
+        topic = model_bench.produce_backlog(env, args.messages)
+        with tempfile.TemporaryDirectory(prefix="mls-ab-repo.") as tmp:
+            repos = {}
+            for name, shadow in (("serving_only", False), ("with_shadow", True)):
+                repos[name] = os.path.join(tmp, name)
+                model_bench.make_repository(repos[name], shadow)
+            for r in range(args.rounds):
+                for side in (("base", "head") if r % 2 == 0 else ("head", "base")):
+                    mlshelpers.MLSTREAM = builds[side]
+                    runs[side].append(run_engine(env, topic, args.messages)
+                                      if args.what == "engine"
+                                      else run_shadow(env, topic, args.messages, repos))
+                    print("ab: round %d %s %s" % (r + 1, side, {
+                        k: round(v, 3) for k, v in runs[side][-1].items()
+                        if isinstance(v, float)}), file=sys.stderr)
+    finally:
+        mlshelpers.MLSTREAM = head
+        if started:
+            mlshelpers.stop_services(env, "all")
+    summary = {}
+    for name, _ in FIGURES[args.what]:
+        ratios = [h[name] / b[name] for b, h in zip(runs["base"], runs["head"])]
+        summary[name] = {
+            "base_median": statistics.median(x[name] for x in runs["base"]),
+            "head_median": statistics.median(x[name] for x in runs["head"]),
+            "ratio_median": statistics.median(ratios),
+            "ratio_min": min(ratios), "ratio_max": max(ratios)}
+    for name in OWN[args.what]:
+        summary[name] = {side: {"median": statistics.median(x[name] for x in runs[side]),
+                                "min": min(x[name] for x in runs[side]),
+                                "max": max(x[name] for x in runs[side])}
+                         for side in runs}
+    expected = args.messages * (2 if args.what == "shadow" else 1)
+    summary["runs_subscriber_behind"] = sum(
+        1 for side in runs.values() for x in side if sum(x["subscribers_received"]) < expected)
+    res = result.write(summary, head, env, what=args.what, rounds=args.rounds,
+                       messages=args.messages,
+                       base={"binary": base, "commit": commit_of(base)},
+                       head={"binary": head, "commit": commit_of(head)}, runs=runs)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(markdown(res))
+        print("ab: wrote %s" % os.path.relpath(args.markdown), file=sys.stderr)
+    for name, _ in FIGURES[args.what]:
+        s = summary[name]
+        print("%-36s head/base %.3f (%.3f .. %.3f)" % (name, s["ratio_median"],
+                                                       s["ratio_min"], s["ratio_max"]))
+
+
+if __name__ == "__main__":
+    benchlib.run_main(main)
