@@ -893,6 +893,9 @@ int mls_pipeline_flush(mls_pipeline_t *p, char *errstr, size_t errstr_size)
         if (p->phase == PHASE_COLLECT) {
                 int64_t now, wall;
                 score_all(p);
+                /* right after the serving calls: scored later (while
+                 * Redis works, say), a shadow's call took half as long
+                 * again, its code and weights out of the caches */
                 score_shadows(p);
                 /* one publication time for the whole batch: its
                  * predictions go out together */
