@@ -16,6 +16,10 @@ over the rounds says how far to trust it.
   --what shadow: the MLP fixture at batch limit 64 from a model repository,
      serving alone and with a shadow version (bench/model_bench.py's shadow
      runs): rows/s of each and their ratio, per build.
+  --what gateway: a burst of --messages predictions published as fast as
+     Redis takes them to one graphql-transport-ws subscriber (bench/
+     gateway_bench.py's one-subscriber burst): the gateway's CPU per
+     delivery and deliveries/s.
 
 The base build is --base: a git revision (checked out with `git worktree`
 under bench/out/ab/ and its mlstream built there, once) or a build
@@ -27,7 +31,7 @@ Writes --out (default bench/out/ab-WHAT.json) and --markdown (default
 bench/AB-WHAT.md): both builds' figures per round, the head/base ratio of
 each round, and its median, min and max, stamped with the machine and both
 commits.
-Usage: bench/ab.py --base REV|BUILD_DIR [--what engine|shadow] [--rounds N]
+Usage: bench/ab.py --base REV|BUILD_DIR [--what engine|shadow|gateway] [--rounds N]
                    [--messages N] [--quick] [--out FILE] [--markdown FILE]
 """
 import argparse
@@ -105,14 +109,41 @@ def run_shadow(env, topic, n, repos):
                 + shadow["subscribers_received"]}
 
 
+def run_gateway(bench, gateway, n):
+    channel, gw = gateway
+    bench.channel = channel
+    b = bench.burst(gw, 1, n)
+    return {"deliveries_per_s": b["deliveries_per_s"],
+            "cpu_us_per_delivery": b["gateway_cpu_us_per_delivery"],
+            "published": b["published"], "dropped_by_gateway": b["dropped"],
+            "bare_subscriber_received": b["bare_sub_received"],
+            # the C subscriber here is the WebSocket client itself
+            "subscribers_received": [b["deliveries"]]}
+
+
+def gateway_bench(env, builds):
+    """gateway_bench's Bench, and a gateway of each build, each reading its
+    own channel (so that the one not measured idles)."""
+    import argparse as ap
+    import gateway_bench as gwb
+    args = ap.Namespace(build=benchlib.BUILD_DIR, conns_per_source=10000, max_pending=256)
+    bench = gwb.Bench(args, env)
+    gateways = {}
+    for side, binary in builds.items():
+        channel = "%s:%s" % (bench.channel, side)
+        gateways[side] = (channel, gwb.Gateway(binary, env, channel, 100))
+    return bench, gateways
+
+
 # the figures compared, and whether more is better
 FIGURES = {"engine": [("msgs_per_s", True), ("cpu_us_per_msg", False)],
+           "gateway": [("deliveries_per_s", True), ("cpu_us_per_delivery", False)],
            "shadow": [("with_shadow_over_serving_only", True),
                       ("serving_only_rows_per_s", True),
                       ("with_shadow_extra_cpu_us_per_row", False)]}
 # figures shown for each build on its own, without a ratio (they can be
 # near zero or negative)
-OWN = {"engine": [], "shadow": ["shadow_call_us_per_row",
+OWN = {"engine": [], "gateway": [], "shadow": ["shadow_call_us_per_row",
                                 "shadow_cost_beyond_its_calls_us_per_row"]}
 
 
@@ -123,7 +154,7 @@ def markdown(res):
              "do not edit." % (res["what"], res["rounds"], res["messages"], res["date"]), "",
              "Machine: %s, %s cores, kernel %s; load average %.2f before, %.2f after. "
              "Each round runs both builds, in turns (the order alternates), on the "
-             "same backlog; the ratio is head / base of that round."
+             "same load; the ratio is head / base of that round."
              % (m.get("cpu"), m.get("cores"), m.get("kernel"),
                 m["load_avg_before"][0], m["load_avg_after"][0]), "",
              "| figure | base median | head median | head / base: median | min | max |",
@@ -141,8 +172,8 @@ def markdown(res):
             lines.append("| %s | %s | %s |" % (name.replace("_", " "), spread(s["base"]),
                                                spread(s["head"])))
     short = res["summary"]["runs_subscriber_behind"]
-    lines += ["", "Runs whose subscriber missed predictions (their figures flatter the "
-              "engine: Redis dropped a slow subscriber): %d of %d." % (
+    lines += ["", "Runs whose subscriber missed predictions (their figures flatter what "
+              "is measured: Redis drops a slow subscriber): %d of %d." % (
                   short, 2 * res["rounds"]), ""]
     return "\n".join(lines)
 
@@ -160,10 +191,15 @@ def main():
     ap.add_argument("--base", required=True, help="git revision or build directory")
     ap.add_argument("--what", choices=sorted(FIGURES), default="engine")
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--messages", type=int, default=500000)
+    ap.add_argument("--messages", type=int,
+                    help="backlog (engine: 500,000; shadow: 300,000) or burst (gateway: "
+                    "60,000, which Redis' default 32 MB buffer for a subscriber that falls "
+                    "behind holds whole) size")
     ap.add_argument("--markdown", help="report (default bench/AB-WHAT.md; '' for none)")
     benchlib.add_common_args(ap, "ab-WHAT")
     args = ap.parse_args()
+    if args.messages is None:
+        args.messages = {"engine": 500000, "shadow": 300000, "gateway": 60000}[args.what]
     args.out = args.out.replace("WHAT", args.what)
     if args.markdown is None:
         args.markdown = os.path.join(HERE, "AB-%s.md" % args.what)
@@ -181,8 +217,12 @@ def main():
     builds = {"base": base, "head": head}
     env, started = benchlib.services("all")
     runs = {"base": [], "head": []}
+    gateways = {}
     try:
-        topic = model_bench.produce_backlog(env, args.messages)
+        if args.what == "gateway":
+            bench, gateways = gateway_bench(env, builds)
+        else:
+            topic = model_bench.produce_backlog(env, args.messages)
         with tempfile.TemporaryDirectory(prefix="mls-ab-repo.") as tmp:
             repos = {}
             for name, shadow in (("serving_only", False), ("with_shadow", True)):
@@ -191,13 +231,18 @@ def main():
             for r in range(args.rounds):
                 for side in (("base", "head") if r % 2 == 0 else ("head", "base")):
                     mlshelpers.MLSTREAM = builds[side]
-                    runs[side].append(run_engine(env, topic, args.messages)
-                                      if args.what == "engine"
-                                      else run_shadow(env, topic, args.messages, repos))
+                    if args.what == "engine":
+                        runs[side].append(run_engine(env, topic, args.messages))
+                    elif args.what == "shadow":
+                        runs[side].append(run_shadow(env, topic, args.messages, repos))
+                    else:
+                        runs[side].append(run_gateway(bench, gateways[side], args.messages))
                     print("ab: round %d %s %s" % (r + 1, side, {
                         k: round(v, 3) for k, v in runs[side][-1].items()
                         if isinstance(v, float)}), file=sys.stderr)
     finally:
+        for _, gw in gateways.values():
+            gw.stop()
         mlshelpers.MLSTREAM = head
         if started:
             mlshelpers.stop_services(env, "all")

@@ -738,6 +738,13 @@ class Bench:
         m1 = gw.metrics()
         cpu = (c1[0] - c0[0]) + (c1[1] - c0[1])
         d = wr["received"]
+        if d < n * count and sr["received"] >= count and not (
+                metric_sum(m1, "ml_stream_gateway_messages_dropped_total")
+                - metric_sum(m0, "ml_stream_gateway_messages_dropped_total")):
+            print("warning: burst to %d: %d of %d deliveries, none dropped by the gateway: "
+                  "Redis dropped its subscription (client-output-buffer-limit pubsub), the "
+                  "burst outran it; figures are over the deliveries made" % (n, d, n * count),
+                  file=sys.stderr, flush=True)
         return {
             "subscribers": n, "published": pub["published"], "publish_rate": pub["rate"],
             "expected_deliveries": n * count, "deliveries": d,
