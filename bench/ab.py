@@ -224,10 +224,11 @@ def main():
         else:
             topic = model_bench.produce_backlog(env, args.messages)
         with tempfile.TemporaryDirectory(prefix="mls-ab-repo.") as tmp:
-            repos = {}
+            repos = {}  # the shadow runs' model repositories
             for name, shadow in (("serving_only", False), ("with_shadow", True)):
-                repos[name] = os.path.join(tmp, name)
-                model_bench.make_repository(repos[name], shadow)
+                if args.what == "shadow":
+                    repos[name] = os.path.join(tmp, name)
+                    model_bench.make_repository(repos[name], shadow)
             for r in range(args.rounds):
                 for side in (("base", "head") if r % 2 == 0 else ("head", "base")):
                     mlshelpers.MLSTREAM = builds[side]
