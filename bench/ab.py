@@ -13,9 +13,14 @@ over the rounds says how far to trust it.
      (ML_BATCH_MAX_ROWS 256, the default), as bench/engine_bench.py's
      backlog run: messages/s from the first prediction to the last, and
      the engine's CPU per message;
-  --what shadow: the MLP fixture at batch limit 64 from a model repository,
-     serving alone and with a shadow version (bench/model_bench.py's shadow
-     runs): rows/s of each and their ratio, per build.
+  --what shadow: the MLP fixture at the default batch limit (256) from a
+     model repository, serving alone and with a shadow version
+     (bench/model_bench.py's shadow runs): rows/s of each and their ratio,
+     per build.
+  --what steady: the identity model at 1,000 msg/s, --messages of them from
+     a paced producer (bench/engine_bench.py's steady run, after 10 s
+     idle): the engine's CPU per message, and the share of it taken by
+     its own thread and by librdkafka's coordinator thread (commits);
   --what gateway: a burst of --messages predictions published as fast as
      Redis takes them to one graphql-transport-ws subscriber (bench/
      gateway_bench.py's one-subscriber burst): the gateway's CPU per
@@ -31,7 +36,7 @@ Writes --out (default bench/out/ab-WHAT.json) and --markdown (default
 bench/AB-WHAT.md): both builds' figures per round, the head/base ratio of
 each round, and its median, min and max, stamped with the machine and both
 commits.
-Usage: bench/ab.py --base REV|BUILD_DIR [--what engine|shadow|gateway] [--rounds N]
+Usage: bench/ab.py --base REV|BUILD_DIR [--what engine|shadow|steady|gateway] [--rounds N]
                    [--messages N] [--quick] [--out FILE] [--markdown FILE]
 """
 import argparse
@@ -47,7 +52,11 @@ sys.path.insert(0, HERE)
 import benchlib  # noqa: E402
 from benchlib import fail  # noqa: E402
 import mlshelpers  # noqa: E402
+import engine_bench  # noqa: E402
 import model_bench  # noqa: E402
+
+STEADY_RATE = 1000  # msg/s
+STEADY_IDLE_S = 10
 
 
 def git(*args, cwd=ROOT):
@@ -94,8 +103,10 @@ def run_engine(env, topic, n):
 
 
 def run_shadow(env, topic, n, repos):
-    alone = model_bench.engine_run(env, topic, n, 64, "torch", 1, repos["serving_only"])
-    shadow = model_bench.engine_run(env, topic, n, 64, "torch", 1, repos["with_shadow"])
+    alone = model_bench.engine_run(env, topic, n, model_bench.SHADOW_BATCH, "torch", 1,
+                                   repos["serving_only"])
+    shadow = model_bench.engine_run(env, topic, n, model_bench.SHADOW_BATCH, "torch", 1,
+                                    repos["with_shadow"])
     return {"serving_only_rows_per_s": alone["rows_per_s"],
             "with_shadow_rows_per_s": shadow["rows_per_s"],
             "with_shadow_over_serving_only": shadow["rows_per_s"] / alone["rows_per_s"],
@@ -107,6 +118,16 @@ def run_shadow(env, topic, n, repos):
                 - shadow["shadow_call_us_per_row"],
             "subscribers_received": alone["subscribers_received"]
                 + shadow["subscribers_received"]}
+
+
+def run_steady(env, n):
+    r = engine_bench.run_steady(env, STEADY_RATE, max(1, n // STEADY_RATE), STEADY_IDLE_S)
+    threads = r["engine_threads_cpu_us_per_msg"]
+    return {"cpu_us_per_msg": r["engine_cpu_us_per_msg"],
+            "idle_core_percent": r["idle_core_percent"],
+            "engine_thread_cpu_us_per_msg": threads.get("mlstream", 0.0),
+            "coordinator_thread_cpu_us_per_msg": threads.get("rdk:broker-1", 0.0),
+            "subscribers_received": [n]}  # nobody subscribes here
 
 
 def run_gateway(bench, gateway, n):
@@ -138,13 +159,16 @@ def gateway_bench(env, builds):
 # the figures compared, and whether more is better
 FIGURES = {"engine": [("msgs_per_s", True), ("cpu_us_per_msg", False)],
            "gateway": [("deliveries_per_s", True), ("cpu_us_per_delivery", False)],
+           "steady": [("cpu_us_per_msg", False)],
            "shadow": [("with_shadow_over_serving_only", True),
                       ("serving_only_rows_per_s", True),
                       ("with_shadow_extra_cpu_us_per_row", False)]}
 # figures shown for each build on its own, without a ratio (they can be
 # near zero or negative)
 OWN = {"engine": [], "gateway": [], "shadow": ["shadow_call_us_per_row",
-                                "shadow_cost_beyond_its_calls_us_per_row"]}
+                                "shadow_cost_beyond_its_calls_us_per_row"],
+       "steady": ["engine_thread_cpu_us_per_msg", "coordinator_thread_cpu_us_per_msg",
+                  "idle_core_percent"]}
 
 
 def markdown(res):
@@ -192,14 +216,15 @@ def main():
     ap.add_argument("--what", choices=sorted(FIGURES), default="engine")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--messages", type=int,
-                    help="backlog (engine: 500,000; shadow: 300,000) or burst (gateway: "
-                    "60,000, which Redis' default 32 MB buffer for a subscriber that falls "
-                    "behind holds whole) size")
+                    help="backlog (engine: 500,000; shadow: 300,000), messages at 1,000/s "
+                    "(steady: 20,000) or burst (gateway: 60,000, which Redis' default 32 MB "
+                    "buffer for a subscriber that falls behind holds whole) size")
     ap.add_argument("--markdown", help="report (default bench/AB-WHAT.md; '' for none)")
     benchlib.add_common_args(ap, "ab-WHAT")
     args = ap.parse_args()
     if args.messages is None:
-        args.messages = {"engine": 500000, "shadow": 300000, "gateway": 60000}[args.what]
+        args.messages = {"engine": 500000, "shadow": 300000, "steady": 20000,
+                         "gateway": 60000}[args.what]
     args.out = args.out.replace("WHAT", args.what)
     if args.markdown is None:
         args.markdown = os.path.join(HERE, "AB-%s.md" % args.what)
@@ -221,7 +246,7 @@ def main():
     try:
         if args.what == "gateway":
             bench, gateways = gateway_bench(env, builds)
-        else:
+        elif args.what != "steady":
             topic = model_bench.produce_backlog(env, args.messages)
         with tempfile.TemporaryDirectory(prefix="mls-ab-repo.") as tmp:
             repos = {}  # the shadow runs' model repositories
@@ -236,6 +261,8 @@ def main():
                         runs[side].append(run_engine(env, topic, args.messages))
                     elif args.what == "shadow":
                         runs[side].append(run_shadow(env, topic, args.messages, repos))
+                    elif args.what == "steady":
+                        runs[side].append(run_steady(env, args.messages))
                     else:
                         runs[side].append(run_gateway(bench, gateways[side], args.messages))
                     print("ab: round %d %s %s" % (r + 1, side, {

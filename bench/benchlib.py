@@ -141,6 +141,22 @@ def cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def thread_cpu_s(pid):
+    """utime + stime of each live thread of a process, in seconds, summed
+    by thread name (librdkafka names its threads rdk:main, rdk:broker1,
+    ...)."""
+    out = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                head, rest = f.read().rsplit(")", 1)
+        except OSError:  # the thread ended meanwhile
+            continue
+        name, fields = head.split("(", 1)[1], rest.split()
+        out[name] = out.get(name, 0) + (int(fields[11]) + int(fields[12])) / TICKS
+    return out
+
+
 def memory(pid):
     """VmRSS, VmHWM, RssAnon, RssFile of a live process, in bytes."""
     out = {}

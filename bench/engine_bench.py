@@ -379,12 +379,13 @@ def run_steady(env, rate, seconds, idle_seconds):
         time.sleep(idle_seconds)
         idle_cpu, idle_wall = cpu_s(eng.proc.pid) - cpu0, time.monotonic() - t0
         count = rate * seconds
-        cpu0 = cpu_s(eng.proc.pid)
+        cpu0, threads0 = cpu_s(eng.proc.pid), benchlib.thread_cpu_s(eng.proc.pid)
         achieved = prod.paced(rate, count)
         # the last messages are scored within milliseconds; no /metrics
         # scrape (the engine's CPU too) until the CPU is read
         time.sleep(0.5)
         cpu = cpu_s(eng.proc.pid) - cpu0
+        threads = benchlib.thread_cpu_s(eng.proc.pid)
         wait_for(lambda: metric_sum(eng.metrics(), "ml_stream_inference_predictions_total")
                  >= rate + count, 60, "the %d steady-rate predictions" % count)
         mem = memory(eng.proc.pid)
@@ -394,6 +395,12 @@ def run_steady(env, rate, seconds, idle_seconds):
         eng.stop()
     return {"rate": rate, "achieved_rate": achieved, "count": count,
             "engine_cpu_us_per_msg": cpu * 1e6 / count,
+            # where it goes: the engine thread ("mlstream") and librdkafka's
+            # (rdk:broker1 fetches; rdk:broker-1 talks to the group
+            # coordinator, commits included)
+            "engine_threads_cpu_us_per_msg": {
+                name: round((s - threads0.get(name, 0)) * 1e6 / count, 1)
+                for name, s in sorted(threads.items()) if s > threads0.get(name, 0)},
             "engine_core_percent": 100 * cpu / (count / achieved + 0.5),
             "idle_seconds": idle_wall, "idle_cpu_s": idle_cpu,
             "idle_core_percent": 100 * idle_cpu / idle_wall,

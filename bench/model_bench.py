@@ -12,7 +12,8 @@ the limit), in the same run.
   * message latency at a steady rate with the default limits, torch and
     identity, from the payloads' latency_ms;
   * shadow scoring (docs/models.md): the same backlog through a model
-    repository at batch limit 64, serving mlp.pt alone, then with mlp_v2.pt
+    repository at batch limit --shadow-batch (default 256, the engine's
+    default ML_BATCH_MAX_ROWS), serving mlp.pt alone, then with mlp_v2.pt
     as its shadow (nobody subscribed to the shadow channel: compared only),
     then the same with a subscriber on the shadow channel (its predictions
     built and published too); the ratios are what a shadow costs. The three
@@ -23,7 +24,8 @@ Writes --out (default bench/out/models.json): "summary", "machine", details.
 Uses KAFKA_BOOTSTRAP_SERVERS / REDIS_URL when set (bench/run, scripts/services
 start), else starts the services itself.
 Usage: bench/model_bench.py [--messages N] [--only direct,engine,shadow,latency]
-                            [--shadow-rounds N] [--quick] [--out FILE]
+                            [--shadow-rounds N] [--shadow-batch ROWS] [--quick]
+                            [--out FILE]
 """
 import argparse
 import json
@@ -49,6 +51,7 @@ MODEL_V2 = os.path.join(ROOT, "tests", "fixtures", "torch", "mlp_v2.pt")
 DIRECT = os.environ.get("MLS_MODEL_BENCH",
                         os.path.join(os.path.dirname(MLSTREAM), "mls_model_bench"))
 BATCHES = [1, 16, 64, 256]
+SHADOW_BATCH = 256  # the engine's default ML_BATCH_MAX_ROWS
 
 
 def histogram(m, name, **labels):
@@ -207,8 +210,9 @@ def shadow_rounds(env, topic, args):
         for r in range(args.shadow_rounds):
             runs = {}
             for name, _, listen in (SHADOW_CONFIGS if r % 2 == 0 else SHADOW_CONFIGS[::-1]):
-                runs[name] = engine_run(env, topic, args.messages, 64, "torch", args.threads,
-                                        os.path.join(tmp, name), shadow_subscriber=listen)
+                runs[name] = engine_run(env, topic, args.messages, args.shadow_batch, "torch",
+                                        args.threads, os.path.join(tmp, name),
+                                        shadow_subscriber=listen)
             rounds.append(runs)
     return rounds
 
@@ -227,9 +231,10 @@ def shadow_summary(rounds):
     alone, shadowed, heard = (c[0] for c in SHADOW_CONFIGS)
     return {
         "shadow_rounds": len(rounds),
-        "serving_only_b64_rows_per_s": round(med(rate(alone))),
+        "shadow_batch_limit": rounds[0][alone]["batch_limit"],
+        "serving_only_rows_per_s": round(med(rate(alone))),
         "serving_only_cpu_us_per_row": round(med(cpu(alone)), 2),
-        "with_shadow_b64_rows_per_s": round(med(rate(shadowed))),
+        "with_shadow_rows_per_s": round(med(rate(shadowed))),
         "with_shadow_over_serving_only":
             round(med(lambda r: rate(shadowed)(r) / rate(alone)(r)), 3),
         "with_shadow_cpu_us_per_row": round(med(cpu(shadowed)), 2),
@@ -241,7 +246,7 @@ def shadow_summary(rounds):
         # comparing and the rest are free
         "shadow_cost_beyond_its_calls_us_per_row": round(med(
             lambda r: cpu(shadowed)(r) - cpu(alone)(r) - r[shadowed]["shadow_call_us_per_row"]), 3),
-        "with_shadow_subscribed_b64_rows_per_s": round(med(rate(heard))),
+        "with_shadow_subscribed_rows_per_s": round(med(rate(heard))),
         "with_shadow_subscribed_over_serving_only":
             round(med(lambda r: rate(heard)(r) / rate(alone)(r)), 3),
         "with_shadow_subscribed_cpu_us_per_row": round(med(cpu(heard)), 2),
@@ -260,6 +265,8 @@ def main():
     ap.add_argument("--latency-count", type=int, default=50000)
     ap.add_argument("--shadow-rounds", type=int, default=3,
                     help="rounds of the three shadow runs (default 3; ratios are medians)")
+    ap.add_argument("--shadow-batch", type=int, default=SHADOW_BATCH,
+                    help="ML_BATCH_MAX_ROWS of the shadow runs (default 256, the engine's)")
     ap.add_argument("--only", default=",".join(PHASES),
                     help="comma-separated phases to run: %s (default all)" % ", ".join(PHASES))
     benchlib.add_common_args(ap, "models")
@@ -269,6 +276,8 @@ def main():
         ap.error("--only takes %s" % ", ".join(PHASES))
     if args.shadow_rounds < 1:
         ap.error("--shadow-rounds must be at least 1")
+    if not 1 <= args.shadow_batch <= 65536:
+        ap.error("--shadow-batch takes 1..65536 rows")
     if args.quick:
         args.messages, args.seconds = min(args.messages, 30000), min(args.seconds, 0.3)
         args.latency_count = min(args.latency_count, 5000)

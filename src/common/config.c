@@ -328,17 +328,36 @@ const struct mls_conf_def mls_conf_defs[] = {
         {.env = "ML_COMMIT_INTERVAL_MS",
          .flag = "commit-interval-ms",
          .type = MLS_CONF_INT,
-         .defval = "0",
+         .defval = "100",
          .min = 0,
          .max = 3600000,
          .scope = E | U,
          .section = "Engine",
          .offset = OFF(commit_interval_ms),
-         .help = "Least time between two offset commits. 0: commit as each "
-                 "batch is delivered (one commit in flight at a time), so a "
-                 "crash re-scores only what was in flight; larger values send "
-                 "fewer commits and re-score up to this much traffic after a "
-                 "crash."},
+         .help = "Longest time the offsets of delivered messages wait to be "
+                 "committed: they are committed (asynchronously, one commit "
+                 "in flight at a time) this long after the last commit, or "
+                 "as soon as `ML_COMMIT_MAX_MESSAGES` messages were "
+                 "delivered since it, whichever comes first. A crash "
+                 "re-scores what was delivered but not committed, so it is "
+                 "bounded by both. 0: commit as each batch is delivered. At "
+                 "a low rate each commit costs the engine and the broker "
+                 "about as much as scoring a message: the interval is what "
+                 "keeps their cost per message down."},
+        {.env = "ML_COMMIT_MAX_MESSAGES",
+         .flag = "commit-max-messages",
+         .type = MLS_CONF_INT,
+         .defval = "256",
+         .min = 1,
+         .max = 100000000,
+         .scope = E | U,
+         .section = "Engine",
+         .offset = OFF(commit_max_messages),
+         .help = "Most messages delivered before their offsets are "
+                 "committed, `ML_COMMIT_INTERVAL_MS` notwithstanding: at "
+                 "speed the engine commits about once a batch, so a crash "
+                 "re-scores a batch or two, not an interval's worth of "
+                 "traffic."},
         {.env = "ML_EXACTLY_ONCE",
          .flag = "exactly-once",
          .type = MLS_CONF_ENUM,

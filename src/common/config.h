@@ -64,6 +64,7 @@ struct mls_config {
         long long metrics_max_models;
         long long shutdown_timeout_ms;
         long long commit_interval_ms;
+        long long commit_max_messages;
         char *exactly_once; /* "true" or "false" */
         long long transaction_interval_ms;
         long long max_message_bytes;

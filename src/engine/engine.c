@@ -43,6 +43,8 @@ struct mls_engine {
         int paused;
         int committing;         /* an asynchronous offset commit is in flight */
         int uncommitted;        /* offsets stored since the last commit began */
+        long long done_msgs;    /* records done, offsets not yet stored */
+        long long stored_msgs;  /* records whose offsets wait for a commit */
         int64_t next_commit_ns; /* not before (ML_COMMIT_INTERVAL_MS) */
         int closing;        /* leaving the group: final_commit() committed */
         int coordinator_ok; /* the last commit (or join) was answered */
@@ -94,6 +96,7 @@ static void record_done(void *opaque, const struct mls_record *rec)
                 tp = rd_kafka_topic_partition_list_add(
                         e->done_offsets, rec->topic, rec->partition);
         tp->offset = rec->offset + 1;
+        e->done_msgs++;
         rd_kafka_message_destroy(rec->opaque);
 }
 
@@ -104,9 +107,9 @@ static void record_release(void *opaque, const struct mls_record *rec)
 }
 
 /* Commits the stored offsets asynchronously unless a commit is in flight
- * or (unless force) ML_COMMIT_INTERVAL_MS has not passed since the last;
- * on_commit() and the run loop call it again for what was stored
- * meanwhile. */
+ * or (unless force) ML_COMMIT_INTERVAL_MS has not passed since the last
+ * and fewer than ML_COMMIT_MAX_MESSAGES wait; on_commit() and the run loop
+ * call it again for what was stored meanwhile. */
 static void commit_stored(mls_engine_t *e, int force)
 {
         int64_t now;
@@ -114,9 +117,11 @@ static void commit_stored(mls_engine_t *e, int force)
         if (e->committing || !e->uncommitted)
                 return;
         now = mls_clock_mono_ns();
-        if (!force && now < e->next_commit_ns)
+        if (!force && now < e->next_commit_ns &&
+            e->stored_msgs < e->cfg->commit_max_messages)
                 return;
         e->uncommitted = 0;
+        e->stored_msgs = 0;
         e->next_commit_ns = now + e->cfg->commit_interval_ms * 1000000LL;
         if (rd_kafka_commit(e->consumer, NULL, 1) == RD_KAFKA_RESP_ERR_NO_ERROR)
                 e->committing = 1;
@@ -139,6 +144,8 @@ static void store_offsets(mls_engine_t *e)
         rd_kafka_topic_partition_list_destroy(e->done_offsets);
         e->done_offsets = rd_kafka_topic_partition_list_new(8);
         e->uncommitted = 1;
+        e->stored_msgs += e->done_msgs;
+        e->done_msgs = 0;
         commit_stored(e, 0);
 }
 
@@ -180,6 +187,7 @@ static void drop_all(mls_engine_t *e)
         e->nheld = 0;
         rd_kafka_topic_partition_list_destroy(e->done_offsets);
         e->done_offsets = rd_kafka_topic_partition_list_new(8);
+        e->done_msgs = 0;
 }
 
 static void fatal(mls_engine_t *e, const char *errstr)
@@ -303,6 +311,7 @@ static void txn_commit(mls_engine_t *e)
                 rd_kafka_offsets_store(e->consumer, e->done_offsets);
         rd_kafka_topic_partition_list_destroy(e->done_offsets);
         e->done_offsets = rd_kafka_topic_partition_list_new(8);
+        e->done_msgs = 0;
         e->txn_after_abort = 0;
         e->coordinator_ok = 1;
 }
@@ -1312,6 +1321,12 @@ int mls_engine_run(mls_engine_t *e)
                         next_hb = now + hb_ns;
                 }
                 wait_ms = mls_pipeline_wait_ms(e->pipeline, now, 100);
+                /* offsets held back by ML_COMMIT_INTERVAL_MS are committed
+                 * when it ends, also if nothing else arrives */
+                if (e->uncommitted && !e->committing &&
+                    wait_ms > (e->next_commit_ns - now + 999999) / 1000000)
+                        wait_ms = (int)((e->next_commit_ns - now + 999999) /
+                                        1000000);
                 if (e->txn && mls_txn_open(e->txn)) {
                         if (txn_due(e, now)) {
                                 txn_commit(e);

@@ -19,7 +19,10 @@ def engine_env(topic):
 def test_kill9_mid_stream_then_restart_loses_nothing(services, topic, engines):
     n = 100000
     group = "g-kill-" + topic
-    first = engines(topic=topic, group=group, extra_env=engine_env(topic))
+    # the interval out of reach: ML_COMMIT_MAX_MESSAGES (256) alone bounds
+    # what is delivered but not committed
+    first = engines(topic=topic, group=group,
+                    extra_env=dict(engine_env(topic), ML_COMMIT_INTERVAL_MS="3600000"))
     first.wait_ready()
     produce(services, topic, messages("k", n))
     wait_for(lambda: metric_sum(first.metrics(), "ml_stream_inference_predictions_total") >= 20000,
@@ -34,9 +37,9 @@ def test_kill9_mid_stream_then_restart_loses_nothing(services, topic, engines):
     dups = sum(c - 1 for c in ids.values())
     print("kill -9: %d sent, %d distinct out, %d duplicates" % (n, len(ids), dups))
     assert not missing, "%d inputs never reached the output topic" % len(missing)
-    # Offsets are committed as batches complete: what is redelivered is
-    # what was in flight (a batch or two of ML_BATCH_MAX_ROWS=256 here),
-    # not a whole auto-commit interval (~25,000 before).
+    # Offsets are committed every ML_COMMIT_MAX_MESSAGES=256 delivered: what
+    # is redelivered is that and what was in flight (a batch or two of
+    # ML_BATCH_MAX_ROWS=256), not a whole interval (~25,000 in one second).
     assert dups <= 4 * 256, "%d duplicates" % dups
     assert second.stop() == 0
 

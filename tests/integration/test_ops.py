@@ -250,7 +250,7 @@ def test_deploy_systemd_analyze():
 STATS = {"KAFKA_CONF_STATISTICS_INTERVAL_MS": "200"}
 # Offsets are committed only at a rebalance or at exit, so the committed lag
 # is exactly what was produced since.
-NO_AUTOCOMMIT = dict(STATS, ML_COMMIT_INTERVAL_MS="3600000")
+NO_AUTOCOMMIT = dict(STATS, ML_COMMIT_INTERVAL_MS="3600000", ML_COMMIT_MAX_MESSAGES="100000000")
 
 
 def produce_to(env, topic, partition, lines):
@@ -327,6 +327,34 @@ def test_consumer_lag_per_partition_across_rebalances(services, topic, engines):
     assert b.stop() == 0
     wait_for(lambda: assigned(a) == 4 and lag_of(a, topic) == {0: 0, 1: 0, 2: 0, 3: 0}, 60,
              "a holding all four partitions at lag 0")
+
+
+def test_offsets_committed_by_count_and_by_interval(services, topic, engines):
+    # The committed lag shows what the engine has committed. With the
+    # interval out of reach, ML_COMMIT_MAX_MESSAGES alone decides.
+    a = engines(topic=topic, extra_env=dict(STATS, ML_COMMIT_INTERVAL_MS="3600000",
+                                            ML_COMMIT_MAX_MESSAGES="5"))
+    a.wait_ready()
+    steps = ((5, 0, "5 delivered: the count is reached, all committed"),
+             (3, 3, "3 more: under the count, held back"),
+             (2, 0, "2 more: the count is reached again, all committed"))
+    sent = 0
+    for i, (n, lag, what) in enumerate(steps):
+        produce_to(services, topic, 0, msgs("count%d" % i, n))
+        sent += n
+        wait_for(lambda: predictions(a) == sent and lag_of(a, topic).get(0) == lag, 60, what)
+    assert a.stop() == 0
+
+    # With the count out of reach, the interval commits what was delivered
+    # once it has passed, although nothing else arrives to wake the engine.
+    b = engines(topic=topic, extra_env=dict(STATS, ML_COMMIT_INTERVAL_MS="300",
+                                            ML_COMMIT_MAX_MESSAGES="100000000"))
+    b.wait_ready()
+    wait_for(lambda: lag_of(b, topic).get(0) == 0, 60, "lag 0 after the first engine left")
+    produce_to(services, topic, 0, msgs("interval", 3))
+    wait_for(lambda: predictions(b) == 3 and lag_of(b, topic).get(0) == 0, 60,
+             "the 3 new messages committed by the interval")
+    assert b.stop() == 0
 
 
 def test_consumer_lag_off_when_statistics_disabled(services, topic, engines):
