@@ -21,6 +21,12 @@ over the rounds says how far to trust it.
      a paced producer (bench/engine_bench.py's steady run, after 10 s
      idle): the engine's CPU per message, and the share of it taken by
      its own thread and by librdkafka's coordinator thread (commits);
+  --what latency: --messages one-row messages at 10,000/s through Kafka,
+     the engine, Redis and a gateway to one GraphQL subscriber, next to a
+     plain Kafka consumer of the same topic (bench/engine_bench.py's
+     latency run): the p99 through the gateway minus the Kafka-only p99,
+     and the engine's own latency (each build runs its own engine and
+     gateway);
   --what gateway: a burst of --messages predictions published as fast as
      Redis takes them to one graphql-transport-ws subscriber (bench/
      gateway_bench.py's one-subscriber burst): the gateway's CPU per
@@ -36,7 +42,8 @@ Writes --out (default bench/out/ab-WHAT.json) and --markdown (default
 bench/AB-WHAT.md): both builds' figures per round, the head/base ratio of
 each round, and its median, min and max, stamped with the machine and both
 commits.
-Usage: bench/ab.py --base REV|BUILD_DIR [--what engine|shadow|steady|gateway] [--rounds N]
+Usage: bench/ab.py --base REV|BUILD_DIR [--what engine|shadow|steady|latency|gateway]
+                   [--rounds N]
                    [--messages N] [--quick] [--out FILE] [--markdown FILE]
 """
 import argparse
@@ -57,6 +64,8 @@ import model_bench  # noqa: E402
 
 STEADY_RATE = 1000  # msg/s
 STEADY_IDLE_S = 10
+LATENCY_RATE = 10000  # msg/s
+LATENCY_LINGER_MS = 5  # the producer's, as engine_bench's default
 
 
 def git(*args, cwd=ROOT):
@@ -130,6 +139,18 @@ def run_steady(env, n):
             "subscribers_received": [n]}  # nobody subscribes here
 
 
+def run_latency(env, n):
+    r = engine_bench.run_latency(env, LATENCY_RATE, n, benchlib.need_binary("bench/mls-loadgen"),
+                                 benchlib.need_binary("bench/mls-kafkapub"), LATENCY_LINGER_MS)
+    gw, ko = r["through_gateway"], r["kafka_only"]
+    return {"gateway_p99_ms": gw["p99_ms"], "kafka_only_p99_ms": ko["p99_ms"],
+            "gateway_p99_minus_kafka_only_ms": gw["p99_ms"] - ko["p99_ms"],
+            "gateway_p50_minus_kafka_only_ms": gw["p50_ms"] - ko["p50_ms"],
+            "engine_latency_mean_ms": r["engine_latency_mean_ms"],
+            "cpu_us_per_msg": r["engine_cpu_us_per_msg"],
+            "subscribers_received": [gw["count"]]}
+
+
 def run_gateway(bench, gateway, n):
     channel, gw = gateway
     bench.channel = channel
@@ -160,6 +181,7 @@ def gateway_bench(env, builds):
 FIGURES = {"engine": [("msgs_per_s", True), ("cpu_us_per_msg", False)],
            "gateway": [("deliveries_per_s", True), ("cpu_us_per_delivery", False)],
            "steady": [("cpu_us_per_msg", False)],
+           "latency": [("gateway_p99_ms", False), ("cpu_us_per_msg", False)],
            "shadow": [("with_shadow_over_serving_only", True),
                       ("serving_only_rows_per_s", True),
                       ("with_shadow_extra_cpu_us_per_row", False)]}
@@ -168,7 +190,9 @@ FIGURES = {"engine": [("msgs_per_s", True), ("cpu_us_per_msg", False)],
 OWN = {"engine": [], "gateway": [], "shadow": ["shadow_call_us_per_row",
                                 "shadow_cost_beyond_its_calls_us_per_row"],
        "steady": ["engine_thread_cpu_us_per_msg", "coordinator_thread_cpu_us_per_msg",
-                  "idle_core_percent"]}
+                  "idle_core_percent"],
+       "latency": ["kafka_only_p99_ms", "gateway_p99_minus_kafka_only_ms",
+                   "gateway_p50_minus_kafka_only_ms", "engine_latency_mean_ms"]}
 
 
 def markdown(res):
@@ -217,14 +241,14 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--messages", type=int,
                     help="backlog (engine: 500,000; shadow: 300,000), messages at 1,000/s "
-                    "(steady: 20,000) or burst (gateway: 60,000, which Redis' default 32 MB "
+                    "(steady: 20,000) or 10,000/s (latency: 50,000) or burst (gateway: 60,000, which Redis' default 32 MB "
                     "buffer for a subscriber that falls behind holds whole) size")
     ap.add_argument("--markdown", help="report (default bench/AB-WHAT.md; '' for none)")
     benchlib.add_common_args(ap, "ab-WHAT")
     args = ap.parse_args()
     if args.messages is None:
         args.messages = {"engine": 500000, "shadow": 300000, "steady": 20000,
-                         "gateway": 60000}[args.what]
+                         "latency": 50000, "gateway": 60000}[args.what]
     args.out = args.out.replace("WHAT", args.what)
     if args.markdown is None:
         args.markdown = os.path.join(HERE, "AB-%s.md" % args.what)
@@ -246,7 +270,7 @@ def main():
     try:
         if args.what == "gateway":
             bench, gateways = gateway_bench(env, builds)
-        elif args.what != "steady":
+        elif args.what not in ("steady", "latency"):
             topic = model_bench.produce_backlog(env, args.messages)
         with tempfile.TemporaryDirectory(prefix="mls-ab-repo.") as tmp:
             repos = {}  # the shadow runs' model repositories
@@ -263,6 +287,8 @@ def main():
                         runs[side].append(run_shadow(env, topic, args.messages, repos))
                     elif args.what == "steady":
                         runs[side].append(run_steady(env, args.messages))
+                    elif args.what == "latency":
+                        runs[side].append(run_latency(env, args.messages))
                     else:
                         runs[side].append(run_gateway(bench, gateways[side], args.messages))
                     print("ab: round %d %s %s" % (r + 1, side, {

@@ -10,14 +10,17 @@ Backlog: --messages one-row messages already in a 4-partition topic, one
 engine, a live Redis subscriber; rate and engine CPU (/proc) from the first
 prediction to the last (the group join is not in it), peak RSS (VmHWM).
 
-Latency: a paced producer (kcat -P, linger 0, each message stamped with its
-send time in metadata.sent_ns) at --latency-rate messages/s into a fresh
-topic. End to end is send time -> the prediction at a Redis subscriber; the
-Kafka-only reference is send time -> the same message at a bare kcat
-consumer reading the topic at the same time; the end-to-end receiver is `mls-loadgen sub`, a bare
-Redis subscriber in C. The whole path adds a real `mlstream gateway` on the same channel and one
-graphql-transport-ws subscriber of the model (`mls-loadgen ws`): gateway_e2e_p99_ms, and its p99
-minus the Kafka-only p99 (gateway_e2e_p99_minus_kafka_only_ms). The engine's own share is its
+Latency: a paced producer in C (mls-kafkapub; linger.ms --latency-linger-ms,
+default 5 as in librdkafka and the Java client; each message stamped with
+its send time in metadata.sent_ns) at --latency-rate messages/s into a
+fresh topic. End to end is send time -> the prediction at a bare Redis
+subscriber (`mls-loadgen sub`); the Kafka-only reference is send time ->
+the same message at a plain librdkafka consumer of the topic (`mls-loadgen
+kafka`) reading it at the same time; both receivers are the same C code.
+The whole path adds a real `mlstream gateway` on the same channel and one
+graphql-transport-ws subscriber of the model (`mls-loadgen ws`):
+gateway_e2e_p99_ms, and its p99 minus the Kafka-only p99
+(gateway_e2e_p99_minus_kafka_only_ms). The engine's own share is its
 latency histogram.
 
 Steady and idle: a fresh engine with its defaults (heartbeat every 5 s),
@@ -258,7 +261,11 @@ def start_gateway(env):
     return proc, port
 
 
-def run_latency(env, rate, count, loadgen):
+def run_latency(env, rate, count, loadgen, kafkapub, linger_ms):
+    """Send time -> prediction at a Redis subscriber, at a GraphQL
+    subscriber through a gateway, and (the reference) at a plain Kafka
+    consumer of the same topic; all three receivers are mls-loadgen, so
+    they measure alike. The producer is mls-kafkapub (C, paced, linger_ms)."""
     topic = "bench.lat.%s" % uuid.uuid4().hex[:8]
     topic_create(env, topic, 4)
     warm_sub = StampedSubscriber(env)
@@ -266,33 +273,46 @@ def run_latency(env, rate, count, loadgen):
     eng = Engine(env, topic=topic, extra_env={"ML_LOG_LEVEL": "warn",
                                               "ML_HEARTBEAT_INTERVAL_MS": "3600000"})
     kafka = prod = sub = ws = gw = None
+    seconds = str(count // rate + 120)
     try:
         eng.wait_ready()
-        kafka = KcatReader(env, topic)
         prod = PacedProducer(env, topic)
-        # warm-up: messages through the producer, the bare consumer and the
-        # engine before measuring (connections, metadata, group join)
-        polls = [0]
+        # warm-up: messages through the producer and the engine before
+        # measuring (connections, metadata, group join)
+        polls, sent = [0], [0]
 
         def warmed():
-            if warm_sub.stamped and kafka.stamped:
+            if warm_sub.stamped:
                 return True
             polls[0] += 1
             if polls[0] % 20 == 1:
                 prod.send("warm%d" % polls[0])
+                sent[0] += 1
             return False
         wait_for(warmed, 60, "a warm-up message through Kafka and the engine")
         # then the same rate for a while: the first seconds of a fresh topic
         # and consumers are slower than the steady state measured here
-        nwarm = len(kafka.stamped) + min(count, 3 * rate)
+        nwarm = sent[0] + min(count, 3 * rate)
         prod.paced(rate, min(count, 3 * rate), prefix="w")
-        wait_for(lambda: len(kafka.stamped) >= nwarm, 60, "the warm-up messages")
+        wait_for(lambda: metric_sum(eng.metrics(), "ml_stream_inference_predictions_total")
+                 >= nwarm, 60, "the warm-up predictions")
+        prod.close()
+        prod = None
         warm_sub.close()
+        # the Kafka-only reference: a plain consumer of the topic, counting
+        # the measured messages (input ids "l<n>") once it has read the
+        # warm-up
+        kafka = subprocess.Popen([loadgen, "kafka", "--bootstrap", env["KAFKA_BOOTSTRAP_SERVERS"],
+                                  "--topic", topic, "--prefix", "l", "--seconds", seconds,
+                                  "--expect", str(count), "--sample-every", "1"],
+                                 stdout=subprocess.PIPE, text=True)
+        if json.loads(kafka.stdout.readline()).get("ready") != 1:
+            fail("mls-loadgen kafka did not get ready")
         host, port = redis_addr(env)
         # the end-to-end receiver: a bare Redis subscriber in C, latency
         # from metadata.sent_ns of each prediction
         sub = subprocess.Popen([loadgen, "sub", "--redis", "%s:%d" % (host, port),
-                                "--channel", CHANNEL, "--seconds", str(count // rate + 120),
+                                "--channel", CHANNEL, "--seconds", seconds,
                                 "--quiet-ms", "3000", "--sample-every", "1"],
                                stdout=subprocess.PIPE, text=True)
         if json.loads(sub.stdout.readline()).get("ready") != 1:
@@ -302,7 +322,7 @@ def run_latency(env, rate, count, loadgen):
         gw = start_gateway(env)
         ws = subprocess.Popen([loadgen, "ws", "--gateway", "127.0.0.1:%d" % gw[1],
                                "--conns", "1", "--model", "lat", "--expect", str(count),
-                               "--seconds", str(count // rate + 120), "--quiet-ms", "3000",
+                               "--seconds", seconds, "--quiet-ms", "3000",
                                "--sample-every", "1"],
                               stdout=subprocess.PIPE, text=True)
         if json.loads(ws.stdout.readline()).get("ready") != 1:
@@ -311,18 +331,22 @@ def run_latency(env, rate, count, loadgen):
                                    http_get("http://127.0.0.1:%d/metrics" % gw[1])[1], re.M),
                  30, "the gateway's subscription")
         time.sleep(0.5)
-        nwarm_kafka = len(kafka.stamped)
         cpu0 = cpu_s(eng.proc.pid)
-        achieved = prod.paced(rate, count)
-        wait_for(lambda: len(kafka.stamped) >= nwarm_kafka + count, 120,
-                 "%d messages at the bare Kafka consumer" % count)
+        pub = subprocess.run([kafkapub, "--bootstrap", env["KAFKA_BOOTSTRAP_SERVERS"],
+                              "--topic", topic, "--model", "lat", "--rate", str(rate),
+                              "--count", str(count), "--linger-ms", str(linger_ms)],
+                             capture_output=True, text=True, timeout=count // rate + 120)
+        if pub.returncode != 0:
+            fail("mls-kafkapub failed: %s" % pub.stderr[-1000:])
+        achieved = count / json.loads(pub.stdout)["seconds"]
+        ko = json.loads(kafka.communicate(timeout=200)[0].strip().splitlines()[-1])
         e2e = json.loads(sub.communicate(timeout=200)[0].strip().splitlines()[-1])
         via_gw = json.loads(ws.communicate(timeout=200)[0].strip().splitlines()[-1])
         cpu = cpu_s(eng.proc.pid) - cpu0
         mem = memory(eng.proc.pid)
         m = eng.metrics()
     finally:
-        for p in (sub, ws):
+        for p in (kafka, sub, ws):
             if p and p.poll() is None:
                 p.kill()
                 p.wait()
@@ -331,15 +355,10 @@ def run_latency(env, rate, count, loadgen):
             gw[0].wait(30)
         if prod:
             prod.close()
-        if kafka:
-            kafka.close()
         eng.stop()
         warm_sub.close()
-    kafka_ms = []
-    for t, line in kafka.stamped:
-        msg = json.loads(line)
-        if msg["input_id"].startswith("l"):
-            kafka_ms.append((t - msg["metadata"]["sent_ns"]) / 1e6)
+    if ko.get("samples", 0) < count:
+        fail("the Kafka consumer saw %s of %d messages" % (ko.get("samples"), count))
     if e2e.get("samples", 0) < count * 0.99:
         fail("the Redis subscriber saw %s of %d predictions" % (e2e.get("samples"), count))
     if via_gw.get("samples", 0) < count * 0.99:
@@ -350,7 +369,9 @@ def run_latency(env, rate, count, loadgen):
                            "max_ms": e2e["max_ms"], "count": e2e["samples"]},
             "through_gateway": {"p50_ms": via_gw["p50_ms"], "p99_ms": via_gw["p99_ms"],
                                 "max_ms": via_gw["max_ms"], "count": via_gw["samples"]},
-            "kafka_only": lat_summary(kafka_ms),
+            "kafka_only": {"p50_ms": ko["p50_ms"], "p99_ms": ko["p99_ms"],
+                           "max_ms": ko["max_ms"], "count": ko["samples"]},
+            "producer_linger_ms": linger_ms,
             "engine_latency_mean_ms": 1e3 * metric_sum(m, "ml_stream_inference_latency_seconds_sum")
             / max(1, metric_sum(m, "ml_stream_inference_latency_seconds_count")),
             "engine_rss_bytes": mem["VmRSS"], "engine_peak_rss_bytes": mem["VmHWM"],
@@ -460,6 +481,9 @@ def main():
     ap.add_argument("--messages", type=int, default=1000000)
     ap.add_argument("--latency-rate", type=int, default=10000)
     ap.add_argument("--latency-count", type=int, default=100000)
+    ap.add_argument("--latency-linger-ms", type=float, default=5,
+                    help="the latency producer's linger.ms (default 5, librdkafka's own; "
+                         "0 sends each message in a request of its own)")
     ap.add_argument("--exactly-once", action="store_true",
                     help="also drain the backlog with an output topic, at least once and "
                          "then with ML_EXACTLY_ONCE=true, and report the ratio")
@@ -486,6 +510,7 @@ def main():
     # bench/run), not tests/integration's default build/mlstream
     mlshelpers.MLSTREAM = os.environ.get("MLSTREAM_BIN") or binary
     loadgen = benchlib.need_binary("bench/mls-loadgen")
+    kafkapub = benchlib.need_binary("bench/mls-kafkapub")
     benchlib.need_command("kcat", "apt-get install kcat")
     benchlib.need_command("redis-benchmark", "apt-get install redis-tools")
     if args.messages < 10000:
@@ -506,7 +531,8 @@ def main():
                                              args.output_latency_count, mode,
                                              args.transaction_interval_ms)
                     for mode in ("at-least-once", "exactly-once")}
-        lat = run_latency(env, args.latency_rate, args.latency_count, loadgen)
+        lat = run_latency(env, args.latency_rate, args.latency_count, loadgen, kafkapub,
+                          args.latency_linger_ms)
         steady = run_steady(env, args.steady_rate, args.steady_seconds, args.idle_seconds)
     finally:
         if msgfile:

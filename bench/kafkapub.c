@@ -4,8 +4,11 @@
  * end-to-end latency measurements (bench/up_latency.py).
  *
  *   mls-kafkapub --bootstrap H:P --topic T --model M --rate N --count C
+ *                [--linger-ms L]
  *
- * linger.ms is 0 so each message leaves at once. Prints one JSON object.
+ * linger.ms is L (default 0: each message leaves at once). Between
+ * messages it sleeps, so that it takes little of a core from what it
+ * measures. Prints one JSON object.
  * Threads: one (librdkafka has its own).
  */
 #include <librdkafka/rdkafka.h>
@@ -46,10 +49,12 @@ int main(int argc, char **argv)
             rd_kafka_conf_set(conf, "bootstrap.servers",
                               opt(argc, argv, "--bootstrap", "127.0.0.1:9092"),
                               err, sizeof(err)) != RD_KAFKA_CONF_OK ||
-            rd_kafka_conf_set(conf, "linger.ms", "0", err, sizeof(err)) !=
-                    RD_KAFKA_CONF_OK) {
+            rd_kafka_conf_set(conf, "linger.ms",
+                              opt(argc, argv, "--linger-ms", "0"), err,
+                              sizeof(err)) != RD_KAFKA_CONF_OK) {
                 fprintf(stderr, "usage: mls-kafkapub --bootstrap H:P --topic T "
-                                "--model M --rate N --count C\n");
+                                "--model M --rate N --count C "
+                                "[--linger-ms L]\n");
                 return 2;
         }
         rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
@@ -59,10 +64,15 @@ int main(int argc, char **argv)
         }
         start = now_ns();
         for (long i = 0; i < count; i++) {
-                int64_t due = start + i * 1000000000LL / rate;
+                int64_t due = start + i * 1000000000LL / rate, wait;
                 int n;
-                while (now_ns() < due)
-                        rd_kafka_poll(rk, 0);
+
+                rd_kafka_poll(rk, 0); /* delivery reports */
+                if ((wait = due - now_ns()) > 0) {
+                        struct timespec ts = {.tv_sec = wait / 1000000000,
+                                              .tv_nsec = wait % 1000000000};
+                        nanosleep(&ts, NULL);
+                }
                 n = snprintf(msg, sizeof(msg),
                              "{\"model_id\":\"%s\",\"input_id\":\"l%ld\","
                              "\"features\":[[0.1,0.2,0.3]],\"metadata\":{"

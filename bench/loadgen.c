@@ -17,6 +17,12 @@
  *       --idle, initialised and left idle until SIGUSR1, which subscribes
  *       them all); counts deliveries, measures latency from sent_ns, and
  *       reports resident memory of --pid.
+ *   mls-loadgen kafka --bootstrap H:P --topic T --seconds S [--prefix P]
+ *       A plain librdkafka consumer of every partition of T, from the
+ *       beginning, in a group of its own: the Kafka-only reference for
+ *       end-to-end latency, measured with the same code as sub's. It reads
+ *       what the topic held when it started before it says ready; with
+ *       --prefix, only messages whose input_id starts with P are counted.
  *
  * ws opens its connections P at a time (default 256; 0: all at once): a
  * new one starts when one in set-up becomes ready or dies, so none waits
@@ -32,10 +38,10 @@
  * up as soon as every connection is either ready or dead. --linger-ms
  * keeps the connections open L ms after the result is printed.
  *
- * sub and ws also take --expect N (stop once N messages were received in
+ * sub, kafka and ws also take --expect N (stop once N messages were received in
  * total), --quiet-ms T (stop T ms after the last message, once one came),
  * --sample-every K (latency of every K-th message per connection; sub 1,
- * ws 64) and --dump FILE ("seq sent_ns received_ns" per sample). Both print
+ * ws 64) and --dump FILE ("seq sent_ns received_ns" per sample). They print
  * {"ready":N} once every connection is set up, then one JSON object; rate
  * fields count from the first to the last message received. Both raise
  * their open-file limit to what N connections need, and exit with status 2
@@ -43,12 +49,13 @@
  *
  * cpu_s in the result is the tool's own CPU time (user + system).
  * Only for loopback load tests.
- * Threads: one, with epoll.
+ * Threads: one, with epoll (and librdkafka's own, in kafka).
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <hiredis/hiredis.h>
+#include <librdkafka/rdkafka.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -466,6 +473,119 @@ static int cmd_sub(int argc, char **argv)
         }
         free(rs);
         return ready == n ? 0 : 1;
+}
+
+/* --- Kafka: the reference consumer ----------------------------------- */
+
+static int kafka_fail(rd_kafka_t *rk, const char *what, const char *why)
+{
+        fprintf(stderr, "mls-loadgen kafka: %s: %s\n", what, why);
+        if (rk)
+                rd_kafka_destroy(rk);
+        return 1;
+}
+
+static int cmd_kafka(int argc, char **argv)
+{
+        const char *topic = opt(argc, argv, "--topic", NULL);
+        const char *prefix = opt(argc, argv, "--prefix", NULL);
+        double secs = atof(opt(argc, argv, "--seconds", "5"));
+        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        const struct rd_kafka_metadata *md;
+        rd_kafka_topic_partition_list_t *parts;
+        rd_kafka_topic_t *rkt;
+        rd_kafka_t *rk;
+        char err[512], group[64], marker[160];
+        int64_t *high, *next, nth = 0, end;
+        size_t marker_len = 0;
+        int np, ready = 0;
+
+        if (!topic) {
+                fprintf(stderr, "usage: mls-loadgen kafka --bootstrap H:P "
+                                "--topic T --seconds S [--prefix P]\n");
+                return 2;
+        }
+        recv_options(argc, argv, 1);
+        if (prefix)
+                marker_len = (size_t)snprintf(marker, sizeof(marker),
+                                              "\"input_id\":\"%s", prefix);
+        snprintf(group, sizeof(group), "mls-loadgen-%d", (int)getpid());
+        if (rd_kafka_conf_set(conf, "bootstrap.servers",
+                              opt(argc, argv, "--bootstrap", "127.0.0.1:9092"),
+                              err, sizeof(err)) != RD_KAFKA_CONF_OK ||
+            rd_kafka_conf_set(conf, "group.id", group, err, sizeof(err)) !=
+                    RD_KAFKA_CONF_OK ||
+            rd_kafka_conf_set(conf, "enable.auto.commit", "false", err,
+                              sizeof(err)) != RD_KAFKA_CONF_OK) {
+                rd_kafka_conf_destroy(conf);
+                return kafka_fail(NULL, "configuration", err);
+        }
+        rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+        if (!rk)
+                return kafka_fail(NULL, "consumer", err);
+        rd_kafka_poll_set_consumer(rk);
+        rkt = rd_kafka_topic_new(rk, topic, NULL);
+        if (rd_kafka_metadata(rk, 0, rkt, &md, 10000) != 0)
+                return kafka_fail(rk, topic, "no metadata");
+        if (md->topic_cnt != 1 || md->topics[0].err) {
+                rd_kafka_metadata_destroy(md);
+                return kafka_fail(rk, topic, "no such topic");
+        }
+        np = md->topics[0].partition_cnt;
+        parts = rd_kafka_topic_partition_list_new(np);
+        /* where each partition ends now, and the next offset read */
+        high = calloc((size_t)np, sizeof(*high));
+        next = calloc((size_t)np, sizeof(*next));
+        for (int i = 0; i < np; i++) {
+                int32_t id = md->topics[0].partitions[i].id;
+                if (id < 0 || id >= np ||
+                    rd_kafka_query_watermark_offsets(rk, topic, id, &next[id],
+                                                     &high[id], 10000)) {
+                        rd_kafka_metadata_destroy(md);
+                        return kafka_fail(rk, topic, "no watermarks");
+                }
+                rd_kafka_topic_partition_list_add(parts, topic, id)->offset =
+                        RD_KAFKA_OFFSET_BEGINNING;
+        }
+        rd_kafka_metadata_destroy(md);
+        rd_kafka_topic_destroy(rkt);
+        if (rd_kafka_assign(rk, parts))
+                return kafka_fail(rk, topic, "cannot assign its partitions");
+        rd_kafka_topic_partition_list_destroy(parts);
+        end = now_ns() + (int64_t)(secs * 1e9) + 30000000000LL; /* + set-up */
+        while (now_ns() < end && !finished(now_ns())) {
+                rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 50);
+                int64_t t = now_ns();
+
+                if (m && !m->err) {
+                        if (!prefix ||
+                            memmem(m->payload, m->len, marker, marker_len))
+                                received(nth++, m->payload, m->len, t);
+                        if (m->partition >= 0 && m->partition < np)
+                                next[m->partition] = m->offset + 1;
+                }
+                if (m)
+                        rd_kafka_message_destroy(m);
+                if (!ready) {
+                        int behind = 0;
+                        for (int i = 0; i < np; i++)
+                                behind |= next[i] < high[i];
+                        if (!behind) {
+                                ready = 1;
+                                printf("{\"ready\":1}\n");
+                                fflush(stdout);
+                                end = t + (int64_t)(secs * 1e9);
+                        }
+                }
+        }
+        printf("{\"partitions\":%d,\"ready\":%d,", np, ready);
+        print_receipts();
+        printf("}\n");
+        free(high);
+        free(next);
+        rd_kafka_consumer_close(rk);
+        rd_kafka_destroy(rk);
+        return ready ? 0 : 1;
 }
 
 /* --- WebSocket client side ------------------------------------------- */
@@ -996,13 +1116,16 @@ static int cmd_ws(int argc, char **argv)
 int main(int argc, char **argv)
 {
         if (argc < 2) {
-                fprintf(stderr, "usage: mls-loadgen pub|sub|ws [options]\n");
+                fprintf(stderr,
+                        "usage: mls-loadgen pub|sub|kafka|ws [options]\n");
                 return 2;
         }
         if (strcmp(argv[1], "pub") == 0)
                 return cmd_pub(argc - 2, argv + 2);
         if (strcmp(argv[1], "sub") == 0)
                 return cmd_sub(argc - 2, argv + 2);
+        if (strcmp(argv[1], "kafka") == 0)
+                return cmd_kafka(argc - 2, argv + 2);
         if (strcmp(argv[1], "ws") == 0)
                 return cmd_ws(argc - 2, argv + 2);
         fprintf(stderr, "mls-loadgen: unknown mode %s\n", argv[1]);

@@ -237,14 +237,18 @@ const struct mls_conf_def mls_conf_defs[] = {
         {.env = "ML_BATCH_MAX_WAIT_US",
          .flag = "batch-max-wait-us",
          .type = MLS_CONF_INT,
-         .defval = "1000",
+         .defval = "0",
          .min = 0,
          .max = 1000000,
          .scope = E | U,
          .section = "Engine",
          .offset = OFF(batch_max_wait_us),
-         .help = "Longest time, in microseconds, a message waits for others to "
-                 "fill its batch. 0: score whatever has arrived at once."},
+         .help = "Longest time, in microseconds, a message waits for more to "
+                 "arrive and fill its batch. What has already arrived joins "
+                 "the batch in any case (up to its size limits), so batches "
+                 "grow with the rate also at 0: no message waits for a "
+                 "timer. Raise it for fewer, fuller batches at moderate "
+                 "rates, at that much latency."},
         {.env = "ML_BATCH_MAX_MESSAGES",
          .flag = "batch-max-messages",
          .type = MLS_CONF_INT,

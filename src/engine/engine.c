@@ -1351,9 +1351,16 @@ int mls_engine_run(mls_engine_t *e)
                         continue;
                 }
                 now = m ? add_message(e, m) : mls_clock_mono_ns();
-                /* checked on every message, so that age closes a batch
-                 * also while the consumer never runs dry */
-                if (mls_pipeline_due(e->pipeline, now)) {
+                /* Age closes a batch, but only once the messages already
+                 * in the consumer's queue have joined it (up to its size
+                 * limits, which bound it also when the queue never runs
+                 * dry). A batch is then at least what arrived while the
+                 * last one was delivered, so with ML_BATCH_MAX_WAIT_US=0
+                 * nothing waits for the batch timer and batches still grow
+                 * with the rate. */
+                if (mls_pipeline_due(e->pipeline, now) &&
+                    !(m && !mls_pipeline_full(e->pipeline) && e->queue &&
+                      rd_kafka_queue_length(e->queue) > 0)) {
                         flush(e);
                         prefetch_check(e);
                 } else if (!m) {

@@ -341,6 +341,11 @@ int mls_pipeline_due(const mls_pipeline_t *p, int64_t now_ns)
         return p->nitems && (batch_full(p) || now_ns >= batch_close_ns(p));
 }
 
+int mls_pipeline_full(const mls_pipeline_t *p)
+{
+        return p->nitems && batch_full(p);
+}
+
 int mls_pipeline_wait_ms(const mls_pipeline_t *p, int64_t now_ns, int idle_ms)
 {
         int64_t left;

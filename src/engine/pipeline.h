@@ -95,6 +95,8 @@ size_t mls_pipeline_pending_rows(const mls_pipeline_t *p);
  * mls_pipeline_conf) at monotonic time now_ns and should be flushed before
  * anything more is added. */
 int mls_pipeline_due(const mls_pipeline_t *p, int64_t now_ns);
+/* 1 when the pending batch has reached one of its size limits. */
+int mls_pipeline_full(const mls_pipeline_t *p);
 /* How long the caller may wait for more input at now_ns before the pending
  * batch is due: idle_ms when nothing is pending, 0 when it is due already,
  * else the milliseconds left, rounded up. */

@@ -147,6 +147,30 @@ def test_restart_resumes_from_committed_offsets(services, topic, engines):
     assert second.stop() == 0
 
 
+def test_what_has_arrived_is_scored_together_without_a_batch_wait(services, topic, engines):
+    # A backlog is already there when the engine starts: with no batch wait
+    # (ML_BATCH_MAX_WAIT_US=0, the default) each batch still takes what the
+    # consumer holds, up to ML_BATCH_MAX_ROWS, instead of one message each.
+    n = 2000
+    produce(services, topic, [json.dumps({"input_id": "q%d" % i, "features": [i]})
+                              for i in range(n)])
+    sub = Subscriber(services)
+    try:
+        eng = engines(topic=topic, extra_env={"ML_BATCH_MAX_WAIT_US": "0",
+                                              "ML_BATCH_MAX_ROWS": "100"})
+        eng.wait_ready()
+        wait_for(lambda: len(sub.payloads()) >= n, 60, "%d predictions" % n)
+        m = eng.metrics()
+        batches = metric_sum(m, "ml_stream_batch_rows_count")
+        assert metric_sum(m, "ml_stream_batch_rows_sum") == n
+        print("%d messages in %d batches" % (n, batches))
+        # full batches but for the tails of the prefetches
+        assert n / 100 <= batches <= n / 10, batches
+        assert eng.stop() == 0
+    finally:
+        sub.close()
+
+
 def test_bad_configuration_fails_fast():
     for env, needle in [({"ML_BATCH_MAX_ROWS": "0"}, "ML_BATCH_MAX_ROWS"),
                         ({"ML_MODEL_FRAMEWORK": "onnx"}, "ML_MODEL_FRAMEWORK"),
