@@ -183,9 +183,11 @@ def test_kill9_subscribers_see_every_input_exactly_once(services, topic, engines
             return metric_sum(parse_metrics(http_get(base + "/metrics")[1]), name)
         wait_for(lambda: gateway_metric("ml_stream_gateway_subscriptions") == 2, 30,
                  "both subscriptions to be live")
-        # Commits only every 2 s: what the first engine published since its
-        # last commit is scored again by the second.
-        env = dict(FAST_GROUP, ML_COMMIT_INTERVAL_MS="2000", ML_LOG_LEVEL="warn")
+        # Commits only every 2 s, however many messages wait: what the first
+        # engine published since its last commit is scored again by the
+        # second.
+        env = dict(FAST_GROUP, ML_COMMIT_INTERVAL_MS="2000",
+                   ML_COMMIT_MAX_MESSAGES="100000000", ML_LOG_LEVEL="warn")
         first = engines(topic=topic, group=group, extra_env=env)
         first.wait_ready()
         produce(services, topic, [json.dumps({"model_id": model, "input_id": "x%d" % i,
