@@ -60,6 +60,7 @@ struct mls_engine {
         int64_t seen_bytes, seen_msgs;
         int64_t wall_ms, wall_read_ns; /* see wall_ms() */
         int prefetch_armed;
+        size_t queued_known; /* see more_queued() */
         /* ML_EXACTLY_ONCE (else txn is NULL): done_offsets are the open
          * transaction's; rewind has, per partition consumed since its
          * assignment, where an abort consumes it again from: the offset
@@ -540,6 +541,17 @@ static void prefetch_check(mls_engine_t *e)
                 e->prefetch_armed = 0;
                 prefetch_nudge(e);
         }
+}
+
+/* Whether the consumer's queue holds more messages for the batch. Asking
+ * librdkafka takes its queue's lock, so the length it gave is counted down
+ * as messages are polled and asked again only once they all were: in a
+ * backlog, that is once per queue-full instead of once per message. */
+static int more_queued(mls_engine_t *e)
+{
+        if (!e->queued_known && e->queue)
+                e->queued_known = rd_kafka_queue_length(e->queue);
+        return e->queued_known > 0;
 }
 
 static void hold_message(mls_engine_t *e, rd_kafka_message_t *m)
@@ -1350,6 +1362,10 @@ int mls_engine_run(mls_engine_t *e)
                         }
                         continue;
                 }
+                if (m && e->queued_known)
+                        e->queued_known--;
+                else if (!m)
+                        e->queued_known = 0;
                 now = m ? add_message(e, m) : mls_clock_mono_ns();
                 /* Age closes a batch, but only once the messages already
                  * in the consumer's queue have joined it (up to its size
@@ -1359,8 +1375,7 @@ int mls_engine_run(mls_engine_t *e)
                  * nothing waits for the batch timer and batches still grow
                  * with the rate. */
                 if (mls_pipeline_due(e->pipeline, now) &&
-                    !(m && !mls_pipeline_full(e->pipeline) && e->queue &&
-                      rd_kafka_queue_length(e->queue) > 0)) {
+                    !(m && !mls_pipeline_full(e->pipeline) && more_queued(e))) {
                         flush(e);
                         prefetch_check(e);
                 } else if (!m) {

@@ -170,6 +170,19 @@ def test_good_backlog_memory_bounded(services, topic, engines, mode):
     print("BUDGET: engine peak RSS draining %d good messages, %s: %.1f MB" % (n, mode, peak))
     bound = 64 if mode == "at-least-once" else 96
     assert SANITIZED or peak <= bound, "engine RSS %.0f MB > %d MB" % (peak, bound)
+    # With no batch wait (the default) a batch takes what the consumer's
+    # queue holds; a backlog never lets that run dry, so the batch size
+    # limit (ML_BATCH_MAX_ROWS, 256) is what closes every batch.
+    m = parse_metrics(text)
+    calls = metric_sum(m, "ml_stream_batch_rows_count")
+    within = sum(v for (name, labels), v in m.items()
+                 if name == "ml_stream_batch_rows_bucket"
+                 and float(dict(labels)["le"]) == 256)
+    print("BUDGET: %d model calls, %.0f rows each on average, largest bound 256"
+          % (calls, n / calls))
+    assert within == calls, "%d of %d model calls had more than 256 rows" % (calls - within,
+                                                                            calls)
+    assert calls <= n / 32, "batches did not grow with the backlog: %d calls" % calls
     assert eng.stop() == 0
 
 
