@@ -389,8 +389,11 @@ enum delivery {
 
 /* Scores the pending batch, publishes and produces it (in the open
  * transaction, begun if need be) and stores its offsets or, when the
- * transaction is due, commits them. */
-static enum delivery deliver(mls_engine_t *e, char *errstr, size_t errstr_size)
+ * transaction is due, commits them. With ahead, the publisher may take the
+ * batch without waiting for Redis to acknowledge it: its offsets are stored
+ * after the next batch's publication (see mls_pipeline_flush_ahead()). */
+static enum delivery deliver_batch(mls_engine_t *e, int ahead, char *errstr,
+                                   size_t errstr_size)
 {
         if (e->fatal)
                 return ABORTED;
@@ -404,7 +407,10 @@ static enum delivery deliver(mls_engine_t *e, char *errstr, size_t errstr_size)
                 e->txn_due_ns = mls_clock_mono_ns() +
                                 e->cfg->transaction_interval_ms * 1000000LL;
         }
-        if (mls_pipeline_flush(e->pipeline, errstr, errstr_size) == 0) {
+        if ((ahead && !e->txn ? mls_pipeline_flush_ahead(e->pipeline, errstr,
+                                                         errstr_size)
+                              : mls_pipeline_flush(e->pipeline, errstr,
+                                                   errstr_size)) == 0) {
                 if (!e->txn)
                         store_offsets(e);
                 else if (txn_due(e, mls_clock_mono_ns()))
@@ -421,15 +427,21 @@ static enum delivery deliver(mls_engine_t *e, char *errstr, size_t errstr_size)
         return DOWN;
 }
 
-/* Tries to deliver the pending batch; when the publisher fails, enters the
- * down state: consumption pauses and run() retries with backoff. */
-static int flush(mls_engine_t *e)
+static enum delivery deliver(mls_engine_t *e, char *errstr, size_t errstr_size)
+{
+        return deliver_batch(e, 0, errstr, errstr_size);
+}
+
+/* Tries to deliver the pending batch (ahead: see deliver_batch()); when the
+ * publisher fails, enters the down state: consumption pauses and run()
+ * retries with backoff. */
+static int flush_batch(mls_engine_t *e, int ahead)
 {
         char errstr[512];
 
         if (mls_pipeline_pending(e->pipeline) == 0)
                 return 0;
-        switch (deliver(e, errstr, sizeof(errstr))) {
+        switch (deliver_batch(e, ahead, errstr, sizeof(errstr))) {
         case DELIVERED:
                 return 0;
         case ABORTED:
@@ -447,6 +459,11 @@ static int flush(mls_engine_t *e)
                 update_ready(e);
         }
         return -1;
+}
+
+static int flush(mls_engine_t *e)
+{
+        return flush_batch(e, 0);
 }
 
 /* The wall clock, in ms, at monotonic time now: read at most once a
@@ -1376,7 +1393,9 @@ int mls_engine_run(mls_engine_t *e)
                  * with the rate. */
                 if (mls_pipeline_due(e->pipeline, now) &&
                     !(m && !mls_pipeline_full(e->pipeline) && more_queued(e))) {
-                        flush(e);
+                        /* with more already queued, Redis works on this
+                         * batch while the engine scores the next */
+                        flush_batch(e, m && more_queued(e));
                         prefetch_check(e);
                 } else if (!m) {
                         prefetch_check(e);

@@ -93,6 +93,12 @@ struct mls_pipeline {
         mls_metric_t *m_pred, *m_lat, *m_err, *m_rows, *m_batch, *m_dlq;
         mls_metric_t *m_pubfail;
         mls_series_t *s_pubfail;
+        /* mls_pipeline_flush_ahead(): the records of the batch the
+         * publisher has not acknowledged yet, in order (done is called for
+         * them once it has), and whether the pending batch was submitted */
+        struct mls_record *unacked;
+        size_t nunacked, unacked_cap;
+        int submitted;
 };
 
 static void entry_init(mls_pipeline_t *p, struct model_entry *e, const char *id)
@@ -205,6 +211,7 @@ void mls_pipeline_free(mls_pipeline_t *p)
         mls_inference_ids_free(p->ids);
         mls_rollout_free(p->rollout);
         free(p->items);
+        free(p->unacked);
         free(p->order);
         mls_floats_free(&p->feats);
         mls_floats_free(&p->outputs);
@@ -312,7 +319,7 @@ size_t mls_pipeline_add(mls_pipeline_t *p, const struct mls_record *rec)
 
 size_t mls_pipeline_pending(const mls_pipeline_t *p)
 {
-        return p->nitems;
+        return p->nitems + p->nunacked;
 }
 
 size_t mls_pipeline_pending_rows(const mls_pipeline_t *p)
@@ -338,7 +345,9 @@ static int64_t batch_close_ns(const mls_pipeline_t *p)
 
 int mls_pipeline_due(const mls_pipeline_t *p, int64_t now_ns)
 {
-        return p->nitems && (batch_full(p) || now_ns >= batch_close_ns(p));
+        if (!p->nitems)
+                return p->nunacked > 0; /* to be acknowledged */
+        return batch_full(p) || now_ns >= batch_close_ns(p);
 }
 
 int mls_pipeline_full(const mls_pipeline_t *p)
@@ -350,7 +359,7 @@ int mls_pipeline_wait_ms(const mls_pipeline_t *p, int64_t now_ns, int idle_ms)
 {
         int64_t left;
 
-        if (!p->nitems)
+        if (!p->nitems && !p->nunacked)
                 return idle_ms;
         if (mls_pipeline_due(p, now_ns))
                 return 0;
@@ -780,9 +789,34 @@ static int sink_fail(mls_pipeline_t *p, const struct mls_sink *s, char *errstr,
         return -1;
 }
 
-static int deliver_publish(mls_pipeline_t *p, char *errstr, size_t errstr_size)
+static int unacked_reserve(mls_pipeline_t *p, size_t n)
+{
+        struct mls_record *r;
+
+        if (n <= p->unacked_cap)
+                return 0;
+        r = realloc(p->unacked, n * sizeof(*r));
+        if (!r)
+                return -1;
+        p->unacked = r;
+        p->unacked_cap = n;
+        return 0;
+}
+
+/* Calls done for the records of the batch the publisher has just
+ * acknowledged (after mls_pipeline_flush_ahead()). */
+static void acked(mls_pipeline_t *p)
+{
+        for (size_t i = 0; i < p->nunacked; i++)
+                p->conf.done(p->conf.done_opaque, &p->unacked[i]);
+        p->nunacked = 0;
+}
+
+static int deliver_publish(mls_pipeline_t *p, int ahead, char *errstr,
+                           size_t errstr_size)
 {
         const struct mls_sink *s = &p->conf.publisher;
+        int rc;
 
         for (size_t i = 0; i < p->nitems; i++) {
                 struct item *it = &p->items[i];
@@ -796,8 +830,16 @@ static int deliver_publish(mls_pipeline_t *p, char *errstr, size_t errstr_size)
                         return sink_fail(p, s, errstr, errstr_size);
                 }
         }
-        if (s->ops->flush(s->ctx, errstr, errstr_size) < 0)
+        /* the batch's records wait for the next acknowledgment (the
+         * previous batch's are released before it takes their place) */
+        ahead = ahead && s->ops->submit && p->conf.done &&
+                unacked_reserve(p, p->nunacked + p->nitems) == 0;
+        rc = ahead ? s->ops->submit(s->ctx, errstr, errstr_size)
+                   : s->ops->flush(s->ctx, errstr, errstr_size);
+        if (rc < 0)
                 return sink_fail(p, s, errstr, errstr_size);
+        acked(p);
+        p->submitted = ahead;
         return 0;
 }
 
@@ -883,6 +925,7 @@ static void reset(mls_pipeline_t *p)
         p->nitems = 0;
         p->rows = 0;
         p->bytes = 0;
+        p->submitted = 0;
         p->phase = PHASE_COLLECT;
         p->feats.len = 0;
         p->outputs.len = 0;
@@ -891,10 +934,22 @@ static void reset(mls_pipeline_t *p)
         mls_buf_reset(&p->shadow_payloads);
 }
 
-int mls_pipeline_flush(mls_pipeline_t *p, char *errstr, size_t errstr_size)
+/* Waits for the publisher to acknowledge what was submitted. */
+static int settle(mls_pipeline_t *p, char *errstr, size_t errstr_size)
+{
+        const struct mls_sink *s = &p->conf.publisher;
+
+        if (s->ops->flush(s->ctx, errstr, errstr_size) < 0)
+                return sink_fail(p, s, errstr, errstr_size);
+        acked(p);
+        return 0;
+}
+
+static int flush_batch(mls_pipeline_t *p, int ahead, char *errstr,
+                       size_t errstr_size)
 {
         if (p->nitems == 0)
-                return 0;
+                return p->nunacked ? settle(p, errstr, errstr_size) : 0;
         if (p->phase == PHASE_COLLECT) {
                 int64_t now, wall;
                 score_all(p);
@@ -912,7 +967,7 @@ int mls_pipeline_flush(mls_pipeline_t *p, char *errstr, size_t errstr_size)
                 p->phase = PHASE_PUBLISH;
         }
         if (p->phase == PHASE_PUBLISH) {
-                if (deliver_publish(p, errstr, errstr_size) < 0)
+                if (deliver_publish(p, ahead, errstr, errstr_size) < 0)
                         return -1;
                 for (size_t i = 0; i < p->nitems; i++)
                         if (p->items[i].state == ITEM_OK)
@@ -927,11 +982,24 @@ int mls_pipeline_flush(mls_pipeline_t *p, char *errstr, size_t errstr_size)
                 if (it->state == ITEM_BAD && p->conf.deadletter.ops)
                         mls_series_add(mls_series(p->m_dlq, it->reason, NULL),
                                        1);
-                if (p->conf.done)
+                if (p->submitted) /* room made by deliver_publish() */
+                        p->unacked[p->nunacked++] = it->rec;
+                else if (p->conf.done)
                         p->conf.done(p->conf.done_opaque, &it->rec);
         }
         reset(p);
         return 0;
+}
+
+int mls_pipeline_flush(mls_pipeline_t *p, char *errstr, size_t errstr_size)
+{
+        return flush_batch(p, 0, errstr, errstr_size);
+}
+
+int mls_pipeline_flush_ahead(mls_pipeline_t *p, char *errstr,
+                             size_t errstr_size)
+{
+        return flush_batch(p, 1, errstr, errstr_size);
 }
 
 int mls_pipeline_published(const mls_pipeline_t *p)
@@ -961,6 +1029,14 @@ void mls_pipeline_discard(mls_pipeline_t *p, mls_record_keep keep,
         p->nitems = n;
         if (n == 0)
                 reset(p);
+        n = 0;
+        for (size_t i = 0; i < p->nunacked; i++) {
+                if (keep && keep(opaque, &p->unacked[i]))
+                        p->unacked[n++] = p->unacked[i];
+                else if (release)
+                        release(opaque, &p->unacked[i]);
+        }
+        p->nunacked = n;
 }
 
 /* At most this many models are listed in a heartbeat, so that it stays

@@ -110,11 +110,24 @@ int mls_pipeline_wait_ms(const mls_pipeline_t *p, int64_t now_ns, int idle_ms);
  */
 int mls_pipeline_flush(mls_pipeline_t *p, char *errstr, size_t errstr_size);
 
+/*
+ * The same, for a caller with the next batch already waiting: a publisher
+ * that can (a submit op) takes the batch without waiting for its
+ * acknowledgment, so that it works on it while the next one is scored, and
+ * done is called for its records only once it is acknowledged, by the next
+ * flush (of either kind) that returns 0. Until then they count as pending
+ * and mls_pipeline_due() is 1 even with nothing else to score. Returns as
+ * mls_pipeline_flush.
+ */
+int mls_pipeline_flush_ahead(mls_pipeline_t *p, char *errstr,
+                             size_t errstr_size);
+
 /* 1 when the pending batch was published (the publisher acknowledged it)
  * and what failed since was the output or dead-letter sink. */
 int mls_pipeline_published(const mls_pipeline_t *p);
 
-/* Drops the pending records for which keep (NULL: none) returns 0 without
+/* Drops the pending records (those awaiting acknowledgment too) for which
+ * keep (NULL: none) returns 0 without
  * delivering them, calling release (if not NULL) for each instead of done;
  * the others stay, in order, as they were. For partitions taken away in a
  * rebalance while a sink is down: Kafka redelivers them to their new

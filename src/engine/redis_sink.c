@@ -20,6 +20,13 @@ struct redis_sink {
         redisContext *c;
         struct mls_buf out; /* RESP commands of the batch, sent at flush */
         size_t queued;
+        /* the batch submit() handed over, unacknowledged: its commands,
+         * kept until their replies are read, and to send again (ahead of
+         * anything else) if the connection fails first */
+        struct mls_buf ahead;
+        size_t nahead;
+        int ahead_unsent;    /* not written on this connection */
+        int chunked;         /* this batch went to hiredis in pieces */
         long long receivers; /* of the last flush */
         int failed;          /* an append failed since the last flush */
         mls_series_t *connected;
@@ -36,6 +43,7 @@ static void redis_destroy(void *ctx)
         free(s->channel);
         mls_buf_free(&s->chan);
         mls_buf_free(&s->out);
+        mls_buf_free(&s->ahead);
         free(s);
 }
 
@@ -50,8 +58,75 @@ static void drop(struct redis_sink *s)
                 redisFree(s->c);
         s->c = NULL;
         s->queued = 0;
+        s->chunked = 0;
         mls_buf_reset(&s->out);
+        if (s->nahead)
+                s->ahead_unsent = 1;
         mls_series_set(s->connected, 0);
+}
+
+/* Hands hiredis the submitted batch again if this connection has not sent
+ * it yet: it goes before anything queued after it. */
+static int send_ahead(struct redis_sink *s)
+{
+        if (!s->ahead_unsent)
+                return 0;
+        if (redisAppendFormattedCommand(s->c, s->ahead.data, s->ahead.len) !=
+            REDIS_OK)
+                return -1;
+        s->ahead_unsent = 0;
+        return 0;
+}
+
+/* Hands hiredis what is queued (after the submitted batch, if it is to be
+ * sent again); keep leaves it in s->out as well. */
+static int send_queued(struct redis_sink *s, int keep, char *errstr,
+                       size_t errstr_size)
+{
+        if (send_ahead(s) < 0 ||
+            (s->out.len > 0 &&
+             redisAppendFormattedCommand(s->c, s->out.data, s->out.len) !=
+                     REDIS_OK)) {
+                snprintf(errstr, errstr_size, "redis: out of memory");
+                drop(s);
+                return -1;
+        }
+        if (!keep)
+                mls_buf_reset(&s->out);
+        return 0;
+}
+
+/* Reads n replies and adds up the receivers of those to PUBLISH. Any
+ * failure, an error reply included, drops the connection: what was not
+ * acknowledged is then sent again in full on the next one. */
+static int read_replies(struct redis_sink *s, size_t n, char *errstr,
+                        size_t errstr_size)
+{
+        int rc = 0;
+
+        s->receivers = 0;
+        for (; n > 0; n--) {
+                void *reply = NULL;
+                redisReply *r;
+                if (redisGetReply(s->c, &reply) != REDIS_OK) {
+                        snprintf(errstr, errstr_size, "redis %s:%d: %s",
+                                 s->url.host, s->url.port, s->c->errstr);
+                        drop(s);
+                        return -1;
+                }
+                r = reply;
+                if (r->type == REDIS_REPLY_INTEGER)
+                        s->receivers += r->integer;
+                if (r->type == REDIS_REPLY_ERROR && rc == 0) {
+                        snprintf(errstr, errstr_size, "redis %s:%d: %s",
+                                 s->url.host, s->url.port, r->str);
+                        rc = -1;
+                }
+                freeReplyObject(r);
+        }
+        if (rc < 0)
+                drop(s);
+        return rc;
 }
 
 static int command(struct redis_sink *s, char *errstr, size_t errstr_size,
@@ -155,7 +230,9 @@ static int redis_send(void *ctx, const struct mls_record *rec,
         /* Large batches go to hiredis in pieces, so this buffer never
          * holds more than one piece and a big payload. */
         if (s->out.len >= CHUNK_BYTES) {
-                if (redisAppendFormattedCommand(s->c, s->out.data,
+                s->chunked = 1;
+                if (send_ahead(s) < 0 ||
+                    redisAppendFormattedCommand(s->c, s->out.data,
                                                 s->out.len) != REDIS_OK) {
                         drop(s);
                         s->failed = 1;
@@ -166,48 +243,62 @@ static int redis_send(void *ctx, const struct mls_record *rec,
         return 0;
 }
 
+static int not_connected(struct redis_sink *s, char *errstr, size_t errstr_size)
+{
+        snprintf(errstr, errstr_size, "redis %s:%d: not connected", s->url.host,
+                 s->url.port);
+        drop(s);
+        return -1;
+}
+
 static int redis_flush(void *ctx, char *errstr, size_t errstr_size)
 {
         struct redis_sink *s = ctx;
-        int rc = 0;
 
-        if (!s->c || s->failed) {
-                snprintf(errstr, errstr_size, "redis %s:%d: not connected",
-                         s->url.host, s->url.port);
-                drop(s);
+        if (!s->c || s->failed)
+                return not_connected(s, errstr, errstr_size);
+        if (send_queued(s, 0, errstr, errstr_size) < 0 ||
+            read_replies(s, s->nahead + s->queued, errstr, errstr_size) < 0)
                 return -1;
-        }
-        if (s->out.len > 0) {
-                if (redisAppendFormattedCommand(s->c, s->out.data,
-                                                s->out.len) != REDIS_OK) {
-                        snprintf(errstr, errstr_size, "redis: out of memory");
-                        drop(s);
-                        return -1;
-                }
-                mls_buf_reset(&s->out);
-        }
-        s->receivers = 0;
-        while (s->queued > 0) {
-                void *reply = NULL;
-                redisReply *r;
-                if (redisGetReply(s->c, &reply) != REDIS_OK) {
+        s->queued = 0;
+        s->nahead = 0;
+        s->chunked = 0;
+        mls_buf_reset(&s->ahead);
+        return 0;
+}
+
+/* Writes the batch out and returns once the one submitted before it is
+ * acknowledged: while Redis works on this batch, the engine scores the
+ * next. A batch too big to keep a copy of (sent in pieces) is flushed. */
+static int redis_submit(void *ctx, char *errstr, size_t errstr_size)
+{
+        struct redis_sink *s = ctx;
+        struct mls_buf t;
+        int done = 0;
+
+        if (!s->c || s->failed)
+                return not_connected(s, errstr, errstr_size);
+        if (s->chunked)
+                return redis_flush(ctx, errstr, errstr_size);
+        if (send_queued(s, 1, errstr, errstr_size) < 0)
+                return -1;
+        while (!done) {
+                if (redisBufferWrite(s->c, &done) != REDIS_OK) {
                         snprintf(errstr, errstr_size, "redis %s:%d: %s",
                                  s->url.host, s->url.port, s->c->errstr);
                         drop(s);
                         return -1;
                 }
-                r = reply;
-                if (r->type == REDIS_REPLY_INTEGER)
-                        s->receivers += r->integer;
-                if (r->type == REDIS_REPLY_ERROR && rc == 0) {
-                        snprintf(errstr, errstr_size, "redis %s:%d: %s",
-                                 s->url.host, s->url.port, r->str);
-                        rc = -1;
-                }
-                freeReplyObject(r);
-                s->queued--;
         }
-        return rc;
+        if (read_replies(s, s->nahead, errstr, errstr_size) < 0)
+                return -1;
+        t = s->ahead;
+        s->ahead = s->out;
+        s->out = t;
+        mls_buf_reset(&s->out);
+        s->nahead = s->queued;
+        s->queued = 0;
+        return 0;
 }
 
 static long long redis_receivers(void *ctx)
@@ -219,6 +310,7 @@ static const struct mls_sink_ops redis_ops = {
         .name = "redis",
         .send = redis_send,
         .flush = redis_flush,
+        .submit = redis_submit,
         .receivers = redis_receivers,
         .reconnect = redis_reconnect,
         .connected = redis_connected,
@@ -245,6 +337,7 @@ int mls_redis_sink_new(struct mls_sink *sink, const struct mls_redis_url *url,
         }
         /* one piece plus the largest payload (ML_BATCH_MAX_OUTPUT_BYTES) */
         mls_buf_init(&s->out, ((size_t)1 << 30) + CHUNK_BYTES + 4096);
+        mls_buf_init(&s->ahead, ((size_t)1 << 30) + CHUNK_BYTES + 4096);
         s->connected = mls_series(
                 mls_metric_new(metrics, MLS_GAUGE, "ml_stream_redis_connected",
                                "1 while the engine's Redis connection is up.",

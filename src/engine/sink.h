@@ -6,7 +6,8 @@
  *
  * Back-pressure: the engine sends one batch, then flushes, and consumes
  * nothing more until the flush returns; so a slow sink slows consumption
- * and nothing queues up in between. A failed flush is transient by
+ * and nothing queues up in between. (With a submit op, one batch more may
+ * be on its way, unacknowledged, while the next is scored.) A failed flush is transient by
  * contract: the engine pauses its partitions, keeps the batch, and calls
  * reconnect (when the sink is not connected) and flush again with
  * exponential backoff (ML_REDIS_RETRY_MAX_MS). Payloads a sink refuses for
@@ -35,6 +36,14 @@ struct mls_sink_ops {
          * with errstr when anything was not: then all payloads queued since
          * the last successful flush must be sent again. */
         int (*flush)(void *ctx, char *errstr, size_t errstr_size);
+        /* Optional: like flush, but returns once what is queued is on its
+         * way, without waiting for its acknowledgment; 0 says that what
+         * the submit before handed over is acknowledged. The next flush
+         * or submit that returns 0 acknowledges this one. When either
+         * fails, the sink keeps what was submitted and not acknowledged
+         * and sends it again, ahead of anything queued later; the caller
+         * sends again what it queued since the last submit. */
+        int (*submit)(void *ctx, char *errstr, size_t errstr_size);
         /* Optional: tries to (re)connect; 0 when connected. */
         int (*reconnect)(void *ctx, char *errstr, size_t errstr_size);
         /* Optional: 1 while connected (without: always). */

@@ -11,8 +11,9 @@ import time
 
 import pytest
 
-from mlshelpers import (FAST_GROUP, SERVICES, free_port, http_get, messages, metric_sum,
-                        output_ids, parse_metrics, produce, topic_create, wait_for)
+from mlshelpers import (FAST_GROUP, SERVICES, Subscriber, free_port, http_get, messages,
+                        metric_sum, output_ids, parse_metrics, produce, topic_create,
+                        wait_for)
 
 # Under AddressSanitizer RSS is mostly shadow memory and quarantine: the
 # memory bounds are asserted in the normal build only.
@@ -92,6 +93,47 @@ def test_rebalance_while_redis_down_loses_nothing(services, topic, engines):
             assert a.stop() == 0 and b.stop() == 0
         finally:
             redis.stop()
+
+
+def test_redis_refusing_an_unacknowledged_batch_loses_nothing(services, topic, engines):
+    """In a backlog the engine hands Redis a batch and scores the next one
+    before the first is acknowledged. Here Redis refuses the predictions'
+    channel (an ACL that allows the engine's heartbeats only) when the
+    engine starts on a backlog, so the refusal of the first batch is read
+    only after the next was sent: the engine drops the connection, pauses,
+    and sends both again until Redis takes them. Once the channel is
+    allowed the subscriber sees every input."""
+    redis = PrivateRedis()
+    n = 20000
+    control, channel = "ml:stream:inference:control", "ml:stream:inference:{default}"
+
+    def acl(*rule):
+        subprocess.run(["redis-cli", "-p", str(redis.port), "ACL", "SETUSER", "eng"]
+                       + list(rule), check=True, capture_output=True, timeout=10)
+    acl("on", ">s3cret", "~*", "resetchannels", "&" + control, "+@all")
+    produce(services, topic, messages("u", n))
+    sub = Subscriber({"REDIS_URL": redis.url}, channel=channel)
+    try:
+        eng = engines(topic=topic, extra_env={
+            "REDIS_URL": "redis://eng:s3cret@127.0.0.1:%d/0" % redis.port,
+            "ML_STREAM_REDIS_CHANNEL_MODE": "per-model", "REDIS_RETRY_MAX_MS": "200"})
+
+        def refused():
+            status, text = http_get(eng.url("/metrics"))
+            return status == 200 and metric_sum(parse_metrics(text),
+                                                "ml_stream_publish_failures_total",
+                                                sink="redis") >= 3
+        wait_for(refused, 60, "refused deliveries")
+        assert not sub.payloads()
+        acl("&" + channel)
+        want = {"u%d" % i for i in range(n)}
+        wait_for(lambda: want <= {p["input_id"] for p in sub.payloads()}, 120,
+                 "every input published once Redis takes them")
+        assert "NOPERM" in eng.output() or "permission" in eng.output()
+        assert eng.stop() == 0
+    finally:
+        sub.close()
+        redis.stop()
 
 
 def test_malformed_backlog_memory_bounded_offsets_advance(services, topic, engines):

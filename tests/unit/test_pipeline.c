@@ -58,6 +58,18 @@ static int fake_flush(void *ctx, char *errstr, size_t errstr_size)
 static const struct mls_sink_ops fake_ops = {
         .name = "fake", .send = fake_send, .flush = fake_flush};
 
+/* A sink that can take a batch without acknowledging it: for the fake,
+ * submitting is flushing; what is tested is when the pipeline calls done. */
+static int fake_submit(void *ctx, char *errstr, size_t errstr_size)
+{
+        return fake_flush(ctx, errstr, errstr_size);
+}
+
+static const struct mls_sink_ops fake_submit_ops = {.name = "fake",
+                                                    .send = fake_send,
+                                                    .flush = fake_flush,
+                                                    .submit = fake_submit};
+
 static long long fake_receivers(void *ctx)
 {
         return ((struct fake_sink *)ctx)->receivers;
@@ -157,6 +169,8 @@ static void on_done(void *opaque, const struct mls_record *rec)
 
 /* Limits a test can set before setup() (0: the pipeline's defaults). */
 static struct mls_pipeline_conf limits;
+/* The publisher's ops, if a test sets them before setup() (else fake_ops). */
+static const struct mls_sink_ops *publisher_ops;
 
 static void setup(struct harness *h)
 {
@@ -183,7 +197,9 @@ static void setup(struct harness *h)
         memset(&limits, 0, sizeof(limits));
         pc.resolve = resolve;
         pc.resolve_opaque = h;
-        pc.publisher = (struct mls_sink){&fake_ops, &h->pub};
+        pc.publisher = (struct mls_sink){
+                publisher_ops ? publisher_ops : &fake_ops, &h->pub};
+        publisher_ops = NULL;
         pc.deadletter = (struct mls_sink){&fake_ops, &h->dlq};
         pc.done = on_done;
         pc.done_opaque = h;
@@ -554,6 +570,72 @@ static void count_release(void *opaque, const struct mls_record *rec)
 {
         (void)rec;
         ((struct harness *)opaque)->nreleased++;
+}
+
+/* A batch flushed ahead is done only once the publisher acknowledged it:
+ * by the next flush of either kind, in order, dead letters included; a
+ * failed flush leaves both batches pending, and a discard drops those of
+ * revoked partitions. */
+MLS_TEST(pipeline_flush_ahead_done_after_acknowledgment)
+{
+        struct harness h;
+        char err[100];
+
+        publisher_ops = &fake_submit_ops;
+        setup(&h);
+        add(&h, "{\"model_id\":\"m\",\"features\":[1,1]}", 10);
+        add(&h, "{\"model_id\":\"m\",\"features\":\"x\"}", 11);
+        CHECK_INT_EQ(mls_pipeline_flush_ahead(h.p, err, sizeof(err)), 0);
+        CHECK_INT_EQ(h.pub.nsent, 1);
+        CHECK_INT_EQ(h.dlq.nsent, 1);
+        CHECK_INT_EQ(h.ndone, 0);
+        CHECK_INT_EQ(mls_pipeline_pending(h.p), 2);
+        CHECK_INT_EQ(mls_pipeline_due(h.p, h.now), 1);
+        CHECK_INT_EQ(mls_pipeline_wait_ms(h.p, h.now, 100), 0);
+
+        add(&h, "{\"model_id\":\"m\",\"features\":[2,2]}", 12);
+        CHECK_INT_EQ(mls_pipeline_flush_ahead(h.p, err, sizeof(err)), 0);
+        CHECK_INT_EQ(h.ndone, 2);
+        CHECK_INT_EQ(h.done[0], 10);
+        CHECK_INT_EQ(h.done[1], 11);
+        CHECK_INT_EQ(mls_pipeline_pending(h.p), 1);
+
+        h.pub.fail_flush = 1;
+        add(&h, "{\"model_id\":\"m\",\"features\":[3,3]}", 13);
+        CHECK_INT_EQ(mls_pipeline_flush_ahead(h.p, err, sizeof(err)), -1);
+        CHECK_INT_EQ(h.ndone, 2);
+        CHECK_INT_EQ(mls_pipeline_pending(h.p), 2);
+        CHECK_INT_EQ(mls_pipeline_flush(h.p, err, sizeof(err)), 0);
+        CHECK_INT_EQ(h.ndone, 4);
+        CHECK_INT_EQ(h.done[2], 12);
+        CHECK_INT_EQ(h.done[3], 13);
+        CHECK_INT_EQ(mls_pipeline_pending(h.p), 0);
+        CHECK_INT_EQ(mls_pipeline_due(h.p, h.now), 0);
+
+        add_to(&h, 1, "{\"model_id\":\"m\",\"features\":[4,4]}", 20);
+        add_to(&h, 2, "{\"model_id\":\"m\",\"features\":[5,5]}", 30);
+        CHECK_INT_EQ(mls_pipeline_flush_ahead(h.p, err, sizeof(err)), 0);
+        mls_pipeline_discard(h.p, keep_partition_1, count_release, &h);
+        CHECK_INT_EQ(h.nreleased, 1);
+        CHECK_INT_EQ(mls_pipeline_pending(h.p), 1);
+        CHECK_INT_EQ(mls_pipeline_flush(h.p, err, sizeof(err)), 0);
+        CHECK_INT_EQ(h.ndone, 5);
+        CHECK_INT_EQ(h.done[4], 20);
+        teardown(&h);
+}
+
+/* Without a submit op, flushing ahead is flushing. */
+MLS_TEST(pipeline_flush_ahead_without_submit_waits)
+{
+        struct harness h;
+        char err[100];
+
+        setup(&h);
+        add(&h, "{\"model_id\":\"m\",\"features\":[1,1]}", 10);
+        CHECK_INT_EQ(mls_pipeline_flush_ahead(h.p, err, sizeof(err)), 0);
+        CHECK_INT_EQ(h.ndone, 1);
+        CHECK_INT_EQ(mls_pipeline_pending(h.p), 0);
+        teardown(&h);
 }
 
 /* A cooperative rebalance revokes some partitions: only their records go;
