@@ -65,7 +65,6 @@ import model_bench  # noqa: E402
 STEADY_RATE = 1000  # msg/s
 STEADY_IDLE_S = 10
 LATENCY_RATE = 10000  # msg/s
-LATENCY_LINGER_MS = 5  # the producer's, as engine_bench's default
 
 
 def git(*args, cwd=ROOT):
@@ -141,7 +140,8 @@ def run_steady(env, n):
 
 def run_latency(env, n):
     r = engine_bench.run_latency(env, LATENCY_RATE, n, benchlib.need_binary("bench/mls-loadgen"),
-                                 benchlib.need_binary("bench/mls-kafkapub"), LATENCY_LINGER_MS)
+                                 benchlib.need_binary("bench/mls-kafkapub"),
+                                 engine_bench.LATENCY_LINGER_MS)
     gw, ko = r["through_gateway"], r["kafka_only"]
     return {"gateway_p99_ms": gw["p99_ms"], "kafka_only_p99_ms": ko["p99_ms"],
             "gateway_p99_minus_kafka_only_ms": gw["p99_ms"] - ko["p99_ms"],

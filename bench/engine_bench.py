@@ -66,6 +66,9 @@ import mlshelpers  # noqa: E402
 from mlshelpers import (CHANNEL, Engine, Subscriber, free_port, http_get, metric_sum,  # noqa: E402
                         redis_addr, stop_services, topic_create, wait_for)
 
+# the latency run's producer linger.ms: librdkafka's and the Java client's default
+LATENCY_LINGER_MS = 5
+
 
 def make_messages(path, n):
     with open(path, "w") as f:
@@ -481,7 +484,7 @@ def main():
     ap.add_argument("--messages", type=int, default=1000000)
     ap.add_argument("--latency-rate", type=int, default=10000)
     ap.add_argument("--latency-count", type=int, default=100000)
-    ap.add_argument("--latency-linger-ms", type=float, default=5,
+    ap.add_argument("--latency-linger-ms", type=float, default=LATENCY_LINGER_MS,
                     help="the latency producer's linger.ms (default 5, librdkafka's own; "
                          "0 sends each message in a request of its own)")
     ap.add_argument("--exactly-once", action="store_true",
