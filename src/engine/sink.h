@@ -7,9 +7,9 @@
  * Back-pressure: the engine sends one batch, then flushes, and consumes
  * nothing more until the flush returns; so a slow sink slows consumption
  * and nothing queues up in between. (With a submit op, one batch more may
- * be on its way, unacknowledged, while the next is scored.) A failed flush is transient by
- * contract: the engine pauses its partitions, keeps the batch, and calls
- * reconnect (when the sink is not connected) and flush again with
+ * be on its way, unacknowledged, while the next is scored.) A failed flush is
+ * transient by contract: the engine pauses its partitions, keeps the batch, and
+ * calls reconnect (when the sink is not connected) and flush again with
  * exponential backoff (ML_REDIS_RETRY_MAX_MS). Payloads a sink refuses for
  * good are the sink's to dead-letter or count; they never fail a flush.
  *
