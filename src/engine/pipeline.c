@@ -716,11 +716,10 @@ static void write_payload(mls_pipeline_t *p, struct mls_buf *b,
         MLS_BUF_LIT(b, "],\"latency_ms\":");
         put_ms(b, now - it->rec.recv_ns);
         MLS_BUF_LIT(b, ",\"received_at\":\"");
-        mls_clock_iso8601(it->rec.recv_wall_ms, ts, sizeof(ts));
-        mls_buf_puts(b, ts);
+        mls_buf_append(b, ts,
+                       mls_clock_iso8601(it->rec.recv_wall_ms, ts, sizeof(ts)));
         MLS_BUF_LIT(b, "\",\"published_at\":\"");
-        mls_clock_iso8601(wall_ms, ts, sizeof(ts));
-        mls_buf_puts(b, ts);
+        mls_buf_append(b, ts, mls_clock_iso8601(wall_ms, ts, sizeof(ts)));
         MLS_BUF_LIT(b, "\",\"metadata\":");
         if (it->in.metadata)
                 mls_buf_append(b, it->in.metadata, it->in.metadata_len);
