@@ -1001,7 +1001,10 @@ static int shadow_sink_new(mls_engine_t *e, int in_process, char *errstr,
                                         errstr_size) < 0)
                         return -1;
                 rc = mls_redis_sink_new(&e->shadow, &url, cfg->shadow_channel,
-                                        mls_channel_per_model(cfg),
+                                        MLS_REDIS_AT_MOST_ONCE |
+                                                (mls_channel_per_model(cfg)
+                                                         ? MLS_REDIS_PER_MODEL
+                                                         : 0),
                                         e->shadow_metrics);
                 memset(&url, 0, sizeof(url));
         }
@@ -1086,7 +1089,10 @@ mls_engine_t *mls_engine_new(const struct mls_config *cfg,
                                         errstr_size) < 0)
                         goto fail;
                 if (mls_redis_sink_new(&e->publisher, &url, cfg->redis_channel,
-                                       mls_channel_per_model(cfg), metrics) < 0)
+                                       mls_channel_per_model(cfg)
+                                               ? MLS_REDIS_PER_MODEL
+                                               : 0,
+                                       metrics) < 0)
                         goto oom;
         }
         if (shadow_sink_new(e, publisher.ops != NULL, errstr, errstr_size) < 0)

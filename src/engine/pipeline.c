@@ -845,7 +845,9 @@ static int deliver_publish(mls_pipeline_t *p, int ahead, char *errstr,
 /* Publishes the batch's shadow predictions, at most once: a shadow
  * channel that refuses them (or a Redis that cannot be reached for them)
  * never holds up the live stream. What is lost is counted and logged, and
- * the next second only compares. */
+ * the next second only compares. A sink that can submit is not waited for:
+ * its replies are read with the next batch's, and what they report (a
+ * refusal, the receivers) acts one batch later. */
 static void deliver_shadows(mls_pipeline_t *p)
 {
         const struct mls_sink *sh = &p->conf.shadow;
@@ -869,11 +871,13 @@ static void deliver_shadows(mls_pipeline_t *p)
         }
         if (!n)
                 return;
-        if (sh->ops->flush(sh->ctx, errstr, sizeof(errstr)) < 0)
+        if ((sh->ops->submit ? sh->ops->submit : sh->ops->flush)(
+                    sh->ctx, errstr, sizeof(errstr)) < 0)
                 goto lost;
         if (sh->ops->receivers) {
                 long long r = sh->ops->receivers(sh->ctx);
-                mls_series_set(p->s_shadow_receivers, (double)r);
+                if (r >= 0)
+                        mls_series_set(p->s_shadow_receivers, (double)r);
                 if (r == 0)
                         p->shadow_quiet_until_ns =
                                 mls_clock_mono_ns() + SHADOW_QUIET_NS;

@@ -16,6 +16,7 @@ struct redis_sink {
         struct mls_redis_url url;
         char *channel;
         int per_model;
+        int at_most_once;    /* MLS_REDIS_AT_MOST_ONCE */
         struct mls_buf chan; /* the channel of the payload being sent */
         redisContext *c;
         struct mls_buf out; /* RESP commands of the batch, sent at flush */
@@ -27,7 +28,7 @@ struct redis_sink {
         size_t nahead;
         int ahead_unsent;    /* not written on this connection */
         int chunked;         /* this batch went to hiredis in pieces */
-        long long receivers; /* of the last flush */
+        long long receivers; /* of the last batch acknowledged; -1: none */
         int failed;          /* an append failed since the last flush */
         mls_series_t *connected;
 };
@@ -60,8 +61,13 @@ static void drop(struct redis_sink *s)
         s->queued = 0;
         s->chunked = 0;
         mls_buf_reset(&s->out);
-        if (s->nahead)
+        if (s->nahead && s->at_most_once) {
+                /* it may have been published: never again */
+                s->nahead = 0;
+                mls_buf_reset(&s->ahead);
+        } else if (s->nahead) {
                 s->ahead_unsent = 1;
+        }
         mls_series_set(s->connected, 0);
 }
 
@@ -98,13 +104,15 @@ static int send_queued(struct redis_sink *s, int keep, char *errstr,
 
 /* Reads n replies and adds up the receivers of those to PUBLISH. Any
  * failure, an error reply included, drops the connection: what was not
- * acknowledged is then sent again in full on the next one. */
+ * acknowledged is then sent again in full on the next one (unless at most
+ * once). */
 static int read_replies(struct redis_sink *s, size_t n, char *errstr,
                         size_t errstr_size)
 {
         int rc = 0;
 
-        s->receivers = 0;
+        if (n > 0)
+                s->receivers = 0;
         for (; n > 0; n--) {
                 void *reply = NULL;
                 redisReply *r;
@@ -318,7 +326,7 @@ static const struct mls_sink_ops redis_ops = {
 };
 
 int mls_redis_sink_new(struct mls_sink *sink, const struct mls_redis_url *url,
-                       const char *channel, int per_model,
+                       const char *channel, unsigned flags,
                        mls_metrics_t *metrics)
 {
         struct redis_sink *s = calloc(1, sizeof(*s));
@@ -328,7 +336,9 @@ int mls_redis_sink_new(struct mls_sink *sink, const struct mls_redis_url *url,
         if (!s)
                 return -1;
         s->url = *url;
-        s->per_model = per_model;
+        s->per_model = (flags & MLS_REDIS_PER_MODEL) != 0;
+        s->at_most_once = (flags & MLS_REDIS_AT_MOST_ONCE) != 0;
+        s->receivers = -1;
         mls_buf_init(&s->chan, 65536);
         s->channel = strdup(channel);
         if (!s->channel) {

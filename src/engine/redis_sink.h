@@ -17,11 +17,19 @@
 
 struct mls_redis_url;
 
-/* Makes *sink a publisher to channel (per_model: the channels' prefix) on
- * the Redis at url, not yet connected (the first flush or
- * mls_sink_connect() connects). Returns 0, or -1 when out of memory. */
+/* mls_redis_sink_new()'s flags */
+enum {
+        MLS_REDIS_PER_MODEL = 1, /* channel is the per-model channels' prefix */
+        /* a submitted batch is never sent again: after a lost connection
+         * it may or may not have been published (shadow predictions) */
+        MLS_REDIS_AT_MOST_ONCE = 2,
+};
+
+/* Makes *sink a publisher to channel on the Redis at url, not yet
+ * connected (the first flush or mls_sink_connect() connects). Returns 0,
+ * or -1 when out of memory. */
 int mls_redis_sink_new(struct mls_sink *sink, const struct mls_redis_url *url,
-                       const char *channel, int per_model,
+                       const char *channel, unsigned flags,
                        mls_metrics_t *metrics);
 
 #endif

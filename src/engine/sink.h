@@ -48,9 +48,9 @@ struct mls_sink_ops {
         int (*reconnect)(void *ctx, char *errstr, size_t errstr_size);
         /* Optional: 1 while connected (without: always). */
         int (*connected)(void *ctx);
-        /* Optional: how many subscribers the payloads of the last
-         * successful flush reached in all (Pub/Sub's PUBLISH replies), or
-         * -1 when unknown. */
+        /* Optional: how many subscribers the payloads of the last batch
+         * acknowledged (by flush or submit) reached in all (Pub/Sub's
+         * PUBLISH replies), or -1 when unknown. */
         long long (*receivers)(void *ctx);
         /* Optional: frees ctx and everything the sink owns. */
         void (*destroy)(void *ctx);

@@ -10,8 +10,10 @@ import os
 import random
 import re
 import shutil
+import socket
+import threading
 
-from mlshelpers import Subscriber, metric_sum, produce, wait_for
+from mlshelpers import Subscriber, metric_sum, produce, redis_addr, wait_for
 from test_models import (FIXTURES, Producer, close, collect, model_env, needs_tf, needs_torch,
                          random_rows, reference)
 
@@ -192,6 +194,118 @@ def test_shadow_and_versions_tensorflow(services, topic, engines, tmp_path):
                             (os.path.join(TF, "mlp"), None),
                             (os.path.join(TF, "twoout"), "probs"), "tensorflow")
     assert agree == n
+
+
+class ShadowReplyHolder:
+    """A TCP proxy to Redis that forwards everything, except Redis' replies
+    on the first connection that publishes to the shadow channel: those it
+    holds back, so what the engine sent there is published and never
+    acknowledged. cut() closes that connection."""
+
+    def __init__(self, env):
+        self.target = redis_addr(env)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.held = None
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            conn = {"client": client, "server": socket.create_connection(self.target),
+                    "hold": False}
+            threading.Thread(target=self._pump, args=(conn, "client", "server"),
+                             daemon=True).start()
+            threading.Thread(target=self._pump, args=(conn, "server", "client"),
+                             daemon=True).start()
+
+    def _pump(self, conn, src, dst):
+        while True:
+            try:
+                data = conn[src].recv(1 << 16)
+            except OSError:
+                data = b""
+            if not data:
+                self._close(conn)
+                return
+            if src == "client" and SHADOW_CHANNEL.encode() in data:
+                with self.lock:
+                    if self.held is None:
+                        self.held = conn
+                        conn["hold"] = True
+            if src == "server" and conn["hold"]:
+                continue
+            try:
+                conn[dst].sendall(data)
+            except OSError:
+                self._close(conn)
+                return
+
+    def _close(self, conn):
+        for k in ("client", "server"):
+            try:
+                conn[k].shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self):
+        self._close(self.held)
+
+    def close(self):
+        self.listener.close()
+
+
+def test_shadow_predictions_are_published_at_most_once(services, topic, engines, tmp_path):
+    """The engine's connection for shadow predictions is lost after Redis
+    published a batch of them but before the engine read Redis' replies
+    (read with the next batch's): on the next connection that batch is not
+    published again, and the live stream still gets every input."""
+    repo = tmp_path / "models"
+    for v in ("a", "b"):
+        (repo / "m" / v).mkdir(parents=True)
+        (repo / "m" / v / "model.conf").write_text("framework = identity\n")
+    (repo / "m" / "model.conf").write_text("serving = a\nshadow = b\n")
+    live, shadow = Subscriber(services), Subscriber(services, SHADOW_CHANNEL)
+    proxy = ShadowReplyHolder(services)
+    host, _ = redis_addr(services)
+    # the first 200 inputs are one batch: one shadow publish, unacknowledged
+    eng = engines(topic=topic, extra_env={"ML_MODEL_REPOSITORY": str(repo),
+                                          "ML_DEFAULT_MODEL_ID": "m",
+                                          "REDIS_URL": "redis://%s:%d/0" % (host, proxy.port),
+                                          "ML_BATCH_MAX_MESSAGES": "200",
+                                          "ML_BATCH_MAX_WAIT_US": "500000"})
+    eng.wait_ready()
+    sent = []
+
+    def send(*ids):
+        produce(services, topic, [json.dumps({"input_id": i, "features": [1]}) for i in ids])
+        sent.extend(ids)
+
+    def ids(sub, kind):
+        return collections.Counter(p["input_id"] for p in sub.payloads(kind))
+
+    send(*("a%d" % i for i in range(200)))
+    wait_for(lambda: len(ids(shadow, "shadow")) == 200, 60, "the first shadow predictions")
+    assert proxy.held is not None
+    proxy.cut()
+    send(*("b%d" % i for i in range(200)))
+    wait_for(lambda: metric_sum(eng.metrics(), "ml_stream_shadow_unpublished_total") >= 1,
+             60, "the engine to find its shadow connection gone")
+    # a second later shadow predictions are published again, on a new
+    # connection: one input at a time until one arrives
+    wait_for(lambda: send("c%d" % len(sent)) or any(i[0] == "c" for i in ids(shadow, "shadow")),
+             60, "shadow predictions after the lost connection")
+    wait_for(lambda: set(ids(live, "prediction")) >= set(sent), 60, "every live prediction")
+    repeats = [i for i, k in ids(shadow, "shadow").items() if k > 1]
+    assert not repeats, "shadow predictions published twice: %s" % repeats[:10]
+    assert eng.stop() == 0
+    live.close()
+    shadow.close()
+    proxy.close()
 
 
 @needs_torch
