@@ -14,9 +14,9 @@ over the rounds says how far to trust it.
      backlog run: messages/s from the first prediction to the last, and
      the engine's CPU per message;
   --what shadow: the MLP fixture at the default batch limit (256) from a
-     model repository, serving alone and with a shadow version
-     (bench/model_bench.py's shadow runs): rows/s of each and their ratio,
-     per build.
+     model repository, serving alone, with a shadow version, and with a
+     shadow version and a subscriber on its channel (bench/model_bench.py's
+     shadow runs): rows/s of each and their ratios, per build.
   --what steady: the identity model at 1,000 msg/s, --messages of them from
      a paced producer (bench/engine_bench.py's steady run, after 10 s
      idle): the engine's CPU per message, and the share of it taken by
@@ -115,9 +115,13 @@ def run_shadow(env, topic, n, repos):
                                    repos["serving_only"])
     shadow = model_bench.engine_run(env, topic, n, model_bench.SHADOW_BATCH, "torch", 1,
                                     repos["with_shadow"])
+    heard = model_bench.engine_run(env, topic, n, model_bench.SHADOW_BATCH, "torch", 1,
+                                   repos["with_shadow"], shadow_subscriber=True)
     return {"serving_only_rows_per_s": alone["rows_per_s"],
             "with_shadow_rows_per_s": shadow["rows_per_s"],
             "with_shadow_over_serving_only": shadow["rows_per_s"] / alone["rows_per_s"],
+            "with_shadow_subscribed_over_serving_only":
+                heard["rows_per_s"] / alone["rows_per_s"],
             "with_shadow_extra_cpu_us_per_row":
                 shadow["cpu_us_per_row"] - alone["cpu_us_per_row"],
             "shadow_call_us_per_row": shadow["shadow_call_us_per_row"],
@@ -125,7 +129,7 @@ def run_shadow(env, topic, n, repos):
                 shadow["cpu_us_per_row"] - alone["cpu_us_per_row"]
                 - shadow["shadow_call_us_per_row"],
             "subscribers_received": alone["subscribers_received"]
-                + shadow["subscribers_received"]}
+                + shadow["subscribers_received"] + heard["subscribers_received"]}
 
 
 def run_steady(env, n):
@@ -183,6 +187,7 @@ FIGURES = {"engine": [("msgs_per_s", True), ("cpu_us_per_msg", False)],
            "steady": [("cpu_us_per_msg", False)],
            "latency": [("gateway_p99_ms", False), ("cpu_us_per_msg", False)],
            "shadow": [("with_shadow_over_serving_only", True),
+                      ("with_shadow_subscribed_over_serving_only", True),
                       ("serving_only_rows_per_s", True),
                       ("with_shadow_extra_cpu_us_per_row", False)]}
 # figures shown for each build on its own, without a ratio (they can be
@@ -313,7 +318,9 @@ def main():
                                 "min": min(x[name] for x in runs[side]),
                                 "max": max(x[name] for x in runs[side])}
                          for side in runs}
-    expected = args.messages * (2 if args.what == "shadow" else 1)
+    # shadow: serving only, with a shadow, and with a shadow subscriber
+    # (whose run has two subscribers)
+    expected = args.messages * (4 if args.what == "shadow" else 1)
     summary["runs_subscriber_behind"] = sum(
         1 for side in runs.values() for x in side if sum(x["subscribers_received"]) < expected)
     res = result.write(summary, head, env, what=args.what, rounds=args.rounds,
