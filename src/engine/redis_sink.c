@@ -1,9 +1,11 @@
 #include "engine/redis_sink.h"
 
+#include <errno.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "common/buf.h"
 #include "common/channel.h"
@@ -275,6 +277,19 @@ static int redis_flush(void *ctx, char *errstr, size_t errstr_size)
         return 0;
 }
 
+/* 1 if Redis has closed a connection on which nothing is outstanding.
+ * Without this check, a batch written after Redis went away would count
+ * as submitted (its failure read only with the next batch's replies): the
+ * engine would score one more batch into an outage instead of pausing. */
+static int closed_by_peer(struct redis_sink *s)
+{
+        char byte;
+        ssize_t n = recv(s->c->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+
+        return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
+                          errno != EINTR);
+}
+
 /* Writes the batch out and returns once the one submitted before it is
  * acknowledged: while Redis works on this batch, the engine scores the
  * next. A batch too big to keep a copy of (sent in pieces) is flushed. */
@@ -288,6 +303,13 @@ static int redis_submit(void *ctx, char *errstr, size_t errstr_size)
                 return not_connected(s, errstr, errstr_size);
         if (s->chunked)
                 return redis_flush(ctx, errstr, errstr_size);
+        if (!s->nahead && closed_by_peer(s)) {
+                snprintf(errstr, errstr_size,
+                         "redis %s:%d: connection closed by the server",
+                         s->url.host, s->url.port);
+                drop(s);
+                return -1;
+        }
         if (send_queued(s, 1, errstr, errstr_size) < 0)
                 return -1;
         while (!done) {

@@ -213,9 +213,14 @@ def test_metrics_pass_promtool(services, topic, engines):
 
 def test_redis_outage_pauses_and_loses_nothing(services, topic, engines):
     """Redis stopped mid-stream: the engine pauses, /readyz says 503, and once
-    Redis is back every message reaches Redis and the output topic."""
+    Redis is back every message reaches Redis and the output topic. No
+    heartbeat in the test's time and batches of 50: the first batch after
+    the stop, written while more wait, is what must find Redis gone, before
+    it counts as published."""
     eng = engines(topic=topic, extra_env={"KAFKA_OUTPUT_TOPIC": topic + ".out",
-                                          "REDIS_RETRY_MAX_MS": "200"})
+                                          "REDIS_RETRY_MAX_MS": "200",
+                                          "ML_HEARTBEAT_INTERVAL_MS": "3600000",
+                                          "ML_BATCH_MAX_ROWS": "50"})
     eng.wait_ready()
     produce(services, topic, [json.dumps({"input_id": "a%d" % i, "features": [i]})
                               for i in range(300)])
