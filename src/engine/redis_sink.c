@@ -104,6 +104,18 @@ static int send_queued(struct redis_sink *s, int keep, char *errstr,
         return 0;
 }
 
+/* Says why the connection is gone (why may be s->c->errstr) and drops it:
+ * what was not acknowledged is sent again on the next one (unless at most
+ * once). Returns -1. */
+static int lost(struct redis_sink *s, const char *why, char *errstr,
+                size_t errstr_size)
+{
+        snprintf(errstr, errstr_size, "redis %s:%d: %s", s->url.host,
+                 s->url.port, why);
+        drop(s);
+        return -1;
+}
+
 /* Reads n replies and adds up the receivers of those to PUBLISH. Any
  * failure, an error reply included, drops the connection: what was not
  * acknowledged is then sent again in full on the next one (unless at most
@@ -118,12 +130,8 @@ static int read_replies(struct redis_sink *s, size_t n, char *errstr,
         for (; n > 0; n--) {
                 void *reply = NULL;
                 redisReply *r;
-                if (redisGetReply(s->c, &reply) != REDIS_OK) {
-                        snprintf(errstr, errstr_size, "redis %s:%d: %s",
-                                 s->url.host, s->url.port, s->c->errstr);
-                        drop(s);
-                        return -1;
-                }
+                if (redisGetReply(s->c, &reply) != REDIS_OK)
+                        return lost(s, s->c->errstr, errstr, errstr_size);
                 r = reply;
                 if (r->type == REDIS_REPLY_INTEGER)
                         s->receivers += r->integer;
@@ -253,20 +261,12 @@ static int redis_send(void *ctx, const struct mls_record *rec,
         return 0;
 }
 
-static int not_connected(struct redis_sink *s, char *errstr, size_t errstr_size)
-{
-        snprintf(errstr, errstr_size, "redis %s:%d: not connected", s->url.host,
-                 s->url.port);
-        drop(s);
-        return -1;
-}
-
 static int redis_flush(void *ctx, char *errstr, size_t errstr_size)
 {
         struct redis_sink *s = ctx;
 
         if (!s->c || s->failed)
-                return not_connected(s, errstr, errstr_size);
+                return lost(s, "not connected", errstr, errstr_size);
         if (send_queued(s, 0, errstr, errstr_size) < 0 ||
             read_replies(s, s->nahead + s->queued, errstr, errstr_size) < 0)
                 return -1;
@@ -300,25 +300,17 @@ static int redis_submit(void *ctx, char *errstr, size_t errstr_size)
         int done = 0;
 
         if (!s->c || s->failed)
-                return not_connected(s, errstr, errstr_size);
+                return lost(s, "not connected", errstr, errstr_size);
         if (s->chunked)
                 return redis_flush(ctx, errstr, errstr_size);
-        if (!s->nahead && closed_by_peer(s)) {
-                snprintf(errstr, errstr_size,
-                         "redis %s:%d: connection closed by the server",
-                         s->url.host, s->url.port);
-                drop(s);
-                return -1;
-        }
+        if (!s->nahead && closed_by_peer(s))
+                return lost(s, "connection closed by the server", errstr,
+                            errstr_size);
         if (send_queued(s, 1, errstr, errstr_size) < 0)
                 return -1;
         while (!done) {
-                if (redisBufferWrite(s->c, &done) != REDIS_OK) {
-                        snprintf(errstr, errstr_size, "redis %s:%d: %s",
-                                 s->url.host, s->url.port, s->c->errstr);
-                        drop(s);
-                        return -1;
-                }
+                if (redisBufferWrite(s->c, &done) != REDIS_OK)
+                        return lost(s, s->c->errstr, errstr, errstr_size);
         }
         if (read_replies(s, s->nahead, errstr, errstr_size) < 0)
                 return -1;
