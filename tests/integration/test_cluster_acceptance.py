@@ -11,9 +11,12 @@ gateway A's client watches models 0-19, gateway B's 20-39, nobody 40-49.
    master) and by its own payload counter.
 3. The master owning the most watched channels is killed mid-stream: no
    subscriber is lost, the models of the other masters miss nothing, the
-   killed master's models miss nothing published before the kill nor after
-   the gateways subscribed again (what they miss in between is printed),
-   and everything produced after the re-subscription arrives exactly once.
+   killed master's models miss nothing published after the gateways
+   subscribed again, and of what the master published before it died they
+   miss at most its last TAIL rounds: a master killed while writing a
+   message to its subscribers may reach some and not others, but it never
+   skips one message and sends the next. What they miss is printed, and
+   everything produced after the re-subscription arrives exactly once.
 4. mlStreamingModels / mlStreamingStatus on both gateways know all 50
    models, from both engines' heartbeats.
 
@@ -36,6 +39,11 @@ NMODELS = 50
 WATCH = {"A": range(0, 20), "B": range(20, 40)}   # 40-49: watched by nobody
 PHASE1 = 40   # rounds (one input per model each) before the kill
 PHASE3 = 10   # rounds after the gateways subscribed again
+# Of what the killed master published before it died, a gateway may miss
+# what the master had read but not yet written to the gateway's connection:
+# one event-loop pass, at most one or two rounds at this pace (one kcat per
+# round). More, or a hole before a round it did receive, is a fault.
+TAIL = 3
 CLUSTER_ENV = {"REDIS_CLUSTER": "true", "ML_STREAM_REDIS_CHANNEL_MODE": "per-model",
                "REDIS_RETRY_MAX_MS": "500"}
 CONTROL = CHANNEL + ":control"
@@ -422,8 +430,11 @@ def test_acceptance_two_engines_two_gateways_50_models(cluster, topic, engines):
                 if missed & (pre | post):
                     print("%s: rounds in arrival order: %s" % (m, spans(arrivals)))
                 assert missed <= phase2, (m, sorted(missed - phase2))
-                assert not missed & pre, \
-                    "%s: published before the kill, missed: %s" % (m, sorted(missed & pre))
+                lost_pre, got_pre = missed & pre, set(c) & pre
+                if lost_pre:
+                    assert min(lost_pre) > max(got_pre, default=-1) and len(lost_pre) <= TAIL, \
+                        "%s: published before the kill, missed: %s (more than the " \
+                        "master's last %d rounds, or a hole)" % (m, sorted(lost_pre), TAIL)
                 assert not missed & post, \
                     "%s: published after the re-subscription, missed: %s" % (
                         m, sorted(missed & post))
