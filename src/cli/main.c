@@ -50,6 +50,7 @@ static void on_signal(int sig)
                 mls_signals_exit_now(); /* a second SIGTERM/SIGINT */
         stopping = 1;
         mls_signals_deadline(engine_deadline_ms);
+        mls_signals_stage("draining the engine");
         mls_engine_stop(running_engine);
 }
 

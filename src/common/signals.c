@@ -17,16 +17,36 @@ void mls_signals_install(void (*handler)(int))
         signal(SIGPIPE, SIG_IGN);
 }
 
+/* the step mls_signals_stage() named last; read by the handler */
+static const char *volatile stage;
+
+static void say(const char *s)
+{
+        size_t n = strlen(s); /* async-signal-safe */
+
+        if (write(STDERR_FILENO, s, n) < 0)
+                _exit(1);
+}
+
 static void on_deadline(int sig)
 {
-        static const char msg[] =
-                "mlstream: shutdown deadline passed, exiting now; Kafka "
-                "redelivers what was not committed\n";
+        const char *what = stage;
+
         (void)sig;
-        /* write(2) and _exit(2) are all a signal handler may call here */
-        if (write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0)
-                _exit(1);
+        /* write(2), strlen(3) and _exit(2) are all a signal handler may
+         * call here */
+        say("mlstream: shutdown deadline passed");
+        if (what) {
+                say(" while ");
+                say(what);
+        }
+        say(", exiting now; Kafka redelivers what was not committed\n");
         _exit(1);
+}
+
+void mls_signals_stage(const char *what)
+{
+        stage = what;
 }
 
 void mls_signals_deadline(unsigned ms)

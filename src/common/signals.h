@@ -17,4 +17,9 @@ void mls_signals_deadline(unsigned ms);
 /* The same exit, at once (a second SIGTERM/SIGINT). */
 void mls_signals_exit_now(void);
 
+/* Names the shutdown step under way ("closing the Kafka consumer"; a
+ * string that lives as long as the process, or NULL): the line written when
+ * the deadline passes says which step it cut short. */
+void mls_signals_stage(const char *what);
+
 #endif

@@ -67,10 +67,19 @@ static void on_signal(int sig)
                 mls_signals_exit_now(); /* a second Ctrl-C */
         up_stopping = 1;
         mls_signals_deadline(up_deadline_ms);
+        mls_signals_stage("draining the engine and closing client connections");
         if (up_engine)
                 mls_engine_stop(up_engine);
         if (up_gateway)
                 mls_gateway_stop(up_gateway);
+}
+
+/* Names a shutdown step in the log (debug) and in the line written if the
+ * shutdown deadline cuts it short (not for the signal handler: it logs). */
+static void shutdown_step(const char *what)
+{
+        mls_signals_stage(what);
+        mls_debug("shutdown: %s", what);
 }
 
 /* The in-process bus: the engine's publisher hands payloads to the
@@ -272,13 +281,16 @@ int mls_up_main(int argc, char **argv)
                 status = *estatus;
         free(estatus);
 out:
+        shutdown_step("stopping the demo producer");
         mls_demo_stop(demo);
         if (up_engine)
                 mls_engine_free(up_engine);
+        shutdown_step("closing the gateway");
         if (up_gateway)
                 mls_gateway_free(up_gateway);
         up_engine = NULL;
         up_gateway = NULL;
+        shutdown_step("stopping the embedded Kafka broker");
         mls_embedded_kafka_stop(kafka);
         mls_metrics_free(metrics);
         mls_config_free(&cfg);
