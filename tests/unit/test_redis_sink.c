@@ -1,0 +1,229 @@
+/*
+ * The Redis sink's overlap of one batch with the next (submit): what
+ * happens to a batch written ahead and not yet acknowledged when a
+ * heartbeat is flushed behind it, or when the connection dies before its
+ * replies come. Redis is played by a scripted server on loopback, so that
+ * replies come exactly when the test needs them; the integration tests
+ * (tests/integration/test_engine.py) run the same paths against a real
+ * redis-server, where that timing cannot be chosen.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/metrics.h"
+#include "common/redis_url.h"
+#include "engine/redis_sink.h"
+#include "test.h"
+
+#define MAX_SEEN 32
+
+/* The server's script, per connection (the first, then the others):
+ * replies are held until the connection has received hold_until commands
+ * (0: each is answered at once), and the first connection is closed,
+ * unanswered, once it has received close_at commands (0: never). */
+struct fake {
+        int lfd, port;
+        int hold_until, close_at;
+        pthread_t thread;
+        /* the payloads of the PUBLISH commands received, per connection */
+        char seen[2][MAX_SEEN][32];
+        int nseen[2];
+        int conns;
+};
+
+/* Reads one RESP command (an array of bulk strings) from buf[0..len);
+ * returns the bytes it took, 0 when it is incomplete. argv gets up to 3
+ * arguments, NUL-terminated into their own buffers. */
+static size_t parse_command(const char *buf, size_t len, char argv[3][32])
+{
+        const char *p = buf, *end = buf + len;
+        long n;
+
+        if (len < 4 || *p != '*')
+                return 0;
+        n = strtol(p + 1, NULL, 10);
+        if (!(p = memchr(p, '\n', (size_t)(end - p))))
+                return 0;
+        p++;
+        for (long i = 0; i < n; i++) {
+                long blen;
+                if (p >= end || *p != '$')
+                        return 0;
+                blen = strtol(p + 1, NULL, 10);
+                if (!(p = memchr(p, '\n', (size_t)(end - p))))
+                        return 0;
+                p++;
+                if (end - p < blen + 2)
+                        return 0;
+                if (i < 3)
+                        snprintf(argv[i], 32, "%.*s", (int)blen, p);
+                p += blen + 2;
+        }
+        return (size_t)(p - buf);
+}
+
+static void answer(int fd, int n)
+{
+        for (int i = 0; i < n; i++)
+                if (write(fd, ":1\r\n", 4) != 4)
+                        return;
+}
+
+static void *serve(void *arg)
+{
+        struct fake *f = arg;
+
+        for (int c = 0; c < 2; c++) {
+                char buf[65536];
+                size_t len = 0;
+                int got = 0, owed = 0;
+                int fd = accept(f->lfd, NULL, NULL);
+
+                if (fd < 0)
+                        return NULL;
+                f->conns++;
+                for (;;) {
+                        char argv[3][32];
+                        size_t used;
+                        ssize_t n = read(fd, buf + len, sizeof(buf) - len);
+                        if (n <= 0)
+                                break;
+                        len += (size_t)n;
+                        while ((used = parse_command(buf, len, argv)) > 0) {
+                                memmove(buf, buf + used, len - used);
+                                len -= used;
+                                got++;
+                                owed++;
+                                if (strcmp(argv[0], "PUBLISH") == 0 &&
+                                    f->nseen[c] < MAX_SEEN)
+                                        snprintf(f->seen[c][f->nseen[c]++], 32,
+                                                 "%s", argv[2]);
+                        }
+                        if (c == 0 && f->close_at && got >= f->close_at)
+                                break;
+                        if (got >= f->hold_until) {
+                                answer(fd, owed);
+                                owed = 0;
+                        }
+                }
+                close(fd);
+        }
+        return NULL;
+}
+
+static int fake_start(struct fake *f, int hold_until, int close_at)
+{
+        struct sockaddr_in sa = {.sin_family = AF_INET};
+        socklen_t sl = sizeof(sa);
+
+        memset(f, 0, sizeof(*f));
+        f->hold_until = hold_until;
+        f->close_at = close_at;
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        f->lfd = socket(AF_INET, SOCK_STREAM, 0);
+        if (f->lfd < 0 || bind(f->lfd, (struct sockaddr *)&sa, sizeof(sa)) ||
+            listen(f->lfd, 4) ||
+            getsockname(f->lfd, (struct sockaddr *)&sa, &sl))
+                return -1;
+        f->port = ntohs(sa.sin_port);
+        return pthread_create(&f->thread, NULL, serve, f) == 0 ? 0 : -1;
+}
+
+/* Ends the server (a connection it still waits for is never made). */
+static void fake_stop(struct fake *f)
+{
+        shutdown(f->lfd, SHUT_RDWR);
+        close(f->lfd);
+        pthread_join(f->thread, NULL);
+}
+
+static int sink_for(struct mls_sink *s, mls_metrics_t *m, int port)
+{
+        struct mls_redis_url url;
+
+        memset(&url, 0, sizeof(url));
+        snprintf(url.host, sizeof(url.host), "127.0.0.1");
+        url.port = port;
+        return mls_redis_sink_new(s, &url, "ch", 0, m);
+}
+
+static int queue(struct mls_sink *s, const char *payload)
+{
+        return s->ops->send(s->ctx, NULL, NULL, payload, strlen(payload), NULL,
+                            NULL);
+}
+
+/* A heartbeat flushed while a submitted batch awaits its replies: the
+ * flush waits for both, and the batch is not sent twice. */
+MLS_TEST(redis_sink_heartbeat_behind_an_unacknowledged_batch)
+{
+        mls_metrics_t *m = mls_metrics_new();
+        struct mls_sink s;
+        struct fake f;
+        char err[256] = "";
+
+        /* nothing is answered before the heartbeat arrives */
+        CHECK(fake_start(&f, 3, 0) == 0);
+        CHECK(sink_for(&s, m, f.port) == 0);
+        CHECK_INT_EQ(mls_sink_connect(&s, err, sizeof(err)), 0);
+        CHECK_INT_EQ(queue(&s, "a1"), 0);
+        CHECK_INT_EQ(queue(&s, "a2"), 0);
+        /* written, not acknowledged: returns without the replies */
+        CHECK_INT_EQ(s.ops->submit(s.ctx, err, sizeof(err)), 0);
+        CHECK_INT_EQ(queue(&s, "hb"), 0);
+        CHECK_INT_EQ(s.ops->flush(s.ctx, err, sizeof(err)), 0);
+        /* the three replies were read: the batch's and the heartbeat's */
+        CHECK_INT_EQ(s.ops->receivers(s.ctx), 3);
+        CHECK_INT_EQ(queue(&s, "b1"), 0);
+        CHECK_INT_EQ(s.ops->flush(s.ctx, err, sizeof(err)), 0);
+        CHECK_INT_EQ(s.ops->receivers(s.ctx), 1);
+        mls_sink_destroy(&s);
+        fake_stop(&f);
+        CHECK_INT_EQ(f.conns, 1);
+        CHECK_INT_EQ(f.nseen[0], 4);
+        CHECK_STR_EQ(f.seen[0][0], "a1");
+        CHECK_STR_EQ(f.seen[0][1], "a2");
+        CHECK_STR_EQ(f.seen[0][2], "hb");
+        CHECK_STR_EQ(f.seen[0][3], "b1");
+        mls_metrics_free(m);
+}
+
+/* The connection dies after a submitted batch and a heartbeat were
+ * written and before any reply: the heartbeat's flush fails, and on the
+ * next connection the batch goes out again, ahead of what follows. */
+MLS_TEST(redis_sink_lost_before_the_replies_sends_the_batch_again_first)
+{
+        mls_metrics_t *m = mls_metrics_new();
+        struct mls_sink s;
+        struct fake f;
+        char err[256] = "";
+
+        CHECK(fake_start(&f, 3, 3) == 0);
+        CHECK(sink_for(&s, m, f.port) == 0);
+        CHECK_INT_EQ(mls_sink_connect(&s, err, sizeof(err)), 0);
+        CHECK_INT_EQ(queue(&s, "a1"), 0);
+        CHECK_INT_EQ(queue(&s, "a2"), 0);
+        CHECK_INT_EQ(s.ops->submit(s.ctx, err, sizeof(err)), 0);
+        CHECK_INT_EQ(queue(&s, "hb"), 0);
+        CHECK_INT_EQ(s.ops->flush(s.ctx, err, sizeof(err)), -1);
+        CHECK_CONTAINS(err, "redis 127.0.0.1:");
+        CHECK_INT_EQ(mls_sink_connected(&s), 0);
+        /* the engine reconnects and flushes what it queued since */
+        CHECK_INT_EQ(mls_sink_connect(&s, err, sizeof(err)), 0);
+        CHECK_INT_EQ(queue(&s, "b1"), 0);
+        CHECK_INT_EQ(s.ops->flush(s.ctx, err, sizeof(err)), 0);
+        CHECK_INT_EQ(s.ops->receivers(s.ctx), 3);
+        mls_sink_destroy(&s);
+        fake_stop(&f);
+        CHECK_INT_EQ(f.conns, 2);
+        CHECK_INT_EQ(f.nseen[0], 3);
+        CHECK_INT_EQ(f.nseen[1], 3);
+        CHECK_STR_EQ(f.seen[1][0], "a1");
+        CHECK_STR_EQ(f.seen[1][1], "a2");
+        CHECK_STR_EQ(f.seen[1][2], "b1");
+        mls_metrics_free(m);
+}
