@@ -157,6 +157,19 @@ static int queue(struct mls_sink *s, const char *payload)
                             NULL);
 }
 
+/* Connects s, submits the batch a1 a2 (written, its replies not awaited)
+ * and queues the heartbeat hb behind it: 0 when every step succeeded. */
+static int submit_then_heartbeat(struct mls_sink *s, char *err, size_t n)
+{
+        if (mls_sink_connect(s, err, n) < 0 || queue(s, "a1") < 0 ||
+            queue(s, "a2") < 0)
+                return -1;
+        /* returns without the batch's replies: none comes before hb */
+        if (s->ops->submit(s->ctx, err, n) < 0)
+                return -1;
+        return queue(s, "hb");
+}
+
 /* A heartbeat flushed while a submitted batch awaits its replies: the
  * flush waits for both, and the batch is not sent twice. */
 MLS_TEST(redis_sink_heartbeat_behind_an_unacknowledged_batch)
@@ -169,12 +182,7 @@ MLS_TEST(redis_sink_heartbeat_behind_an_unacknowledged_batch)
         /* nothing is answered before the heartbeat arrives */
         CHECK(fake_start(&f, 3, 0) == 0);
         CHECK(sink_for(&s, m, f.port) == 0);
-        CHECK_INT_EQ(mls_sink_connect(&s, err, sizeof(err)), 0);
-        CHECK_INT_EQ(queue(&s, "a1"), 0);
-        CHECK_INT_EQ(queue(&s, "a2"), 0);
-        /* written, not acknowledged: returns without the replies */
-        CHECK_INT_EQ(s.ops->submit(s.ctx, err, sizeof(err)), 0);
-        CHECK_INT_EQ(queue(&s, "hb"), 0);
+        CHECK_INT_EQ(submit_then_heartbeat(&s, err, sizeof(err)), 0);
         CHECK_INT_EQ(s.ops->flush(s.ctx, err, sizeof(err)), 0);
         /* the three replies were read: the batch's and the heartbeat's */
         CHECK_INT_EQ(s.ops->receivers(s.ctx), 3);
@@ -204,11 +212,7 @@ MLS_TEST(redis_sink_lost_before_the_replies_sends_the_batch_again_first)
 
         CHECK(fake_start(&f, 3, 3) == 0);
         CHECK(sink_for(&s, m, f.port) == 0);
-        CHECK_INT_EQ(mls_sink_connect(&s, err, sizeof(err)), 0);
-        CHECK_INT_EQ(queue(&s, "a1"), 0);
-        CHECK_INT_EQ(queue(&s, "a2"), 0);
-        CHECK_INT_EQ(s.ops->submit(s.ctx, err, sizeof(err)), 0);
-        CHECK_INT_EQ(queue(&s, "hb"), 0);
+        CHECK_INT_EQ(submit_then_heartbeat(&s, err, sizeof(err)), 0);
         CHECK_INT_EQ(s.ops->flush(s.ctx, err, sizeof(err)), -1);
         CHECK_CONTAINS(err, "redis 127.0.0.1:");
         CHECK_INT_EQ(mls_sink_connected(&s), 0);
