@@ -4,6 +4,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/log.h"
+
 void mls_signals_install(void (*handler)(int))
 {
         struct sigaction sa;
@@ -47,6 +49,12 @@ static void on_deadline(int sig)
 void mls_signals_stage(const char *what)
 {
         stage = what;
+}
+
+void mls_shutdown_step(const char *what)
+{
+        stage = what;
+        mls_debug("shutdown: %s", what);
 }
 
 void mls_signals_deadline(unsigned ms)

@@ -22,4 +22,8 @@ void mls_signals_exit_now(void);
  * the deadline passes says which step it cut short. */
 void mls_signals_stage(const char *what);
 
+/* mls_signals_stage(), and the step logged (debug) as it starts; not for
+ * signal handlers, as logging is not async-signal-safe. */
+void mls_shutdown_step(const char *what);
+
 #endif

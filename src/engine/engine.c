@@ -1274,14 +1274,6 @@ static void wait_commit(mls_engine_t *e)
         }
 }
 
-/* Names a shutdown step: in the log (debug), and in the line written if
- * the shutdown deadline cuts it short. */
-static void shutdown_step(const char *what)
-{
-        mls_signals_stage(what);
-        mls_debug("shutdown: %s", what);
-}
-
 /* Commits everything delivered, within the drain deadline. */
 static void final_commit(mls_engine_t *e)
 {
@@ -1417,7 +1409,7 @@ int mls_engine_run(mls_engine_t *e)
                 }
         }
         if (!e->fatal) {
-                shutdown_step("committing the last offsets");
+                mls_shutdown_step("committing the last offsets");
                 final_commit(e);
         }
         mls_info("engine stopped");
@@ -1444,7 +1436,7 @@ static void close_consumer(mls_engine_t *e)
                                        RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
                 return;
         }
-        shutdown_step("leaving the Kafka consumer group");
+        mls_shutdown_step("leaving the Kafka consumer group");
         q = rd_kafka_queue_new(e->consumer);
         err = rd_kafka_consumer_close_queue(e->consumer, q);
         if (err) {
@@ -1470,7 +1462,7 @@ static void close_consumer(mls_engine_t *e)
                         rd_kafka_event_destroy(ev);
         }
         rd_kafka_queue_destroy(q);
-        shutdown_step("destroying the Kafka consumer");
+        mls_shutdown_step("destroying the Kafka consumer");
         rd_kafka_destroy_flags(e->consumer, flags);
 }
 
@@ -1482,14 +1474,14 @@ static void close_producer(mls_engine_t *e, rd_kafka_t *rk)
 {
         if (!rk)
                 return;
-        shutdown_step("flushing a Kafka producer");
+        mls_shutdown_step("flushing a Kafka producer");
         if (rd_kafka_flush(rk, drain_left_ms(e)) !=
             RD_KAFKA_RESP_ERR_NO_ERROR) {
                 rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE |
                                            RD_KAFKA_PURGE_F_INFLIGHT);
                 rd_kafka_flush(rk, 500);
         }
-        shutdown_step("destroying a Kafka producer");
+        mls_shutdown_step("destroying a Kafka producer");
         rd_kafka_destroy(rk);
 }
 
@@ -1514,7 +1506,7 @@ void mls_engine_free(mls_engine_t *e)
         mls_pipeline_free(e->pipeline);
         close_producer(e, e->producer);
         close_producer(e, e->single);
-        shutdown_step("closing the sinks");
+        mls_shutdown_step("closing the sinks");
         mls_txn_free(e->txn);
         if (e->rewind)
                 rd_kafka_topic_partition_list_destroy(e->rewind);

@@ -74,14 +74,6 @@ static void on_signal(int sig)
                 mls_gateway_stop(up_gateway);
 }
 
-/* Names a shutdown step in the log (debug) and in the line written if the
- * shutdown deadline cuts it short (not for the signal handler: it logs). */
-static void shutdown_step(const char *what)
-{
-        mls_signals_stage(what);
-        mls_debug("shutdown: %s", what);
-}
-
 /* The in-process bus: the engine's publisher hands payloads to the
  * gateway's loop. */
 static int bus_send(void *ctx, const struct mls_record *rec,
@@ -281,16 +273,16 @@ int mls_up_main(int argc, char **argv)
                 status = *estatus;
         free(estatus);
 out:
-        shutdown_step("stopping the demo producer");
+        mls_shutdown_step("stopping the demo producer");
         mls_demo_stop(demo);
         if (up_engine)
                 mls_engine_free(up_engine);
-        shutdown_step("closing the gateway");
+        mls_shutdown_step("closing the gateway");
         if (up_gateway)
                 mls_gateway_free(up_gateway);
         up_engine = NULL;
         up_gateway = NULL;
-        shutdown_step("stopping the embedded Kafka broker");
+        mls_shutdown_step("stopping the embedded Kafka broker");
         mls_embedded_kafka_stop(kafka);
         mls_metrics_free(metrics);
         mls_config_free(&cfg);
