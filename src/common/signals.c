@@ -53,7 +53,7 @@ void mls_signals_stage(const char *what)
 
 void mls_shutdown_step(const char *what)
 {
-        stage = what;
+        mls_signals_stage(what);
         mls_debug("shutdown: %s", what);
 }
 

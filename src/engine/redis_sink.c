@@ -73,6 +73,18 @@ static void drop(struct redis_sink *s)
         mls_series_set(s->connected, 0);
 }
 
+/* Says why the connection is gone (why may be s->c->errstr) and drops it:
+ * what was not acknowledged is sent again on the next one (unless at most
+ * once). Returns -1. */
+static int lost(struct redis_sink *s, const char *why, char *errstr,
+                size_t errstr_size)
+{
+        snprintf(errstr, errstr_size, "redis %s:%d: %s", s->url.host,
+                 s->url.port, why);
+        drop(s);
+        return -1;
+}
+
 /* Hands hiredis the submitted batch again if this connection has not sent
  * it yet: it goes before anything queued after it. */
 static int send_ahead(struct redis_sink *s)
@@ -94,26 +106,11 @@ static int send_queued(struct redis_sink *s, int keep, char *errstr,
         if (send_ahead(s) < 0 ||
             (s->out.len > 0 &&
              redisAppendFormattedCommand(s->c, s->out.data, s->out.len) !=
-                     REDIS_OK)) {
-                snprintf(errstr, errstr_size, "redis: out of memory");
-                drop(s);
-                return -1;
-        }
+                     REDIS_OK))
+                return lost(s, "out of memory", errstr, errstr_size);
         if (!keep)
                 mls_buf_reset(&s->out);
         return 0;
-}
-
-/* Says why the connection is gone (why may be s->c->errstr) and drops it:
- * what was not acknowledged is sent again on the next one (unless at most
- * once). Returns -1. */
-static int lost(struct redis_sink *s, const char *why, char *errstr,
-                size_t errstr_size)
-{
-        snprintf(errstr, errstr_size, "redis %s:%d: %s", s->url.host,
-                 s->url.port, why);
-        drop(s);
-        return -1;
 }
 
 /* Reads n replies and adds up the receivers of those to PUBLISH. Any
@@ -174,12 +171,9 @@ static int redis_reconnect(void *ctx, char *errstr, size_t errstr_size)
 
         drop(s);
         s->c = redisConnectWithTimeout(s->url.host, s->url.port, tv);
-        if (!s->c || s->c->err) {
-                snprintf(errstr, errstr_size, "redis %s:%d: %s", s->url.host,
-                         s->url.port, s->c ? s->c->errstr : "out of memory");
-                drop(s);
-                return -1;
-        }
+        if (!s->c || s->c->err)
+                return lost(s, s->c ? s->c->errstr : "out of memory", errstr,
+                            errstr_size);
         tv.tv_sec = 5;
         redisSetTimeout(s->c, tv);
         redisEnableKeepAlive(s->c);
