@@ -49,19 +49,19 @@ static void mark_gap(void *opaque, const char *model, size_t len)
         *since = mls_clock_wall_ms();
 }
 
-/* Adds the pending gap of event's model (if any) to event, once. */
-static void take_gap(mls_gateway_t *g, const char *model, json_t *event)
+/* Adds the pending gap of p's model (if any) to p, once. */
+static void take_gap(mls_gateway_t *g, struct mls_payload *p)
 {
         int64_t *since;
         char iso[32];
 
         if (!g->gaps.count)
                 return;
-        since = mls_strmap_remove(&g->gaps, model, strlen(model));
+        since = mls_strmap_remove(&g->gaps, p->model_id, strlen(p->model_id));
         if (!since)
                 return;
         mls_clock_iso8601(*since, iso, sizeof(iso));
-        json_object_set_new(event, "gap",
+        mls_payload_set_gap(p,
                             json_pack("{s:s,s:n,s:s}", "reason",
                                       "UPSTREAM_LOST", "missed", "since", iso));
         free(since);
@@ -80,12 +80,10 @@ static void on_payload(mls_gateway_t *g, const char *data, size_t len)
         case MLS_PAYLOAD_PREDICTION: {
                 size_t tlen = 0;
                 const char *tenant = mls_payload_tenant(&p, &tlen);
-                json_t *id = json_object_get(p.event, "inferenceId");
 
                 mls_series_add(g->m_pred, 1);
-                if (g->dedupe && json_is_string(id) &&
-                    mls_dedupe_seen(g->dedupe, json_string_value(id),
-                                    json_string_length(id))) {
+                if (g->dedupe && mls_dedupe_seen(g->dedupe, p.inference_id,
+                                                 p.inference_id_len)) {
                         mls_series_add(g->m_dup, 1);
                         break;
                 }
@@ -93,14 +91,14 @@ static void on_payload(mls_gateway_t *g, const char *data, size_t len)
                                        p.latency_ms, now);
                 /* kept for resuming subscribers before it goes live, so
                  * that a replay reaches it in order */
-                g->env.history_kept = g->history && json_is_string(id) &&
-                                      mls_history_add(g->history, p.model_id,
-                                                      strlen(p.model_id),
-                                                      json_string_value(id),
-                                                      json_string_length(id),
-                                                      data, len, now) == 0;
-                take_gap(g, p.model_id, p.event);
-                mls_hub_publish(g->hub, p.model_id, tenant, tlen, p.event);
+                g->env.history_kept =
+                        g->history &&
+                        mls_history_add(g->history, p.model_id,
+                                        strlen(p.model_id), p.inference_id,
+                                        p.inference_id_len, data, len,
+                                        now) == 0;
+                take_gap(g, &p);
+                mls_hub_publish(g->hub, p.model_id, tenant, tlen, &p);
                 break;
         }
         case MLS_PAYLOAD_HEARTBEAT:

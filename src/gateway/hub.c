@@ -368,8 +368,23 @@ void mls_hub_leave(mls_hub_t *h, struct mls_hub_member *m)
                 drop_group(h, g);
 }
 
+/* The event from its texts when the selection allows, else as a tree. */
+static int render(mls_gql_sub_t *sub, struct mls_payload *p,
+                  struct mls_buf *out)
+{
+        const struct mls_gql_text_event ev = {mls_payload_field_names, p->text,
+                                              MLS_PF_COUNT};
+        json_t *tree;
+        int rc = mls_gql_sub_render_text(sub, &ev, out);
+
+        if (rc != 0)
+                return rc < 0 ? -1 : 0;
+        tree = mls_payload_event(p);
+        return tree ? mls_gql_sub_render(sub, tree, out) : -1;
+}
+
 size_t mls_hub_publish(mls_hub_t *h, const char *model_id, const char *tenant,
-                       size_t tenant_len, json_t *event)
+                       size_t tenant_len, struct mls_payload *p)
 {
         struct hub_model *md =
                 mls_strmap_get(&h->models, model_id, strlen(model_id));
@@ -390,8 +405,7 @@ size_t mls_hub_publish(mls_hub_t *h, const char *model_id, const char *tenant,
                                  * may see it */
                                 mls_buf_reset(&h->scratch);
                                 h->renders++;
-                                if (mls_gql_sub_render(g->sub, event,
-                                                       &h->scratch) < 0 ||
+                                if (render(g->sub, p, &h->scratch) < 0 ||
                                     !(f = mls_frame_new(h->scratch.data,
                                                         h->scratch.len))) {
                                         h->render_errors++;
@@ -410,8 +424,8 @@ size_t mls_hub_publish(mls_hub_t *h, const char *model_id, const char *tenant,
 }
 
 int mls_hub_render_member(mls_hub_t *h, const struct mls_hub_member *m,
-                          const char *tenant, size_t tenant_len, json_t *event,
-                          struct mls_buf *out)
+                          const char *tenant, size_t tenant_len,
+                          struct mls_payload *p, struct mls_buf *out)
 {
         const struct mls_hub_slice *sl = m->slice;
 
@@ -421,7 +435,7 @@ int mls_hub_render_member(mls_hub_t *h, const struct mls_hub_member *m,
             (!tenant || !mls_tenants_has(sl->tenants, tenant, tenant_len)))
                 return 0;
         h->renders++;
-        if (mls_gql_sub_render(m->group->sub, event, out) < 0) {
+        if (render(m->group->sub, p, out) < 0) {
                 h->render_errors++;
                 return -1;
         }

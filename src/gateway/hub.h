@@ -23,6 +23,7 @@
 #include <jansson.h>
 
 #include "gateway/frame.h"
+#include "gateway/payload.h"
 #include "gateway/tenants.h"
 #include "graphql/graphql.h"
 
@@ -85,20 +86,22 @@ int mls_hub_join(mls_hub_t *h, struct mls_hub_member *m, mls_gql_doc_t *doc,
  * that is not joined is ignored. */
 void mls_hub_leave(mls_hub_t *h, struct mls_hub_member *m);
 
-/* Renders event (a normalised prediction, camelCase keys, borrowed) for
- * every group of model_id with a slice that may see tenant[0..tenant_len)
- * (NULL: the event has no tenant, and only unrestricted slices see it), and
- * delivers it to those slices' members. Returns the number of deliveries. */
+/* Renders the prediction p (borrowed) for every group of model_id with a
+ * slice that may see tenant[0..tenant_len) (NULL: the event has no tenant,
+ * and only unrestricted slices see it), and delivers it to those slices'
+ * members. A group renders from p's texts when its selection allows
+ * (mls_gql_sub_render_text()), else from mls_payload_event(p). Returns the
+ * number of deliveries. */
 size_t mls_hub_publish(mls_hub_t *h, const char *model_id, const char *tenant,
-                       size_t tenant_len, json_t *event);
+                       size_t tenant_len, struct mls_payload *p);
 
-/* Renders event (as for mls_hub_publish()) for m alone into out: returns
+/* Renders p (as for mls_hub_publish()) for m alone into out: returns
  * 1 when rendered, 0 when m's slice may not see tenant, -1 when the
  * rendering failed (counted) or m is not joined. For replaying history to
  * one subscriber. */
 int mls_hub_render_member(mls_hub_t *h, const struct mls_hub_member *m,
-                          const char *tenant, size_t tenant_len, json_t *event,
-                          struct mls_buf *out);
+                          const char *tenant, size_t tenant_len,
+                          struct mls_payload *p, struct mls_buf *out);
 
 /* The coerced arguments of m's subscription (borrowed), or NULL. */
 json_t *mls_hub_member_args(const struct mls_hub_member *m);

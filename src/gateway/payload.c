@@ -73,44 +73,6 @@ int mls_payload_is_datetime(const char *s, size_t len)
         return 0;
 }
 
-/* A DateTime value: an RFC 3339 string as it is, or epoch milliseconds as a
- * new ISO 8601 string. Returns a new reference, or NULL when invalid. */
-static json_t *datetime(json_t *v)
-{
-        char buf[32];
-        double ms;
-
-        if (json_is_string(v))
-                return mls_payload_is_datetime(json_string_value(v),
-                                               json_string_length(v))
-                               ? json_incref(v)
-                               : NULL;
-        if (!json_is_number(v))
-                return NULL;
-        ms = json_number_value(v);
-        /* years 1970 to 9999, so the string keeps its four-digit year */
-        if (!(ms >= 0 && ms < 253402300800000.0))
-                return NULL;
-        if (!mls_clock_iso8601((int64_t)ms, buf, sizeof(buf)))
-                return NULL;
-        return json_string(buf);
-}
-
-/* An ID or String value: strings as they are, integers in decimal. */
-static json_t *id_string(json_t *v)
-{
-        char buf[32];
-
-        if (json_is_string(v))
-                return json_incref(v);
-        if (json_is_integer(v)) {
-                snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT,
-                         json_integer_value(v));
-                return json_string(buf);
-        }
-        return NULL;
-}
-
 static int valid_model_id(json_t *v)
 {
         size_t n;
@@ -131,16 +93,20 @@ static void free_entries(struct mls_payload *p)
         p->nloaded = p->ncomparisons = 0;
 }
 
+static void release(struct mls_payload *p)
+{
+        json_decref(p->event);
+        json_decref(p->gap);
+        json_decref(p->models);
+        mls_buf_free(&p->store);
+        mls_buf_free(&p->gap_text);
+        free_entries(p);
+}
+
 static enum mls_payload_kind garbage(struct mls_payload *out, const char *why)
 {
-        json_decref(out->event);
-        json_decref(out->models);
-        json_decref(out->tenant);
-        free_entries(out);
-        out->event = NULL;
-        out->models = NULL;
-        out->tenant = NULL;
-        out->model_id = NULL;
+        release(out);
+        memset(out, 0, sizeof(*out));
         out->kind = MLS_PAYLOAD_GARBAGE;
         snprintf(out->reason, sizeof(out->reason), "%s", why);
         return out->kind;
@@ -372,23 +338,6 @@ static enum mls_payload_kind heartbeat(json_t *root, struct mls_payload *out)
         return out->kind;
 }
 
-/* modelVersion: a non-empty string of at most MLS_PAYLOAD_NAME_MAX bytes
- * as it is (new reference); NULL (null) for anything else, so that an old
- * or odd engine's predictions still go out. */
-static json_t *model_version(json_t *v)
-{
-        mls_payload_name_t name;
-
-        if (!json_is_string(v) || !opt_name(v, name))
-                return NULL;
-        return json_incref(v);
-}
-
-static int set(json_t *obj, const char *key, json_t *v)
-{
-        return json_object_set_new(obj, key, v ? v : json_null());
-}
-
 /* The top-level fields a prediction may have, snake_case before camelCase
  * as field() prefers them. */
 enum {
@@ -461,203 +410,296 @@ static const struct mls_jscan_span *pick(const struct fields *f, int snake,
         return camel >= 0 && f->have[camel] ? &f->v[camel] : NULL;
 }
 
-/* A jansson value for a scanned span (new reference; NULL when memory runs
- * out): scalars as values, arrays and objects as raw JSON text that is
- * written out as it came (mls_json_raw()). */
-static json_t *span_value(const struct mls_jscan_span *s)
-{
-        char small[256], *big = NULL, *end;
-        json_t *v = NULL;
-        long n;
-
-        switch (s->type) {
-        case MLS_JSCAN_NULL:
-                return json_null();
-        case MLS_JSCAN_TRUE:
-                return json_true();
-        case MLS_JSCAN_FALSE:
-                return json_false();
-        case MLS_JSCAN_ARRAY:
-        case MLS_JSCAN_OBJECT:
-                return mls_json_raw(s->p, s->len);
-        case MLS_JSCAN_STRING:
-                if (!s->escaped)
-                        return json_stringn_nocheck(s->p, s->len);
-                if (s->len < sizeof(small)) {
-                        n = mls_jscan_string(s, small, sizeof(small));
-                        return json_stringn_nocheck(small, (size_t)n);
-                }
-                if (!(big = malloc(s->len + 1)))
-                        return NULL;
-                n = mls_jscan_string(s, big, s->len + 1);
-                v = json_stringn_nocheck(big, (size_t)n);
-                free(big);
-                return v;
-        case MLS_JSCAN_NUMBER:
-                break;
-        }
-        /* numbers: strtod and strtoll want a terminated copy */
-        if (s->len < sizeof(small)) {
-                memcpy(small, s->p, s->len);
-                small[s->len] = '\0';
-        } else if ((big = malloc(s->len + 1))) {
-                memcpy(big, s->p, s->len);
-                big[s->len] = '\0';
-        } else {
-                return NULL;
-        }
-        if (s->integral) {
-                long long i;
-                errno = 0;
-                i = strtoll(big ? big : small, &end, 10);
-                if (errno == 0)
-                        v = json_integer((json_int_t)i);
-        }
-        if (!v)
-                v = json_real(strtod(big ? big : small, &end));
-        free(big);
-        return v;
-}
-
-/* The decoded metadata.tenant when metadata is an object holding a string
- * "tenant" (the last one, when repeated). */
+/* metadata's last "tenant" member, copied (the scanner's spans live only
+ * during the call); a tenant only when that one is a string. */
 static int on_metadata_member(void *opaque, const struct mls_jscan_span *key,
                               const struct mls_jscan_span *value)
 {
-        const struct mls_jscan_span **tenant = opaque;
+        struct mls_jscan_span *tenant = opaque;
 
-        if (value->type == MLS_JSCAN_STRING &&
-            mls_jscan_string_is(key, "tenant"))
-                *tenant = value;
+        if (mls_jscan_string_is(key, "tenant"))
+                *tenant = *value;
         return 0;
 }
 
-static int set_tenant(struct mls_payload *out, const struct mls_jscan_span *m)
-{
-        const struct mls_jscan_span *t = NULL;
-
-        if (!m || m->type != MLS_JSCAN_OBJECT)
-                return 0;
-        mls_jscan_object(m->p, m->len, on_metadata_member, &t, NULL);
-        if (t && !(out->tenant = span_value(t)))
-                return -1;
-        return 0;
-}
-
-/* The fields of a prediction, as jansson values (owned). */
-struct prediction_values {
-        json_t *model, *inference, *input, *preds, *latency, *received,
-                *published, *metadata, *version;
+const char *const mls_payload_field_names[MLS_PF_COUNT] = {
+        "inferenceId", "modelId",     "inputId",  "predictions",  "latencyMs",
+        "receivedAt",  "publishedAt", "metadata", "modelVersion", "gap",
 };
 
-static void values_free(struct prediction_values *pv)
+/*
+ * Writing a prediction's texts. p->store is reserved up front for the most
+ * they can take (store_bound()), so that what is written stays where it
+ * is: p->text[] and the decoded strings point into it.
+ */
+
+/* Room in the store for what a scalar span can become: decoded (len + 1)
+ * and escaped again (6 bytes a byte at most), or a number's text. Arrays
+ * and objects are never written there. */
+static size_t scalar_room(const struct mls_jscan_span *s)
 {
-        json_decref(pv->model);
-        json_decref(pv->inference);
-        json_decref(pv->input);
-        json_decref(pv->preds);
-        json_decref(pv->latency);
-        json_decref(pv->received);
-        json_decref(pv->published);
-        json_decref(pv->metadata);
-        json_decref(pv->version);
+        return s && s->type != MLS_JSCAN_ARRAY && s->type != MLS_JSCAN_OBJECT
+                       ? 7 * s->len + 80
+                       : 0;
 }
 
-/* span_value() of an optional field: 0 and *dst NULL when absent. */
-static int value_of(const struct mls_jscan_span *s, json_t **dst)
+/* The decoded string of s: in the payload when it holds no escape and
+ * need not be terminated, else NUL-terminated in the store. */
+static const char *decode(struct mls_payload *p, const struct mls_jscan_span *s,
+                          int terminated, size_t *n)
 {
-        *dst = NULL;
-        return s && !(*dst = span_value(s)) ? -1 : 0;
+        struct mls_buf *b = &p->store;
+        char *d = b->data + b->len;
+        long k = (long)s->len;
+
+        if (!s->escaped && !terminated) {
+                *n = s->len;
+                return s->p;
+        }
+        if (s->escaped)
+                k = mls_jscan_string(s, d, s->len + 1);
+        else
+                memcpy(d, s->p, s->len);
+        d[k] = '\0';
+        b->len += (size_t)k + 1;
+        *n = (size_t)k;
+        return d;
 }
 
-static enum mls_payload_kind prediction(const struct prediction_values *pv,
-                                        struct mls_payload *out)
+/* Field i's text: the JSON string of str[0..n). */
+static void put_str(struct mls_payload *p, int i, const char *str, size_t n)
 {
-        json_t *model = pv->model, *inference = pv->inference,
-               *input = pv->input, *preds = pv->preds, *latency = pv->latency,
-               *received = pv->received, *published = pv->published;
-        json_t *ev, *id = NULL, *recv_at = NULL;
-        enum mls_payload_kind k;
-        double lat;
+        struct mls_buf *b = &p->store;
+        size_t at = b->len;
 
-        if (!valid_model_id(model))
-                return garbage(out, model ? "bad model_id" : "no model_id");
-        if (!inference || !(id = id_string(inference)))
-                return garbage(out, inference ? "bad inference_id"
-                                              : "no inference_id");
-        if (!preds || json_is_null(preds)) {
-                k = garbage(out, "no predictions");
-                goto done;
-        }
-        if (!json_is_number(latency)) {
-                k = garbage(out, latency ? "bad latency_ms" : "no latency_ms");
-                goto done;
-        }
-        lat = json_number_value(latency);
-        if (!isfinite(lat) || lat < 0) {
-                k = garbage(out, "bad latency_ms");
-                goto done;
-        }
-        if (!received || !(recv_at = datetime(received))) {
-                k = garbage(out,
-                            received ? "bad received_at" : "no received_at");
-                goto done;
-        }
-        if (input && !json_is_null(input) && !json_is_string(input) &&
-            !json_is_integer(input)) {
-                k = garbage(out, "bad input_id");
-                goto done;
-        }
+        mls_buf_json_str(b, str, n);
+        p->text[i] = (struct mls_gql_text){b->data + at, b->len - at};
+}
 
-        ev = out->event = json_object();
-        /* set() takes the references it is given, also when it fails */
-        if (!ev || set(ev, "inferenceId", json_incref(id)) < 0 ||
-            set(ev, "modelId", json_incref(model)) < 0 ||
-            set(ev, "inputId", input ? id_string(input) : NULL) < 0 ||
-            set(ev, "predictions", json_incref(preds)) < 0 ||
-            set(ev, "latencyMs", json_real(lat)) < 0 ||
-            set(ev, "receivedAt", json_incref(recv_at)) < 0 ||
-            set(ev, "publishedAt", published ? datetime(published) : NULL) <
-                    0 ||
-            set(ev, "metadata", json_incref(pv->metadata)) < 0 ||
-            set(ev, "modelVersion", model_version(pv->version)) < 0) {
-                k = garbage(out, "out of memory");
-                goto done;
+/* A number span as a double (strtod wants a terminated copy); NAN when
+ * memory runs out. */
+static double span_double(const struct mls_jscan_span *s)
+{
+        char small[64], *z = small;
+        double d;
+
+        if (s->len >= sizeof(small) && !(z = malloc(s->len + 1)))
+                return NAN;
+        memcpy(z, s->p, s->len);
+        z[s->len] = '\0';
+        d = strtod(z, NULL);
+        if (z != small)
+                free(z);
+        return d;
+}
+
+/* An ID or String field (inferenceId, inputId): a string as it is, an
+ * integer in decimal; its decoded value in *str and *n. -1 for anything else,
+ * an integer out of range included. */
+static int put_id(struct mls_payload *p, int i, const struct mls_jscan_span *s,
+                  const char **str, size_t *n)
+{
+        char num[32];
+        long long v;
+        int k;
+
+        if (s->type == MLS_JSCAN_STRING) {
+                *str = decode(p, s, 0, n);
+                put_str(p, i, *str, *n);
+                return 0;
         }
-        out->model_id = json_string_value(json_object_get(ev, "modelId"));
-        out->latency_ms = lat;
-        k = out->kind = MLS_PAYLOAD_PREDICTION;
-done:
-        json_decref(id);
-        json_decref(recv_at);
-        return k;
+        if (s->type != MLS_JSCAN_NUMBER || !s->integral ||
+            s->len >= sizeof(num))
+                return -1;
+        memcpy(num, s->p, s->len);
+        num[s->len] = '\0';
+        errno = 0;
+        v = strtoll(num, NULL, 10);
+        if (errno)
+                return -1;
+        k = snprintf(num, sizeof(num), "%lld", v);
+        put_str(p, i, num, (size_t)k);
+        /* the decimal digits sit inside the quotes of the text */
+        *str = p->text[i].p + 1;
+        *n = (size_t)k;
+        return 0;
+}
+
+/* A DateTime field: an RFC 3339 string as it is, epoch milliseconds (years
+ * 1970 to 9999, so that the year keeps four digits) as ISO 8601. -1 when
+ * invalid. */
+static int put_datetime(struct mls_payload *p, int i,
+                        const struct mls_jscan_span *s)
+{
+        const char *str;
+        char iso[32];
+        double ms;
+        size_t n;
+
+        if (s->type == MLS_JSCAN_STRING) {
+                str = decode(p, s, 0, &n);
+                if (!mls_payload_is_datetime(str, n))
+                        return -1;
+                put_str(p, i, str, n);
+                return 0;
+        }
+        if (s->type != MLS_JSCAN_NUMBER)
+                return -1;
+        ms = span_double(s);
+        if (!(ms >= 0 && ms < 253402300800000.0))
+                return -1;
+        n = mls_clock_iso8601((int64_t)ms, iso, sizeof(iso));
+        if (!n)
+                return -1;
+        put_str(p, i, iso, n);
+        return 0;
+}
+
+/* A JSON field (predictions, metadata): its text byte for byte as the
+ * engine wrote it (a string's span leaves out its quotes). */
+static void put_json(struct mls_payload *p, int i,
+                     const struct mls_jscan_span *s)
+{
+        int q = s->type == MLS_JSCAN_STRING;
+
+        p->text[i] = (struct mls_gql_text){s->p - q, s->len + 2 * q};
 }
 
 static enum mls_payload_kind scanned_prediction(const struct fields *f,
                                                 struct mls_payload *out)
 {
-        struct prediction_values pv;
-        enum mls_payload_kind k;
+        const struct mls_jscan_span *model = pick(f, F_MODEL, F_MODEL_C),
+                                    *id = pick(f, F_INFERENCE, F_INFERENCE_C),
+                                    *input = pick(f, F_INPUT, F_INPUT_C),
+                                    *preds = pick(f, F_PREDICTIONS, -1),
+                                    *lat = pick(f, F_LATENCY, F_LATENCY_C),
+                                    *recv = pick(f, F_RECEIVED, F_RECEIVED_C),
+                                    *pub = pick(f, F_PUBLISHED, F_PUBLISHED_C),
+                                    *meta = pick(f, F_METADATA, -1),
+                                    *ver = pick(f, F_VERSION, F_VERSION_C);
+        struct mls_jscan_span tenant = {.p = NULL};
+        const char *str;
+        size_t n, room;
+        char *base;
 
-        memset(&pv, 0, sizeof(pv));
-        if (value_of(pick(f, F_MODEL, F_MODEL_C), &pv.model) < 0 ||
-            value_of(pick(f, F_INFERENCE, F_INFERENCE_C), &pv.inference) < 0 ||
-            value_of(pick(f, F_INPUT, F_INPUT_C), &pv.input) < 0 ||
-            value_of(pick(f, F_PREDICTIONS, -1), &pv.preds) < 0 ||
-            value_of(pick(f, F_LATENCY, F_LATENCY_C), &pv.latency) < 0 ||
-            value_of(pick(f, F_RECEIVED, F_RECEIVED_C), &pv.received) < 0 ||
-            value_of(pick(f, F_PUBLISHED, F_PUBLISHED_C), &pv.published) < 0 ||
-            value_of(pick(f, F_METADATA, -1), &pv.metadata) < 0 ||
-            value_of(pick(f, F_VERSION, F_VERSION_C), &pv.version) < 0) {
-                values_free(&pv);
+        if (meta && meta->type == MLS_JSCAN_OBJECT)
+                mls_jscan_object(meta->p, meta->len, on_metadata_member,
+                                 &tenant, NULL);
+        if (tenant.p && tenant.type != MLS_JSCAN_STRING)
+                tenant.p = NULL;
+        room = scalar_room(model) + scalar_room(id) + scalar_room(input) +
+               scalar_room(lat) + scalar_room(recv) + scalar_room(pub) +
+               scalar_room(ver) + (tenant.p ? tenant.len + 1 : 0);
+        mls_buf_init(&out->store, room + 1);
+        if (mls_buf_reserve(&out->store, room) < 0)
                 return garbage(out, "out of memory");
+        base = out->store.data;
+
+        if (!model || model->type != MLS_JSCAN_STRING)
+                return garbage(out, model ? "bad model_id" : "no model_id");
+        str = decode(out, model, 1, &n);
+        if (n == 0 || n > MLS_MODEL_ID_MAX || strlen(str) != n)
+                return garbage(out, "bad model_id");
+        out->model_id = str;
+        put_str(out, MLS_PF_MODEL_ID, str, n);
+        if (!id || put_id(out, MLS_PF_INFERENCE_ID, id, &out->inference_id,
+                          &out->inference_id_len) < 0)
+                return garbage(out,
+                               id ? "bad inference_id" : "no inference_id");
+        if (!preds || preds->type == MLS_JSCAN_NULL)
+                return garbage(out, "no predictions");
+        if (!lat || lat->type != MLS_JSCAN_NUMBER)
+                return garbage(out, lat ? "bad latency_ms" : "no latency_ms");
+        out->latency_ms = span_double(lat);
+        if (!isfinite(out->latency_ms) || out->latency_ms < 0)
+                return garbage(out, "bad latency_ms");
+        if (!recv || put_datetime(out, MLS_PF_RECEIVED_AT, recv) < 0)
+                return garbage(out,
+                               recv ? "bad received_at" : "no received_at");
+        if (input && input->type != MLS_JSCAN_NULL &&
+            put_id(out, MLS_PF_INPUT_ID, input, &str, &n) < 0)
+                return garbage(out, "bad input_id");
+
+        put_json(out, MLS_PF_PREDICTIONS, preds);
+        if (meta)
+                put_json(out, MLS_PF_METADATA, meta);
+        {
+                struct mls_buf *b = &out->store;
+                size_t at = b->len;
+                mls_buf_json_double(b, out->latency_ms);
+                out->text[MLS_PF_LATENCY_MS] =
+                        (struct mls_gql_text){b->data + at, b->len - at};
         }
-        k = prediction(&pv, out);
-        values_free(&pv);
-        if (k == MLS_PAYLOAD_PREDICTION &&
-            set_tenant(out, pick(f, F_METADATA, -1)) < 0)
+        /* optional, null when invalid */
+        if (pub && put_datetime(out, MLS_PF_PUBLISHED_AT, pub) < 0)
+                out->text[MLS_PF_PUBLISHED_AT].len = 0;
+        if (ver && ver->type == MLS_JSCAN_STRING) {
+                str = decode(out, ver, 0, &n);
+                if (n > 0 && n <= MLS_PAYLOAD_NAME_MAX && !memchr(str, 0, n))
+                        put_str(out, MLS_PF_MODEL_VERSION, str, n);
+        }
+        if (tenant.p)
+                out->tenant = decode(out, &tenant, 0, &out->tenant_len);
+        /* the reservation held: nothing written moved */
+        if (out->store.data != base || out->store.overflow)
                 return garbage(out, "out of memory");
-        return k;
+        out->kind = MLS_PAYLOAD_PREDICTION;
+        return out->kind;
+}
+
+static json_t *text_value(const struct mls_payload *p, int i)
+{
+        const struct mls_gql_text *t = &p->text[i];
+
+        if (i == MLS_PF_GAP)
+                return json_incref(p->gap);
+        if (i == MLS_PF_LATENCY_MS)
+                return json_real(p->latency_ms);
+        if (!t->len)
+                return json_null();
+        /* the text a response carries, forwarded as it is */
+        if (i == MLS_PF_PREDICTIONS || i == MLS_PF_METADATA)
+                return mls_json_raw(t->p, t->len);
+        return json_loadb(t->p, t->len, JSON_DECODE_ANY, NULL);
+}
+
+json_t *mls_payload_event(struct mls_payload *p)
+{
+        json_t *ev;
+
+        if (p->event || p->kind != MLS_PAYLOAD_PREDICTION)
+                return p->event;
+        ev = json_object();
+        for (int i = 0; ev && i < MLS_PF_COUNT; i++) {
+                json_t *v;
+                if (i == MLS_PF_GAP && !p->gap)
+                        continue;
+                v = text_value(p, i);
+                if (!v || json_object_set_new(ev, mls_payload_field_names[i],
+                                              v) < 0) {
+                        json_decref(ev);
+                        ev = NULL;
+                }
+        }
+        return p->event = ev;
+}
+
+int mls_payload_set_gap(struct mls_payload *p, json_t *gap)
+{
+        json_decref(p->gap);
+        p->gap = gap;
+        mls_buf_free(&p->gap_text);
+        mls_buf_init(&p->gap_text, (size_t)1 << 16);
+        if (mls_json_write(&p->gap_text, gap) < 0 ||
+            (p->event && json_object_set(p->event, "gap", gap) < 0)) {
+                json_decref(p->gap);
+                p->gap = NULL;
+                p->text[MLS_PF_GAP].len = 0;
+                return -1;
+        }
+        p->text[MLS_PF_GAP] =
+                (struct mls_gql_text){p->gap_text.data, p->gap_text.len};
+        return 0;
 }
 
 /*
@@ -701,17 +743,12 @@ enum mls_payload_kind mls_payload_normalize(const char *data, size_t len,
 
 const char *mls_payload_tenant(const struct mls_payload *p, size_t *len)
 {
-        if (!json_is_string(p->tenant))
-                return NULL;
-        *len = json_string_length(p->tenant);
-        return json_string_value(p->tenant);
+        *len = p->tenant_len;
+        return p->tenant;
 }
 
 void mls_payload_clear(struct mls_payload *p)
 {
-        json_decref(p->event);
-        json_decref(p->models);
-        json_decref(p->tenant);
-        free_entries(p);
+        release(p);
         memset(p, 0, sizeof(*p));
 }

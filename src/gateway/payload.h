@@ -15,11 +15,13 @@
  * null). Everything else is ignored. A heartbeat's "models" is an array of
  * model ids; items that are not valid model ids are skipped.
  *
- * A prediction is scanned in place, not parsed into a tree: "predictions"
- * and "metadata", when arrays or objects, go into the event as raw JSON
- * text (mls_json_raw()), validated but byte for byte as the engine wrote
- * them, so rendering them costs a copy. Code that needs a value inside
- * them scans the text (mls_payload_tenant()).
+ * A prediction is scanned in place, not parsed into a tree, and becomes
+ * the JSON text of each field of the event, as a response carries it:
+ * strings escaped once, numbers and dates formatted once, "predictions"
+ * and "metadata" (arrays or objects) byte for byte as the engine wrote
+ * them. A subscription then renders an event by copying texts
+ * (mls_gql_sub_render_text()); only a selection that needs the GraphQL
+ * executor gets the event as a tree (mls_payload_event()).
  *
  * A heartbeat may also carry "loaded" (one entry per model the engine
  * serves: its versions and counters) and "comparisons" (cumulative
@@ -38,7 +40,9 @@
 
 #include <jansson.h>
 
+#include "common/buf.h"
 #include "common/model_id.h"
+#include "graphql/graphql.h"
 
 /* Longest version, framework and engine id kept (bytes); longer ones make
  * their entry invalid. */
@@ -79,17 +83,43 @@ enum mls_payload_kind {
         MLS_PAYLOAD_HEARTBEAT,
 };
 
+/* The fields of a prediction event, as MLStreamingPrediction names them
+ * (mls_payload_field_names). */
+enum mls_payload_field {
+        MLS_PF_INFERENCE_ID,
+        MLS_PF_MODEL_ID,
+        MLS_PF_INPUT_ID,
+        MLS_PF_PREDICTIONS,
+        MLS_PF_LATENCY_MS,
+        MLS_PF_RECEIVED_AT,
+        MLS_PF_PUBLISHED_AT,
+        MLS_PF_METADATA,
+        MLS_PF_MODEL_VERSION,
+        MLS_PF_GAP,
+        MLS_PF_COUNT
+};
+
+extern const char *const mls_payload_field_names[MLS_PF_COUNT];
+
 struct mls_payload {
         enum mls_payload_kind kind;
-        /* prediction: {"inferenceId","modelId","inputId","predictions",
-         * "latencyMs","receivedAt","publishedAt","metadata",
-         * "modelVersion"}; owned */
-        json_t *event;
-        const char *model_id; /* prediction: borrowed from event */
-        json_t *tenant;       /* prediction: metadata.tenant when a string;
-                                 owned */
-        double latency_ms;    /* prediction */
-        json_t *models;       /* heartbeat: array of strings; owned */
+        /* prediction: each field's value as the JSON text a response
+         * carries (len 0: null), pointing into the payload or into store;
+         * event describes them for mls_gql_sub_render_text() */
+        struct mls_gql_text text[MLS_PF_COUNT];
+        struct mls_gql_text_event fields;
+        const char *model_id;     /* prediction: NUL-terminated */
+        const char *inference_id; /* prediction: decoded, not terminated */
+        size_t inference_id_len;
+        const char *tenant; /* prediction: metadata.tenant, decoded; NULL
+                               when absent */
+        size_t tenant_len;
+        double latency_ms; /* prediction */
+        /* prediction: the event as a tree, {"inferenceId", ...}, built by
+         * mls_payload_event(); and the gap set by mls_payload_set_gap() */
+        json_t *event, *gap;
+        struct mls_buf store, gap_text;
+        json_t *models; /* heartbeat: array of strings; owned */
         /* heartbeat: engine_id ("" when absent), and the valid entries of
          * "loaded" and "comparisons" (owned arrays; NULL when none) */
         char engine_id[MLS_PAYLOAD_ENGINE_ID_MAX + 1];
@@ -104,11 +134,21 @@ struct mls_payload {
 
 /* Normalises data[0..len). Payloads over max_len bytes are garbage without
  * being parsed. Always fills *out (kind GARBAGE with a reason on failure);
- * release it with mls_payload_clear(). Returns out->kind. */
+ * release it with mls_payload_clear(). A prediction borrows data: use it
+ * while data lives. Returns out->kind. */
 enum mls_payload_kind mls_payload_normalize(const char *data, size_t len,
                                             size_t max_len,
                                             struct mls_payload *out);
 void mls_payload_clear(struct mls_payload *p);
+
+/* A prediction's event as a tree, with camelCase keys (and "gap" when
+ * set), for the GraphQL executor when mls_gql_sub_render_text() cannot
+ * serve a selection: built once, owned by p. NULL when memory runs out. */
+json_t *mls_payload_event(struct mls_payload *p);
+
+/* Sets a prediction's "gap" ({"reason","missed","since"}); takes the
+ * reference. Returns -1 when memory runs out (gap is released). */
+int mls_payload_set_gap(struct mls_payload *p, json_t *gap);
 
 /* A prediction's metadata.tenant (borrowed from p, *len set), or NULL when
  * metadata is not an object with a string "tenant". */

@@ -262,10 +262,10 @@ static void replay_one(mls_wsproto_t *s, struct op *o,
         }
         tenant = mls_payload_tenant(&p, &tlen);
         if (o->gap)
-                json_object_set(p.event, "gap", o->gap);
+                mls_payload_set_gap(&p, json_incref(o->gap));
         mls_buf_init(&out, s->env->max_out_bytes);
-        if (mls_hub_render_member(s->env->hub, &o->member, tenant, tlen,
-                                  p.event, &out) == 1 &&
+        if (mls_hub_render_member(s->env->hub, &o->member, tenant, tlen, &p,
+                                  &out) == 1 &&
             (f = mls_frame_new(out.data, out.len))) {
                 if (s->ops->send_event(s->conn, o->head, f) == 0) {
                         json_decref(o->gap);

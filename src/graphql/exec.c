@@ -1070,11 +1070,28 @@ json_t *mls_gql_request(mls_gql_cache_t *cache, const char *text, size_t len,
 /* --- subscriptions
  * -------------------------------------------------------------------- */
 
+/* A subscription's response as fixed pieces of text with a field's value
+ * after each (mls_gql_sub_render_text()). */
+struct text_piece {
+        size_t off, len; /* in text_plan.lit */
+        int field;       /* index into the event's names; -1: none */
+        bool non_null, composite;
+};
+
+struct text_plan {
+        const char *const *names; /* the event shape it was made for */
+        bool usable;
+        struct mls_buf lit;
+        struct text_piece *pieces;
+        unsigned n;
+};
+
 struct mls_gql_sub {
         mls_gql_doc_t *doc;
         json_t *vars;
         struct compiled plan;
         const struct pfield *root; /* NULL when @skip removed it */
+        struct text_plan text;
 };
 
 mls_gql_sub_t *mls_gql_sub_prepare(mls_gql_doc_t *doc,
@@ -1103,6 +1120,7 @@ mls_gql_sub_t *mls_gql_sub_prepare(mls_gql_doc_t *doc,
         sub = calloc(1, sizeof(*sub));
         if (!sub)
                 return NULL;
+        mls_buf_init(&sub->text.lit, MLS__GQL_BUF_LIMIT);
         sub->vars =
                 mls__gql_coerce_variables(doc->schema, op, variables, errors);
         if (!sub->vars) {
@@ -1234,10 +1252,153 @@ fail:
         return -1;
 }
 
+/* --- rendering from text ----------------------------------------------------
+ */
+
+static int text_piece(struct text_plan *tp, size_t *from, int field,
+                      bool non_null, bool composite)
+{
+        struct text_piece *pc = &tp->pieces[tp->n++];
+
+        pc->off = *from;
+        pc->len = tp->lit.len - *from;
+        pc->field = field;
+        pc->non_null = non_null;
+        pc->composite = composite;
+        *from = tp->lit.len;
+        return tp->lit.overflow ? -1 : 0;
+}
+
+static int text_field(const struct mls_gql_text_event *ev, const char *name)
+{
+        for (unsigned i = 0; i < ev->n; i++)
+                if (strcmp(ev->names[i], name) == 0)
+                        return (int)i;
+        return -1;
+}
+
+/* Compiles sub's response for events shaped as ev: usable stays false when
+ * the selection needs the executor. -1 when memory runs out. */
+static int text_compile(mls_gql_sub_t *sub, const struct mls_gql_text_event *ev)
+{
+        struct text_plan *tp = &sub->text;
+        const struct mls_gql_schema *s = sub->doc->schema;
+        const struct pfield *root = sub->root;
+        const struct mls__gql_type *t;
+        const struct plan *pl;
+        unsigned long values = 1;
+        size_t from = 0;
+
+        free(tp->pieces);
+        tp->pieces = NULL;
+        tp->n = 0;
+        mls_buf_reset(&tp->lit);
+        tp->names = ev->names;
+        tp->usable = false;
+        if (!root)
+                return 0;
+        t = root->def->type;
+        if (t->kind == MLS__GQL_NON_NULL) {
+                t = t->of;
+                values++;
+        }
+        pl = root->sub;
+        if (t->kind != MLS__GQL_OBJECT || !pl)
+                return 0;
+        tp->pieces = calloc(pl->n + 1, sizeof(*tp->pieces));
+        if (!tp->pieces)
+                return -1;
+        MLS_BUF_LIT(&tp->lit, "{\"data\":{");
+        mls_buf_json_str(&tp->lit, root->key, strlen(root->key));
+        MLS_BUF_LIT(&tp->lit, ":{");
+        for (unsigned i = 0; i < pl->n; i++) {
+                const struct pfield *f = &pl->f[i];
+                const struct mls__gql_type *ft = f->def->type;
+                bool non_null = ft->kind == MLS__GQL_NON_NULL;
+                int field;
+
+                if (non_null)
+                        ft = ft->of;
+                values += 1 + non_null;
+                if (i)
+                        mls_buf_putc(&tp->lit, ',');
+                mls_buf_json_str(&tp->lit, f->key, strlen(f->key));
+                mls_buf_putc(&tp->lit, ':');
+                if (f->def == &s->meta_typename) {
+                        mls_buf_json_str(&tp->lit, f->parent->name,
+                                         strlen(f->parent->name));
+                        continue;
+                }
+                if (f->arg_error || f->args || ft->kind == MLS__GQL_LIST ||
+                    f->def->resolve != MLS__GQL_R_DEFAULT)
+                        return 0;
+                field = text_field(ev, f->def->name);
+                if (field < 0) {
+                        /* the executor resolves it to null */
+                        if (non_null)
+                                return 0;
+                        MLS_BUF_LIT(&tp->lit, "null");
+                        continue;
+                }
+                if (text_piece(tp, &from, field, non_null,
+                               ft->kind != MLS__GQL_SCALAR &&
+                                       ft->kind != MLS__GQL_ENUM) < 0)
+                        return -1;
+        }
+        MLS_BUF_LIT(&tp->lit, "}}}");
+        if (text_piece(tp, &from, -1, false, false) < 0)
+                return -1;
+        /* what the executor would count, so that its limit holds alike */
+        tp->usable = values <= sub->doc->limits.max_completions;
+        return 0;
+}
+
+int mls_gql_sub_render_text(mls_gql_sub_t *sub,
+                            const struct mls_gql_text_event *ev,
+                            struct mls_buf *out)
+{
+        struct text_plan *tp = &sub->text;
+        size_t start = out->len;
+
+        if (tp->names != ev->names && text_compile(sub, ev) < 0)
+                return -1;
+        if (!tp->usable)
+                return 0;
+        for (unsigned i = 0; i < tp->n; i++) {
+                const struct text_piece *pc = &tp->pieces[i];
+                const struct mls_gql_text *v;
+
+                if (mls_buf_append(out, tp->lit.data + pc->off, pc->len) < 0)
+                        goto fail;
+                if (pc->field < 0)
+                        continue;
+                v = &ev->values[pc->field];
+                if (!v->len) {
+                        if (pc->non_null)
+                                goto executor;
+                        if (mls_buf_append(out, "null", 4) < 0)
+                                goto fail;
+                } else if (pc->composite) {
+                        goto executor;
+                } else if (mls_buf_append(out, v->p, v->len) < 0) {
+                        goto fail;
+                }
+        }
+        return 1;
+executor:
+        out->len = start;
+        return 0;
+fail:
+        out->len = start;
+        return -1;
+}
+
 void mls_gql_sub_free(mls_gql_sub_t *sub)
 {
         if (!sub)
                 return;
+        free(sub->text.pieces);
+        mls_buf_free(&sub->text.lit);
         compiled_free(&sub->plan);
         json_decref(sub->vars);
         mls_gql_doc_unref(sub->doc);

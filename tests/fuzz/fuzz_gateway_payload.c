@@ -3,7 +3,9 @@
  * (src/gateway/payload.c) and the monitor itself: any bytes from the
  * prediction channel are a prediction with every required field of the
  * schema, a heartbeat with a list of model ids, or garbage with a reason,
- * and nothing crashes or leaks.
+ * and nothing crashes or leaks. A prediction rendered from its texts
+ * (mls_gql_sub_render_text()) is byte for byte what the GraphQL executor
+ * writes for its tree.
  */
 #include <math.h>
 #include <stdint.h>
@@ -15,8 +17,50 @@
 #include "gateway/hub.h"
 #include "gateway/monitor.h"
 #include "gateway/payload.h"
+#include "graphql/graphql.h"
 
 static mls_monitor_t *monitor;
+static mls_gql_sub_t *sub;
+
+/* Every field of a prediction, one of them twice under an alias. */
+static void subscribe(void)
+{
+        static const char q[] =
+                "subscription { mlInferenceStream(modelId: \"m\") { "
+                "__typename inferenceId modelId inputId predictions "
+                "latencyMs receivedAt publishedAt metadata modelVersion "
+                "gap { reason } again: inferenceId } }";
+        char err[128];
+        mls_gql_schema_t *schema = mls_gql_schema_new(err, sizeof(err));
+        mls_gql_cache_t *cache =
+                mls_gql_cache_new(schema, NULL, 4, err, sizeof(err));
+        json_t *errors = NULL;
+        mls_gql_doc_t *doc =
+                mls_gql_cache_get(cache, q, sizeof(q) - 1, &errors);
+
+        sub = mls_gql_sub_prepare(doc, NULL, NULL, &errors);
+        if (!sub)
+                abort();
+        /* the schema outlives the fuzzer's run, as the subscription needs */
+        mls_gql_doc_unref(doc);
+        mls_gql_cache_free(cache);
+}
+
+static void same_render(struct mls_payload *p)
+{
+        const struct mls_gql_text_event ev = {mls_payload_field_names, p->text,
+                                              MLS_PF_COUNT};
+        struct mls_buf text, tree;
+
+        mls_buf_init(&text, 1 << 20);
+        mls_buf_init(&tree, 1 << 20);
+        if (mls_gql_sub_render_text(sub, &ev, &text) != 1 ||
+            mls_gql_sub_render(sub, mls_payload_event(p), &tree) < 0 ||
+            text.len != tree.len || memcmp(text.data, tree.data, text.len))
+                abort();
+        mls_buf_free(&text);
+        mls_buf_free(&tree);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -28,12 +72,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!monitor) {
                 monitor = mls_monitor_new(8, 64);
                 mls_monitor_track_tenants(monitor, 1);
+                subscribe();
         }
         buf = malloc(size ? size : 1);
         memcpy(buf, data, size);
         switch (mls_payload_normalize(buf, size, 1 << 16, &p)) {
         case MLS_PAYLOAD_PREDICTION:
-                ev = p.event;
+                ev = mls_payload_event(&p);
                 if (!json_is_object(ev) || !p.model_id || !*p.model_id ||
                     strlen(p.model_id) > MLS_MODEL_ID_MAX ||
                     !json_is_string(json_object_get(ev, "inferenceId")) ||
@@ -56,6 +101,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 v = json_object_get(ev, "inputId");
                 if (!json_is_null(v) && !json_is_string(v))
                         abort();
+                same_render(&p);
                 {
                         size_t tlen = 0;
                         const char *t = mls_payload_tenant(&p, &tlen);

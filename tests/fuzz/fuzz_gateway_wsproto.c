@@ -148,7 +148,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 memcpy(msg, data + i, n);
                 mls_wsproto_input(s, msg, n, now);
                 free(msg);
-                mls_hub_publish(hub, "m", i & 1 ? "blue" : NULL, 4, p.event);
+                mls_hub_publish(hub, "m", i & 1 ? "blue" : NULL, 4, &p);
                 now += 300;
                 if (mls_wsproto_next_timer(s) >= 0 &&
                     mls_wsproto_next_timer(s) <= now)

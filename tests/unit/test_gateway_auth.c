@@ -860,7 +860,7 @@ static size_t pub(mls_hub_t *h, const char *tenant)
             MLS_PAYLOAD_PREDICTION)
                 return 999;
         t = mls_payload_tenant(&p, &tlen);
-        n = mls_hub_publish(h, p.model_id, t, tlen, p.event);
+        n = mls_hub_publish(h, p.model_id, t, tlen, &p);
         mls_payload_clear(&p);
         return n;
 }

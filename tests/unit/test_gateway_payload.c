@@ -20,13 +20,13 @@ static enum mls_payload_kind norm(const char *s, struct mls_payload *p)
 }
 
 /* The event as compact JSON (shortest floats), in a static buffer. */
-static const char *event_json(const struct mls_payload *p)
+static const char *event_json(struct mls_payload *p)
 {
         static char out[2048];
         struct mls_buf b;
 
         mls_buf_init(&b, sizeof(out) - 1);
-        if (mls_json_write(&b, p->event) < 0) {
+        if (mls_json_write(&b, mls_payload_event(p)) < 0) {
                 mls_buf_free(&b);
                 return "(overflow)";
         }
@@ -608,4 +608,155 @@ MLS_TEST(gateway_payload_passes_predictions_through)
                      MLS_PAYLOAD_GARBAGE);
         CHECK_STR_EQ(p.reason, "bad inference_id");
         mls_payload_clear(&p);
+}
+
+/* A subscription to model "m" made from q (with vars, borrowed). */
+static mls_gql_sub_t *subscribe(mls_gql_cache_t *c, const char *q, json_t *vars)
+{
+        json_t *errors = NULL;
+        mls_gql_doc_t *doc = mls_gql_cache_get(c, q, strlen(q), &errors);
+        mls_gql_sub_t *sub;
+
+        if (!doc) {
+                json_decref(errors);
+                return NULL;
+        }
+        sub = mls_gql_sub_prepare(doc, NULL, vars, &errors);
+        mls_gql_doc_unref(doc);
+        json_decref(errors);
+        return sub;
+}
+
+/* Renders p for sub from its texts (into text) and through the executor
+ * (into tree); returns what mls_gql_sub_render_text() returned. */
+static int both(mls_gql_sub_t *sub, struct mls_payload *p, struct mls_buf *text,
+                struct mls_buf *tree)
+{
+        const struct mls_gql_text_event ev = {mls_payload_field_names, p->text,
+                                              MLS_PF_COUNT};
+        int rc;
+
+        mls_buf_reset(text);
+        mls_buf_reset(tree);
+        rc = mls_gql_sub_render_text(sub, &ev, text);
+        if (mls_gql_sub_render(sub, mls_payload_event(p), tree) < 0)
+                return -2;
+        return rc;
+}
+
+/* The fast path (texts copied between pieces compiled once) writes the
+ * executor's bytes for every selection it serves, and leaves to the
+ * executor what it cannot: a gap's sub-selection, a removed root field, an
+ * execution limit below the selection's size. */
+MLS_TEST(gateway_payload_text_render_matches_executor)
+{
+        static const char *const payloads[] = {
+                "{\"model_id\":\"m\",\"inference_id\":\"i\\\"1\\u00e9\","
+                "\"input_id\":7,\"predictions\":[[0.93,0.07]],"
+                "\"latency_ms\":1.84,\"received_at\":\"2026-11-26T23:59:"
+                "59.123Z\",\"published_at\":1764201599125,\"metadata\":{"
+                "\"tenant\":\"t\",\"n\":1E3},\"model_version\":\"v2\"}",
+                "{\"modelId\":\"m\",\"inferenceId\":-42,\"predictions\":"
+                "\"x\\ty\",\"latencyMs\":0,\"receivedAt\":0,\"metadata\":"
+                "null,\"modelVersion\":\"\"}",
+                "{\"model_id\":\"m\",\"inference_id\":\"i\",\"predictions\":"
+                "-0.0,\"latency_ms\":1e-7,\"received_at\":\"2026-01-01T00:00:"
+                "00+01:00\",\"published_at\":\"never\",\"metadata\":5e400}",
+                "{\"model_id\":\"m\",\"inference_id\":\"\",\"predictions\":"
+                "true,\"latency_ms\":123456789012345678901234567890,"
+                "\"received_at\":253402300799999,\"input_id\":\"\\ud83d\\ude00"
+                "\"}",
+        };
+        static const struct {
+                const char *q;
+                int text; /* 1: served from texts, 0: by the executor */
+        } subs[] = {
+                {"subscription { mlInferenceStream(modelId: \"m\") { "
+                 "inferenceId modelId inputId predictions latencyMs "
+                 "receivedAt publishedAt metadata modelVersion } }",
+                 1},
+                {"subscription { s: mlInferenceStream(modelId: \"m\") { "
+                 "__typename id: inferenceId ...F latencyMs id2: inferenceId "
+                 "} } fragment F on MLStreamingPrediction { metadata "
+                 "receivedAt }",
+                 1},
+                {"subscription ($x: Boolean!) { mlInferenceStream(modelId: "
+                 "\"m\") { inferenceId @include(if: $x) latencyMs "
+                 "modelVersion @skip(if: $x) } }",
+                 1},
+                {"subscription { mlInferenceStream(modelId: \"m\") { "
+                 "predictions gap { reason missed since } } }",
+                 1},
+                {"subscription { mlInferenceStream(modelId: \"m\") "
+                 "@skip(if: true) { inferenceId } }",
+                 0},
+        };
+        char err[128];
+        mls_gql_schema_t *schema = mls_gql_schema_new(err, sizeof(err));
+        mls_gql_cache_t *cache =
+                mls_gql_cache_new(schema, NULL, 16, err, sizeof(err));
+        mls_gql_cache_t *tight = mls_gql_cache_new(
+                schema, &(struct mls_gql_limits){.max_completions = 5}, 16, err,
+                sizeof(err));
+        json_t *vars = json_pack("{s:b}", "x", 1);
+        struct mls_buf text, tree;
+        mls_gql_sub_t *sub;
+
+        CHECK(schema && cache && tight && vars);
+        mls_buf_init(&text, 1 << 20);
+        mls_buf_init(&tree, 1 << 20);
+        for (size_t s = 0; s < sizeof(subs) / sizeof(subs[0]); s++) {
+                sub = subscribe(cache, subs[s].q, vars);
+                CHECK(sub != NULL);
+                for (size_t i = 0; i < sizeof(payloads) / sizeof(payloads[0]);
+                     i++) {
+                        struct mls_payload p;
+                        int rc, gap;
+
+                        norm(payloads[i], &p);
+                        CHECK_STR_EQ(p.reason, "");
+                        CHECK_INT_EQ(p.kind, MLS_PAYLOAD_PREDICTION);
+                        for (gap = 0; gap < 2; gap++) {
+                                if (gap)
+                                        CHECK(mls_payload_set_gap(
+                                                      &p,
+                                                      json_pack("{s:s,s:i,"
+                                                                "s:s}",
+                                                                "reason",
+                                                                "UPSTREAM_LOST",
+                                                                "missed", 3,
+                                                                "since",
+                                                                "2026-01-01T"
+                                                                "00:00:00Z")) ==
+                                              0);
+                                rc = both(sub, &p, &text, &tree);
+                                /* a gap selected needs the executor */
+                                CHECK_INT_EQ(rc,
+                                             gap && s == 3 ? 0 : subs[s].text);
+                                if (rc == 1)
+                                        CHECK(text.len == tree.len &&
+                                              memcmp(text.data, tree.data,
+                                                     text.len) == 0);
+                        }
+                        mls_payload_clear(&p);
+                }
+                mls_gql_sub_free(sub);
+        }
+        /* past the execution limit, the executor reports it */
+        sub = subscribe(tight, subs[0].q, NULL);
+        {
+                struct mls_payload p;
+                CHECK(sub != NULL);
+                CHECK_INT_EQ(norm(payloads[0], &p), MLS_PAYLOAD_PREDICTION);
+                CHECK_INT_EQ(both(sub, &p, &text, &tree), 0);
+                CHECK(strstr(mls_buf_cstr(&tree), "Execution stopped") != NULL);
+                mls_payload_clear(&p);
+        }
+        mls_gql_sub_free(sub);
+        mls_buf_free(&text);
+        mls_buf_free(&tree);
+        json_decref(vars);
+        mls_gql_cache_free(tight);
+        mls_gql_cache_free(cache);
+        mls_gql_schema_free(schema);
 }

@@ -154,7 +154,7 @@ static size_t publish(struct rig *r, const char *model, const char *iid)
         if (mls_payload_normalize(buf, strlen(buf), 1 << 20, &p) !=
             MLS_PAYLOAD_PREDICTION)
                 return (size_t)-1;
-        n = mls_hub_publish(r->hub, p.model_id, NULL, 0, p.event);
+        n = mls_hub_publish(r->hub, p.model_id, NULL, 0, &p);
         mls_payload_clear(&p);
         return n;
 }
