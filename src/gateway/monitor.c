@@ -22,7 +22,6 @@ struct model {
         struct model *prev, *next;      /* in its activity list */
         int seg;                        /* 0: seen once, 1: seen again */
         double *win;                    /* ring in arrival order */
-        double *sorted;                 /* the same values, ascending */
         unsigned len, pos, cap, since_sum;
         double sum;           /* of the window */
         int64_t active_ms;    /* last activity (or found in use) */
@@ -77,7 +76,6 @@ static void free_model(void *p)
         struct model *md = p;
 
         free(md->win);
-        free(md->sorted);
         free(md);
 }
 
@@ -295,54 +293,33 @@ static size_t pair_key(char *buf, size_t cap, const char *model_id,
 
 /* --- windows ------------------------------------------------------------- */
 
-/* The first index of sorted[0..n) whose value is >= x (upper: > x). */
-static unsigned bound(const double *v, unsigned n, double x, int upper)
-{
-        unsigned lo = 0, hi = n;
-
-        while (lo < hi) {
-                unsigned mid = lo + (hi - lo) / 2;
-                if (upper ? v[mid] <= x : v[mid] < x)
-                        lo = mid + 1;
-                else
-                        hi = mid;
-        }
-        return lo;
-}
-
 /* Adds latency_ms to md's window; returns the change in its length (0 or
  * 1) and the evicted value's negation plus the new one in *dsum. Keeps
  * the window unchanged when memory runs out. */
 static unsigned record(mls_monitor_t *m, struct model *md, double latency_ms,
                        int64_t now_ms, double *dsum)
 {
-        unsigned grew = 0, i;
+        unsigned grew = 0;
 
         *dsum = 0;
         md->last_seen_ms = now_ms;
         md->predictions++;
         if (md->len == m->window) {
-                /* full: the ring's oldest value leaves both arrays */
+                /* full: the ring's oldest value leaves */
                 double old = md->win[md->pos];
-                i = bound(md->sorted, md->len, old, 0);
-                memmove(md->sorted + i, md->sorted + i + 1,
-                        (md->len - i - 1) * sizeof(double));
                 md->len--;
                 md->sum -= old;
                 *dsum -= old;
         } else {
                 if (md->len == md->cap) {
                         unsigned cap = md->cap ? md->cap * 2 : MIN_CAP;
-                        double *w, *s;
+                        double *w;
                         if (cap > m->window)
                                 cap = m->window;
                         w = realloc(md->win, cap * sizeof(*w));
-                        if (w)
-                                md->win = w;
-                        s = w ? realloc(md->sorted, cap * sizeof(*s)) : NULL;
-                        if (!s)
+                        if (!w)
                                 return 0;
-                        md->sorted = s;
+                        md->win = w;
                         md->cap = cap;
                 }
                 grew = 1;
@@ -350,10 +327,6 @@ static unsigned record(mls_monitor_t *m, struct model *md, double latency_ms,
         /* until full, the ring is linear: pos == len */
         md->win[md->pos] = latency_ms;
         md->pos = (md->pos + 1) % m->window;
-        i = bound(md->sorted, md->len, latency_ms, 1);
-        memmove(md->sorted + i + 1, md->sorted + i,
-                (md->len - i) * sizeof(double));
-        md->sorted[i] = latency_ms;
         md->len++;
         md->sum += latency_ms;
         *dsum += latency_ms;
@@ -362,7 +335,7 @@ static unsigned record(mls_monitor_t *m, struct model *md, double latency_ms,
         if (++md->since_sum >= m->window) {
                 double s = 0;
                 for (unsigned k = 0; k < md->len; k++)
-                        s += md->sorted[k];
+                        s += md->win[k];
                 md->sum = s;
                 md->since_sum = 0;
         }
@@ -415,18 +388,78 @@ static size_t rank_of(size_t n, double q)
         return rank;
 }
 
-static int cmp_double(const void *a, const void *b)
+/* The k-th smallest of v[0..n) (0-based), k < n, reordering v: Hoare's
+ * selection, partitioning only the side that holds k, around a pivot at a
+ * pseudo-random place. Latencies come from payloads; a fixed pivot place
+ * would let chosen values make every round remove one value (O(n^2)),
+ * while a place they cannot know keeps it O(n) expected for any values. */
+static double select_kth(double *v, size_t n, size_t k)
 {
-        double x = *(const double *)a, y = *(const double *)b;
+        static uint64_t state = 0x9e3779b97f4a7c15u;
+        size_t lo = 0, hi = n - 1;
 
-        return (x > y) - (x < y);
+        while (lo < hi) {
+                double pivot;
+                size_t i = lo, j = hi;
+                /* xorshift64 */
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                pivot = v[lo + state % (hi - lo + 1)];
+                while (i <= j) {
+                        while (v[i] < pivot)
+                                i++;
+                        while (v[j] > pivot)
+                                j--;
+                        if (i <= j) {
+                                double t = v[i];
+                                v[i++] = v[j];
+                                v[j] = t;
+                                if (j == 0)
+                                        break;
+                                j--;
+                        }
+                }
+                /* v[lo..j] <= pivot <= v[i..hi], and between them pivots */
+                if (k <= j)
+                        hi = j;
+                else if (k >= i)
+                        lo = i;
+                else
+                        break;
+        }
+        return v[k];
 }
 
 double mls_monitor_percentile(double *v, size_t n, double q)
 {
-        /* for callers with loose values; windows keep theirs sorted */
-        qsort(v, n, sizeof(*v), cmp_double);
-        return v[rank_of(n, q) - 1];
+        return select_kth(v, n, rank_of(n, q) - 1);
+}
+
+/* The nearest-rank q-quantile of the windows parts[0..n), total values in
+ * all, picked from a copy when asked for: the windows are kept in arrival
+ * order only, so that a prediction costs O(1) however long they are. When
+ * memory runs out, their largest value (a bound the quantile cannot pass). */
+static double quantile(const struct model *const *parts, size_t n, size_t total,
+                       double q)
+{
+        double *all = malloc(total * sizeof(*all)), max = -INFINITY, v;
+        size_t at = 0;
+
+        for (size_t i = 0; i < n; i++) {
+                if (all)
+                        memcpy(all + at, parts[i]->win,
+                               parts[i]->len * sizeof(*all));
+                else
+                        for (unsigned k = 0; k < parts[i]->len; k++)
+                                max = fmax(max, parts[i]->win[k]);
+                at += parts[i]->len;
+        }
+        if (!all)
+                return max;
+        v = mls_monitor_percentile(all, total, q);
+        free(all);
+        return v;
 }
 
 static void fill_stats(const struct model *md, struct mls_monitor_stats *st)
@@ -438,7 +471,7 @@ static void fill_stats(const struct model *md, struct mls_monitor_stats *st)
         if (!md->len)
                 return;
         st->mean_ms = md->sum / md->len;
-        st->p95_ms = md->sorted[rank_of(md->len, 0.95) - 1];
+        st->p95_ms = quantile(&md, 1, md->len, 0.95);
 }
 
 void mls_monitor_stats(const mls_monitor_t *m, const char *model_id,
@@ -452,32 +485,6 @@ void mls_monitor_stats(const mls_monitor_t *m, const char *model_id,
                 fill_stats(md, st);
 }
 
-/* The nearest-rank q-quantile of the sorted windows parts[0..n), total
- * values in all: walks down from the top of all of them at once, which
- * for p95 is 5 % of the values. */
-static double merged_quantile(const struct model **parts, size_t n,
-                              size_t total, double q, unsigned *idx)
-{
-        size_t from_top = total - rank_of(total, q) + 1;
-        double v = NAN;
-
-        for (size_t i = 0; i < n; i++)
-                idx[i] = parts[i]->len; /* next: idx - 1 */
-        while (from_top--) {
-                size_t best = n;
-                for (size_t i = 0; i < n; i++)
-                        if (idx[i] &&
-                            (best == n ||
-                             parts[i]->sorted[idx[i] - 1] >
-                                     parts[best]->sorted[idx[best] - 1]))
-                                best = i;
-                if (best == n)
-                        break;
-                v = parts[best]->sorted[--idx[best]];
-        }
-        return v;
-}
-
 /* Stats of the tenants in only for model_id: their windows merged. */
 static void tenant_stats(const mls_monitor_t *m, const char *model_id,
                          const mls_tenants_t *only,
@@ -486,7 +493,6 @@ static void tenant_stats(const mls_monitor_t *m, const char *model_id,
         const struct model *md =
                 mls_strmap_get(&m->models.map, model_id, strlen(model_id));
         const struct model **parts;
-        unsigned *idx;
         size_t nparts = 0, total = 0;
         double sum = 0;
         char key[PAIR_KEY_MAX];
@@ -497,12 +503,8 @@ static void tenant_stats(const mls_monitor_t *m, const char *model_id,
         if (!only->n)
                 return;
         parts = malloc(only->n * sizeof(*parts));
-        idx = malloc(only->n * sizeof(*idx));
-        if (!parts || !idx) {
-                free(parts);
-                free(idx);
+        if (!parts)
                 return;
-        }
         for (size_t i = 0; i < only->n; i++) {
                 size_t n = pair_key(key, sizeof(key), model_id, only->names[i],
                                     strlen(only->names[i]));
@@ -522,10 +524,9 @@ static void tenant_stats(const mls_monitor_t *m, const char *model_id,
         if (total) {
                 st->window_size = (unsigned)total;
                 st->mean_ms = sum / (double)total;
-                st->p95_ms = merged_quantile(parts, nparts, total, 0.95, idx);
+                st->p95_ms = quantile(parts, nparts, total, 0.95);
         }
         free(parts);
-        free(idx);
 }
 
 json_t *mls_monitor_status(const mls_monitor_t *m, const char *model_id,

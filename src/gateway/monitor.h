@@ -16,11 +16,11 @@
  * Only when every tracked model has subscribers are further models
  * refused; their predictions still fan out but are only counted here.
  *
- * Statistics are kept incrementally: each window is a ring in arrival
- * order plus the same values kept sorted (grown on demand up to the
- * window), so a prediction costs O(log window) plus a memmove of at most
- * the window, and status, mean and p95 cost O(1) per model (the merge of a
- * tenant-scoped caller's windows: the 5 % top of them).
+ * Each window is a ring in arrival order (grown on demand up to the
+ * window) with its running sum, so a prediction costs O(1) whatever the
+ * window, and the mean O(1). The p95 is picked when asked for (status,
+ * metrics export): a copy of the window, or of a tenant-scoped caller's
+ * windows together, and a selection, O(window) on average.
  *
  * With tenant tracking on (the gateway turns it on when JWTs, and so
  * tenant-scoped callers, exist), each prediction with a metadata.tenant is

@@ -330,6 +330,36 @@ MLS_TEST(gateway_payload_monitor_idle_models_expire)
         mls_monitor_free(m);
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+        double x = *(const double *)a, y = *(const double *)b;
+
+        return (x > y) - (x < y);
+}
+
+/* Percentiles picked by selection equal those of a sort, for every size
+ * up to 300, ties and all, and every q tried. */
+MLS_TEST(gateway_payload_percentile_matches_a_sort)
+{
+        static const double qs[] = {0.01, 0.5, 0.95, 0.999, 1};
+        double v[300], sorted[300];
+        unsigned seed = 99;
+
+        for (size_t n = 1; n <= 300; n++)
+                for (size_t q = 0; q < sizeof(qs) / sizeof(qs[0]); q++) {
+                        size_t rank;
+                        for (size_t i = 0; i < n; i++) {
+                                seed = seed * 1103515245u + 12345u;
+                                v[i] = (double)((seed >> 16) % (n / 3 + 1));
+                        }
+                        memcpy(sorted, v, n * sizeof(double));
+                        qsort(sorted, n, sizeof(double), cmp_double);
+                        rank = (size_t)ceil(qs[q] * (double)n);
+                        CHECK(mls_monitor_percentile(v, n, qs[q]) ==
+                              sorted[(rank ? rank : 1) - 1]);
+                }
+}
+
 MLS_TEST(gateway_payload_monitor_incremental_stats_match_a_sort)
 {
         /* windows of 1, 7 and 100 against a sorted copy of the last n */
@@ -357,8 +387,9 @@ MLS_TEST(gateway_payload_monitor_incremental_stats_match_a_sort)
                         mls_monitor_stats(m, "a", &st);
                         CHECK_INT_EQ(st.window_size, n);
                         CHECK(fabs(st.mean_ms - sum / n) < 1e-9);
-                        CHECK(st.p95_ms ==
-                              mls_monitor_percentile(tmp, n, 0.95));
+                        /* the nearest rank, ceil(0.95 n), of a sort */
+                        qsort(tmp, n, sizeof(double), cmp_double);
+                        CHECK(st.p95_ms == tmp[(n * 95 + 99) / 100 - 1]);
                 }
                 mls_monitor_free(m);
         }
