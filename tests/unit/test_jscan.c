@@ -116,6 +116,40 @@ MLS_TEST(jscan_agrees_with_jansson)
 
 /* A NUL byte is never valid JSON, wherever it is (jansson reads some
  * inputs only up to one, so it is not the judge here). */
+/* One byte or escape of each kind that needs a look (quote, backslash,
+ * control, DEL, UTF-8 good and bad) at each place in strings of 0 to 24
+ * bytes gives what jansson says, and a plain string of each length its
+ * span. */
+MLS_TEST(jscan_string_bytes_at_every_place)
+{
+        static const char *const odd[] = {
+                "\"",   "\\",   "\\n",          "\\u00e9",
+                "\x01", "\x1f", "\x7f",         "\xc3\xa9",
+                "\xc3", "\xff", "\xed\xa0\x80", "\xf0\x9f\x98\x80",
+        };
+        char text[64];
+        struct mls_jscan_span v;
+
+        for (size_t len = 0; len <= 24; len++) {
+                int n = snprintf(text, sizeof(text), "\"%.*s\"", (int)len,
+                                 "abcdefghijklmnopqrstuvwxyz");
+                CHECK(mls_jscan_value(text, (size_t)n, &v, NULL) == 0);
+                CHECK(v.len == len && !v.escaped);
+                for (size_t at = 0; at <= len; at++)
+                        for (size_t k = 0; k < sizeof(odd) / sizeof(odd[0]);
+                             k++) {
+                                n = snprintf(text, sizeof(text),
+                                             "\"%.*s%s%.*s\"", (int)at,
+                                             "abcdefghijklmnopqrstuvwxyz",
+                                             odd[k], (int)(len - at),
+                                             "ABCDEFGHIJKLMNOPQRSTUVWXYZ");
+                                CHECK_INT_EQ(
+                                        scan_valid(text, (size_t)n, 1),
+                                        jansson_valid(text, (size_t)n, 1) == 1);
+                        }
+        }
+}
+
 MLS_TEST(jscan_refuses_nul_bytes)
 {
         static const char *const texts[] = {"{\"a\":1\0}", "{\"a\":1}\0",
