@@ -791,3 +791,68 @@ MLS_TEST(gateway_payload_text_render_matches_executor)
         mls_gql_cache_free(cache);
         mls_gql_schema_free(schema);
 }
+
+/* latency_ms is read to the same double as strtod gives, bit for bit, for
+ * short decimals (read without strtod) and everything else alike. */
+MLS_TEST(gateway_payload_latency_reads_as_strtod)
+{
+        static const char *const fixed[] = {
+                "0",
+                "-0",
+                "-0.0",
+                "1.25",
+                "0.1",
+                "0.3",
+                "123456789012345",
+                "1234567890123456",
+                "0.000000000000001",
+                "0.0000000000000001",
+                "9007199254740993",
+                "1e3",
+                "2.5E-3",
+                "17976931348623157e292",
+        };
+        unsigned seed = 7;
+        char num[64], buf[256];
+
+        for (int i = 0; i < 20000; i++) {
+                struct mls_payload p;
+                double want;
+                int n = 0;
+
+                if (i < (int)(sizeof(fixed) / sizeof(fixed[0]))) {
+                        n = snprintf(num, sizeof(num), "%s", fixed[i]);
+                } else {
+                        int ints, fracs;
+                        seed = seed * 1103515245u + 12345u;
+                        ints = (int)((seed >> 16) % 12);
+                        fracs = (int)((seed >> 8) % 19);
+                        n += snprintf(num, sizeof(num), "%u", (seed >> 4) % 10);
+                        for (int k = 1; k <= ints; k++) {
+                                seed = seed * 1103515245u + 12345u;
+                                num[n++] = (char)('0' + (seed >> 16) % 10);
+                        }
+                        if (num[0] == '0')
+                                n = 1; /* JSON: no leading zero */
+                        if (fracs) {
+                                num[n++] = '.';
+                                for (int k = 0; k < fracs; k++) {
+                                        seed = seed * 1103515245u + 12345u;
+                                        num[n++] =
+                                                (char)('0' + (seed >> 16) % 10);
+                                }
+                        }
+                        num[n] = '\0';
+                }
+                want = strtod(num, NULL);
+                snprintf(buf, sizeof(buf),
+                         "{\"model_id\":\"m\",\"inference_id\":\"i\","
+                         "\"predictions\":[1],\"latency_ms\":%s,"
+                         "\"received_at\":0}",
+                         num);
+                CHECK_INT_EQ(norm(buf, &p), MLS_PAYLOAD_PREDICTION);
+                if (memcmp(&p.latency_ms, &want, sizeof(want)) != 0)
+                        CHECK_STR_EQ(num, "read as strtod reads it");
+                mls_payload_clear(&p);
+        }
+}
