@@ -727,7 +727,7 @@ int mls_payload_set_gap(struct mls_payload *p, json_t *gap)
         p->gap = gap;
         mls_buf_free(&p->gap_text);
         mls_buf_init(&p->gap_text, (size_t)1 << 16);
-        if (mls_json_write(&p->gap_text, gap) < 0 ||
+        if (!gap || mls_json_write(&p->gap_text, gap) < 0 ||
             (p->event && json_object_set(p->event, "gap", gap) < 0)) {
                 json_decref(p->gap);
                 p->gap = NULL;

@@ -147,7 +147,8 @@ void mls_payload_clear(struct mls_payload *p);
 json_t *mls_payload_event(struct mls_payload *p);
 
 /* Sets a prediction's "gap" ({"reason","missed","since"}); takes the
- * reference. Returns -1 when memory runs out (gap is released). */
+ * reference. Returns -1 when memory runs out or gap is NULL (a failed
+ * json_pack(), say); gap is released and p has none. */
 int mls_payload_set_gap(struct mls_payload *p, json_t *gap);
 
 /* A prediction's metadata.tenant (borrowed from p, *len set), or NULL when
