@@ -856,3 +856,19 @@ MLS_TEST(gateway_payload_latency_reads_as_strtod)
                 mls_payload_clear(&p);
         }
 }
+
+/* A gap that could not be made (NULL) is refused and leaves no gap. */
+MLS_TEST(gateway_payload_null_gap_refused)
+{
+        struct mls_payload p;
+
+        CHECK_INT_EQ(norm("{\"model_id\":\"m\",\"inference_id\":\"i\","
+                          "\"predictions\":[1],\"latency_ms\":1,"
+                          "\"received_at\":0}",
+                          &p),
+                     MLS_PAYLOAD_PREDICTION);
+        CHECK_INT_EQ(mls_payload_set_gap(&p, NULL), -1);
+        CHECK(p.gap == NULL && p.text[MLS_PF_GAP].len == 0);
+        CHECK(strstr(event_json(&p), "gap") == NULL);
+        mls_payload_clear(&p);
+}
