@@ -12,6 +12,7 @@
 #include "common/channel.h"
 #include "common/log.h"
 #include "common/strmap.h"
+#include "gateway/redis_replies.h"
 #include "gateway/redis_uv.h"
 
 #define BACKOFF_START_MS 50
@@ -309,6 +310,8 @@ static void start_redis(mls_redis_sub_t *s, const char *ip)
                 return;
         }
         ac->data = s;
+        /* hiredis frees each reply after its callback, with fn */
+        ac->c.reader->fn = &mls_redis_replies;
         if (mls_redis_uv_attach(ac, s->loop) < 0) {
                 redisAsyncFree(ac);
                 schedule_retry(s, "cannot attach to the event loop");

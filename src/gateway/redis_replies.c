@@ -1,0 +1,159 @@
+#include "gateway/redis_replies.h"
+
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+
+/* Room the first block of a reply has beside what it is made for: a
+ * pub/sub message's array, its two short strings and their objects. */
+#define FIRST_ROOM 512
+
+/* A piece of memory that objects of one reply are carved from. The first
+ * block of a reply (its root) keeps the last one, where room is looked
+ * for. */
+struct block {
+        struct block *next, *last;
+        size_t used, cap;
+        max_align_t data[];
+};
+
+/* A reply object and the root block of the reply it belongs to. */
+struct node {
+        struct block *root;
+        redisReply r;
+};
+
+static size_t aligned(size_t n)
+{
+        return (n + sizeof(max_align_t) - 1) / sizeof(max_align_t) *
+               sizeof(max_align_t);
+}
+
+static struct block *block_new(size_t cap)
+{
+        struct block *b = malloc(sizeof(*b) + cap);
+
+        if (!b)
+                return NULL;
+        b->next = b->last = NULL;
+        b->used = 0;
+        b->cap = cap;
+        return b;
+}
+
+static void *carve(struct block *b, size_t n)
+{
+        void *p = (char *)b->data + b->used;
+
+        b->used += aligned(n);
+        return p;
+}
+
+/* A zeroed node with extra bytes after it, in the reply of task: a new
+ * root block for a top-level object, else room in the parent's reply. */
+static struct node *node_new(const redisReadTask *task, size_t extra)
+{
+        size_t n = aligned(sizeof(struct node)) + extra;
+        struct block *root, *b;
+        struct node *nd;
+
+        if (!task->parent) {
+                root = block_new(n + FIRST_ROOM);
+                if (!root)
+                        return NULL;
+                root->last = root;
+        } else {
+                redisReply *parent = task->parent->obj;
+                root = ((struct node *)((char *)parent -
+                                        offsetof(struct node, r)))
+                               ->root;
+                b = root->last;
+                if (b->cap - b->used < aligned(n)) {
+                        b = block_new(n < FIRST_ROOM ? FIRST_ROOM : n);
+                        if (!b)
+                                return NULL;
+                        root->last->next = b;
+                        root->last = b;
+                }
+        }
+        nd = carve(root->last, n);
+        memset(nd, 0, sizeof(*nd));
+        nd->root = root;
+        nd->r.type = task->type;
+        if (task->parent) {
+                redisReply *parent = task->parent->obj;
+                parent->element[task->idx] = &nd->r;
+        }
+        return nd;
+}
+
+static void *create_string(const redisReadTask *task, char *str, size_t len)
+{
+        struct node *nd = node_new(task, len + 1);
+        char *s;
+
+        if (!nd)
+                return NULL;
+        s = (char *)nd + aligned(sizeof(*nd));
+        memcpy(s, str, len);
+        s[len] = '\0';
+        nd->r.str = s;
+        nd->r.len = len;
+        return &nd->r;
+}
+
+static void *create_array(const redisReadTask *task, int elements)
+{
+        size_t n = elements > 0 ? (size_t)elements : 0;
+        struct node *nd = node_new(task, n * sizeof(redisReply *));
+
+        if (!nd)
+                return NULL;
+        nd->r.elements = n;
+        if (n) {
+                nd->r.element =
+                        (redisReply **)((char *)nd + aligned(sizeof(*nd)));
+                memset(nd->r.element, 0, n * sizeof(redisReply *));
+        }
+        return &nd->r;
+}
+
+static void *create_integer(const redisReadTask *task, long long value)
+{
+        struct node *nd = node_new(task, 0);
+
+        if (!nd)
+                return NULL;
+        nd->r.integer = value;
+        return &nd->r;
+}
+
+static void *create_nil(const redisReadTask *task)
+{
+        struct node *nd = node_new(task, 0);
+
+        if (!nd)
+                return NULL;
+        /* the task says what was nil ("$-1", "*-1"); the object is nil */
+        nd->r.type = REDIS_REPLY_NIL;
+        return &nd->r;
+}
+
+static void free_reply(void *reply)
+{
+        struct block *b, *next;
+
+        if (!reply)
+                return;
+        b = ((struct node *)((char *)reply - offsetof(struct node, r)))->root;
+        for (; b; b = next) {
+                next = b->next;
+                free(b);
+        }
+}
+
+redisReplyObjectFunctions mls_redis_replies = {
+        create_string, create_array, create_integer, create_nil, free_reply,
+};

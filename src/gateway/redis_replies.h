@@ -1,0 +1,22 @@
+/*
+ * hiredis reply objects made in one block per reply instead of one
+ * allocation per object. With hiredis' own functions a pub/sub message
+ * (an array of three strings) costs nine mallocs and nine frees; here it
+ * costs one, or two when the payload does not fit the first block.
+ *
+ * The objects are plain redisReply structs that hiredis and our callbacks
+ * read as usual. Only a whole reply is freed, with the reader's
+ * fn->freeObject, which is what hiredis' async loop and reader do: never
+ * free a part of one, and never with freeReplyObject().
+ *
+ * Threads: any; no shared state.
+ */
+#ifndef MLS_GATEWAY_REDIS_REPLIES_H
+#define MLS_GATEWAY_REDIS_REPLIES_H
+
+#include <hiredis/read.h>
+
+/* The functions to set as a redisReader's fn. */
+extern redisReplyObjectFunctions mls_redis_replies;
+
+#endif

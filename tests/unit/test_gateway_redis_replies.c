@@ -1,0 +1,118 @@
+/*
+ * Reply objects in one block per reply (src/gateway/redis_replies.c):
+ * hiredis' reader builds with them what it builds with its own functions,
+ * across partial reads and nesting, and freeing a reply (whole or cut off
+ * by an error or the reader's end) frees everything (the ASan run checks
+ * the memory).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+
+#include "gateway/redis_replies.h"
+#include "test.h"
+
+static redisReader *reader(void)
+{
+        redisReader *r = redisReaderCreate();
+
+        if (r)
+                r->fn = &mls_redis_replies;
+        return r;
+}
+
+/* A pub/sub message fed a byte at a time, then one whose payload is far
+ * larger than a first block. */
+MLS_TEST(gateway_redis_replies_message_in_pieces)
+{
+        static const char msg[] = "*3\r\n$7\r\nmessage\r\n$4\r\nchan\r\n"
+                                  "$11\r\n{\"a\":[1,2]}\r\n";
+        redisReader *r = reader();
+        static char big[100000 + 64];
+        redisReply *rep = NULL;
+        void *out = NULL;
+        int n;
+
+        CHECK(r != NULL);
+        for (size_t i = 0; i < sizeof(msg) - 1; i++) {
+                CHECK_INT_EQ(redisReaderFeed(r, msg + i, 1), REDIS_OK);
+                CHECK_INT_EQ(redisReaderGetReply(r, &out), REDIS_OK);
+                if (i + 2 < sizeof(msg) - 1)
+                        CHECK(out == NULL);
+        }
+        rep = out;
+        CHECK(rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 3);
+        CHECK_STR_EQ(rep->element[0]->str, "message");
+        CHECK_STR_EQ(rep->element[1]->str, "chan");
+        CHECK(rep->element[2]->len == 11 &&
+              memcmp(rep->element[2]->str, "{\"a\":[1,2]}", 11) == 0);
+        r->fn->freeObject(rep);
+
+        n = snprintf(big, sizeof(big),
+                     "*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$%d\r\n", 100000);
+        memset(big + n, 'x', 100000);
+        memcpy(big + n + 100000, "\r\n", 2);
+        CHECK_INT_EQ(redisReaderFeed(r, big, (size_t)n + 100002), REDIS_OK);
+        CHECK_INT_EQ(redisReaderGetReply(r, &out), REDIS_OK);
+        rep = out;
+        CHECK(rep && rep->elements == 3 && rep->element[2]->len == 100000);
+        CHECK(rep->element[2]->str[99999] == 'x' &&
+              rep->element[2]->str[100000] == '\0');
+        r->fn->freeObject(rep);
+        redisReaderFree(r);
+}
+
+/* Every kind of reply, nested, with more objects than one block holds;
+ * then a reply cut off by a protocol error, and one left unfinished when
+ * the reader goes. */
+MLS_TEST(gateway_redis_replies_kinds_nesting_and_cut_offs)
+{
+        redisReader *r = reader();
+        char text[8192];
+        redisReply *rep;
+        void *out = NULL;
+        size_t n = 0;
+
+        CHECK(r != NULL);
+        n += (size_t)snprintf(
+                text + n, sizeof(text) - n,
+                "*5\r\n+OK\r\n-ERR no\r\n:-42\r\n$-1\r\n*200\r\n");
+        for (int i = 0; i < 200; i++)
+                n += (size_t)snprintf(text + n, sizeof(text) - n,
+                                      "*2\r\n:%d\r\n$3\r\nv%02d\r\n", i,
+                                      i % 100);
+        CHECK_INT_EQ(redisReaderFeed(r, text, n), REDIS_OK);
+        CHECK_INT_EQ(redisReaderGetReply(r, &out), REDIS_OK);
+        rep = out;
+        CHECK(rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 5);
+        CHECK(rep->element[0]->type == REDIS_REPLY_STATUS);
+        CHECK_STR_EQ(rep->element[0]->str, "OK");
+        CHECK(rep->element[1]->type == REDIS_REPLY_ERROR);
+        CHECK_STR_EQ(rep->element[1]->str, "ERR no");
+        CHECK(rep->element[2]->type == REDIS_REPLY_INTEGER &&
+              rep->element[2]->integer == -42);
+        CHECK(rep->element[3]->type == REDIS_REPLY_NIL);
+        CHECK(rep->element[4]->elements == 200);
+        for (int i = 0; i < 200; i++) {
+                redisReply *pair = rep->element[4]->element[i];
+                char want[8];
+                snprintf(want, sizeof(want), "v%02d", i % 100);
+                CHECK(pair->elements == 2 && pair->element[0]->integer == i);
+                CHECK_STR_EQ(pair->element[1]->str, want);
+        }
+        r->fn->freeObject(rep);
+
+        /* cut off: the reader frees the partial reply itself */
+        CHECK_INT_EQ(redisReaderFeed(r, "*3\r\n$1\r\na\r\n?bad\r\n", 17),
+                     REDIS_OK);
+        CHECK_INT_EQ(redisReaderGetReply(r, &out), REDIS_ERR);
+        redisReaderFree(r);
+
+        r = reader();
+        CHECK(r != NULL);
+        CHECK_INT_EQ(redisReaderFeed(r, "*2\r\n$1\r\na\r\n", 11), REDIS_OK);
+        CHECK_INT_EQ(redisReaderGetReply(r, &out), REDIS_OK);
+        CHECK(out == NULL);
+        redisReaderFree(r); /* frees the unfinished reply */
+}
