@@ -9,6 +9,11 @@
 /* Room the first block of a reply has beside what it is made for: a
  * pub/sub message's array, its two short strings and their objects. */
 #define FIRST_ROOM 512
+/* Most elements of one array: the largest the gateway asks for is a
+ * cluster's slot map, at most one entry per slot (16,384). A header
+ * claiming more would otherwise have its element table allocated and
+ * zeroed before any element came. */
+#define MAX_ELEMENTS 65536
 
 /* A piece of memory that objects of one reply are carved from. The first
  * block of a reply (its root) keeps the last one, where room is looked
@@ -24,6 +29,11 @@ struct node {
         struct block *root;
         redisReply r;
 };
+
+static struct node *node_of(void *reply)
+{
+        return (struct node *)((char *)reply - offsetof(struct node, r));
+}
 
 static size_t aligned(size_t n)
 {
@@ -65,10 +75,7 @@ static struct node *node_new(const redisReadTask *task, size_t extra)
                         return NULL;
                 root->last = root;
         } else {
-                redisReply *parent = task->parent->obj;
-                root = ((struct node *)((char *)parent -
-                                        offsetof(struct node, r)))
-                               ->root;
+                root = node_of(task->parent->obj)->root;
                 b = root->last;
                 if (b->cap - b->used < aligned(n)) {
                         b = block_new(n < FIRST_ROOM ? FIRST_ROOM : n);
@@ -82,10 +89,8 @@ static struct node *node_new(const redisReadTask *task, size_t extra)
         memset(nd, 0, sizeof(*nd));
         nd->root = root;
         nd->r.type = task->type;
-        if (task->parent) {
-                redisReply *parent = task->parent->obj;
-                parent->element[task->idx] = &nd->r;
-        }
+        if (task->parent)
+                ((redisReply *)task->parent->obj)->element[task->idx] = &nd->r;
         return nd;
 }
 
@@ -107,8 +112,11 @@ static void *create_string(const redisReadTask *task, char *str, size_t len)
 static void *create_array(const redisReadTask *task, int elements)
 {
         size_t n = elements > 0 ? (size_t)elements : 0;
-        struct node *nd = node_new(task, n * sizeof(redisReply *));
+        struct node *nd;
 
+        if (n > MAX_ELEMENTS)
+                return NULL; /* the reader fails as out of memory */
+        nd = node_new(task, n * sizeof(redisReply *));
         if (!nd)
                 return NULL;
         nd->r.elements = n;
@@ -147,7 +155,7 @@ static void free_reply(void *reply)
 
         if (!reply)
                 return;
-        b = ((struct node *)((char *)reply - offsetof(struct node, r)))->root;
+        b = node_of(reply)->root;
         for (; b; b = next) {
                 next = b->next;
                 free(b);

@@ -7,7 +7,9 @@
  * The objects are plain redisReply structs that hiredis and our callbacks
  * read as usual. Only a whole reply is freed, with the reader's
  * fn->freeObject, which is what hiredis' async loop and reader do: never
- * free a part of one, and never with freeReplyObject().
+ * free a part of one, and never with freeReplyObject(). An array of more
+ * than 65,536 elements is refused as if memory ran out: the reader fails
+ * and its connection is dropped.
  *
  * Threads: any; no shared state.
  */

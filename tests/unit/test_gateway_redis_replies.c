@@ -116,3 +116,28 @@ MLS_TEST(gateway_redis_replies_kinds_nesting_and_cut_offs)
         CHECK(out == NULL);
         redisReaderFree(r); /* frees the unfinished reply */
 }
+
+/* An array header past the cap fails the reader at once, before any
+ * element table is made; one at the cap is still read. */
+MLS_TEST(gateway_redis_replies_array_cap)
+{
+        redisReader *r = reader();
+        void *out = NULL;
+
+        CHECK(r != NULL);
+        CHECK_INT_EQ(redisReaderFeed(r, "*1000000000\r\n", 13), REDIS_OK);
+        CHECK_INT_EQ(redisReaderGetReply(r, &out), REDIS_ERR);
+        CHECK(out == NULL);
+        redisReaderFree(r);
+
+        r = reader();
+        CHECK(r != NULL);
+        CHECK_INT_EQ(redisReaderFeed(r, "*65536\r\n", 8), REDIS_OK);
+        for (int i = 0; i < 65536; i++)
+                CHECK_INT_EQ(redisReaderFeed(r, ":7\r\n", 4), REDIS_OK);
+        CHECK_INT_EQ(redisReaderGetReply(r, &out), REDIS_OK);
+        CHECK(out && ((redisReply *)out)->elements == 65536 &&
+              ((redisReply *)out)->element[65535]->integer == 7);
+        r->fn->freeObject(out);
+        redisReaderFree(r);
+}
