@@ -7,6 +7,7 @@
 #include <hiredis/hiredis.h>
 
 #include "common/log.h"
+#include "gateway/redis_replies.h"
 
 #define READ_CHUNK 65536
 
@@ -179,7 +180,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
                                                         1 + (c->name != NULL));
                 else
                         c->conf.on_reply(c->conf.opaque, c, reply);
-                freeReplyObject(reply);
+                c->reader->fn->freeObject(reply);
                 if (c->dead || c->closing)
                         return;
         }
@@ -303,6 +304,8 @@ mls_shard_conn_t *mls_shard_conn_new(uv_loop_t *loop,
         c->password = dup_opt(conf->password, &oom);
         c->name = dup_opt(conf->name, &oom);
         c->reader = redisReaderCreate();
+        if (c->reader)
+                c->reader->fn = &mls_redis_replies;
         if (!c->host || oom || !c->reader) {
                 c->refs = 1;
                 unref(c);
