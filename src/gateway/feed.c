@@ -57,7 +57,7 @@ static void take_gap(mls_gateway_t *g, struct mls_payload *p)
 
         if (!g->gaps.count)
                 return;
-        since = mls_strmap_remove(&g->gaps, p->model_id, strlen(p->model_id));
+        since = mls_strmap_remove(&g->gaps, p->model_id, p->model_id_len);
         if (!since)
                 return;
         mls_clock_iso8601(*since, iso, sizeof(iso));
@@ -93,10 +93,9 @@ static void on_payload(mls_gateway_t *g, const char *data, size_t len)
                  * that a replay reaches it in order */
                 g->env.history_kept =
                         g->history &&
-                        mls_history_add(g->history, p.model_id,
-                                        strlen(p.model_id), p.inference_id,
-                                        p.inference_id_len, data, len,
-                                        now) == 0;
+                        mls_history_add(g->history, p.model_id, p.model_id_len,
+                                        p.inference_id, p.inference_id_len,
+                                        data, len, now) == 0;
                 take_gap(g, &p);
                 mls_hub_publish(g->hub, p.model_id, tenant, tlen, &p);
                 break;

@@ -435,12 +435,14 @@ const char *const mls_payload_field_names[MLS_PF_COUNT] = {
  */
 
 /* Room in the store for what a scalar span can become: decoded (len + 1)
- * and escaped again (6 bytes a byte at most), or a number's text. Arrays
- * and objects are never written there. */
+ * and escaped again, or a number's text. Escaping again takes at most
+ * three bytes a byte of the span: a control character, at least two
+ * bytes there ("\n"), becomes six ("\u000a"); everything else keeps its
+ * length or shrinks. Arrays and objects are never written there. */
 static size_t scalar_room(const struct mls_jscan_span *s)
 {
         return s && s->type != MLS_JSCAN_ARRAY && s->type != MLS_JSCAN_OBJECT
-                       ? 7 * s->len + 80
+                       ? 4 * s->len + 80
                        : 0;
 }
 
@@ -638,6 +640,7 @@ static enum mls_payload_kind scanned_prediction(const struct fields *f,
         if (n == 0 || n > MLS_MODEL_ID_MAX || strlen(str) != n)
                 return garbage(out, "bad model_id");
         out->model_id = str;
+        out->model_id_len = n;
         put_str(out, MLS_PF_MODEL_ID, str, n);
         if (!id || put_id(out, MLS_PF_INFERENCE_ID, id, &out->inference_id,
                           &out->inference_id_len) < 0)

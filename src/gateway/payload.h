@@ -108,7 +108,8 @@ struct mls_payload {
          * event describes them for mls_gql_sub_render_text() */
         struct mls_gql_text text[MLS_PF_COUNT];
         struct mls_gql_text_event fields;
-        const char *model_id;     /* prediction: NUL-terminated */
+        const char *model_id; /* prediction: NUL-terminated */
+        size_t model_id_len;
         const char *inference_id; /* prediction: decoded, not terminated */
         size_t inference_id_len;
         const char *tenant; /* prediction: metadata.tenant, decoded; NULL

@@ -872,3 +872,26 @@ MLS_TEST(gateway_payload_null_gap_refused)
         CHECK(strstr(event_json(&p), "gap") == NULL);
         mls_payload_clear(&p);
 }
+
+/* The worst growth the store is reserved for: ids and a date made of
+ * escapes that each become six bytes again, and still the exact text. */
+MLS_TEST(gateway_payload_store_room_worst_case)
+{
+        static char buf[70000], id[20000];
+        struct mls_payload p;
+        size_t n = 0;
+
+        for (int i = 0; i < 5000; i++)
+                n += (size_t)snprintf(id + n, sizeof(id) - n, "\\n");
+        snprintf(buf, sizeof(buf),
+                 "{\"model_id\":\"m\",\"inference_id\":\"%s\",\"input_id\":"
+                 "\"%s\",\"model_version\":\"\\u0001\",\"predictions\":[1],"
+                 "\"latency_ms\":1,\"received_at\":0}",
+                 id, id);
+        CHECK_INT_EQ(norm(buf, &p), MLS_PAYLOAD_PREDICTION);
+        CHECK_INT_EQ(p.inference_id_len, 5000);
+        CHECK_INT_EQ(p.text[MLS_PF_INFERENCE_ID].len, 5000 * 6 + 2);
+        CHECK(memcmp(p.text[MLS_PF_INPUT_ID].p, "\"\\u000a\\u000a", 13) == 0);
+        CHECK(p.text[MLS_PF_MODEL_VERSION].len == 8);
+        mls_payload_clear(&p);
+}
