@@ -545,7 +545,8 @@ const struct mls_conf_def mls_conf_defs[] = {
          .offset = OFF(gateway_max_payload_bytes),
          .help = "Largest prediction payload read from the channel; larger "
                  "ones are skipped and counted. Also caps one message sent to "
-                 "a client."},
+                 "a client: an event whose response would be larger reaches "
+                 "its subscribers as an EVENT_TOO_LARGE error."},
         {.env = "GATEWAY_MAX_DOCUMENT_BYTES",
          .flag = "gateway-max-document-bytes",
          .type = MLS_CONF_INT,

@@ -368,19 +368,45 @@ void mls_hub_leave(mls_hub_t *h, struct mls_hub_member *m)
                 drop_group(h, g);
 }
 
-/* The event from its texts when the selection allows, else as a tree. */
+/* Longest inference id (as JSON text) an EVENT_TOO_LARGE error names. */
+#define TOO_LARGE_ID_MAX 1024
+
+/*
+ * The event from its texts when the selection allows, else as a tree.
+ * An event whose response would pass the cap (GATEWAY_MAX_PAYLOAD_BYTES:
+ * escapes can triple a payload's strings) becomes an error response
+ * naming it, so that the subscriber knows what it missed. Returns 0, or
+ * 1 for that error, or -1 when even that could not be written.
+ */
 static int render(mls_gql_sub_t *sub, struct mls_payload *p,
                   struct mls_buf *out)
 {
         const struct mls_gql_text_event ev = {mls_payload_field_names, p->text,
                                               MLS_PF_COUNT};
+        const struct mls_gql_text *id = &p->text[MLS_PF_INFERENCE_ID];
         json_t *tree;
+        size_t at = out->len;
         int rc = mls_gql_sub_render_text(sub, &ev, out);
 
-        if (rc != 0)
-                return rc < 0 ? -1 : 0;
-        tree = mls_payload_event(p);
-        return tree ? mls_gql_sub_render(sub, tree, out) : -1;
+        if (rc == 1)
+                return 0;
+        if (rc == 0) {
+                tree = mls_payload_event(p);
+                if (tree && mls_gql_sub_render(sub, tree, out) == 0)
+                        return 0;
+        }
+        out->len = at;
+        out->overflow = 0;
+        MLS_BUF_LIT(out, "{\"errors\":[{\"message\":\"The event is larger "
+                         "than the gateway's outgoing message limit "
+                         "(GATEWAY_MAX_PAYLOAD_BYTES).\",\"extensions\":"
+                         "{\"code\":\"EVENT_TOO_LARGE\"");
+        if (id->len && id->len <= TOO_LARGE_ID_MAX) {
+                MLS_BUF_LIT(out, ",\"inferenceId\":");
+                mls_buf_append(out, id->p, id->len);
+        }
+        MLS_BUF_LIT(out, "}}],\"data\":null}");
+        return out->overflow ? -1 : 1;
 }
 
 size_t mls_hub_publish(mls_hub_t *h, const char *model_id, const char *tenant,
@@ -394,6 +420,7 @@ size_t mls_hub_publish(mls_hub_t *h, const char *model_id, const char *tenant,
                 return 0;
         for (struct mls_hub_group *g = md->groups; g; g = g->next) {
                 struct mls_frame *f = NULL;
+                int rc;
 
                 for (struct mls_hub_slice *sl = g->slices; sl; sl = sl->next) {
                         if (sl->tenants &&
@@ -405,12 +432,13 @@ size_t mls_hub_publish(mls_hub_t *h, const char *model_id, const char *tenant,
                                  * may see it */
                                 mls_buf_reset(&h->scratch);
                                 h->renders++;
-                                if (render(g->sub, p, &h->scratch) < 0 ||
-                                    !(f = mls_frame_new(h->scratch.data,
-                                                        h->scratch.len))) {
+                                rc = render(g->sub, p, &h->scratch);
+                                if (rc != 0)
                                         h->render_errors++;
+                                if (rc < 0 ||
+                                    !(f = mls_frame_new(h->scratch.data,
+                                                        h->scratch.len)))
                                         break;
-                                }
                         }
                         for (struct mls_hub_member *m = sl->members; m;
                              m = m->next) {
@@ -428,6 +456,7 @@ int mls_hub_render_member(mls_hub_t *h, const struct mls_hub_member *m,
                           struct mls_payload *p, struct mls_buf *out)
 {
         const struct mls_hub_slice *sl = m->slice;
+        int rc;
 
         if (!m->group)
                 return -1;
@@ -435,11 +464,10 @@ int mls_hub_render_member(mls_hub_t *h, const struct mls_hub_member *m,
             (!tenant || !mls_tenants_has(sl->tenants, tenant, tenant_len)))
                 return 0;
         h->renders++;
-        if (render(m->group->sub, p, out) < 0) {
+        rc = render(m->group->sub, p, out);
+        if (rc != 0)
                 h->render_errors++;
-                return -1;
-        }
-        return 1;
+        return rc < 0 ? -1 : 1;
 }
 
 json_t *mls_hub_member_args(const struct mls_hub_member *m)

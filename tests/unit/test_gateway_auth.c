@@ -944,6 +944,92 @@ MLS_TEST(gateway_auth_hub_tenant_slices)
         mls_gql_schema_free(schema);
 }
 
+/* Keeps a copy of the last frame delivered. */
+struct keep {
+        struct mls_hub_member m;
+        int got;
+        char text[512];
+};
+
+static void keep_deliver(void *opaque, struct mls_hub_member *m,
+                         struct mls_frame *payload)
+{
+        struct keep *k = (struct keep *)m;
+
+        (void)opaque;
+        k->got++;
+        snprintf(k->text, sizeof(k->text), "%.*s", (int)payload->len,
+                 payload->data);
+}
+
+static size_t pub_text(mls_hub_t *h, const char *id, size_t preds_len)
+{
+        static char buf[16384], preds[8192];
+        struct mls_payload p;
+        size_t n;
+
+        memset(preds, '7', preds_len);
+        preds[preds_len] = '\0';
+        snprintf(buf, sizeof(buf),
+                 "{\"inference_id\":\"%s\",\"model_id\":\"m\",\"predictions\":"
+                 "[%s],\"latency_ms\":1,\"received_at\":0}",
+                 id, preds);
+        if (mls_payload_normalize(buf, strlen(buf), sizeof(buf), &p) !=
+            MLS_PAYLOAD_PREDICTION)
+                return 999;
+        n = mls_hub_publish(h, p.model_id, NULL, 0, &p);
+        mls_payload_clear(&p);
+        return n;
+}
+
+/* An event whose response would pass the render cap reaches its
+ * subscribers as an error naming it (its id when short), is counted, and
+ * the next event renders as usual. */
+MLS_TEST(gateway_hub_event_too_large_is_an_error)
+{
+        static const char q[] = "subscription { mlInferenceStream(modelId: "
+                                "\"m\") { inferenceId predictions } }";
+        char err[256], longid[1100];
+        mls_gql_schema_t *schema = mls_gql_schema_new(err, sizeof(err));
+        mls_gql_cache_t *cache =
+                mls_gql_cache_new(schema, NULL, 8, err, sizeof(err));
+        mls_hub_t *h = mls_hub_new(4096, keep_deliver, NULL);
+        json_t *errors = NULL;
+        mls_gql_doc_t *doc =
+                mls_gql_cache_get(cache, q, sizeof(q) - 1, &errors);
+        struct keep k = {0};
+        struct mls_hub_stats st;
+
+        CHECK(doc);
+        CHECK(mls_hub_join(h, &k.m, doc, q, sizeof(q) - 1, NULL, NULL, NULL,
+                           &errors) == 0);
+        CHECK_INT_EQ(pub_text(h, "small", 4000), 1);
+        CHECK(strncmp(k.text, "{\"data\":{\"mlInferenceStream\":", 29) == 0);
+        CHECK_INT_EQ(pub_text(h, "big", 4100), 1);
+        CHECK_STR_EQ(k.text,
+                     "{\"errors\":[{\"message\":\"The event is larger than "
+                     "the gateway's outgoing message limit "
+                     "(GATEWAY_MAX_PAYLOAD_BYTES).\",\"extensions\":{\"code\":"
+                     "\"EVENT_TOO_LARGE\",\"inferenceId\":\"big\"}}],"
+                     "\"data\":null}");
+        /* an id too long to repeat is left out */
+        memset(longid, 'x', 1030);
+        longid[1030] = '\0';
+        CHECK_INT_EQ(pub_text(h, longid, 4000), 1);
+        CHECK(strstr(k.text, "\"EVENT_TOO_LARGE\"}}]") != NULL);
+        CHECK_INT_EQ(pub_text(h, "after", 10), 1);
+        CHECK(strstr(k.text, "\"inferenceId\":\"after\",\"predictions\":[7"
+                             "777777777]") != NULL);
+        CHECK_INT_EQ(k.got, 4);
+        mls_hub_stats(h, &st);
+        CHECK_INT_EQ(st.render_errors, 2);
+        mls_hub_leave(h, &k.m);
+        mls_gql_doc_unref(doc);
+        mls_hub_free(h);
+        mls_gql_cache_free(cache);
+        mls_gql_schema_free(schema);
+}
+
 /* --- per-tenant status --------------------------------------------------- */
 
 MLS_TEST(gateway_auth_monitor_tenants)

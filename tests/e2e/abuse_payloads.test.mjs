@@ -1,0 +1,128 @@
+// Payloads at the size bounds, through a real Redis into a real gateway on
+// its default caps. Whoever can PUBLISH on the channel chooses them:
+// - one of exactly GATEWAY_MAX_PAYLOAD_BYTES whose input id is made of
+//   "\n" escapes (each becomes the six bytes "\u000a" again, the most a
+//   string can grow) is delivered exactly, on both protocols;
+// - one byte more is skipped and counted;
+// - one whose response would pass the outgoing cap reaches its
+//   subscribers as an EVENT_TOO_LARGE error naming it, while a subscriber
+//   whose selection fits gets the event itself;
+// and the events around them arrive in order, the gateway's memory stays
+// within its budget and it stays healthy.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+
+import WebSocket from 'ws';
+import { createClient } from 'graphql-ws';
+import pkg from 'subscriptions-transport-ws';
+
+import { collector, metric, modelId, openPublisher, prediction, rssSampler, startGateway,
+         startRedis, waitFor, waitMetric } from './helpers.mjs';
+
+const { SubscriptionClient } = pkg;
+const MAX = 4194304; // GATEWAY_MAX_PAYLOAD_BYTES' default
+const MB = 1024 * 1024;
+const SANITIZED = process.env.MLS_SANITIZED === '1';
+const INVALID = 'ml_stream_gateway_payloads_invalid_total';
+const RENDER_ERRORS = 'ml_stream_gateway_render_errors_total';
+
+let redis, gw, pub;
+const M = modelId('bounds');
+const clients = [];
+
+before(async () => {
+  redis = await startRedis();
+  gw = await startGateway(redis.url, {});
+  await waitFor(async () => (await fetch(`${gw.http}/readyz`)).status === 200, 10000, 'ready');
+  pub = await openPublisher(redis.url);
+});
+
+after(async () => {
+  for (const c of clients) await c.close();
+  pub?.close();
+  await gw?.stop();
+  await redis?.stop();
+});
+
+// A prediction of model M whose input id is `newlines` line feeds, padded
+// in metadata to exactly `bytes` bytes of JSON.
+function escaped(n, newlines, bytes) {
+  const p = prediction(M, n, { input_id: '\n'.repeat(newlines), metadata: { pad: '' } });
+  const len = Buffer.byteLength(JSON.stringify(p));
+  assert.ok(len <= bytes, `${len} > ${bytes}`);
+  p.metadata.pad = 'p'.repeat(bytes - len);
+  const text = JSON.stringify(p);
+  assert.equal(Buffer.byteLength(text), bytes);
+  return text;
+}
+
+function subscribe(selection) {
+  const c = collector();
+  const query = `subscription { mlInferenceStream(modelId: "${M}") { ${selection} } }`;
+  const client = createClient({ url: gw.ws, webSocketImpl: WebSocket, retryAttempts: 0, lazy: false });
+  client.subscribe({ query }, c.sink);
+  clients.push({ close: () => client.dispose() });
+  return c;
+}
+
+function subscribeLegacy(selection) {
+  const c = collector();
+  const query = `subscription { mlInferenceStream(modelId: "${M}") { ${selection} } }`;
+  const client = new SubscriptionClient(gw.ws, { reconnect: false }, WebSocket);
+  client.request({ query }).subscribe(c.sink);
+  clients.push({ close: async () => client.close() });
+  return c;
+}
+
+test('payloads at the bounds: delivered exactly, skipped, or named in an error; nothing else lost', async () => {
+  const full = subscribe('inferenceId inputId');
+  const legacy = subscribeLegacy('inferenceId inputId');
+  const idOnly = subscribe('inferenceId');
+  await waitMetric(gw, 'ml_stream_gateway_subscriptions', (v) => v === 3, 'three subscriptions');
+  const invalid0 = await metric(gw, INVALID);
+  const errors0 = await metric(gw, RENDER_ERRORS);
+  const rss = rssSampler(gw.proc.pid);
+
+  // 600,000 line feeds: 1.2 MB in the payload, 3.6 MB in the response
+  const fits = escaped(1, 600000, MAX);
+  // 1,000,000: 6 MB in the response, past the outgoing cap
+  const grows = escaped(3, 1000000, MAX);
+  await pub.publish(prediction(M, 0));
+  await pub.publish(fits);
+  await pub.publish(escaped(2, 600000, MAX + 1));
+  await pub.publish(grows);
+  await pub.publish(prediction(M, 4));
+
+  for (const [name, c] of Object.entries({ full, legacy, idOnly }))
+    await waitFor(() => c.events.length >= 4, 30000, `${name}: 4 results`);
+  const r = rss.stop();
+
+  const ids = (c) => c.events.map((e) => e.data?.mlInferenceStream.inferenceId ?? null);
+  for (const [name, c] of Object.entries({ full, legacy })) {
+    assert.deepEqual(c.errors, [], name);
+    assert.deepEqual(ids(c), [`inf-${M}-0`, `inf-${M}-1`, null, `inf-${M}-4`], name);
+    const input = c.events[1].data.mlInferenceStream.inputId;
+    assert.equal(input.length, 600000, name);
+    assert.ok(input === '\n'.repeat(600000), `${name}: the input id, byte for byte`);
+    assert.equal(c.events[0].data.mlInferenceStream.inputId, 'event-0', name);
+    // the event too large for its selection, named
+    const e = c.events[2];
+    assert.equal(e.data, null, name);
+    assert.equal(e.errors.length, 1, name);
+    assert.match(e.errors[0].message, /larger than the gateway's outgoing message limit \(GATEWAY_MAX_PAYLOAD_BYTES\)/, name);
+    assert.deepEqual(e.errors[0].extensions, { code: 'EVENT_TOO_LARGE', inferenceId: `inf-${M}-3` }, name);
+  }
+  // a selection that fits gets that event itself
+  assert.deepEqual(ids(idOnly), [`inf-${M}-0`, `inf-${M}-1`, `inf-${M}-3`, `inf-${M}-4`]);
+  assert.deepEqual(idOnly.errors, []);
+
+  assert.equal(await metric(gw, INVALID) - invalid0, 1, 'the payload one byte over the cap');
+  assert.equal(await metric(gw, RENDER_ERRORS) - errors0, 1, 'one rendering, shared by both protocols');
+  // two 4 MiB payloads at a time at most, each with its 4x store, its
+  // response and the copies on their way out
+  console.log(`BUDGET: RSS grew by ${(r.growth / MB).toFixed(1)} MB for ${MAX}-byte payloads`);
+  assert.ok(SANITIZED || r.growth <= 64 * MB, `RSS grew by ${(r.growth / MB).toFixed(1)} MB`);
+  assert.equal(gw.proc.exitCode, null);
+  assert.equal((await fetch(`${gw.http}/healthz`)).status, 200);
+  assert.equal(await metric(gw, 'ml_stream_gateway_messages_dropped_total'), 0);
+});
