@@ -714,7 +714,10 @@ class Bench:
         w = self.ws(gw, n, n * count, 3000, cap)
         s = self.sub(1, count, 3000, cap)
         m0 = gw.metrics()
-        c0, j0 = cpu_split(gw.pid), machine_jiffies()
+        # the total from schedstat (nanoseconds: a burst is a few hundred
+        # ms of CPU, where 10 ms clock ticks are a few percent each); the
+        # user/system split from the ticks
+        c0, n0, j0 = cpu_split(gw.pid), cpu_ns(gw.pid), machine_jiffies()
         perf = None
         if perf_out:
             perf = subprocess.Popen(["perf", "record", "-q", "-F", "999", "--call-graph",
@@ -734,9 +737,9 @@ class Bench:
                                     view, "-g", "none", "--percent-limit", "1",
                                     "--sort", "dso,sym"], stdout=f, stderr=subprocess.DEVNULL)
             os.unlink(perf_out + ".data")
-        c1, busy = cpu_split(gw.pid), busy_since(j0)
+        c1, n1, busy = cpu_split(gw.pid), cpu_ns(gw.pid), busy_since(j0)
         m1 = gw.metrics()
-        cpu = (c1[0] - c0[0]) + (c1[1] - c0[1])
+        cpu = (n1 - n0) / 1e9
         d = wr["received"]
         if d < n * count and sr["received"] >= count and not (
                 metric_sum(m1, "ml_stream_gateway_messages_dropped_total")
