@@ -3,8 +3,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "common/hash.h"
-
 /*
  * Two open-addressing sets of nonzero 64-bit values, each at most half
  * full, kept side by side: slot i of both generations shares one 16-byte
@@ -60,9 +58,9 @@ static uint64_t *slot_of(const mls_dedupe_t *d, int gen, uint64_t h)
         return &d->slots[i][gen];
 }
 
-int mls_dedupe_seen(mls_dedupe_t *d, const char *key, size_t len)
+int mls_dedupe_seen(mls_dedupe_t *d, uint64_t key_hash)
 {
-        uint64_t h = mls_hash(key, len);
+        uint64_t h = key_hash;
         uint64_t *s;
 
         h = h ? h : 1; /* 0 marks an empty slot */

@@ -14,6 +14,7 @@
 #define MLS_GATEWAY_DEDUPE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct mls_dedupe mls_dedupe_t;
 
@@ -21,8 +22,9 @@ typedef struct mls_dedupe mls_dedupe_t;
 mls_dedupe_t *mls_dedupe_new(size_t window);
 void mls_dedupe_free(mls_dedupe_t *d);
 
-/* 1 if key (len bytes) was seen within the window (a repeat), else
- * remembers it and returns 0. */
-int mls_dedupe_seen(mls_dedupe_t *d, const char *key, size_t len);
+/* 1 if the key whose mls_hash() is key_hash was seen within the window (a
+ * repeat), else remembers it and returns 0. The caller hashes the key, so
+ * that one hash serves every table the key goes to. */
+int mls_dedupe_seen(mls_dedupe_t *d, uint64_t key_hash);
 
 #endif

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "common/channel.h"
+#include "common/hash.h"
 #include "gateway/gateway_int.h"
 #include "gateway/payload.h"
 
@@ -81,9 +82,14 @@ static void on_payload(mls_gateway_t *g, const char *data, size_t len)
                 size_t tlen = 0;
                 const char *tenant = mls_payload_tenant(&p, &tlen);
 
+                /* one hash of the id for both tables; the history's miss
+                 * starts now and overlaps the dedupe's and the monitor's */
+                uint64_t idh = mls_hash(p.inference_id, p.inference_id_len);
+
+                if (g->history)
+                        mls_history_prefetch(g->history, idh);
                 mls_series_add(g->m_pred, 1);
-                if (g->dedupe && mls_dedupe_seen(g->dedupe, p.inference_id,
-                                                 p.inference_id_len)) {
+                if (g->dedupe && mls_dedupe_seen(g->dedupe, idh)) {
                         mls_series_add(g->m_dup, 1);
                         break;
                 }
@@ -94,7 +100,7 @@ static void on_payload(mls_gateway_t *g, const char *data, size_t len)
                 g->env.history_kept =
                         g->history &&
                         mls_history_add(g->history, p.model_id, p.model_id_len,
-                                        p.inference_id, p.inference_id_len,
+                                        p.inference_id, p.inference_id_len, idh,
                                         data, len, now) == 0;
                 take_gap(g, &p);
                 mls_hub_publish(g->hub, p.model_id, tenant, tlen, &p);

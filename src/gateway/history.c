@@ -271,14 +271,22 @@ static struct hmodel *get_model(mls_history_t *h, const char *id, size_t len,
         return m;
 }
 
+void mls_history_prefetch(const mls_history_t *h, uint64_t id_hash)
+{
+        if (h->ids)
+                __builtin_prefetch(&h->ids[id_hash & h->ids_mask], 1);
+        if (h->oldest)
+                __builtin_prefetch(h->oldest, 1);
+}
+
 int mls_history_add(mls_history_t *h, const char *model_id, size_t mlen,
-                    const char *id, size_t idlen, const char *payload,
-                    size_t len, int64_t now_ms)
+                    const char *id, size_t idlen, uint64_t id_hash,
+                    const char *payload, size_t len, int64_t now_ms)
 {
         /* the entry, and two index slots (the index is at most half full) */
         size_t cost =
                 sizeof(struct entry) + len + idlen + 2 * sizeof(struct slot);
-        uint64_t hash = mls_hash(id, idlen);
+        uint64_t hash = id_hash;
         struct entry *e;
         struct hmodel *m;
         struct slot *s;

@@ -34,13 +34,18 @@ mls_history_t *mls_history_new(size_t max_bytes, int64_t max_age_ms);
 void mls_history_free(mls_history_t *h);
 
 /* Keeps a copy of payload (len bytes: the prediction as published) as the
- * newest prediction of model_id, with inference id id, received at now_ms;
- * evicts the oldest to stay within the bounds. Returns 0, or -1 when it is
- * not kept (larger than the whole budget, too many models, out of
- * memory). */
+ * newest prediction of model_id, with inference id id (id_hash: its
+ * mls_hash()), received at now_ms; evicts the oldest to stay within the
+ * bounds. Returns 0, or -1 when it is not kept (larger than the whole
+ * budget, too many models, out of memory). */
 int mls_history_add(mls_history_t *h, const char *model_id, size_t mlen,
-                    const char *id, size_t idlen, const char *payload,
-                    size_t len, int64_t now_ms);
+                    const char *id, size_t idlen, uint64_t id_hash,
+                    const char *payload, size_t len, int64_t now_ms);
+
+/* Starts bringing what adding an id of hash id_hash will touch into the
+ * cache (its index slot, the oldest entry): called a little ahead of
+ * mls_history_add(), those misses overlap the work in between. */
+void mls_history_prefetch(const mls_history_t *h, uint64_t id_hash);
 
 /* Evicts what is older than the age limit at now_ms. */
 void mls_history_expire(mls_history_t *h, int64_t now_ms);

@@ -2,8 +2,18 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/hash.h"
 #include "gateway/history.h"
 #include "test.h"
+
+/* mls_history_add() with the id's hash made here, as the feed does. */
+static int hadd(mls_history_t *h, const char *model, size_t mlen,
+                const char *id, size_t idlen, const char *payload, size_t len,
+                int64_t at)
+{
+        return mls_history_add(h, model, mlen, id, idlen, mls_hash(id, idlen),
+                               payload, len, at);
+}
 
 static int add(mls_history_t *h, const char *model, int n, int64_t at)
 {
@@ -11,8 +21,8 @@ static int add(mls_history_t *h, const char *model, int n, int64_t at)
 
         snprintf(id, sizeof(id), "id-%s-%d", model, n);
         snprintf(payload, sizeof(payload), "{\"n\":%d}", n);
-        return mls_history_add(h, model, strlen(model), id, strlen(id), payload,
-                               strlen(payload), at);
+        return hadd(h, model, strlen(model), id, strlen(id), payload,
+                    strlen(payload), at);
 }
 
 static int seek(mls_history_t *h, const char *model, int n,
@@ -112,8 +122,7 @@ MLS_TEST(gateway_history_is_bounded_by_bytes)
         {
                 static char big[40000];
                 memset(big, 'x', sizeof(big));
-                CHECK(mls_history_add(h, "m", 1, "big", 3, big, sizeof(big),
-                                      1) == -1);
+                CHECK(hadd(h, "m", 1, "big", 3, big, sizeof(big), 1) == -1);
                 mls_history_stats(h, &st);
                 CHECK_INT_EQ(st.refused, 1);
         }
@@ -199,9 +208,9 @@ MLS_TEST(gateway_history_repeated_ids)
         struct mls_history_cursor c;
 
         CHECK(h != NULL);
-        CHECK(mls_history_add(h, "m", 1, "x", 1, "{\"n\":1}", 7, 100) == 0);
-        CHECK(mls_history_add(h, "m", 1, "x", 1, "{\"n\":2}", 7, 900) == 0);
-        CHECK(mls_history_add(h, "m", 1, "y", 1, "{\"n\":3}", 7, 1500) == 0);
+        CHECK(hadd(h, "m", 1, "x", 1, "{\"n\":1}", 7, 100) == 0);
+        CHECK(hadd(h, "m", 1, "x", 1, "{\"n\":2}", 7, 900) == 0);
+        CHECK(hadd(h, "m", 1, "y", 1, "{\"n\":3}", 7, 1500) == 0);
         /* the first "x" is gone by age */
         CHECK(mls_history_seek(h, "m", 1, "x", 1, &c) == 0);
         CHECK_INT_EQ(next(h, "m", &c), 3);
@@ -228,8 +237,8 @@ MLS_TEST(gateway_history_id_index_under_churn)
                 k = (int)((seed >> 8) % 64);
                 snprintf(id, sizeof(id), "k%d", k);
                 snprintf(payload, sizeof(payload), "{\"n\":%d}", k);
-                CHECK_INT_EQ(mls_history_add(h, "m", 1, id, strlen(id), payload,
-                                             strlen(payload), round),
+                CHECK_INT_EQ(hadd(h, "m", 1, id, strlen(id), payload,
+                                  strlen(payload), round),
                              0);
                 /* what is held, oldest first: the newest position of each
                  * id */
