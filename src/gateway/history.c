@@ -182,7 +182,9 @@ static struct hmodel *evict_oldest(mls_history_t *h)
         struct hmodel *m = e->model;
 
         h->oldest = e->newer;
-        if (!h->oldest)
+        if (h->oldest)
+                __builtin_prefetch(h->oldest, 1); /* likely the next evicted */
+        else
                 h->newest = NULL;
         /* the oldest of all is the oldest of its model */
         m->head = (m->head + 1) % m->cap;
@@ -273,10 +275,14 @@ static struct hmodel *get_model(mls_history_t *h, const char *id, size_t len,
 
 void mls_history_prefetch(const mls_history_t *h, uint64_t id_hash)
 {
-        if (h->ids)
-                __builtin_prefetch(&h->ids[id_hash & h->ids_mask], 1);
+        if (!h->ids)
+                return;
+        __builtin_prefetch(&h->ids[id_hash & h->ids_mask], 1);
+        /* the slot the next eviction empties: evict_oldest() brought its
+         * entry in when it made it the oldest */
         if (h->oldest)
-                __builtin_prefetch(h->oldest, 1);
+                __builtin_prefetch(&h->ids[h->oldest->id_hash & h->ids_mask],
+                                   1);
 }
 
 int mls_history_add(mls_history_t *h, const char *model_id, size_t mlen,
