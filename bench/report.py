@@ -5,9 +5,9 @@
     bench/report.py --compare RUN_A RUN_B
     bench/report.py --baseline RUN > bench/baseline.json
 
-The second form compares two runs: for each figure of the summary, whether
-each run's median lies within the other's min..max (exit status 1 if any
-does not). The third records a run's summary (min / median / max of every
+The second form compares two runs: for each figure of the summary, B's
+median over A's, and whether each run's median lies within the other's
+min..max (exit status 1 if any does not). The third records a run's summary (min / median / max of every
 figure, with its commit and machine) as the "before" of the report's
 before -> after table ({{before_after}}), so that a change is judged
 against figures that were measured, not remembered.
@@ -438,23 +438,29 @@ def summary_figures(run):
 
 
 def compare(dir_a, dir_b):
-    """A table of each summary figure in two runs: is each run's median
-    within the other's min..max? Returns (text, how many are not)."""
+    """A table of each summary figure in two runs: B's median over A's, and
+    whether each run's median is within the other's min..max. Returns
+    (text, how many are not, both ways)."""
     a, b = Run(dir_a), Run(dir_b)
     rows = ["| benchmark | figure | run A median (min..max) | run B median (min..max) | "
-            "medians within the other's spread |", "|---|---|---|---|---|"]
-    outside = 0
+            "B / A | B's median in A's spread | A's in B's |", "|---|---|---|---|---|---|---|"]
+    outside = one_way = n = 0
     for bench, key in summary_figures(a):
         sa, sb = spread(a.values(bench, key)), spread(b.values(bench, key))
         if sa is None or sb is None:
             continue
-        ok = sa[0] <= sb[1] <= sa[2] and sb[0] <= sa[1] <= sb[2]
-        outside += not ok
-        rows.append("| %s | %s | %s (%s..%s) | %s (%s..%s) | %s |" % (
+        b_in_a, a_in_b = sa[0] <= sb[1] <= sa[2], sb[0] <= sa[1] <= sb[2]
+        n += 1
+        one_way += b_in_a
+        outside += not (b_in_a and a_in_b)
+        rows.append("| %s | %s | %s (%s..%s) | %s (%s..%s) | %s | %s | %s |" % (
             bench, label(key), fmt(sa[1]), fmt(sa[0]), fmt(sa[2]), fmt(sb[1]), fmt(sb[0]),
-            fmt(sb[2]), "yes" if ok else "**no**"))
+            fmt(sb[2]), fmt(sb[1] / sa[1]) if sa[1] else "–",
+            "yes" if b_in_a else "**no**", "yes" if a_in_b else "**no**"))
     head = "Run A: %s\nRun B: %s\n\n" % (dir_a, dir_b)
-    return head + "\n".join(rows) + "\n", outside
+    tail = ("\n%d of %d figures: B's median within A's spread; %d of %d both ways\n"
+            % (one_way, n, n - outside, n))
+    return head + "\n".join(rows) + "\n" + tail, outside
 
 
 def has_run(run_dir):
@@ -472,7 +478,6 @@ def main():
             sys.exit(2)
         text, outside = compare(args[1], args[2])
         sys.stdout.write(text)
-        print("\n%d figure(s) with a median outside the other run's spread" % outside)
         sys.exit(1 if outside else 0)
     if args and args[0] == "--baseline" and len(args) == 2:
         if not has_run(args[1]):
