@@ -374,16 +374,18 @@ void mls_hub_leave(mls_hub_t *h, struct mls_hub_member *m)
 /*
  * The event from its texts when the selection allows, else as a tree.
  * An event whose response would pass the cap (GATEWAY_MAX_PAYLOAD_BYTES:
- * escapes can triple a payload's strings) becomes an error response
- * naming it, so that the subscriber knows what it missed. Returns 0, or
- * 1 for that error, or -1 when even that could not be written.
+ * escapes can triple a payload's strings), or that memory ran out for,
+ * becomes an error response naming it, with the gap it carried, so that
+ * the subscriber knows what it missed. Returns 0, or 1 for that error, or
+ * -1 when even that could not be written.
  */
 static int render(mls_gql_sub_t *sub, struct mls_payload *p,
                   struct mls_buf *out)
 {
         const struct mls_gql_text_event ev = {mls_payload_field_names, p->text,
                                               MLS_PF_COUNT};
-        const struct mls_gql_text *id = &p->text[MLS_PF_INFERENCE_ID];
+        const struct mls_gql_text *id = &p->text[MLS_PF_INFERENCE_ID],
+                                  *gap = &p->text[MLS_PF_GAP];
         json_t *tree;
         size_t at = out->len;
         int rc = mls_gql_sub_render_text(sub, &ev, out);
@@ -404,6 +406,10 @@ static int render(mls_gql_sub_t *sub, struct mls_payload *p,
         if (id->len && id->len <= TOO_LARGE_ID_MAX) {
                 MLS_BUF_LIT(out, ",\"inferenceId\":");
                 mls_buf_append(out, id->p, id->len);
+        }
+        if (gap->len) {
+                MLS_BUF_LIT(out, ",\"gap\":");
+                mls_buf_append(out, gap->p, gap->len);
         }
         MLS_BUF_LIT(out, "}}],\"data\":null}");
         return out->overflow ? -1 : 1;

@@ -962,7 +962,8 @@ static void keep_deliver(void *opaque, struct mls_hub_member *m,
                  payload->data);
 }
 
-static size_t pub_text(mls_hub_t *h, const char *id, size_t preds_len)
+static size_t pub_text(mls_hub_t *h, const char *id, size_t preds_len,
+                       json_t *gap)
 {
         static char buf[16384], preds[8192];
         struct mls_payload p;
@@ -977,14 +978,16 @@ static size_t pub_text(mls_hub_t *h, const char *id, size_t preds_len)
         if (mls_payload_normalize(buf, strlen(buf), sizeof(buf), &p) !=
             MLS_PAYLOAD_PREDICTION)
                 return 999;
+        if (gap && mls_payload_set_gap(&p, gap) < 0)
+                return 998;
         n = mls_hub_publish(h, p.model_id, NULL, 0, &p);
         mls_payload_clear(&p);
         return n;
 }
 
 /* An event whose response would pass the render cap reaches its
- * subscribers as an error naming it (its id when short), is counted, and
- * the next event renders as usual. */
+ * subscribers as an error naming it (its id when short, and its gap), is
+ * counted, and the next event renders as usual. */
 MLS_TEST(gateway_hub_event_too_large_is_an_error)
 {
         static const char q[] = "subscription { mlInferenceStream(modelId: "
@@ -1003,9 +1006,9 @@ MLS_TEST(gateway_hub_event_too_large_is_an_error)
         CHECK(doc);
         CHECK(mls_hub_join(h, &k.m, doc, q, sizeof(q) - 1, NULL, NULL, NULL,
                            &errors) == 0);
-        CHECK_INT_EQ(pub_text(h, "small", 4000), 1);
+        CHECK_INT_EQ(pub_text(h, "small", 4000, NULL), 1);
         CHECK(strncmp(k.text, "{\"data\":{\"mlInferenceStream\":", 29) == 0);
-        CHECK_INT_EQ(pub_text(h, "big", 4100), 1);
+        CHECK_INT_EQ(pub_text(h, "big", 4100, NULL), 1);
         CHECK_STR_EQ(k.text,
                      "{\"errors\":[{\"message\":\"The event is larger than "
                      "the gateway's outgoing message limit "
@@ -1015,14 +1018,22 @@ MLS_TEST(gateway_hub_event_too_large_is_an_error)
         /* an id too long to repeat is left out */
         memset(longid, 'x', 1030);
         longid[1030] = '\0';
-        CHECK_INT_EQ(pub_text(h, longid, 4000), 1);
+        CHECK_INT_EQ(pub_text(h, longid, 4000, NULL), 1);
         CHECK(strstr(k.text, "\"EVENT_TOO_LARGE\"}}]") != NULL);
-        CHECK_INT_EQ(pub_text(h, "after", 10), 1);
+        /* the gap it carried is not lost with it */
+        CHECK_INT_EQ(pub_text(h, "gap", 4100,
+                              json_pack("{s:s,s:n,s:n}", "reason",
+                                        "UPSTREAM_LOST", "missed", "since")),
+                     1);
+        CHECK(strstr(k.text, "\"inferenceId\":\"gap\",\"gap\":{\"reason\":"
+                             "\"UPSTREAM_LOST\",\"missed\":null,\"since\":"
+                             "null}}}]") != NULL);
+        CHECK_INT_EQ(pub_text(h, "after", 10, NULL), 1);
         CHECK(strstr(k.text, "\"inferenceId\":\"after\",\"predictions\":[7"
                              "777777777]") != NULL);
-        CHECK_INT_EQ(k.got, 4);
+        CHECK_INT_EQ(k.got, 5);
         mls_hub_stats(h, &st);
-        CHECK_INT_EQ(st.render_errors, 2);
+        CHECK_INT_EQ(st.render_errors, 3);
         mls_hub_leave(h, &k.m);
         mls_gql_doc_unref(doc);
         mls_hub_free(h);
