@@ -124,7 +124,13 @@ static void on_payload(mls_gateway_t *g, const char *data, size_t len)
                 break;
         default:
                 mls_series_add(g->m_garbage, 1);
-                mls_debug("skipped a payload (%zu bytes): %s", len, p.reason);
+                /* whoever publishes on the channel can repeat it at any
+                 * rate: warned, rate-limited */
+                mls_log_limited(&g->payload_log_limit, MLS_LOG_WARN,
+                                "skipped a payload of %zu bytes from the "
+                                "channel (counted in ml_stream_gateway_"
+                                "payloads_invalid_total): %s",
+                                len, p.reason);
                 break;
         }
         mls_payload_clear(&p);

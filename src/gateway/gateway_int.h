@@ -181,6 +181,7 @@ struct mls_gateway {
         /* rate limits of the WebSocket refusal warnings, by
          * enum mls__gw_refusal */
         struct mls_log_limit ws_log_limits[MLS__GW_REFUSALS];
+        struct mls_log_limit payload_log_limit; /* skipped payloads */
 };
 
 /* --- helpers for every file ------------------------------------------ */

@@ -117,6 +117,7 @@ test('payloads at the bounds: delivered exactly, skipped, or named in an error; 
   assert.deepEqual(idOnly.errors, []);
 
   assert.equal(await metric(gw, INVALID) - invalid0, 1, 'the payload one byte over the cap');
+  assert.match(gw.log(), /warn .*skipped a payload of 4194305 bytes from the channel \(counted in ml_stream_gateway_payloads_invalid_total\): payload too large/);
   assert.equal(await metric(gw, RENDER_ERRORS) - errors0, 1, 'one rendering, shared by both protocols');
   // two 4 MiB payloads at a time at most, each with its 4x store, its
   // response and the copies on their way out
