@@ -292,7 +292,6 @@ int mls_history_add(mls_history_t *h, const char *model_id, size_t mlen,
         /* the entry, and two index slots (the index is at most half full) */
         size_t cost =
                 sizeof(struct entry) + len + idlen + 2 * sizeof(struct slot);
-        uint64_t hash = id_hash;
         struct entry *e;
         struct hmodel *m;
         struct slot *s;
@@ -317,16 +316,16 @@ int mls_history_add(mls_history_t *h, const char *model_id, size_t mlen,
                 h->refused++;
                 return -1;
         }
-        s = id_slot(h, hash, id, idlen);
+        s = id_slot(h, id_hash, id, idlen);
         if (s->e)
                 s->e->indexed = 0; /* the id was seen before: newest wins */
         else
                 h->ids_count++;
-        s->hash = hash;
+        s->hash = id_hash;
         s->e = e;
         e->newer = NULL;
         e->model = m;
-        e->id_hash = hash;
+        e->id_hash = id_hash;
         e->idlen = idlen;
         e->indexed = 1;
         e->ord = m->base + m->count;

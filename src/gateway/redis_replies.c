@@ -14,6 +14,9 @@
  * claiming more would otherwise have its element table allocated and
  * zeroed before any element came. */
 #define MAX_ELEMENTS 65536
+/* Room for one reply's objects beyond twice the reader's cap on unparsed
+ * bytes: a cluster's slot map of 16,384 ranges takes a few MB. */
+#define OBJECTS_SLACK ((size_t)16 << 20)
 
 /* A piece of memory that objects of one reply are carved from. The first
  * block of a reply (its root) keeps the last one, where room is looked
@@ -21,6 +24,7 @@
 struct block {
         struct block *next, *last;
         size_t used, cap;
+        size_t total; /* in a root: bytes of objects carved for the reply */
         max_align_t data[];
 };
 
@@ -48,7 +52,7 @@ static struct block *block_new(size_t cap)
         if (!b)
                 return NULL;
         b->next = b->last = NULL;
-        b->used = 0;
+        b->used = b->total = 0;
         b->cap = cap;
         return b;
 }
@@ -61,14 +65,30 @@ static void *carve(struct block *b, size_t n)
         return p;
 }
 
+/*
+ * The most bytes of objects one reply may take. The reader's cap on
+ * unparsed bytes does not bound them: an unfinished array's elements are
+ * parsed, and their bytes released, as they come, so a server could grow
+ * one reply without end (each 4-byte ":1\r\n" is a 64-byte object).
+ */
+static size_t objects_max(const redisReadTask *task)
+{
+        const size_t *cap = task->privdata;
+
+        return cap ? 2 * *cap + OBJECTS_SLACK : (size_t)-1;
+}
+
 /* A zeroed node with extra bytes after it, in the reply of task: a new
- * root block for a top-level object, else room in the parent's reply. */
+ * root block for a top-level object, else room in the parent's reply.
+ * NULL past objects_max() or when memory runs out. */
 static struct node *node_new(const redisReadTask *task, size_t extra)
 {
         size_t n = aligned(sizeof(struct node)) + extra;
         struct block *root, *b;
         struct node *nd;
 
+        if (n > objects_max(task))
+                return NULL;
         if (!task->parent) {
                 root = block_new(n + FIRST_ROOM);
                 if (!root)
@@ -76,6 +96,8 @@ static struct node *node_new(const redisReadTask *task, size_t extra)
                 root->last = root;
         } else {
                 root = node_of(task->parent->obj)->root;
+                if (root->total + n > objects_max(task))
+                        return NULL; /* the reader fails as out of memory */
                 b = root->last;
                 if (b->cap - b->used < aligned(n)) {
                         b = block_new(n < FIRST_ROOM ? FIRST_ROOM : n);
@@ -85,6 +107,7 @@ static struct node *node_new(const redisReadTask *task, size_t extra)
                         root->last = b;
                 }
         }
+        root->total += n;
         nd = carve(root->last, n);
         memset(nd, 0, sizeof(*nd));
         nd->root = root;
@@ -162,6 +185,12 @@ static void free_reply(void *reply)
         }
 }
 
-redisReplyObjectFunctions mls_redis_replies = {
+static redisReplyObjectFunctions functions = {
         create_string, create_array, create_integer, create_nil, free_reply,
 };
+
+void mls_redis_replies_use(redisReader *r, const size_t *max_unparsed)
+{
+        r->fn = &functions;
+        r->privdata = (void *)max_unparsed;
+}

@@ -311,7 +311,7 @@ static void start_redis(mls_redis_sub_t *s, const char *ip)
         }
         ac->data = s;
         /* hiredis frees each reply after its callback, with fn */
-        ac->c.reader->fn = &mls_redis_replies;
+        mls_redis_replies_use(ac->c.reader, &s->conf.max_reply_bytes);
         if (mls_redis_uv_attach(ac, s->loop) < 0) {
                 redisAsyncFree(ac);
                 schedule_retry(s, "cannot attach to the event loop");

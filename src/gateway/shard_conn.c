@@ -305,7 +305,7 @@ mls_shard_conn_t *mls_shard_conn_new(uv_loop_t *loop,
         c->name = dup_opt(conf->name, &oom);
         c->reader = redisReaderCreate();
         if (c->reader)
-                c->reader->fn = &mls_redis_replies;
+                mls_redis_replies_use(c->reader, &c->conf.max_reply_bytes);
         if (!c->host || oom || !c->reader) {
                 c->refs = 1;
                 unref(c);

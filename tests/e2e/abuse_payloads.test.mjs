@@ -11,6 +11,8 @@
 // within its budget and it stays healthy.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
 
 import WebSocket from 'ws';
 import { createClient } from 'graphql-ws';
@@ -126,4 +128,49 @@ test('payloads at the bounds: delivered exactly, skipped, or named in an error; 
   assert.equal(gw.proc.exitCode, null);
   assert.equal((await fetch(`${gw.http}/healthz`)).status, 200);
   assert.equal(await metric(gw, 'ml_stream_gateway_messages_dropped_total'), 0);
+});
+
+// A hostile Redis server (or whoever sits between the gateway and Redis)
+// answers with a reply that never ends: an array of 65,536 arrays of
+// 65,536 integers, each 4 bytes on the wire and an object in memory. The
+// reader's cap on unparsed bytes cannot stop it (each piece is parsed at
+// once); the cap on one reply's objects (twice that cap plus 16 MiB) does:
+// the gateway drops the connection, stays healthy, its peak memory within
+// 96 MB (the reply uncapped would take ~190 MB),
+// and connects again.
+test('a Redis reply that never ends is cut off at its objects cap', async () => {
+  const CHILD = Buffer.concat([Buffer.from('*65536\r\n'), Buffer.from(':1\r\n'.repeat(65536))]);
+  const MAX_CHILDREN = 40; // ~10 MB on the wire, ~190 MB of objects uncapped
+  const conns = [];
+  const server = net.createServer((sock) => {
+    const c = { sent: 0, closed: false };
+    conns.push(c);
+    sock.on('error', () => {});
+    sock.on('close', () => { c.closed = true; });
+    sock.once('data', async () => {
+      sock.write('*65536\r\n');
+      while (!c.closed && c.sent < MAX_CHILDREN) {
+        if (!sock.write(CHILD)) await new Promise((r) => sock.once('drain', r).once('close', r));
+        c.sent++;
+      }
+    });
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const hostile = await startGateway(`redis://127.0.0.1:${server.address().port}`, {});
+  try {
+    await waitFor(() => conns.length >= 2, 20000, 'the gateway to drop the reply and connect again');
+    // the peak since the gateway started: the reply may be cut off before
+    // a sampler could see it
+    const hwm = Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${hostile.proc.pid}/status`, 'utf8'))[1]) * 1024;
+    console.log(`BUDGET: a never-ending Redis reply cut off after ${conns[0].sent} of ${MAX_CHILDREN} ` +
+                `arrays (${(conns[0].sent * CHILD.length / MB).toFixed(1)} MB sent); peak RSS ${(hwm / MB).toFixed(1)} MB`);
+    assert.ok(conns[0].closed);
+    assert.ok(conns[0].sent < MAX_CHILDREN, `the gateway read all ${MAX_CHILDREN} arrays`);
+    assert.ok(SANITIZED || hwm <= 96 * MB, `peak RSS ${(hwm / MB).toFixed(1)} MB`);
+    assert.equal((await fetch(`${hostile.http}/healthz`)).status, 200);
+    assert.equal((await fetch(`${hostile.http}/readyz`)).status, 503);
+  } finally {
+    await hostile.stop();
+    server.close();
+  }
 });

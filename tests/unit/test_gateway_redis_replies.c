@@ -13,12 +13,16 @@
 #include "gateway/redis_replies.h"
 #include "test.h"
 
+/* The cap on unparsed bytes the gateway's subscriber uses by default
+ * (GATEWAY_MAX_PAYLOAD_BYTES + 64 KiB). */
+static const size_t max_unparsed = (4u << 20) + 65536;
+
 static redisReader *reader(void)
 {
         redisReader *r = redisReaderCreate();
 
         if (r)
-                r->fn = &mls_redis_replies;
+                mls_redis_replies_use(r, &max_unparsed);
         return r;
 }
 
@@ -139,5 +143,39 @@ MLS_TEST(gateway_redis_replies_array_cap)
         CHECK(out && ((redisReply *)out)->elements == 65536 &&
               ((redisReply *)out)->element[65535]->integer == 7);
         r->fn->freeObject(out);
+        redisReaderFree(r);
+}
+
+/* A server that never finishes a reply cannot grow it without end: with
+ * a cap of 1 KiB on unparsed bytes, one reply's objects stop at 16 MiB
+ * and a little, though each piece fed is small and parsed at once. */
+MLS_TEST(gateway_redis_replies_objects_cap)
+{
+        static const size_t small = 1024;
+        static char ints[4096 * 4];
+        redisReader *r = redisReaderCreate();
+        void *out = NULL;
+        int rc = REDIS_OK;
+        long fed = 0;
+
+        CHECK(r != NULL);
+        mls_redis_replies_use(r, &small);
+        for (size_t i = 0; i < sizeof(ints); i += 4)
+                memcpy(ints + i, ":1\r\n", 4);
+        CHECK_INT_EQ(redisReaderFeed(r, "*65536\r\n", 8), REDIS_OK);
+        /* children of 65,536 integers: ~4.7 MB of objects for 256 KB */
+        for (int child = 0; child < 8 && rc == REDIS_OK; child++) {
+                rc = redisReaderFeed(r, "*65536\r\n", 8);
+                for (int k = 0; k < 16 && rc == REDIS_OK; k++) {
+                        rc = redisReaderFeed(r, ints, sizeof(ints));
+                        if (rc == REDIS_OK)
+                                rc = redisReaderGetReply(r, &out);
+                        fed += (long)sizeof(ints);
+                        CHECK(out == NULL);
+                }
+        }
+        CHECK_INT_EQ(rc, REDIS_ERR);
+        /* refused in the fourth child: past 16 MiB, before 20 */
+        CHECK(fed > 3 * 65536 * 4 && fed < 4 * 65536 * 4);
         redisReaderFree(r);
 }
