@@ -20,7 +20,8 @@ over the rounds says how far to trust it.
   --what steady: the identity model at 1,000 msg/s, --messages of them from
      a paced producer (bench/engine_bench.py's steady run, after 10 s
      idle): the engine's CPU per message, and the share of it taken by
-     its own thread and by librdkafka's coordinator thread (commits);
+     its own thread and by librdkafka's coordinator thread (commits), next
+     to kcat's CPU per message on the same messages (the reference);
   --what latency: --messages one-row messages at 10,000/s through Kafka,
      the engine, Redis and a gateway to one GraphQL subscriber, next to a
      plain Kafka consumer of the same topic (bench/engine_bench.py's
@@ -35,7 +36,7 @@ over the rounds says how far to trust it.
 The base build is --base: a git revision (checked out with `git worktree`
 under bench/out/ab/ and its mlstream built there, once) or a build
 directory. The head is the build under test ($MLSTREAM_BUILD_DIR, default
-build/). Each run has a live subscriber (mls-loadgen sub) that must
+build/), whose mlstream is brought up to date first (ninja). Each run has a live subscriber (mls-loadgen sub) that must
 receive every prediction; a run whose subscriber fell behind is reported.
 
 Writes --out (default bench/out/ab-WHAT.json) and --markdown (default
@@ -137,6 +138,7 @@ def run_steady(env, n):
     threads = r["engine_threads_cpu_us_per_msg"]
     return {"cpu_us_per_msg": r["engine_cpu_us_per_msg"],
             "idle_core_percent": r["idle_core_percent"],
+            "ref_kcat_cpu_us_per_msg": r["ref_kcat_cpu_us_per_msg"],
             "engine_thread_cpu_us_per_msg": threads.get("mlstream", 0.0),
             "coordinator_thread_cpu_us_per_msg": threads.get("rdk:broker-1", 0.0),
             "subscribers_received": [n]}  # nobody subscribes here
@@ -194,8 +196,8 @@ FIGURES = {"engine": [("msgs_per_s", True), ("cpu_us_per_msg", False)],
 # near zero or negative)
 OWN = {"engine": [], "gateway": [], "shadow": ["shadow_call_us_per_row",
                                 "shadow_cost_beyond_its_calls_us_per_row"],
-       "steady": ["engine_thread_cpu_us_per_msg", "coordinator_thread_cpu_us_per_msg",
-                  "idle_core_percent"],
+       "steady": ["ref_kcat_cpu_us_per_msg", "engine_thread_cpu_us_per_msg",
+                  "coordinator_thread_cpu_us_per_msg", "idle_core_percent"],
        "latency": ["kafka_only_p99_ms", "gateway_p99_minus_kafka_only_ms",
                    "gateway_p50_minus_kafka_only_ms", "engine_latency_mean_ms"]}
 
@@ -263,6 +265,13 @@ def main():
         ap.error("--rounds must be at least 1")
     result = benchlib.Result("ab", args)
     head = benchlib.need_binary("mlstream")
+    # brought up to date with the tree (and its revision stamp with it), so
+    # that the report names the head that was measured
+    r = subprocess.run(["ninja", "-C", benchlib.BUILD_DIR, "mlstream"], capture_output=True,
+                       text=True)
+    if r.returncode != 0:
+        fail("building the head (ninja -C %s mlstream) failed: %s"
+             % (benchlib.BUILD_DIR, (r.stdout + r.stderr)[-2000:]))
     base = base_binary(args.base)
     benchlib.need_binary("bench/mls-loadgen")
     benchlib.need_command("kcat", "apt-get install kcat")

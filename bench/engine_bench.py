@@ -29,7 +29,13 @@ core it uses then: idle_engine_core_percent), then fed --steady-rate
 messages/s (default 1,000) by the paced producer for --steady-seconds: its
 CPU per message at that rate (steady_cpu_us_per_message_1000_per_s, named
 after the rate), which includes whatever it spends on timers and per-batch
-round trips at a rate where batches are tiny.
+round trips at a rate where batches are tiny. The reference in the same
+window: kcat consuming the same messages to /dev/null, librdkafka's own cost
+at that rate (ref_kcat_steady_cpu_us_per_message_1000_per_s). Then the same
+again with fetches that wait (fetch.wait.max.ms 20, fetch.min.bytes 1 MiB,
+for the engine through KAFKA_CONF_* and for kcat alike): what the engine and
+kcat cost when Kafka hands over ~20 messages at a time, each message waiting
+up to 20 ms longer for it (steady_fetch_wait_20_ms_...).
 
 Exactly-once (--exactly-once): the same backlog drained twice more by one
 engine that also produces every prediction to a 4-partition output topic,
@@ -381,44 +387,78 @@ def run_latency(env, rate, count, loadgen, kafkapub, linger_ms):
             "engine_cpu_us_per_msg": cpu * 1e6 / count}
 
 
-def run_steady(env, rate, seconds, idle_seconds):
+# The fetch settings of the steady run's second pass: each fetch waits up
+# to this long for a megabyte, so at a low rate it returns a few dozen
+# messages instead of one.
+STEADY_FETCH_WAIT_MS = 20
+STEADY_FETCH_MIN_BYTES = 1 << 20
+
+
+def fetch_settings(fetch_wait_ms):
+    """librdkafka properties for fetches that wait fetch_wait_ms (none for None)."""
+    if fetch_wait_ms is None:
+        return {}
+    return {"fetch.wait.max.ms": str(fetch_wait_ms),
+            "fetch.min.bytes": str(STEADY_FETCH_MIN_BYTES)}
+
+
+def run_steady(env, rate, seconds, idle_seconds, fetch_wait_ms=None):
     """The engine's cost when there is little to do, with its defaults (the
     heartbeat too): the CPU of a core it takes at idle (joined, nothing to
-    consume) over idle_seconds, then its CPU per message while a paced
-    producer sends `rate` messages/s for `seconds`."""
+    consume) over idle_seconds (skipped when 0), then its CPU per message
+    while a paced producer sends `rate` messages/s for `seconds`. The
+    reference, in the same window: kcat consuming the same messages (to
+    /dev/null), librdkafka's own cost per message at that rate. With
+    fetch_wait_ms, both consumers' fetches wait for more (fetch_settings())."""
     topic = "bench.steady.%s" % uuid.uuid4().hex[:8]
     topic_create(env, topic, 4)
-    eng = Engine(env, topic=topic, extra_env={"ML_LOG_LEVEL": "warn",
-                                              "ML_HEARTBEAT_INTERVAL_MS": "5000"})
-    prod = None
+    fetch = fetch_settings(fetch_wait_ms)
+    extra = {"ML_LOG_LEVEL": "warn", "ML_HEARTBEAT_INTERVAL_MS": "5000"}
+    extra.update({"KAFKA_CONF_" + k.upper().replace(".", "_"): v for k, v in fetch.items()})
+    eng = Engine(env, topic=topic, extra_env=extra)
+    prod = kcat = None
     try:
         eng.wait_ready()
+        kcat = subprocess.Popen(
+            ["kcat", "-C", "-q", "-b", env["KAFKA_BOOTSTRAP_SERVERS"], "-t", topic,
+             "-o", "end", "-f", "%o\n"] + [a for k, v in fetch.items() for a in ("-X", "%s=%s" % (k, v))],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         prod = PacedProducer(env, topic)
         # warm-up: a second at the rate (connections, metadata, group join)
         prod.paced(rate, rate, prefix="w")
         wait_for(lambda: metric_sum(eng.metrics(), "ml_stream_inference_predictions_total")
                  >= rate, 60, "the warm-up predictions")
         time.sleep(2)  # the warm-up's commits and replies settle
+        if kcat.poll() is not None:
+            fail("kcat (the reference consumer) exited with status %d" % kcat.returncode)
         cpu0, t0 = cpu_s(eng.proc.pid), time.monotonic()
         time.sleep(idle_seconds)
         idle_cpu, idle_wall = cpu_s(eng.proc.pid) - cpu0, time.monotonic() - t0
         count = rate * seconds
         cpu0, threads0 = cpu_s(eng.proc.pid), benchlib.thread_cpu_s(eng.proc.pid)
+        kcat0 = cpu_s(kcat.pid)
         achieved = prod.paced(rate, count)
-        # the last messages are scored within milliseconds; no /metrics
-        # scrape (the engine's CPU too) until the CPU is read
-        time.sleep(0.5)
+        # the last messages are scored within milliseconds (a fetch's
+        # wait later with fetch_wait_ms); no /metrics scrape (the engine's
+        # CPU too) until the CPU is read
+        time.sleep(0.5 + (fetch_wait_ms or 0) / 1000)
         cpu = cpu_s(eng.proc.pid) - cpu0
+        kcat_cpu = cpu_s(kcat.pid) - kcat0
         threads = benchlib.thread_cpu_s(eng.proc.pid)
         wait_for(lambda: metric_sum(eng.metrics(), "ml_stream_inference_predictions_total")
                  >= rate + count, 60, "the %d steady-rate predictions" % count)
         mem = memory(eng.proc.pid)
     finally:
+        if kcat:
+            kcat.terminate()
+            kcat.wait(30)
         if prod:
             prod.close()
         eng.stop()
     return {"rate": rate, "achieved_rate": achieved, "count": count,
+            "fetch_settings": fetch,
             "engine_cpu_us_per_msg": cpu * 1e6 / count,
+            "ref_kcat_cpu_us_per_msg": kcat_cpu * 1e6 / count,
             # where it goes: the engine thread ("mlstream") and librdkafka's
             # (rdk:broker1 fetches; rdk:broker-1 talks to the group
             # coordinator, commits included)
@@ -537,6 +577,8 @@ def main():
         lat = run_latency(env, args.latency_rate, args.latency_count, loadgen, kafkapub,
                           args.latency_linger_ms)
         steady = run_steady(env, args.steady_rate, args.steady_seconds, args.idle_seconds)
+        steady_wait = run_steady(env, args.steady_rate, args.steady_seconds, 0,
+                                 STEADY_FETCH_WAIT_MS)
     finally:
         if msgfile:
             os.unlink(msgfile)
@@ -561,6 +603,16 @@ def main():
         "steady_cpu_us_per_msg": round(lat["engine_cpu_us_per_msg"], 2),
         "steady_cpu_us_per_message_%d_per_s" % args.steady_rate:
             round(steady["engine_cpu_us_per_msg"], 2),
+        "ref_kcat_steady_cpu_us_per_message_%d_per_s" % args.steady_rate:
+            round(steady["ref_kcat_cpu_us_per_msg"], 2),
+        "steady_over_kcat_cpu": round(steady["engine_cpu_us_per_msg"]
+                                      / max(steady["ref_kcat_cpu_us_per_msg"], 1e-9), 2),
+        "steady_fetch_wait_%d_ms_cpu_us_per_message_%d_per_s"
+        % (STEADY_FETCH_WAIT_MS, args.steady_rate):
+            round(steady_wait["engine_cpu_us_per_msg"], 2),
+        "ref_kcat_steady_fetch_wait_%d_ms_cpu_us_per_message_%d_per_s"
+        % (STEADY_FETCH_WAIT_MS, args.steady_rate):
+            round(steady_wait["ref_kcat_cpu_us_per_msg"], 2),
         "idle_engine_core_percent": round(steady["idle_core_percent"], 3),
     }
     if e2e["p99_ms"] and ko["p99_ms"]:
@@ -572,7 +624,8 @@ def main():
     })
     if gwl["p99_ms"] is not None and ko["p99_ms"] is not None:
         summary["gateway_e2e_p99_minus_kafka_only_ms"] = round(gwl["p99_ms"] - ko["p99_ms"], 3)
-    details = {"throughput": t, "latency": lat, "steady": steady}
+    details = {"throughput": t, "latency": lat, "steady": steady,
+               "steady_fetch_wait": steady_wait}
     if eos:
         summary.update({
             "output_alo_drain_msgs_per_s": round(alo["engine_msgs_per_s"]),

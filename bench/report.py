@@ -53,6 +53,13 @@ LABELS = {
     "steady_rss_mb": "engine peak RSS at the steady rate (MB)",
     "steady_cpu_us_per_msg": "engine CPU per message at the steady rate (µs)",
     "steady_cpu_us_per_message_1000_per_s": "engine CPU per message at 1,000 msg/s (µs)",
+    "ref_kcat_steady_cpu_us_per_message_1000_per_s":
+        "reference: kcat CPU per message at 1,000 msg/s, same messages (µs)",
+    "steady_over_kcat_cpu": "engine / kcat, CPU per message at 1,000 msg/s",
+    "steady_fetch_wait_20_ms_cpu_us_per_message_1000_per_s":
+        "engine CPU per message at 1,000 msg/s, fetches wait 20 ms (µs)",
+    "ref_kcat_steady_fetch_wait_20_ms_cpu_us_per_message_1000_per_s":
+        "reference: kcat at 1,000 msg/s, fetches wait 20 ms (µs)",
     "idle_engine_core_percent": "engine at idle, joined (% of one core)",
     "gateway_e2e_p50_ms": "end to end through the gateway p50: producer → GraphQL client (ms)",
     "gateway_e2e_p99_ms": "end to end through the gateway p99 (ms)",
@@ -128,6 +135,9 @@ KEY_FIGURES = [
     ("engine", "kafka_only_p99_ms"),
     ("engine", "steady_rss_mb"),
     ("engine", "steady_cpu_us_per_message_1000_per_s"),
+    ("engine", "ref_kcat_steady_cpu_us_per_message_1000_per_s"),
+    ("engine", "steady_fetch_wait_20_ms_cpu_us_per_message_1000_per_s"),
+    ("engine", "ref_kcat_steady_fetch_wait_20_ms_cpu_us_per_message_1000_per_s"),
     ("engine", "idle_engine_core_percent"),
     ("engine", "gateway_e2e_p99_ms"),
     ("engine", "gateway_e2e_p99_minus_kafka_only_ms"),
@@ -151,6 +161,7 @@ KEY_FIGURES = [
 RATIOS = [
     ("engine", "drain_over_smaller_limit"),
     ("engine", "e2e_over_kafka_only_p99"),
+    ("engine", "steady_over_kcat_cpu"),
     ("engine", "eos_over_alo_drain"),
     ("models", "engine_over_direct_b256"),
     ("models", "with_shadow_over_serving_only"),
