@@ -73,10 +73,26 @@ static void *carve(struct block *b, size_t n)
  */
 static size_t objects_max(const redisReadTask *task)
 {
-        const size_t *cap = task->privdata;
+        const struct mls_redis_replies_bound *b = task->privdata;
 
-        return cap ? 2 * *cap + OBJECTS_SLACK : (size_t)-1;
+        return b && b->max_unparsed ? 2 * b->max_unparsed + OBJECTS_SLACK
+                                    : (size_t)-1;
 }
+
+/* Records which limit a reply passed; returns NULL, which fails the reader
+ * as out of memory. */
+static void *refuse(const redisReadTask *task, const char *why)
+{
+        struct mls_redis_replies_bound *b = task->privdata;
+
+        if (b)
+                b->refused = why;
+        return NULL;
+}
+
+#define TOO_MANY_OBJECTS                                                   \
+        "a reply took more memory than the gateway allows one (twice the " \
+        "cap on unparsed reply bytes plus 16 MiB)"
 
 /* A zeroed node with extra bytes after it, in the reply of task: a new
  * root block for a top-level object, else room in the parent's reply.
@@ -88,7 +104,7 @@ static struct node *node_new(const redisReadTask *task, size_t extra)
         struct node *nd;
 
         if (n > objects_max(task))
-                return NULL;
+                return refuse(task, TOO_MANY_OBJECTS);
         if (!task->parent) {
                 root = block_new(n + FIRST_ROOM);
                 if (!root)
@@ -97,7 +113,7 @@ static struct node *node_new(const redisReadTask *task, size_t extra)
         } else {
                 root = node_of(task->parent->obj)->root;
                 if (root->total + n > objects_max(task))
-                        return NULL; /* the reader fails as out of memory */
+                        return refuse(task, TOO_MANY_OBJECTS);
                 b = root->last;
                 if (b->cap - b->used < aligned(n)) {
                         b = block_new(n < FIRST_ROOM ? FIRST_ROOM : n);
@@ -138,7 +154,8 @@ static void *create_array(const redisReadTask *task, int elements)
         struct node *nd;
 
         if (n > MAX_ELEMENTS)
-                return NULL; /* the reader fails as out of memory */
+                return refuse(task, "a reply announced an array of more "
+                                    "than 65,536 elements");
         nd = node_new(task, n * sizeof(redisReply *));
         if (!nd)
                 return NULL;
@@ -189,8 +206,9 @@ static redisReplyObjectFunctions functions = {
         create_string, create_array, create_integer, create_nil, free_reply,
 };
 
-void mls_redis_replies_use(redisReader *r, const size_t *max_unparsed)
+void mls_redis_replies_use(redisReader *r,
+                           struct mls_redis_replies_bound *bound)
 {
         r->fn = &functions;
-        r->privdata = (void *)max_unparsed;
+        r->privdata = bound;
 }

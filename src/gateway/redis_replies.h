@@ -12,7 +12,8 @@
  * What a server can make a reply cost is bounded: an array of more than
  * 65,536 elements, or a reply whose objects pass twice the connection's
  * cap on unparsed bytes plus 16 MiB, is refused as if memory ran out: the
- * reader fails and its connection is dropped.
+ * reader fails ("Out of memory") and its connection is dropped; the bound
+ * says which limit it was, for the log.
  *
  * Threads: any; no shared state.
  */
@@ -21,9 +22,18 @@
 
 #include <hiredis/read.h>
 
-/* Makes r build its replies this way, bounded by *max_unparsed (the cap
- * the connection puts on unparsed reply bytes; read at each object, so it
- * must outlive r; NULL: no bound but the array's). Takes r's privdata. */
-void mls_redis_replies_use(redisReader *r, const size_t *max_unparsed);
+/* What bounds one connection's replies. It must outlive the reader. */
+struct mls_redis_replies_bound {
+        /* the cap the connection puts on unparsed reply bytes (0: no bound
+         * but the array's) */
+        size_t max_unparsed;
+        /* set when a reply was refused: which limit it passed (a constant
+         * string); the caller clears it */
+        const char *refused;
+};
+
+/* Makes r build its replies this way, within *bound. Takes r's privdata. */
+void mls_redis_replies_use(redisReader *r,
+                           struct mls_redis_replies_bound *bound);
 
 #endif

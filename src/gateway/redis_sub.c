@@ -34,6 +34,8 @@ struct mls_redis_sub {
         /* per-model mode: channel name -> struct watch */
         struct mls_strmap watches;
         size_t nsubscribed; /* channels confirmed, the main one included */
+        /* the bound on the current connection's replies (its reader's) */
+        struct mls_redis_replies_bound bound;
 };
 
 /* A model channel of the per-model mode. */
@@ -249,8 +251,11 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
                 lost_subscriptions(s);
         }
         set_state(s, 0);
+        /* a reply refused for its size fails the reader as out of
+         * memory: the bound says which limit it passed */
         if (!s->closing && mine)
-                schedule_retry(s, status == REDIS_OK || !ac->errstr
+                schedule_retry(s, s->bound.refused ? s->bound.refused
+                                  : status == REDIS_OK || !ac->errstr
                                           ? "connection closed"
                                           : ac->errstr);
 }
@@ -311,7 +316,9 @@ static void start_redis(mls_redis_sub_t *s, const char *ip)
         }
         ac->data = s;
         /* hiredis frees each reply after its callback, with fn */
-        mls_redis_replies_use(ac->c.reader, &s->conf.max_reply_bytes);
+        s->bound = (struct mls_redis_replies_bound){
+                .max_unparsed = s->conf.max_reply_bytes};
+        mls_redis_replies_use(ac->c.reader, &s->bound);
         if (mls_redis_uv_attach(ac, s->loop) < 0) {
                 redisAsyncFree(ac);
                 schedule_retry(s, "cannot attach to the event loop");

@@ -21,6 +21,7 @@ struct mls_shard_conn {
         uv_tcp_t tcp;
         uv_timer_t timer; /* the connect timeout */
         redisReader *reader;
+        struct mls_redis_replies_bound bound; /* the reader's */
         int refs;      /* open handles and the pending resolve */
         int resolving; /* uv_getaddrinfo() has not called back */
         int connected; /* the TCP connection is up */
@@ -165,8 +166,11 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
                 reply = NULL;
                 if (redisReaderGetReply(c->reader, &reply) != REDIS_OK) {
                         char why[200];
+                        /* a reply refused for its size fails the reader
+                         * as out of memory: the bound says which limit */
                         snprintf(why, sizeof(why), "protocol error: %s",
-                                 c->reader->errstr);
+                                 c->bound.refused ? c->bound.refused
+                                                  : c->reader->errstr);
                         fail(c, why, 0);
                         return;
                 }
@@ -304,8 +308,9 @@ mls_shard_conn_t *mls_shard_conn_new(uv_loop_t *loop,
         c->password = dup_opt(conf->password, &oom);
         c->name = dup_opt(conf->name, &oom);
         c->reader = redisReaderCreate();
+        c->bound.max_unparsed = c->conf.max_reply_bytes;
         if (c->reader)
-                mls_redis_replies_use(c->reader, &c->conf.max_reply_bytes);
+                mls_redis_replies_use(c->reader, &c->bound);
         if (!c->host || oom || !c->reader) {
                 c->refs = 1;
                 unref(c);

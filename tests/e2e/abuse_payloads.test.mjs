@@ -8,7 +8,9 @@
 //   subscribers as an EVENT_TOO_LARGE error naming it, while a subscriber
 //   whose selection fits gets the event itself;
 // and the events around them arrive in order, the gateway's memory stays
-// within its budget and it stays healthy.
+// within its budget and it stays healthy. Then a hostile Redis server's
+// replies at the reader's bounds (one that never ends, an array header of
+// a billion elements): dropped with a warning naming the limit.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -130,47 +132,86 @@ test('payloads at the bounds: delivered exactly, skipped, or named in an error; 
   assert.equal(await metric(gw, 'ml_stream_gateway_messages_dropped_total'), 0);
 });
 
-// A hostile Redis server (or whoever sits between the gateway and Redis)
-// answers with a reply that never ends: an array of 65,536 arrays of
-// 65,536 integers, each 4 bytes on the wire and an object in memory. The
-// reader's cap on unparsed bytes cannot stop it (each piece is parsed at
-// once); the cap on one reply's objects (twice that cap plus 16 MiB) does:
-// the gateway drops the connection, stays healthy, its peak memory within
-// 96 MB (the reply uncapped would take ~190 MB),
-// and connects again.
-test('a Redis reply that never ends is cut off at its objects cap', async () => {
-  const CHILD = Buffer.concat([Buffer.from('*65536\r\n'), Buffer.from(':1\r\n'.repeat(65536))]);
-  const MAX_CHILDREN = 40; // ~10 MB on the wire, ~190 MB of objects uncapped
+// A hostile Redis server (or whoever sits between the gateway and Redis):
+// answers the gateway's first command with reply(sock, conn) and records
+// each connection. Returns { server, conns, url, close }.
+async function hostileRedis(reply) {
   const conns = [];
   const server = net.createServer((sock) => {
     const c = { sent: 0, closed: false };
     conns.push(c);
     sock.on('error', () => {});
     sock.on('close', () => { c.closed = true; });
-    sock.once('data', async () => {
-      sock.write('*65536\r\n');
-      while (!c.closed && c.sent < MAX_CHILDREN) {
-        if (!sock.write(CHILD)) await new Promise((r) => sock.once('drain', r).once('close', r));
-        c.sent++;
-      }
-    });
+    sock.once('data', () => reply(sock, c));
   });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  const hostile = await startGateway(`redis://127.0.0.1:${server.address().port}`, {});
+  return { conns, url: `redis://127.0.0.1:${server.address().port}`, close: () => server.close() };
+}
+
+function peakRss(proc) {
+  return Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${proc.pid}/status`, 'utf8'))[1]) * 1024;
+}
+
+// The reply never ends: an array of 65,536 arrays of 65,536 integers, each
+// 4 bytes on the wire and an object in memory. The reader's cap on
+// unparsed bytes cannot stop it (each piece is parsed at once); the cap on
+// one reply's objects (twice that cap plus 16 MiB) does: the gateway drops
+// the connection, stays healthy, its peak memory within 96 MB (the reply
+// uncapped would take ~190 MB), and connects again.
+test('a Redis reply that never ends is cut off at its objects cap', async () => {
+  const CHILD = Buffer.concat([Buffer.from('*65536\r\n'), Buffer.from(':1\r\n'.repeat(65536))]);
+  const MAX_CHILDREN = 40; // ~10 MB on the wire, ~190 MB of objects uncapped
+  const redisSrv = await hostileRedis(async (sock, c) => {
+    sock.write('*65536\r\n');
+    while (!c.closed && c.sent < MAX_CHILDREN) {
+      if (!sock.write(CHILD)) await new Promise((r) => sock.once('drain', r).once('close', r));
+      c.sent++;
+    }
+  });
+  const { conns } = redisSrv;
+  const hostile = await startGateway(redisSrv.url, {});
   try {
     await waitFor(() => conns.length >= 2, 20000, 'the gateway to drop the reply and connect again');
     // the peak since the gateway started: the reply may be cut off before
     // a sampler could see it
-    const hwm = Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${hostile.proc.pid}/status`, 'utf8'))[1]) * 1024;
+    const hwm = peakRss(hostile.proc);
     console.log(`BUDGET: a never-ending Redis reply cut off after ${conns[0].sent} of ${MAX_CHILDREN} ` +
                 `arrays (${(conns[0].sent * CHILD.length / MB).toFixed(1)} MB sent); peak RSS ${(hwm / MB).toFixed(1)} MB`);
     assert.ok(conns[0].closed);
     assert.ok(conns[0].sent < MAX_CHILDREN, `the gateway read all ${MAX_CHILDREN} arrays`);
+    // the log says which limit, not "Out of memory"
+    assert.match(hostile.log(), /warn .*redis 127\.0\.0\.1:\d+: a reply took more memory than the gateway allows one/);
     assert.ok(SANITIZED || hwm <= 96 * MB, `peak RSS ${(hwm / MB).toFixed(1)} MB`);
     assert.equal((await fetch(`${hostile.http}/healthz`)).status, 200);
     assert.equal((await fetch(`${hostile.http}/readyz`)).status, 503);
   } finally {
     await hostile.stop();
-    server.close();
+    redisSrv.close();
+  }
+});
+
+// The reply claims an array of a billion elements and sends none: its
+// element table (8 GB) is refused from the header alone (at most 65,536
+// elements), so the gateway drops the connection at once, without the
+// allocation, and tries again; it stays healthy and small throughout.
+test('a Redis array header claiming a billion elements is refused from the header', async () => {
+  const redisSrv = await hostileRedis((sock, c) => {
+    sock.write('*1000000000\r\n:1\r\n');
+    c.sent = 1;
+  });
+  const { conns } = redisSrv;
+  const hostile = await startGateway(redisSrv.url, {});
+  try {
+    await waitFor(() => conns.length >= 2 && conns[0].closed, 20000,
+                  'the gateway to drop the connection and connect again');
+    const hwm = peakRss(hostile.proc);
+    console.log(`BUDGET: an array header of 1e9 elements refused; peak RSS ${(hwm / MB).toFixed(1)} MB`);
+    assert.ok(SANITIZED || hwm <= 32 * MB, `peak RSS ${(hwm / MB).toFixed(1)} MB`);
+    assert.match(hostile.log(), /warn .*redis 127\.0\.0\.1:\d+: a reply announced an array of more than 65,536 elements; retrying/);
+    assert.equal((await fetch(`${hostile.http}/healthz`)).status, 200);
+    assert.equal((await fetch(`${hostile.http}/readyz`)).status, 503);
+  } finally {
+    await hostile.stop();
+    redisSrv.close();
   }
 });

@@ -16,13 +16,15 @@
 /* The cap on unparsed bytes the gateway's subscriber uses by default
  * (GATEWAY_MAX_PAYLOAD_BYTES + 64 KiB). */
 static const size_t max_unparsed = (4u << 20) + 65536;
+static struct mls_redis_replies_bound bound;
 
 static redisReader *reader(void)
 {
         redisReader *r = redisReaderCreate();
 
+        bound = (struct mls_redis_replies_bound){.max_unparsed = max_unparsed};
         if (r)
-                mls_redis_replies_use(r, &max_unparsed);
+                mls_redis_replies_use(r, &bound);
         return r;
 }
 
@@ -122,7 +124,8 @@ MLS_TEST(gateway_redis_replies_kinds_nesting_and_cut_offs)
 }
 
 /* An array header past the cap fails the reader at once, before any
- * element table is made; one at the cap is still read. */
+ * element table is made, and the bound says why; one at the cap is still
+ * read. */
 MLS_TEST(gateway_redis_replies_array_cap)
 {
         redisReader *r = reader();
@@ -132,6 +135,8 @@ MLS_TEST(gateway_redis_replies_array_cap)
         CHECK_INT_EQ(redisReaderFeed(r, "*1000000000\r\n", 13), REDIS_OK);
         CHECK_INT_EQ(redisReaderGetReply(r, &out), REDIS_ERR);
         CHECK(out == NULL);
+        CHECK_STR_EQ(bound.refused, "a reply announced an array of more than "
+                                    "65,536 elements");
         redisReaderFree(r);
 
         r = reader();
@@ -142,6 +147,7 @@ MLS_TEST(gateway_redis_replies_array_cap)
         CHECK_INT_EQ(redisReaderGetReply(r, &out), REDIS_OK);
         CHECK(out && ((redisReply *)out)->elements == 65536 &&
               ((redisReply *)out)->element[65535]->integer == 7);
+        CHECK(bound.refused == NULL);
         r->fn->freeObject(out);
         redisReaderFree(r);
 }
@@ -151,7 +157,7 @@ MLS_TEST(gateway_redis_replies_array_cap)
  * and a little, though each piece fed is small and parsed at once. */
 MLS_TEST(gateway_redis_replies_objects_cap)
 {
-        static const size_t small = 1024;
+        struct mls_redis_replies_bound small = {.max_unparsed = 1024};
         static char ints[4096 * 4];
         redisReader *r = redisReaderCreate();
         void *out = NULL;
@@ -177,5 +183,6 @@ MLS_TEST(gateway_redis_replies_objects_cap)
         CHECK_INT_EQ(rc, REDIS_ERR);
         /* refused in the fourth child: past 16 MiB, before 20 */
         CHECK(fed > 3 * 65536 * 4 && fed < 4 * 65536 * 4);
+        CHECK(small.refused && strstr(small.refused, "more memory than"));
         redisReaderFree(r);
 }

@@ -639,7 +639,8 @@ MLS_TEST(pipeline_flush_ahead_ack_waits_for_the_next_batch)
         setup(&h);
         h.now = 1000000000LL;
         add(&h, "{\"model_id\":\"m\",\"features\":[1,1]}", 10);
-        h.now += 2000000; /* the batch's last message: the wait counts from it */
+        /* the batch's last message: the wait counts from it */
+        h.now += 2000000;
         add(&h, "{\"model_id\":\"m\",\"features\":[2,2]}", 11);
         CHECK_INT_EQ(mls_pipeline_flush_ahead(h.p, err, sizeof(err)), 0);
         CHECK_INT_EQ(h.ndone, 0);
