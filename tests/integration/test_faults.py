@@ -183,10 +183,11 @@ def test_kill9_subscribers_see_every_input_exactly_once(services, topic, engines
             return metric_sum(parse_metrics(http_get(base + "/metrics")[1]), name)
         wait_for(lambda: gateway_metric("ml_stream_gateway_subscriptions") == 2, 30,
                  "both subscriptions to be live")
-        # Commits only every 2 s, however many messages wait: what the first
-        # engine published since its last commit is scored again by the
-        # second.
-        env = dict(FAST_GROUP, ML_COMMIT_INTERVAL_MS="2000",
+        # No commit before the kill (the interval is an hour, the message
+        # count out of reach): everything the first engine published is
+        # scored again by the second. (With a 2 s interval, a fast machine
+        # scored all 20,000 and committed them before the kill was sent.)
+        env = dict(FAST_GROUP, ML_COMMIT_INTERVAL_MS="3600000",
                    ML_COMMIT_MAX_MESSAGES="100000000", ML_LOG_LEVEL="warn")
         first = engines(topic=topic, group=group, extra_env=env)
         first.wait_ready()
