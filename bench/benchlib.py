@@ -212,6 +212,20 @@ def need_binary(name):
                      "`ninja -C %s`)" % os.path.relpath(BUILD_DIR, ROOT))
 
 
+def produce_file(env, topic, path):
+    """Produces each line of path as a message to topic with kcat, batched
+    (linger.ms 50), and spread evenly over its partitions: with librdkafka's
+    default sticky partitioning, messages without a key go to one partition
+    for 10 ms at a time, which for a backlog produced in a second or two
+    leaves some partitions with most of it (and a second engine of a group
+    with little to do)."""
+    with open(path, "rb") as f:
+        subprocess.run(["kcat", "-P", "-b", env["KAFKA_BOOTSTRAP_SERVERS"], "-t", topic,
+                        "-X", "linger.ms=50", "-X", "batch.num.messages=10000",
+                        "-X", "sticky.partitioning.linger.ms=0"],
+                       stdin=f, stderr=subprocess.PIPE, check=True, timeout=900)
+
+
 def need_command(name, hint):
     path = shutil.which(name)
     if not path:

@@ -86,10 +86,7 @@ def fill(env, topic, n, models):
                     '"metadata":{"tenant":"t%d"}}\n' % (model_id(i % models), i, i % 1000, i % 8))
         path = f.name
     try:
-        with open(path, "rb") as f:
-            subprocess.run(["kcat", "-P", "-b", env["KAFKA_BOOTSTRAP_SERVERS"], "-t", topic,
-                            "-X", "linger.ms=50", "-X", "batch.num.messages=10000"],
-                           stdin=f, stderr=subprocess.PIPE, check=True, timeout=900)
+        benchlib.produce_file(env, topic, path)
         with open(path) as f:
             sample = f.readline().strip()
     finally:

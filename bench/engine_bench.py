@@ -117,10 +117,7 @@ def run_throughput(env, n, msgfile, output=None, refs=True, txn_interval_ms=None
         extra.update(ML_EXACTLY_ONCE="true", ML_ENGINE_ID="bench-" + topic)
         if txn_interval_ms is not None:
             extra["ML_TRANSACTION_INTERVAL_MS"] = str(txn_interval_ms)
-    with open(msgfile, "rb") as f:
-        subprocess.run(["kcat", "-P", "-b", env["KAFKA_BOOTSTRAP_SERVERS"], "-t", topic,
-                        "-X", "linger.ms=50", "-X", "batch.num.messages=10000"],
-                       stdin=f, stderr=subprocess.PIPE, check=True, timeout=900)
+    benchlib.produce_file(env, topic, msgfile)
     with open(msgfile) as f:
         sample = f.readline().strip()
     payload_len = 330 + len(sample) // 4  # a prediction payload is about this long

@@ -86,10 +86,7 @@ def produce_backlog(env, n):
             f.write('{"model_id":"mlp","input_id":"e%d","features":[[0.%03d,0.5,-0.25]]}\n'
                     % (i, i % 1000))
         path = f.name
-    with open(path, "rb") as f:
-        subprocess.run(["kcat", "-P", "-b", env["KAFKA_BOOTSTRAP_SERVERS"], "-t", topic,
-                        "-X", "linger.ms=50", "-X", "batch.num.messages=10000"],
-                       stdin=f, stderr=subprocess.PIPE, check=True, timeout=900)
+    benchlib.produce_file(env, topic, path)
     os.unlink(path)
     return topic
 

@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -72,10 +71,7 @@ def fill(env, topic, n, width):
             f.write('{"model_id":"bench","input_id":"e%d","features":[[0.%03d,%s]],'
                     '"metadata":{"tenant":"t%d"}}\n' % (i, i % 1000, rest, i % 8))
         path = f.name
-    with open(path, "rb") as f:
-        subprocess.run(["kcat", "-P", "-b", env["KAFKA_BOOTSTRAP_SERVERS"], "-t", topic,
-                        "-X", "linger.ms=50", "-X", "batch.num.messages=10000"],
-                       stdin=f, stderr=subprocess.PIPE, check=True, timeout=900)
+    benchlib.produce_file(env, topic, path)
     os.unlink(path)
 
 
