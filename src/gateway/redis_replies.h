@@ -28,7 +28,7 @@ struct mls_redis_replies_bound {
          * but the array's) */
         size_t max_unparsed;
         /* set when a reply was refused: which limit it passed (a constant
-         * string); the caller clears it */
+         * string); nothing clears it, so give each reader a fresh bound */
         const char *refused;
 };
 
