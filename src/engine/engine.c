@@ -26,9 +26,6 @@
 
 #define BACKOFF_START_MS 50
 #define NUDGE_TIMEOUT_MS 100
-/* Longest a published batch's acknowledgment waits to be read when no next
- * batch comes to read it with (its offsets are stored then). */
-#define ACK_WAIT_MS 10
 
 struct mls_engine {
         const struct mls_config *cfg;
@@ -1124,7 +1121,6 @@ mls_engine_t *mls_engine_new(const struct mls_config *cfg,
         pc.batch_max_messages = (size_t)cfg->batch_max_messages;
         pc.batch_max_bytes = (size_t)cfg->batch_max_bytes;
         pc.batch_max_wait_ns = cfg->batch_max_wait_us * 1000;
-        pc.ack_wait_ns = ACK_WAIT_MS * 1000000LL;
         pc.max_model_series = (size_t)cfg->metrics_max_models;
         pc.payload_limit = (size_t)cfg->batch_max_output_bytes;
         pc.resolve = resolve_model;
@@ -1404,11 +1400,9 @@ int mls_engine_run(mls_engine_t *e)
                  * with the rate. */
                 if (mls_pipeline_due(e->pipeline, now) &&
                     !(m && !mls_pipeline_full(e->pipeline) && more_queued(e))) {
-                        /* Redis works on this batch while the engine
-                         * scores the next; its acknowledgment is read then
-                         * (by ACK_WAIT_MS at the latest), so that at a low
-                         * rate the engine wakes once per batch, not twice */
-                        flush_batch(e, 1);
+                        /* with more already queued, Redis works on this
+                         * batch while the engine scores the next */
+                        flush_batch(e, m && more_queued(e));
                         prefetch_check(e);
                 } else if (!m) {
                         prefetch_check(e);

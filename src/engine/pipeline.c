@@ -343,17 +343,10 @@ static int64_t batch_close_ns(const mls_pipeline_t *p)
         return p->items[0].rec.recv_ns + p->conf.batch_max_wait_ns;
 }
 
-/* When the batch flushed ahead is to be acknowledged with nothing else
- * pending: its last message's receipt plus the acknowledgment's wait. */
-static int64_t ack_due_ns(const mls_pipeline_t *p)
-{
-        return p->unacked[p->nunacked - 1].recv_ns + p->conf.ack_wait_ns;
-}
-
 int mls_pipeline_due(const mls_pipeline_t *p, int64_t now_ns)
 {
         if (!p->nitems)
-                return p->nunacked > 0 && now_ns >= ack_due_ns(p);
+                return p->nunacked > 0; /* to be acknowledged */
         return batch_full(p) || now_ns >= batch_close_ns(p);
 }
 
@@ -370,7 +363,7 @@ int mls_pipeline_wait_ms(const mls_pipeline_t *p, int64_t now_ns, int idle_ms)
                 return idle_ms;
         if (mls_pipeline_due(p, now_ns))
                 return 0;
-        left = (p->nitems ? batch_close_ns(p) : ack_due_ns(p)) - now_ns;
+        left = batch_close_ns(p) - now_ns;
         return (int)((left + 999999) / 1000000);
 }
 

@@ -62,13 +62,6 @@ struct mls_pipeline_conf {
         size_t batch_max_messages;
         size_t batch_max_bytes;
         int64_t batch_max_wait_ns;
-        /* How long a batch flushed ahead may wait for its acknowledgment
-         * to be read when nothing else is pending: the records' offsets
-         * are stored that much later at most (due once the last of them
-         * was received this long ago). The acknowledgment is usually read
-         * with the next batch's publication, so that the engine does not
-         * wake for it on its own; 0: at once. */
-        int64_t ack_wait_ns;
         /* Most bytes of prediction payloads one batch may build (0: 64
          * MiB); a message whose prediction does not fit is dead-lettered
          * with reason output_too_large. */
@@ -123,8 +116,7 @@ int mls_pipeline_flush(mls_pipeline_t *p, char *errstr, size_t errstr_size);
  * acknowledgment, so that it works on it while the next one is scored, and
  * done is called for its records only once it is acknowledged, by the next
  * flush (of either kind) that returns 0. Until then they count as pending
- * and mls_pipeline_due() is 1 once conf.ack_wait_ns has passed even with
- * nothing else to score. Returns as
+ * and mls_pipeline_due() is 1 even with nothing else to score. Returns as
  * mls_pipeline_flush.
  */
 int mls_pipeline_flush_ahead(mls_pipeline_t *p, char *errstr,

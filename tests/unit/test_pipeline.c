@@ -193,7 +193,6 @@ static void setup(struct harness *h)
         pc.batch_max_wait_ns = limits.batch_max_wait_ns
                                        ? limits.batch_max_wait_ns
                                        : 3600 * 1000000000LL;
-        pc.ack_wait_ns = limits.ack_wait_ns;
         pc.shadow = limits.shadow;
         memset(&limits, 0, sizeof(limits));
         pc.resolve = resolve;
@@ -622,51 +621,6 @@ MLS_TEST(pipeline_flush_ahead_done_after_acknowledgment)
         CHECK_INT_EQ(mls_pipeline_flush(h.p, err, sizeof(err)), 0);
         CHECK_INT_EQ(h.ndone, 5);
         CHECK_INT_EQ(h.done[4], 20);
-        teardown(&h);
-}
-
-/* With an acknowledgment wait, a batch flushed ahead with nothing after
- * it is due only once its last message was received that long ago: the
- * caller waits for the next message that long, and the next batch's
- * flush reads both acknowledgments. */
-MLS_TEST(pipeline_flush_ahead_ack_waits_for_the_next_batch)
-{
-        struct harness h;
-        char err[100];
-
-        publisher_ops = &fake_submit_ops;
-        limits.ack_wait_ns = 10 * 1000000LL;
-        setup(&h);
-        h.now = 1000000000LL;
-        add(&h, "{\"model_id\":\"m\",\"features\":[1,1]}", 10);
-        /* the batch's last message: the wait counts from it */
-        h.now += 2000000;
-        add(&h, "{\"model_id\":\"m\",\"features\":[2,2]}", 11);
-        CHECK_INT_EQ(mls_pipeline_flush_ahead(h.p, err, sizeof(err)), 0);
-        CHECK_INT_EQ(h.ndone, 0);
-        CHECK_INT_EQ(mls_pipeline_pending(h.p), 2);
-        CHECK(!mls_pipeline_due(h.p, h.now));
-        CHECK_INT_EQ(mls_pipeline_wait_ms(h.p, h.now, 100), 10);
-        CHECK_INT_EQ(mls_pipeline_wait_ms(h.p, h.now + 9500000, 100), 1);
-        CHECK(!mls_pipeline_due(h.p, h.now + 9999999));
-        CHECK(mls_pipeline_due(h.p, h.now + 10000000));
-        CHECK_INT_EQ(mls_pipeline_wait_ms(h.p, h.now + 10000000, 100), 0);
-
-        /* the next message comes first: its flush acknowledges both */
-        h.now += 3000000;
-        add(&h, "{\"model_id\":\"m\",\"features\":[3,3]}", 12);
-        CHECK_INT_EQ(mls_pipeline_flush_ahead(h.p, err, sizeof(err)), 0);
-        CHECK_INT_EQ(h.ndone, 2);
-        CHECK_INT_EQ(h.done[1], 11);
-        CHECK(!mls_pipeline_due(h.p, h.now + 9999999));
-
-        /* nothing more comes: the wait ends and the flush settles it */
-        CHECK(mls_pipeline_due(h.p, h.now + 10000000));
-        CHECK_INT_EQ(mls_pipeline_flush_ahead(h.p, err, sizeof(err)), 0);
-        CHECK_INT_EQ(h.ndone, 3);
-        CHECK_INT_EQ(h.done[2], 12);
-        CHECK_INT_EQ(mls_pipeline_pending(h.p), 0);
-        CHECK_INT_EQ(mls_pipeline_wait_ms(h.p, h.now, 100), 100);
         teardown(&h);
 }
 
