@@ -1205,11 +1205,14 @@ static void heartbeat(mls_engine_t *e)
 
         mls_buf_init(&b, 1 << 20);
         mls_pipeline_heartbeat(e->pipeline, &b);
+        /* a send fails only on a connection already lost (and said so);
+         * a flush that fails loses it now: say why, once */
         if (e->publisher.ops->send(e->publisher.ctx, NULL, NULL, b.data, b.len,
-                                   NULL, NULL) < 0 ||
-            e->publisher.ops->flush(e->publisher.ctx, errstr, sizeof(errstr)) <
-                    0)
+                                   NULL, NULL) < 0)
                 mls_debug("heartbeat not delivered");
+        else if (e->publisher.ops->flush(e->publisher.ctx, errstr,
+                                         sizeof(errstr)) < 0)
+                mls_warn("heartbeat not delivered: %s", errstr);
         mls_buf_free(&b);
 }
 

@@ -14,6 +14,23 @@
 
 #define CHUNK_BYTES ((size_t)8 << 20)
 
+/*
+ * Redis answers what the engine sends (AUTH, PUBLISH) with an integer, a
+ * status or an error. The sink's reader makes only those, into the one
+ * reply the sink keeps, so reading a batch's acknowledgments allocates
+ * nothing; anything else (an array, a bulk string, a nil) fails the
+ * reader, and so does a reply still unfinished after REPLY_MAX_BYTES: the
+ * connection is dropped and what it had not acknowledged is sent again on
+ * the next. What a server sends cannot grow the engine.
+ */
+#define REPLY_MAX_BYTES ((size_t)64 << 10)
+
+struct sink_reply {
+        redisReply r;
+        char text[512];      /* a status or an error, cut short */
+        const char *refused; /* why the reader failed, when it refused */
+};
+
 struct redis_sink {
         struct mls_redis_url url;
         char *channel;
@@ -28,10 +45,11 @@ struct redis_sink {
          * anything else) if the connection fails first */
         struct mls_buf ahead;
         size_t nahead;
-        int ahead_unsent;    /* not written on this connection */
-        int chunked;         /* this batch went to hiredis in pieces */
-        long long receivers; /* of the last batch acknowledged; -1: none */
-        int failed;          /* an append failed since the last flush */
+        int ahead_unsent;        /* not written on this connection */
+        int chunked;             /* this batch went to hiredis in pieces */
+        long long receivers;     /* of the last batch acknowledged; -1: none */
+        struct sink_reply reply; /* the reader's one reply */
+        int failed;              /* an append failed since the last flush */
         mls_series_t *connected;
 };
 
@@ -113,6 +131,100 @@ static int send_queued(struct redis_sink *s, int keep, char *errstr,
         return 0;
 }
 
+static void *refuse(const redisReadTask *task, const char *why)
+{
+        ((struct sink_reply *)task->privdata)->refused = why;
+        return NULL; /* fails the reader */
+}
+
+static void *reply_string(const redisReadTask *task, char *str, size_t len)
+{
+        struct sink_reply *sr = task->privdata;
+
+        if (task->type != REDIS_REPLY_STATUS && task->type != REDIS_REPLY_ERROR)
+                return refuse(task, "a bulk string reply, which nothing the "
+                                    "engine sends is answered with");
+        if (len >= sizeof(sr->text))
+                len = sizeof(sr->text) - 1;
+        memcpy(sr->text, str, len);
+        sr->text[len] = '\0';
+        sr->r = (redisReply){.type = task->type, .str = sr->text, .len = len};
+        return &sr->r;
+}
+
+static void *reply_array(const redisReadTask *task, int elements)
+{
+        (void)elements;
+        return refuse(task, "an array reply, which nothing the engine sends "
+                            "is answered with");
+}
+
+static void *reply_integer(const redisReadTask *task, long long v)
+{
+        struct sink_reply *sr = task->privdata;
+
+        sr->r = (redisReply){.type = REDIS_REPLY_INTEGER, .integer = v};
+        return &sr->r;
+}
+
+static void *reply_nil(const redisReadTask *task)
+{
+        return refuse(task, "a nil reply, which nothing the engine sends is "
+                            "answered with");
+}
+
+static void reply_free(void *reply)
+{
+        (void)reply; /* it lives in the sink */
+}
+
+/* not const: hiredis 0.14 takes it so (and never writes it) */
+static redisReplyObjectFunctions reply_fns = {
+        .createString = reply_string,
+        .createArray = reply_array,
+        .createInteger = reply_integer,
+        .createNil = reply_nil,
+        .freeObject = reply_free,
+};
+
+/* redisGetReply(), reading no more than REPLY_MAX_BYTES ahead of a reply
+ * that has not ended. The reply is s->reply.r, valid until the next. */
+static int get_reply(struct redis_sink *s, redisReply **out, char *errstr,
+                     size_t errstr_size)
+{
+        void *reply = NULL;
+
+        for (;;) {
+                if (redisGetReplyFromReader(s->c, &reply) != REDIS_OK)
+                        return lost(s,
+                                    s->reply.refused ? s->reply.refused
+                                                     : s->c->errstr,
+                                    errstr, errstr_size);
+                if (reply) {
+                        *out = reply;
+                        return 0;
+                }
+                if (s->c->reader->len - s->c->reader->pos > REPLY_MAX_BYTES)
+                        return lost(s,
+                                    "a reply passed 64 KiB without ending "
+                                    "(Redis answers the engine in a few bytes)",
+                                    errstr, errstr_size);
+                if (redisBufferRead(s->c) != REDIS_OK)
+                        return lost(s, s->c->errstr, errstr, errstr_size);
+        }
+}
+
+/* Writes out all that hiredis holds, whose replies are to be read. */
+static int write_all(struct redis_sink *s, char *errstr, size_t errstr_size)
+{
+        int done = 0;
+
+        while (!done)
+                if (redisBufferWrite(s->c, &done) != REDIS_OK)
+                        return lost(s, s->c->errstr, errstr, errstr_size);
+        return 0;
+}
+
 /* Reads n replies and adds up the receivers of those to PUBLISH. Any
  * failure, an error reply included, drops the connection: what was not
  * acknowledged is then sent again in full on the next one (unless at most
@@ -122,14 +234,15 @@ static int read_replies(struct redis_sink *s, size_t n, char *errstr,
 {
         int rc = 0;
 
-        if (n > 0)
+        if (n > 0) {
                 s->receivers = 0;
+                if (write_all(s, errstr, errstr_size) < 0)
+                        return -1;
+        }
         for (; n > 0; n--) {
-                void *reply = NULL;
                 redisReply *r;
-                if (redisGetReply(s->c, &reply) != REDIS_OK)
-                        return lost(s, s->c->errstr, errstr, errstr_size);
-                r = reply;
+                if (get_reply(s, &r, errstr, errstr_size) < 0)
+                        return -1;
                 if (r->type == REDIS_REPLY_INTEGER)
                         s->receivers += r->integer;
                 if (r->type == REDIS_REPLY_ERROR && rc == 0) {
@@ -137,7 +250,6 @@ static int read_replies(struct redis_sink *s, size_t n, char *errstr,
                                  s->url.host, s->url.port, r->str);
                         rc = -1;
                 }
-                freeReplyObject(r);
         }
         if (rc < 0)
                 drop(s);
@@ -147,21 +259,19 @@ static int read_replies(struct redis_sink *s, size_t n, char *errstr,
 static int command(struct redis_sink *s, char *errstr, size_t errstr_size,
                    int argc, const char **argv)
 {
-        redisReply *r = redisCommandArgv(s->c, argc, argv, NULL);
-        int rc = 0;
+        redisReply *r;
 
-        if (!r) {
-                snprintf(errstr, errstr_size, "redis %s:%d: %s", s->url.host,
-                         s->url.port, s->c->errstr);
+        if (redisAppendCommandArgv(s->c, argc, argv, NULL) != REDIS_OK)
+                return lost(s, s->c->errstr, errstr, errstr_size);
+        if (write_all(s, errstr, errstr_size) < 0 ||
+            get_reply(s, &r, errstr, errstr_size) < 0)
                 return -1;
-        }
         if (r->type == REDIS_REPLY_ERROR) {
                 snprintf(errstr, errstr_size, "redis %s:%d: %s: %s",
                          s->url.host, s->url.port, argv[0], r->str);
-                rc = -1;
+                return -1;
         }
-        freeReplyObject(r);
-        return rc;
+        return 0;
 }
 
 static int redis_reconnect(void *ctx, char *errstr, size_t errstr_size)
@@ -177,6 +287,9 @@ static int redis_reconnect(void *ctx, char *errstr, size_t errstr_size)
         tv.tv_sec = 5;
         redisSetTimeout(s->c, tv);
         redisEnableKeepAlive(s->c);
+        s->reply.refused = NULL;
+        s->c->reader->fn = &reply_fns;
+        s->c->reader->privdata = &s->reply;
         if (s->url.password[0]) {
                 const char *argv[3] = {"AUTH", s->url.user, s->url.password};
                 int argc = 3;

@@ -59,6 +59,15 @@ def rss_mb(pid):
     return 0.0
 
 
+def hwm_mb(pid):
+    """Peak RSS of pid so far."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
 def test_rebalance_while_redis_down_loses_nothing(services, topic, engines):
     """Redis stops; a second engine joins and takes half the partitions
     while the first holds undelivered messages of all four. Eager and
@@ -226,6 +235,110 @@ def test_good_backlog_memory_bounded(services, topic, engines, mode):
                                                                             calls)
     assert calls <= n / 32, "batches did not grow with the backlog: %d calls" % calls
     assert eng.stop() == 0
+
+
+class HostileRedis:
+    """A TCP server in front of a real Redis whose first connections each
+    answer the engine's first command with one of `answers` (a reply of
+    bytes, then with endless=True filler until the engine hangs up, at
+    most 256 MB); later connections are relayed to the real Redis."""
+
+    CAP = 256 << 20
+
+    def __init__(self, upstream_port, answers):
+        self.upstream = upstream_port
+        self.answers = list(answers)
+        self.sent = []  # filler bytes each hostile connection got out
+        self.lsock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.lsock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            if self.answers:
+                reply, endless = self.answers.pop(0)
+                threading.Thread(target=self._hostile, args=(c, reply, endless),
+                                 daemon=True).start()
+            else:
+                up = socket.create_connection(("127.0.0.1", self.upstream))
+                for a, b in ((c, up), (up, c)):
+                    threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _hostile(self, c, reply, endless):
+        sent = 0
+        try:
+            c.recv(65536)  # the engine's first command
+            c.sendall(reply)
+            filler = b"x" * 65536
+            while endless and sent < self.CAP:
+                sent += c.send(filler)
+        except OSError:
+            pass
+        self.sent.append(sent)
+        c.close()
+
+    @staticmethod
+    def _pipe(a, b):
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self):
+        self.lsock.close()
+
+
+def test_hostile_redis_replies_are_refused_within_a_bound_and_lose_nothing(
+        services, topic, engines):
+    """The engine's Redis answers with what PUBLISH never gets (an array
+    header claiming a billion elements, a bulk string) and with replies that
+    never end (a status line, a 2 GB bulk string, each streamed until the
+    engine hangs up). Each time the engine drops the connection with a
+    warning that names the reply, having read at most 64 KiB of it, and
+    reconnects; its memory stays bounded, and once Redis behaves every
+    input reaches the subscriber."""
+    redis = PrivateRedis()
+    hostile = HostileRedis(redis.port, [(b"*1000000000\r\n", False),
+                                        (b"$3\r\nabc\r\n", False),
+                                        (b"+", True),
+                                        (b"$2000000000\r\n", True)])
+    n = 2000
+    produce(services, topic, messages("h", n))
+    sub = Subscriber({"REDIS_URL": redis.url})
+    try:
+        eng = engines(topic=topic, extra_env={
+            "REDIS_URL": "redis://127.0.0.1:%d/0" % hostile.port,
+            "REDIS_RETRY_MAX_MS": "200", "ML_LOG_LEVEL": "warn"})
+        want = {"h%d" % i for i in range(n)}
+        wait_for(lambda: want <= {p.get("input_id") for p in sub.payloads()}, 120,
+                 "every input published once Redis behaves")
+        log = eng.output()
+        for why in ("an array reply", "a bulk string reply", "passed 64 KiB without ending"):
+            assert why in log, "no warning naming %r:\n%s" % (why, log[-3000:])
+        # what the kernel's socket buffers take beyond the 64 KiB read
+        assert len(hostile.sent) == 4 and max(hostile.sent) < 32 << 20, hostile.sent
+        peak = hwm_mb(eng.proc.pid)
+        print("BUDGET: engine against a hostile Redis: filler sent before hang-up %s bytes, "
+              "peak RSS %.1f MB" % (hostile.sent, peak))
+        assert SANITIZED or peak <= 64, "engine peak RSS %.0f MB > 64 MB" % peak
+        assert eng.stop() == 0
+    finally:
+        sub.close()
+        hostile.close()
+        redis.stop()
 
 
 def test_metrics_listener_not_wedged_by_stalled_clients(services, topic, engines):

@@ -33,7 +33,31 @@ struct fake {
         char seen[2][MAX_SEEN][32];
         int nseen[2];
         int conns;
+        /* when set, the first connection answers its first command with
+         * these bytes and then, with endless, with filler until the peer
+         * goes (at most FILLER_MAX bytes); filler_sent counts it */
+        const char *bad;
+        int endless;
+        size_t filler_sent;
 };
+
+#define FILLER_MAX ((size_t)64 << 20)
+
+/* Answers with f->bad (and filler), then closes. */
+static void misbehave(struct fake *f, int fd)
+{
+        char filler[4096];
+
+        if (send(fd, f->bad, strlen(f->bad), MSG_NOSIGNAL) < 0 || !f->endless)
+                return;
+        memset(filler, 'x', sizeof(filler));
+        while (f->filler_sent < FILLER_MAX) {
+                ssize_t n = send(fd, filler, sizeof(filler), MSG_NOSIGNAL);
+                if (n <= 0)
+                        return;
+                f->filler_sent += (size_t)n;
+        }
+}
 
 /* Reads one RESP command (an array of bulk strings) from buf[0..len);
  * returns the bytes it took, 0 when it is incomplete. argv gets up to 3
@@ -105,6 +129,10 @@ static void *serve(void *arg)
                         }
                         if (c == 0 && f->close_at && got >= f->close_at)
                                 break;
+                        if (c == 0 && f->bad && got > 0) {
+                                misbehave(f, fd);
+                                break;
+                        }
                         if (got >= f->hold_until) {
                                 answer(fd, owed);
                                 owed = 0;
@@ -230,4 +258,51 @@ MLS_TEST(redis_sink_lost_before_the_replies_sends_the_batch_again_first)
         CHECK_STR_EQ(f.seen[1][1], "a2");
         CHECK_STR_EQ(f.seen[1][2], "b1");
         mls_metrics_free(m);
+}
+
+/* The replies PUBLISH never gets, and one that never ends: each drops the
+ * connection with a reason that names it, within a bound on what the
+ * sink reads, and the batch goes out again on the next connection. */
+MLS_TEST(redis_sink_refuses_replies_publish_never_gets)
+{
+        static const struct {
+                const char *bad, *why;
+                int endless;
+        } cases[] = {
+                {"*1000000000\r\n", "an array reply", 0},
+                {"$3\r\nabc\r\n", "a bulk string reply", 0},
+                {"$-1\r\n", "a nil reply", 0},
+                {"+", "passed 64 KiB without ending", 1},
+                {"$2000000000\r\n", "passed 64 KiB without ending", 1},
+        };
+
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                mls_metrics_t *m = mls_metrics_new();
+                struct mls_sink s;
+                struct fake f;
+                char err[256] = "";
+
+                CHECK(fake_start(&f, 0, 0) == 0);
+                f.bad = cases[i].bad;
+                f.endless = cases[i].endless;
+                CHECK(sink_for(&s, m, f.port) == 0);
+                CHECK_INT_EQ(mls_sink_connect(&s, err, sizeof(err)), 0);
+                CHECK_INT_EQ(queue(&s, "p1"), 0);
+                CHECK_INT_EQ(s.ops->flush(s.ctx, err, sizeof(err)), -1);
+                CHECK_CONTAINS(err, cases[i].why);
+                CHECK_INT_EQ(mls_sink_connected(&s), 0);
+                /* the filler stops when the sink hangs up: within what the
+                 * kernel buffers beyond the bound, far from FILLER_MAX */
+                CHECK(f.filler_sent < FILLER_MAX / 4);
+                CHECK_INT_EQ(mls_sink_connect(&s, err, sizeof(err)), 0);
+                CHECK_INT_EQ(queue(&s, "p2"), 0);
+                CHECK_INT_EQ(s.ops->flush(s.ctx, err, sizeof(err)), 0);
+                CHECK_INT_EQ(s.ops->receivers(s.ctx), 1);
+                mls_sink_destroy(&s);
+                fake_stop(&f);
+                CHECK_INT_EQ(f.conns, 2);
+                CHECK_INT_EQ(f.nseen[1], 1);
+                CHECK_STR_EQ(f.seen[1][0], "p2");
+                mls_metrics_free(m);
+        }
 }
