@@ -59,6 +59,7 @@ struct parser {
         enum mls_decode_err err;
         char *errstr;
         size_t errstr_size;
+        int nul; /* the last string parsed held a \u0000 */
 };
 
 static int fail(struct parser *ps, enum mls_decode_err err, const char *fmt,
@@ -136,6 +137,7 @@ static int parse_string(struct parser *ps, char *out, size_t cap,
 {
         size_t n = 0;
 
+        ps->nul = 0;
         ps->p++; /* opening quote */
         for (;;) {
                 const char *run = ps->p;
@@ -216,6 +218,7 @@ static int parse_string(struct parser *ps, char *out, size_t cap,
                                 return syntax(ps, "bad escape");
                         }
                         ps->p += 2;
+                        ps->nul |= cp == 0;
                         n += put_utf8(out, cap ? cap - 1 : 0, n, cp);
                         continue;
                 }
@@ -567,7 +570,7 @@ static int parse_id(struct parser *ps, const char *key, char *out, size_t cap,
                             "%s is longer than %zu bytes", key, cap - 1);
         if (len == 0)
                 return fail(ps, MLS_DECODE_BAD_FIELD, "%s is empty", key);
-        if (strlen(out) != len)
+        if (ps->nul)
                 return fail(ps, MLS_DECODE_BAD_FIELD, "%s contains NUL", key);
         *has = 1;
         return 0;

@@ -47,6 +47,7 @@ struct mls_engine {
         long long done_msgs;    /* records done, offsets not yet stored */
         long long stored_msgs;  /* records whose offsets wait for a commit */
         int64_t next_commit_ns; /* not before (ML_COMMIT_INTERVAL_MS) */
+        int64_t now_ns;         /* the run loop's last clock reading */
         int closing;        /* leaving the group: final_commit() committed */
         int coordinator_ok; /* the last commit (or join) was answered */
         int64_t backoff_ms, next_retry_ns;
@@ -118,10 +119,13 @@ static void commit_stored(mls_engine_t *e, int force)
 
         if (e->committing || !e->uncommitted)
                 return;
-        now = mls_clock_mono_ns();
-        if (!force && now < e->next_commit_ns &&
+        /* the run loop's time, at most a batch old, is close enough to
+         * hold a commit back: one held too long goes at the loop's next
+         * turn */
+        if (!force && e->now_ns < e->next_commit_ns &&
             e->stored_msgs < e->cfg->commit_max_messages)
                 return;
+        now = mls_clock_mono_ns();
         e->uncommitted = 0;
         e->stored_msgs = 0;
         e->next_commit_ns = now + e->cfg->commit_interval_ms * 1000000LL;
@@ -1298,7 +1302,8 @@ static void final_commit(mls_engine_t *e)
 int mls_engine_run(mls_engine_t *e)
 {
         const int64_t hb_ns = e->cfg->heartbeat_interval_ms * 1000000LL;
-        int64_t next_hb = 0;
+        int64_t next_hb = 0, now = 0;
+        int now_fresh = 0;
         char errstr[512];
         int status = 0;
 
@@ -1319,9 +1324,15 @@ int mls_engine_run(mls_engine_t *e)
         mls_info("engine %s consuming %s as group %s", e->engine_id,
                  e->cfg->kafka_inference_topic, e->cfg->kafka_consumer_group);
         for (;;) {
-                int64_t now = mls_clock_mono_ns();
                 rd_kafka_message_t *m;
                 int wait_ms;
+
+                /* a message just added without a flush came moments ago:
+                 * its time serves this turn (one clock read a message) */
+                if (!now_fresh)
+                        now = mls_clock_mono_ns();
+                now_fresh = 0;
+                e->now_ns = now;
 
                 if (e->fatal) {
                         status = 1;
@@ -1409,6 +1420,8 @@ int mls_engine_run(mls_engine_t *e)
                         prefetch_check(e);
                 } else if (!m) {
                         prefetch_check(e);
+                } else {
+                        now_fresh = 1;
                 }
         }
         if (!e->fatal) {

@@ -220,6 +220,26 @@ MLS_TEST(decoder_wrong_types)
         CHECK_REFUSED("{\"features\":[null]}", MLS_DECODE_BAD_FEATURES);
 }
 
+/* An id is a C string downstream (channel names, log lines): one holding
+ * an escaped NUL is refused, and a NUL elsewhere does not taint it. */
+MLS_TEST(decoder_ids_with_nul)
+{
+        struct mls_floats f = {0};
+        struct mls_input in;
+        char err[200];
+
+        CHECK_REFUSED("{\"input_id\":\"a\\u0000b\",\"features\":[1]}",
+                      MLS_DECODE_BAD_FIELD);
+        CHECK_REFUSED("{\"model_id\":\"m\\u0000\",\"features\":[1]}",
+                      MLS_DECODE_BAD_FIELD);
+        CHECK_INT_EQ(decode("{\"x\\u0000\":\"\\u0000\",\"input_id\":\"ok\","
+                            "\"features\":[1]}",
+                            &f, &in, err),
+                     MLS_DECODE_OK);
+        CHECK_STR_EQ(in.input_id, "ok");
+        mls_floats_free(&f);
+}
+
 MLS_TEST(decoder_long_ids)
 {
         char s[2048], id[600];
