@@ -7,12 +7,20 @@
 #include <string.h>
 
 #include "common/buf.h"
+#include "common/redis_replies.h"
 
 #define NONE SIZE_MAX
 /* A connection's pipeline goes to the socket in pieces of this size, so
  * hiredis' output buffer never holds more than one piece and a command. */
 #define WRITE_CHUNK ((size_t)1 << 20)
 #define MAX_NODES 4096
+/* The most bytes a reply may leave unparsed in a reader. hiredis parses
+ * an array's elements as they come and drops their bytes, so even a slot
+ * map of 16,384 ranges (a few MB) leaves little unparsed at a time; what
+ * its objects take is bounded by common/redis_replies.c. A line that
+ * never ends is the case this bounds, and hiredis scans an unfinished
+ * line from its start on each read: kept small, that costs milliseconds. */
+#define REPLY_MAX_BYTES ((size_t)1 << 20)
 
 /* ------------------------------------------------------------------ slots */
 
@@ -516,6 +524,8 @@ struct mls_cluster_pub {
         int failed; /* an add failed since the last flush */
         struct mls_cluster_pub_stats st;
         char err[256]; /* the first error of the current round */
+        /* every connection's reader's (connections move when added) */
+        struct mls_redis_replies_bound bound;
 };
 
 static const char asking_cmd[] = "*1\r\n$6\r\nASKING\r\n";
@@ -555,6 +565,7 @@ mls_cluster_pub_t *mls_cluster_pub_new(const struct mls_redis_url *seeds,
                        sizeof(seeds->password));
         }
         p->nseeds = nseeds;
+        p->bound.max_unparsed = REPLY_MAX_BYTES;
         mls_buf_init(&p->cmds, batch_limit ? batch_limit : (size_t)1 << 30);
         return p;
 }
@@ -594,6 +605,62 @@ static int conn_find(struct mls_cluster_pub *p, const char *host, int port)
         return (int)p->nconns++;
 }
 
+static int write_out(redisContext *c)
+{
+        int done = 0;
+
+        while (!done)
+                if (redisBufferWrite(c, &done) != REDIS_OK)
+                        return -1;
+        return 0;
+}
+
+/* redisGetReply(), bounded: what hiredis holds is written, and no more
+ * than REPLY_MAX_BYTES are read ahead of a reply that has not ended. The
+ * reply is freed with mls_redis_replies_free(). On failure c->errstr says
+ * why, naming the limit a refused reply passed. */
+static int get_reply(struct mls_cluster_pub *p, redisContext *c,
+                     redisReply **out)
+{
+        void *reply = NULL;
+
+        if (write_out(c) < 0)
+                return -1;
+        for (;;) {
+                p->bound.refused = NULL;
+                if (redisGetReplyFromReader(c, &reply) != REDIS_OK) {
+                        if (p->bound.refused)
+                                snprintf(c->errstr, sizeof(c->errstr), "%s",
+                                         p->bound.refused);
+                        return -1;
+                }
+                if (reply) {
+                        *out = reply;
+                        return 0;
+                }
+                if (c->reader->len - c->reader->pos > REPLY_MAX_BYTES) {
+                        c->err = REDIS_ERR_PROTOCOL;
+                        snprintf(c->errstr, sizeof(c->errstr),
+                                 "a reply passed 1 MiB without ending");
+                        return -1;
+                }
+                if (redisBufferRead(c) != REDIS_OK)
+                        return -1;
+        }
+}
+
+/* A command and its reply (NULL on failure, c->errstr saying why). */
+static redisReply *command(struct mls_cluster_pub *p, redisContext *c, int argc,
+                           const char **argv)
+{
+        redisReply *r;
+
+        if (redisAppendCommandArgv(c, argc, argv, NULL) != REDIS_OK ||
+            get_reply(p, c, &r) < 0)
+                return NULL;
+        return r;
+}
+
 /* Connects conns[i] unless it is connected, with AUTH when the URL has a
  * password. Returns 0, or -1 with the error recorded. */
 static int conn_open(struct mls_cluster_pub *p, size_t i)
@@ -617,6 +684,7 @@ static int conn_open(struct mls_cluster_pub *p, size_t i)
         tv.tv_usec = MLS_CLUSTER_IO_TIMEOUT_MS % 1000 * 1000;
         redisSetTimeout(cn->c, tv);
         redisEnableKeepAlive(cn->c);
+        mls_redis_replies_use(cn->c->reader, &p->bound);
         if (u->password[0]) {
                 const char *argv[3] = {"AUTH", u->user, u->password};
                 int argc = u->user[0] ? 3 : 2;
@@ -624,7 +692,7 @@ static int conn_open(struct mls_cluster_pub *p, size_t i)
 
                 if (argc == 2)
                         argv[1] = u->password;
-                r = redisCommandArgv(cn->c, argc, argv, NULL);
+                r = command(p, cn->c, argc, argv);
                 if (!r) {
                         set_err(p, "redis %s:%d: %s", cn->host, cn->port,
                                 cn->c->errstr);
@@ -633,10 +701,10 @@ static int conn_open(struct mls_cluster_pub *p, size_t i)
                 if (r->type == REDIS_REPLY_ERROR) {
                         set_err(p, "redis %s:%d: AUTH: %s", cn->host, cn->port,
                                 r->str);
-                        freeReplyObject(r);
+                        mls_redis_replies_free(r);
                         goto fail;
                 }
-                freeReplyObject(r);
+                mls_redis_replies_free(r);
         }
         return 0;
 fail:
@@ -656,7 +724,7 @@ static int try_refresh(struct mls_cluster_pub *p, size_t i)
         cn->tried = 1;
         if (conn_open(p, i) < 0)
                 return -1;
-        r = redisCommand(cn->c, "CLUSTER SLOTS");
+        r = command(p, cn->c, 2, (const char *[]){"CLUSTER", "SLOTS"});
         if (!r) {
                 set_err(p, "redis %s:%d: %s", cn->host, cn->port,
                         cn->c->errstr);
@@ -665,7 +733,7 @@ static int try_refresh(struct mls_cluster_pub *p, size_t i)
                 return -1;
         }
         m = mls_cluster_map_from_reply(r, cn->host, why, sizeof(why));
-        freeReplyObject(r);
+        mls_redis_replies_free(r);
         if (!m) {
                 set_err(p, "redis %s:%d: %s", cn->host, cn->port, why);
                 return -1;
@@ -868,16 +936,6 @@ static void conn_fail(struct mls_cluster_pub *p, size_t i, size_t k)
         cn->count = 0;
 }
 
-static int write_out(redisContext *c)
-{
-        int done = 0;
-
-        while (!done)
-                if (redisBufferWrite(c, &done) != REDIS_OK)
-                        return -1;
-        return 0;
-}
-
 /* Sends each connection's list. Returns 1 when a connection failed. */
 static int send_round(struct mls_cluster_pub *p)
 {
@@ -978,19 +1036,17 @@ static size_t receive_round(struct mls_cluster_pub *p, int *retry)
                 for (size_t k = p->conns[i].head; k != NONE;) {
                         struct entry *e = &p->ents[k];
                         size_t next = e->next;
-                        void *reply = NULL;
+                        redisReply *reply;
 
                         if (e->asking) {
-                                if (redisGetReply(p->conns[i].c, &reply) !=
-                                    REDIS_OK)
+                                if (get_reply(p, p->conns[i].c, &reply) < 0)
                                         goto fail;
-                                freeReplyObject(reply);
-                                reply = NULL;
+                                mls_redis_replies_free(reply);
                         }
-                        if (redisGetReply(p->conns[i].c, &reply) != REDIS_OK)
+                        if (get_reply(p, p->conns[i].c, &reply) < 0)
                                 goto fail;
                         acked += (size_t)on_reply(p, i, e, reply, retry);
-                        freeReplyObject(reply);
+                        mls_redis_replies_free(reply);
                         k = next;
                         continue;
                 fail:

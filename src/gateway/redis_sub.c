@@ -12,7 +12,7 @@
 #include "common/channel.h"
 #include "common/log.h"
 #include "common/strmap.h"
-#include "gateway/redis_replies.h"
+#include "common/redis_replies.h"
 #include "gateway/redis_uv.h"
 
 #define BACKOFF_START_MS 50

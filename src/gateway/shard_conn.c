@@ -7,7 +7,7 @@
 #include <hiredis/hiredis.h>
 
 #include "common/log.h"
-#include "gateway/redis_replies.h"
+#include "common/redis_replies.h"
 
 #define READ_CHUNK 65536
 

@@ -180,7 +180,7 @@ test('a Redis reply that never ends is cut off at its objects cap', async () => 
     assert.ok(conns[0].closed);
     assert.ok(conns[0].sent < MAX_CHILDREN, `the gateway read all ${MAX_CHILDREN} arrays`);
     // the log says which limit, not "Out of memory"
-    assert.match(hostile.log(), /warn .*redis 127\.0\.0\.1:\d+: a reply took more memory than the gateway allows one/);
+    assert.match(hostile.log(), /warn .*redis 127\.0\.0\.1:\d+: a reply took more memory than mlstream allows one/);
     assert.ok(SANITIZED || hwm <= 96 * MB, `peak RSS ${(hwm / MB).toFixed(1)} MB`);
     assert.equal((await fetch(`${hostile.http}/healthz`)).status, 200);
     assert.equal((await fetch(`${hostile.http}/readyz`)).status, 503);

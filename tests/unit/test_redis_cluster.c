@@ -556,6 +556,7 @@ enum fake_mode {
         FAKE_ASKING_ONLY, /* :1 after ASKING, else -MOVED to `to` */
         FAKE_DROP,        /* close the connection after `left` replies */
         FAKE_DOWN,        /* -CLUSTERDOWN */
+        FAKE_HOSTILE,     /* fk.hostile's bytes, then close */
 };
 
 struct fake_node {
@@ -580,6 +581,8 @@ static struct fake {
         const char *password; /* required when set */
         struct fake_node n[3];
         struct fake_client c[16];
+        const char *hostile; /* FAKE_HOSTILE's answer */
+        size_t hostile_len;
 } fk;
 
 static void fake_reply(int fd, const char *s, size_t len)
@@ -713,6 +716,11 @@ static void fake_command(struct fake_client *c, int argc, char **argv,
                 return;
         case FAKE_DOWN:
                 fake_replyf(c->fd, "-CLUSTERDOWN The cluster is down\r\n");
+                return;
+        case FAKE_HOSTILE:
+                /* returns once written or once the publisher hangs up */
+                fake_reply(c->fd, fk.hostile, fk.hostile_len);
+                fake_close(c);
                 return;
         }
 }
@@ -1033,4 +1041,51 @@ MLS_TEST(redis_cluster_pub_fake_bounded_retries)
         CHECK_INT_EQ(st.failed_flush, 2);
         mls_cluster_pub_free(p);
         fake_stop();
+}
+
+/* A node whose answers to SPUBLISH no node gives: an array header claiming
+ * a billion elements (an 8 GB element table), and a status line 2 MiB
+ * long. Each is refused with a reason naming its limit, before the
+ * publisher holds more than the limit; the flush fails with that reason. */
+MLS_TEST(redis_cluster_pub_fake_hostile_replies)
+{
+        static const char header[] = "*1000000000\r\n";
+        const size_t long_len = (size_t)2 << 20;
+        char *long_line = malloc(long_len);
+        mls_cluster_pub_t *p;
+        char err[512] = "";
+
+        CHECK(long_line != NULL);
+        long_line[0] = '+';
+        memset(long_line + 1, 'x', long_len - 1);
+        signal(SIGPIPE, SIG_IGN);
+        CHECK_INT_EQ(fake_start(NULL), 0);
+        p = fake_pub(NULL);
+        CHECK_INT_EQ(mls_cluster_pub_connect(p, err, sizeof(err)), 0);
+
+        pthread_mutex_lock(&fk.mu);
+        fk.hostile = header;
+        fk.hostile_len = sizeof(header) - 1;
+        fk.n[0].mode = FAKE_HOSTILE;
+        pthread_mutex_unlock(&fk.mu);
+        add_n(p, 3);
+        CHECK_INT_EQ(mls_cluster_pub_flush(p, err, sizeof(err)), -1);
+        CHECK_CONTAINS(err, "an array of more than 65,536 elements");
+
+        pthread_mutex_lock(&fk.mu);
+        fk.hostile = long_line;
+        fk.hostile_len = long_len;
+        pthread_mutex_unlock(&fk.mu);
+        add_n(p, 3);
+        CHECK_INT_EQ(mls_cluster_pub_flush(p, err, sizeof(err)), -1);
+        CHECK_CONTAINS(err, "a reply passed 1 MiB without ending");
+
+        /* healthy again: the caller's retry passes */
+        fake_set(0, FAKE_OWNER, 0);
+        add_n(p, 3);
+        CHECK_INT_EQ(mls_cluster_pub_flush(p, err, sizeof(err)), 0);
+        CHECK_INT_EQ(fake_published(0), 3);
+        mls_cluster_pub_free(p);
+        fake_stop();
+        free(long_line);
 }

@@ -1,4 +1,4 @@
-#include "gateway/redis_replies.h"
+#include "common/redis_replies.h"
 
 #include <stddef.h>
 #include <stdlib.h>
@@ -9,7 +9,7 @@
 /* Room the first block of a reply has beside what it is made for: a
  * pub/sub message's array, its two short strings and their objects. */
 #define FIRST_ROOM 512
-/* Most elements of one array: the largest the gateway asks for is a
+/* Most elements of one array: the largest mlstream asks for is a
  * cluster's slot map, at most one entry per slot (16,384). A header
  * claiming more would otherwise have its element table allocated and
  * zeroed before any element came. */
@@ -90,9 +90,9 @@ static void *refuse(const redisReadTask *task, const char *why)
         return NULL;
 }
 
-#define TOO_MANY_OBJECTS                                                   \
-        "a reply took more memory than the gateway allows one (twice the " \
-        "cap on unparsed reply bytes plus 16 MiB)"
+#define TOO_MANY_OBJECTS                                                    \
+        "a reply took more memory than mlstream allows one (twice the cap " \
+        "on unparsed reply bytes plus 16 MiB)"
 
 /* A zeroed node with extra bytes after it, in the reply of task: a new
  * root block for a top-level object, else room in the parent's reply.
@@ -189,7 +189,7 @@ static void *create_nil(const redisReadTask *task)
         return &nd->r;
 }
 
-static void free_reply(void *reply)
+void mls_redis_replies_free(void *reply)
 {
         struct block *b, *next;
 
@@ -203,7 +203,8 @@ static void free_reply(void *reply)
 }
 
 static redisReplyObjectFunctions functions = {
-        create_string, create_array, create_integer, create_nil, free_reply,
+        create_string, create_array,           create_integer,
+        create_nil,    mls_redis_replies_free,
 };
 
 void mls_redis_replies_use(redisReader *r,

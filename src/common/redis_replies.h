@@ -17,8 +17,8 @@
  *
  * Threads: any; no shared state.
  */
-#ifndef MLS_GATEWAY_REDIS_REPLIES_H
-#define MLS_GATEWAY_REDIS_REPLIES_H
+#ifndef MLS_COMMON_REDIS_REPLIES_H
+#define MLS_COMMON_REDIS_REPLIES_H
 
 #include <hiredis/read.h>
 
@@ -35,5 +35,8 @@ struct mls_redis_replies_bound {
 /* Makes r build its replies this way, within *bound. Takes r's privdata. */
 void mls_redis_replies_use(redisReader *r,
                            struct mls_redis_replies_bound *bound);
+
+/* Frees a whole reply that r built (r->fn->freeObject; no reader needed). */
+void mls_redis_replies_free(void *reply);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * Reply objects in one block per reply (src/gateway/redis_replies.c):
+ * Reply objects in one block per reply (src/common/redis_replies.c):
  * hiredis' reader builds with them what it builds with its own functions,
  * across partial reads and nesting, and freeing a reply (whole or cut off
  * by an error or the reader's end) frees everything (the ASan run checks
@@ -10,7 +10,7 @@
 
 #include <hiredis/hiredis.h>
 
-#include "gateway/redis_replies.h"
+#include "common/redis_replies.h"
 #include "test.h"
 
 /* The cap on unparsed bytes the gateway's subscriber uses by default
@@ -30,7 +30,7 @@ static redisReader *reader(void)
 
 /* A pub/sub message fed a byte at a time, then one whose payload is far
  * larger than a first block. */
-MLS_TEST(gateway_redis_replies_message_in_pieces)
+MLS_TEST(redis_replies_message_in_pieces)
 {
         static const char msg[] = "*3\r\n$7\r\nmessage\r\n$4\r\nchan\r\n"
                                   "$11\r\n{\"a\":[1,2]}\r\n";
@@ -72,7 +72,7 @@ MLS_TEST(gateway_redis_replies_message_in_pieces)
 /* Every kind of reply, nested, with more objects than one block holds;
  * then a reply cut off by a protocol error, and one left unfinished when
  * the reader goes. */
-MLS_TEST(gateway_redis_replies_kinds_nesting_and_cut_offs)
+MLS_TEST(redis_replies_kinds_nesting_and_cut_offs)
 {
         redisReader *r = reader();
         char text[8192];
@@ -126,7 +126,7 @@ MLS_TEST(gateway_redis_replies_kinds_nesting_and_cut_offs)
 /* An array header past the cap fails the reader at once, before any
  * element table is made, and the bound says why; one at the cap is still
  * read. */
-MLS_TEST(gateway_redis_replies_array_cap)
+MLS_TEST(redis_replies_array_cap)
 {
         redisReader *r = reader();
         void *out = NULL;
@@ -155,7 +155,7 @@ MLS_TEST(gateway_redis_replies_array_cap)
 /* A server that never finishes a reply cannot grow it without end: with
  * a cap of 1 KiB on unparsed bytes, one reply's objects stop at 16 MiB
  * and a little, though each piece fed is small and parsed at once. */
-MLS_TEST(gateway_redis_replies_objects_cap)
+MLS_TEST(redis_replies_objects_cap)
 {
         struct mls_redis_replies_bound small = {.max_unparsed = 1024};
         static char ints[4096 * 4];
