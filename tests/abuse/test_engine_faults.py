@@ -51,19 +51,11 @@ class PrivateRedis:
             self.proc.wait(timeout=20)
 
 
-def rss_mb(pid):
+def rss_mb(pid, field="VmRSS"):
+    """pid's resident memory now (VmHWM: its peak so far), in MB."""
     with open("/proc/%d/status" % pid) as f:
         for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    return 0.0
-
-
-def hwm_mb(pid):
-    """Peak RSS of pid so far."""
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024.0
     return 0.0
 
@@ -330,7 +322,7 @@ def test_hostile_redis_replies_are_refused_within_a_bound_and_lose_nothing(
             assert why in log, "no warning naming %r:\n%s" % (why, log[-3000:])
         # what the kernel's socket buffers take beyond the 64 KiB read
         assert len(hostile.sent) == 4 and max(hostile.sent) < 32 << 20, hostile.sent
-        peak = hwm_mb(eng.proc.pid)
+        peak = rss_mb(eng.proc.pid, "VmHWM")
         print("BUDGET: engine against a hostile Redis: filler sent before hang-up %s bytes, "
               "peak RSS %.1f MB" % (hostile.sent, peak))
         assert SANITIZED or peak <= 64, "engine peak RSS %.0f MB > 64 MB" % peak
