@@ -615,38 +615,18 @@ static int write_out(redisContext *c)
         return 0;
 }
 
-/* redisGetReply(), bounded: what hiredis holds is written, and no more
- * than REPLY_MAX_BYTES are read ahead of a reply that has not ended. The
- * reply is freed with mls_redis_replies_free(). On failure c->errstr says
- * why, naming the limit a refused reply passed. */
+/* The next reply on c, bounded (mls_redis_get_reply); freed with
+ * mls_redis_replies_free(). */
 static int get_reply(struct mls_cluster_pub *p, redisContext *c,
                      redisReply **out)
 {
-        void *reply = NULL;
+        void *reply;
 
-        if (write_out(c) < 0)
+        if (mls_redis_get_reply(c, REPLY_MAX_BYTES, &p->bound.refused, &reply) <
+            0)
                 return -1;
-        for (;;) {
-                p->bound.refused = NULL;
-                if (redisGetReplyFromReader(c, &reply) != REDIS_OK) {
-                        if (p->bound.refused)
-                                snprintf(c->errstr, sizeof(c->errstr), "%s",
-                                         p->bound.refused);
-                        return -1;
-                }
-                if (reply) {
-                        *out = reply;
-                        return 0;
-                }
-                if (c->reader->len - c->reader->pos > REPLY_MAX_BYTES) {
-                        c->err = REDIS_ERR_PROTOCOL;
-                        snprintf(c->errstr, sizeof(c->errstr),
-                                 "a reply passed 1 MiB without ending");
-                        return -1;
-                }
-                if (redisBufferRead(c) != REDIS_OK)
-                        return -1;
-        }
+        *out = reply;
+        return 0;
 }
 
 /* A command and its reply (NULL on failure, c->errstr saying why). */

@@ -1,6 +1,7 @@
 #include "common/redis_replies.h"
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -212,4 +213,42 @@ void mls_redis_replies_use(redisReader *r,
 {
         r->fn = &functions;
         r->privdata = bound;
+}
+
+int mls_redis_get_reply(redisContext *c, size_t max_unparsed,
+                        const char **refused, void **reply)
+{
+        int done = 0;
+
+        *reply = NULL;
+        while (!done)
+                if (redisBufferWrite(c, &done) != REDIS_OK)
+                        return -1;
+        for (;;) {
+                *refused = NULL;
+                if (redisGetReplyFromReader(c, reply) != REDIS_OK) {
+                        if (*refused)
+                                snprintf(c->errstr, sizeof(c->errstr), "%s",
+                                         *refused);
+                        return -1;
+                }
+                if (*reply)
+                        return 0;
+                if (c->reader->len - c->reader->pos > max_unparsed) {
+                        c->err = REDIS_ERR_PROTOCOL;
+                        if (max_unparsed % (1 << 20) == 0)
+                                snprintf(c->errstr, sizeof(c->errstr),
+                                         "a reply passed %zu MiB without "
+                                         "ending",
+                                         max_unparsed >> 20);
+                        else
+                                snprintf(c->errstr, sizeof(c->errstr),
+                                         "a reply passed %zu KiB without "
+                                         "ending",
+                                         max_unparsed >> 10);
+                        return -1;
+                }
+                if (redisBufferRead(c) != REDIS_OK)
+                        return -1;
+        }
 }

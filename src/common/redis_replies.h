@@ -15,11 +15,16 @@
  * reader fails ("Out of memory") and its connection is dropped; the bound
  * says which limit it was, for the log.
  *
+ * mls_redis_get_reply() is the bounded blocking read that the engine's
+ * Redis connections (its sink and the cluster publisher) use with their
+ * reply functions.
+ *
  * Threads: any; no shared state.
  */
 #ifndef MLS_COMMON_REDIS_REPLIES_H
 #define MLS_COMMON_REDIS_REPLIES_H
 
+#include <hiredis/hiredis.h>
 #include <hiredis/read.h>
 
 /* What bounds one connection's replies. It must outlive the reader. */
@@ -38,5 +43,15 @@ void mls_redis_replies_use(redisReader *r,
 
 /* Frees a whole reply that r built (r->fn->freeObject; no reader needed). */
 void mls_redis_replies_free(void *reply);
+
+/* redisGetReply() for a blocking context, bounded: writes out what c
+ * holds, then reads no more than max_unparsed bytes ahead of a reply that
+ * has not ended (hiredis alone would read on without end, and rescans an
+ * unfinished line from its start on every read). *refused is where c's
+ * reply functions say why they refused a reply (cleared here); on failure
+ * c->errstr says why, that reason when there is one. Returns 0 with the
+ * reply in *reply, or -1. */
+int mls_redis_get_reply(redisContext *c, size_t max_unparsed,
+                        const char **refused, void **reply);
 
 #endif

@@ -10,6 +10,7 @@
 #include "common/buf.h"
 #include "common/channel.h"
 #include "common/log.h"
+#include "common/redis_replies.h"
 #include "common/redis_url.h"
 
 #define CHUNK_BYTES ((size_t)8 << 20)
@@ -187,41 +188,17 @@ static redisReplyObjectFunctions reply_fns = {
         .freeObject = reply_free,
 };
 
-/* redisGetReply(), reading no more than REPLY_MAX_BYTES ahead of a reply
- * that has not ended. The reply is s->reply.r, valid until the next. */
+/* The next reply, bounded (mls_redis_get_reply): s->reply.r, valid until
+ * the next. */
 static int get_reply(struct redis_sink *s, redisReply **out, char *errstr,
                      size_t errstr_size)
 {
-        void *reply = NULL;
+        void *reply;
 
-        for (;;) {
-                if (redisGetReplyFromReader(s->c, &reply) != REDIS_OK)
-                        return lost(s,
-                                    s->reply.refused ? s->reply.refused
-                                                     : s->c->errstr,
-                                    errstr, errstr_size);
-                if (reply) {
-                        *out = reply;
-                        return 0;
-                }
-                if (s->c->reader->len - s->c->reader->pos > REPLY_MAX_BYTES)
-                        return lost(s,
-                                    "a reply passed 64 KiB without ending "
-                                    "(Redis answers the engine in a few bytes)",
-                                    errstr, errstr_size);
-                if (redisBufferRead(s->c) != REDIS_OK)
-                        return lost(s, s->c->errstr, errstr, errstr_size);
-        }
-}
-
-/* Writes out all that hiredis holds, whose replies are to be read. */
-static int write_all(struct redis_sink *s, char *errstr, size_t errstr_size)
-{
-        int done = 0;
-
-        while (!done)
-                if (redisBufferWrite(s->c, &done) != REDIS_OK)
-                        return lost(s, s->c->errstr, errstr, errstr_size);
+        if (mls_redis_get_reply(s->c, REPLY_MAX_BYTES, &s->reply.refused,
+                                &reply) < 0)
+                return lost(s, s->c->errstr, errstr, errstr_size);
+        *out = reply;
         return 0;
 }
 
@@ -234,11 +211,8 @@ static int read_replies(struct redis_sink *s, size_t n, char *errstr,
 {
         int rc = 0;
 
-        if (n > 0) {
+        if (n > 0)
                 s->receivers = 0;
-                if (write_all(s, errstr, errstr_size) < 0)
-                        return -1;
-        }
         for (; n > 0; n--) {
                 redisReply *r;
                 if (get_reply(s, &r, errstr, errstr_size) < 0)
@@ -263,8 +237,7 @@ static int command(struct redis_sink *s, char *errstr, size_t errstr_size,
 
         if (redisAppendCommandArgv(s->c, argc, argv, NULL) != REDIS_OK)
                 return lost(s, s->c->errstr, errstr, errstr_size);
-        if (write_all(s, errstr, errstr_size) < 0 ||
-            get_reply(s, &r, errstr, errstr_size) < 0)
+        if (get_reply(s, &r, errstr, errstr_size) < 0)
                 return -1;
         if (r->type == REDIS_REPLY_ERROR) {
                 snprintf(errstr, errstr_size, "redis %s:%d: %s: %s",
