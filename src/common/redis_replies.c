@@ -46,9 +46,14 @@ static size_t aligned(size_t n)
                sizeof(max_align_t);
 }
 
+/* A block with room for cap bytes, rounded up as carve() rounds: room
+ * checks subtract what was carved from the room, which must not pass it. */
 static struct block *block_new(size_t cap)
 {
-        struct block *b = malloc(sizeof(*b) + cap);
+        struct block *b;
+
+        cap = aligned(cap);
+        b = malloc(sizeof(*b) + cap);
 
         if (!b)
                 return NULL;
@@ -215,6 +220,21 @@ void mls_redis_replies_use(redisReader *r,
         r->privdata = bound;
 }
 
+int mls_redis_line_unended(const redisReader *r)
+{
+        const char *p = r->buf + r->pos, *end, *cr;
+
+        if (r->len - r->pos <= MLS_REDIS_MAX_LINE)
+                return 0;
+        end = p + MLS_REDIS_MAX_LINE;
+        while ((cr = memchr(p, '\r', (size_t)(end - p))) && cr + 1 < end) {
+                if (cr[1] == '\n')
+                        return 0;
+                p = cr + 1;
+        }
+        return 1;
+}
+
 int mls_redis_get_reply(redisContext *c, size_t max_unparsed,
                         const char **refused, void **reply)
 {
@@ -234,6 +254,12 @@ int mls_redis_get_reply(redisContext *c, size_t max_unparsed,
                 }
                 if (*reply)
                         return 0;
+                if (mls_redis_line_unended(c->reader)) {
+                        c->err = REDIS_ERR_PROTOCOL;
+                        snprintf(c->errstr, sizeof(c->errstr), "%s",
+                                 MLS_REDIS_LINE_UNENDED);
+                        return -1;
+                }
                 if (c->reader->len - c->reader->pos > max_unparsed) {
                         c->err = REDIS_ERR_PROTOCOL;
                         if (max_unparsed % (1 << 20) == 0)

@@ -44,10 +44,26 @@ void mls_redis_replies_use(redisReader *r,
 /* Frees a whole reply that r built (r->fn->freeObject; no reader needed). */
 void mls_redis_replies_free(void *reply);
 
+/* No line of a reply from a Redis server is long: statuses, errors,
+ * integers and the headers of arrays and bulk strings take a few bytes (a
+ * bulk string's data is counted, not scanned for its end). */
+#define MLS_REDIS_MAX_LINE (64 * 1024)
+
+/* Whether the reply r is in the middle of starts with a line that has
+ * passed MLS_REDIS_MAX_LINE bytes without its "\r\n". hiredis looks for a
+ * line's end from the line's start again on every read, so a line that
+ * never ends costs time in the square of its length, whatever the cap on
+ * a whole reply: refuse it early. A reader that holds a complete reply
+ * waiting to be taken is never in that state. */
+int mls_redis_line_unended(const redisReader *r);
+
+/* The reason mls_redis_get_reply() and the gateway give for it. */
+#define MLS_REDIS_LINE_UNENDED "a reply line passed 64 KiB without ending"
+
 /* redisGetReply() for a blocking context, bounded: writes out what c
  * holds, then reads no more than max_unparsed bytes ahead of a reply that
- * has not ended (hiredis alone would read on without end, and rescans an
- * unfinished line from its start on every read). *refused is where c's
+ * has not ended (hiredis alone would read on without end), nor past a line
+ * that is too long (mls_redis_line_unended()). *refused is where c's
  * reply functions say why they refused a reply (cleared here); on failure
  * c->errstr says why, that reason when there is one. Returns 0 with the
  * reply in *reply, or -1. */

@@ -390,6 +390,19 @@ static void connect_now(mls_redis_sub_t *s)
         s->resolving = 1;
 }
 
+/* Gives up the connection in the middle of a reply that passed a bound. */
+static void drop_reply(mls_redis_sub_t *s, const char *why)
+{
+        redisAsyncContext *ac = s->ac;
+
+        /* not inside a hiredis callback, so freeing is safe */
+        s->ac = NULL;
+        set_state(s, 0);
+        redisAsyncFree(ac);
+        lost_subscriptions(s);
+        schedule_retry(s, why);
+}
+
 /* After every loop iteration: hiredis buffers a whole reply before handing
  * it over, so a huge PUBLISH would grow its buffer without bound. */
 static void on_check(uv_check_t *c)
@@ -416,19 +429,16 @@ static void on_check(uv_check_t *c)
                 return;
         }
         r = s->ac->c.reader;
-        if (r && r->len - r->pos > s->conf.max_reply_bytes) {
-                redisAsyncContext *ac = s->ac;
+        if (r && mls_redis_line_unended(r)) {
+                /* a server's doing, not a message's: warned once */
+                drop_reply(s, MLS_REDIS_LINE_UNENDED);
+        } else if (r && r->len - r->pos > s->conf.max_reply_bytes) {
                 s->oversize++;
                 mls_warn("redis %s:%d: a message on %s is larger than %zu "
                          "bytes (GATEWAY_MAX_PAYLOAD_BYTES); reconnecting",
                          s->conf.url.host, s->conf.url.port, s->channel,
                          s->conf.max_reply_bytes);
-                /* not inside a hiredis callback, so freeing is safe */
-                s->ac = NULL;
-                set_state(s, 0);
-                redisAsyncFree(ac);
-                lost_subscriptions(s);
-                schedule_retry(s, "message over the size limit");
+                drop_reply(s, "message over the size limit");
         }
 }
 

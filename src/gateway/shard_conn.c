@@ -188,7 +188,9 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
                 if (c->dead || c->closing)
                         return;
         }
-        if (c->reader->len - c->reader->pos > c->conf.max_reply_bytes)
+        if (mls_redis_line_unended(c->reader))
+                fail(c, MLS_REDIS_LINE_UNENDED, 0);
+        else if (c->reader->len - c->reader->pos > c->conf.max_reply_bytes)
                 fail(c, "a reply is over the size limit", 1);
 }
 

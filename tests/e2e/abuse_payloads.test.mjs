@@ -215,3 +215,64 @@ test('a Redis array header claiming a billion elements is refused from the heade
     redisSrv.close();
   }
 });
+
+// Bytes the process has read with read(2) so far: its sockets' included
+// (libuv and hiredis read them so), whatever the kernel had buffered.
+function bytesRead(proc) {
+  return Number(/rchar: (\d+)/.exec(readFileSync(`/proc/${proc.pid}/io`, 'utf8'))[1]);
+}
+
+// A line that never ends (a status reply of endless "x"): hiredis looks
+// for a line's end from its start again on every read, so such a line
+// would cost the event loop time in the square of its length up to the
+// payload cap (4 MiB: ~0.15 s a connection attempt). The gateway gives up
+// after 64 KiB of it, long before the payload cap, on both of its Redis
+// readers: the single-node subscriber and a cluster's shard connections
+// (here the seed answering the first command). It says why (once, however
+// often the server does it), reads no more than a few reads past the
+// bound, stays healthy and small, and connects again.
+for (const cluster of [false, true]) {
+  test(`a Redis reply line that never ends is refused after 64 KiB (${cluster ? 'cluster' : 'single node'})`, async () => {
+    const CHUNK = Buffer.alloc(65536, 'x');
+    const LIMIT = 4 * MAX; // what the hostile server gives up after
+    let go;
+    const started = new Promise((r) => { go = r; });
+    const redisSrv = await hostileRedis(async (sock, c) => {
+      await started;
+      sock.write('+');
+      while (!c.closed && c.sent < LIMIT) {
+        c.sent += CHUNK.length;
+        if (!sock.write(CHUNK)) await new Promise((r) => sock.once('drain', r).once('close', r));
+      }
+    });
+    const { conns } = redisSrv;
+    const env = cluster ? { REDIS_CLUSTER: 'true', ML_STREAM_REDIS_CHANNEL_MODE: 'per-model' } : {};
+    const hostile = await startGateway(redisSrv.url, env);
+    try {
+      const before = bytesRead(hostile.proc);
+      go();
+      await waitFor(() => conns.length >= 2 && conns[0].closed, 20000,
+                    'the gateway to drop the connection and connect again');
+      const read = bytesRead(hostile.proc) - before;
+      const hwm = peakRss(hostile.proc);
+      console.log(`BUDGET: a never-ending Redis line (${cluster ? 'cluster' : 'single node'}) cut off; ` +
+                  `the gateway read ${(read / 1024).toFixed(0)} KiB meanwhile ` +
+                  `(${(conns[0].sent / MB).toFixed(2)} MB written); peak RSS ${(hwm / MB).toFixed(1)} MB`);
+      const why = cluster
+        ? /warn .*redis cluster: .*: a reply line passed 64 KiB without ending; retrying/
+        : /warn .*redis 127\.0\.0\.1:\d+: a reply line passed 64 KiB without ending; retrying/;
+      assert.match(hostile.log(), why);
+      assert.equal(hostile.log().match(/a reply line passed/g).length, 1, 'warned once');
+      // given up by the line's bound, not the payload cap's: the first
+      // connection, and the second's start, took well under 1 MiB
+      assert.doesNotMatch(hostile.log(), /larger than \d+ bytes|over the size limit/);
+      assert.ok(read < MB, `the gateway read ${read} bytes`);
+      assert.ok(SANITIZED || hwm <= 32 * MB, `peak RSS ${(hwm / MB).toFixed(1)} MB`);
+      assert.equal((await fetch(`${hostile.http}/healthz`)).status, 200);
+      assert.equal((await fetch(`${hostile.http}/readyz`)).status, 503);
+    } finally {
+      await hostile.stop();
+      redisSrv.close();
+    }
+  });
+}

@@ -1044,9 +1044,11 @@ MLS_TEST(redis_cluster_pub_fake_bounded_retries)
 }
 
 /* A node whose answers to SPUBLISH no node gives: an array header claiming
- * a billion elements (an 8 GB element table), and a status line 2 MiB
- * long. Each is refused with a reason naming its limit, before the
- * publisher holds more than the limit; the flush fails with that reason. */
+ * a billion elements (an 8 GB element table), a status line 2 MiB long,
+ * and a bulk string announcing 2 GB followed by 2 MiB of it. Each is
+ * refused with a reason naming its limit (the line after 64 KiB, the bulk
+ * string after 1 MiB), before the publisher holds more than the limit; the
+ * flush fails with that reason. */
 MLS_TEST(redis_cluster_pub_fake_hostile_replies)
 {
         static const char header[] = "*1000000000\r\n";
@@ -1076,6 +1078,11 @@ MLS_TEST(redis_cluster_pub_fake_hostile_replies)
         fk.hostile = long_line;
         fk.hostile_len = long_len;
         pthread_mutex_unlock(&fk.mu);
+        add_n(p, 3);
+        CHECK_INT_EQ(mls_cluster_pub_flush(p, err, sizeof(err)), -1);
+        CHECK_CONTAINS(err, "a reply line passed 64 KiB without ending");
+
+        memcpy(long_line, "$2000000000\r\n", 13);
         add_n(p, 3);
         CHECK_INT_EQ(mls_cluster_pub_flush(p, err, sizeof(err)), -1);
         CHECK_CONTAINS(err, "a reply passed 1 MiB without ending");

@@ -1,0 +1,102 @@
+/*
+ * libFuzzer target for how mlstream reads Redis replies from the network
+ * (src/common/redis_replies.c: hiredis' parser building our one-block
+ * objects, as the gateway's subscribers and the engine's cluster publisher
+ * do). The input's first byte sets the size of the pieces the rest is fed
+ * in. The same pieces go to a reader with hiredis' own objects; the two
+ * must agree reply for reply, except where ours refuses a reply for a
+ * bound, and then it must say which. mls_redis_line_unended() may report
+ * a line only when more than its bound is unparsed and the reader is
+ * waiting for more.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+
+#include "common/redis_replies.h"
+
+static void same(const redisReply *a, const redisReply *b)
+{
+        if (a->type != b->type)
+                abort();
+        switch (a->type) {
+        case REDIS_REPLY_INTEGER:
+                if (a->integer != b->integer)
+                        abort();
+                break;
+        case REDIS_REPLY_ARRAY:
+                if (a->elements != b->elements)
+                        abort();
+                for (size_t i = 0; i < a->elements; i++)
+                        same(a->element[i], b->element[i]);
+                break;
+        case REDIS_REPLY_NIL:
+                break;
+        default: /* strings, statuses, errors */
+                if (a->len != b->len || memcmp(a->str, b->str, a->len) != 0 ||
+                    a->str[a->len] != '\0')
+                        abort();
+        }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+        struct mls_redis_replies_bound bound = {.max_unparsed = 4096};
+        redisReader *ours, *theirs;
+        size_t piece, at;
+        int failed = 0;
+
+        if (size < 1)
+                return 0;
+        piece = (size_t)data[0] % 64 + 1;
+        data++;
+        size--;
+        ours = redisReaderCreate();
+        theirs = redisReaderCreate();
+        if (!ours || !theirs)
+                abort();
+        mls_redis_replies_use(ours, &bound);
+        for (at = 0; at < size && !failed; at += piece) {
+                size_t n = size - at < piece ? size - at : piece;
+
+                if (redisReaderFeed(ours, (const char *)data + at, n) !=
+                            REDIS_OK ||
+                    redisReaderFeed(theirs, (const char *)data + at, n) !=
+                            REDIS_OK)
+                        abort();
+                for (;;) {
+                        void *a = NULL, *b = NULL;
+                        int ra = redisReaderGetReply(ours, &a), rb;
+
+                        /* refused for a bound, and said so: hiredis' own
+                         * reader would try the allocation refused */
+                        if (ra != REDIS_OK && bound.refused) {
+                                failed = 1;
+                                break;
+                        }
+                        rb = redisReaderGetReply(theirs, &b);
+                        if (ra != REDIS_OK) {
+                                /* the same protocol error as hiredis' */
+                                if (rb == REDIS_OK)
+                                        abort();
+                                failed = 1;
+                                break;
+                        }
+                        if (rb != REDIS_OK || !a != !b)
+                                abort();
+                        if (!a)
+                                break;
+                        same(a, b);
+                        mls_redis_replies_free(a);
+                        freeReplyObject(b);
+                }
+                if (!failed && mls_redis_line_unended(ours) &&
+                    ours->len - ours->pos <= MLS_REDIS_MAX_LINE)
+                        abort();
+        }
+        redisReaderFree(ours);
+        redisReaderFree(theirs);
+        return 0;
+}
