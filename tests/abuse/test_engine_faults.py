@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from mlshelpers import (FAST_GROUP, SERVICES, Subscriber, free_port, http_get, messages,
-                        metric_sum, output_ids, parse_metrics, produce, topic_create,
-                        wait_for)
+from mlshelpers import (CHANNEL, FAST_GROUP, SERVICES, Subscriber, cluster_ok, free_port,
+                        http_get, messages, metric_sum, output_ids, parse_metrics, produce,
+                        shard_subscribe, topic_create, wait_for)
 
 # Under AddressSanitizer RSS is mostly shadow memory and quarantine: the
 # memory bounds are asserted in the normal build only.
@@ -331,6 +331,61 @@ def test_hostile_redis_replies_are_refused_within_a_bound_and_lose_nothing(
         sub.close()
         hostile.close()
         redis.stop()
+
+
+def test_hostile_cluster_seed_is_refused_within_a_bound_and_loses_nothing(
+        services, topic, engines):
+    """The engine's only Redis Cluster seed sits behind a proxy that answers
+    its first four CLUSTER SLOTS with what no node gives: an array header
+    claiming a billion elements, a status line that never ends, a 2 GB bulk
+    string that never ends (each streamed until the engine hangs up), and a
+    slot map of the wrong shape. Each is refused with a warning naming it,
+    the never-ending ones after at most 64 KiB of a line or 1 MiB of a
+    reply; the engine's memory stays bounded, and once the seed relays to
+    the real node, every input reaches its model's shard channel."""
+    if not services.get("REDIS_CLUSTER_URL"):
+        pytest.skip("REDIS_CLUSTER_URL unset: scripts/services start cluster")
+    wait_for(lambda: cluster_ok(services), 60, "every cluster node to say cluster_state:ok")
+    seed = int(services["REDIS_CLUSTER_URL"][len("redis://"):].split(",")[0].split(":")[1]
+               .split("/")[0])
+    hostile = HostileRedis(seed, [(b"*1000000000\r\n", False),
+                                  (b"+", True),
+                                  (b"$2000000000\r\n", True),
+                                  (b"*1\r\n:5\r\n", False)])
+    models = ["hc-%s-%d" % (topic[-6:], i) for i in range(6)]
+    subs = [shard_subscribe(services, "%s:{%s}" % (CHANNEL, m)) for m in models]
+    n = 600
+    produce(services, topic, [json.dumps({"input_id": "hc%d" % i, "model_id": models[i % 6],
+                                          "features": [i]}) for i in range(n)])
+    try:
+        eng = engines(topic=topic, extra_env={
+            "REDIS_CLUSTER": "true", "ML_STREAM_REDIS_CHANNEL_MODE": "per-model",
+            "REDIS_URL": "redis://127.0.0.1:%d" % hostile.port,
+            "REDIS_RETRY_MAX_MS": "200", "ML_LOG_LEVEL": "warn"})
+
+        def delivered():
+            got = set()
+            for s in subs:
+                got |= {p.get("input_id") for p in s.payloads()}
+            return got
+        want = {"hc%d" % i for i in range(n)}
+        wait_for(lambda: want <= delivered(), 120,
+                 "every input on its model's shard channel once the seed behaves")
+        log = eng.output()
+        for why in ("more than 65,536 elements", "a reply line passed 64 KiB without ending",
+                    "a reply passed 1 MiB without ending", "CLUSTER SLOTS: entry 1"):
+            assert why in log, "no warning naming %r:\n%s" % (why, log[-3000:])
+        assert not hostile.answers, "every hostile answer was asked for"
+        assert max(hostile.sent) < 32 << 20, hostile.sent
+        peak = rss_mb(eng.proc.pid, "VmHWM")
+        print("BUDGET: engine against a hostile cluster seed: filler sent before hang-up %s "
+              "bytes, peak RSS %.1f MB" % (hostile.sent, peak))
+        assert SANITIZED or peak <= 64, "engine peak RSS %.0f MB > 64 MB" % peak
+        assert eng.stop() == 0
+    finally:
+        for s in subs:
+            s.close()
+        hostile.close()
 
 
 def test_metrics_listener_not_wedged_by_stalled_clients(services, topic, engines):
