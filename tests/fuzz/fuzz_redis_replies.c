@@ -7,7 +7,10 @@
  * must agree reply for reply, except where ours refuses a reply for a
  * bound, and then it must say which. mls_redis_line_unended() may report
  * a line only when more than its bound is unparsed and the reader is
- * waiting for more.
+ * waiting for more. Every reply is also read as a cluster's slot map
+ * (CLUSTER SLOTS) and every error as a redirect (MOVED, ASK), as the
+ * engine and the gateway read them: a map's every slot owner is one of its
+ * masters, a redirect's slot in range and its port a port.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -15,6 +18,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "common/redis_cluster.h"
 #include "common/redis_replies.h"
 
 static void same(const redisReply *a, const redisReply *b)
@@ -39,6 +43,48 @@ static void same(const redisReply *a, const redisReply *b)
                     a->str[a->len] != '\0')
                         abort();
         }
+}
+
+static void as_cluster_input(const redisReply *r)
+{
+        struct mls_cluster_redirect rd;
+        mls_cluster_map_t *m;
+        char why[256];
+
+        m = mls_cluster_map_from_reply(r, "127.0.0.1", why, sizeof(why));
+        if (m) {
+                size_t nm = mls_cluster_map_nmasters(m);
+                unsigned covered = 0;
+
+                for (unsigned slot = 0; slot < MLS_CLUSTER_SLOTS; slot++) {
+                        const struct mls_cluster_node *o =
+                                mls_cluster_map_owner(m, slot);
+                        size_t i;
+
+                        if (!o)
+                                continue;
+                        covered++;
+                        for (i = 0; i < nm; i++)
+                                if (mls_cluster_map_master(m, i) == o)
+                                        break;
+                        if (i == nm || o->port < 0 || o->port > 65535 ||
+                            !memchr(o->host, '\0', sizeof(o->host)))
+                                abort();
+                }
+                if (covered != mls_cluster_map_covered(m) ||
+                    nm > mls_cluster_map_nnodes(m))
+                        abort();
+                mls_cluster_map_free(m);
+        } else if (!memchr(why, '\0', sizeof(why))) {
+                abort();
+        }
+        if (r->type == REDIS_REPLY_ERROR &&
+            mls_cluster_redirect_parse(r->str, r->len, &rd) == 0 &&
+            (rd.slot >= MLS_CLUSTER_SLOTS || rd.port <= 0 || rd.port > 65535))
+                abort();
+        for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++)
+                if (r->element[i]->type == REDIS_REPLY_ERROR)
+                        as_cluster_input(r->element[i]);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -89,6 +135,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         if (!a)
                                 break;
                         same(a, b);
+                        as_cluster_input(a);
                         mls_redis_replies_free(a);
                         freeReplyObject(b);
                 }
