@@ -622,8 +622,8 @@ static int get_reply(struct mls_cluster_pub *p, redisContext *c,
 {
         void *reply;
 
-        if (mls_redis_get_reply(c, REPLY_MAX_BYTES, &p->bound.refused, &reply) <
-            0)
+        if (mls_redis_get_reply(c, REPLY_MAX_BYTES, MLS_CLUSTER_IO_TIMEOUT_MS,
+                                &p->bound.refused, &reply) < 0)
                 return -1;
         *out = reply;
         return 0;

@@ -7,6 +7,8 @@
 
 #include <hiredis/hiredis.h>
 
+#include "common/clock.h"
+
 /* Room the first block of a reply has beside what it is made for: a
  * pub/sub message's array, its two short strings and their objects. */
 #define FIRST_ROOM 512
@@ -235,9 +237,10 @@ int mls_redis_line_unended(const redisReader *r)
         return 1;
 }
 
-int mls_redis_get_reply(redisContext *c, size_t max_unparsed,
+int mls_redis_get_reply(redisContext *c, size_t max_unparsed, int timeout_ms,
                         const char **refused, void **reply)
 {
+        int64_t deadline = 0; /* read once a reply has to be waited for */
         int done = 0;
 
         *reply = NULL;
@@ -272,6 +275,15 @@ int mls_redis_get_reply(redisContext *c, size_t max_unparsed,
                                          "a reply passed %zu KiB without "
                                          "ending",
                                          max_unparsed >> 10);
+                        return -1;
+                }
+                if (!deadline) {
+                        deadline = mls_clock_mono_ns() +
+                                   (int64_t)timeout_ms * 1000000;
+                } else if (mls_clock_mono_ns() > deadline) {
+                        c->err = REDIS_ERR_IO;
+                        snprintf(c->errstr, sizeof(c->errstr),
+                                 "no whole reply within %d ms", timeout_ms);
                         return -1;
                 }
                 if (redisBufferRead(c) != REDIS_OK)

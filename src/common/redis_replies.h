@@ -63,11 +63,13 @@ int mls_redis_line_unended(const redisReader *r);
 /* redisGetReply() for a blocking context, bounded: writes out what c
  * holds, then reads no more than max_unparsed bytes ahead of a reply that
  * has not ended (hiredis alone would read on without end), nor past a line
- * that is too long (mls_redis_line_unended()). *refused is where c's
- * reply functions say why they refused a reply (cleared here); on failure
- * c->errstr says why, that reason when there is one. Returns 0 with the
- * reply in *reply, or -1. */
-int mls_redis_get_reply(redisContext *c, size_t max_unparsed,
+ * that is too long (mls_redis_line_unended()), nor for longer than
+ * timeout_ms once it has to wait for more (c's socket timeout bounds one
+ * read, not a reply a server sends a byte at a time). *refused is where
+ * c's reply functions say why they refused a reply (cleared here); on
+ * failure c->errstr says why, that reason when there is one. Returns 0
+ * with the reply in *reply, or -1. */
+int mls_redis_get_reply(redisContext *c, size_t max_unparsed, int timeout_ms,
                         const char **refused, void **reply);
 
 #endif

@@ -25,6 +25,9 @@
  * the next. What a server sends cannot grow the engine.
  */
 #define REPLY_MAX_BYTES ((size_t)64 << 10)
+/* Longest one read waits, and one reply (a server could send it a byte at
+ * a time, each read in time). */
+#define IO_TIMEOUT_MS 5000
 
 struct sink_reply {
         redisReply r;
@@ -195,8 +198,8 @@ static int get_reply(struct redis_sink *s, redisReply **out, char *errstr,
 {
         void *reply;
 
-        if (mls_redis_get_reply(s->c, REPLY_MAX_BYTES, &s->reply.refused,
-                                &reply) < 0)
+        if (mls_redis_get_reply(s->c, REPLY_MAX_BYTES, IO_TIMEOUT_MS,
+                                &s->reply.refused, &reply) < 0)
                 return lost(s, s->c->errstr, errstr, errstr_size);
         *out = reply;
         return 0;
@@ -257,7 +260,7 @@ static int redis_reconnect(void *ctx, char *errstr, size_t errstr_size)
         if (!s->c || s->c->err)
                 return lost(s, s->c ? s->c->errstr : "out of memory", errstr,
                             errstr_size);
-        tv.tv_sec = 5;
+        tv.tv_sec = IO_TIMEOUT_MS / 1000;
         redisSetTimeout(s->c, tv);
         redisEnableKeepAlive(s->c);
         s->reply.refused = NULL;

@@ -9,6 +9,7 @@
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -38,6 +39,7 @@ struct fake {
          * goes (at most FILLER_MAX bytes); filler_sent counts it */
         const char *bad;
         int endless;
+        int drip_ms; /* with endless: a byte of filler each drip_ms */
         size_t filler_sent;
 };
 
@@ -52,7 +54,16 @@ static void misbehave(struct fake *f, int fd)
                 return;
         memset(filler, 'x', sizeof(filler));
         while (f->filler_sent < FILLER_MAX) {
-                ssize_t n = send(fd, filler, sizeof(filler), MSG_NOSIGNAL);
+                ssize_t n;
+
+                if (f->drip_ms) {
+                        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+                        /* until the sink hangs up (readable: EOF) */
+                        if (poll(&pfd, 1, f->drip_ms) != 0)
+                                return;
+                }
+                n = send(fd, filler, f->drip_ms ? 1 : sizeof(filler),
+                         MSG_NOSIGNAL);
                 if (n <= 0)
                         return;
                 f->filler_sent += (size_t)n;
@@ -305,4 +316,39 @@ MLS_TEST(redis_sink_refuses_replies_publish_never_gets)
                 CHECK_STR_EQ(f.seen[1][0], "p2");
                 mls_metrics_free(m);
         }
+}
+
+/* A reply sent a byte at a time, each byte well within the socket's read
+ * timeout, that would take 64 KiB times as long to reach the line bound:
+ * the sink gives up on it once the reply has taken the I/O timeout (5 s)
+ * in all, not hours later, and the batch goes out again on the next
+ * connection. */
+MLS_TEST(redis_sink_gives_up_on_a_reply_dripped_a_byte_at_a_time)
+{
+        mls_metrics_t *m = mls_metrics_new();
+        struct mls_sink s;
+        struct fake f;
+        char err[256] = "";
+
+        CHECK(fake_start(&f, 0, 0) == 0);
+        f.bad = "+";
+        f.endless = 1;
+        f.drip_ms = 250;
+        CHECK(sink_for(&s, m, f.port) == 0);
+        CHECK_INT_EQ(mls_sink_connect(&s, err, sizeof(err)), 0);
+        CHECK_INT_EQ(queue(&s, "p1"), 0);
+        CHECK_INT_EQ(s.ops->flush(s.ctx, err, sizeof(err)), -1);
+        CHECK_CONTAINS(err, "no whole reply within 5000 ms");
+        CHECK_INT_EQ(mls_sink_connected(&s), 0);
+        /* 5 s of a byte each 250 ms: about 20, never the line bound */
+        CHECK(f.filler_sent < 64);
+        CHECK_INT_EQ(mls_sink_connect(&s, err, sizeof(err)), 0);
+        CHECK_INT_EQ(queue(&s, "p2"), 0);
+        CHECK_INT_EQ(s.ops->flush(s.ctx, err, sizeof(err)), 0);
+        mls_sink_destroy(&s);
+        fake_stop(&f);
+        CHECK_INT_EQ(f.conns, 2);
+        CHECK_INT_EQ(f.nseen[1], 1);
+        CHECK_STR_EQ(f.seen[1][0], "p2");
+        mls_metrics_free(m);
 }
