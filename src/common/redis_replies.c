@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <hiredis/hiredis.h>
 
@@ -141,9 +142,41 @@ static struct node *node_new(const redisReadTask *task, size_t extra)
         return nd;
 }
 
+/* Why an element of type type (and value integer) cannot be where task
+ * puts it in a subscriber's replies (mls_redis_replies_bound.pubsub), or
+ * NULL. */
+static const char *pubsub_shape(const redisReadTask *task, int type,
+                                long long integer)
+{
+        const struct mls_redis_replies_bound *b = task->privdata;
+        const redisReply *top, *kind;
+        size_t kl;
+
+        if (!b || !b->pubsub || !task->parent || task->parent->parent)
+                return NULL; /* not an element of a top-level array */
+        if (task->idx < 2)
+                return type == REDIS_REPLY_STRING
+                               ? NULL
+                               : "a pub/sub reply whose kind or channel is "
+                                 "not a bulk string";
+        top = task->parent->obj;
+        kind = top->element[0];
+        kl = strlen(kind->str);
+        if (task->idx == 2 && kl >= 11 &&
+            strcasecmp(kind->str + kl - 11, "unsubscribe") == 0 &&
+            (type != REDIS_REPLY_INTEGER || integer < 1))
+                return "an unsubscribe reply whose count is not above 0";
+        return NULL;
+}
+
 static void *create_string(const redisReadTask *task, char *str, size_t len)
 {
-        struct node *nd = node_new(task, len + 1);
+        const char *bad = pubsub_shape(task, task->type, 0);
+        struct node *nd;
+
+        if (bad)
+                return refuse(task, bad);
+        nd = node_new(task, len + 1);
         char *s;
 
         if (!nd)
@@ -161,9 +194,17 @@ static void *create_array(const redisReadTask *task, int elements)
         size_t n = elements > 0 ? (size_t)elements : 0;
         struct node *nd;
 
+        const struct mls_redis_replies_bound *b = task->privdata;
+        const char *bad = pubsub_shape(task, REDIS_REPLY_ARRAY, 0);
+
         if (n > MAX_ELEMENTS)
                 return refuse(task, "a reply announced an array of more "
                                     "than 65,536 elements");
+        if (bad)
+                return refuse(task, bad);
+        if (b && b->pubsub && !task->parent && n < 3)
+                return refuse(task, "a pub/sub reply of fewer than three "
+                                    "elements");
         nd = node_new(task, n * sizeof(redisReply *));
         if (!nd)
                 return NULL;
@@ -178,7 +219,12 @@ static void *create_array(const redisReadTask *task, int elements)
 
 static void *create_integer(const redisReadTask *task, long long value)
 {
-        struct node *nd = node_new(task, 0);
+        const char *bad = pubsub_shape(task, REDIS_REPLY_INTEGER, value);
+        struct node *nd;
+
+        if (bad)
+                return refuse(task, bad);
+        nd = node_new(task, 0);
 
         if (!nd)
                 return NULL;
@@ -188,7 +234,12 @@ static void *create_integer(const redisReadTask *task, long long value)
 
 static void *create_nil(const redisReadTask *task)
 {
-        struct node *nd = node_new(task, 0);
+        const char *bad = pubsub_shape(task, REDIS_REPLY_NIL, 0);
+        struct node *nd;
+
+        if (bad)
+                return refuse(task, bad);
+        nd = node_new(task, 0);
 
         if (!nd)
                 return NULL;

@@ -317,7 +317,7 @@ static void start_redis(mls_redis_sub_t *s, const char *ip)
         ac->data = s;
         /* hiredis frees each reply after its callback, with fn */
         s->bound = (struct mls_redis_replies_bound){
-                .max_unparsed = s->conf.max_reply_bytes};
+                .max_unparsed = s->conf.max_reply_bytes, .pubsub = 1};
         mls_redis_replies_use(ac->c.reader, &s->bound);
         if (mls_redis_uv_attach(ac, s->loop) < 0) {
                 redisAsyncFree(ac);

@@ -133,16 +133,20 @@ test('payloads at the bounds: delivered exactly, skipped, or named in an error; 
 });
 
 // A hostile Redis server (or whoever sits between the gateway and Redis):
-// answers the gateway's first command with reply(sock, conn) and records
-// each connection. Returns { server, conns, url, close }.
-async function hostileRedis(reply) {
+// answers the gateway's first command with reply(sock, conn), having shown
+// what it got to look (when given), and records each connection. Returns
+// { conns, url, close }.
+async function hostileRedis(reply, look) {
   const conns = [];
   const server = net.createServer((sock) => {
     const c = { sent: 0, closed: false };
     conns.push(c);
     sock.on('error', () => {});
     sock.on('close', () => { c.closed = true; });
-    sock.once('data', () => reply(sock, c));
+    sock.once('data', (data) => {
+      if (look) look(data);
+      reply(sock, c);
+    });
   });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   return { conns, url: `redis://127.0.0.1:${server.address().port}`, close: () => server.close() };
@@ -276,3 +280,48 @@ for (const cluster of [false, true]) {
     }
   });
 }
+
+// Replies in subscribed mode that break the pub/sub shape. hiredis' async
+// subscriber asserts that shape (an array of at least two elements, kind
+// and channel bulk strings, an unsubscribe's count an integer): before 5
+// December one 20-byte reply from a hostile Redis aborted the gateway. A
+// fake unsubscribe of the last channel (count 0) put hiredis out of
+// subscribed mode, where the next unexpected reply aborted it as well.
+// Now each is refused with a warning naming it: the gateway stays up and
+// healthy and connects again.
+const SHAPES = [
+  ['*1\r\n$7\r\nmessage\r\n', /a pub\/sub reply of fewer than three elements/],
+  ['*2\r\n:1\r\n:2\r\n', /a pub\/sub reply of fewer than three elements/],
+  ['*3\r\n$7\r\nmessage\r\n:1\r\n$1\r\nx\r\n', /a pub\/sub reply whose kind or channel is not a bulk string/],
+  ['*3\r\n$7\r\nmessage\r\n$-1\r\n$1\r\nx\r\n', /a pub\/sub reply whose kind or channel is not a bulk string/],
+  ['*3\r\n$11\r\nunsubscribe\r\n$CH\r\n:0\r\n+OK\r\n', /an unsubscribe reply whose count is not above 0/],
+  ['*3\r\n$11\r\nunsubscribe\r\n$CH\r\n$1\r\nx\r\n', /an unsubscribe reply whose count is not above 0/],
+];
+test('pub/sub replies of the wrong shape are refused, not fatal', async () => {
+  for (const [bad, why] of SHAPES) {
+    const redisSrv = await hostileRedis((sock, c) => {
+      // confirm the SUBSCRIBE of the gateway's channel, then misbehave
+      const ch = redisSrv.firstChannel;
+      sock.write(`*3\r\n$9\r\nsubscribe\r\n$${ch.length}\r\n${ch}\r\n:1\r\n`);
+      sock.write(bad.replace('$CH\r\n', `$${ch.length}\r\n${ch}\r\n`));
+      c.sent = 1;
+    }, (data) => {
+      // "*2\r\n$9\r\nSUBSCRIBE\r\n$<n>\r\n<channel>\r\n..."
+      const m = /SUBSCRIBE\r\n\$\d+\r\n([^\r]+)\r\n/.exec(data.toString());
+      if (m) redisSrv.firstChannel = m[1];
+    });
+    const { conns } = redisSrv;
+    const hostile = await startGateway(redisSrv.url, {});
+    try {
+      await waitFor(() => conns.length >= 2 && conns[0].closed, 20000,
+                    'the gateway to drop the connection and connect again');
+      assert.equal(hostile.proc.exitCode, null, hostile.log());
+      assert.equal(hostile.proc.signalCode, null, hostile.log());
+      assert.match(hostile.log(), new RegExp(`warn .*redis 127\\.0\\.0\\.1:\\d+: ${why.source}; retrying`));
+      assert.equal((await fetch(`${hostile.http}/healthz`)).status, 200);
+    } finally {
+      await hostile.stop();
+      redisSrv.close();
+    }
+  }
+});
