@@ -156,8 +156,9 @@ function peakRss(proc) {
   return Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${proc.pid}/status`, 'utf8'))[1]) * 1024;
 }
 
-// The reply never ends: an array of 65,536 arrays of 65,536 integers, each
-// 4 bytes on the wire and an object in memory. The reader's cap on
+// The reply never ends: a message whose payload is an array of 65,536
+// arrays of 65,536 integers, each 4 bytes on the wire and an object in
+// memory. The reader's cap on
 // unparsed bytes cannot stop it (each piece is parsed at once); the cap on
 // one reply's objects (twice that cap plus 16 MiB) does: the gateway drops
 // the connection, stays healthy, its peak memory within 96 MB (the reply
@@ -166,7 +167,9 @@ test('a Redis reply that never ends is cut off at its objects cap', async () => 
   const CHILD = Buffer.concat([Buffer.from('*65536\r\n'), Buffer.from(':1\r\n'.repeat(65536))]);
   const MAX_CHILDREN = 40; // ~10 MB on the wire, ~190 MB of objects uncapped
   const redisSrv = await hostileRedis(async (sock, c) => {
-    sock.write('*65536\r\n');
+    // a message whose payload is the never-ending array (kind and channel
+    // first, as the subscriber's pub/sub shape check wants)
+    sock.write('*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n*65536\r\n');
     while (!c.closed && c.sent < MAX_CHILDREN) {
       if (!sock.write(CHILD)) await new Promise((r) => sock.once('drain', r).once('close', r));
       c.sent++;
