@@ -103,15 +103,54 @@ static void *refuse(const redisReadTask *task, const char *why)
         "a reply took more memory than mlstream allows one (twice the cap " \
         "on unparsed reply bytes plus 16 MiB)"
 
-/* A zeroed node with extra bytes after it, in the reply of task: a new
- * root block for a top-level object, else room in the parent's reply.
- * NULL past objects_max() or when memory runs out. */
-static struct node *node_new(const redisReadTask *task, size_t extra)
+/* Why an object of type type (value: an array's elements, an integer's
+ * value) cannot be where task puts it in a subscriber's replies
+ * (mls_redis_replies_bound.pubsub), or NULL. */
+static const char *pubsub_shape(const redisReadTask *task, int type,
+                                long long value)
+{
+        const struct mls_redis_replies_bound *b = task->privdata;
+        const redisReply *kind;
+        size_t kl;
+
+        if (!b || !b->pubsub)
+                return NULL;
+        if (!task->parent)
+                return type == REDIS_REPLY_ARRAY && value < 3
+                               ? "a pub/sub reply of fewer than three "
+                                 "elements"
+                               : NULL;
+        if (task->parent->parent)
+                return NULL; /* deeper than a top-level array's elements */
+        if (task->idx < 2)
+                return type == REDIS_REPLY_STRING
+                               ? NULL
+                               : "a pub/sub reply whose kind or channel is "
+                                 "not a bulk string";
+        kind = ((const redisReply *)task->parent->obj)->element[0];
+        kl = strlen(kind->str);
+        if (task->idx == 2 && kl >= 11 &&
+            strcasecmp(kind->str + kl - 11, "unsubscribe") == 0 &&
+            (type != REDIS_REPLY_INTEGER || value < 1))
+                return "an unsubscribe reply whose count is not above 0";
+        return NULL;
+}
+
+/* A zeroed node of type type (value as for pubsub_shape()) with extra
+ * bytes after it, in the reply of task: a new root block for a top-level
+ * object, else room in the parent's reply. NULL when refused (past
+ * objects_max(), or of the wrong shape for a subscriber) or when memory
+ * runs out. */
+static struct node *node_new(const redisReadTask *task, int type,
+                             long long value, size_t extra)
 {
         size_t n = aligned(sizeof(struct node)) + extra;
+        const char *bad = pubsub_shape(task, type, value);
         struct block *root, *b;
         struct node *nd;
 
+        if (bad)
+                return refuse(task, bad);
         if (n > objects_max(task))
                 return refuse(task, TOO_MANY_OBJECTS);
         if (!task->parent) {
@@ -136,47 +175,15 @@ static struct node *node_new(const redisReadTask *task, size_t extra)
         nd = carve(root->last, n);
         memset(nd, 0, sizeof(*nd));
         nd->root = root;
-        nd->r.type = task->type;
+        nd->r.type = type;
         if (task->parent)
                 ((redisReply *)task->parent->obj)->element[task->idx] = &nd->r;
         return nd;
 }
 
-/* Why an element of type type (and value integer) cannot be where task
- * puts it in a subscriber's replies (mls_redis_replies_bound.pubsub), or
- * NULL. */
-static const char *pubsub_shape(const redisReadTask *task, int type,
-                                long long integer)
-{
-        const struct mls_redis_replies_bound *b = task->privdata;
-        const redisReply *top, *kind;
-        size_t kl;
-
-        if (!b || !b->pubsub || !task->parent || task->parent->parent)
-                return NULL; /* not an element of a top-level array */
-        if (task->idx < 2)
-                return type == REDIS_REPLY_STRING
-                               ? NULL
-                               : "a pub/sub reply whose kind or channel is "
-                                 "not a bulk string";
-        top = task->parent->obj;
-        kind = top->element[0];
-        kl = strlen(kind->str);
-        if (task->idx == 2 && kl >= 11 &&
-            strcasecmp(kind->str + kl - 11, "unsubscribe") == 0 &&
-            (type != REDIS_REPLY_INTEGER || integer < 1))
-                return "an unsubscribe reply whose count is not above 0";
-        return NULL;
-}
-
 static void *create_string(const redisReadTask *task, char *str, size_t len)
 {
-        const char *bad = pubsub_shape(task, task->type, 0);
-        struct node *nd;
-
-        if (bad)
-                return refuse(task, bad);
-        nd = node_new(task, len + 1);
+        struct node *nd = node_new(task, task->type, 0, len + 1);
         char *s;
 
         if (!nd)
@@ -194,18 +201,11 @@ static void *create_array(const redisReadTask *task, int elements)
         size_t n = elements > 0 ? (size_t)elements : 0;
         struct node *nd;
 
-        const struct mls_redis_replies_bound *b = task->privdata;
-        const char *bad = pubsub_shape(task, REDIS_REPLY_ARRAY, 0);
-
         if (n > MAX_ELEMENTS)
                 return refuse(task, "a reply announced an array of more "
                                     "than 65,536 elements");
-        if (bad)
-                return refuse(task, bad);
-        if (b && b->pubsub && !task->parent && n < 3)
-                return refuse(task, "a pub/sub reply of fewer than three "
-                                    "elements");
-        nd = node_new(task, n * sizeof(redisReply *));
+        nd = node_new(task, REDIS_REPLY_ARRAY, (long long)n,
+                      n * sizeof(redisReply *));
         if (!nd)
                 return NULL;
         nd->r.elements = n;
@@ -219,12 +219,7 @@ static void *create_array(const redisReadTask *task, int elements)
 
 static void *create_integer(const redisReadTask *task, long long value)
 {
-        const char *bad = pubsub_shape(task, REDIS_REPLY_INTEGER, value);
-        struct node *nd;
-
-        if (bad)
-                return refuse(task, bad);
-        nd = node_new(task, 0);
+        struct node *nd = node_new(task, REDIS_REPLY_INTEGER, value, 0);
 
         if (!nd)
                 return NULL;
@@ -232,20 +227,12 @@ static void *create_integer(const redisReadTask *task, long long value)
         return &nd->r;
 }
 
+/* The task says what was nil ("$-1", "*-1"); the object is nil. */
 static void *create_nil(const redisReadTask *task)
 {
-        const char *bad = pubsub_shape(task, REDIS_REPLY_NIL, 0);
-        struct node *nd;
+        struct node *nd = node_new(task, REDIS_REPLY_NIL, 0, 0);
 
-        if (bad)
-                return refuse(task, bad);
-        nd = node_new(task, 0);
-
-        if (!nd)
-                return NULL;
-        /* the task says what was nil ("$-1", "*-1"); the object is nil */
-        nd->r.type = REDIS_REPLY_NIL;
-        return &nd->r;
+        return nd ? &nd->r : NULL;
 }
 
 void mls_redis_replies_free(void *reply)
