@@ -3,6 +3,7 @@ Redis. Each test ends with every input accounted for (delivered or
 dead-lettered, listed exactly) or with the bound it must hold."""
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -233,7 +234,9 @@ class HostileRedis:
     """A TCP server in front of a real Redis whose first connections each
     answer the engine's first command with one of `answers` (a reply of
     bytes, then with endless=True filler until the engine hangs up, at
-    most 256 MB); later connections are relayed to the real Redis."""
+    most 256 MB; with a third item, drip seconds, the filler goes a byte
+    at a time, one each drip); later connections are relayed to the real
+    Redis."""
 
     CAP = 256 << 20
 
@@ -252,21 +255,26 @@ class HostileRedis:
             except OSError:
                 return
             if self.answers:
-                reply, endless = self.answers.pop(0)
-                threading.Thread(target=self._hostile, args=(c, reply, endless),
+                threading.Thread(target=self._hostile, args=(c, *self.answers.pop(0)),
                                  daemon=True).start()
             else:
                 up = socket.create_connection(("127.0.0.1", self.upstream))
                 for a, b in ((c, up), (up, c)):
                     threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
-    def _hostile(self, c, reply, endless):
+    def _hostile(self, c, reply, endless, drip=0):
         sent = 0
         try:
             c.recv(65536)  # the engine's first command
             c.sendall(reply)
-            filler = b"x" * 65536
+            filler = b"x" * (1 if drip else 65536)
             while endless and sent < self.CAP:
+                # dripping: until the engine hangs up (EOF; what else it
+                # sends, more of its commands, is dropped)
+                if drip and select.select([c], [], [], drip)[0]:
+                    if not c.recv(65536):
+                        break
+                    continue
                 sent += c.send(filler)
         except OSError:
             pass
@@ -315,15 +323,17 @@ def test_hostile_redis_replies_are_refused_within_a_bound_and_lose_nothing(
     """The engine's Redis answers with what PUBLISH never gets (an array
     header claiming a billion elements, a bulk string) and with replies that
     never end (a status line, a 2 GB bulk string, each streamed until the
-    engine hangs up). Each time the engine drops the connection with a
-    warning that names the reply, having read at most 64 KiB of it, and
-    reconnects; its memory stays bounded, and once Redis behaves every
-    input reaches the subscriber."""
+    engine hangs up, and a status line a byte each 0.25 s, each read well
+    within the socket's timeout). Each time the engine drops the connection
+    with a warning that names the reply, having read at most 64 KiB of it
+    or waited 5 s for it, and reconnects; its memory stays bounded, and
+    once Redis behaves every input reaches the subscriber."""
     redis = PrivateRedis()
     hostile = HostileRedis(redis.port, [(b"*1000000000\r\n", False),
                                         (b"$3\r\nabc\r\n", False),
                                         (b"+", True),
-                                        (b"$2000000000\r\n", True)])
+                                        (b"$2000000000\r\n", True),
+                                        (b"+", True, 0.25)])
     n = 2000
     produce(services, topic, messages("h", n))
     sub = Subscriber({"REDIS_URL": redis.url})
@@ -335,7 +345,9 @@ def test_hostile_redis_replies_are_refused_within_a_bound_and_lose_nothing(
         wait_for(lambda: want <= {p.get("input_id") for p in sub.payloads()}, 120,
                  "every input published once Redis behaves")
         assert_refused(eng, hostile, "a hostile Redis",
-                       ("an array reply", "a bulk string reply", "passed 64 KiB without ending"))
+                       ("an array reply", "a bulk string reply", "passed 64 KiB without ending",
+                        "no whole reply within 5000 ms"))
+        assert hostile.sent[-1] < 64, "the dripped reply was given up after ~20 bytes"
     finally:
         sub.close()
         hostile.close()
