@@ -136,6 +136,22 @@ const struct mls_conf_def mls_conf_defs[] = {
          .offset = OFF(redis_retry_max_ms),
          .help = "Longest wait between Redis reconnect attempts (backoff "
                  "doubles from 50 ms up to this)."},
+        {.env = "GATEWAY_REDIS_PING_MS",
+         .flag = "gateway-redis-ping-ms",
+         .type = MLS_CONF_INT,
+         .defval = "5000",
+         .min = 100,
+         .max = 600000,
+         .scope = G | U,
+         .section = "Redis",
+         .offset = OFF(gateway_redis_ping_ms),
+         .help = "How long a gateway's Redis connection may stay silent "
+                 "before the gateway sends it a PING. Silent for twice this "
+                 "(a Redis host gone without closing the connection, a "
+                 "firewall or NAT that forgot it, a Redis that stopped "
+                 "answering), the connection is given up and made again, "
+                 "and clients hear of the gap as after any reconnect. At "
+                 "full speed no PING is sent."},
         {.env = "ML_MODEL_FRAMEWORK",
          .flag = "model-framework",
          .type = MLS_CONF_ENUM,

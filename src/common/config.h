@@ -44,6 +44,7 @@ struct mls_config {
         char *shadow_channel;
         char *redis_cluster; /* "true" or "false" */
         long long redis_retry_max_ms;
+        long long gateway_redis_ping_ms;
         /* Model */
         char *model_framework;
         char *model_path;

@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include <hiredis/hiredis.h>
 
@@ -103,54 +102,16 @@ static void *refuse(const redisReadTask *task, const char *why)
         "a reply took more memory than mlstream allows one (twice the cap " \
         "on unparsed reply bytes plus 16 MiB)"
 
-/* Why an object of type type (value: an array's elements, an integer's
- * value) cannot be where task puts it in a subscriber's replies
- * (mls_redis_replies_bound.pubsub), or NULL. */
-static const char *pubsub_shape(const redisReadTask *task, int type,
-                                long long value)
-{
-        const struct mls_redis_replies_bound *b = task->privdata;
-        const redisReply *kind;
-        size_t kl;
-
-        if (!b || !b->pubsub)
-                return NULL;
-        if (!task->parent)
-                return type == REDIS_REPLY_ARRAY && value < 3
-                               ? "a pub/sub reply of fewer than three "
-                                 "elements"
-                               : NULL;
-        if (task->parent->parent)
-                return NULL; /* deeper than a top-level array's elements */
-        if (task->idx < 2)
-                return type == REDIS_REPLY_STRING
-                               ? NULL
-                               : "a pub/sub reply whose kind or channel is "
-                                 "not a bulk string";
-        kind = ((const redisReply *)task->parent->obj)->element[0];
-        kl = strlen(kind->str);
-        if (task->idx == 2 && kl >= 11 &&
-            strcasecmp(kind->str + kl - 11, "unsubscribe") == 0 &&
-            (type != REDIS_REPLY_INTEGER || value < 1))
-                return "an unsubscribe reply whose count is not above 0";
-        return NULL;
-}
-
-/* A zeroed node of type type (value as for pubsub_shape()) with extra
- * bytes after it, in the reply of task: a new root block for a top-level
- * object, else room in the parent's reply. NULL when refused (past
- * objects_max(), or of the wrong shape for a subscriber) or when memory
+/* A zeroed node of type type with extra bytes after it, in the reply of
+ * task: a new root block for a top-level object, else room in the
+ * parent's reply. NULL when refused (past objects_max()) or when memory
  * runs out. */
-static struct node *node_new(const redisReadTask *task, int type,
-                             long long value, size_t extra)
+static struct node *node_new(const redisReadTask *task, int type, size_t extra)
 {
         size_t n = aligned(sizeof(struct node)) + extra;
-        const char *bad = pubsub_shape(task, type, value);
         struct block *root, *b;
         struct node *nd;
 
-        if (bad)
-                return refuse(task, bad);
         if (n > objects_max(task))
                 return refuse(task, TOO_MANY_OBJECTS);
         if (!task->parent) {
@@ -183,7 +144,7 @@ static struct node *node_new(const redisReadTask *task, int type,
 
 static void *create_string(const redisReadTask *task, char *str, size_t len)
 {
-        struct node *nd = node_new(task, task->type, 0, len + 1);
+        struct node *nd = node_new(task, task->type, len + 1);
         char *s;
 
         if (!nd)
@@ -204,8 +165,7 @@ static void *create_array(const redisReadTask *task, int elements)
         if (n > MAX_ELEMENTS)
                 return refuse(task, "a reply announced an array of more "
                                     "than 65,536 elements");
-        nd = node_new(task, REDIS_REPLY_ARRAY, (long long)n,
-                      n * sizeof(redisReply *));
+        nd = node_new(task, REDIS_REPLY_ARRAY, n * sizeof(redisReply *));
         if (!nd)
                 return NULL;
         nd->r.elements = n;
@@ -219,7 +179,7 @@ static void *create_array(const redisReadTask *task, int elements)
 
 static void *create_integer(const redisReadTask *task, long long value)
 {
-        struct node *nd = node_new(task, REDIS_REPLY_INTEGER, value, 0);
+        struct node *nd = node_new(task, REDIS_REPLY_INTEGER, 0);
 
         if (!nd)
                 return NULL;
@@ -230,7 +190,7 @@ static void *create_integer(const redisReadTask *task, long long value)
 /* The task says what was nil ("$-1", "*-1"); the object is nil. */
 static void *create_nil(const redisReadTask *task)
 {
-        struct node *nd = node_new(task, REDIS_REPLY_NIL, 0, 0);
+        struct node *nd = node_new(task, REDIS_REPLY_NIL, 0);
 
         return nd ? &nd->r : NULL;
 }

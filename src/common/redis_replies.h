@@ -6,7 +6,7 @@
  *
  * The objects are plain redisReply structs that hiredis and our callbacks
  * read as usual. Only a whole reply is freed, with the reader's
- * fn->freeObject, which is what hiredis' async loop and reader do: never
+ * fn->freeObject, which is what hiredis' reader does: never
  * free a part of one, and never with freeReplyObject().
  *
  * What a server can make a reply cost is bounded: an array of more than
@@ -35,15 +35,6 @@ struct mls_redis_replies_bound {
         /* set when a reply was refused: which limit it passed (a constant
          * string); nothing clears it, so give each reader a fresh bound */
         const char *refused;
-        /* the replies are a RESP2 subscriber's, read by hiredis' async
-         * context: each array is [kind, channel, ...] with at least three
-         * elements, kind and channel bulk strings, and an unsubscribe's
-         * count an integer above 0. hiredis asserts the shape (a reply
-         * that breaks it would abort the process) and leaves subscribed
-         * mode at a count of 0, after which any unexpected reply aborts
-         * it too; a subscriber that keeps one channel for the life of a
-         * connection never sees 0. Anything else is refused. */
-        int pubsub;
 };
 
 /* Makes r build its replies this way, within *bound. Takes r's privdata. */

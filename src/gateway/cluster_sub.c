@@ -94,7 +94,8 @@ struct mls_cluster_sub {
         int up, closing, warned;
         struct mls_strmap chans;
         size_t nsubscribed;
-        uint64_t oversize, reconnects, resubscribes;
+        uint64_t errors; /* connections failed or lost */
+        uint64_t resubscribes;
         struct move moves[MAX_MOVES];
         size_t nmoves;
 };
@@ -200,7 +201,6 @@ static void want_refresh(mls_cluster_sub_t *s, int failure)
                 uv_timer_start(&s->refresh, on_refresh, 0, 0);
                 return;
         }
-        s->reconnects++;
         uv_timer_start(&s->refresh, on_refresh, (uint64_t)s->backoff_ms, 0);
         s->backoff_ms *= 2;
         if (s->backoff_ms > s->conf.retry_max_ms)
@@ -400,8 +400,8 @@ static void on_map_closed(void *opaque, mls_shard_conn_t *c, const char *why,
         mls_cluster_sub_t *s = opaque;
 
         (void)c;
-        if (oversize)
-                s->oversize++;
+        (void)oversize; /* the map's cap is not a message's */
+        s->errors++;
         try_next(s, why);
 }
 
@@ -429,6 +429,7 @@ static void start_fetch(mls_cluster_sub_t *s)
                 /* a map of many nodes, not a message */
                 .max_reply_bytes = s->conf.max_reply_bytes + (1 << 20),
                 .connect_timeout_ms = CONNECT_TIMEOUT_MS,
+                .ping_ms = s->conf.ping_ms,
                 .on_ready = on_map_ready,
                 .on_reply = on_map_reply,
                 .on_closed = on_map_closed,
@@ -658,8 +659,8 @@ static void node_closed(void *opaque, mls_shard_conn_t *conn, const char *why,
         struct pending *p, *next;
 
         (void)conn;
+        s->errors++;
         if (oversize) {
-                s->oversize++;
                 mls_warn("redis cluster: a message from %s is larger than %zu "
                          "bytes (GATEWAY_MAX_PAYLOAD_BYTES); reconnecting",
                          n->addr, s->conf.max_reply_bytes);
@@ -710,6 +711,8 @@ static struct node *get_node(mls_cluster_sub_t *s, const char *host, int port)
                 .name = s->name,
                 .max_reply_bytes = s->conf.max_reply_bytes,
                 .connect_timeout_ms = CONNECT_TIMEOUT_MS,
+                .ping_ms = s->conf.ping_ms,
+                .pubsub = 1,
                 .on_ready = node_ready,
                 .on_reply = node_reply,
                 .on_closed = node_closed,
@@ -926,14 +929,9 @@ int mls_cluster_sub_connected(const mls_cluster_sub_t *s)
         return s->up;
 }
 
-uint64_t mls_cluster_sub_oversize(const mls_cluster_sub_t *s)
+uint64_t mls_cluster_sub_errors(const mls_cluster_sub_t *s)
 {
-        return s->oversize;
-}
-
-uint64_t mls_cluster_sub_reconnects(const mls_cluster_sub_t *s)
-{
-        return s->reconnects;
+        return s->errors;
 }
 
 uint64_t mls_cluster_sub_resubscribes(const mls_cluster_sub_t *s)

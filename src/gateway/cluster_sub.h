@@ -47,6 +47,7 @@ struct mls_cluster_sub_conf {
         const char *client_name; /* CLIENT SETNAME; copied */
         int64_t retry_max_ms;
         size_t max_reply_bytes;
+        int64_t ping_ms; /* each connection's silence bound (shard_conn.h) */
         /* A message published on a channel; data is valid during the call
          * only. */
         void (*on_message)(void *opaque, const char *data, size_t len);
@@ -74,11 +75,10 @@ void mls_cluster_sub_unwatch(mls_cluster_sub_t *s, const char *model,
 size_t mls_cluster_sub_channels(const mls_cluster_sub_t *s);
 /* 1 while live (see above). */
 int mls_cluster_sub_connected(const mls_cluster_sub_t *s);
-/* Connections dropped for a reply over max_reply_bytes; retries after a
- * failure (lost node, failed map fetch); channels re-placed on another
- * node (or the same one, reconnected) after they were lost. */
-uint64_t mls_cluster_sub_oversize(const mls_cluster_sub_t *s);
-uint64_t mls_cluster_sub_reconnects(const mls_cluster_sub_t *s);
+/* Connections (to nodes, or for the map) that failed or were lost;
+ * channels re-placed on another node (or the same one, reconnected) after
+ * they were lost. */
+uint64_t mls_cluster_sub_errors(const mls_cluster_sub_t *s);
 uint64_t mls_cluster_sub_resubscribes(const mls_cluster_sub_t *s);
 /* Closes every connection and handle; the loop must run afterwards until
  * they are closed. No callback is called after this. */

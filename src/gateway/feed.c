@@ -175,6 +175,7 @@ struct mls__gw_sub_ops {
         void (*unwatch)(void *sub, const char *model, size_t len);
         size_t (*channels)(const void *sub);
         uint64_t (*resubscribes)(const void *sub); /* NULL: never */
+        uint64_t (*errors)(const void *sub);
         void (*close)(void *sub);
         void (*free)(void *sub);
 };
@@ -194,6 +195,11 @@ static size_t single_channels(const void *sub)
         return mls_redis_sub_channels(sub);
 }
 
+static uint64_t single_errors(const void *sub)
+{
+        return mls_redis_sub_errors(sub);
+}
+
 static void single_close(void *sub)
 {
         mls_redis_sub_close(sub);
@@ -208,6 +214,7 @@ static const struct mls__gw_sub_ops single_ops = {
         .watch = single_watch,
         .unwatch = single_unwatch,
         .channels = single_channels,
+        .errors = single_errors,
         .close = single_close,
         .free = single_free,
 };
@@ -232,6 +239,11 @@ static uint64_t cluster_resubscribes(const void *sub)
         return mls_cluster_sub_resubscribes(sub);
 }
 
+static uint64_t cluster_errors(const void *sub)
+{
+        return mls_cluster_sub_errors(sub);
+}
+
 static void cluster_close(void *sub)
 {
         mls_cluster_sub_close(sub);
@@ -247,6 +259,7 @@ static const struct mls__gw_sub_ops cluster_ops = {
         .unwatch = cluster_unwatch,
         .channels = cluster_channels,
         .resubscribes = cluster_resubscribes,
+        .errors = cluster_errors,
         .close = cluster_close,
         .free = cluster_free,
 };
@@ -278,6 +291,7 @@ static int start_cluster(mls_gateway_t *g, const struct mls_redis_url *seeds,
                 .client_name = "mlstream-gateway",
                 .retry_max_ms = g->cfg->redis_retry_max_ms,
                 .max_reply_bytes = g->max_payload + 65536,
+                .ping_ms = g->cfg->gateway_redis_ping_ms,
                 .on_message = redis_message,
                 .on_state = redis_state,
                 .on_gap = mark_gap,
@@ -321,6 +335,7 @@ int mls__gw_feed_start(mls_gateway_t *g, const struct mls_redis_url *urls,
                 .per_model = mls_channel_per_model(g->cfg),
                 .retry_max_ms = g->cfg->redis_retry_max_ms,
                 .max_reply_bytes = g->max_payload + 65536,
+                .ping_ms = g->cfg->gateway_redis_ping_ms,
                 .on_message = redis_message,
                 .on_state = redis_state,
                 .on_gap = mark_gap,
@@ -343,6 +358,11 @@ uint64_t mls__gw_feed_resubscribes(const mls_gateway_t *g)
         return g->redis && g->redis_ops->resubscribes
                        ? g->redis_ops->resubscribes(g->redis)
                        : 0;
+}
+
+uint64_t mls__gw_feed_errors(const mls_gateway_t *g)
+{
+        return g->redis ? g->redis_ops->errors(g->redis) : 0;
 }
 
 void mls__gw_feed_close(mls_gateway_t *g)

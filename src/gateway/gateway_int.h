@@ -168,11 +168,12 @@ struct mls_gateway {
                 *m_refused_models, *m_bus_dropped, *m_models, *m_hist_bytes,
                 *m_hist_entries, *m_hist_evicted, *m_hist_refused, *m_resumes,
                 *m_gaps, *m_replayed, *m_channels, *m_resubscribes,
-                *m_hb_invalid, *m_engines;
+                *m_redis_errors, *m_hb_invalid, *m_engines;
         mls_series_t *m_auth_fail[MLS_AUTH_RESULTS];
         mls_metric_t *m_ws_closed, *m_http, *m_win_latency, *m_win_size,
                 *m_last_seen;
-        uint64_t render_err_seen, bus_dropped_seen, resubscribes_seen;
+        uint64_t render_err_seen, bus_dropped_seen, resubscribes_seen,
+                redis_errors_seen;
         uint64_t refused_models_seen;
 
         /* connections closed for a limit (ws.c): reason="send_queue_bytes",
@@ -257,6 +258,8 @@ int mls__gw_feed_start(mls_gateway_t *g, const struct mls_redis_url *urls,
  * mode. Loop thread. */
 size_t mls__gw_feed_channels(const mls_gateway_t *g);
 uint64_t mls__gw_feed_resubscribes(const mls_gateway_t *g);
+/* Redis connections that failed or were lost so far. */
+uint64_t mls__gw_feed_errors(const mls_gateway_t *g);
 /* Closes the subscriber (the loop must run afterwards), then frees it.
  * Both ignore bus mode and repeated calls. Loop thread. */
 void mls__gw_feed_close(mls_gateway_t *g);

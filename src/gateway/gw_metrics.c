@@ -96,6 +96,14 @@ void mls__gw_metrics_register(mls_gateway_t *g)
                 "the same one, reconnected) after a slot move, a failover or "
                 "a lost node connection (REDIS_CLUSTER=true; else 0).",
                 NULL, NULL);
+        g->m_redis_errors = series(
+                r, MLS_COUNTER,
+                "ml_stream_gateway_redis_connection_errors_total",
+                "Redis connections that failed or were lost: refused or "
+                "timed-out connects, connections closed, silent past twice "
+                "GATEWAY_REDIS_PING_MS, or dropped for a reply past a bound. "
+                "Each is made again after a backoff; the log says why.",
+                NULL, NULL);
         g->m_ready = series(r, MLS_GAUGE, "ml_stream_gateway_ready",
                             "1 while /readyz answers 200.", NULL, NULL);
         payloads = mls_metric_new(r, MLS_COUNTER,
@@ -254,11 +262,15 @@ int mls__gw_metrics_render(mls_gateway_t *g, struct mls_buf *out)
         mls_series_set(g->m_ready, mls__gw_ready(g));
         if (g->redis) {
                 uint64_t resubs = mls__gw_feed_resubscribes(g);
+                uint64_t errs = mls__gw_feed_errors(g);
 
                 mls_series_set(g->m_channels, (double)mls__gw_feed_channels(g));
                 mls_series_add(g->m_resubscribes,
                                (double)(resubs - g->resubscribes_seen));
                 g->resubscribes_seen = resubs;
+                mls_series_add(g->m_redis_errors,
+                               (double)(errs - g->redis_errors_seen));
+                g->redis_errors_seen = errs;
         }
         if (g->history) {
                 struct mls_history_stats st;

@@ -1,25 +1,15 @@
 /*
- * The gateway's Redis subscriber: hiredis' async API attached to the
- * gateway's libuv loop (mls_redis_uv_attach), subscribed to one channel.
- * The host name is resolved with uv_getaddrinfo(), so nothing blocks the
- * loop. When the connection drops or cannot be made it retries with a
- * backoff that doubles from 50 ms up to retry_max_ms, and subscribes again.
- *
- * Unparsed Redis input is capped: after every loop iteration a check
- * handle looks at hiredis' reader buffer and drops the connection when it
- * holds more than max_reply_bytes (hiredis 0.14 has no such limit of its
- * own).
- *
- * hiredis 0.14's libuv adapter ignores poll errors, so a refused connect
- * never completes on its own; the same check handle reads the socket's
- * SO_ERROR while connecting, and a watchdog gives up after 3 s.
+ * The gateway's Redis subscriber: one connection (shard_conn.c) on the
+ * gateway's libuv loop, subscribed to one channel. When the connection
+ * drops, cannot be made, or stays silent past its PING deadline it retries
+ * with a backoff that doubles from 50 ms up to retry_max_ms, and
+ * subscribes again.
  *
  * Per-model mode (per_model): channel is the prefix; the subscriber
  * always holds "<prefix>:control" (heartbeats) and, besides, the channels of
  * the models watched (mls_redis_sub_watch), subscribing and unsubscribing
  * as they come and go, with at most one SUBSCRIBE or UNSUBSCRIBE in flight
- * per channel (hiredis 0.14 mixes up the callbacks of a channel otherwise).
- * After a reconnect it subscribes to all of them again.
+ * per channel. After a reconnect it subscribes to all of them again.
  *
  * Threads: the gateway loop thread only; callbacks run on it.
  */
@@ -41,6 +31,7 @@ struct mls_redis_sub_conf {
         int per_model;
         int64_t retry_max_ms;
         size_t max_reply_bytes;
+        int64_t ping_ms; /* the connection's silence bound (shard_conn.h) */
         /* A message published on the channel; data is valid during the
          * call only. */
         void (*on_message)(void *opaque, const char *data, size_t len);
@@ -69,10 +60,8 @@ size_t mls_redis_sub_channels(const mls_redis_sub_t *s);
 
 /* 1 while the subscription is confirmed. */
 int mls_redis_sub_connected(const mls_redis_sub_t *s);
-/* Messages dropped because the reader buffer went over its cap, and
- * reconnects so far. */
-uint64_t mls_redis_sub_oversize(const mls_redis_sub_t *s);
-uint64_t mls_redis_sub_reconnects(const mls_redis_sub_t *s);
+/* Connections that failed or were lost so far. */
+uint64_t mls_redis_sub_errors(const mls_redis_sub_t *s);
 /* Disconnects and closes every handle; the loop must run afterwards until
  * they are closed. No callback is called after this. */
 void mls_redis_sub_close(mls_redis_sub_t *s);

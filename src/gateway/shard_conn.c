@@ -4,12 +4,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/ioctl.h>
+
 #include <hiredis/hiredis.h>
 
 #include "common/log.h"
 #include "common/redis_replies.h"
 
-#define READ_CHUNK 65536
+/* One read a loop turn, at most: what it brings is delivered and flushed
+ * to the clients before more is read (libuv would read again and again
+ * while reads fill the buffer, and clients' queues would overflow before
+ * the end of the turn). */
+#define READ_CHUNK 16384
 
 struct mls_shard_conn {
         uv_loop_t *loop;
@@ -19,7 +25,8 @@ struct mls_shard_conn {
         uv_getaddrinfo_t resolve;
         uv_connect_t connect;
         uv_tcp_t tcp;
-        uv_timer_t timer; /* the connect timeout */
+        uv_timer_t timer;  /* the connect timeout, then the silence one */
+        uv_check_t resume; /* reads again after a full read's turn */
         redisReader *reader;
         struct mls_redis_replies_bound bound; /* the reader's */
         int refs;      /* open handles and the pending resolve */
@@ -27,6 +34,9 @@ struct mls_shard_conn {
         int connected; /* the TCP connection is up */
         int handshake; /* replies the handshake still awaits */
         int ready, dead, closing;
+        uint64_t last_read;  /* loop time of the last bytes read */
+        uint64_t pinged_at;  /* last_read when the last PING went out */
+        unsigned pongs;      /* PING answers to swallow */
         char early_err[160]; /* a failure reported from the timer */
         char rbuf[READ_CHUNK];
 };
@@ -134,12 +144,92 @@ static void handshake_reply(mls_shard_conn_t *c, const redisReply *r,
                 set_ready(c);
 }
 
+/* The answer to a PING, in subscribed mode or not. */
+static int is_pong(const redisReply *r)
+{
+        if (r->type == REDIS_REPLY_STATUS)
+                return r->len == 4 && strcmp(r->str, "PONG") == 0;
+        return r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+               r->element[0]->type == REDIS_REPLY_STRING &&
+               strcmp(r->element[0]->str, "pong") == 0 &&
+               r->element[1]->type == REDIS_REPLY_STRING &&
+               r->element[1]->len == 0;
+}
+
+/* Why r cannot be a reply on a subscribed connection, or NULL. */
+static const char *not_pubsub(const redisReply *r)
+{
+        if (r->type == REDIS_REPLY_ERROR)
+                return NULL;
+        if (r->type != REDIS_REPLY_ARRAY)
+                return "a pub/sub reply that is not an array";
+        if (r->elements < 3)
+                return "a pub/sub reply of fewer than three elements";
+        if (r->element[0]->type != REDIS_REPLY_STRING ||
+            r->element[1]->type != REDIS_REPLY_STRING)
+                return "a pub/sub reply whose kind or channel is not a bulk "
+                       "string";
+        return NULL;
+}
+
+static int bytes_waiting(mls_shard_conn_t *c)
+{
+        uv_os_fd_t fd;
+        int n = 0;
+
+        return uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0 &&
+               ioctl(fd, FIONREAD, &n) == 0 && n > 0;
+}
+
+/* Runs ping_ms after the last read, and ping_ms after a PING. */
+static void on_quiet(uv_timer_t *t)
+{
+        mls_shard_conn_t *c = t->data;
+        uint64_t ms = (uint64_t)c->conf.ping_ms;
+        uint64_t quiet = uv_now(c->loop) - c->last_read;
+        const char *argv[1] = {"PING"};
+
+        if (quiet >= 2 * ms && bytes_waiting(c)) {
+                /* the loop was held up: what came is read after timers */
+                c->last_read = uv_now(c->loop);
+                quiet = 0;
+        } else if (quiet >= 2 * ms) {
+                char why[160];
+                snprintf(why, sizeof(why),
+                         "nothing received in %llu ms, a PING unanswered",
+                         (unsigned long long)quiet);
+                fail(c, why, 0);
+                return;
+        }
+        if (quiet >= ms && c->pinged_at != c->last_read) {
+                if (send_argv(c, 1, argv, NULL) < 0) {
+                        fail(c, "cannot send PING", 0);
+                        return;
+                }
+                c->pinged_at = c->last_read;
+                c->pongs++;
+        }
+        uv_timer_start(t, on_quiet, (quiet < ms ? ms : 2 * ms) - quiet, 0);
+}
+
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
 {
         mls_shard_conn_t *c = h->data;
 
         (void)hint;
         *b = uv_buf_init(c->rbuf, sizeof(c->rbuf));
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
+
+static void on_resume(uv_check_t *h)
+{
+        mls_shard_conn_t *c = h->data;
+
+        uv_check_stop(h);
+        if (!c->dead && !c->closing &&
+            uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0)
+                fail(c, "cannot read", 0);
 }
 
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
@@ -158,6 +248,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         }
         if (n == 0)
                 return;
+        c->last_read = uv_now(c->loop);
         if (redisReaderFeed(c->reader, b->base, (size_t)n) != REDIS_OK) {
                 fail(c, "out of memory", 0);
                 return;
@@ -168,20 +259,27 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
                         char why[200];
                         /* a reply refused for its size fails the reader
                          * as out of memory: the bound says which limit */
-                        snprintf(why, sizeof(why), "protocol error: %s",
-                                 c->bound.refused ? c->bound.refused
-                                                  : c->reader->errstr);
+                        if (c->bound.refused)
+                                snprintf(why, sizeof(why), "%s",
+                                         c->bound.refused);
+                        else
+                                snprintf(why, sizeof(why), "protocol error: %s",
+                                         c->reader->errstr);
                         fail(c, why, 0);
                         return;
                 }
                 if (!reply)
                         break;
-                if (c->handshake > 0)
+                if (c->pongs && is_pong(reply)) {
+                        c->pongs--;
+                } else if (c->handshake > 0)
                         /* AUTH, when sent, comes first */
                         handshake_reply(c, reply,
                                         c->password &&
                                                 c->handshake ==
                                                         1 + (c->name != NULL));
+                else if (c->conf.pubsub && not_pubsub(reply))
+                        fail(c, not_pubsub(reply), 0);
                 else
                         c->conf.on_reply(c->conf.opaque, c, reply);
                 c->reader->fn->freeObject(reply);
@@ -192,6 +290,11 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
                 fail(c, MLS_REDIS_LINE_UNENDED, 0);
         else if (c->reader->len - c->reader->pos > c->conf.max_reply_bytes)
                 fail(c, "a reply is over the size limit", 1);
+        else if ((size_t)n == sizeof(c->rbuf)) {
+                /* more is likely waiting: after this turn's flush */
+                uv_read_stop(s);
+                uv_check_start(&c->resume, on_resume);
+        }
 }
 
 static void on_connect(uv_connect_t *req, int status)
@@ -210,6 +313,11 @@ static void on_connect(uv_connect_t *req, int status)
         }
         c->connected = 1;
         uv_timer_stop(&c->timer);
+        c->last_read = uv_now(c->loop);
+        c->pinged_at = c->last_read - 1;
+        if (c->conf.ping_ms > 0)
+                uv_timer_start(&c->timer, on_quiet, (uint64_t)c->conf.ping_ms,
+                               0);
         uv_tcp_nodelay(&c->tcp, 1);
         rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
         if (rc < 0) {
@@ -328,7 +436,9 @@ mls_shard_conn_t *mls_shard_conn_new(uv_loop_t *loop,
         c->tcp.data = c;
         uv_timer_init(loop, &c->timer);
         c->timer.data = c;
-        c->refs = 2;
+        uv_check_init(loop, &c->resume);
+        c->resume.data = c;
+        c->refs = 3;
         uv_timer_start(&c->timer, on_timeout,
                        (uint64_t)conf->connect_timeout_ms, 0);
         memset(&hints, 0, sizeof(hints));
@@ -378,4 +488,5 @@ void mls_shard_conn_close(mls_shard_conn_t *c)
                 uv_cancel((uv_req_t *)&c->resolve);
         uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
         uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+        uv_close((uv_handle_t *)&c->resume, on_handle_closed);
 }

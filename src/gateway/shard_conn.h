@@ -12,7 +12,13 @@
  * included: matching them with commands is the caller's business.
  *
  * Unparsed input is capped at max_reply_bytes: past it the connection is
- * dropped. A connection lives once: when it fails or is lost it calls
+ * dropped. A connection silent for ping_ms is sent a PING (its answer is
+ * not handed over); silent for twice that, it is dropped: a peer gone
+ * without closing (host down, NAT entry dropped) or not answering is found
+ * within a bound, the handshake included. With pubsub set, every reply
+ * after the handshake must be an error or a pub/sub array (three elements
+ * or more, kind and channel bulk strings); anything else drops the
+ * connection. A connection lives once: when it fails or is lost it calls
  * on_closed and does nothing more; reconnecting (with backoff) is the
  * owner's job (cluster_sub.c), which knows where to go after a failover.
  *
@@ -38,6 +44,8 @@ struct mls_shard_conn_conf {
         const char *name;     /* CLIENT SETNAME; NULL: none; copied */
         size_t max_reply_bytes;
         int64_t connect_timeout_ms;
+        int64_t ping_ms; /* see above; 0: never (tests) */
+        int pubsub;      /* see above */
         /* The handshake is answered: commands may be sent. */
         void (*on_ready)(void *opaque, mls_shard_conn_t *c);
         /* One reply or push after the handshake; r is freed after the
