@@ -467,8 +467,6 @@ static void node_ready(void *opaque, mls_shard_conn_t *c)
 
 static struct chan *find_chan(mls_cluster_sub_t *s, const redisReply *ch)
 {
-        if (ch->type != REDIS_REPLY_STRING)
-                return NULL;
         return mls_strmap_get(&s->chans, ch->str, ch->len);
 }
 
@@ -489,8 +487,8 @@ static int head_is(const struct node *n, int sub, const redisReply *ch)
 {
         const struct pending *p = n->head;
 
-        return p && p->sub == sub && ch->type == REDIS_REPLY_STRING &&
-               p->len == ch->len && memcmp(p->ch, ch->str, ch->len) == 0;
+        return p && p->sub == sub && p->len == ch->len &&
+               memcmp(p->ch, ch->str, ch->len) == 0;
 }
 
 /* c, a model channel, is subscribed again after it was lost. */
@@ -608,9 +606,8 @@ static void node_reply(void *opaque, mls_shard_conn_t *conn,
                 free(p);
                 return;
         }
-        if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 ||
-            r->element[0]->type != REDIS_REPLY_STRING)
-                return;
+        /* shard_conn made sure of the pub/sub shape: three elements or
+         * more, kind and channel strings */
         kind = r->element[0];
         ch = r->element[1];
         if (strcmp(kind->str, "smessage") == 0) {

@@ -305,6 +305,7 @@ mls_redis_sub_t *mls_redis_sub_new(uv_loop_t *loop,
         connect_now(s);
         return s;
 }
+
 static void set_wanted(mls_redis_sub_t *s, const char *model, size_t len,
                        int wanted)
 {
