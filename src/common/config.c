@@ -475,7 +475,8 @@ const struct mls_conf_def mls_conf_defs[] = {
          .scope = E | U,
          .section = "Engine",
          .offset = OFF(heartbeat_interval_ms),
-         .help = "How often the engine publishes a heartbeat on the channel."},
+         .help = "How often the engine publishes a heartbeat on the channel; "
+                 "when idle, also how soon it finds Redis gone."},
         {.env = "ML_ENGINE_ID",
          .flag = "engine-id",
          .type = MLS_CONF_STR,

@@ -1,5 +1,6 @@
 #include "common/redis_replies.h"
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -284,7 +285,13 @@ int mls_redis_get_reply(redisContext *c, size_t max_unparsed, int timeout_ms,
                                  "no whole reply within %d ms", timeout_ms);
                         return -1;
                 }
-                if (redisBufferRead(c) != REDIS_OK)
+                if (redisBufferRead(c) != REDIS_OK) {
+                        /* the socket's read timeout, as the caller set it */
+                        if (c->err == REDIS_ERR_IO &&
+                            (errno == EAGAIN || errno == EWOULDBLOCK))
+                                snprintf(c->errstr, sizeof(c->errstr),
+                                         "no reply within %d ms", timeout_ms);
                         return -1;
+                }
         }
 }

@@ -437,6 +437,20 @@ static enum delivery deliver(mls_engine_t *e, char *errstr, size_t errstr_size)
         return deliver_batch(e, 0, errstr, errstr_size);
 }
 
+/* Enters the down state (unless in it): consumption pauses, /readyz says
+ * 503, and run() reconnects and retries with backoff. */
+static void go_down(mls_engine_t *e, const char *what, const char *errstr)
+{
+        if (atomic_load(&e->sink_down))
+                return;
+        mls_warn("%s, pausing consumption: %s", what, errstr);
+        atomic_store(&e->sink_down, 1);
+        e->backoff_ms = BACKOFF_START_MS;
+        e->next_retry_ns = mls_clock_mono_ns() + e->backoff_ms * 1000000LL;
+        set_paused(e, 1);
+        update_ready(e);
+}
+
 /* Tries to deliver the pending batch (ahead: see deliver_batch()); when the
  * publisher fails, enters the down state: consumption pauses and run()
  * retries with backoff. */
@@ -454,15 +468,7 @@ static int flush_batch(mls_engine_t *e, int ahead)
         case DOWN:
                 break;
         }
-        if (!atomic_load(&e->sink_down)) {
-                mls_warn("delivery failed, pausing consumption: %s", errstr);
-                atomic_store(&e->sink_down, 1);
-                e->backoff_ms = BACKOFF_START_MS;
-                e->next_retry_ns =
-                        mls_clock_mono_ns() + e->backoff_ms * 1000000LL;
-                set_paused(e, 1);
-                update_ready(e);
-        }
+        go_down(e, "delivery failed", errstr);
         return -1;
 }
 
@@ -1202,6 +1208,10 @@ void mls_engine_reload(mls_engine_t *e)
         atomic_store(&e->reload, 1);
 }
 
+/* With nothing to score, heartbeats are the engine's only traffic to the
+ * publisher, so they are what finds it gone (or silent, by its reply
+ * deadline): that is the down state as for a batch, reconnected with
+ * backoff and not ready meanwhile. */
 static void heartbeat(mls_engine_t *e)
 {
         struct mls_buf b;
@@ -1209,14 +1219,15 @@ static void heartbeat(mls_engine_t *e)
 
         mls_buf_init(&b, 1 << 20);
         mls_pipeline_heartbeat(e->pipeline, &b);
-        /* a send fails only on a connection already lost (and said so);
-         * a flush that fails loses it now: say why, once */
         if (e->publisher.ops->send(e->publisher.ctx, NULL, NULL, b.data, b.len,
-                                   NULL, NULL) < 0)
-                mls_debug("heartbeat not delivered");
-        else if (e->publisher.ops->flush(e->publisher.ctx, errstr,
-                                         sizeof(errstr)) < 0)
-                mls_warn("heartbeat not delivered: %s", errstr);
+                                   NULL, NULL) < 0) {
+                snprintf(errstr, sizeof(errstr), "%s not connected",
+                         e->publisher.ops->name);
+                go_down(e, "heartbeat not delivered", errstr);
+        } else if (e->publisher.ops->flush(e->publisher.ctx, errstr,
+                                           sizeof(errstr)) < 0) {
+                go_down(e, "heartbeat not delivered", errstr);
+        }
         mls_buf_free(&b);
 }
 

@@ -252,6 +252,7 @@ static int command(struct redis_sink *s, char *errstr, size_t errstr_size,
 
 static int redis_reconnect(void *ctx, char *errstr, size_t errstr_size)
 {
+        static const char *ping[] = {"PING"};
         struct redis_sink *s = ctx;
         struct timeval tv = {.tv_sec = 2};
 
@@ -277,6 +278,12 @@ static int redis_reconnect(void *ctx, char *errstr, size_t errstr_size)
                         drop(s);
                         return -1;
                 }
+        }
+        /* the kernel completes the handshake for a Redis that is stopped
+         * or wedged: connected means it answered */
+        if (command(s, errstr, errstr_size, 1, ping) < 0) {
+                drop(s);
+                return -1;
         }
         s->failed = 0;
         mls_series_set(s->connected, 1);

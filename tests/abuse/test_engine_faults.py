@@ -97,6 +97,63 @@ def test_rebalance_while_redis_down_loses_nothing(services, topic, engines):
             redis.stop()
 
 
+def test_idle_engine_notices_redis_gone_and_comes_back(services, topic, engines):
+    """With nothing to score, heartbeats are the engine's only traffic to
+    Redis. Redis is stopped, then (the half-open case: connected, never
+    answering) SIGSTOPped, each time with no input at all: /readyz turns
+    503 and ml_stream_redis_connected 0 within the heartbeat interval plus
+    the 5 s reply deadline, and once Redis is back the heartbeats resume
+    and /readyz is 200 again, still without any input. Inputs sent then are
+    all delivered."""
+    redis = PrivateRedis()
+    env = {"REDIS_URL": redis.url, "REDIS_RETRY_MAX_MS": "200",
+           "ML_HEARTBEAT_INTERVAL_MS": "200", "ML_ENGINE_ID": "idle-engine"}
+    sub = None
+    try:
+        eng = engines(topic=topic, extra_env=env)
+        eng.wait_ready()
+        for fault in ("stopped", "SIGSTOP"):
+            if fault == "stopped":
+                redis.stop()
+            else:
+                redis.proc.send_signal(signal.SIGSTOP)
+            wait_for(lambda: http_get(eng.url("/readyz"))[0] == 503, 30,
+                     "an idle engine to see Redis %s" % fault)
+            # and it stays so: its retries (a stopped Redis still accepts
+            # connections) do not count as connected until Redis answers
+            until = time.monotonic() + 2
+            while time.monotonic() < until:
+                assert http_get(eng.url("/readyz"))[0] == 503, fault
+                assert metric_sum(eng.metrics(), "ml_stream_redis_connected") == 0, fault
+                time.sleep(0.05)
+            if fault == "stopped":
+                redis.start()
+            else:
+                redis.proc.send_signal(signal.SIGCONT)
+            if sub:
+                sub.close()
+            sub = Subscriber({"REDIS_URL": redis.url})
+            wait_for(lambda: len([b for b in sub.payloads("heartbeat")
+                                  if b["engine_id"] == "idle-engine"]) >= 2, 30,
+                     "heartbeats again after Redis was %s, without any input" % fault)
+            wait_for(lambda: http_get(eng.url("/readyz"))[0] == 200, 30,
+                     "/readyz 200 again after Redis was %s" % fault)
+            assert metric_sum(eng.metrics(), "ml_stream_redis_connected") == 1
+        out = eng.output()
+        assert out.count("delivery resumed") >= 2, out
+        produce(services, topic, messages("h", 50))
+        want = {"h%d" % i for i in range(50)}
+        wait_for(lambda: want <= {p["input_id"] for p in sub.payloads()}, 60,
+                 "every input after the outages delivered")
+        assert eng.stop() == 0
+    finally:
+        if sub:
+            sub.close()
+        if redis.proc.poll() is None:
+            redis.proc.send_signal(signal.SIGCONT)
+        redis.stop()
+
+
 def test_redis_refusing_an_unacknowledged_batch_loses_nothing(services, topic, engines):
     """In a backlog the engine hands Redis a batch and scores the next one
     before the first is acknowledged. Here Redis refuses the predictions'

@@ -131,6 +131,13 @@ static void *serve(void *arg)
                         while ((used = parse_command(buf, len, argv)) > 0) {
                                 memmove(buf, buf + used, len - used);
                                 len -= used;
+                                /* the sink's check that a connection
+                                 * answers: not part of the script */
+                                if (strcmp(argv[0], "PING") == 0) {
+                                        if (write(fd, "+PONG\r\n", 7) != 7)
+                                                break;
+                                        continue;
+                                }
                                 got++;
                                 owed++;
                                 if (strcmp(argv[0], "PUBLISH") == 0 &&
