@@ -1310,6 +1310,13 @@ static void final_commit(mls_engine_t *e)
         }
 }
 
+/* Messages taken from Kafka and not yet delivered: the batch, one
+ * submitted ahead and not acknowledged, and those held while down. */
+static size_t undelivered(const mls_engine_t *e)
+{
+        return mls_pipeline_pending(e->pipeline) + e->nheld;
+}
+
 int mls_engine_run(mls_engine_t *e)
 {
         const int64_t hb_ns = e->cfg->heartbeat_interval_ms * 1000000LL;
@@ -1353,14 +1360,16 @@ int mls_engine_run(mls_engine_t *e)
                         if (!e->stop_by)
                                 e->stop_by = now + e->cfg->shutdown_timeout_ms *
                                                            1000000LL;
-                        if (!atomic_load(&e->sink_down) && flush(e) == 0)
+                        /* a publisher that is down holds up nothing
+                         * when nothing waits for it (an idle engine) */
+                        if (atomic_load(&e->sink_down) ? undelivered(e) == 0
+                                                       : flush(e) == 0)
                                 break;
                         if (now > e->stop_by) {
                                 mls_error("stopping with %zu message(s) "
                                           "undelivered; Kafka will redeliver "
                                           "them",
-                                          mls_pipeline_pending(e->pipeline) +
-                                                  e->nheld);
+                                          undelivered(e));
                                 status = 1;
                                 break;
                         }
