@@ -235,6 +235,7 @@ static void on_resume(uv_check_t *h)
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 {
         mls_shard_conn_t *c = s->data;
+        const char *bad;
         void *reply;
 
         if (c->dead || c->closing)
@@ -278,8 +279,8 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
                                         c->password &&
                                                 c->handshake ==
                                                         1 + (c->name != NULL));
-                else if (c->conf.pubsub && not_pubsub(reply))
-                        fail(c, not_pubsub(reply), 0);
+                else if (c->conf.pubsub && (bad = not_pubsub(reply)))
+                        fail(c, bad, 0);
                 else
                         c->conf.on_reply(c->conf.opaque, c, reply);
                 c->reader->fn->freeObject(reply);
