@@ -516,6 +516,7 @@ struct mls_cluster_pub {
         size_t nseeds;
         mls_cluster_map_t *map;
         int refresh_due; /* fetch the map before the next batch */
+        int up; /* a connect or flush succeeded, and no flush failed since */
         struct conn *conns;
         size_t nconns, cap_conns;
         struct mls_buf cmds; /* the batch's commands in RESP */
@@ -651,6 +652,7 @@ static int conn_open(struct mls_cluster_pub *p, size_t i)
                 .tv_sec = MLS_CLUSTER_CONNECT_TIMEOUT_MS / 1000,
                 .tv_usec = MLS_CLUSTER_CONNECT_TIMEOUT_MS % 1000 * 1000,
         };
+        redisReply *r;
 
         if (cn->c)
                 return 0;
@@ -668,7 +670,6 @@ static int conn_open(struct mls_cluster_pub *p, size_t i)
         if (u->password[0]) {
                 const char *argv[3] = {"AUTH", u->user, u->password};
                 int argc = u->user[0] ? 3 : 2;
-                redisReply *r;
 
                 if (argc == 2)
                         argv[1] = u->password;
@@ -686,6 +687,20 @@ static int conn_open(struct mls_cluster_pub *p, size_t i)
                 }
                 mls_redis_replies_free(r);
         }
+        /* the kernel completes the handshake for a node that is stopped or
+         * wedged: open means it answered */
+        r = command(p, cn->c, 1, (const char *[]){"PING"});
+        if (!r) {
+                set_err(p, "redis %s:%d: %s", cn->host, cn->port,
+                        cn->c->errstr);
+                goto fail;
+        }
+        if (r->type == REDIS_REPLY_ERROR) {
+                set_err(p, "redis %s:%d: PING: %s", cn->host, cn->port, r->str);
+                mls_redis_replies_free(r);
+                goto fail;
+        }
+        mls_redis_replies_free(r);
         return 0;
 fail:
         p->st.conn_errors++;
@@ -798,6 +813,27 @@ static void prune(struct mls_cluster_pub *p)
         p->nconns = o;
 }
 
+/* Opens a connection to every master of the map (conn_open() has each
+ * answer a PING): until the cluster fails a stopped or unreachable master
+ * over, the maps of the other nodes still give it its slots. */
+static int open_masters(struct mls_cluster_pub *p)
+{
+        for (size_t j = 0; j < mls_cluster_map_nmasters(p->map); j++) {
+                const struct mls_cluster_node *n =
+                        mls_cluster_map_master(p->map, j);
+                int i = conn_find(p, n->host, n->port);
+
+                if (i < 0) {
+                        set_err(p, "redis %s:%d: out of memory", n->host,
+                                n->port);
+                        return -1;
+                }
+                if (conn_open(p, (size_t)i) < 0)
+                        return -1;
+        }
+        return 0;
+}
+
 int mls_cluster_pub_connect(mls_cluster_pub_t *p, char *errstr,
                             size_t errstr_size)
 {
@@ -807,12 +843,18 @@ int mls_cluster_pub_connect(mls_cluster_pub_t *p, char *errstr,
                 return -1;
         }
         prune(p);
+        if (open_masters(p) < 0) {
+                snprintf(errstr, errstr_size, "%s", p->err);
+                p->up = 0;
+                return -1;
+        }
+        p->up = 1;
         return 0;
 }
 
 int mls_cluster_pub_connected(const mls_cluster_pub_t *p)
 {
-        return p->map != NULL;
+        return p->map != NULL && p->up;
 }
 
 int mls_cluster_pub_add(mls_cluster_pub_t *p, const char *channel, size_t clen,
@@ -1098,8 +1140,10 @@ int mls_cluster_pub_flush(mls_cluster_pub_t *p, char *errstr,
                 goto fail;
         }
         reset_batch(p);
+        p->up = 1;
         return 0;
 fail:
+        p->up = 0;
         p->refresh_due = 1;
         p->st.failed_flush++;
         reset_batch(p);

@@ -138,14 +138,19 @@ struct mls_cluster_pub_stats {
 mls_cluster_pub_t *mls_cluster_pub_new(const struct mls_redis_url *seeds,
                                        size_t nseeds, size_t batch_limit);
 
-/* Fetches the slot map from any reachable node: known nodes first, then
- * the seeds. Returns 0 when a map with at least one assigned slot was
- * fetched, or -1 with the reason in errstr (the last node's error). */
+/* Fetches the slot map from any reachable node (known nodes first, then
+ * the seeds), then connects to every master in it. Each node must answer a
+ * PING when connected: a stopped master, whose kernel still accepts
+ * connections and which the other nodes' maps name until the cluster
+ * fails it over, is a failure, not a connection. Returns 0 when a map with
+ * at least one assigned slot was fetched and every master answered, or -1
+ * with the reason in errstr (the first error). */
 int mls_cluster_pub_connect(mls_cluster_pub_t *p, char *errstr,
                             size_t errstr_size);
 
-/* 1 while the publisher holds a slot map (the last fetch succeeded and no
- * flush has failed since for want of any reachable node), else 0. */
+/* 1 from a connect or flush that succeeded until a flush fails, else 0:
+ * after a failed flush, connect again (the engine's down state does) to
+ * learn whether every master answers. */
 int mls_cluster_pub_connected(const mls_cluster_pub_t *p);
 
 /* Queues SPUBLISH channel payload for the node that owns the channel's

@@ -302,13 +302,15 @@ class HostileRedis:
     bytes, then with endless=True filler until the engine hangs up, at
     most 256 MB; with a third item, drip seconds, the filler goes a byte
     at a time, one each drip); later connections are relayed to the real
-    Redis."""
+    Redis. With pong=True a connection answers PING as Redis does and
+    keeps its answer for the first other command."""
 
     CAP = 256 << 20
 
-    def __init__(self, upstream_port, answers):
+    def __init__(self, upstream_port, answers, pong=False):
         self.upstream = upstream_port
         self.answers = list(answers)
+        self.pong = pong
         self.sent = []  # filler bytes each hostile connection got out
         self.lsock = socket.create_server(("127.0.0.1", 0))
         self.port = self.lsock.getsockname()[1]
@@ -331,7 +333,9 @@ class HostileRedis:
     def _hostile(self, c, reply, endless, drip=0):
         sent = 0
         try:
-            c.recv(65536)  # the engine's first command
+            while (c.recv(65536) == b"*1\r\n$4\r\nPING\r\n"  # the engine's first command
+                   and self.pong):
+                c.sendall(b"+PONG\r\n")
             c.sendall(reply)
             filler = b"x" * (1 if drip else 65536)
             while endless and sent < self.CAP:
@@ -423,7 +427,8 @@ def test_hostile_redis_replies_are_refused_within_a_bound_and_lose_nothing(
 def test_hostile_cluster_seed_is_refused_within_a_bound_and_loses_nothing(
         services, topic, engines):
     """The engine's only Redis Cluster seed sits behind a proxy that answers
-    its first four CLUSTER SLOTS with what no node gives: an array header
+    its first four CLUSTER SLOTS (after the PING that opens each connection)
+    with what no node gives: an array header
     claiming a billion elements, a status line that never ends, a 2 GB bulk
     string that never ends (each streamed until the engine hangs up), and a
     slot map of the wrong shape. Each is refused with a warning naming it,
@@ -438,7 +443,7 @@ def test_hostile_cluster_seed_is_refused_within_a_bound_and_loses_nothing(
     hostile = HostileRedis(seed, [(b"*1000000000\r\n", False),
                                   (b"+", True),
                                   (b"$2000000000\r\n", True),
-                                  (b"*1\r\n:5\r\n", False)])
+                                  (b"*1\r\n:5\r\n", False)], pong=True)
     models = ["hc-%s-%d" % (topic[-6:], i) for i in range(6)]
     subs = [shard_subscribe(services, "%s:{%s}" % (CHANNEL, m)) for m in models]
     n = 600

@@ -8,13 +8,16 @@ REDIS_CLUSTER_PORTS); skipped without it."""
 import json
 import os
 import shutil
+import signal
 import subprocess
+import time
 import uuid
 
 import pytest
 
 from mlshelpers import (CHANNEL, MLSTREAM, SERVICES, RoundFeeder, cluster_command, cluster_ok,
-                        cluster_slot_owners, http_get, metric_sum, produce, shard_subscribe,
+                        cluster_owner, cluster_ports, cluster_slot_owners, http_get, metric_sum,
+                        produce, shard_subscribe,
                         wait_for)
 
 NMODELS = 50
@@ -191,6 +194,64 @@ def test_master_killed_mid_stream(cluster, topic, engines):
             subprocess.run([SERVICES, "cluster-start-node", str(victim)], env=cluster,
                            check=True, capture_output=True, timeout=120)
             wait_for(lambda: cluster_ok(cluster), 60, "the cluster whole again")
+        for s in subs.values():
+            s.close()
+
+
+def test_stopped_master_keeps_the_engine_not_ready_until_it_answers(cluster, topic, engines):
+    """The master that owns the control channel is stopped (SIGSTOP: its
+    kernel still accepts connections) and, with a long node timeout, not
+    failed over, so the other masters' slot maps still name it. An idle
+    engine finds it by its heartbeat and stays not ready while it is
+    stopped (a reconnect counts only once every master answers a PING),
+    holding the input that comes meanwhile; once the master answers again
+    the engine is ready by itself and every prediction arrives."""
+    models = model_ids()
+    subs = {m: shard_subscribe(cluster, channel(m)) for m in models}
+    victim = cluster_owner(cluster, CHANNEL + ":control")
+    ports = cluster_ports(cluster)
+    timeouts = {p: cluster_command(p, "CONFIG", "GET", "cluster-node-timeout")[1]
+                for p in ports}
+    pid = int(dict(l.split(":", 1) for l in cluster_command(
+        victim, "INFO", "server").decode().splitlines() if ":" in l)["process_id"])
+    eng = cluster_engine(engines, cluster, topic, "cl-" + uuid.uuid4().hex[:8])
+    eng.wait_ready()
+
+    def readyz():
+        return http_get(eng.url("/readyz"))[0]
+
+    stopped = False
+    try:
+        for p in ports:
+            cluster_command(p, "CONFIG", "SET", "cluster-node-timeout", "120000")
+        os.kill(pid, signal.SIGSTOP)
+        stopped = True
+        # a heartbeat a second, each waiting at most 5 s for its reply
+        wait_for(lambda: readyz() == 503, 30, "/readyz 503 with master %d stopped" % victim)
+        produce(cluster, topic, round_lines(models, 0))
+        # reconnects (backoff up to REDIS_RETRY_MAX_MS 500) get a map from
+        # the other masters, which names the stopped one: two reply
+        # deadlines and more, and the engine must not call itself ready
+        held_until = time.monotonic() + 12
+        while time.monotonic() < held_until:
+            assert readyz() == 503, "ready with master %d stopped" % victim
+            assert eng.proc.poll() is None, eng.output()
+            time.sleep(0.1)
+        os.kill(pid, signal.SIGCONT)
+        stopped = False
+        wait_for(lambda: readyz() == 200, 30, "/readyz 200 with master %d back" % victim)
+        wait_for(lambda: all(len(s.raw()) >= 1 for s in subs.values()), 60,
+                 "the input produced while the master was stopped, on every channel")
+        assert "still down: redis %s:%d:" % ("127.0.0.1", victim) in eng.output()
+        assert eng.stop() == 0
+        drain(list(subs.values()))
+        for m, s in subs.items():
+            assert set(rounds_of(s, m)) == {0}, m
+    finally:
+        if stopped:
+            os.kill(pid, signal.SIGCONT)
+        for p, t in timeouts.items():
+            cluster_command(p, "CONFIG", "SET", "cluster-node-timeout", t)
         for s in subs.values():
             s.close()
 

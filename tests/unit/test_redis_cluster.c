@@ -546,8 +546,8 @@ MLS_TEST(redis_cluster_pub_unreachable)
 /* ------------------------------------------- publisher, fake nodes */
 
 /* Up to 3 fake cluster nodes on loopback, served by one thread: each
- * answers AUTH, CLUSTER SLOTS (every slot on node `owner`), ASKING and
- * SPUBLISH the way its mode says. */
+ * answers AUTH, PING, CLUSTER SLOTS (every slot on node `owner`), ASKING
+ * and SPUBLISH the way its mode says. */
 
 enum fake_mode {
         FAKE_OWNER,       /* :1 */
@@ -665,6 +665,10 @@ static void fake_command(struct fake_client *c, int argc, char **argv,
         }
         if (fk.password && !c->authed) {
                 fake_replyf(c->fd, "-NOAUTH Authentication required.\r\n");
+                return;
+        }
+        if (argc == 1 && !strncasecmp(argv[0], "PING", 4)) {
+                fake_replyf(c->fd, "+PONG\r\n");
                 return;
         }
         if (argc == 1 && !strncasecmp(argv[0], "ASKING", 6)) {
@@ -1020,7 +1024,8 @@ MLS_TEST(redis_cluster_pub_fake_bounded_retries)
         CHECK_INT_EQ(mls_cluster_pub_flush(p, err, sizeof(err)), -1);
         CHECK_CONTAINS(err, "20 of 20 payloads not acknowledged after 3");
         CHECK_INT_EQ(mls_cluster_pub_queued(p), 0);
-        CHECK(mls_cluster_pub_connected(p));
+        /* not connected until a connect or a flush succeeds again */
+        CHECK(!mls_cluster_pub_connected(p));
         pthread_mutex_lock(&fk.mu);
         drops = fk.n[0].drops;
         pthread_mutex_unlock(&fk.mu);
@@ -1037,6 +1042,7 @@ MLS_TEST(redis_cluster_pub_fake_bounded_retries)
         add_n(p, 20);
         CHECK_INT_EQ(mls_cluster_pub_flush(p, err, sizeof(err)), 0);
         CHECK_INT_EQ(fake_published(0), 20);
+        CHECK(mls_cluster_pub_connected(p));
         mls_cluster_pub_stats(p, &st);
         CHECK_INT_EQ(st.failed_flush, 2);
         mls_cluster_pub_free(p);
