@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/redis_replies.h"
 
 #define NONE SIZE_MAX
@@ -21,6 +22,9 @@
  * never ends is the case this bounds, and hiredis scans an unfinished
  * line from its start on each read: kept small, that costs milliseconds. */
 #define REPLY_MAX_BYTES ((size_t)1 << 20)
+/* A connection failure that took this long was a timeout (see conn_lost()):
+ * a closed or refused connection fails at once. */
+#define SLOW_FAILURE_MS 1000
 
 /* ------------------------------------------------------------------ slots */
 
@@ -509,6 +513,9 @@ struct conn {
         redisContext *c;
         size_t head, tail, count; /* entries to send this round */
         int tried;                /* by the current map refresh */
+        /* timed out in this connect or flush, and why (conn_lost()) */
+        int failed;
+        char why[160];
 };
 
 struct mls_cluster_pub {
@@ -578,6 +585,31 @@ static void conn_drop(struct mls_cluster_pub *p, size_t i)
         p->conns[i].c = NULL;
 }
 
+/* Records that conns[i] failed, for why, and drops it. A failure that
+ * took SLOW_FAILURE_MS or more since t0 (a node that gave no reply, a
+ * connect that timed out) marks the node: it is not opened again until
+ * the next connect or flush (clear_failed()), as trying it would cost the
+ * timeout again. A connection closed or refused is tried again. */
+static void conn_lost(struct mls_cluster_pub *p, size_t i, const char *why,
+                      int64_t t0)
+{
+        struct conn *cn = &p->conns[i];
+
+        p->st.conn_errors++;
+        set_err(p, "redis %s:%d: %s", cn->host, cn->port, why);
+        if (mls_clock_mono_ns() - t0 >= (int64_t)SLOW_FAILURE_MS * 1000000) {
+                snprintf(cn->why, sizeof(cn->why), "%s", why);
+                cn->failed = 1;
+        }
+        conn_drop(p, i);
+}
+
+static void clear_failed(struct mls_cluster_pub *p)
+{
+        for (size_t i = 0; i < p->nconns; i++)
+                p->conns[i].failed = 0;
+}
+
 /* The index of the connection to host:port, added (unconnected) when new;
  * -1 when out of memory. */
 static int conn_find(struct mls_cluster_pub *p, const char *host, int port)
@@ -643,7 +675,9 @@ static redisReply *command(struct mls_cluster_pub *p, redisContext *c, int argc,
 }
 
 /* Connects conns[i] unless it is connected, with AUTH when the URL has a
- * password. Returns 0, or -1 with the error recorded. */
+ * password, and has it answer a PING. Returns 0, or -1 with the error
+ * recorded, at once when it failed already in this connect or flush: a
+ * node that gave no reply would cost the timeout again. */
 static int conn_open(struct mls_cluster_pub *p, size_t i)
 {
         struct conn *cn = &p->conns[i];
@@ -653,13 +687,19 @@ static int conn_open(struct mls_cluster_pub *p, size_t i)
                 .tv_usec = MLS_CLUSTER_CONNECT_TIMEOUT_MS % 1000 * 1000,
         };
         redisReply *r;
+        char why[sizeof(cn->why)];
+        int64_t t0 = mls_clock_mono_ns();
 
         if (cn->c)
                 return 0;
+        if (cn->failed) {
+                set_err(p, "redis %s:%d: %s", cn->host, cn->port, cn->why);
+                return -1;
+        }
         cn->c = redisConnectWithTimeout(cn->host, cn->port, tv);
         if (!cn->c || cn->c->err) {
-                set_err(p, "redis %s:%d: %s", cn->host, cn->port,
-                        cn->c ? cn->c->errstr : "out of memory");
+                snprintf(why, sizeof(why), "%s",
+                         cn->c ? cn->c->errstr : "out of memory");
                 goto fail;
         }
         tv.tv_sec = MLS_CLUSTER_IO_TIMEOUT_MS / 1000;
@@ -675,13 +715,11 @@ static int conn_open(struct mls_cluster_pub *p, size_t i)
                         argv[1] = u->password;
                 r = command(p, cn->c, argc, argv);
                 if (!r) {
-                        set_err(p, "redis %s:%d: %s", cn->host, cn->port,
-                                cn->c->errstr);
+                        snprintf(why, sizeof(why), "%s", cn->c->errstr);
                         goto fail;
                 }
                 if (r->type == REDIS_REPLY_ERROR) {
-                        set_err(p, "redis %s:%d: AUTH: %s", cn->host, cn->port,
-                                r->str);
+                        snprintf(why, sizeof(why), "AUTH: %s", r->str);
                         mls_redis_replies_free(r);
                         goto fail;
                 }
@@ -691,20 +729,18 @@ static int conn_open(struct mls_cluster_pub *p, size_t i)
          * wedged: open means it answered */
         r = command(p, cn->c, 1, (const char *[]){"PING"});
         if (!r) {
-                set_err(p, "redis %s:%d: %s", cn->host, cn->port,
-                        cn->c->errstr);
+                snprintf(why, sizeof(why), "%s", cn->c->errstr);
                 goto fail;
         }
         if (r->type == REDIS_REPLY_ERROR) {
-                set_err(p, "redis %s:%d: PING: %s", cn->host, cn->port, r->str);
+                snprintf(why, sizeof(why), "PING: %s", r->str);
                 mls_redis_replies_free(r);
                 goto fail;
         }
         mls_redis_replies_free(r);
         return 0;
 fail:
-        p->st.conn_errors++;
-        conn_drop(p, i);
+        conn_lost(p, i, why, t0);
         return -1;
 }
 
@@ -715,16 +751,16 @@ static int try_refresh(struct mls_cluster_pub *p, size_t i)
         mls_cluster_map_t *m;
         redisReply *r;
         char why[256];
+        int64_t t0;
 
         cn->tried = 1;
         if (conn_open(p, i) < 0)
                 return -1;
+        t0 = mls_clock_mono_ns();
         r = command(p, cn->c, 2, (const char *[]){"CLUSTER", "SLOTS"});
         if (!r) {
-                set_err(p, "redis %s:%d: %s", cn->host, cn->port,
-                        cn->c->errstr);
-                p->st.conn_errors++;
-                conn_drop(p, i);
+                snprintf(why, sizeof(why), "%s", cn->c->errstr);
+                conn_lost(p, i, why, t0);
                 return -1;
         }
         m = mls_cluster_map_from_reply(r, cn->host, why, sizeof(why));
@@ -838,6 +874,7 @@ int mls_cluster_pub_connect(mls_cluster_pub_t *p, char *errstr,
                             size_t errstr_size)
 {
         p->err[0] = '\0';
+        clear_failed(p);
         if (refresh(p) < 0) {
                 snprintf(errstr, errstr_size, "%s", p->err);
                 return -1;
@@ -940,16 +977,20 @@ static void route(struct mls_cluster_pub *p)
         }
 }
 
-/* Gives up on what conns[i] has left this round: the entries from k on
- * stay pending and go to their slot's owner next round. */
-static void conn_fail(struct mls_cluster_pub *p, size_t i, size_t k)
+/* Gives up on what conns[i] has left this round, its connection lost (if
+ * conn_open() has not recorded that already) in what it did since t0: the
+ * entries from k on stay pending and go to their slot's owner next
+ * round. */
+static void conn_fail(struct mls_cluster_pub *p, size_t i, size_t k, int64_t t0)
 {
         struct conn *cn = &p->conns[i];
+        char why[sizeof(cn->why)];
 
-        set_err(p, "redis %s:%d: %s", cn->host, cn->port,
-                cn->c && cn->c->errstr[0] ? cn->c->errstr : "I/O error");
-        p->st.conn_errors++;
-        conn_drop(p, i);
+        if (cn->c) {
+                snprintf(why, sizeof(why), "%s",
+                         cn->c->errstr[0] ? cn->c->errstr : "I/O error");
+                conn_lost(p, i, why, t0);
+        }
         for (; k != NONE; k = p->ents[k].next) {
                 p->ents[k].ask_conn = -1;
                 p->ents[k].asking = 0;
@@ -966,11 +1007,12 @@ static int send_round(struct mls_cluster_pub *p)
         for (size_t i = 0; i < p->nconns; i++) {
                 struct conn *cn = &p->conns[i];
                 size_t chunk = 0;
+                int64_t t0 = mls_clock_mono_ns();
 
                 if (!cn->count)
                         continue;
                 if (conn_open(p, i) < 0) {
-                        conn_fail(p, i, cn->head);
+                        conn_fail(p, i, cn->head, t0);
                         failed = 1;
                         continue;
                 }
@@ -995,7 +1037,7 @@ static int send_round(struct mls_cluster_pub *p)
                 if (write_out(cn->c) == 0)
                         continue;
         fail:
-                conn_fail(p, i, cn->head);
+                conn_fail(p, i, cn->head, t0);
                 failed = 1;
         }
         return failed;
@@ -1059,6 +1101,7 @@ static size_t receive_round(struct mls_cluster_pub *p, int *retry)
                         struct entry *e = &p->ents[k];
                         size_t next = e->next;
                         redisReply *reply;
+                        int64_t t0 = mls_clock_mono_ns();
 
                         if (e->asking) {
                                 if (get_reply(p, p->conns[i].c, &reply) < 0)
@@ -1072,7 +1115,7 @@ static size_t receive_round(struct mls_cluster_pub *p, int *retry)
                         k = next;
                         continue;
                 fail:
-                        conn_fail(p, i, k);
+                        conn_fail(p, i, k, t0);
                         *retry = 1;
                         break;
                 }
@@ -1096,6 +1139,7 @@ int mls_cluster_pub_flush(mls_cluster_pub_t *p, char *errstr,
         int round, lost = 0;
 
         p->err[0] = '\0';
+        clear_failed(p);
         if (p->failed) {
                 snprintf(errstr, errstr_size,
                          "redis cluster: a payload could not be queued (the "

@@ -557,6 +557,7 @@ enum fake_mode {
         FAKE_DROP,        /* close the connection after `left` replies */
         FAKE_DOWN,        /* -CLUSTERDOWN */
         FAKE_HOSTILE,     /* fk.hostile's bytes, then close */
+        FAKE_SILENT,      /* no answer at all (a stopped process) */
 };
 
 struct fake_node {
@@ -721,6 +722,8 @@ static void fake_command(struct fake_client *c, int argc, char **argv,
         case FAKE_DOWN:
                 fake_replyf(c->fd, "-CLUSTERDOWN The cluster is down\r\n");
                 return;
+        case FAKE_SILENT:
+                return;
         case FAKE_HOSTILE:
                 /* returns once written or once the publisher hangs up */
                 fake_reply(c->fd, fk.hostile, fk.hostile_len);
@@ -862,6 +865,16 @@ static long fake_published(int node)
 
         pthread_mutex_lock(&fk.mu);
         v = fk.n[node].published;
+        pthread_mutex_unlock(&fk.mu);
+        return v;
+}
+
+static long fake_conns(int node)
+{
+        long v;
+
+        pthread_mutex_lock(&fk.mu);
+        v = fk.n[node].conns;
         pthread_mutex_unlock(&fk.mu);
         return v;
 }
@@ -1045,6 +1058,39 @@ MLS_TEST(redis_cluster_pub_fake_bounded_retries)
         CHECK(mls_cluster_pub_connected(p));
         mls_cluster_pub_stats(p, &st);
         CHECK_INT_EQ(st.failed_flush, 2);
+        mls_cluster_pub_free(p);
+        fake_stop();
+}
+
+/* A master that takes commands and never answers them (a stopped process,
+ * whose kernel still accepts connections): the flush fails after one reply
+ * timeout, naming it, not after one per round, as the node is not
+ * connected to again within that flush; the next connect tries it anew. */
+MLS_TEST(redis_cluster_pub_fake_silent_node_once_per_flush)
+{
+        mls_cluster_pub_t *p;
+        char err[512] = "";
+        long conns;
+
+        signal(SIGPIPE, SIG_IGN);
+        CHECK_INT_EQ(fake_start(NULL), 0);
+        p = fake_pub(NULL);
+        CHECK_INT_EQ(mls_cluster_pub_connect(p, err, sizeof(err)), 0);
+        conns = fake_conns(0);
+        fake_set(0, FAKE_SILENT, 0);
+        add_n(p, 5);
+        CHECK_INT_EQ(mls_cluster_pub_flush(p, err, sizeof(err)), -1);
+        CHECK_CONTAINS(err, "no reply within 5000 ms");
+        CHECK_CONTAINS(err, "5 of 5 payloads not acknowledged after 3 rounds");
+        CHECK_INT_EQ(fake_conns(0), conns);
+        CHECK(!mls_cluster_pub_connected(p));
+
+        fake_set(0, FAKE_OWNER, 0);
+        CHECK_INT_EQ(mls_cluster_pub_connect(p, err, sizeof(err)), 0);
+        CHECK_INT_EQ(fake_conns(0), conns + 1);
+        add_n(p, 5);
+        CHECK_INT_EQ(mls_cluster_pub_flush(p, err, sizeof(err)), 0);
+        CHECK_INT_EQ(fake_published(0), 5);
         mls_cluster_pub_free(p);
         fake_stop();
 }
