@@ -674,6 +674,23 @@ static redisReply *command(struct mls_cluster_pub *p, redisContext *c, int argc,
         return r;
 }
 
+/* A command whose reply must not be an error: 0, or -1 with why it
+ * failed in why. */
+static int accepted(struct mls_cluster_pub *p, redisContext *c, int argc,
+                    const char **argv, char *why, size_t why_size)
+{
+        redisReply *r = command(p, c, argc, argv);
+        int rc = r && r->type != REDIS_REPLY_ERROR ? 0 : -1;
+
+        if (!r)
+                snprintf(why, why_size, "%s", c->errstr);
+        else if (rc < 0)
+                snprintf(why, why_size, "%s: %s", argv[0], r->str);
+        if (r)
+                mls_redis_replies_free(r);
+        return rc;
+}
+
 /* Connects conns[i] unless it is connected, with AUTH when the URL has a
  * password, and has it answer a PING. Returns 0, or -1 with the error
  * recorded, at once when it failed already in this connect or flush: a
@@ -686,7 +703,7 @@ static int conn_open(struct mls_cluster_pub *p, size_t i)
                 .tv_sec = MLS_CLUSTER_CONNECT_TIMEOUT_MS / 1000,
                 .tv_usec = MLS_CLUSTER_CONNECT_TIMEOUT_MS % 1000 * 1000,
         };
-        redisReply *r;
+        static const char *ping[] = {"PING"};
         char why[sizeof(cn->why)];
         int64_t t0 = mls_clock_mono_ns();
 
@@ -713,31 +730,13 @@ static int conn_open(struct mls_cluster_pub *p, size_t i)
 
                 if (argc == 2)
                         argv[1] = u->password;
-                r = command(p, cn->c, argc, argv);
-                if (!r) {
-                        snprintf(why, sizeof(why), "%s", cn->c->errstr);
+                if (accepted(p, cn->c, argc, argv, why, sizeof(why)) < 0)
                         goto fail;
-                }
-                if (r->type == REDIS_REPLY_ERROR) {
-                        snprintf(why, sizeof(why), "AUTH: %s", r->str);
-                        mls_redis_replies_free(r);
-                        goto fail;
-                }
-                mls_redis_replies_free(r);
         }
         /* the kernel completes the handshake for a node that is stopped or
          * wedged: open means it answered */
-        r = command(p, cn->c, 1, (const char *[]){"PING"});
-        if (!r) {
-                snprintf(why, sizeof(why), "%s", cn->c->errstr);
+        if (accepted(p, cn->c, 1, ping, why, sizeof(why)) < 0)
                 goto fail;
-        }
-        if (r->type == REDIS_REPLY_ERROR) {
-                snprintf(why, sizeof(why), "PING: %s", r->str);
-                mls_redis_replies_free(r);
-                goto fail;
-        }
-        mls_redis_replies_free(r);
         return 0;
 fail:
         conn_lost(p, i, why, t0);

@@ -859,24 +859,25 @@ static void fake_set(int node, enum fake_mode mode, int to)
         pthread_mutex_unlock(&fk.mu);
 }
 
-static long fake_published(int node)
+/* A counter of the fake's, read under its lock. */
+static long fake_count(const long *counter)
 {
         long v;
 
         pthread_mutex_lock(&fk.mu);
-        v = fk.n[node].published;
+        v = *counter;
         pthread_mutex_unlock(&fk.mu);
         return v;
 }
 
+static long fake_published(int node)
+{
+        return fake_count(&fk.n[node].published);
+}
+
 static long fake_conns(int node)
 {
-        long v;
-
-        pthread_mutex_lock(&fk.mu);
-        v = fk.n[node].conns;
-        pthread_mutex_unlock(&fk.mu);
-        return v;
+        return fake_count(&fk.n[node].conns);
 }
 
 /* A publisher seeded with node 0 (and a password when given). */
