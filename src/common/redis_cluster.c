@@ -705,7 +705,7 @@ static int conn_open(struct mls_cluster_pub *p, size_t i)
         };
         static const char *ping[] = {"PING"};
         char why[sizeof(cn->why)];
-        int64_t t0 = mls_clock_mono_ns();
+        int64_t t0;
 
         if (cn->c)
                 return 0;
@@ -713,6 +713,7 @@ static int conn_open(struct mls_cluster_pub *p, size_t i)
                 set_err(p, "redis %s:%d: %s", cn->host, cn->port, cn->why);
                 return -1;
         }
+        t0 = mls_clock_mono_ns();
         cn->c = redisConnectWithTimeout(cn->host, cn->port, tv);
         if (!cn->c || cn->c->err) {
                 snprintf(why, sizeof(why), "%s",
@@ -1006,10 +1007,11 @@ static int send_round(struct mls_cluster_pub *p)
         for (size_t i = 0; i < p->nconns; i++) {
                 struct conn *cn = &p->conns[i];
                 size_t chunk = 0;
-                int64_t t0 = mls_clock_mono_ns();
+                int64_t t0;
 
                 if (!cn->count)
                         continue;
+                t0 = mls_clock_mono_ns();
                 if (conn_open(p, i) < 0) {
                         conn_fail(p, i, cn->head, t0);
                         failed = 1;
@@ -1094,13 +1096,17 @@ static size_t receive_round(struct mls_cluster_pub *p, int *retry)
 
         /* by index: an ASK may add a connection and move the array */
         for (size_t i = 0; i < p->nconns; i++) {
+                /* one clock read per connection, not per reply: a failure
+                 * a second into reading its replies counts as a timeout */
+                int64_t t0;
+
                 if (!p->conns[i].count)
                         continue;
+                t0 = mls_clock_mono_ns();
                 for (size_t k = p->conns[i].head; k != NONE;) {
                         struct entry *e = &p->ents[k];
                         size_t next = e->next;
                         redisReply *reply;
-                        int64_t t0 = mls_clock_mono_ns();
 
                         if (e->asking) {
                                 if (get_reply(p, p->conns[i].c, &reply) < 0)

@@ -424,17 +424,28 @@ def test_hostile_redis_replies_are_refused_within_a_bound_and_lose_nothing(
         redis.stop()
 
 
+def many_masters(n):
+    """A CLUSTER SLOTS reply giving slots 0..n-1 each to a master of its own
+    (127.0.0.1, ports 10000 on): every master must answer on connect, so
+    this is how many connections the map would have the engine open."""
+    return b"*%d\r\n" % n + b"".join(
+        b"*3\r\n:%d\r\n:%d\r\n*2\r\n$9\r\n127.0.0.1\r\n:%d\r\n" % (i, i, 10000 + i)
+        for i in range(n))
+
+
 def test_hostile_cluster_seed_is_refused_within_a_bound_and_loses_nothing(
         services, topic, engines):
     """The engine's only Redis Cluster seed sits behind a proxy that answers
-    its first four CLUSTER SLOTS (after the PING that opens each connection)
-    with what no node gives: an array header
-    claiming a billion elements, a status line that never ends, a 2 GB bulk
-    string that never ends (each streamed until the engine hangs up), and a
-    slot map of the wrong shape. Each is refused with a warning naming it,
-    the never-ending ones after at most 64 KiB of a line or 1 MiB of a
-    reply; the engine's memory stays bounded, and once the seed relays to
-    the real node, every input reaches its model's shard channel."""
+    its first five CLUSTER SLOTS (after the PING that opens each connection)
+    with what no node gives: an array header claiming a billion elements, a
+    status line that never ends, a 2 GB bulk string that never ends (each
+    streamed until the engine hangs up), a slot map of the wrong shape, and
+    one naming 4,097 masters (a connect opens every master: the map's cap
+    on nodes bounds the connections a seed can make the engine open). Each
+    is refused with a warning naming it, the never-ending ones after at most
+    64 KiB of a line or 1 MiB of a reply; the engine's memory stays
+    bounded, and once the seed relays to the real node, every input reaches
+    its model's shard channel."""
     if not services.get("REDIS_CLUSTER_URL"):
         pytest.skip("REDIS_CLUSTER_URL unset: scripts/services start cluster")
     wait_for(lambda: cluster_ok(services), 60, "every cluster node to say cluster_state:ok")
@@ -443,7 +454,8 @@ def test_hostile_cluster_seed_is_refused_within_a_bound_and_loses_nothing(
     hostile = HostileRedis(seed, [(b"*1000000000\r\n", False),
                                   (b"+", True),
                                   (b"$2000000000\r\n", True),
-                                  (b"*1\r\n:5\r\n", False)], pong=True)
+                                  (b"*1\r\n:5\r\n", False),
+                                  (many_masters(4097), False)], pong=True)
     models = ["hc-%s-%d" % (topic[-6:], i) for i in range(6)]
     subs = [shard_subscribe(services, "%s:{%s}" % (CHANNEL, m)) for m in models]
     n = 600
@@ -465,7 +477,8 @@ def test_hostile_cluster_seed_is_refused_within_a_bound_and_loses_nothing(
                  "every input on its model's shard channel once the seed behaves")
         assert_refused(eng, hostile, "a hostile cluster seed",
                        ("more than 65,536 elements", "a reply line passed 64 KiB without ending",
-                        "a reply passed 1 MiB without ending", "CLUSTER SLOTS: entry 1"))
+                        "a reply passed 1 MiB without ending", "CLUSTER SLOTS: entry 1",
+                        "more than 4096 nodes"))
     finally:
         for s in subs:
             s.close()
