@@ -26,6 +26,11 @@
 
 #define BACKOFF_START_MS 50
 #define NUDGE_TIMEOUT_MS 100
+/* How long a submitted batch's acknowledgment waits to be read with the
+ * next batch's before it is read alone (mls_pipeline_conf.ack_wait_ns):
+ * a message's offset is stored at most this much later than it could be,
+ * and a publish that failed is noticed at most this much later. */
+#define ACK_WAIT_MS 100
 
 struct mls_engine {
         const struct mls_config *cfg;
@@ -1131,6 +1136,7 @@ mls_engine_t *mls_engine_new(const struct mls_config *cfg,
         pc.batch_max_messages = (size_t)cfg->batch_max_messages;
         pc.batch_max_bytes = (size_t)cfg->batch_max_bytes;
         pc.batch_max_wait_ns = cfg->batch_max_wait_us * 1000;
+        pc.ack_wait_ns = ACK_WAIT_MS * 1000000LL;
         pc.max_model_series = (size_t)cfg->metrics_max_models;
         pc.payload_limit = (size_t)cfg->batch_max_output_bytes;
         pc.resolve = resolve_model;
@@ -1434,9 +1440,11 @@ int mls_engine_run(mls_engine_t *e)
                  * with the rate. */
                 if (mls_pipeline_due(e->pipeline, now) &&
                     !(m && !mls_pipeline_full(e->pipeline) && more_queued(e))) {
-                        /* with more already queued, Redis works on this
-                         * batch while the engine scores the next */
-                        flush_batch(e, m && more_queued(e));
+                        /* Redis works on this batch while the engine
+                         * scores the next; at a low rate, its reply is
+                         * read when the next batch is sent instead of
+                         * waking the engine on its own */
+                        flush_batch(e, 1);
                         prefetch_check(e);
                 } else if (!m) {
                         prefetch_check(e);

@@ -98,6 +98,7 @@ struct mls_pipeline {
          * them once it has), and whether the pending batch was submitted */
         struct mls_record *unacked;
         size_t nunacked, unacked_cap;
+        int64_t ack_due_ns; /* when the unacknowledged are settled alone */
         int submitted;
 };
 
@@ -345,8 +346,8 @@ static int64_t batch_close_ns(const mls_pipeline_t *p)
 
 int mls_pipeline_due(const mls_pipeline_t *p, int64_t now_ns)
 {
-        if (!p->nitems)
-                return p->nunacked > 0; /* to be acknowledged */
+        if (!p->nitems) /* to be acknowledged */
+                return p->nunacked > 0 && now_ns >= p->ack_due_ns;
         return batch_full(p) || now_ns >= batch_close_ns(p);
 }
 
@@ -363,8 +364,9 @@ int mls_pipeline_wait_ms(const mls_pipeline_t *p, int64_t now_ns, int idle_ms)
                 return idle_ms;
         if (mls_pipeline_due(p, now_ns))
                 return 0;
-        left = batch_close_ns(p) - now_ns;
-        return (int)((left + 999999) / 1000000);
+        left = (p->nitems ? batch_close_ns(p) : p->ack_due_ns) - now_ns;
+        return left < idle_ms * 1000000LL ? (int)((left + 999999) / 1000000)
+                                          : idle_ms;
 }
 
 static int floats_reserve(struct mls_floats *f, size_t n)
@@ -990,6 +992,10 @@ static int flush_batch(mls_pipeline_t *p, int ahead, char *errstr,
                 else if (p->conf.done)
                         p->conf.done(p->conf.done_opaque, &it->rec);
         }
+        /* counted from the newest message's arrival: no clock read */
+        if (p->submitted)
+                p->ack_due_ns = p->items[p->nitems - 1].rec.recv_ns +
+                                p->conf.ack_wait_ns;
         reset(p);
         return 0;
 }

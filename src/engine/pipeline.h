@@ -62,6 +62,11 @@ struct mls_pipeline_conf {
         size_t batch_max_messages;
         size_t batch_max_bytes;
         int64_t batch_max_wait_ns;
+        /* After mls_pipeline_flush_ahead(), how long (from the arrival of
+         * the batch's newest message) its acknowledgment may wait to be
+         * read with the next batch's, before mls_pipeline_due() asks for
+         * it alone (0: at once). */
+        int64_t ack_wait_ns;
         /* Most bytes of prediction payloads one batch may build (0: 64
          * MiB); a message whose prediction does not fit is dead-lettered
          * with reason output_too_large. */

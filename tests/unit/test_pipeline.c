@@ -193,6 +193,7 @@ static void setup(struct harness *h)
         pc.batch_max_wait_ns = limits.batch_max_wait_ns
                                        ? limits.batch_max_wait_ns
                                        : 3600 * 1000000000LL;
+        pc.ack_wait_ns = limits.ack_wait_ns;
         pc.shadow = limits.shadow;
         memset(&limits, 0, sizeof(limits));
         pc.resolve = resolve;
@@ -621,6 +622,48 @@ MLS_TEST(pipeline_flush_ahead_done_after_acknowledgment)
         CHECK_INT_EQ(mls_pipeline_flush(h.p, err, sizeof(err)), 0);
         CHECK_INT_EQ(h.ndone, 5);
         CHECK_INT_EQ(h.done[4], 20);
+        teardown(&h);
+}
+
+/* With an acknowledgment wait, a batch flushed ahead is settled on its
+ * own only once that long has passed since its newest message arrived, and
+ * the caller may sleep exactly until then: a steady trickle reads each
+ * batch's reply with the next batch's instead of waking for it. */
+MLS_TEST(pipeline_acknowledgment_waits_for_the_next_batch)
+{
+        struct harness h;
+        char err[100];
+
+        publisher_ops = &fake_submit_ops;
+        limits.ack_wait_ns = 100 * 1000000LL; /* 100 ms */
+        setup(&h);
+        h.now = 1000000000;
+        add(&h, "{\"model_id\":\"m\",\"features\":[1,1]}", 10);
+        CHECK_INT_EQ(mls_pipeline_flush_ahead(h.p, err, sizeof(err)), 0);
+        CHECK_INT_EQ(h.ndone, 0);
+        CHECK_INT_EQ(mls_pipeline_pending(h.p), 1);
+        CHECK(!mls_pipeline_due(h.p, h.now));
+        CHECK_INT_EQ(mls_pipeline_wait_ms(h.p, h.now, 1000), 100);
+        /* the wait never exceeds what the caller would idle */
+        CHECK_INT_EQ(mls_pipeline_wait_ms(h.p, h.now, 50), 50);
+        CHECK_INT_EQ(mls_pipeline_wait_ms(h.p, h.now + 99500000, 1000), 1);
+
+        /* the next message comes first: its flush acknowledges the first */
+        h.now += 1000000;
+        add(&h, "{\"model_id\":\"m\",\"features\":[2,2]}", 11);
+        CHECK_INT_EQ(mls_pipeline_flush_ahead(h.p, err, sizeof(err)), 0);
+        CHECK_INT_EQ(h.ndone, 1);
+        CHECK_INT_EQ(h.done[0], 10);
+
+        /* none comes: due 100 ms after the second arrived, settled alone */
+        CHECK(!mls_pipeline_due(h.p, h.now + 99999999));
+        CHECK(mls_pipeline_due(h.p, h.now + 100000000));
+        CHECK_INT_EQ(mls_pipeline_wait_ms(h.p, h.now + 100000000, 1000), 0);
+        CHECK_INT_EQ(mls_pipeline_flush_ahead(h.p, err, sizeof(err)), 0);
+        CHECK_INT_EQ(h.ndone, 2);
+        CHECK_INT_EQ(h.done[1], 11);
+        CHECK_INT_EQ(mls_pipeline_pending(h.p), 0);
+        CHECK_INT_EQ(mls_pipeline_wait_ms(h.p, h.now, 1000), 1000);
         teardown(&h);
 }
 
