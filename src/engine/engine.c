@@ -317,9 +317,17 @@ static void txn_commit(mls_engine_t *e)
                 r->offset = d->offset;
         }
         mls_txn_forget(e->txn, e->done_offsets, 0);
-        /* for the consumer-lag gauge only: the consumer commits nothing */
-        if (e->done_offsets->cnt)
-                rd_kafka_offsets_store(e->consumer, e->done_offsets);
+        /* For the consumer-lag gauge only (the consumer commits nothing):
+         * every position the transactions committed, not only this one's.
+         * A partition that had nothing left to consume after an abort's
+         * seek is in no later commit, and librdkafka may have forgotten
+         * its stored offset with the seek: its lag would never be shown. */
+        if (e->done_offsets->cnt) {
+                rd_kafka_topic_partition_list_t *all =
+                        rd_kafka_topic_partition_list_copy(e->rewind);
+                rd_kafka_offsets_store(e->consumer, all);
+                rd_kafka_topic_partition_list_destroy(all);
+        }
         rd_kafka_topic_partition_list_destroy(e->done_offsets);
         e->done_offsets = rd_kafka_topic_partition_list_new(8);
         e->done_msgs = 0;
