@@ -223,6 +223,21 @@ static void note_position(mls_engine_t *e, const rd_kafka_message_t *m)
                         ->offset = m->offset;
 }
 
+/* Stores, for the consumer-lag gauge only (under exactly-once the
+ * consumer commits nothing), the position the transactions committed of
+ * every partition consumed since its assignment: a seek may make
+ * librdkafka forget a stored offset, and a partition with nothing left to
+ * consume after it is in no later commit to store it again. A copy is
+ * stored, so that the per-partition errors stay off e->rewind. */
+static void store_committed(mls_engine_t *e)
+{
+        rd_kafka_topic_partition_list_t *all =
+                rd_kafka_topic_partition_list_copy(e->rewind);
+
+        rd_kafka_offsets_store(e->consumer, all);
+        rd_kafka_topic_partition_list_destroy(all);
+}
+
 /* Seeks every partition consumed since its assignment back to where the
  * last commit left it; the messages it had fetched beyond are discarded
  * by librdkafka. Failing that is fatal: what was dropped would be lost. */
@@ -246,15 +261,10 @@ static void rewind_consumer(mls_engine_t *e)
                                  parts->elems[i].topic,
                                  (int)parts->elems[i].partition,
                                  rd_kafka_err2str(parts->elems[i].err));
-        /* for the consumer-lag gauge: the positions the transactions
-         * committed, which a seek may have made librdkafka forget */
-        if (!*why) {
-                rd_kafka_topic_partition_list_destroy(parts);
-                parts = rd_kafka_topic_partition_list_copy(e->rewind);
-                rd_kafka_offsets_store(e->consumer, parts);
-        }
         rd_kafka_topic_partition_list_destroy(parts);
-        if (*why) {
+        if (!*why) {
+                store_committed(e);
+        } else {
                 snprintf(msg, sizeof(msg),
                          "cannot rewind the consumer after an aborted "
                          "transaction: %s",
@@ -317,17 +327,8 @@ static void txn_commit(mls_engine_t *e)
                 r->offset = d->offset;
         }
         mls_txn_forget(e->txn, e->done_offsets, 0);
-        /* For the consumer-lag gauge only (the consumer commits nothing):
-         * every position the transactions committed, not only this one's.
-         * A partition that had nothing left to consume after an abort's
-         * seek is in no later commit, and librdkafka may have forgotten
-         * its stored offset with the seek: its lag would never be shown. */
-        if (e->done_offsets->cnt) {
-                rd_kafka_topic_partition_list_t *all =
-                        rd_kafka_topic_partition_list_copy(e->rewind);
-                rd_kafka_offsets_store(e->consumer, all);
-                rd_kafka_topic_partition_list_destroy(all);
-        }
+        if (e->done_offsets->cnt)
+                store_committed(e);
         rd_kafka_topic_partition_list_destroy(e->done_offsets);
         e->done_offsets = rd_kafka_topic_partition_list_new(8);
         e->done_msgs = 0;
