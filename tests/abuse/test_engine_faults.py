@@ -204,6 +204,51 @@ def test_redis_refusing_an_unacknowledged_batch_loses_nothing(services, topic, e
         redis.stop()
 
 
+def test_refusal_of_a_lone_message_is_read_without_more_input(services, topic, engines):
+    """At a trickle the engine does not wait for Redis' reply to a batch: it
+    reads it with the next batch's, or once ACK_WAIT_MS (100 ms) passed with
+    no next batch. Here one message arrives on its own, Redis refuses its
+    channel, and nothing else comes: no more input, and no heartbeat for an
+    hour to read the reply with. The refusal must still be read (the bound
+    on how long an acknowledgment waits), the engine must pause and say
+    why, and once Redis takes the channel the message is published."""
+    redis = PrivateRedis()
+    control, channel = "ml:stream:inference:control", "ml:stream:inference:{default}"
+
+    def acl(*rule):
+        subprocess.run(["redis-cli", "-p", str(redis.port), "ACL", "SETUSER", "eng"]
+                       + list(rule), check=True, capture_output=True, timeout=10)
+    acl("on", ">s3cret", "~*", "resetchannels", "&" + control, "+@all")
+    sub = Subscriber({"REDIS_URL": redis.url}, channel=channel)
+    try:
+        eng = engines(topic=topic, extra_env={
+            "REDIS_URL": "redis://eng:s3cret@127.0.0.1:%d/0" % redis.port,
+            "ML_STREAM_REDIS_CHANNEL_MODE": "per-model", "REDIS_RETRY_MAX_MS": "200",
+            "ML_HEARTBEAT_INTERVAL_MS": "3600000"})
+        eng.wait_ready()
+        produce(services, topic, messages("lone", 1))
+
+        def refused():
+            status, text = http_get(eng.url("/metrics"))
+            return status == 200 and metric_sum(parse_metrics(text),
+                                                "ml_stream_publish_failures_total",
+                                                sink="redis") >= 1
+        wait_for(refused, 30, "the refusal of the lone message to be read")
+        wait_for(lambda: http_get(eng.url("/readyz"))[0] == 503, 10,
+                 "the engine to pause (/readyz 503)")
+        assert "NOPERM" in eng.output() or "permission" in eng.output()
+        assert not sub.payloads()
+        acl("&" + channel)
+        wait_for(lambda: {p["input_id"] for p in sub.payloads()} == {"lone0"}, 60,
+                 "the lone message published once Redis takes it")
+        wait_for(lambda: http_get(eng.url("/readyz"))[0] == 200, 30,
+                 "the engine to resume (/readyz 200)")
+        assert eng.stop() == 0
+    finally:
+        sub.close()
+        redis.stop()
+
+
 def test_malformed_backlog_memory_bounded_offsets_advance(services, topic, engines):
     """300,000 malformed ~300-byte messages waiting in the topic: the engine
     dead-letters them in bounded batches, its RSS stays under 64 MB (34 MB
