@@ -163,6 +163,30 @@ def test_idle_engine_notices_redis_gone_and_comes_back(services, topic, engines)
         redis.stop()
 
 
+# The two tests below give the engine a Redis user "eng" whose ACL allows
+# only the engine's heartbeat channel until the test allows the
+# predictions' channel too.
+ACL_CONTROL = "ml:stream:inference:control"
+ACL_CHANNEL = "ml:stream:inference:{default}"
+
+
+def acl_user(redis, *rule):
+    subprocess.run(["redis-cli", "-p", str(redis.port), "ACL", "SETUSER", "eng"] + list(rule),
+                   check=True, capture_output=True, timeout=10)
+
+
+def acl_engine_env(redis, **extra):
+    return dict({"REDIS_URL": "redis://eng:s3cret@127.0.0.1:%d/0" % redis.port,
+                 "ML_STREAM_REDIS_CHANNEL_MODE": "per-model", "REDIS_RETRY_MAX_MS": "200"},
+                **extra)
+
+
+def redis_refusals_seen(eng, at_least):
+    status, text = http_get(eng.url("/metrics"))
+    return status == 200 and metric_sum(parse_metrics(text), "ml_stream_publish_failures_total",
+                                        sink="redis") >= at_least
+
+
 def test_redis_refusing_an_unacknowledged_batch_loses_nothing(services, topic, engines):
     """In a backlog the engine hands Redis a batch and scores the next one
     before the first is acknowledged. Here Redis refuses the predictions'
@@ -173,27 +197,14 @@ def test_redis_refusing_an_unacknowledged_batch_loses_nothing(services, topic, e
     allowed the subscriber sees every input."""
     redis = PrivateRedis()
     n = 20000
-    control, channel = "ml:stream:inference:control", "ml:stream:inference:{default}"
-
-    def acl(*rule):
-        subprocess.run(["redis-cli", "-p", str(redis.port), "ACL", "SETUSER", "eng"]
-                       + list(rule), check=True, capture_output=True, timeout=10)
-    acl("on", ">s3cret", "~*", "resetchannels", "&" + control, "+@all")
+    acl_user(redis, "on", ">s3cret", "~*", "resetchannels", "&" + ACL_CONTROL, "+@all")
     produce(services, topic, messages("u", n))
-    sub = Subscriber({"REDIS_URL": redis.url}, channel=channel)
+    sub = Subscriber({"REDIS_URL": redis.url}, channel=ACL_CHANNEL)
     try:
-        eng = engines(topic=topic, extra_env={
-            "REDIS_URL": "redis://eng:s3cret@127.0.0.1:%d/0" % redis.port,
-            "ML_STREAM_REDIS_CHANNEL_MODE": "per-model", "REDIS_RETRY_MAX_MS": "200"})
-
-        def refused():
-            status, text = http_get(eng.url("/metrics"))
-            return status == 200 and metric_sum(parse_metrics(text),
-                                                "ml_stream_publish_failures_total",
-                                                sink="redis") >= 3
-        wait_for(refused, 60, "refused deliveries")
+        eng = engines(topic=topic, extra_env=acl_engine_env(redis))
+        wait_for(lambda: redis_refusals_seen(eng, 3), 60, "refused deliveries")
         assert not sub.payloads()
-        acl("&" + channel)
+        acl_user(redis, "&" + ACL_CHANNEL)
         want = {"u%d" % i for i in range(n)}
         wait_for(lambda: want <= {p["input_id"] for p in sub.payloads()}, 120,
                  "every input published once Redis takes them")
@@ -213,32 +224,20 @@ def test_refusal_of_a_lone_message_is_read_without_more_input(services, topic, e
     on how long an acknowledgment waits), the engine must pause and say
     why, and once Redis takes the channel the message is published."""
     redis = PrivateRedis()
-    control, channel = "ml:stream:inference:control", "ml:stream:inference:{default}"
-
-    def acl(*rule):
-        subprocess.run(["redis-cli", "-p", str(redis.port), "ACL", "SETUSER", "eng"]
-                       + list(rule), check=True, capture_output=True, timeout=10)
-    acl("on", ">s3cret", "~*", "resetchannels", "&" + control, "+@all")
-    sub = Subscriber({"REDIS_URL": redis.url}, channel=channel)
+    acl_user(redis, "on", ">s3cret", "~*", "resetchannels", "&" + ACL_CONTROL, "+@all")
+    sub = Subscriber({"REDIS_URL": redis.url}, channel=ACL_CHANNEL)
     try:
-        eng = engines(topic=topic, extra_env={
-            "REDIS_URL": "redis://eng:s3cret@127.0.0.1:%d/0" % redis.port,
-            "ML_STREAM_REDIS_CHANNEL_MODE": "per-model", "REDIS_RETRY_MAX_MS": "200",
-            "ML_HEARTBEAT_INTERVAL_MS": "3600000"})
+        eng = engines(topic=topic, extra_env=acl_engine_env(
+            redis, ML_HEARTBEAT_INTERVAL_MS="3600000"))
         eng.wait_ready()
         produce(services, topic, messages("lone", 1))
-
-        def refused():
-            status, text = http_get(eng.url("/metrics"))
-            return status == 200 and metric_sum(parse_metrics(text),
-                                                "ml_stream_publish_failures_total",
-                                                sink="redis") >= 1
-        wait_for(refused, 30, "the refusal of the lone message to be read")
+        wait_for(lambda: redis_refusals_seen(eng, 1), 30,
+                 "the refusal of the lone message to be read")
         wait_for(lambda: http_get(eng.url("/readyz"))[0] == 503, 10,
                  "the engine to pause (/readyz 503)")
         assert "NOPERM" in eng.output() or "permission" in eng.output()
         assert not sub.payloads()
-        acl("&" + channel)
+        acl_user(redis, "&" + ACL_CHANNEL)
         wait_for(lambda: {p["input_id"] for p in sub.payloads()} == {"lone0"}, 60,
                  "the lone message published once Redis takes it")
         wait_for(lambda: http_get(eng.url("/readyz"))[0] == 200, 30,
