@@ -7,7 +7,9 @@
 
 The second form compares two runs: for each figure of the summary, B's
 median over A's, and whether each run's median lies within the other's
-min..max (exit status 1 if any does not). The third records a run's summary (min / median / max of every
+min..max (exit status 1 if any does not), and how many would be by chance
+alone if the rounds of both runs were independent draws from one
+distribution (expected_inside). The third records a run's summary (min / median / max of every
 figure, with its commit and machine) as the "before" of the report's
 before -> after table ({{before_after}}), so that a change is judged
 against figures that were measured, not remembered.
@@ -25,6 +27,7 @@ in the output comes from the JSON files of that directory (run.json and one
     {{before_after}}  the figures of bench/baseline.json next to this run's:
                       before median (min..max), after, after / before
 """
+import itertools
 import json
 import os
 import statistics
@@ -448,6 +451,33 @@ def summary_figures(run):
     return figures + list(RATIOS)
 
 
+def expected_inside(na, nb):
+    """What chance alone allows, if every round of both runs were an
+    independent draw from one distribution: over the equally likely orders
+    of the na + nb rounds, the share in which B's median falls within A's
+    min..max, and the share in which each run's falls within the other's.
+    A median of an even count counts as inside when both middle rounds are
+    (a lower bound). One way: 0.6 for 3 rounds each, 0.83 for 5, 0.93 for
+    7. Runs that agree less often than this differ by more than their
+    rounds vary."""
+    def inside(outer, inner):
+        mid = len(inner)
+        return outer[0] < inner[(mid - 1) // 2] and inner[mid // 2] < outer[-1]
+
+    one = both = total = 0
+    for picks in itertools.combinations(range(na + nb), na):
+        rest = [i for i in range(na + nb) if i not in picks]
+        b_in_a = inside(picks, rest)
+        total += 1
+        one += b_in_a
+        both += b_in_a and inside(rest, picks)
+    return one / total, both / total
+
+
+def rounds_of(run, bench):
+    return len(run.ok(bench))
+
+
 def compare(dir_a, dir_b):
     """A table of each summary figure in two runs: B's median over A's, and
     whether each run's median is within the other's min..max. Returns
@@ -456,12 +486,15 @@ def compare(dir_a, dir_b):
     rows = ["| benchmark | figure | run A median (min..max) | run B median (min..max) | "
             "B / A | B's median in A's spread | A's in B's |", "|---|---|---|---|---|---|---|"]
     outside = one_way = n = 0
+    chance = [0.0, 0.0]
     for bench, key in summary_figures(a):
         sa, sb = spread(a.values(bench, key)), spread(b.values(bench, key))
         if sa is None or sb is None:
             continue
         b_in_a, a_in_b = sa[0] <= sb[1] <= sa[2], sb[0] <= sa[1] <= sb[2]
         n += 1
+        for i, p in enumerate(expected_inside(rounds_of(a, bench), rounds_of(b, bench))):
+            chance[i] += p
         one_way += b_in_a
         outside += not (b_in_a and a_in_b)
         rows.append("| %s | %s | %s (%s..%s) | %s (%s..%s) | %s | %s | %s |" % (
@@ -470,7 +503,9 @@ def compare(dir_a, dir_b):
             "yes" if b_in_a else "**no**", "yes" if a_in_b else "**no**"))
     head = "Run A: %s\nRun B: %s\n\n" % (dir_a, dir_b)
     tail = ("\n%d of %d figures: B's median within A's spread; %d of %d both ways\n"
-            % (one_way, n, n - outside, n))
+            "chance alone (every round of both runs an independent draw from one "
+            "distribution) would give about %.0f and %.0f (bench/report.py: "
+            "expected_inside)\n" % (one_way, n, n - outside, n, chance[0], chance[1]))
     return head + "\n".join(rows) + "\n" + tail, outside
 
 
