@@ -24,6 +24,8 @@ in the output comes from the JSON files of that directory (run.json and one
                       machine stamp, the quiet check and load averages
     {{summary}}       min / median / max over the rounds of the key figures,
                       and the ratios
+    {{chance}}        how often chance alone puts a second run's median
+                      within this run's min..max (expected_inside)
     {{before_after}}  the figures of bench/baseline.json next to this run's:
                       before median (min..max), after, after / before
 """
@@ -394,6 +396,7 @@ def render(run_dir, template=TEMPLATE):
                         "builds\n%s\n```" % cmd)
     text = text.replace("{{summary}}", summary(run))
     text = text.replace("{{before_after}}", before_after(run))
+    text = text.replace("{{chance}}", chance(run))
     text = text.replace("{{dir}}", os.path.relpath(run_dir, os.path.dirname(HERE)))
     import re
     text = re.sub(r"\{\{table:(\w+)\}\}", lambda mm: table(run, mm.group(1)), text)
@@ -474,8 +477,49 @@ def expected_inside(na, nb):
     return one / total, both / total
 
 
+def chance(run):
+    """One sentence: how often chance alone puts a second run's median
+    within the min..max of this run's rounds."""
+    n = run.manifest.get("rounds", 0)
+    if n < 2:
+        return ("With one round a run reports no spread: take at least three "
+                "(`bench/run --rounds N`).")
+    one, both = expected_inside(n, n)
+    return ("This run took %d rounds of each benchmark. Even if every round were an "
+            "independent draw from one distribution, a second run of %d rounds would "
+            "put its median within this run's min..max for %.0f %% of the figures "
+            "(and each run's within the other's for %.0f %%): read min..max as the "
+            "noise these rounds saw, not as a bound another run must keep."
+            % (n, n, 100 * one, 100 * both))
+
+
 def rounds_of(run, bench):
     return len(run.ok(bench))
+
+
+HOW_TO_READ = """\
+"B's median in A's spread" is the question a reader of a report asks:
+would a second run land inside the min..max the first one shows? "A's in
+B's" asks it the other way. The count at the end is next to what chance
+alone gives: even if every round of both runs were an independent draw
+from one distribution, a median falls outside the other run's min..max
+for a share of the figures that depends only on the rounds taken (0.4 of
+them for 3 rounds each, 0.17 for 5). B / A says how far each median
+moved; the references (kcat, redis-benchmark, Kafka-only latency), which
+no mlstream change touches, move between runs as well."""
+
+
+def describe_run(name, run_dir, run):
+    """One line on a run: where, when, which commit, how many rounds, and
+    the rounds that started under load."""
+    m = run.manifest
+    loaded = sum(1 for rounds in run.rounds.values() for e, r in rounds
+                 if under_load(e, r)[0])
+    return ("- Run %s: `%s`, %s, commit %s, %s round%s of each benchmark, %s started "
+            "under load\n" % (name, run_dir, m.get("started", "?"),
+                             m.get("machine_before", {}).get("commit", "?"), m.get("rounds", "?"),
+                             "" if m.get("rounds") == 1 else "s",
+                             "none" if not loaded else "%d" % loaded))
 
 
 def compare(dir_a, dir_b):
@@ -487,6 +531,7 @@ def compare(dir_a, dir_b):
             "B / A | B's median in A's spread | A's in B's |", "|---|---|---|---|---|---|---|"]
     outside = one_way = n = 0
     chance = [0.0, 0.0]
+    moved = []  # the larger of B / A and A / B, medians of one sign in both
     for bench, key in summary_figures(a):
         sa, sb = spread(a.values(bench, key)), spread(b.values(bench, key))
         if sa is None or sb is None:
@@ -497,15 +542,23 @@ def compare(dir_a, dir_b):
             chance[i] += p
         one_way += b_in_a
         outside += not (b_in_a and a_in_b)
+        if sa[1] * sb[1] > 0:
+            moved.append(max(sb[1] / sa[1], sa[1] / sb[1]))
         rows.append("| %s | %s | %s (%s..%s) | %s (%s..%s) | %s | %s | %s |" % (
             bench, label(key), fmt(sa[1]), fmt(sa[0]), fmt(sa[2]), fmt(sb[1]), fmt(sb[0]),
             fmt(sb[2]), fmt(sb[1] / sa[1]) if sa[1] else "–",
             "yes" if b_in_a else "**no**", "yes" if a_in_b else "**no**"))
-    head = "Run A: %s\nRun B: %s\n\n" % (dir_a, dir_b)
+    head = "".join(describe_run(name, d, r) for name, d, r in (("A", dir_a, a), ("B", dir_b, b)))
+    head = ("# Two runs of bench/run\n\nWritten by `bench/report.py --compare %s %s`; "
+            "do not edit, run it again.\n\n%s\n%s\n\n" % (dir_a, dir_b, head, HOW_TO_READ))
     tail = ("\n%d of %d figures: B's median within A's spread; %d of %d both ways\n"
             "chance alone (every round of both runs an independent draw from one "
             "distribution) would give about %.0f and %.0f (bench/report.py: "
             "expected_inside)\n" % (one_way, n, n - outside, n, chance[0], chance[1]))
+    if moved:
+        tail += ("of the %d medians with the same sign in both runs, %d moved by less than "
+                 "10 %% and %d by less than 25 %%\n"
+                 % (len(moved), sum(m < 1.1 for m in moved), sum(m < 1.25 for m in moved)))
     return head + "\n".join(rows) + "\n" + tail, outside
 
 
