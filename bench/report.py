@@ -29,6 +29,7 @@ in the output comes from the JSON files of that directory (run.json and one
     {{before_after}}  the figures of bench/baseline.json next to this run's:
                       before median (min..max), after, after / before
 """
+import functools
 import itertools
 import json
 import os
@@ -454,6 +455,7 @@ def summary_figures(run):
     return figures + list(RATIOS)
 
 
+@functools.lru_cache(maxsize=None)  # compare() asks once per figure
 def expected_inside(na, nb):
     """What chance alone allows, if every round of both runs were an
     independent draw from one distribution: over the equally likely orders
@@ -493,10 +495,6 @@ def chance(run):
             % (n, n, 100 * one, 100 * both))
 
 
-def rounds_of(run, bench):
-    return len(run.ok(bench))
-
-
 HOW_TO_READ = """\
 "B's median in A's spread" is the question a reader of a report asks:
 would a second run land inside the min..max the first one shows? "A's in
@@ -530,7 +528,7 @@ def compare(dir_a, dir_b):
     rows = ["| benchmark | figure | run A median (min..max) | run B median (min..max) | "
             "B / A | B's median in A's spread | A's in B's |", "|---|---|---|---|---|---|---|"]
     outside = one_way = n = 0
-    chance = [0.0, 0.0]
+    by_chance = [0.0, 0.0]
     moved = []  # the larger of B / A and A / B, medians of one sign in both
     for bench, key in summary_figures(a):
         sa, sb = spread(a.values(bench, key)), spread(b.values(bench, key))
@@ -538,8 +536,8 @@ def compare(dir_a, dir_b):
             continue
         b_in_a, a_in_b = sa[0] <= sb[1] <= sa[2], sb[0] <= sa[1] <= sb[2]
         n += 1
-        for i, p in enumerate(expected_inside(rounds_of(a, bench), rounds_of(b, bench))):
-            chance[i] += p
+        for i, p in enumerate(expected_inside(len(a.ok(bench)), len(b.ok(bench)))):
+            by_chance[i] += p
         one_way += b_in_a
         outside += not (b_in_a and a_in_b)
         if sa[1] * sb[1] > 0:
@@ -554,7 +552,7 @@ def compare(dir_a, dir_b):
     tail = ("\n%d of %d figures: B's median within A's spread; %d of %d both ways\n"
             "chance alone (every round of both runs an independent draw from one "
             "distribution) would give about %.0f and %.0f (bench/report.py: "
-            "expected_inside)\n" % (one_way, n, n - outside, n, chance[0], chance[1]))
+            "expected_inside)\n" % (one_way, n, n - outside, n, by_chance[0], by_chance[1]))
     if moved:
         tail += ("of the %d medians with the same sign in both runs, %d moved by less than "
                  "10 %% and %d by less than 25 %%\n"
