@@ -35,7 +35,9 @@
 struct mls_engine {
         const struct mls_config *cfg;
         mls_metrics_t *metrics;
-        rd_kafka_t *consumer, *producer, *single;
+        rd_kafka_t *consumer;
+        /* rk[0] transactional (ML_EXACTLY_ONCE), or each made when needed */
+        struct mls_kafka_producers producers;
         struct mls_sink publisher, output, deadletter, shadow;
         mls_metrics_t *shadow_metrics; /* the shadow sink's own, not shown */
         mls_pipeline_t *pipeline;
@@ -920,11 +922,11 @@ static int txn_producer_new(mls_engine_t *e, size_t *out_max, size_t *dlq_max,
         }
         snprintf(id, sizeof(id), "mlstream.%s.%s", cfg->kafka_consumer_group,
                  e->engine_id);
-        e->producer = mls_kafka_txn_producer_new(
+        e->producers.rk[0] = mls_kafka_txn_producer_new(
                 cfg, id, batch_max, used, sizeof(used), errstr, errstr_size);
-        if (!e->producer)
+        if (!e->producers.rk[0])
                 return -1;
-        e->txn = mls_txn_new(e->producer, used, e->metrics);
+        e->txn = mls_txn_new(e->producers.rk[0], used, e->metrics);
         if (!e->txn) {
                 snprintf(errstr, errstr_size, "out of memory");
                 return -1;
@@ -1128,12 +1130,8 @@ mls_engine_t *mls_engine_new(const struct mls_config *cfg,
                         goto fail;
         } else if ((cfg->kafka_output_topic && *cfg->kafka_output_topic) ||
                    (cfg->kafka_dlq_topic && *cfg->kafka_dlq_topic)) {
-                e->producer =
-                        mls_kafka_producer_new(cfg, 0, errstr, errstr_size);
-                e->single = e->producer ? mls_kafka_producer_new(cfg, 1, errstr,
-                                                                 errstr_size)
-                                        : NULL;
-                if (!e->single)
+                if (mls_kafka_producers_init(&e->producers, cfg, errstr,
+                                             errstr_size) < 0)
                         goto fail;
         }
         pc.default_model_id = cfg->default_model_id;
@@ -1152,8 +1150,7 @@ mls_engine_t *mls_engine_new(const struct mls_config *cfg,
         pc.list_routes = list_routes;
         pc.resolve_opaque = e;
         pc.publisher = e->publisher;
-        kc.rk = e->producer;
-        kc.single = e->single;
+        kc.producers = &e->producers;
         kc.fallback = cfg->kafka_dlq_topic;
         kc.dead_letter_max = (size_t)cfg->dead_letter_max_bytes;
         kc.stop = &e->stop;
@@ -1523,8 +1520,10 @@ static void close_consumer(mls_engine_t *e)
  * gives up on the rest (Kafka redelivers their inputs: their offsets were
  * not committed); the purged messages' reports free what the sinks keep
  * for each message. */
-static void close_producer(mls_engine_t *e, rd_kafka_t *rk)
+static void close_producer(mls_engine_t *e, rd_kafka_t **rkp)
 {
+        rd_kafka_t *rk = *rkp;
+
         if (!rk)
                 return;
         mls_shutdown_step("flushing a Kafka producer");
@@ -1536,6 +1535,7 @@ static void close_producer(mls_engine_t *e, rd_kafka_t *rk)
         }
         mls_shutdown_step("destroying a Kafka producer");
         rd_kafka_destroy(rk);
+        *rkp = NULL;
 }
 
 void mls_engine_free(mls_engine_t *e)
@@ -1557,8 +1557,10 @@ void mls_engine_free(mls_engine_t *e)
         mls_lag_free(e->lag);
         mls_httpd_stop(e->httpd);
         mls_pipeline_free(e->pipeline);
-        close_producer(e, e->producer);
-        close_producer(e, e->single);
+        /* the first one's reports may still make the second */
+        close_producer(e, &e->producers.rk[0]);
+        close_producer(e, &e->producers.rk[1]);
+        mls_kafka_producers_fini(&e->producers);
         mls_shutdown_step("closing the sinks");
         mls_txn_free(e->txn);
         if (e->rewind)

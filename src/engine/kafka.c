@@ -207,8 +207,8 @@ enum stage {
 };
 
 struct kafka_sink {
-        rd_kafka_t *rk, *single;
-        mls_txn_t *txn;                       /* transactional rk: no single */
+        struct mls_kafka_producers *p;
+        mls_txn_t *txn; /* transactional p->rk[0], and no p->rk[1] */
         size_t max_bytes, fallback_max_bytes; /* 0: not known */
         unsigned epoch; /* of txn, when failed was last reset */
         char *topic;
@@ -299,6 +299,19 @@ static size_t record_size(size_t len, size_t key_len,
 
 static int drain(struct kafka_sink *s, rd_kafka_t *rk, int64_t *end);
 
+/* The sink's producer i (1: one message per batch), made on its first use;
+ * NULL when it cannot be, with the sink failed: the batch is tried again
+ * later, as after a broker error. A transactional sink has p->rk[0]. */
+static rd_kafka_t *producer(struct kafka_sink *s, int i)
+{
+        rd_kafka_t *rk = mls_kafka_producers_get(s->p, i, s->failure,
+                                                 sizeof(s->failure));
+
+        if (!rk)
+                s->failed++;
+        return rk;
+}
+
 static void transient(struct kafka_sink *s, const char *topic,
                       rd_kafka_resp_err_t err)
 {
@@ -314,7 +327,7 @@ static int isolate(struct kafka_sink *s)
 {
         int64_t end = mls_clock_mono_ns() + 30000 * 1000000LL;
 
-        if (drain(s, s->rk, &end) == 0 && !s->failed)
+        if (drain(s, s->p->rk[0], &end) == 0 && !s->failed)
                 return 0;
         if (!s->failed)
                 transient(s, s->topic, RD_KAFKA_RESP_ERR__TIMED_OUT);
@@ -345,6 +358,7 @@ static void refuse(struct kafka_sink *s, const struct dr_note *n,
 {
         rd_kafka_headers_t *h;
         struct dr_note *note;
+        rd_kafka_t *rk;
         char num[32], msg[512];
         size_t keep = len < s->dead_letter_max ? len : s->dead_letter_max;
 
@@ -352,6 +366,9 @@ static void refuse(struct kafka_sink *s, const struct dr_note *n,
                 dropped(s, n, "no dead-letter topic");
                 return;
         }
+        rk = s->txn ? s->p->rk[0] : producer(s, 1);
+        if (!rk)
+                return;
         if (!reason)
                 reason = header(m, "mls.error.reason");
         if (!reason)
@@ -384,8 +401,7 @@ static void refuse(struct kafka_sink *s, const struct dr_note *n,
                 return;
         }
         note = note_new(s, n->topic, n->partition, n->offset, STAGE_TRUNCATED);
-        err = note ? rd_kafka_producev(s->txn ? s->rk : s->single,
-                                       RD_KAFKA_V_TOPIC(s->fallback),
+        err = note ? rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(s->fallback),
                                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                                        RD_KAFKA_V_VALUE((void *)payload, keep),
                                        RD_KAFKA_V_OPAQUE(note),
@@ -417,16 +433,19 @@ static void refuse(struct kafka_sink *s, const struct dr_note *n,
 static void send_alone(struct kafka_sink *s, const struct dr_note *n,
                        const rd_kafka_message_t *m)
 {
+        rd_kafka_t *rk = producer(s, 1);
         rd_kafka_headers_t *h = NULL;
         struct dr_note *note;
         rd_kafka_resp_err_t err;
 
+        if (!rk)
+                return;
         if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR)
                 h = rd_kafka_headers_copy(h);
         else
                 h = NULL;
         note = note_new(s, n->topic, n->partition, n->offset, STAGE_ALONE);
-        err = note ? rd_kafka_producev(s->single, RD_KAFKA_V_TOPIC(s->topic),
+        err = note ? rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(s->topic),
                                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                                        RD_KAFKA_V_VALUE(m->payload, m->len),
                                        RD_KAFKA_V_KEY(m->key, m->key_len),
@@ -504,8 +523,10 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m,
         free(n);
 }
 
-rd_kafka_t *mls_kafka_producer_new(const struct mls_config *cfg, int single,
-                                   char *errstr, size_t errstr_size)
+/* The configuration of producer i of mls_kafka_producers (1: one message
+ * per batch), or NULL with errstr saying why. */
+static rd_kafka_conf_t *producer_conf(const struct mls_config *cfg, int i,
+                                      char *errstr, size_t errstr_size)
 {
         static const char *const defaults[] = {"acks",
                                                "all",
@@ -518,26 +539,84 @@ rd_kafka_t *mls_kafka_producer_new(const struct mls_config *cfg, int single,
                                                NULL};
         rd_kafka_conf_t *conf = mls_kafka_conf(cfg, RD_KAFKA_PRODUCER, defaults,
                                                errstr, errstr_size);
-        rd_kafka_t *rk;
         char err[512];
 
         if (!conf)
                 return NULL;
-        if (single && (rd_kafka_conf_set(conf, "batch.num.messages", "1", err,
-                                         sizeof(err)) != RD_KAFKA_CONF_OK ||
-                       rd_kafka_conf_set(conf, "linger.ms", "0", err,
-                                         sizeof(err)) != RD_KAFKA_CONF_OK)) {
+        if (i && (rd_kafka_conf_set(conf, "batch.num.messages", "1", err,
+                                    sizeof(err)) != RD_KAFKA_CONF_OK ||
+                  rd_kafka_conf_set(conf, "linger.ms", "0", err, sizeof(err)) !=
+                          RD_KAFKA_CONF_OK)) {
                 snprintf(errstr, errstr_size, "kafka producer: %s", err);
                 rd_kafka_conf_destroy(conf);
                 return NULL;
         }
         rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-        rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
-        if (!rk) {
-                snprintf(errstr, errstr_size, "kafka producer: %s", err);
-                rd_kafka_conf_destroy(conf);
+        return conf;
+}
+
+int mls_kafka_producers_init(struct mls_kafka_producers *p,
+                             const struct mls_config *cfg, char *errstr,
+                             size_t errstr_size)
+{
+        rd_kafka_conf_t *check;
+        rd_kafka_t *rk;
+        char err[512];
+
+        memset(p, 0, sizeof(*p));
+        for (int i = 0; i < 2; i++) {
+                p->conf[i] = producer_conf(cfg, i, errstr, errstr_size);
+                if (!p->conf[i])
+                        goto fail;
         }
-        return rk;
+        /* Some settings are only judged together, when a client is made
+         * (enable.idempotence with acks, TLS files...): a client made and
+         * destroyed at once, before it has anything to send, judges them
+         * now. The two configurations differ only in settings of ours. */
+        check = rd_kafka_conf_dup(p->conf[0]);
+        rk = check ? rd_kafka_new(RD_KAFKA_PRODUCER, check, err, sizeof(err))
+                   : NULL;
+        if (!rk) {
+                snprintf(errstr, errstr_size, "kafka producer: %s",
+                         check ? err : "out of memory");
+                if (check)
+                        rd_kafka_conf_destroy(check);
+                goto fail;
+        }
+        rd_kafka_destroy(rk);
+        return 0;
+fail:
+        mls_kafka_producers_fini(p);
+        return -1;
+}
+
+rd_kafka_t *mls_kafka_producers_get(struct mls_kafka_producers *p, int i,
+                                    char *errstr, size_t errstr_size)
+{
+        char err[512];
+
+        if (p->rk[i] || !p->conf[i]) {
+                if (!p->rk[i])
+                        snprintf(errstr, errstr_size, "no producer");
+                return p->rk[i];
+        }
+        p->rk[i] =
+                rd_kafka_new(RD_KAFKA_PRODUCER, p->conf[i], err, sizeof(err));
+        if (!p->rk[i]) {
+                snprintf(errstr, errstr_size, "kafka producer: %s", err);
+                return NULL; /* conf stays ours, for the next try */
+        }
+        p->conf[i] = NULL; /* librdkafka's now */
+        return p->rk[i];
+}
+
+void mls_kafka_producers_fini(struct mls_kafka_producers *p)
+{
+        for (int i = 0; i < 2; i++) {
+                if (p->conf[i])
+                        rd_kafka_conf_destroy(p->conf[i]);
+                p->conf[i] = NULL;
+        }
 }
 
 /* The value of property name in conf as a number, or -1. */
@@ -738,12 +817,15 @@ static int kafka_send(void *ctx, const struct mls_record *rec,
 {
         (void)model_id;
         struct kafka_sink *s = ctx;
+        rd_kafka_t *rk = s->txn ? s->p->rk[0] : producer(s, 0);
         rd_kafka_headers_t *hdrs = NULL;
         rd_kafka_resp_err_t err;
         struct dr_note *note;
         char num[32];
         int alone;
 
+        if (!rk)
+                return -1;
         note = note_new(s, rec ? rec->topic : NULL, rec ? rec->partition : -1,
                         rec ? rec->offset : -1, STAGE_BATCHED);
         if (!note) {
@@ -800,7 +882,7 @@ static int kafka_send(void *ctx, const struct mls_record *rec,
         alone = note->stage == STAGE_ALONE;
         for (;;) {
                 err = rd_kafka_producev(
-                        s->rk, RD_KAFKA_V_TOPIC(s->topic),
+                        rk, RD_KAFKA_V_TOPIC(s->topic),
                         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                         RD_KAFKA_V_VALUE((void *)payload, len),
                         RD_KAFKA_V_KEY(rec ? rec->key : NULL,
@@ -809,7 +891,7 @@ static int kafka_send(void *ctx, const struct mls_record *rec,
                         RD_KAFKA_V_END);
                 if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
                         break;
-                rd_kafka_poll(s->rk, 100);
+                rd_kafka_poll(rk, 100);
         }
         if (!err)
                 return alone ? isolate(s) : 0;
@@ -854,6 +936,17 @@ static int drain(struct kafka_sink *s, rd_kafka_t *rk, int64_t *end)
         }
 }
 
+/* Messages the producers of p hold. */
+static int queued(const struct mls_kafka_producers *p)
+{
+        int n = 0;
+
+        for (int i = 0; i < 2; i++)
+                if (p->rk[i])
+                        n += rd_kafka_outq_len(p->rk[i]);
+        return n;
+}
+
 static int kafka_flush(void *ctx, char *errstr, size_t errstr_size)
 {
         struct kafka_sink *s = ctx;
@@ -864,19 +957,17 @@ static int kafka_flush(void *ctx, char *errstr, size_t errstr_size)
          * while this one is on its way. The reports that came are served
          * now, so that a failure aborts early. */
         if (s->txn) {
-                rd_kafka_poll(s->rk, 0);
+                rd_kafka_poll(s->p->rk[0], 0);
                 goto reported;
         }
-        /* the first producer's reports may send messages on the second */
-        if ((drain(s, s->rk, &end) < 0 ||
-             (s->single && drain(s, s->single, &end) < 0)) &&
-            !(s->txn && s->failed)) {
-                snprintf(
-                        errstr, errstr_size,
-                        "%s: delivery timed out with %d messages queued",
-                        s->topic,
-                        rd_kafka_outq_len(s->rk) +
-                                (s->single ? rd_kafka_outq_len(s->single) : 0));
+        /* the first producer's reports may send messages on the second,
+         * and make it */
+        for (int i = 0; i < 2; i++) {
+                if (!s->p->rk[i] || drain(s, s->p->rk[i], &end) == 0)
+                        continue;
+                snprintf(errstr, errstr_size,
+                         "%s: delivery timed out with %d messages queued",
+                         s->topic, queued(s->p));
                 s->failed = 0;
                 return -1;
         }
@@ -909,8 +1000,7 @@ int mls_kafka_sink_new(struct mls_sink *sink,
         sink->ctx = NULL;
         if (!s)
                 return -1;
-        s->rk = conf->rk;
-        s->single = conf->txn ? NULL : conf->single;
+        s->p = conf->producers;
         s->txn = conf->txn;
         s->max_bytes = conf->max_bytes;
         s->fallback_max_bytes = conf->fallback_max_bytes;

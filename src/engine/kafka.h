@@ -33,11 +33,41 @@ rd_kafka_conf_t *mls_kafka_conf(const struct mls_config *cfg,
  * logger (ML_LOG_FORMAT, rate-limited). mls_kafka_conf() does this. */
 void mls_kafka_conf_log(rd_kafka_conf_t *conf);
 
+/*
+ * The producers that the kafka sinks share: rk[0] batches, rk[1] sends
+ * each message alone (for messages a topic refused in a batch). Each is
+ * made when a sink first needs it, so an engine whose only Kafka output is
+ * its dead-letter topic runs no producer (nor its threads, timers and
+ * connections) until a message is bad. Their delivery reports feed the
+ * sinks.
+ */
+struct mls_kafka_producers {
+        rd_kafka_t *rk[2];        /* NULL until made */
+        rd_kafka_conf_t *conf[2]; /* what each is made from, until then */
+};
+
+/* Builds both producers' configurations and checks them, as librdkafka
+ * does when it makes a client, so that a wrong setting stops the engine at
+ * start-up and not at its first bad message. Returns 0, or -1 with errstr
+ * naming the setting; p is then empty. */
+int mls_kafka_producers_init(struct mls_kafka_producers *p,
+                             const struct mls_config *cfg, char *errstr,
+                             size_t errstr_size);
+
+/* Producer i of p, made now if it was not yet; NULL, with errstr saying
+ * why, if it cannot be. */
+rd_kafka_t *mls_kafka_producers_get(struct mls_kafka_producers *p, int i,
+                                    char *errstr, size_t errstr_size);
+
+/* Frees the configurations of producers never made (the caller flushes
+ * and destroys those that were). */
+void mls_kafka_producers_fini(struct mls_kafka_producers *p);
+
 /* A sink producing to a topic over a producer that several sinks share. */
 struct mls_kafka_sink_conf {
-        /* Made with mls_kafka_producer_new() and owned by the caller;
-         * single with one message per batch. */
-        rd_kafka_t *rk, *single;
+        /* The producers, owned by the caller; rk[1] (one message per
+         * batch) is not used when txn is set. */
+        struct mls_kafka_producers *producers;
         const char *topic;
         /* Where replacements for refused messages go: the dead-letter
          * topic (NULL or "": none). */
@@ -51,7 +81,7 @@ struct mls_kafka_sink_conf {
         const atomic_int *stop;
         int64_t *stop_by;
         int64_t drain_ms;
-        /* ML_EXACTLY_ONCE: rk is transactional (single is not used) and
+        /* ML_EXACTLY_ONCE: producers->rk[0] is transactional and
          * txn remembers what the topics refused; max_bytes and
          * fallback_max_bytes are the max.message.bytes of topic and
          * fallback (0: not known). Messages larger are replaced by their
@@ -61,8 +91,8 @@ struct mls_kafka_sink_conf {
 };
 
 /* Makes *sink a producer to conf->topic. A message the topic refuses for
- * good (too large, invalid) is sent again alone over single, since the
- * broker refuses whole batches; refused alone, it is replaced by a dead
+ * good (too large, invalid) is sent again alone over producers->rk[1], since
+ * the broker refuses whole batches; refused alone, it is replaced by a dead
  * letter on the fallback topic holding its first dead_letter_max bytes and
  * headers mls.original.size, mls.truncated, mls.source.*, mls.error.*; if
  * that is refused too (or there is no fallback), it is counted in
@@ -71,11 +101,6 @@ struct mls_kafka_sink_conf {
 int mls_kafka_sink_new(struct mls_sink *sink,
                        const struct mls_kafka_sink_conf *conf,
                        mls_metrics_t *metrics);
-
-/* A producer whose delivery reports feed the kafka sinks; single: one
- * message per batch (for messages refused in a batch). */
-rd_kafka_t *mls_kafka_producer_new(const struct mls_config *cfg, int single,
-                                   char *errstr, size_t errstr_size);
 
 /*
  * The transactional producer of ML_EXACTLY_ONCE, feeding the kafka sinks:

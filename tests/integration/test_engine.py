@@ -1,5 +1,6 @@
 """mlstream engine end to end on a real Kafka broker and a real Redis."""
 import json
+import os
 import random
 import re
 import subprocess
@@ -176,11 +177,55 @@ def test_bad_configuration_fails_fast():
                         ({"ML_MODEL_FRAMEWORK": "onnx"}, "ML_MODEL_FRAMEWORK"),
                         ({"REDIS_URL": "http://nope"}, "REDIS_URL"),
                         ({"ML_MODEL_FRAMEWORK": "tensorflow", "ML_MODEL_PATH": "/nonexistent"},
-                         "ML_MODEL")]:
+                         "ML_MODEL"),
+                        # judged by librdkafka only when it makes a producer:
+                        # the dead-letter producer is made later, so the
+                        # engine checks its settings at start-up
+                        ({"KAFKA_CONF_ACKS": "1"}, "`acks` must be set to `all`")]:
         r = subprocess.run([MLSTREAM, "engine"], env=env, capture_output=True,
                            text=True, timeout=30)
         assert r.returncode == 2, (env, r.stderr)
         assert needle in r.stderr, (env, r.stderr)
+
+
+def kafka_clients(pid):
+    """How many librdkafka clients process pid runs: each has one thread
+    named rdk:main."""
+    names = []
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                names.append(f.read().strip())
+        except OSError:  # the thread ended meanwhile
+            continue
+    return names.count("rdk:main")
+
+
+def test_dead_letter_producer_is_made_by_the_first_bad_message(services, topic, engines):
+    """With a dead-letter topic and no output topic (the default), the
+    engine runs its consumer alone, no idle producer with its threads and
+    connections, until a message is bad; then it dead-letters it and the
+    stream goes on."""
+    sub = Subscriber(services)
+    eng = engines(topic=topic, extra_env={"ML_LOG_LEVEL": "warn"})
+    eng.wait_ready()
+    produce(services, topic, ['{"input_id": "a%d", "features": [%d]}' % (i, i) for i in range(20)])
+    wait_for(lambda: len(sub.payloads()) >= 20, 60, "the first 20 predictions")
+    assert kafka_clients(eng.proc.pid) == 1, "only the consumer before any bad message"
+    produce(services, topic, ["not json"] + ['{"input_id": "b%d", "features": [%d]}' % (i, i)
+                                             for i in range(20)])
+    dlq = consume_all(services, topic + ".dlq", 1)
+    assert [v for _, v in dlq] == [b"not json"]
+    assert dlq[0][0]["mls.error.reason"] == "invalid_json"
+    preds = wait_for(lambda: (lambda p: p if len(p) >= 40 else None)(sub.payloads()),
+                     60, "the 40 predictions")
+    assert sorted(p["input_id"] for p in preds) == sorted(
+        ["a%d" % i for i in range(20)] + ["b%d" % i for i in range(20)])
+    # the batching producer, made for the dead letter; the one that sends
+    # a refused message alone is not needed yet
+    assert kafka_clients(eng.proc.pid) == 2
+    assert eng.stop() == 0
+    sub.close()
 
 
 def test_help_lists_every_option():
