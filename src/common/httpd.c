@@ -184,7 +184,7 @@ static void *run(void *arg)
 
         for (;;) {
                 int64_t now = mls_clock_mono_ns(), next = now + 1000000000LL;
-                int n = h->nconns, timeout;
+                int n = h->nconns, timeout = -1; /* no client: no clock */
                 p[0] = (struct pollfd){.fd = h->fd, .events = POLLIN};
                 p[1] = (struct pollfd){.fd = h->wake[0], .events = POLLIN};
                 for (int i = 0; i < n; i++) {
@@ -195,7 +195,9 @@ static void *run(void *arg)
                         if (c->deadline < next)
                                 next = c->deadline;
                 }
-                timeout = next > now ? (int)((next - now) / 1000000) + 1 : 0;
+                if (n)
+                        timeout = next > now ? (int)((next - now) / 1000000) + 1
+                                             : 0;
                 if (poll(p, (nfds_t)n + 2, timeout) < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -273,6 +275,7 @@ mls_httpd_t *mls_httpd_start(const char *host, int port,
                 close(h->wake[1]);
                 goto fail_errno;
         }
+        pthread_setname_np(h->thread, "mls:metrics"); /* top -H, /proc */
         freeaddrinfo(ai);
         return h;
 fail_errno:

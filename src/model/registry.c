@@ -1336,6 +1336,7 @@ mls_registry_t *mls_registry_new(const struct mls_registry_conf *conf,
                        "cannot start the model loader thread");
                 goto fail;
         }
+        pthread_setname_np(r->thread, "mls:models"); /* top -H, /proc */
         r->started = 1;
         return r;
 fail:

@@ -4,6 +4,7 @@ import os
 import random
 import re
 import subprocess
+import time
 import uuid
 
 from mlshelpers import (MLSTREAM, SERVICES, Subscriber, consume_all, http_get, metric_sum,
@@ -226,6 +227,30 @@ def test_dead_letter_producer_is_made_by_the_first_bad_message(services, topic, 
     assert kafka_clients(eng.proc.pid) == 2
     assert eng.stop() == 0
     sub.close()
+
+
+def thread_wakes(pid, name):
+    """Voluntary context switches (times it slept and was woken) of process
+    pid's thread called name."""
+    for tid in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+            status = dict(line.split(":\t", 1) for line in f.read().splitlines() if ":\t" in line)
+        if status["Name"].strip() == name:
+            return int(status["voluntary_ctxt_switches"])
+    raise AssertionError("no thread %s in process %d" % (name, pid))
+
+
+def test_idle_metrics_server_sleeps_until_scraped(services, topic, engines):
+    """The /metrics server wakes for a client, not on a clock: with no
+    client it sleeps (it used to wake every second)."""
+    eng = engines(topic=topic)
+    eng.wait_ready()  # a client of /readyz, answered and gone
+    before = thread_wakes(eng.proc.pid, "mls:metrics")
+    time.sleep(3)  # an idle window: a thread on a 1 s clock wakes 2-3 times
+    assert thread_wakes(eng.proc.pid, "mls:metrics") - before <= 1
+    eng.metrics()
+    assert thread_wakes(eng.proc.pid, "mls:metrics") > before, "a scrape wakes it"
+    assert eng.stop() == 0
 
 
 def test_help_lists_every_option():
