@@ -301,7 +301,8 @@ static int drain(struct kafka_sink *s, rd_kafka_t *rk, int64_t *end);
 
 /* The sink's producer i (1: one message per batch), made on its first use;
  * NULL when it cannot be, with the sink failed: the batch is tried again
- * later, as after a broker error. A transactional sink has p->rk[0]. */
+ * later, as after a broker error. A transactional sink's p->rk[0] is made
+ * already, and is its only one. */
 static rd_kafka_t *producer(struct kafka_sink *s, int i)
 {
         rd_kafka_t *rk = mls_kafka_producers_get(s->p, i, s->failure,
@@ -366,7 +367,7 @@ static void refuse(struct kafka_sink *s, const struct dr_note *n,
                 dropped(s, n, "no dead-letter topic");
                 return;
         }
-        rk = s->txn ? s->p->rk[0] : producer(s, 1);
+        rk = producer(s, s->txn ? 0 : 1);
         if (!rk)
                 return;
         if (!reason)
@@ -817,7 +818,7 @@ static int kafka_send(void *ctx, const struct mls_record *rec,
 {
         (void)model_id;
         struct kafka_sink *s = ctx;
-        rd_kafka_t *rk = s->txn ? s->p->rk[0] : producer(s, 0);
+        rd_kafka_t *rk = producer(s, 0);
         rd_kafka_headers_t *hdrs = NULL;
         rd_kafka_resp_err_t err;
         struct dr_note *note;

@@ -189,17 +189,24 @@ def test_bad_configuration_fails_fast():
         assert needle in r.stderr, (env, r.stderr)
 
 
+def threads(pid):
+    """The fields of /proc/<pid>/task/*/status of each live thread of pid
+    (Name, voluntary_ctxt_switches...)."""
+    out = []
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+                lines = f.read().splitlines()
+        except OSError:  # the thread ended meanwhile
+            continue
+        out.append({k: v.strip() for k, v in (l.split(":\t", 1) for l in lines if ":\t" in l)})
+    return out
+
+
 def kafka_clients(pid):
     """How many librdkafka clients process pid runs: each has one thread
     named rdk:main."""
-    names = []
-    for tid in os.listdir("/proc/%d/task" % pid):
-        try:
-            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
-                names.append(f.read().strip())
-        except OSError:  # the thread ended meanwhile
-            continue
-    return names.count("rdk:main")
+    return sum(t["Name"] == "rdk:main" for t in threads(pid))
 
 
 def test_dead_letter_producer_is_made_by_the_first_bad_message(services, topic, engines):
@@ -232,11 +239,9 @@ def test_dead_letter_producer_is_made_by_the_first_bad_message(services, topic, 
 def thread_sleeps(pid, name):
     """Voluntary context switches of process pid's thread called name: the
     times it went to sleep, each after it was woken (or started)."""
-    for tid in os.listdir("/proc/%d/task" % pid):
-        with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
-            status = dict(line.split(":\t", 1) for line in f.read().splitlines() if ":\t" in line)
-        if status["Name"].strip() == name:
-            return int(status["voluntary_ctxt_switches"])
+    for t in threads(pid):
+        if t["Name"] == name:
+            return int(t["voluntary_ctxt_switches"])
     raise AssertionError("no thread %s in process %d" % (name, pid))
 
 
