@@ -271,7 +271,8 @@ def metric_sum(metrics, name, **labels):
 class Engine:
     """An `mlstream engine` process with its own metrics port and log."""
 
-    def __init__(self, env, topic, group=None, extra_env=None, args=()):
+    def __init__(self, env, topic, group=None, extra_env=None, args=(), user=None,
+                 binary=None):
         self.port = free_port()
         self.env = dict(env)
         self.env.update({
@@ -284,8 +285,11 @@ class Engine:
         })
         self.env.update(extra_env or {})
         self.log = open("/tmp/mlstream-engine-%s-%d.log" % (topic, self.port), "w+")
-        self.proc = subprocess.Popen([MLSTREAM, "engine", *args], env=self.env,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+        # user: a uid to run as (with its group alone), e.g. to hold it to a
+        # per-user limit that root would be exempt from
+        ids = {} if user is None else {"user": user, "group": user, "extra_groups": []}
+        self.proc = subprocess.Popen([binary or MLSTREAM, "engine", *args], env=self.env,
+                                     stdout=self.log, stderr=subprocess.STDOUT, **ids)
 
     def url(self, path):
         return "http://127.0.0.1:%d%s" % (self.port, path)
