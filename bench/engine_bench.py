@@ -3,7 +3,9 @@
 `mlstream engine` with the identity model on a real Kafka broker and Redis,
 next to the limits measured in the same run:
 
-  * kcat (librdkafka) consuming the same topic to /dev/null;
+  * kcat (librdkafka) consuming the same topic to /dev/null: its rate, and
+    its CPU per message (ref_kcat_consume_cpu_us_per_msg), what librdkafka
+    alone costs to fetch and hand over each message;
   * redis-benchmark pipelining PUBLISH of a payload of the same size.
 
 Backlog: --messages one-row messages already in a 4-partition topic, one
@@ -83,13 +85,28 @@ def make_messages(path, n):
                     '"metadata":{"tenant":"t%d"}}\n' % (i, i % 1000, i % 8))
 
 
-def kcat_consume_rate(env, topic, n):
-    """librdkafka's own consume rate: kcat reading the topic to /dev/null."""
+def kcat_consume(env, topic, n):
+    """librdkafka's own consume rate and CPU per message: kcat reading the
+    topic to /dev/null. The CPU is kcat's whole run (its start and group-less
+    fetch set-up included, a few ms against the ~0.5 s that 1 M messages
+    take), from the rusage of the child."""
     t0 = time.monotonic()
-    subprocess.run(["kcat", "-C", "-b", env["KAFKA_BOOTSTRAP_SERVERS"], "-t", topic,
-                    "-o", "beginning", "-e", "-q", "-c", str(n)],
-                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=True, timeout=600)
-    return n / (time.monotonic() - t0)
+    kcat = subprocess.Popen(["kcat", "-C", "-b", env["KAFKA_BOOTSTRAP_SERVERS"], "-t", topic,
+                             "-o", "beginning", "-e", "-q", "-c", str(n)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        err = kcat.stderr.read()
+        _, status, usage = os.wait4(kcat.pid, 0)
+        kcat.returncode = os.waitstatus_to_exitcode(status)
+    finally:
+        if kcat.returncode is None:
+            kcat.kill()
+            kcat.wait()
+    wall = time.monotonic() - t0
+    if kcat.returncode != 0:
+        fail("kcat (the reference consumer) exited with status %d: %s"
+             % (kcat.returncode, err.decode(errors="replace")[-500:]))
+    return n / wall, (usage.ru_utime + usage.ru_stime) * 1e6 / n
 
 
 def redis_publish_rate(env, payload_len, n):
@@ -121,9 +138,9 @@ def run_throughput(env, n, msgfile, output=None, refs=True, txn_interval_ms=None
     with open(msgfile) as f:
         sample = f.readline().strip()
     payload_len = 330 + len(sample) // 4  # a prediction payload is about this long
-    ref_kafka = ref_redis = None
+    ref_kafka = ref_redis = ref_kafka_cpu = None
     if refs:
-        ref_kafka = kcat_consume_rate(env, topic, n)
+        ref_kafka, ref_kafka_cpu = kcat_consume(env, topic, n)
         ref_redis = redis_publish_rate(env, payload_len, max(100000, min(n, 1000000)))
     sub = benchlib.BareSubscriber(env, CHANNEL, n)
     eng = Engine(env, topic=topic, extra_env=extra)
@@ -167,6 +184,7 @@ def run_throughput(env, n, msgfile, output=None, refs=True, txn_interval_ms=None
         "engine_wall_s": wall, "engine_wall_with_start_s": now - t_start,
         "engine_cpu_us_per_msg": cpu * 1e6 / scored, "engine_rss_bytes": mem["VmRSS"],
         "engine_peak_rss_bytes": mem["VmHWM"], "ref_kcat_consume_msgs_per_s": ref_kafka,
+        "ref_kcat_consume_cpu_us_per_msg": ref_kafka_cpu,
         "ref_redis_publish_per_s": ref_redis, "payload_bytes": payload_len,
         "fraction_of_smaller_limit": rate / min(ref_kafka, ref_redis) if refs else None,
     }
@@ -588,6 +606,9 @@ def main():
         "ref_redis_publish_per_s": round(t["ref_redis_publish_per_s"]),
         "drain_over_smaller_limit": round(t["fraction_of_smaller_limit"], 3),
         "engine_cpu_us_per_msg": round(t["engine_cpu_us_per_msg"], 3),
+        "ref_kcat_consume_cpu_us_per_msg": round(t["ref_kcat_consume_cpu_us_per_msg"], 3),
+        "backlog_over_kcat_cpu": round(t["engine_cpu_us_per_msg"]
+                                       / t["ref_kcat_consume_cpu_us_per_msg"], 2),
         "engine_peak_rss_mb": round(t["engine_peak_rss_bytes"] / 1e6, 1),
         "latency_rate_msgs_per_s": args.latency_rate,
         "e2e_p50_ms": e2e["p50_ms"] and round(e2e["p50_ms"], 3),

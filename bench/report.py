@@ -47,6 +47,8 @@ LABELS = {
     "ref_redis_publish_per_s": "reference: redis-benchmark -P 64 PUBLISH (/s)",
     "drain_over_smaller_limit": "engine drain / smaller reference",
     "engine_cpu_us_per_msg": "engine CPU per message, backlog (µs)",
+    "ref_kcat_consume_cpu_us_per_msg": "reference: kcat CPU per message, consuming the backlog (µs)",
+    "backlog_over_kcat_cpu": "engine / kcat, CPU per message, backlog",
     "engine_peak_rss_mb": "engine peak RSS, draining the backlog (MB)",
     "latency_rate_msgs_per_s": "latency run: rate (msg/s)",
     "e2e_p50_ms": "end to end p50: producer → Redis subscriber (ms)",
@@ -133,6 +135,7 @@ LABELS = {
 # pattern since its script names them.
 KEY_FIGURES = [
     ("engine", "engine_cpu_us_per_msg"),
+    ("engine", "ref_kcat_consume_cpu_us_per_msg"),
     ("engine", "engine_drain_msgs_per_s"),
     ("engine", "ref_kcat_consume_msgs_per_s"),
     ("engine", "ref_redis_publish_per_s"),
@@ -167,6 +170,7 @@ KEY_FIGURES = [
 RATIOS = [
     ("engine", "drain_over_smaller_limit"),
     ("engine", "e2e_over_kafka_only_p99"),
+    ("engine", "backlog_over_kcat_cpu"),
     ("engine", "steady_over_kcat_cpu"),
     ("engine", "eos_over_alo_drain"),
     ("models", "engine_over_direct_b256"),
