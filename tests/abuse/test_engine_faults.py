@@ -4,17 +4,20 @@ dead-lettered, listed exactly) or with the bound it must hold."""
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 
 import pytest
 
-from mlshelpers import (CHANNEL, FAST_GROUP, SERVICES, Subscriber, cluster_ok, free_port,
-                        http_get, messages, metric_sum, output_ids, parse_metrics, produce,
-                        shard_subscribe, topic_create, wait_for)
+from mlshelpers import (CHANNEL, FAST_GROUP, MLSTREAM, SERVICES, Subscriber, cluster_ok,
+                        consume_all, free_port, http_get, kafka_clients, messages, metric_sum,
+                        output_ids, parse_metrics, produce, shard_subscribe, topic_create,
+                        wait_for)
 
 # Under AddressSanitizer RSS is mostly shadow memory and quarantine: the
 # memory bounds are asserted in the normal build only.
@@ -636,3 +639,62 @@ def test_second_sigterm_ends_a_stuck_drain_at_once_and_loses_nothing(services, t
         assert b.stop() == 0
     finally:
         redis.stop()
+
+
+NOBODY = 65534
+
+
+def limit_threads(pid, n):
+    """Sets the soft RLIMIT_NPROC of process pid (run as NOBODY) to n: the
+    tasks that user may have, so that with n at or below what it runs, the
+    process cannot start another thread. Set as that user: root here may
+    not change another user's limits."""
+    subprocess.run(["prlimit", "--pid", str(pid), "--nproc=%s:" % n], check=True,
+                   user=NOBODY, group=NOBODY, extra_groups=[])
+
+
+def test_dead_letter_producer_that_cannot_be_made_yet_is_retried(services, topic, engines):
+    """When the first bad message comes, the dead-letter producer is made;
+    if it cannot be (here: the engine may start no thread, as when a host
+    runs out of processes), the engine says why, holds the batch rather
+    than skip the bad message, and delivers it and every prediction once it
+    can."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to run the engine as another user")
+    # a copy that user can run, wherever the build is (/root is 0700)
+    bindir = tempfile.mkdtemp(prefix="mls-nobody.")
+    os.chmod(bindir, 0o755)
+    binary = shutil.copy2(MLSTREAM, bindir)
+    try:
+        dead_letter_retried(services, topic, engines, binary)
+    finally:
+        shutil.rmtree(bindir)
+
+
+def dead_letter_retried(services, topic, engines, binary):
+    sub = Subscriber(services)
+    eng = engines(topic=topic, extra_env={"ML_LOG_LEVEL": "warn"}, user=NOBODY, binary=binary)
+    eng.wait_ready()
+    good = ['{"input_id": "c%d", "features": [%d]}' % (i, i) for i in range(16)]
+    produce(services, topic, good[:8])
+    wait_for(lambda: len(sub.payloads()) >= 8, 60, "the first 8 predictions")
+    with open("/proc/%d/limits" % eng.proc.pid) as f:
+        was = next(l.split()[3] for l in f if l.startswith("Max processes"))
+    limit_threads(eng.proc.pid, 1)
+    produce(services, topic, ["not json"] + good[8:])
+    wait_for(lambda: "Failed to create thread" in eng.output(), 60,
+             "the engine to say it cannot make the producer")
+    assert "pausing consumption" in eng.output()
+    assert eng.proc.poll() is None, "the engine goes on"
+    assert http_get(eng.url("/readyz"))[0] == 503, "not ready while it cannot deliver"
+    assert kafka_clients(eng.proc.pid) == 1
+    limit_threads(eng.proc.pid, was)
+    dlq = consume_all(services, topic + ".dlq", 1)
+    assert [v for _, v in dlq] == [b"not json"]
+    preds = wait_for(lambda: (lambda p: p if len(p) >= 16 else None)(sub.payloads()),
+                     60, "the 16 predictions")
+    assert sorted(p["input_id"] for p in preds) == sorted("c%d" % i for i in range(16))
+    assert kafka_clients(eng.proc.pid) == 2
+    wait_for(lambda: http_get(eng.url("/readyz"))[0] == 200, 30, "ready again")
+    assert eng.stop() == 0  # and, under ASan, no failed attempt leaked
+    sub.close()

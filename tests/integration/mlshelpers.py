@@ -268,6 +268,26 @@ def metric_sum(metrics, name, **labels):
     return sum(v for (n, l), v in metrics.items() if n == name and want <= set(l))
 
 
+def threads(pid):
+    """The fields of /proc/<pid>/task/*/status of each live thread of pid
+    (Name, voluntary_ctxt_switches...)."""
+    out = []
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+                lines = f.read().splitlines()
+        except OSError:  # the thread ended meanwhile
+            continue
+        out.append({k: v.strip() for k, v in (l.split(":\t", 1) for l in lines if ":\t" in l)})
+    return out
+
+
+def kafka_clients(pid):
+    """How many librdkafka clients process pid runs: each has one thread
+    named rdk:main."""
+    return sum(t["Name"] == "rdk:main" for t in threads(pid))
+
+
 class Engine:
     """An `mlstream engine` process with its own metrics port and log."""
 
@@ -285,8 +305,9 @@ class Engine:
         })
         self.env.update(extra_env or {})
         self.log = open("/tmp/mlstream-engine-%s-%d.log" % (topic, self.port), "w+")
-        # user: a uid to run as (with its group alone), e.g. to hold it to a
-        # per-user limit that root would be exempt from
+        # user: a uid to run as, with the gid of the same number and no
+        # other groups (65534: nobody, nogroup), e.g. to hold the engine to
+        # a per-user limit that root is exempt from; binary: another copy
         ids = {} if user is None else {"user": user, "group": user, "extra_groups": []}
         self.proc = subprocess.Popen([binary or MLSTREAM, "engine", *args], env=self.env,
                                      stdout=self.log, stderr=subprocess.STDOUT, **ids)

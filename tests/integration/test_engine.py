@@ -1,18 +1,13 @@
 """mlstream engine end to end on a real Kafka broker and a real Redis."""
 import json
-import os
 import random
 import re
-import shutil
 import subprocess
-import tempfile
 import time
 import uuid
 
-import pytest
-
-from mlshelpers import (MLSTREAM, SERVICES, Subscriber, consume_all, http_get, metric_sum,
-                        produce, wait_for)
+from mlshelpers import (MLSTREAM, SERVICES, Subscriber, consume_all, http_get, kafka_clients,
+                        metric_sum, produce, threads, wait_for)
 
 GOOD = 2000
 INFERENCE_NS = uuid.UUID("f46be9bf-7623-585b-9ca0-435ffcedda0f")
@@ -193,26 +188,6 @@ def test_bad_configuration_fails_fast():
         assert needle in r.stderr, (env, r.stderr)
 
 
-def threads(pid):
-    """The fields of /proc/<pid>/task/*/status of each live thread of pid
-    (Name, voluntary_ctxt_switches...)."""
-    out = []
-    for tid in os.listdir("/proc/%d/task" % pid):
-        try:
-            with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
-                lines = f.read().splitlines()
-        except OSError:  # the thread ended meanwhile
-            continue
-        out.append({k: v.strip() for k, v in (l.split(":\t", 1) for l in lines if ":\t" in l)})
-    return out
-
-
-def kafka_clients(pid):
-    """How many librdkafka clients process pid runs: each has one thread
-    named rdk:main."""
-    return sum(t["Name"] == "rdk:main" for t in threads(pid))
-
-
 def test_dead_letter_producer_is_made_by_the_first_bad_message(services, topic, engines):
     """With a dead-letter topic and no output topic (the default), the
     engine runs its consumer alone, no idle producer with its threads and
@@ -235,63 +210,6 @@ def test_dead_letter_producer_is_made_by_the_first_bad_message(services, topic, 
         ["a%d" % i for i in range(20)] + ["b%d" % i for i in range(20)])
     # the batching producer, made for the dead letter; the one that sends
     # a refused message alone is not needed yet
-    assert kafka_clients(eng.proc.pid) == 2
-    assert eng.stop() == 0
-    sub.close()
-
-
-NOBODY = 65534
-
-
-def limit_threads(pid, n):
-    """Sets the soft RLIMIT_NPROC of process pid (run as NOBODY) to n: the
-    tasks that user may have, so that with n at or below what it runs, the
-    process cannot start another thread. Set as that user: root here may
-    not change another user's limits."""
-    subprocess.run(["prlimit", "--pid", str(pid), "--nproc=%s:" % n], check=True,
-                   user=NOBODY, group=NOBODY, extra_groups=[])
-
-
-def test_dead_letter_producer_that_cannot_be_made_yet_is_retried(services, topic, engines):
-    """When the first bad message comes, the dead-letter producer is made;
-    if it cannot be (here: the engine may start no thread, as when a host
-    runs out of processes), the engine says why, holds the batch rather
-    than skip the bad message, and delivers it and every prediction once it
-    can."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root, to run the engine as another user")
-    # a copy that user can run, wherever the build is (/root is 0700)
-    bindir = tempfile.mkdtemp(prefix="mls-nobody.")
-    os.chmod(bindir, 0o755)
-    binary = shutil.copy2(MLSTREAM, bindir)
-    try:
-        dead_letter_retried(services, topic, engines, binary)
-    finally:
-        shutil.rmtree(bindir)
-
-
-def dead_letter_retried(services, topic, engines, binary):
-    sub = Subscriber(services)
-    eng = engines(topic=topic, extra_env={"ML_LOG_LEVEL": "warn"}, user=NOBODY, binary=binary)
-    eng.wait_ready()
-    good = ['{"input_id": "c%d", "features": [%d]}' % (i, i) for i in range(16)]
-    produce(services, topic, good[:8])
-    wait_for(lambda: len(sub.payloads()) >= 8, 60, "the first 8 predictions")
-    with open("/proc/%d/limits" % eng.proc.pid) as f:
-        was = next(l.split()[3] for l in f if l.startswith("Max processes"))
-    limit_threads(eng.proc.pid, 1)
-    produce(services, topic, ["not json"] + good[8:])
-    wait_for(lambda: "Failed to create thread" in eng.output(), 60,
-             "the engine to say it cannot make the producer")
-    assert "pausing consumption" in eng.output()
-    assert eng.proc.poll() is None, "the engine goes on"
-    assert kafka_clients(eng.proc.pid) == 1
-    limit_threads(eng.proc.pid, was)
-    dlq = consume_all(services, topic + ".dlq", 1)
-    assert [v for _, v in dlq] == [b"not json"]
-    preds = wait_for(lambda: (lambda p: p if len(p) >= 16 else None)(sub.payloads()),
-                     60, "the 16 predictions")
-    assert sorted(p["input_id"] for p in preds) == sorted("c%d" % i for i in range(16))
     assert kafka_clients(eng.proc.pid) == 2
     assert eng.stop() == 0
     sub.close()
