@@ -23,6 +23,10 @@ over the rounds says how far to trust it.
      engine's CPU per message, and the share of it taken by its own thread
      and by librdkafka's coordinator thread (commits), next to kcat's CPU
      per message on the same messages (the reference);
+  --what steady-wait: the same rate without the idle period, both the
+     engine's and kcat's fetches waiting up to 20 ms for more (bench/
+     engine_bench.py's "fetches wait 20 ms" run): the engine's CPU per
+     message and its ratio to kcat's in the same window;
   --what latency: --messages one-row messages at 10,000/s through Kafka,
      the engine, Redis and a gateway to one GraphQL subscriber, next to a
      plain Kafka consumer of the same topic (bench/engine_bench.py's
@@ -44,7 +48,7 @@ Writes --out (default bench/out/ab-WHAT.json) and --markdown (default
 bench/AB-WHAT.md): both builds' figures per round, the head/base ratio of
 each round, and its median, min and max, stamped with the machine and both
 commits.
-Usage: bench/ab.py --base REV|BUILD_DIR [--what engine|shadow|steady|latency|gateway]
+Usage: bench/ab.py --base REV|BUILD_DIR [--what engine|shadow|steady|steady-wait|latency|gateway]
                    [--rounds N]
                    [--messages N] [--quick] [--out FILE] [--markdown FILE]
 """
@@ -134,12 +138,14 @@ def run_shadow(env, topic, n, repos):
                 + shadow["subscribers_received"] + heard["subscribers_received"]}
 
 
-def run_steady(env, n):
-    r = engine_bench.run_steady(env, STEADY_RATE, max(1, n // STEADY_RATE), STEADY_IDLE_S)
+def run_steady(env, n, fetch_wait_ms=None):
+    r = engine_bench.run_steady(env, STEADY_RATE, max(1, n // STEADY_RATE),
+                                0 if fetch_wait_ms else STEADY_IDLE_S, fetch_wait_ms)
     threads = r["engine_threads_cpu_us_per_msg"]
     return {"cpu_us_per_msg": r["engine_cpu_us_per_msg"],
             "idle_core_percent": r["idle_core_percent"],
             "ref_kcat_cpu_us_per_msg": r["ref_kcat_cpu_us_per_msg"],
+            "over_kcat_cpu": r["engine_cpu_us_per_msg"] / r["ref_kcat_cpu_us_per_msg"],
             "engine_thread_cpu_us_per_msg": threads.get("mlstream", 0.0),
             "coordinator_thread_cpu_us_per_msg": threads.get("rdk:broker-1", 0.0),
             "subscribers_received": [n]}  # nobody subscribes here
@@ -188,6 +194,7 @@ def gateway_bench(env, builds):
 FIGURES = {"engine": [("msgs_per_s", True), ("cpu_us_per_msg", False)],
            "gateway": [("deliveries_per_s", True), ("cpu_us_per_delivery", False)],
            "steady": [("cpu_us_per_msg", False), ("idle_core_percent", False)],
+           "steady-wait": [("cpu_us_per_msg", False), ("over_kcat_cpu", False)],
            "latency": [("gateway_p99_ms", False), ("cpu_us_per_msg", False)],
            "shadow": [("with_shadow_over_serving_only", True),
                       ("with_shadow_subscribed_over_serving_only", True),
@@ -199,6 +206,8 @@ OWN = {"engine": [], "gateway": [], "shadow": ["shadow_call_us_per_row",
                                 "shadow_cost_beyond_its_calls_us_per_row"],
        "steady": ["ref_kcat_cpu_us_per_msg", "engine_thread_cpu_us_per_msg",
                   "coordinator_thread_cpu_us_per_msg"],
+       "steady-wait": ["ref_kcat_cpu_us_per_msg", "engine_thread_cpu_us_per_msg",
+                       "coordinator_thread_cpu_us_per_msg"],
        "latency": ["kafka_only_p99_ms", "gateway_p99_minus_kafka_only_ms",
                    "gateway_p50_minus_kafka_only_ms", "engine_latency_mean_ms"]}
 
@@ -249,14 +258,14 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--messages", type=int,
                     help="backlog (engine: 500,000; shadow: 300,000), messages at 1,000/s "
-                    "(steady: 20,000) or 10,000/s (latency: 50,000) or burst (gateway: 60,000, which Redis' default 32 MB "
+                    "(steady, steady-wait: 20,000) or 10,000/s (latency: 50,000) or burst (gateway: 60,000, which Redis' default 32 MB "
                     "buffer for a subscriber that falls behind holds whole) size")
     ap.add_argument("--markdown", help="report (default bench/AB-WHAT.md; '' for none)")
     benchlib.add_common_args(ap, "ab-WHAT")
     args = ap.parse_args()
     if args.messages is None:
         args.messages = {"engine": 500000, "shadow": 300000, "steady": 20000,
-                         "latency": 50000, "gateway": 60000}[args.what]
+                         "steady-wait": 20000, "latency": 50000, "gateway": 60000}[args.what]
     args.out = args.out.replace("WHAT", args.what)
     if args.markdown is None:
         args.markdown = os.path.join(HERE, "AB-%s.md" % args.what)
@@ -285,7 +294,7 @@ def main():
     try:
         if args.what == "gateway":
             bench, gateways = gateway_bench(env, builds)
-        elif args.what not in ("steady", "latency"):
+        elif args.what not in ("steady", "steady-wait", "latency"):
             topic = model_bench.produce_backlog(env, args.messages)
         with tempfile.TemporaryDirectory(prefix="mls-ab-repo.") as tmp:
             repos = {}  # the shadow runs' model repositories
@@ -302,6 +311,9 @@ def main():
                         runs[side].append(run_shadow(env, topic, args.messages, repos))
                     elif args.what == "steady":
                         runs[side].append(run_steady(env, args.messages))
+                    elif args.what == "steady-wait":
+                        runs[side].append(run_steady(env, args.messages,
+                                                     engine_bench.STEADY_FETCH_WAIT_MS))
                     elif args.what == "latency":
                         runs[side].append(run_latency(env, args.messages))
                     else:
