@@ -34,8 +34,10 @@ from mls-loadgen (bench/loadgen.c):
     --latency-rate (10,000) messages/s, through the gateway and at a bare
     Redis subscriber, and per message the gateway's receipt minus the bare
     subscriber's; then the same at --steady-rate (1,000) messages/s, where
-    every event wakes the gateway on its own, and the gateway's CPU while
-    its one subscriber gets nothing (the cost of staying awake);
+    every event wakes the gateway on its own, again at that rate with the
+    events published together every 20 ms (as the engine publishes a batch
+    when its fetches wait 20 ms), and the gateway's CPU while its one
+    subscriber gets nothing (the cost of staying awake);
   * gateway CPU from /proc/<pid>/stat.
 
 Many connections to one gateway address: every mls-loadgen ws run binds its
@@ -98,6 +100,11 @@ run (--only) or could not tell:
                                               message in the same run (it too wakes
                                               for each one, and writes it to the
                                               gateway and a bare subscriber)
+  steady_batched_20_ms_cpu_us_per_event_1_subscriber
+                                              the same rate published in batches
+                                              every 20 ms
+  steady_batched_20_ms_redis_cpu_us_per_message
+                                              redis-server's, in that run
   idle_gateway_core_percent                   gateway CPU with one subscriber and
                                               nothing published, % of one core
   burst_deliveries_per_s_<n>_subscribers      n = 1, 100, 1000
@@ -148,6 +155,9 @@ TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 MODEL = "bench-model"
 FANOUTS = (1, 100, 1000)
+# the steady rate's batched run: an engine whose fetches wait this long
+# (bench/engine_bench.py's STEADY_FETCH_WAIT_MS) publishes a batch as often
+STEADY_BATCH_MS = 20
 PHASES = ("idle", "latency", "throughput")
 # descriptors a process needs beyond its connections
 SPARE_FDS = 1024
@@ -687,8 +697,9 @@ class Bench:
                   "--max-pending", self.args.max_pending]
         return Load(self.loadgen, a + list(args))
 
-    def publish(self, count, rate):
-        p = self.lg("pub", "--count", count, "--rate", rate, "--model", MODEL)
+    def publish(self, count, rate, every_ms=0):
+        p = self.lg("pub", "--count", count, "--rate", rate, "--model", MODEL,
+                    "--every-ms", every_ms)
         return p.result(timeout=count / max(rate, 1) + 120)
 
     def ws(self, gw, n, expect, quiet_ms, cap_s, *extra):
@@ -860,14 +871,14 @@ class Bench:
 
     # -- latency ------------------------------------------------------------
 
-    def latency(self, gw, n, rate, secs, tmp):
+    def latency(self, gw, n, rate, secs, tmp, every_ms=0):
         count = int(rate * secs)
         gdump, bdump = os.path.join(tmp, "gw.lat"), os.path.join(tmp, "bare.lat")
         w = self.ws(gw, n, n * count, 2000, secs + 60, "--sample-every", 1, "--dump", gdump)
         s = self.sub(1, count, 2000, secs + 60, "--dump", bdump)
         r0 = cpu_ns(self.redis_pid) if self.redis_pid else None
         c0, j0, t0 = cpu_ns(gw.pid), machine_jiffies(), time.monotonic()
-        pub = self.publish(count, rate)
+        pub = self.publish(count, rate, every_ms)
         wr = w.result(secs + 120)
         sr = s.result(secs + 120)
         cpu, busy = (cpu_ns(gw.pid) - c0) / 1e9, busy_since(j0)
@@ -910,9 +921,15 @@ class Bench:
 
     def steady(self, gw, rate, secs, tmp):
         """One subscriber at a modest steady rate (each event wakes the
-        gateway on its own), then the same subscriber with nothing
-        published: CPU per event, and the cost of staying awake."""
+        gateway on its own), the same rate in batches every
+        STEADY_BATCH_MS, then the same subscriber with nothing published:
+        CPU per event, and the cost of staying awake."""
         lat = self.latency(gw, 1, rate, secs, tmp)
+        b = self.latency(gw, 1, rate, secs, tmp, STEADY_BATCH_MS)
+        lat["batched"] = {"every_ms": STEADY_BATCH_MS,
+                          "gateway_cpu_us_per_delivery": b["gateway_cpu_us_per_delivery"],
+                          "redis_cpu_us_per_message": b["redis_cpu_us_per_message"],
+                          "deliveries": b["deliveries"], "published": b["published"]}
         w = self.ws(gw, 1, 1, 1000, secs + 60)
         c0, t0 = cpu_ns(gw.pid), time.monotonic()
         time.sleep(secs)
@@ -1185,10 +1202,11 @@ def run(args, phases, started_at):
                 args.steady_rate, args.steady_seconds, args.steady_seconds), flush=True)
             res["steady"] = bench.steady(gw, args.steady_rate, args.steady_seconds, tmp)
             print("  gateway %.1f us CPU per event at %d msg/s (redis-server %.1f us per "
-                  "message); idle %.3f%% of a core" % (
+                  "message), %.1f us in batches every %d ms; idle %.3f%% of a core" % (
                       res["steady"]["gateway_cpu_us_per_delivery"], args.steady_rate,
                       res["steady"]["redis_cpu_us_per_message"] or 0,
-                      res["steady"]["idle_core_percent"]), flush=True)
+                      res["steady"]["batched"]["gateway_cpu_us_per_delivery"],
+                      STEADY_BATCH_MS, res["steady"]["idle_core_percent"]), flush=True)
 
         if "throughput" in phases:
             res["burst"], res["redis_fanout"], res["sustained"] = [], [], []
@@ -1287,6 +1305,10 @@ def summarize(res):
         "steady_cpu_us_per_event_1_subscriber":
             st["gateway_cpu_us_per_delivery"] if st else None,
         "steady_redis_cpu_us_per_message": st["redis_cpu_us_per_message"] if st else None,
+        "steady_batched_%d_ms_cpu_us_per_event_1_subscriber" % STEADY_BATCH_MS:
+            st["batched"]["gateway_cpu_us_per_delivery"] if st else None,
+        "steady_batched_%d_ms_redis_cpu_us_per_message" % STEADY_BATCH_MS:
+            st["batched"]["redis_cpu_us_per_message"] if st else None,
         "idle_gateway_core_percent": st["idle_core_percent"] if st else None,
     })
     burst = {b["subscribers"]: b for b in res.get("burst", [])}

@@ -2,10 +2,12 @@
  * mls-loadgen: load and measurement client for the gateway benchmark.
  *
  *   mls-loadgen pub  --redis H:P --channel C --rate N --seconds S --model M
- *                    [--count N] [--auth PASSWORD]
+ *                    [--count N] [--auth PASSWORD] [--every-ms T]
  *       PUBLISHes prediction payloads (DESIGN §4) at N/s (--count: exactly
  *       N payloads, as fast as --rate allows); each carries the send time
  *       in metadata.sent_ns and its sequence number in input_id "in-<n>".
+ *       --every-ms: what is due is sent together every T ms, as an engine
+ *       publishes a batch (one write of pipelined PUBLISHes).
  *       Prints the count, the rate and the first and last send times.
  *   mls-loadgen sub  --redis H:P --channel C --seconds S [--conns N]
  *       A bare Redis subscriber (N of them): the reference for deliveries
@@ -241,6 +243,15 @@ static void print_receipts(void)
                 fclose(dump);
 }
 
+/* When payload n of a run at rate/s that began at start is due; with
+ * every_ns, the start of the period of every_ns it falls in. */
+static int64_t due_ns(int64_t start, int64_t n, int64_t rate, int64_t every_ns)
+{
+        int64_t at = (int64_t)((double)n * 1e9 / (double)rate);
+
+        return start + (every_ns > 0 ? at - at % every_ns : at);
+}
+
 static int cmd_pub(int argc, char **argv)
 {
         char host[256], payload[1024];
@@ -251,6 +262,7 @@ static int cmd_pub(int argc, char **argv)
         const char *chan = opt(argc, argv, "--channel", "ml:stream:inference");
         const char *model = opt(argc, argv, "--model", "bench-model");
         const char *auth = opt(argc, argv, "--auth", NULL);
+        int64_t every_ns = atoll(opt(argc, argv, "--every-ms", "0")) * 1000000;
         redisContext *c;
         int64_t start, sent = 0, total_pub, first_ns = 0, last_ns = 0;
 
@@ -274,8 +286,7 @@ static int cmd_pub(int argc, char **argv)
         total_pub = count > 0 ? count : (int64_t)((double)rate * secs);
         start = now_ns();
         while (sent < total_pub) {
-                int64_t due =
-                        start + (int64_t)((double)sent * 1e9 / (double)rate);
+                int64_t due = due_ns(start, sent, rate, every_ns);
                 int batch = 0;
                 while (now_ns() < due) {
                         struct timespec ts = {0, 50000};
@@ -283,8 +294,7 @@ static int cmd_pub(int argc, char **argv)
                 }
                 /* Pipeline what is due now (keeps up at high rates). */
                 while (sent < total_pub &&
-                       start + (int64_t)((double)sent * 1e9 / (double)rate) <=
-                               now_ns() &&
+                       due_ns(start, sent, rate, every_ns) <= now_ns() &&
                        batch < 256) {
                         int64_t t = now_ns();
                         int n;

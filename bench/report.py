@@ -74,6 +74,10 @@ LABELS = {
     "gateway_e2e_p99_minus_kafka_only_ms": "through the gateway p99 − Kafka-only p99 (ms)",
     "steady_cpu_us_per_event_1_subscriber": "gateway CPU per event at 1,000 msg/s, one subscriber (µs)",
     "steady_redis_cpu_us_per_message": "reference: redis-server CPU per message at 1,000 msg/s (µs)",
+    "steady_batched_20_ms_cpu_us_per_event_1_subscriber":
+        "gateway CPU per event at 1,000 msg/s in batches every 20 ms (µs)",
+    "steady_batched_20_ms_redis_cpu_us_per_message":
+        "reference: redis-server CPU per message, same batches (µs)",
     "idle_gateway_core_percent": "gateway at idle, one subscriber (% of one core)",
     "output_alo_drain_msgs_per_s": "with an output topic, at least once: drain (msg/s)",
     "output_eos_drain_msgs_per_s": "with an output topic, exactly once: drain (msg/s)",
