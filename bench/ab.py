@@ -69,7 +69,7 @@ import engine_bench  # noqa: E402
 import model_bench  # noqa: E402
 
 STEADY_RATE = 1000  # msg/s
-STEADY_IDLE_S = 30  # as engine_bench.py: CPU ticks are 10 ms
+STEADY_IDLE_S = 30  # as engine_bench.py
 LATENCY_RATE = 10000  # msg/s
 
 

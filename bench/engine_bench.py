@@ -70,7 +70,7 @@ import uuid
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import benchlib  # noqa: E402
-from benchlib import cpu_s, fail, memory, percentile  # noqa: E402
+from benchlib import cpu_ns, cpu_s, fail, memory, percentile  # noqa: E402
 import mlshelpers  # noqa: E402
 from mlshelpers import (CHANNEL, Engine, Subscriber, free_port, http_get, metric_sum,  # noqa: E402
                         redis_addr, stop_services, topic_create, wait_for)
@@ -437,19 +437,20 @@ def run_steady(env, rate, seconds, idle_seconds, fetch_wait_ms=None):
         time.sleep(2)  # the warm-up's commits and replies settle
         if kcat.poll() is not None:
             fail("kcat (the reference consumer) exited with status %d" % kcat.returncode)
-        cpu0, t0 = cpu_s(eng.proc.pid), time.monotonic()
+        # nanoseconds (schedstat): the idle span's CPU is a few 10 ms ticks
+        cpu0, t0 = cpu_ns(eng.proc.pid), time.monotonic()
         time.sleep(idle_seconds)
-        idle_cpu, idle_wall = cpu_s(eng.proc.pid) - cpu0, time.monotonic() - t0
+        idle_cpu, idle_wall = (cpu_ns(eng.proc.pid) - cpu0) / 1e9, time.monotonic() - t0
         count = rate * seconds
-        cpu0, threads0 = cpu_s(eng.proc.pid), benchlib.thread_cpu_s(eng.proc.pid)
-        kcat0 = cpu_s(kcat.pid)
+        cpu0, threads0 = cpu_ns(eng.proc.pid), benchlib.thread_cpu_s(eng.proc.pid)
+        kcat0 = cpu_ns(kcat.pid)
         achieved = prod.paced(rate, count)
         # the last messages are scored within milliseconds (a fetch's
         # wait later with fetch_wait_ms); no /metrics scrape (the engine's
         # CPU too) until the CPU is read
         time.sleep(0.5 + (fetch_wait_ms or 0) / 1000)
-        cpu = cpu_s(eng.proc.pid) - cpu0
-        kcat_cpu = cpu_s(kcat.pid) - kcat0
+        cpu = (cpu_ns(eng.proc.pid) - cpu0) / 1e9
+        kcat_cpu = (cpu_ns(kcat.pid) - kcat0) / 1e9
         threads = benchlib.thread_cpu_s(eng.proc.pid)
         wait_for(lambda: metric_sum(eng.metrics(), "ml_stream_inference_predictions_total")
                  >= rate + count, 60, "the %d steady-rate predictions" % count)

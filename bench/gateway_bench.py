@@ -147,7 +147,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-from benchlib import BenchError, cpu_s, fail, machine, memory, quiet_check, spread  # noqa: E402
+from benchlib import BenchError, cpu_ns, cpu_s, fail, machine, memory, quiet_check, spread  # noqa: E402
 from mlshelpers import (ensure_services, free_port, stop_services, http_get, metric_sum,  # noqa: E402
                         parse_metrics, redis_addr, wait_for)
 
@@ -178,22 +178,6 @@ def cpu_split(pid):
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return int(fields[11]) / TICKS, int(fields[12]) / TICKS
-
-
-def cpu_ns(pid):
-    """CPU time of a live process in nanoseconds, summed over its threads
-    (/proc/<pid>/task/*/schedstat), for short spans where clock ticks are
-    too coarse; falls back to /proc/<pid>/stat."""
-    total, seen = 0, False
-    try:
-        for tid in os.listdir("/proc/%d/task" % pid):
-            v = read_proc("/proc/%d/task/%s/schedstat" % (pid, tid))
-            if v:
-                total += int(v.split()[0])
-                seen = True
-    except OSError:
-        pass
-    return total if seen else int(cpu_s(pid) * 1e9)
 
 
 def machine_jiffies():
