@@ -368,7 +368,7 @@ const struct mls_conf_def mls_conf_defs[] = {
         {.env = "ML_COMMIT_MAX_MESSAGES",
          .flag = "commit-max-messages",
          .type = MLS_CONF_INT,
-         .defval = "256",
+         .defval = "1024",
          .min = 1,
          .max = 100000000,
          .scope = E | U,
@@ -376,9 +376,11 @@ const struct mls_conf_def mls_conf_defs[] = {
          .offset = OFF(commit_max_messages),
          .help = "Most messages delivered before their offsets are "
                  "committed, `ML_COMMIT_INTERVAL_MS` notwithstanding: at "
-                 "speed the engine commits about once a batch, so a crash "
-                 "re-scores a batch or two, not an interval's worth of "
-                 "traffic."},
+                 "speed the engine commits about every four batches of 256 "
+                 "rows, so a crash re-scores a few batches, not an "
+                 "interval's worth of traffic. Each commit costs CPU: 256 "
+                 "took ~10 % more per message on a backlog, and four "
+                 "commits a second at 1,000 msg/s instead of one."},
         {.env = "ML_EXACTLY_ONCE",
          .flag = "exactly-once",
          .type = MLS_CONF_ENUM,
