@@ -19,10 +19,14 @@ def engine_env(topic):
 def test_kill9_mid_stream_then_restart_loses_nothing(services, topic, engines):
     n = 100000
     group = "g-kill-" + topic
-    # the interval out of reach: ML_COMMIT_MAX_MESSAGES (1024) alone bounds
-    # what is delivered but not committed
+    # the interval out of reach: ML_COMMIT_MAX_MESSAGES alone bounds what
+    # is delivered but not committed (both limits set here, at their
+    # defaults, so that the bound below follows what the engine runs with)
+    commit_max, batch = 1024, 256
     first = engines(topic=topic, group=group,
-                    extra_env=dict(engine_env(topic), ML_COMMIT_INTERVAL_MS="3600000"))
+                    extra_env=dict(engine_env(topic), ML_COMMIT_INTERVAL_MS="3600000",
+                                   ML_COMMIT_MAX_MESSAGES=str(commit_max),
+                                   ML_BATCH_MAX_ROWS=str(batch)))
     first.wait_ready()
     produce(services, topic, messages("k", n))
     wait_for(lambda: metric_sum(first.metrics(), "ml_stream_inference_predictions_total") >= 20000,
@@ -37,13 +41,12 @@ def test_kill9_mid_stream_then_restart_loses_nothing(services, topic, engines):
     dups = sum(c - 1 for c in ids.values())
     print("kill -9: %d sent, %d distinct out, %d duplicates" % (n, len(ids), dups))
     assert not missing, "%d inputs never reached the output topic" % len(missing)
-    # Offsets are committed once ML_COMMIT_MAX_MESSAGES=1024 were delivered
-    # (checked after each batch of up to ML_BATCH_MAX_ROWS=256), one commit
-    # in flight at a time. Redelivered at most: what the unanswered commit
-    # covered and what was stored after it (each under 1024 + 256), and
-    # the batch Redis and the output topic had not acknowledged (256) -
-    # not a whole interval (~25,000 in one second).
-    commit_max, batch = 1024, 256
+    # Offsets are committed once commit_max were delivered (checked after
+    # each batch), one commit in flight at a time. Redelivered at most:
+    # what the unanswered commit covered and what was stored after it
+    # (each under commit_max + batch), and the two batches not yet
+    # acknowledged (the one submitted, the one being delivered) - not a
+    # whole interval (~25,000 in one second).
     assert dups <= 2 * (commit_max + batch) + 2 * batch, "%d duplicates" % dups
     assert second.stop() == 0
 
