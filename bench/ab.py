@@ -20,9 +20,10 @@ over the rounds says how far to trust it.
   --what steady: a fresh engine, joined, idle for 30 s (the share of a
      core it takes then), then the identity model at 1,000 msg/s, --messages
      of them from a paced producer (bench/engine_bench.py's steady run): the
-     engine's CPU per message, and the share of it taken by its own thread
-     and by librdkafka's coordinator thread (commits), next to kcat's CPU
-     per message on the same messages (the reference);
+     engine's CPU per message, and the share of it taken by its own
+     thread, by librdkafka's coordinator thread (commits) and by its main
+     thread (timers, offsets), next to kcat's CPU per message on the same
+     messages (the reference);
   --what steady-wait: the same rate without the idle period, both the
      engine's and kcat's fetches waiting up to 20 ms for more (bench/
      engine_bench.py's "fetches wait 20 ms" run): the engine's CPU per
@@ -148,6 +149,7 @@ def run_steady(env, n, fetch_wait_ms=None):
             "over_kcat_cpu": r["engine_cpu_us_per_msg"] / r["ref_kcat_cpu_us_per_msg"],
             "engine_thread_cpu_us_per_msg": threads.get("mlstream", 0.0),
             "coordinator_thread_cpu_us_per_msg": threads.get("rdk:broker-1", 0.0),
+            "main_thread_cpu_us_per_msg": threads.get("rdk:main", 0.0),
             "subscribers_received": [n]}  # nobody subscribes here
 
 
@@ -205,9 +207,9 @@ FIGURES = {"engine": [("msgs_per_s", True), ("cpu_us_per_msg", False)],
 OWN = {"engine": [], "gateway": [], "shadow": ["shadow_call_us_per_row",
                                 "shadow_cost_beyond_its_calls_us_per_row"],
        "steady": ["ref_kcat_cpu_us_per_msg", "engine_thread_cpu_us_per_msg",
-                  "coordinator_thread_cpu_us_per_msg"],
+                  "coordinator_thread_cpu_us_per_msg", "main_thread_cpu_us_per_msg"],
        "steady-wait": ["ref_kcat_cpu_us_per_msg", "engine_thread_cpu_us_per_msg",
-                       "coordinator_thread_cpu_us_per_msg"],
+                       "coordinator_thread_cpu_us_per_msg", "main_thread_cpu_us_per_msg"],
        "latency": ["kafka_only_p99_ms", "gateway_p99_minus_kafka_only_ms",
                    "gateway_p50_minus_kafka_only_ms", "engine_latency_mean_ms"]}
 

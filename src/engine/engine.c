@@ -833,7 +833,7 @@ static rd_kafka_t *consumer_new(mls_engine_t *e, char *errstr,
                 mls_lag_use_stored(e->lag);
         rd_kafka_conf_set_stats_cb(conf, on_stats);
         rd_kafka_conf_set_opaque(conf, e);
-        rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, kerr, sizeof(kerr));
+        rk = mls_kafka_consumer_new(conf, kerr, sizeof(kerr));
         if (!rk) {
                 snprintf(errstr, errstr_size, "kafka consumer: %s", kerr);
                 rd_kafka_conf_destroy(conf);

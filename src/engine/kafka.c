@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 
 #include "common/clock.h"
 #include "common/log.h"
@@ -135,6 +136,35 @@ static void on_kafka_log(const rd_kafka_t *rk, int syslog_level,
 void mls_kafka_conf_log(rd_kafka_conf_t *conf)
 {
         rd_kafka_conf_set_log_cb(conf, on_kafka_log);
+}
+
+/*
+ * librdkafka before 2.3.1 (#4684) rounds its main thread's sleep down to
+ * whole milliseconds, then polls without sleeping until the timer it slept
+ * for is due: up to a millisecond of spinning for each of its timers (once
+ * a second, the max.poll.interval check twice a second, statistics), 1.1
+ * ms of CPU a second in an idle engine, 0.5 µs per message at 1,000 msg/s
+ * (bench/REPORT.md). Threads inherit the timer slack of the thread that
+ * makes them, and with a millisecond of slack the kernel may end such a
+ * sleep up to a millisecond late, at or after the timer, which it then
+ * does on an idle core. A consumer's threads wake for messages on sockets
+ * and queues, never on timers, so no message waits longer; only retries
+ * and back-offs may start a millisecond late. Producers are left alone:
+ * their linger is a timed wait.
+ */
+#define CONSUMER_SLACK_NS 1000000UL
+
+rd_kafka_t *mls_kafka_consumer_new(rd_kafka_conf_t *conf, char *errstr,
+                                   size_t errstr_size)
+{
+        int old = prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
+        rd_kafka_t *rk;
+
+        prctl(PR_SET_TIMERSLACK, CONSUMER_SLACK_NS, 0, 0, 0);
+        rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size);
+        if (old > 0) /* the engine thread's own waits keep their precision */
+                prctl(PR_SET_TIMERSLACK, (unsigned long)old, 0, 0, 0);
+        return rk;
 }
 
 rd_kafka_conf_t *mls_kafka_conf(const struct mls_config *cfg,

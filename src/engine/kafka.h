@@ -33,6 +33,11 @@ rd_kafka_conf_t *mls_kafka_conf(const struct mls_config *cfg,
  * logger (ML_LOG_FORMAT, rate-limited). mls_kafka_conf() does this. */
 void mls_kafka_conf_log(rd_kafka_conf_t *conf);
 
+/* rd_kafka_new() for the consumer, with librdkafka's threads given a
+ * millisecond of timer slack (kafka.c says why); errstr as there. */
+rd_kafka_t *mls_kafka_consumer_new(rd_kafka_conf_t *conf, char *errstr,
+                                   size_t errstr_size);
+
 /*
  * The producers that the kafka sinks share: rk[0] batches, rk[1] sends
  * each message alone (for messages a topic refused in a batch). Each is

@@ -288,6 +288,22 @@ def kafka_clients(pid):
     return sum(t["Name"] == "rdk:main" for t in threads(pid))
 
 
+def timer_slacks(pid, name):
+    """The timer slack (ns) of each live thread of process pid called name,
+    sorted."""
+    out = []
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                if f.read().strip() != name:
+                    continue
+            with open("/proc/%s/timerslack_ns" % tid) as f:
+                out.append(int(f.read()))
+        except OSError:  # the thread ended meanwhile
+            continue
+    return sorted(out)
+
+
 class Engine:
     """An `mlstream engine` process with its own metrics port and log."""
 

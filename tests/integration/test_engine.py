@@ -7,7 +7,7 @@ import time
 import uuid
 
 from mlshelpers import (MLSTREAM, SERVICES, Subscriber, consume_all, http_get, kafka_clients,
-                        metric_sum, produce, threads, wait_for)
+                        metric_sum, produce, threads, timer_slacks, wait_for)
 
 GOOD = 2000
 INFERENCE_NS = uuid.UUID("f46be9bf-7623-585b-9ca0-435ffcedda0f")
@@ -192,13 +192,18 @@ def test_dead_letter_producer_is_made_by_the_first_bad_message(services, topic, 
     """With a dead-letter topic and no output topic (the default), the
     engine runs its consumer alone, no idle producer with its threads and
     connections, until a message is bad; then it dead-letters it and the
-    stream goes on."""
+    stream goes on. The consumer's threads sleep with a millisecond of
+    timer slack (against librdkafka 2.0's spinning before its timers); the
+    engine thread and the producer's threads keep the process's own."""
     sub = Subscriber(services)
     eng = engines(topic=topic, extra_env={"ML_LOG_LEVEL": "warn"})
     eng.wait_ready()
     produce(services, topic, ['{"input_id": "a%d", "features": [%d]}' % (i, i) for i in range(20)])
     wait_for(lambda: len(sub.payloads()) >= 20, 60, "the first 20 predictions")
     assert kafka_clients(eng.proc.pid) == 1, "only the consumer before any bad message"
+    own = timer_slacks(eng.proc.pid, "mlstream")
+    assert len(own) == 1 and own[0] != 1000000, own
+    assert timer_slacks(eng.proc.pid, "rdk:main") == [1000000]
     produce(services, topic, ["not json"] + ['{"input_id": "b%d", "features": [%d]}' % (i, i)
                                              for i in range(20)])
     dlq = consume_all(services, topic + ".dlq", 1)
@@ -211,6 +216,7 @@ def test_dead_letter_producer_is_made_by_the_first_bad_message(services, topic, 
     # the batching producer, made for the dead letter; the one that sends
     # a refused message alone is not needed yet
     assert kafka_clients(eng.proc.pid) == 2
+    assert timer_slacks(eng.proc.pid, "rdk:main") == sorted([own[0], 1000000])
     assert eng.stop() == 0
     sub.close()
 
