@@ -25,7 +25,7 @@ export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // Polls cond() (sync or async) until it returns a truthy value; throws
 // after timeoutMs with `what` in the message.
 export async function waitFor(cond, timeoutMs, what) {
-  const deadline = Date.now() + timeoutMs;
+  const deadline = performance.now() + timeoutMs;
   let last;
   for (;;) {
     try {
@@ -34,7 +34,7 @@ export async function waitFor(cond, timeoutMs, what) {
     } catch (e) {
       last = e;
     }
-    if (Date.now() > deadline)
+    if (performance.now() > deadline)
       throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}` +
                       (last instanceof Error ? `: ${last.message}` : ''));
     await sleep(25);

@@ -330,9 +330,9 @@ test('alias and fragment bombs stop at the field limit', async () => {
       body += ` a${i}: ${field[chain[l]]} { ${l + 1 < chain.length ? `...F${l + 1}` : 'name'} }`;
     frags += `fragment F${l} on ${chain[l]} {${body} }\n`;
   }
-  const t0 = Date.now();
+  const t0 = performance.now();
   let a = await firstAnswer(`query { __schema { ...F0 } }\n${frags}`);
-  assert.ok(Date.now() - t0 < 3000);
+  assert.ok(performance.now() - t0 < 3000);
   assert.equal(a.type, 'next');
   assert.equal(a.payload.errors[0].message,
                'Operation selects more than 20000 fields once fragments are expanded.');

@@ -37,13 +37,13 @@ const number = (ev) => Number(ev.data.mlInferenceStream.inputId.slice('event-'.l
 // Publishes predictions from..to-1 of model at about rate per second.
 async function stream(pub, model, from, to, rate) {
   const per10ms = Math.max(1, Math.round(rate / 100));
-  const start = Date.now();
+  const start = performance.now();
   for (let n = from; n < to;) {
     const batch = [];
     for (let i = 0; i < per10ms && n < to; i++, n++) batch.push(pub.publish(prediction(model, n)));
     await Promise.all(batch);
     const due = start + ((n - from) / rate) * 1000;
-    if (due > Date.now()) await sleep(due - Date.now());
+    if (due > performance.now()) await sleep(due - performance.now());
   }
 }
 
