@@ -1229,6 +1229,16 @@ static void heartbeat(mls_engine_t *e)
         struct mls_buf b;
         char errstr[256];
 
+        /* The batch Redis may be working on is settled first: flushing the
+         * heartbeat reads its replies too, and a heartbeat Redis never
+         * answers must not leave a batch it did answer unacknowledged (to
+         * be sent twice, or to hold up a stop until the drain time ends). */
+        if (mls_pipeline_settle(e->pipeline, errstr, sizeof(errstr)) < 0) {
+                go_down(e, "delivery failed", errstr);
+                return;
+        }
+        if (!e->txn)
+                store_offsets(e);
         mls_buf_init(&b, 1 << 20);
         mls_pipeline_heartbeat(e->pipeline, &b);
         if (e->publisher.ops->send(e->publisher.ctx, NULL, NULL, b.data, b.len,

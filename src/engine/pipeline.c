@@ -950,11 +950,16 @@ static int settle(mls_pipeline_t *p, char *errstr, size_t errstr_size)
         return 0;
 }
 
+int mls_pipeline_settle(mls_pipeline_t *p, char *errstr, size_t errstr_size)
+{
+        return p->nunacked ? settle(p, errstr, errstr_size) : 0;
+}
+
 static int flush_batch(mls_pipeline_t *p, int ahead, char *errstr,
                        size_t errstr_size)
 {
         if (p->nitems == 0)
-                return p->nunacked ? settle(p, errstr, errstr_size) : 0;
+                return mls_pipeline_settle(p, errstr, errstr_size);
         if (p->phase == PHASE_COLLECT) {
                 int64_t now, wall;
                 score_all(p);

@@ -127,6 +127,15 @@ int mls_pipeline_flush(mls_pipeline_t *p, char *errstr, size_t errstr_size);
 int mls_pipeline_flush_ahead(mls_pipeline_t *p, char *errstr,
                              size_t errstr_size);
 
+/*
+ * Waits for the acknowledgment of what mls_pipeline_flush_ahead() handed
+ * over, if anything is outstanding, and calls done for its records; the
+ * pending batch is left as it is. For a caller about to use the publisher
+ * for something else (a heartbeat), so that a failure of that fails only
+ * itself. Returns as mls_pipeline_flush.
+ */
+int mls_pipeline_settle(mls_pipeline_t *p, char *errstr, size_t errstr_size);
+
 /* 1 when the pending batch was published (the publisher acknowledged it)
  * and what failed since was the output or dead-letter sink. */
 int mls_pipeline_published(const mls_pipeline_t *p);

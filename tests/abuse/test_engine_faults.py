@@ -166,6 +166,109 @@ def test_idle_engine_notices_redis_gone_and_comes_back(services, topic, engines)
         redis.stop()
 
 
+class HeartbeatEater:
+    """A relay to a real Redis that, once the engine has sent n predictions
+    through it, swallows the engine's next heartbeat and all it sends after
+    that, on every connection, new ones too: Redis stops answering right
+    after taking the predictions. Replies to what went through still reach
+    the engine."""
+
+    PREDICTION = b'"type":"prediction"'
+    HEARTBEAT = b'"type":"heartbeat"'
+
+    def __init__(self, upstream_port, n):
+        self.upstream = upstream_port
+        self.n = n
+        self.predictions = 0
+        self.eaten = threading.Event()
+        self.lsock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.lsock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            if self.eaten.is_set():
+                threading.Thread(target=self._swallow, args=(c, b""), daemon=True).start()
+                continue
+            up = socket.create_connection(("127.0.0.1", self.upstream))
+            threading.Thread(target=HostileRedis._pipe, args=(up, c), daemon=True).start()
+            threading.Thread(target=self._relay, args=(c, up), daemon=True).start()
+
+    def _relay(self, c, up):
+        tail = b""  # a marker may straddle two reads
+        try:
+            while not self.eaten.is_set():
+                data = c.recv(65536)
+                if not data:
+                    break
+                seen = tail + data
+                if self.predictions >= self.n and self.HEARTBEAT in seen:
+                    self.eaten.set()
+                    break
+                self.predictions += seen.count(self.PREDICTION) - tail.count(self.PREDICTION)
+                tail = seen[-len(self.PREDICTION):]
+                up.sendall(data)
+        except OSError:
+            return
+        self._swallow(c, b"")
+
+    @staticmethod
+    def _swallow(c, _):
+        try:
+            while c.recv(65536):
+                pass
+        except OSError:
+            pass
+        c.close()
+
+    def close(self):
+        self.lsock.close()
+
+
+def test_unanswered_heartbeat_does_not_undo_the_batch_redis_answered(services, topic, engines):
+    """The engine hands Redis a batch and reads the replies with the next
+    batch's, or alone 100 ms later; a heartbeat due before then is flushed
+    on the same connection. Here Redis answers the predictions and then
+    nothing (a relay swallows the next heartbeat and everything after it):
+    the engine goes down over the heartbeat, yet the batch Redis answered
+    counts as delivered, not to be sent again. SIGTERM then ends the
+    engine with status 0 as soon as its reconnect attempt gives up, not at
+    the end of the drain time with the batch "undelivered"; each input
+    reached the subscriber exactly once."""
+    n = 50
+    redis = PrivateRedis()
+    relay = HeartbeatEater(redis.port, n)
+    sub = Subscriber({"REDIS_URL": redis.url})
+    try:
+        eng = engines(topic=topic, extra_env={
+            "REDIS_URL": "redis://127.0.0.1:%d/0" % relay.port, "REDIS_RETRY_MAX_MS": "200",
+            "ML_HEARTBEAT_INTERVAL_MS": "100", "ML_SHUTDOWN_TIMEOUT_MS": "60000"})
+        eng.wait_ready()
+        produce(services, topic, messages("hb", n))
+        wait_for(lambda: http_get(eng.url("/readyz"))[0] == 503, 30,
+                 "the engine to give up on its unanswered heartbeat")
+        assert relay.eaten.is_set()
+        assert "heartbeat not delivered" in eng.output(), eng.output()[-2000:]
+        wait_for(lambda: len(sub.payloads()) >= n, 10, "the %d predictions Redis took" % n)
+        assert sorted(p["input_id"] for p in sub.payloads()) == sorted(
+            "hb%d" % i for i in range(n))
+        # a reconnect attempt takes up to the 5 s reply deadline
+        try:
+            assert eng.stop(timeout=20) == 0, eng.output()[-2000:]
+        except subprocess.TimeoutExpired:
+            pytest.fail("SIGTERM did not end the engine within 20 s (drain time 60 s): "
+                        + eng.output()[-2000:])
+        assert "undelivered" not in eng.output()
+    finally:
+        sub.close()
+        relay.close()
+        redis.stop()
+
+
 # The two tests below give the engine a Redis user "eng" whose ACL allows
 # only the engine's heartbeat channel until the test allows the
 # predictions' channel too.

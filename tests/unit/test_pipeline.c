@@ -667,6 +667,38 @@ MLS_TEST(pipeline_acknowledgment_waits_for_the_next_batch)
         teardown(&h);
 }
 
+/* Settling acknowledges what was flushed ahead and leaves the batch being
+ * collected alone; with nothing outstanding it asks the publisher nothing,
+ * and a failure leaves both pending. */
+MLS_TEST(pipeline_settle_acknowledges_only_what_went_ahead)
+{
+        struct harness h;
+        char err[100];
+
+        publisher_ops = &fake_submit_ops;
+        setup(&h);
+        CHECK_INT_EQ(mls_pipeline_settle(h.p, err, sizeof(err)), 0);
+        add(&h, "{\"model_id\":\"m\",\"features\":[1,1]}", 10);
+        CHECK_INT_EQ(mls_pipeline_flush_ahead(h.p, err, sizeof(err)), 0);
+        add(&h, "{\"model_id\":\"m\",\"features\":[2,2]}", 11);
+        h.pub.fail_flush = 1;
+        CHECK_INT_EQ(mls_pipeline_settle(h.p, err, sizeof(err)), -1);
+        CHECK_INT_EQ(h.ndone, 0);
+        CHECK_INT_EQ(mls_pipeline_pending(h.p), 2);
+        h.pub.fail_flush = 0;
+        CHECK_INT_EQ(mls_pipeline_settle(h.p, err, sizeof(err)), 0);
+        CHECK_INT_EQ(h.ndone, 1);
+        CHECK_INT_EQ(h.done[0], 10);
+        CHECK_INT_EQ(h.pub.nsent, 1); /* the second is not scored yet */
+        CHECK_INT_EQ(mls_pipeline_pending(h.p), 1);
+        CHECK_INT_EQ(mls_pipeline_settle(h.p, err, sizeof(err)), 0);
+        CHECK_INT_EQ(h.ndone, 1);
+        CHECK_INT_EQ(mls_pipeline_flush(h.p, err, sizeof(err)), 0);
+        CHECK_INT_EQ(h.ndone, 2);
+        CHECK_INT_EQ(h.done[1], 11);
+        teardown(&h);
+}
+
 /* Without a submit op, flushing ahead is flushing. */
 MLS_TEST(pipeline_flush_ahead_without_submit_waits)
 {
