@@ -1,5 +1,8 @@
 #include "engine/engine.h"
 
+#include <errno.h>
+#include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -79,6 +82,11 @@ struct mls_engine {
         int64_t txn_due_ns;  /* monotonic ns: commit the open one then */
         int txn_after_abort; /* commit after each batch until one commits */
         int fatal;           /* a fatal error: stop, exit status 1 */
+        /* wake_loop(): posted for the waker thread (mls:wake) */
+        sem_t wake;
+        pthread_t waker;
+        int waker_started;
+        atomic_int waker_quit;
 };
 
 /* The model serving model_id, or NULL (dead letter).
@@ -861,6 +869,66 @@ static rd_kafka_t *consumer_new(mls_engine_t *e, char *errstr,
 /* The single model (ML_MODEL_FRAMEWORK + ML_MODEL_PATH)
  * or the repository (ML_MODEL_REPOSITORY), and the loader thread that
  * reloads them; see src/model/registry.h. */
+/*
+ * The run loop sleeps in rd_kafka_consumer_poll() until a message, a
+ * librdkafka callback or its next deadline (heartbeat, commit, batch),
+ * not on a clock. What happens on other threads wakes it through here: a
+ * stop or reload (from a signal handler, so only sem_post(), which is
+ * async-signal-safe) and a model the loader finished. The waker thread
+ * turns each post into rd_kafka_queue_yield(), which makes the poll
+ * return at once (or the next one, if the loop is not polling).
+ */
+static void wake_loop(void *opaque)
+{
+        sem_post(&((mls_engine_t *)opaque)->wake);
+}
+
+static void *waker_main(void *arg)
+{
+        mls_engine_t *e = arg;
+
+        for (;;) {
+                if (sem_wait(&e->wake) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return NULL;
+                }
+                if (atomic_load(&e->waker_quit))
+                        return NULL;
+                rd_kafka_queue_yield(e->queue);
+        }
+}
+
+static int waker_start(mls_engine_t *e, char *errstr, size_t errstr_size)
+{
+        sigset_t all, old;
+        int rc;
+
+        /* signals are for the other threads */
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        rc = pthread_create(&e->waker, NULL, waker_main, e);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (rc) {
+                snprintf(errstr, errstr_size, "starting a thread: %s",
+                         strerror(rc));
+                return -1;
+        }
+        pthread_setname_np(e->waker, "mls:wake");
+        e->waker_started = 1;
+        return 0;
+}
+
+static void waker_stop(mls_engine_t *e)
+{
+        if (!e->waker_started)
+                return;
+        atomic_store(&e->waker_quit, 1);
+        sem_post(&e->wake);
+        pthread_join(e->waker, NULL);
+        e->waker_started = 0;
+}
+
 static int load_model(mls_engine_t *e, char *errstr, size_t errstr_size)
 {
         const struct mls_config *cfg = e->cfg;
@@ -873,6 +941,8 @@ static int load_model(mls_engine_t *e, char *errstr, size_t errstr_size)
                 .threads = (int)cfg->model_threads,
                 .poll_ms = (int)cfg->model_poll_interval_ms,
                 .metrics = e->metrics,
+                .on_change = wake_loop,
+                .on_change_opaque = e,
         };
 
         e->models = mls_registry_new(&rc, errstr, errstr_size);
@@ -1055,6 +1125,7 @@ mls_engine_t *mls_engine_new(const struct mls_config *cfg,
                 snprintf(errstr, errstr_size, "out of memory");
                 return NULL;
         }
+        sem_init(&e->wake, 0, 0);
         e->cfg = cfg;
         e->metrics = metrics;
         e->done_offsets = rd_kafka_topic_partition_list_new(8);
@@ -1195,7 +1266,7 @@ mls_engine_t *mls_engine_new(const struct mls_config *cfg,
                          cfg->prometheus_host, mls_httpd_port(e->httpd));
         }
         e->consumer = consumer_new(e, errstr, errstr_size);
-        if (!e->consumer)
+        if (!e->consumer || waker_start(e, errstr, errstr_size) < 0)
                 goto fail;
         return e;
 oom:
@@ -1213,11 +1284,13 @@ int mls_engine_ready(mls_engine_t *e)
 void mls_engine_stop(mls_engine_t *e)
 {
         atomic_store(&e->stop, 1);
+        wake_loop(e);
 }
 
 void mls_engine_reload(mls_engine_t *e)
 {
         atomic_store(&e->reload, 1);
+        wake_loop(e);
 }
 
 /* With nothing to score, heartbeats are the engine's only traffic to the
@@ -1412,7 +1485,10 @@ int mls_engine_run(mls_engine_t *e)
                         heartbeat(e);
                         next_hb = now + hb_ns;
                 }
-                wait_ms = mls_pipeline_wait_ms(e->pipeline, now, 100);
+                /* idle, the next heartbeat is the only deadline */
+                wait_ms = mls_pipeline_wait_ms(
+                        e->pipeline, now,
+                        (int)((next_hb - now + 999999) / 1000000));
                 /* offsets held back by ML_COMMIT_INTERVAL_MS are committed
                  * when it ends, also if nothing else arrives */
                 if (e->uncommitted && !e->committing &&
@@ -1552,6 +1628,7 @@ void mls_engine_free(mls_engine_t *e)
 {
         if (!e)
                 return;
+        waker_stop(e);
         if (e->consumer) {
                 if (e->pipeline)
                         mls_pipeline_discard(e->pipeline, NULL, record_release,
@@ -1583,5 +1660,6 @@ void mls_engine_free(mls_engine_t *e)
         mls_registry_free(e->models);
         rd_kafka_topic_partition_list_destroy(e->done_offsets);
         free(e->held);
+        sem_destroy(&e->wake);
         free(e);
 }

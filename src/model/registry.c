@@ -53,6 +53,8 @@ struct mls_registry {
         size_t input_width;
         int threads, poll_ms;
         mls_metrics_t *metrics;
+        void (*on_change)(void *opaque);
+        void *on_change_opaque;
         mls_metric_t *m_loads, *m_failures, *m_time, *m_info, *m_call;
         mls_metric_t *m_version;
 
@@ -701,6 +703,8 @@ static int post(mls_registry_t *r, const char *id, struct mls_model_route *rt)
         r->changes = c;
         atomic_store_explicit(&r->pending, 1, memory_order_release);
         pthread_mutex_unlock(&r->lock);
+        if (r->on_change)
+                r->on_change(r->on_change_opaque);
         return 0;
 }
 
@@ -1267,6 +1271,8 @@ mls_registry_t *mls_registry_new(const struct mls_registry_conf *conf,
         r->threads = conf->threads;
         r->poll_ms = conf->poll_ms;
         r->metrics = conf->metrics;
+        r->on_change = conf->on_change;
+        r->on_change_opaque = conf->on_change_opaque;
         if ((conf->repository && !(r->repository = strdup(conf->repository))) ||
             !(r->framework =
                       strdup(conf->framework ? conf->framework : "identity")) ||

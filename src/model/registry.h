@@ -91,6 +91,11 @@ struct mls_registry_conf {
         int threads;            /* ML_MODEL_THREADS; 0: framework default */
         int poll_ms;            /* ML_MODEL_POLL_INTERVAL_MS; 0: no polling */
         mls_metrics_t *metrics; /* NULL: no metrics */
+        /* Called (from the loader thread) when a change awaits
+         * mls_registry_apply(), so that an idle engine thread wakes for
+         * it; NULL: none. */
+        void (*on_change)(void *opaque);
+        void *on_change_opaque;
 };
 
 typedef struct mls_registry mls_registry_t;

@@ -2,6 +2,7 @@
 import json
 import random
 import re
+import signal
 import subprocess
 import time
 import uuid
@@ -246,6 +247,24 @@ def test_idle_metrics_server_sleeps_until_scraped(services, topic, engines):
     wait_for(lambda: thread_sleeps(eng.proc.pid, "mls:metrics") > before, 10,
              "the metrics thread to serve the scrape and sleep again")
     assert eng.stop() == 0
+
+
+def test_idle_engine_loop_sleeps_until_work(services, topic, engines):
+    """An idle engine's loop sleeps until its next deadline (here the next
+    heartbeat, an hour away), not on a clock, and still answers at once what
+    comes from elsewhere: a SIGHUP reloads the model and a SIGTERM stops
+    it."""
+    eng = engines(topic=topic, extra_env={"ML_HEARTBEAT_INTERVAL_MS": "3600000"})
+    eng.wait_ready()
+    before = thread_sleeps(eng.proc.pid, "mlstream")
+    time.sleep(3)  # an idle window: a loop on a 100 ms clock sleeps ~30 times
+    # librdkafka's statistics (every 5 s) reach the loop as a callback
+    assert thread_sleeps(eng.proc.pid, "mlstream") - before <= 3
+
+    eng.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "the identity model has nothing to reload" in eng.output(), 20,
+             "the engine to take the SIGHUP")
+    assert eng.stop(timeout=20) == 0
 
 
 def test_help_lists_every_option():
