@@ -866,9 +866,6 @@ static rd_kafka_t *consumer_new(mls_engine_t *e, char *errstr,
         return rk;
 }
 
-/* The single model (ML_MODEL_FRAMEWORK + ML_MODEL_PATH)
- * or the repository (ML_MODEL_REPOSITORY), and the loader thread that
- * reloads them; see src/model/registry.h. */
 /*
  * The run loop sleeps in rd_kafka_consumer_poll() until a message, a
  * librdkafka callback or its next deadline (heartbeat, commit, batch),
@@ -929,6 +926,9 @@ static void waker_stop(mls_engine_t *e)
         e->waker_started = 0;
 }
 
+/* The single model (ML_MODEL_FRAMEWORK + ML_MODEL_PATH)
+ * or the repository (ML_MODEL_REPOSITORY), and the loader thread that
+ * reloads them; see src/model/registry.h. */
 static int load_model(mls_engine_t *e, char *errstr, size_t errstr_size)
 {
         const struct mls_config *cfg = e->cfg;
@@ -1405,6 +1405,19 @@ static void final_commit(mls_engine_t *e)
         }
 }
 
+/* wait_ms, or less if the deadline (monotonic ns) comes first: rounded up
+ * to whole ms, so that the loop wakes at or after it. No division when
+ * the loop is not going to wait (a backlog's every turn). */
+static int wait_until(int wait_ms, int64_t deadline, int64_t now)
+{
+        int64_t left;
+
+        if (wait_ms <= 0)
+                return wait_ms;
+        left = (deadline - now + 999999) / 1000000;
+        return left < wait_ms ? (int)(left > 0 ? left : 0) : wait_ms;
+}
+
 /* Messages taken from Kafka and not yet delivered: the batch, one
  * submitted ahead and not acknowledged, and those held while down. */
 static size_t undelivered(const mls_engine_t *e)
@@ -1414,7 +1427,8 @@ static size_t undelivered(const mls_engine_t *e)
 
 int mls_engine_run(mls_engine_t *e)
 {
-        const int64_t hb_ns = e->cfg->heartbeat_interval_ms * 1000000LL;
+        const int hb_ms = (int)e->cfg->heartbeat_interval_ms;
+        const int64_t hb_ns = hb_ms * 1000000LL;
         int64_t next_hb = 0, now = 0;
         int now_fresh = 0;
         char errstr[512];
@@ -1486,23 +1500,18 @@ int mls_engine_run(mls_engine_t *e)
                         next_hb = now + hb_ns;
                 }
                 /* idle, the next heartbeat is the only deadline */
-                wait_ms = mls_pipeline_wait_ms(
-                        e->pipeline, now,
-                        (int)((next_hb - now + 999999) / 1000000));
+                wait_ms = mls_pipeline_wait_ms(e->pipeline, now, hb_ms);
+                wait_ms = wait_until(wait_ms, next_hb, now);
                 /* offsets held back by ML_COMMIT_INTERVAL_MS are committed
                  * when it ends, also if nothing else arrives */
-                if (e->uncommitted && !e->committing &&
-                    wait_ms > (e->next_commit_ns - now + 999999) / 1000000)
-                        wait_ms = (int)((e->next_commit_ns - now + 999999) /
-                                        1000000);
+                if (e->uncommitted && !e->committing)
+                        wait_ms = wait_until(wait_ms, e->next_commit_ns, now);
                 if (e->txn && mls_txn_open(e->txn)) {
                         if (txn_due(e, now)) {
                                 txn_commit(e);
                                 continue;
                         }
-                        if (wait_ms > (e->txn_due_ns - now + 999999) / 1000000)
-                                wait_ms = (int)((e->txn_due_ns - now + 999999) /
-                                                1000000);
+                        wait_ms = wait_until(wait_ms, e->txn_due_ns, now);
                 }
                 m = rd_kafka_consumer_poll(e->consumer, wait_ms);
                 if (m && m->err) {

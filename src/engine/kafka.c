@@ -143,9 +143,9 @@ void mls_kafka_conf_log(rd_kafka_conf_t *conf)
  * whole milliseconds, then polls without sleeping until the timer it slept
  * for is due: up to a millisecond of spinning for each of its timers (once
  * a second, the max.poll.interval check twice a second, statistics), 1.1
- * ms of CPU a second in an idle engine, 0.5 µs per message at 1,000 msg/s
- * (bench/REPORT.md). Threads inherit the timer slack of the thread that
- * makes them, and with a millisecond of slack the kernel may end such a
+ * ms of CPU a second in an idle engine, 0.6 µs per message at 1,000 msg/s
+ * (bench/AB-timer-slack*.md). Threads inherit the timer slack of the thread
+ * that makes them, and with a millisecond of slack the kernel may end such a
  * sleep up to a millisecond late, at or after the timer, which it then
  * does on an idle core. A consumer's threads wake for messages on sockets
  * and queues, never on timers, so no message waits longer; only retries
