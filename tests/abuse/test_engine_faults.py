@@ -166,21 +166,14 @@ def test_idle_engine_notices_redis_gone_and_comes_back(services, topic, engines)
         redis.stop()
 
 
-class HeartbeatEater:
-    """A relay to a real Redis that, once the engine has sent n predictions
-    through it, swallows the engine's next heartbeat and all it sends after
-    that, on every connection, new ones too: Redis stops answering right
-    after taking the predictions. Replies to what went through still reach
-    the engine."""
+class Relay:
+    """A TCP server on a loopback port of its own in front of a real Redis
+    (upstream_port). Each connection is handed to serve(), on a thread of
+    its own, in the order they come; upstream_for() opens its connection to
+    Redis and relays Redis' side back, pipe() relays one direction."""
 
-    PREDICTION = b'"type":"prediction"'
-    HEARTBEAT = b'"type":"heartbeat"'
-
-    def __init__(self, upstream_port, n):
+    def __init__(self, upstream_port):
         self.upstream = upstream_port
-        self.n = n
-        self.predictions = 0
-        self.eaten = threading.Event()
         self.lsock = socket.create_server(("127.0.0.1", 0))
         self.port = self.lsock.getsockname()[1]
         threading.Thread(target=self._accept, daemon=True).start()
@@ -191,16 +184,105 @@ class HeartbeatEater:
                 c, _ = self.lsock.accept()
             except OSError:
                 return
-            if self.eaten.is_set():
-                threading.Thread(target=self._swallow, args=(c, b""), daemon=True).start()
-                continue
-            up = socket.create_connection(("127.0.0.1", self.upstream))
-            threading.Thread(target=HostileRedis._pipe, args=(up, c), daemon=True).start()
-            threading.Thread(target=self._relay, args=(c, up), daemon=True).start()
+            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
 
-    def _relay(self, c, up):
+    def serve(self, c):
+        raise NotImplementedError
+
+    def upstream_for(self, c):
+        up = socket.create_connection(("127.0.0.1", self.upstream))
+        threading.Thread(target=self.pipe, args=(up, c), daemon=True).start()
+        return up
+
+    @staticmethod
+    def pipe(a, b):
+        """Relays a to b until either ends, then ends both."""
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self):
+        self.lsock.close()
+
+
+class HostileRedis(Relay):
+    """A TCP server in front of a real Redis whose first connections each
+    answer the engine's first command with one of `answers` (a reply of
+    bytes, then with endless=True filler until the engine hangs up, at
+    most 256 MB; with a third item, drip seconds, the filler goes a byte
+    at a time, one each drip); later connections are relayed to the real
+    Redis. With pong=True a connection answers PING as Redis does and
+    keeps its answer for the first other command."""
+
+    CAP = 256 << 20
+
+    def __init__(self, upstream_port, answers, pong=False):
+        self.answers = list(answers)
+        self.pong = pong
+        self.sent = []  # filler bytes each hostile connection got out
+        self.lock = threading.Lock()
+        super().__init__(upstream_port)
+
+    def serve(self, c):
+        with self.lock:
+            answer = self.answers.pop(0) if self.answers else None
+        if answer:
+            self._hostile(c, *answer)
+        else:
+            self.pipe(c, self.upstream_for(c))
+
+    def _hostile(self, c, reply, endless, drip=0):
+        sent = 0
+        try:
+            while (c.recv(65536) == b"*1\r\n$4\r\nPING\r\n"  # the engine's first command
+                   and self.pong):
+                c.sendall(b"+PONG\r\n")
+            c.sendall(reply)
+            filler = b"x" * (1 if drip else 65536)
+            while endless and sent < self.CAP:
+                # dripping: until the engine hangs up (EOF; what else it
+                # sends, more of its commands, is dropped)
+                if drip and select.select([c], [], [], drip)[0]:
+                    if not c.recv(65536):
+                        break
+                    continue
+                sent += c.send(filler)
+        except OSError:
+            pass
+        self.sent.append(sent)
+        c.close()
+
+
+class HeartbeatEater(Relay):
+    """A relay to a real Redis that, once the engine has sent n predictions
+    through it, swallows the engine's next heartbeat and all it sends after
+    that, on every connection, new ones too: Redis stops answering right
+    after taking the predictions. Replies to what went through still reach
+    the engine."""
+
+    PREDICTION = b'"type":"prediction"'
+    HEARTBEAT = b'"type":"heartbeat"'
+
+    def __init__(self, upstream_port, n):
+        self.n = n
+        self.predictions = 0
+        self.eaten = threading.Event()
+        super().__init__(upstream_port)
+
+    def serve(self, c):
         tail = b""  # a marker may straddle two reads
         try:
+            up = None if self.eaten.is_set() else self.upstream_for(c)
             while not self.eaten.is_set():
                 data = c.recv(65536)
                 if not data:
@@ -212,21 +294,11 @@ class HeartbeatEater:
                 self.predictions += seen.count(self.PREDICTION) - tail.count(self.PREDICTION)
                 tail = seen[-len(self.PREDICTION):]
                 up.sendall(data)
-        except OSError:
-            return
-        self._swallow(c, b"")
-
-    @staticmethod
-    def _swallow(c, _):
-        try:
-            while c.recv(65536):
+            while c.recv(65536):  # swallowed
                 pass
         except OSError:
             pass
         c.close()
-
-    def close(self):
-        self.lsock.close()
 
 
 def test_unanswered_heartbeat_does_not_undo_the_batch_redis_answered(services, topic, engines):
@@ -447,81 +519,6 @@ def test_good_backlog_memory_bounded(services, topic, engines, mode):
                                                                             calls)
     assert calls <= n / 32, "batches did not grow with the backlog: %d calls" % calls
     assert eng.stop() == 0
-
-
-class HostileRedis:
-    """A TCP server in front of a real Redis whose first connections each
-    answer the engine's first command with one of `answers` (a reply of
-    bytes, then with endless=True filler until the engine hangs up, at
-    most 256 MB; with a third item, drip seconds, the filler goes a byte
-    at a time, one each drip); later connections are relayed to the real
-    Redis. With pong=True a connection answers PING as Redis does and
-    keeps its answer for the first other command."""
-
-    CAP = 256 << 20
-
-    def __init__(self, upstream_port, answers, pong=False):
-        self.upstream = upstream_port
-        self.answers = list(answers)
-        self.pong = pong
-        self.sent = []  # filler bytes each hostile connection got out
-        self.lsock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.lsock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.lsock.accept()
-            except OSError:
-                return
-            if self.answers:
-                threading.Thread(target=self._hostile, args=(c, *self.answers.pop(0)),
-                                 daemon=True).start()
-            else:
-                up = socket.create_connection(("127.0.0.1", self.upstream))
-                for a, b in ((c, up), (up, c)):
-                    threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    def _hostile(self, c, reply, endless, drip=0):
-        sent = 0
-        try:
-            while (c.recv(65536) == b"*1\r\n$4\r\nPING\r\n"  # the engine's first command
-                   and self.pong):
-                c.sendall(b"+PONG\r\n")
-            c.sendall(reply)
-            filler = b"x" * (1 if drip else 65536)
-            while endless and sent < self.CAP:
-                # dripping: until the engine hangs up (EOF; what else it
-                # sends, more of its commands, is dropped)
-                if drip and select.select([c], [], [], drip)[0]:
-                    if not c.recv(65536):
-                        break
-                    continue
-                sent += c.send(filler)
-        except OSError:
-            pass
-        self.sent.append(sent)
-        c.close()
-
-    @staticmethod
-    def _pipe(a, b):
-        try:
-            while True:
-                data = a.recv(65536)
-                if not data:
-                    break
-                b.sendall(data)
-        except OSError:
-            pass
-        for s in (a, b):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def close(self):
-        self.lsock.close()
 
 
 def assert_refused(eng, hostile, who, reasons):
