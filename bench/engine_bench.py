@@ -3,8 +3,8 @@
 `mlstream engine` with the identity model on a real Kafka broker and Redis,
 next to the limits measured in the same run:
 
-  * kcat (librdkafka) consuming the same topic to /dev/null: its rate, and
-    its CPU per message (ref_kcat_consume_cpu_us_per_msg), what librdkafka
+  * kcat (librdkafka) consuming the same topic: its rate (first message to
+    last, its fetch queue never full), and its CPU per message (ref_kcat_consume_cpu_us_per_msg), what librdkafka
     alone costs to fetch and hand over each message;
   * redis-benchmark pipelining PUBLISH of a payload of the same size.
 
@@ -88,16 +88,38 @@ def make_messages(path, n):
 
 def kcat_consume(env, topic, n):
     """librdkafka's own consume rate and CPU per message: kcat reading the
-    topic to /dev/null. The CPU is kcat's whole run (its start included, a
-    few ms against the ~0.5 s that 1 M messages take), from the rusage of
-    this process' children, of which it is the only one reaped meanwhile."""
-    t0, r0 = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run(["kcat", "-C", "-b", env["KAFKA_BOOTSTRAP_SERVERS"], "-t", topic,
-                    "-o", "beginning", "-e", "-q", "-c", str(n)],
-                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=True, timeout=600)
-    wall, r1 = time.monotonic() - t0, resource.getrusage(resource.RUSAGE_CHILDREN)
+    topic, each message's offset to a pipe. The rate is taken from its first
+    message to its last, as the engine's is (kcat's start-up, ~0.5 s of
+    metadata and offset lookups, is not in it), with a fetch queue that
+    holds the whole backlog: with librdkafka 2.0's defaults a full queue
+    stops the fetcher for a whole second, which made this rate swing
+    between ~0.5 and ~2.2 M msg/s from round to round until 6 December
+    2026. The CPU is kcat's whole run (its start included, a few ms), from
+    the rusage of this process' children, of which it is the only one
+    reaped meanwhile."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    p = subprocess.Popen(["kcat", "-C", "-b", env["KAFKA_BOOTSTRAP_SERVERS"], "-t", topic,
+                          "-o", "beginning", "-e", "-q", "-c", str(n), "-f", "%o\n",
+                          "-X", "queued.min.messages=%d" % max(n, 100000),
+                          "-X", "queued.max.messages.kbytes=2097151"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = None
+    lines = 0
+    while True:
+        chunk = p.stdout.read1(1 << 20)
+        if not chunk:
+            break
+        if first is None:
+            first = time.monotonic()
+        lines += chunk.count(b"\n")
+    last = time.monotonic()
+    err = p.stderr.read()
+    if p.wait(timeout=600) != 0 or lines != n or first is None:
+        fail("kcat read %d of %d messages (status %s): %s"
+             % (lines, n, p.returncode, err.decode(errors="replace")[-300:]))
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime
-    return n / wall, cpu * 1e6 / n
+    return n / max(last - first, 1e-6), cpu * 1e6 / n
 
 
 def redis_publish_rate(env, payload_len, n):
