@@ -260,7 +260,7 @@ static void rewind_consumer(mls_engine_t *e)
         if (e->rewind->cnt == 0)
                 return;
         parts = rd_kafka_topic_partition_list_copy(e->rewind);
-        error = rd_kafka_seek_partitions(e->consumer, parts, 10000);
+        error = mls_kafka_seek(e->consumer, parts, 10000);
         if (error) {
                 snprintf(why, sizeof(why), "%s", rd_kafka_error_string(error));
                 rd_kafka_error_destroy(error);

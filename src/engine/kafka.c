@@ -1,6 +1,7 @@
 #include "engine/kafka.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -165,6 +166,27 @@ rd_kafka_t *mls_kafka_consumer_new(rd_kafka_conf_t *conf, char *errstr,
         if (old > 0) /* the engine thread's own waits keep their precision */
                 prctl(PR_SET_TIMERSLACK, (unsigned long)old, 0, 0, 0);
         return rk;
+}
+
+/* The first release whose seek timeout is in milliseconds. */
+#define SEEK_TIMEOUT_FIXED 0x02010000
+
+int mls_kafka_seek_timeout(int version, int timeout_ms)
+{
+        if (version >= SEEK_TIMEOUT_FIXED || timeout_ms <= 0)
+                return timeout_ms;
+        /* it waits (timeout_ms * 1000) ms in all, but timeout_ms for
+         * each reply: each partition's seek gets the time asked for */
+        return timeout_ms > INT_MAX / 1000 ? INT_MAX : timeout_ms * 1000;
+}
+
+rd_kafka_error_t *mls_kafka_seek(rd_kafka_t *rk,
+                                 rd_kafka_topic_partition_list_t *parts,
+                                 int timeout_ms)
+{
+        return rd_kafka_seek_partitions(
+                rk, parts,
+                mls_kafka_seek_timeout(rd_kafka_version(), timeout_ms));
 }
 
 rd_kafka_conf_t *mls_kafka_conf(const struct mls_config *cfg,

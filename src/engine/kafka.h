@@ -38,6 +38,18 @@ void mls_kafka_conf_log(rd_kafka_conf_t *conf);
 rd_kafka_t *mls_kafka_consumer_new(rd_kafka_conf_t *conf, char *errstr,
                                    size_t errstr_size);
 
+/* rd_kafka_seek_partitions(), waiting up to timeout_ms for each
+ * partition's seek. librdkafka before 2.1.0 (#4230) waited timeout_ms
+ * microseconds instead: under load a seek then "timed out" although it
+ * was going ahead. */
+rd_kafka_error_t *mls_kafka_seek(rd_kafka_t *rk,
+                                 rd_kafka_topic_partition_list_t *parts,
+                                 int timeout_ms);
+
+/* The timeout to hand librdkafka version (rd_kafka_version()) for a seek
+ * that should wait timeout_ms: what mls_kafka_seek() passes. */
+int mls_kafka_seek_timeout(int version, int timeout_ms);
+
 /*
  * The producers that the kafka sinks share: rk[0] batches, rk[1] sends
  * each message alone (for messages a topic refused in a batch). Each is

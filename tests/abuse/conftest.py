@@ -14,3 +14,4 @@ _spec.loader.exec_module(_fixtures)
 services = _fixtures.services
 topic = _fixtures.topic
 engines = _fixtures.engines
+pytest_runtest_makereport = _fixtures.pytest_runtest_makereport

@@ -27,8 +27,18 @@ def topic(services):
     return name
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keeps each phase's report on the test item, for fixtures to see."""
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
 @pytest.fixture
-def engines(services):
+def engines(services, request):
+    """Starts engines (mlshelpers.Engine) and kills them after the test; when
+    the test failed, the last lines each engine logged go to the report."""
     started = []
 
     def start(**kw):
@@ -39,3 +49,8 @@ def engines(services):
     yield start
     for e in started:
         e.kill()
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        for e in started:
+            tail = "\n".join(e.output().splitlines()[-25:])
+            print("--- engine on :%d, exit %s, last lines:\n%s" % (e.port, e.proc.returncode, tail))

@@ -1,5 +1,7 @@
 /* librdkafka configuration assembly: defaults, KAFKA_CONF_* and the
- * properties file, each client type getting only what it understands. */
+ * properties file, each client type getting only what it understands; the
+ * seek timeout handed to each librdkafka version. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -71,4 +73,18 @@ MLS_TEST(kafka_conf_file_errors_name_the_line)
         CHECK_CONTAINS(err, path);
         CHECK_CONTAINS(err, ":4:");
         CHECK_CONTAINS(err, "no.such.property");
+}
+
+/* librdkafka before 2.1.0 waited for a seek's reply timeout_ms
+ * microseconds (#4230): the engine's 10 s rewind after an aborted
+ * transaction gave up after 10 ms on a loaded machine, and stopped. */
+MLS_TEST(kafka_seek_timeout_in_the_unit_librdkafka_reads)
+{
+        CHECK_INT_EQ(mls_kafka_seek_timeout(0x020002ff, 10000), 10000000);
+        CHECK_INT_EQ(mls_kafka_seek_timeout(0x020100ff, 10000), 10000);
+        CHECK_INT_EQ(mls_kafka_seek_timeout(0x020300ff, 10000), 10000);
+        /* 0: do not wait; -1: wait for ever, whatever the version */
+        CHECK_INT_EQ(mls_kafka_seek_timeout(0x020002ff, 0), 0);
+        CHECK_INT_EQ(mls_kafka_seek_timeout(0x020002ff, -1), -1);
+        CHECK_INT_EQ(mls_kafka_seek_timeout(0x020002ff, 3000000), INT_MAX);
 }
