@@ -18,7 +18,8 @@ struct entry {
 
 struct mls_lag {
         mls_metric_t *family;
-        const char *field; /* consumer_lag or consumer_lag_stored */
+        const char *field;    /* consumer_lag or consumer_lag_stored */
+        const char *fallback; /* when field is unknown: NULL or consumer_lag */
         struct entry *v;
         size_t len, cap;
 };
@@ -46,6 +47,7 @@ mls_lag_t *mls_lag_new(mls_metrics_t *metrics)
 void mls_lag_use_stored(mls_lag_t *lag)
 {
         lag->field = "consumer_lag_stored";
+        lag->fallback = "consumer_lag";
 }
 
 void mls_lag_free(mls_lag_t *lag)
@@ -156,6 +158,9 @@ int mls_lag_update(mls_lag_t *lag, const char *json, size_t json_len,
                 snprintf(pbuf, sizeof(pbuf), "%" PRId32, tp->partition);
                 p = json_object_get(parts, pbuf);
                 v = json_object_get(p, lag->field);
+                if (lag->fallback &&
+                    !(json_is_integer(v) && json_integer_value(v) >= 0))
+                        v = json_object_get(p, lag->fallback);
                 if (json_is_integer(v) && json_integer_value(v) >= 0)
                         set_lag(lag, tp->topic, tp->partition,
                                 (double)json_integer_value(v));

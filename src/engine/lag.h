@@ -31,7 +31,10 @@ mls_lag_t *mls_lag_new(mls_metrics_t *metrics);
 /* Reads librdkafka's consumer_lag_stored (after the offset last stored)
  * instead of consumer_lag (after the committed offset the consumer knows):
  * under ML_EXACTLY_ONCE the transactions commit the offsets, which the
- * consumer never sees, and the engine stores each committed offset. */
+ * consumer never sees, and the engine stores each committed offset. Where
+ * nothing is stored, consumer_lag still serves: librdkafka forgets stored
+ * offsets at each assignment and reads the committed ones, so a partition
+ * handed over with nothing left to consume has its lag from them. */
 void mls_lag_use_stored(mls_lag_t *lag);
 
 /* Frees the tracker. Its series stay in the registry (which may already be

@@ -206,3 +206,33 @@ MLS_TEST(lag_unknown_keeps_last_value_and_bad_json_changes_nothing)
         mls_lag_free(lag);
         mls_metrics_free(r);
 }
+
+/* Under ML_EXACTLY_ONCE the stored offset's lag is read; where nothing is
+ * stored (librdkafka forgets it at each assignment), the lag after the
+ * committed offset it read then. */
+MLS_TEST(lag_stored_falls_back_to_committed)
+{
+        mls_metrics_t *r = mls_metrics_new();
+        mls_lag_t *lag = mls_lag_new(r);
+        static const int two[] = {0, 1};
+        static const char stats[] =
+                "{\"topics\":{\"in\":{\"partitions\":{"
+                "\"0\":{\"consumer_lag\":9,\"consumer_lag_stored\":2},"
+                "\"1\":{\"consumer_lag\":0,\"consumer_lag_stored\":-1}}}}}";
+        rd_kafka_topic_partition_list_t *l = parts("in", 2, two);
+        char err[256], *out;
+
+        mls_lag_use_stored(lag);
+        CHECK_INT_EQ(mls_lag_update(lag, stats, sizeof(stats) - 1, l, err,
+                                    sizeof(err)),
+                     0);
+        out = render(r);
+        CHECK_CONTAINS(out, "ml_stream_kafka_consumer_lag{topic=\"in\","
+                            "partition=\"0\"} 2\n");
+        CHECK_CONTAINS(out, "ml_stream_kafka_consumer_lag{topic=\"in\","
+                            "partition=\"1\"} 0\n");
+        free(out);
+        rd_kafka_topic_partition_list_destroy(l);
+        mls_lag_free(lag);
+        mls_metrics_free(r);
+}
