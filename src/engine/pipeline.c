@@ -813,6 +813,17 @@ static void acked(mls_pipeline_t *p)
         p->nunacked = 0;
 }
 
+/* A flush or submit of the publisher failed: the batch that went ahead
+ * is still done if the publisher read its acknowledgment first. */
+static int publisher_fail(mls_pipeline_t *p, char *errstr, size_t errstr_size)
+{
+        const struct mls_sink *s = &p->conf.publisher;
+
+        if (p->nunacked && s->ops->acked_ahead && s->ops->acked_ahead(s->ctx))
+                acked(p);
+        return sink_fail(p, s, errstr, errstr_size);
+}
+
 static int deliver_publish(mls_pipeline_t *p, int ahead, char *errstr,
                            size_t errstr_size)
 {
@@ -838,7 +849,7 @@ static int deliver_publish(mls_pipeline_t *p, int ahead, char *errstr,
         rc = ahead ? s->ops->submit(s->ctx, errstr, errstr_size)
                    : s->ops->flush(s->ctx, errstr, errstr_size);
         if (rc < 0)
-                return sink_fail(p, s, errstr, errstr_size);
+                return publisher_fail(p, errstr, errstr_size);
         acked(p);
         p->submitted = ahead;
         return 0;
@@ -945,7 +956,7 @@ static int settle(mls_pipeline_t *p, char *errstr, size_t errstr_size)
         const struct mls_sink *s = &p->conf.publisher;
 
         if (s->ops->flush(s->ctx, errstr, errstr_size) < 0)
-                return sink_fail(p, s, errstr, errstr_size);
+                return publisher_fail(p, errstr, errstr_size);
         acked(p);
         return 0;
 }

@@ -50,6 +50,7 @@ struct redis_sink {
         struct mls_buf ahead;
         size_t nahead;
         int ahead_unsent;        /* not written on this connection */
+        int ahead_acked;         /* by the last flush, whatever followed */
         int chunked;             /* this batch went to hiredis in pieces */
         long long receivers;     /* of the last batch acknowledged; -1: none */
         struct sink_reply reply; /* the reader's one reply */
@@ -205,17 +206,15 @@ static int get_reply(struct redis_sink *s, redisReply **out, char *errstr,
         return 0;
 }
 
-/* Reads n replies and adds up the receivers of those to PUBLISH. Any
- * failure, an error reply included, drops the connection: what was not
- * acknowledged is then sent again in full on the next one (unless at most
- * once). */
+/* Reads n replies and adds the receivers of those to PUBLISH to
+ * s->receivers. Any failure, an error reply included, drops the
+ * connection: what was not acknowledged is then sent again in full on the
+ * next one (unless at most once). */
 static int read_replies(struct redis_sink *s, size_t n, char *errstr,
                         size_t errstr_size)
 {
         int rc = 0;
 
-        if (n > 0)
-                s->receivers = 0;
         for (; n > 0; n--) {
                 redisReply *r;
                 if (get_reply(s, &r, errstr, errstr_size) < 0)
@@ -351,20 +350,36 @@ static int redis_send(void *ctx, const struct mls_record *rec,
         return 0;
 }
 
+/* Reads the submitted batch's replies, then those of what was queued
+ * since: a failure in the second part leaves the first acknowledged (not
+ * sent again; acked_ahead says so). */
 static int redis_flush(void *ctx, char *errstr, size_t errstr_size)
 {
         struct redis_sink *s = ctx;
 
+        s->ahead_acked = 0;
         if (!s->c || s->failed)
                 return lost(s, "not connected", errstr, errstr_size);
+        if (s->nahead + s->queued > 0)
+                s->receivers = 0;
         if (send_queued(s, 0, errstr, errstr_size) < 0 ||
-            read_replies(s, s->nahead + s->queued, errstr, errstr_size) < 0)
+            read_replies(s, s->nahead, errstr, errstr_size) < 0)
+                return -1;
+        if (s->nahead) {
+                s->nahead = 0;
+                mls_buf_reset(&s->ahead);
+                s->ahead_acked = 1;
+        }
+        if (read_replies(s, s->queued, errstr, errstr_size) < 0)
                 return -1;
         s->queued = 0;
-        s->nahead = 0;
         s->chunked = 0;
-        mls_buf_reset(&s->ahead);
         return 0;
+}
+
+static int redis_acked_ahead(void *ctx)
+{
+        return ((struct redis_sink *)ctx)->ahead_acked;
 }
 
 /* 1 if Redis has closed a connection on which nothing is outstanding.
@@ -389,6 +404,7 @@ static int redis_submit(void *ctx, char *errstr, size_t errstr_size)
         struct mls_buf t;
         int done = 0;
 
+        s->ahead_acked = 0;
         if (!s->c || s->failed)
                 return lost(s, "not connected", errstr, errstr_size);
         if (s->chunked)
@@ -402,6 +418,8 @@ static int redis_submit(void *ctx, char *errstr, size_t errstr_size)
                 if (redisBufferWrite(s->c, &done) != REDIS_OK)
                         return lost(s, s->c->errstr, errstr, errstr_size);
         }
+        if (s->nahead)
+                s->receivers = 0;
         if (read_replies(s, s->nahead, errstr, errstr_size) < 0)
                 return -1;
         t = s->ahead;
@@ -423,6 +441,7 @@ static const struct mls_sink_ops redis_ops = {
         .send = redis_send,
         .flush = redis_flush,
         .submit = redis_submit,
+        .acked_ahead = redis_acked_ahead,
         .receivers = redis_receivers,
         .reconnect = redis_reconnect,
         .connected = redis_connected,

@@ -44,6 +44,11 @@ struct mls_sink_ops {
          * and sends it again, ahead of anything queued later; the caller
          * sends again what it queued since the last submit. */
         int (*submit)(void *ctx, char *errstr, size_t errstr_size);
+        /* Optional: 1 when the last flush or submit, although it failed,
+         * read the acknowledgment of the batch submitted before it: that
+         * batch is done, and the sink does not send it again (only what
+         * was queued after it is to be sent again). */
+        int (*acked_ahead)(void *ctx);
         /* Optional: tries to (re)connect; 0 when connected. */
         int (*reconnect)(void *ctx, char *errstr, size_t errstr_size);
         /* Optional: 1 while connected (without: always). */

@@ -14,6 +14,7 @@
 
 struct fake_sink {
         int fail_flush;      /* flushes left to fail */
+        int acked_ahead;     /* what the acked_ahead op says */
         long long receivers; /* what the receivers op says */
         int nsent, nflushed;
         char *sent[2048];
@@ -69,6 +70,20 @@ static const struct mls_sink_ops fake_submit_ops = {.name = "fake",
                                                     .send = fake_send,
                                                     .flush = fake_flush,
                                                     .submit = fake_submit};
+
+static int fake_acked_ahead(void *ctx)
+{
+        return ((struct fake_sink *)ctx)->acked_ahead;
+}
+
+/* ...that may read the acknowledgment of the batch that went ahead before
+ * failing on what follows it. */
+static const struct mls_sink_ops fake_partial_ops = {.name = "fake",
+                                                     .send = fake_send,
+                                                     .flush = fake_flush,
+                                                     .submit = fake_submit,
+                                                     .acked_ahead =
+                                                             fake_acked_ahead};
 
 static long long fake_receivers(void *ctx)
 {
@@ -696,6 +711,43 @@ MLS_TEST(pipeline_settle_acknowledges_only_what_went_ahead)
         CHECK_INT_EQ(mls_pipeline_flush(h.p, err, sizeof(err)), 0);
         CHECK_INT_EQ(h.ndone, 2);
         CHECK_INT_EQ(h.done[1], 11);
+        teardown(&h);
+}
+
+/* A flush or settle that fails after the publisher read the
+ * acknowledgment of the batch that went ahead: that batch is done (its
+ * offsets may be stored), what failed stays pending; a publisher that
+ * says nothing of the kind leaves both pending. */
+MLS_TEST(pipeline_failed_flush_still_acknowledges_what_went_ahead)
+{
+        struct harness h;
+        char err[100];
+
+        publisher_ops = &fake_partial_ops;
+        setup(&h);
+        add(&h, "{\"model_id\":\"m\",\"features\":[1,1]}", 10);
+        CHECK_INT_EQ(mls_pipeline_flush_ahead(h.p, err, sizeof(err)), 0);
+        add(&h, "{\"model_id\":\"m\",\"features\":[2,2]}", 11);
+        h.pub.fail_flush = 1;
+        CHECK_INT_EQ(mls_pipeline_flush(h.p, err, sizeof(err)), -1);
+        CHECK_INT_EQ(h.ndone, 0);
+        CHECK_INT_EQ(mls_pipeline_pending(h.p), 2);
+        h.pub.fail_flush = 1;
+        h.pub.acked_ahead = 1;
+        CHECK_INT_EQ(mls_pipeline_flush(h.p, err, sizeof(err)), -1);
+        CHECK_INT_EQ(h.ndone, 1);
+        CHECK_INT_EQ(h.done[0], 10);
+        CHECK_INT_EQ(mls_pipeline_pending(h.p), 1);
+        h.pub.acked_ahead = 0;
+        CHECK_INT_EQ(mls_pipeline_flush_ahead(h.p, err, sizeof(err)), 0);
+        CHECK_INT_EQ(h.ndone, 1);
+        /* the same through a settle */
+        h.pub.fail_flush = 1;
+        h.pub.acked_ahead = 1;
+        CHECK_INT_EQ(mls_pipeline_settle(h.p, err, sizeof(err)), -1);
+        CHECK_INT_EQ(h.ndone, 2);
+        CHECK_INT_EQ(h.done[1], 11);
+        CHECK_INT_EQ(mls_pipeline_pending(h.p), 0);
         teardown(&h);
 }
 

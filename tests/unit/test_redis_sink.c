@@ -2,15 +2,16 @@
  * The Redis sink's overlap of one batch with the next (submit): what
  * happens to a batch written ahead and not yet acknowledged when a
  * heartbeat is flushed behind it, or when the connection dies before its
- * replies come. Redis is played by a scripted server on loopback, so that
- * replies come exactly when the test needs them; the integration tests
- * (tests/integration/test_engine.py) run the same paths against a real
- * redis-server, where that timing cannot be chosen.
+ * replies come, or after them. Redis is played by a scripted server on
+ * loopback, so that replies come exactly when the test needs them; the
+ * integration tests (tests/integration/test_engine.py) run the same paths
+ * against a real redis-server, where that timing cannot be chosen.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -29,6 +30,8 @@
 struct fake {
         int lfd, port;
         int hold_until, close_at;
+        int answer_max;      /* the first connection answers no more (0: all) */
+        atomic_int answered; /* replies the first connection sent */
         pthread_t thread;
         /* the payloads of the PUBLISH commands received, per connection */
         char seen[2][MAX_SEEN][32];
@@ -115,7 +118,7 @@ static void *serve(void *arg)
         for (int c = 0; c < 2; c++) {
                 char buf[65536];
                 size_t len = 0;
-                int got = 0, owed = 0;
+                int got = 0, owed = 0, answered = 0;
                 int fd = accept(f->lfd, NULL, NULL);
 
                 if (fd < 0)
@@ -152,7 +155,13 @@ static void *serve(void *arg)
                                 break;
                         }
                         if (got >= f->hold_until) {
+                                if (c == 0 && f->answer_max &&
+                                    answered + owed > f->answer_max)
+                                        owed = f->answer_max - answered;
                                 answer(fd, owed);
+                                answered += owed;
+                                if (c == 0)
+                                        atomic_store(&f->answered, answered);
                                 owed = 0;
                         }
                 }
@@ -261,6 +270,7 @@ MLS_TEST(redis_sink_lost_before_the_replies_sends_the_batch_again_first)
         CHECK_INT_EQ(submit_then_heartbeat(&s, err, sizeof(err)), 0);
         CHECK_INT_EQ(s.ops->flush(s.ctx, err, sizeof(err)), -1);
         CHECK_CONTAINS(err, "redis 127.0.0.1:");
+        CHECK_INT_EQ(s.ops->acked_ahead(s.ctx), 0);
         CHECK_INT_EQ(mls_sink_connected(&s), 0);
         /* the engine reconnects and flushes what it queued since */
         CHECK_INT_EQ(mls_sink_connect(&s, err, sizeof(err)), 0);
@@ -275,6 +285,43 @@ MLS_TEST(redis_sink_lost_before_the_replies_sends_the_batch_again_first)
         CHECK_STR_EQ(f.seen[1][0], "a1");
         CHECK_STR_EQ(f.seen[1][1], "a2");
         CHECK_STR_EQ(f.seen[1][2], "b1");
+        mls_metrics_free(m);
+}
+
+/* The connection dies after Redis answered a submitted batch and before
+ * it answered the heartbeat behind it: the heartbeat's flush fails, but
+ * the batch is acknowledged (acked_ahead) and only the heartbeat is to be
+ * sent again; the next connection never sees the batch. */
+MLS_TEST(redis_sink_lost_after_the_batch_replies_keeps_it_acknowledged)
+{
+        mls_metrics_t *m = mls_metrics_new();
+        struct mls_sink s;
+        struct fake f;
+        char err[256] = "";
+
+        CHECK(fake_start(&f, 0, 3) == 0);
+        f.answer_max = 2;
+        CHECK(sink_for(&s, m, f.port) == 0);
+        CHECK_INT_EQ(submit_then_heartbeat(&s, err, sizeof(err)), 0);
+        /* the batch is answered before the heartbeat goes out (else the
+         * server could read all three at once and answer none) */
+        for (int i = 0; i < 5000 && atomic_load(&f.answered) < 2; i++)
+                usleep(1000);
+        CHECK_INT_EQ(atomic_load(&f.answered), 2);
+        CHECK_INT_EQ(s.ops->flush(s.ctx, err, sizeof(err)), -1);
+        CHECK_CONTAINS(err, "redis 127.0.0.1:");
+        CHECK_INT_EQ(s.ops->acked_ahead(s.ctx), 1);
+        CHECK_INT_EQ(mls_sink_connected(&s), 0);
+        CHECK_INT_EQ(mls_sink_connect(&s, err, sizeof(err)), 0);
+        CHECK_INT_EQ(queue(&s, "hb"), 0);
+        CHECK_INT_EQ(s.ops->flush(s.ctx, err, sizeof(err)), 0);
+        CHECK_INT_EQ(s.ops->receivers(s.ctx), 1);
+        mls_sink_destroy(&s);
+        fake_stop(&f);
+        CHECK_INT_EQ(f.conns, 2);
+        CHECK_INT_EQ(f.nseen[0], 3);
+        CHECK_INT_EQ(f.nseen[1], 1);
+        CHECK_STR_EQ(f.seen[1][0], "hb");
         mls_metrics_free(m);
 }
 
