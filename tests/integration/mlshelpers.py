@@ -156,11 +156,14 @@ def produce(env, topic, lines, key=None):
     subprocess.run(args, input=data, check=True, timeout=60)
 
 
-def kcat_produce(env, topic, lines):
+def kcat_produce(env, topic, lines, partition=None):
     """Produces one Kafka message per line (bytes, up to 1 MB each) with
-    kcat."""
+    kcat, to the given partition or where librdkafka's partitioner puts
+    them (keyless, it sticks to one partition for a while: a short burst
+    may leave others empty)."""
     data = b"".join(l + b"\n" for l in lines)
-    subprocess.run(["kcat", "-P", "-b", env["KAFKA_BOOTSTRAP_SERVERS"], "-t", topic,
+    where = [] if partition is None else ["-p", str(partition)]
+    subprocess.run(["kcat", "-P", "-b", env["KAFKA_BOOTSTRAP_SERVERS"], "-t", topic, *where,
                     "-X", "message.max.bytes=1000000"], input=data, check=True, timeout=120)
 
 

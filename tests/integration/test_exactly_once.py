@@ -180,7 +180,8 @@ def test_lag_gauge_after_a_rebalance_exactly_once(services, topic, engines):
     a = engines(topic=topic, group=group, extra_env=eos_env(topic, "a-" + topic))
     a.wait_ready()
     n = 400
-    kcat_produce(services, topic, [good_input(i) for i in range(n)])
+    for p in range(4):      # a partition never consumed has no committed offset, no lag
+        kcat_produce(services, topic, [good_input(i) for i in range(p, n, 4)], partition=p)
     wait_for(lambda: committed_count(services, out) >= n, 60, "%d predictions" % n)
     wait_lag_zero(a, 4, 30, "all consumed")
 
@@ -228,7 +229,11 @@ def test_poison_in_transactions_is_dead_lettered_and_never_stalls(services, topi
     eng.wait_ready()
     n = 2000
     big_bad = b"x" * 300000                       # not JSON, 3x the DLQ limit
-    lines = [good_input(i) for i in range(n // 2)] + [big_bad, wide("wide", 4000)] + \
+    # one input on each partition first: the lag check at the end needs a
+    # committed offset on each
+    for p in range(4):
+        kcat_produce(services, topic, [good_input(p)], partition=p)
+    lines = [good_input(i) for i in range(4, n // 2)] + [big_bad, wide("wide", 4000)] + \
         [good_input(i) for i in range(n // 2, n)]
     kcat_produce(services, topic, lines)
     wait_for(lambda: committed_count(services, out) >= n, 60, "%d predictions" % n)
