@@ -167,6 +167,17 @@ def kcat_produce(env, topic, lines, partition=None):
                     "-X", "message.max.bytes=1000000"], input=data, check=True, timeout=120)
 
 
+def produce_to(env, topic, partition, lines):
+    """Produces one message per line (str) to one partition of topic."""
+    kcat_produce(env, topic, [l.encode() for l in lines], partition=partition)
+
+
+def lag_of(eng, topic):
+    """{partition: lag} the engine's consumer lag gauge exports for topic."""
+    return {int(dict(l)["partition"]): v for (n, l), v in eng.metrics().items()
+            if n == "ml_stream_kafka_consumer_lag" and dict(l).get("topic") == topic}
+
+
 def good_input(i):
     """A small valid input message (bytes) with input_id g<i>."""
     return json.dumps({"input_id": "g%d" % i, "features": [i % 13, 1]}).encode()

@@ -11,7 +11,8 @@ import threading
 import time
 
 from mlshelpers import (FAST_GROUP, SERVICES, consume_all, good_input, http_get,
-                        kcat_produce, metric_sum, produce, topic_create, wait_for)
+                        kcat_produce, lag_of, metric_sum, produce, produce_to, topic_create,
+                        wait_for)
 
 
 def eos_env(topic, engine_id, **more):
@@ -147,20 +148,15 @@ def test_kill9_and_rebalance_exactly_once(services, topic, engines):
         assert e.stop() == 0, e.output()
 
 
-def lags(engine):
-    """The engine's consumer lag gauge: {partition label: lag}."""
-    return {l: v for (k, l), v in engine.metrics().items() if k == "ml_stream_kafka_consumer_lag"}
-
-
-def wait_lag_zero(engine, partitions, timeout, what):
+def wait_lag_zero(engine, topic, partitions, timeout, what):
     """Waits until the engine's lag gauge has one series per partition it
     is assigned, each 0; the failure shows the gauge as it was last."""
     seen = {}
 
     def zero():
         seen.clear()
-        seen.update(lags(engine))
-        return list(seen.values()) == [0.0] * partitions
+        seen.update(lag_of(engine, topic))
+        return len(seen) == partitions and not any(seen.values())
     try:
         wait_for(zero, timeout, what)
     except AssertionError:
@@ -181,9 +177,9 @@ def test_lag_gauge_after_a_rebalance_exactly_once(services, topic, engines):
     a.wait_ready()
     n = 400
     for p in range(4):      # a partition never consumed has no committed offset, no lag
-        kcat_produce(services, topic, [good_input(i) for i in range(p, n, 4)], partition=p)
+        produce_to(services, topic, p, [good_input(i).decode() for i in range(p, n, 4)])
     wait_for(lambda: committed_count(services, out) >= n, 60, "%d predictions" % n)
-    wait_lag_zero(a, 4, 30, "all consumed")
+    wait_lag_zero(a, topic, 4, 30, "all consumed")
 
     b = engines(topic=topic, group=group, extra_env=eos_env(topic, "b-" + topic))
     b.wait_ready()
@@ -192,10 +188,10 @@ def test_lag_gauge_after_a_rebalance_exactly_once(services, topic, engines):
         return metric_sum(e.metrics(), "ml_stream_kafka_assigned_partitions")
     wait_for(lambda: assigned(a) >= 1 and assigned(b) >= 1 and assigned(a) + assigned(b) == 4,
              60, "the partitions shared")
-    wait_lag_zero(b, int(assigned(b)), 30, "the partitions the second engine took over")
+    wait_lag_zero(b, topic, int(assigned(b)), 30, "the partitions the second engine took over")
     assert b.stop() == 0
     wait_for(lambda: assigned(a) == 4, 60, "the partitions back with the first engine")
-    wait_lag_zero(a, 4, 30, "the partitions back with the first engine")
+    wait_lag_zero(a, topic, 4, 30, "the partitions back with the first engine")
     assert committed_count(services, out) == n
     assert a.stop() == 0
 
@@ -232,7 +228,7 @@ def test_poison_in_transactions_is_dead_lettered_and_never_stalls(services, topi
     # one input on each partition first: the lag check at the end needs a
     # committed offset on each
     for p in range(4):
-        kcat_produce(services, topic, [good_input(p)], partition=p)
+        produce_to(services, topic, p, [good_input(p).decode()])
     lines = [good_input(i) for i in range(4, n // 2)] + [big_bad, wide("wide", 4000)] + \
         [good_input(i) for i in range(n // 2, n)]
     kcat_produce(services, topic, lines)
@@ -279,7 +275,7 @@ def test_poison_in_transactions_is_dead_lettered_and_never_stalls(services, topi
     # CONCURRENT_TRANSACTIONS for a while (librdkafka retries); once, on a
     # loaded CI machine, past 30 s. A stall never gets to 0, so the bound
     # only has to be generous.
-    wait_lag_zero(eng, 4, 90, "after the aborts")
+    wait_lag_zero(eng, topic, 4, 90, "after the aborts")
     assert eng.proc.poll() is None
     assert eng.stop() == 0
     assert "transaction is aborted and the input consumed again" in eng.output()

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from mlshelpers import (MLSTREAM, ROOT, free_port, http_get, metric_sum, parse_metrics,
-                        produce, wait_for)
+                        lag_of, produce, produce_to, wait_for)
 
 DEPLOY = os.path.join(ROOT, "deploy")
 RULES = os.path.join(DEPLOY, "prometheus", "rules.yml")
@@ -251,18 +251,6 @@ STATS = {"KAFKA_CONF_STATISTICS_INTERVAL_MS": "200"}
 # Offsets are committed only at a rebalance or at exit, so the committed lag
 # is exactly what was produced since.
 NO_AUTOCOMMIT = dict(STATS, ML_COMMIT_INTERVAL_MS="3600000", ML_COMMIT_MAX_MESSAGES="100000000")
-
-
-def produce_to(env, topic, partition, lines):
-    data = "".join(l + "\n" for l in lines).encode()
-    subprocess.run(["kcat", "-P", "-b", env["KAFKA_BOOTSTRAP_SERVERS"], "-t", topic,
-                    "-p", str(partition)], input=data, check=True, timeout=60)
-
-
-def lag_of(eng, topic):
-    """{partition: lag} this engine exports for topic."""
-    return {int(dict(l)["partition"]): v for (n, l), v in eng.metrics().items()
-            if n == LAG and dict(l).get("topic") == topic}
 
 
 def predictions(eng):

@@ -8,7 +8,7 @@ import os
 import subprocess
 
 from mlshelpers import (MLSTREAM, ROOT, Subscriber, free_port, http_get, metric_sum,
-                        produce, wait_for)
+                        produce, produce_to, wait_for)
 
 LOADGEN = os.environ.get("MLS_LOADGEN", os.path.join(ROOT, "build", "bench", "mls-loadgen"))
 
@@ -16,12 +16,6 @@ LAG = "ml_stream_kafka_consumer_lag"
 # Distinct powers of two: the sum of any set of partitions' counts tells
 # which partitions those were.
 PER_PARTITION = {0: 100, 1: 200, 2: 400, 3: 800}
-
-
-def produce_to(env, topic, partition, lines):
-    data = "".join(l + "\n" for l in lines).encode()
-    subprocess.run(["kcat", "-P", "-b", env["KAFKA_BOOTSTRAP_SERVERS"], "-t", topic,
-                    "-p", str(partition)], input=data, check=True, timeout=60)
 
 
 def test_two_engines_share_four_partitions_exactly_once(services, topic, engines):
