@@ -109,16 +109,37 @@ def load_per_core():
     return os.getloadavg()[0] / (os.cpu_count() or 1)
 
 
+def machine_cpu():
+    """(busy, total) jiffies of the whole machine, all cores, from /proc/stat
+    (busy: all but idle and iowait)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return sum(v) - v[3] - v[4], sum(v)
+
+
 def machine_busy(seconds=QUIET_SAMPLE_S):
     """The share of all cores' time spent busy over the next seconds."""
-    def jiffies():
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:]]
-        return sum(v) - v[3] - v[4], sum(v)  # busy (all but idle, iowait), total
-    b0, t0 = jiffies()
+    b0, t0 = machine_cpu()
     time.sleep(seconds)
-    b1, t1 = jiffies()
+    b1, t1 = machine_cpu()
     return (b1 - b0) / max(1, t1 - t0)
+
+
+def service_pid(env, name):
+    """The pid of a service that scripts/services started ("kafka",
+    "redis"), from the pid file in its MLSTREAM_SERVICES_DIR; None when the
+    environment names no such directory (services started some other way)
+    or the file is missing."""
+    d = env.get("MLSTREAM_SERVICES_DIR")
+    try:
+        with open(os.path.join(d, name, "pid")) as f:
+            pid, started = f.read().split()[:2]
+        with open("/proc/%s/stat" % pid) as f:  # the same process, not a reused pid
+            if f.read().rsplit(")", 1)[1].split()[19] != started:
+                return None
+        return int(pid)
+    except (TypeError, OSError, ValueError, IndexError):
+        return None
 
 
 def quiet_check():

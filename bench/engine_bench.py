@@ -157,6 +157,9 @@ def run_throughput(env, n, msgfile, output=None, refs=True, txn_interval_ms=None
         ref_redis = redis_publish_rate(env, payload_len, max(100000, min(n, 1000000)))
     sub = benchlib.BareSubscriber(env, CHANNEL, n)
     eng = Engine(env, topic=topic, extra_env=extra)
+    rest = {"broker": benchlib.service_pid(env, "kafka"),
+            "redis": benchlib.service_pid(env, "redis"), "subscriber": sub.proc.pid}
+    rest = {k: pid for k, pid in rest.items() if pid}
     try:
         t_start = time.monotonic()
         eng.wait_ready()
@@ -166,6 +169,8 @@ def run_throughput(env, n, msgfile, output=None, refs=True, txn_interval_ms=None
             now = time.monotonic()
             if done and first is None:
                 first = (now, done, cpu_s(eng.proc.pid))
+                rest0 = {k: cpu_s(pid) for k, pid in rest.items()}
+                machine0 = benchlib.machine_cpu()
             if done >= n:
                 break
             if eng.proc.poll() is not None:
@@ -175,6 +180,8 @@ def run_throughput(env, n, msgfile, output=None, refs=True, txn_interval_ms=None
                 fail("the engine scored %d of %d messages in 600 s" % (done, n))
             time.sleep(0.02)
         cpu = cpu_s(eng.proc.pid) - first[2]
+        rest_cpu = {k: cpu_s(pid) - rest0[k] for k, pid in rest.items()}
+        machine1 = benchlib.machine_cpu()
         mem = memory(eng.proc.pid)
         txns = metric_sum(eng.metrics(), "ml_stream_kafka_transactions_total",
                           result="committed")
@@ -190,7 +197,17 @@ def run_throughput(env, n, msgfile, output=None, refs=True, txn_interval_ms=None
         fail("the backlog drained before the first metrics scrape; use more --messages")
     wall = now - first[0]
     rate = scored / wall
+    # What the rest of the pipeline (the broker serving the fetches, Redis
+    # publishing to the subscriber, the subscriber) spent per message in
+    # the drain, and the drain rate at which that alone would keep every
+    # core busy: no engine, however cheap, drains faster on this machine.
+    rest_us = {k: v * 1e6 / scored for k, v in rest_cpu.items()}
+    whole = len(rest_us) == 3
+    ceiling = (os.cpu_count() or 1) * 1e6 / sum(rest_us.values()) if whole else None
     return {
+        "rest_cpu_us_per_msg": rest_us, "drain_ceiling_msgs_per_s": ceiling,
+        "drain_over_ceiling": rate / ceiling if ceiling else None,
+        "machine_busy_fraction": (machine1[0] - machine0[0]) / max(1, machine1[1] - machine0[1]),
         "messages": n, "measured_messages": scored, "engine_msgs_per_s": rate,
         "subscriber_received": heard,
         "output": output, "transactions_committed": txns,
@@ -624,6 +641,7 @@ def main():
         "backlog_over_kcat_cpu": round(t["engine_cpu_us_per_msg"]
                                        / t["ref_kcat_consume_cpu_us_per_msg"], 2),
         "engine_peak_rss_mb": round(t["engine_peak_rss_bytes"] / 1e6, 1),
+        "drain_machine_busy_pct": round(100 * t["machine_busy_fraction"], 1),
         "latency_rate_msgs_per_s": args.latency_rate,
         "e2e_p50_ms": e2e["p50_ms"] and round(e2e["p50_ms"], 3),
         "e2e_p99_ms": e2e["p99_ms"] and round(e2e["p99_ms"], 3),
@@ -647,6 +665,16 @@ def main():
             round(steady_wait["ref_kcat_cpu_us_per_msg"], 2),
         "idle_engine_core_percent": round(steady["idle_core_percent"], 3),
     }
+    if t["drain_ceiling_msgs_per_s"]:
+        summary.update({
+            "rest_cpu_us_per_msg_%s" % k: round(v, 3)
+            for k, v in t["rest_cpu_us_per_msg"].items()})
+        summary.update({
+            "drain_ceiling_msgs_per_s": round(t["drain_ceiling_msgs_per_s"]),
+            "drain_over_ceiling": round(t["drain_over_ceiling"], 3),
+            "ceiling_over_smaller_limit": round(
+                t["drain_ceiling_msgs_per_s"] / min(t["ref_kcat_consume_msgs_per_s"],
+                                                    t["ref_redis_publish_per_s"]), 3)})
     if e2e["p99_ms"] and ko["p99_ms"]:
         summary["e2e_over_kafka_only_p99"] = round(e2e["p99_ms"] / ko["p99_ms"], 2)
     gwl = lat["through_gateway"]

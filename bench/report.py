@@ -50,6 +50,15 @@ LABELS = {
     "ref_kcat_consume_cpu_us_per_msg": "reference: kcat CPU per message, consuming the backlog (µs)",
     "backlog_over_kcat_cpu": "engine / kcat, CPU per message, backlog",
     "engine_peak_rss_mb": "engine peak RSS, draining the backlog (MB)",
+    "drain_machine_busy_pct": "whole machine busy during the drain (%)",
+    "rest_cpu_us_per_msg_broker": "in the drain: Kafka broker CPU per message (µs)",
+    "rest_cpu_us_per_msg_redis":
+        "in the drain: redis-server CPU per message, publishing to a subscriber (µs)",
+    "rest_cpu_us_per_msg_subscriber": "in the drain: the Redis subscriber's CPU per message (µs)",
+    "drain_ceiling_msgs_per_s":
+        "drain ceiling: cores / (broker + Redis + subscriber CPU per message) (msg/s)",
+    "drain_over_ceiling": "engine drain / drain ceiling",
+    "ceiling_over_smaller_limit": "drain ceiling / smaller reference",
     "latency_rate_msgs_per_s": "latency run: rate (msg/s)",
     "e2e_p50_ms": "end to end p50: producer → Redis subscriber (ms)",
     "e2e_p99_ms": "end to end p99 (ms)",
@@ -144,6 +153,8 @@ KEY_FIGURES = [
     ("engine", "ref_kcat_consume_msgs_per_s"),
     ("engine", "ref_redis_publish_per_s"),
     ("engine", "engine_peak_rss_mb"),
+    ("engine", "drain_ceiling_msgs_per_s"),
+    ("engine", "drain_machine_busy_pct"),
     ("engine", "e2e_p99_ms"),
     ("engine", "kafka_only_p99_ms"),
     ("engine", "steady_rss_mb"),
@@ -173,6 +184,8 @@ KEY_FIGURES = [
 ]
 RATIOS = [
     ("engine", "drain_over_smaller_limit"),
+    ("engine", "drain_over_ceiling"),
+    ("engine", "ceiling_over_smaller_limit"),
     ("engine", "e2e_over_kafka_only_p99"),
     ("engine", "backlog_over_kcat_cpu"),
     ("engine", "steady_over_kcat_cpu"),

@@ -56,14 +56,6 @@ def poll(cond, timeout, what, interval=0.2):
 cpu_seconds = benchlib.cpu_s
 
 
-def machine_cpu():
-    """(busy, total) jiffies of the whole machine, all cores, from /proc/stat."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    idle = v[3] + v[4]  # idle + iowait
-    return sum(v) - idle, sum(v)
-
-
 def fill(env, topic, n, width):
     rest = ",".join("0.%03d" % (k * 37 % 1000) for k in range(1, width))
     with tempfile.NamedTemporaryFile("w", delete=False) as f:
@@ -84,7 +76,7 @@ def sample(engines):
         m = e.metrics()
         preds += metric_sum(m, "ml_stream_inference_predictions_total")
         parts.append(metric_sum(m, "ml_stream_kafka_assigned_partitions"))
-    return t, preds, sum(cpu_seconds(e.proc.pid) for e in engines), parts, machine_cpu()
+    return t, preds, sum(cpu_seconds(e.proc.pid) for e in engines), parts, benchlib.machine_cpu()
 
 
 def run_round(env, topic, n, count):
