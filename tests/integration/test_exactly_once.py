@@ -11,8 +11,7 @@ import threading
 import time
 
 from mlshelpers import (FAST_GROUP, SERVICES, consume_all, good_input, http_get,
-                        kcat_produce, lag_of, metric_sum, produce, produce_to, topic_create,
-                        wait_for)
+                        kcat_produce, lag_of, metric_sum, produce, topic_create, wait_for)
 
 
 def eos_env(topic, engine_id, **more):
@@ -177,7 +176,7 @@ def test_lag_gauge_after_a_rebalance_exactly_once(services, topic, engines):
     a.wait_ready()
     n = 400
     for p in range(4):      # a partition never consumed has no committed offset, no lag
-        produce_to(services, topic, p, [good_input(i).decode() for i in range(p, n, 4)])
+        kcat_produce(services, topic, [good_input(i) for i in range(p, n, 4)], partition=p)
     wait_for(lambda: committed_count(services, out) >= n, 60, "%d predictions" % n)
     wait_lag_zero(a, topic, 4, 30, "all consumed")
 
@@ -228,7 +227,7 @@ def test_poison_in_transactions_is_dead_lettered_and_never_stalls(services, topi
     # one input on each partition first: the lag check at the end needs a
     # committed offset on each
     for p in range(4):
-        produce_to(services, topic, p, [good_input(p).decode()])
+        kcat_produce(services, topic, [good_input(p)], partition=p)
     lines = [good_input(i) for i in range(4, n // 2)] + [big_bad, wide("wide", 4000)] + \
         [good_input(i) for i in range(n // 2, n)]
     kcat_produce(services, topic, lines)
