@@ -129,6 +129,7 @@ static int cmd_engine(int argc, char **argv)
         if (load_config(&cfg, MLS_SCOPE_ENGINE, argc, argv) < 0)
                 return 2;
         mls_log_set_component("engine");
+        mls_config_warn_unknown(&cfg);
         metrics = mls_metrics_new();
         e = mls_engine_new(&cfg, metrics, none, errstr, sizeof(errstr));
         if (!e) {
@@ -172,6 +173,7 @@ static int cmd_gateway(int argc, char **argv)
         if (load_config(&cfg, MLS_SCOPE_GATEWAY, argc, argv) < 0)
                 return 2;
         mls_log_set_component("gateway");
+        mls_config_warn_unknown(&cfg);
         metrics = mls_metrics_new();
         g = metrics ? mls_gateway_new(&cfg, metrics, 0, errstr, sizeof(errstr))
                     : NULL;

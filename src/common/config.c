@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/log.h"
+
 #define OFF(field) offsetof(struct mls_config, field)
 #define E MLS_SCOPE_ENGINE
 #define G MLS_SCOPE_GATEWAY
@@ -1101,6 +1103,115 @@ enum mls_conf_origin mls_config_origin(const struct mls_config *cfg,
         return MLS_CONF_DEFAULT;
 }
 
+/* Longest name the suggestions compare; settings' names are shorter. */
+#define NAME_CMP_MAX 64
+
+/*
+ * Edits (insert, delete, replace, or swap two neighbours) that turn a (n
+ * bytes) into b, counted up to 3: the typos a suggestion covers.
+ */
+static int edits(const char *a, size_t n, const char *b)
+{
+        size_t m = strlen(b);
+        unsigned char d[NAME_CMP_MAX + 1][NAME_CMP_MAX + 1];
+
+        if (n > NAME_CMP_MAX || m > NAME_CMP_MAX)
+                return 3;
+        for (size_t i = 0; i <= n; i++)
+                d[i][0] = (unsigned char)(i < 3 ? i : 3);
+        for (size_t j = 0; j <= m; j++)
+                d[0][j] = (unsigned char)(j < 3 ? j : 3);
+        for (size_t i = 1; i <= n; i++) {
+                for (size_t j = 1; j <= m; j++) {
+                        unsigned v = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+                        if (d[i - 1][j] + 1u < v)
+                                v = d[i - 1][j] + 1u;
+                        if (d[i][j - 1] + 1u < v)
+                                v = d[i][j - 1] + 1u;
+                        if (i > 1 && j > 1 && a[i - 1] == b[j - 2] &&
+                            a[i - 2] == b[j - 1] && d[i - 2][j - 2] + 1u < v)
+                                v = d[i - 2][j - 2] + 1u;
+                        d[i][j] = (unsigned char)(v < 3 ? v : 3);
+                }
+        }
+        return d[n][m];
+}
+
+/* The setting in scope whose variable (or, with flag, flag) is the fewest
+ * edits from name (n bytes), two at most; NULL when none is that close. */
+static const struct mls_conf_def *closest(const char *name, size_t n, int flag,
+                                          unsigned scope)
+{
+        const struct mls_conf_def *best = NULL;
+        int best_edits = 3;
+
+        for (const struct mls_conf_def *d = mls_conf_defs; d->env; d++) {
+                int k;
+                if (!(d->scope & scope))
+                        continue;
+                k = edits(name, n, flag ? d->flag : d->env);
+                if (k < best_edits) {
+                        best = d;
+                        best_edits = k;
+                }
+        }
+        return best;
+}
+
+static int has_prefix(const char *s, size_t n, const char *prefix)
+{
+        size_t pl = strlen(prefix);
+
+        return n > pl && strncmp(s, prefix, pl) == 0;
+}
+
+/*
+ * Whether an environment variable (name n bytes) that names no setting
+ * looks meant for mlstream: ML_ and GATEWAY_ are ours; KAFKA_ and REDIS_
+ * are shared with other programs' settings (KAFKA_HEAP_OPTS, REDIS_HOST),
+ * so only a near miss of one of ours counts there.
+ */
+static int meant_for_us(const char *name, size_t n)
+{
+        if (has_prefix(name, n, "ML_") || has_prefix(name, n, "GATEWAY_"))
+                return 1;
+        return (has_prefix(name, n, "KAFKA_") ||
+                has_prefix(name, n, "REDIS_")) &&
+               closest(name, n, 0, MLS_SCOPE_ALL) != NULL;
+}
+
+static int add_unknown(struct mls_config *cfg, const char *name, size_t n)
+{
+        char **list = realloc(cfg->unknown_env,
+                              (cfg->unknown_env_count + 1) * sizeof(*list));
+
+        if (!list)
+                return -1;
+        cfg->unknown_env = list;
+        if (!(list[cfg->unknown_env_count] = strndup(name, n)))
+                return -1;
+        cfg->unknown_env_count++;
+        return 0;
+}
+
+void mls_config_warn_unknown(const struct mls_config *cfg)
+{
+        for (size_t i = 0; i < cfg->unknown_env_count; i++) {
+                const char *name = cfg->unknown_env[i];
+                const struct mls_conf_def *d =
+                        closest(name, strlen(name), 0, MLS_SCOPE_ALL);
+
+                if (d)
+                        mls_warn("%s is set but is no mlstream setting: "
+                                 "ignored (did you mean %s?)",
+                                 name, d->env);
+                else
+                        mls_warn("%s is set but is no mlstream setting: "
+                                 "ignored (--help lists the settings)",
+                                 name);
+        }
+}
+
 int mls_config_load(struct mls_config *cfg, unsigned scope, char **envp,
                     int argc, char **argv, char *errstr, size_t errstr_size)
 {
@@ -1136,6 +1247,9 @@ int mls_config_load(struct mls_config *cfg, unsigned scope, char **envp,
                                 break;
                         }
                 }
+                if (!d->env && meant_for_us(*e, (size_t)(eq - *e)) &&
+                    add_unknown(cfg, *e, (size_t)(eq - *e)) < 0)
+                        goto oom;
         }
         for (int i = 0; i < argc; i++) {
                 const char *arg = argv[i], *name, *value, *eq;
@@ -1155,9 +1269,18 @@ int mls_config_load(struct mls_config *cfg, unsigned scope, char **envp,
                             strncmp(d->flag, name, nlen) == 0)
                                 break;
                 if (!d->env) {
-                        snprintf(errstr, errstr_size,
-                                 "unknown option \"%.*s\" (see --help)",
-                                 (int)(nlen + 2), arg);
+                        const struct mls_conf_def *near =
+                                closest(name, nlen, 1, scope);
+                        if (near)
+                                snprintf(errstr, errstr_size,
+                                         "unknown option \"%.*s\" (did you "
+                                         "mean --%s?)",
+                                         (int)(nlen + 2), arg, near->flag);
+                        else
+                                snprintf(errstr, errstr_size,
+                                         "unknown option \"%.*s\" (see "
+                                         "--help)",
+                                         (int)(nlen + 2), arg);
                         goto fail;
                 }
                 if (eq) {
@@ -1192,6 +1315,9 @@ void mls_config_free(struct mls_config *cfg)
         for (size_t i = 0; i < cfg->kafka_conf_count; i++)
                 free(cfg->kafka_conf[i]);
         free(cfg->kafka_conf);
+        for (size_t i = 0; i < cfg->unknown_env_count; i++)
+                free(cfg->unknown_env[i]);
+        free(cfg->unknown_env);
         cfg->kafka_conf = NULL;
         cfg->kafka_conf_count = 0;
 }
@@ -1291,7 +1417,13 @@ void mls_config_print_markdown(FILE *out)
                 "table in src/common/config.c; do not edit. -->\n\n"
                 "Every setting is an environment variable and a "
                 "command-line flag; flags win. A bad value stops the "
-                "process at start-up with a message naming the variable.\n\n"
+                "process at start-up with a message naming the variable, "
+                "and so does an unknown flag (naming the closest option). "
+                "A variable that looks meant for mlstream but names no "
+                "setting (`ML_*` and `GATEWAY_*`; `KAFKA_*` and `REDIS_*` "
+                "within two typos of a setting) is logged as a warning at "
+                "start-up, with the setting it is closest to, and "
+                "ignored.\n\n"
                 "| variable | flag | type | default | commands | meaning |\n"
                 "|---|---|---|---|---|---|\n");
         for (const struct mls_conf_def *d = mls_conf_defs; d->env; d++) {

@@ -124,6 +124,11 @@ struct mls_config {
         /* KAFKA_CONF_<NAME> pass-through, as "name=value" strings. */
         char **kafka_conf;
         size_t kafka_conf_count;
+        /* Variables in the environment that look meant for mlstream but
+         * name no setting (typos, mostly): ML_* and GATEWAY_*, and KAFKA_*
+         * and REDIS_* within two edits of a setting. Names only. */
+        char **unknown_env;
+        size_t unknown_env_count;
 
         /* enum mls_conf_origin of each setting, by its index in the table;
          * read it with mls_config_origin(). */
@@ -168,6 +173,12 @@ extern const struct mls_conf_def mls_conf_defs[];
 int mls_config_load(struct mls_config *cfg, unsigned scope, char **envp,
                     int argc, char **argv, char *errstr, size_t errstr_size);
 void mls_config_free(struct mls_config *cfg);
+
+/* Logs a warning for each of cfg->unknown_env, naming the setting it is
+ * closest to when one is within two edits. The commands call it once their
+ * log is set up: an unknown variable is ignored, not an error (other
+ * programs' variables may share a prefix). */
+void mls_config_warn_unknown(const struct mls_config *cfg);
 
 /* Where the value of the setting named env came from: its default (the
  * command's own), the environment or a flag. */

@@ -10,7 +10,7 @@
  * be on its way, unacknowledged, while the next is scored.) A failed flush is
  * transient by contract: the engine pauses its partitions, keeps the batch, and
  * calls reconnect (when the sink is not connected) and flush again with
- * exponential backoff (ML_REDIS_RETRY_MAX_MS). Payloads a sink refuses for
+ * exponential backoff (REDIS_RETRY_MAX_MS). Payloads a sink refuses for
  * good are the sink's to dead-letter or count; they never fail a flush.
  *
  * Threads: a sink is driven by the engine thread only.

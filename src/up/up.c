@@ -162,6 +162,7 @@ int mls_up_main(int argc, char **argv)
         mls_log_set_level(cfg.log_level);
         mls_log_set_format(cfg.log_format);
         mls_log_set_component("up");
+        mls_config_warn_unknown(&cfg);
         /* No broker or Redis named: up brings its own. (Its gateway
          * listens on loopback unless told otherwise: up's default.) */
         embedded = mls_config_origin(&cfg, "KAFKA_BOOTSTRAP_SERVERS") ==

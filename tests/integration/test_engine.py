@@ -189,6 +189,31 @@ def test_bad_configuration_fails_fast():
         assert needle in r.stderr, (env, r.stderr)
 
 
+def test_misspelt_setting_is_reported_with_the_one_meant(services, topic, engines):
+    """A typo in a variable's name would leave the setting at its default
+    without a word: the engine names the variable and the setting it is
+    closest to at start-up, and runs on (the variable is ignored). The
+    gateway's settings (one env file for both) and other programs'
+    KAFKA_/REDIS_ variables are not reported. A misspelt flag stops it,
+    naming the flag meant."""
+    eng = engines(topic=topic, extra_env={
+        "ML_BATCH_MAX_ROW": "1", "GATEWAY_PORT": "4999",
+        "REDIS_HOST": "elsewhere", "KAFKA_HEAP_OPTS": "-Xmx1G"})
+    eng.wait_ready()
+    out = eng.output()
+    assert ("ML_BATCH_MAX_ROW is set but is no mlstream setting: ignored "
+            "(did you mean ML_BATCH_MAX_ROWS?)") in out, out
+    for other in ("GATEWAY_PORT", "REDIS_HOST", "KAFKA_HEAP_OPTS"):
+        assert other not in out, out
+    assert eng.stop() == 0
+
+    r = subprocess.run([MLSTREAM, "engine", "--batch-max-row=1"], env=services,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2, r.stderr
+    assert 'unknown option "--batch-max-row" (did you mean --batch-max-rows?)' in r.stderr, \
+        r.stderr
+
+
 def test_dead_letter_producer_is_made_by_the_first_bad_message(services, topic, engines):
     """With a dead-letter topic and no output topic (the default), the
     engine runs its consumer alone, no idle producer with its threads and

@@ -88,6 +88,71 @@ MLS_TEST(config_flag_out_of_scope_is_unknown)
         CHECK_CONTAINS(err, "unknown option");
 }
 
+MLS_TEST(config_misspelt_variables_are_kept_to_be_reported)
+{
+        char *env[] = {"ML_BATCH_MAX_ROW=1",         /* a letter short */
+                       "GATEWAY_PROT=4001",          /* two swapped */
+                       "ML_NOTHING_LIKE_IT=1",       /* ours, no match */
+                       "REDIS_ULR=redis://x:1",      /* a near miss */
+                       "KAFKA_BOOTSTRAP_SERVER=x:1", /* a near miss */
+                       "REDIS_HOST=elsewhere",       /* another program's */
+                       "KAFKA_HEAP_OPTS=-Xmx1G",     /* another program's */
+                       "KAFKA_CONF_ACKS=all",        /* pass-through */
+                       "GATEWAY_PORT=4000",          /* the gateway's */
+                       "MLSTREAM_SERVICES_DIR=/tmp", /* scripts' own */
+                       "ML_=1",
+                       "UNRELATED=1",
+                       NULL}; /* no name after */
+        struct mls_config c;
+        char err[256];
+
+        CHECK_INT_EQ(mls_config_load(&c, MLS_SCOPE_ENGINE, env, 0, NULL, err,
+                                     sizeof(err)),
+                     0);
+        CHECK_INT_EQ(c.unknown_env_count, 5);
+        CHECK_STR_EQ(c.unknown_env[0], "ML_BATCH_MAX_ROW");
+        CHECK_STR_EQ(c.unknown_env[1], "GATEWAY_PROT");
+        CHECK_STR_EQ(c.unknown_env[2], "ML_NOTHING_LIKE_IT");
+        CHECK_STR_EQ(c.unknown_env[3], "REDIS_ULR");
+        CHECK_STR_EQ(c.unknown_env[4], "KAFKA_BOOTSTRAP_SERVER");
+        /* ignored: the defaults stand */
+        CHECK_INT_EQ(c.batch_max_rows, 256);
+        CHECK_STR_EQ(c.redis_url, "redis://localhost:6379/0");
+        mls_config_free(&c);
+}
+
+MLS_TEST(config_unknown_flag_names_the_closest_in_scope)
+{
+        char *typo[] = {"--batch-max-row=1"};
+        char *swap[] = {"--batch-max-rosw", "1"};
+        char *far[] = {"--batch=1"};
+        char *other[] = {"--gateway-prot=1"}; /* near a gateway flag */
+        struct mls_config c;
+        char err[256];
+
+        CHECK_INT_EQ(mls_config_load(&c, MLS_SCOPE_ENGINE, NULL, 1, typo, err,
+                                     sizeof(err)),
+                     -1);
+        CHECK_CONTAINS(err, "\"--batch-max-row\" (did you mean "
+                            "--batch-max-rows?)");
+        CHECK_INT_EQ(mls_config_load(&c, MLS_SCOPE_ENGINE, NULL, 2, swap, err,
+                                     sizeof(err)),
+                     -1);
+        CHECK_CONTAINS(err, "did you mean --batch-max-rows?");
+        CHECK_INT_EQ(mls_config_load(&c, MLS_SCOPE_ENGINE, NULL, 1, far, err,
+                                     sizeof(err)),
+                     -1);
+        CHECK_CONTAINS(err, "\"--batch\" (see --help)");
+        CHECK_INT_EQ(mls_config_load(&c, MLS_SCOPE_ENGINE, NULL, 1, other, err,
+                                     sizeof(err)),
+                     -1);
+        CHECK_CONTAINS(err, "(see --help)");
+        CHECK_INT_EQ(mls_config_load(&c, MLS_SCOPE_GATEWAY, NULL, 1, other, err,
+                                     sizeof(err)),
+                     -1);
+        CHECK_CONTAINS(err, "did you mean --gateway-port?");
+}
+
 MLS_TEST(config_kafka_conf_passthrough)
 {
         char *env[] = {"KAFKA_CONF_FETCH_WAIT_MAX_MS=1",
