@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/edits.h"
 #include "common/log.h"
 
 #define OFF(field) offsetof(struct mls_config, field)
@@ -1103,53 +1104,20 @@ enum mls_conf_origin mls_config_origin(const struct mls_config *cfg,
         return MLS_CONF_DEFAULT;
 }
 
-/* Longest name the suggestions compare; settings' names are shorter. */
-#define NAME_CMP_MAX 64
-
-/*
- * Edits (insert, delete, replace, or swap two neighbours) that turn a (n
- * bytes) into b, counted up to 3: the typos a suggestion covers.
- */
-static int edits(const char *a, size_t n, const char *b)
-{
-        size_t m = strlen(b);
-        unsigned char d[NAME_CMP_MAX + 1][NAME_CMP_MAX + 1];
-
-        if (n > NAME_CMP_MAX || m > NAME_CMP_MAX)
-                return 3;
-        for (size_t i = 0; i <= n; i++)
-                d[i][0] = (unsigned char)(i < 3 ? i : 3);
-        for (size_t j = 0; j <= m; j++)
-                d[0][j] = (unsigned char)(j < 3 ? j : 3);
-        for (size_t i = 1; i <= n; i++) {
-                for (size_t j = 1; j <= m; j++) {
-                        unsigned v = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
-                        if (d[i - 1][j] + 1u < v)
-                                v = d[i - 1][j] + 1u;
-                        if (d[i][j - 1] + 1u < v)
-                                v = d[i][j - 1] + 1u;
-                        if (i > 1 && j > 1 && a[i - 1] == b[j - 2] &&
-                            a[i - 2] == b[j - 1] && d[i - 2][j - 2] + 1u < v)
-                                v = d[i - 2][j - 2] + 1u;
-                        d[i][j] = (unsigned char)(v < 3 ? v : 3);
-                }
-        }
-        return d[n][m];
-}
-
 /* The setting in scope whose variable (or, with flag, flag) is the fewest
  * edits from name (n bytes), two at most; NULL when none is that close. */
 static const struct mls_conf_def *closest(const char *name, size_t n, int flag,
                                           unsigned scope)
 {
         const struct mls_conf_def *best = NULL;
-        int best_edits = 3;
+        size_t best_edits = 3;
 
         for (const struct mls_conf_def *d = mls_conf_defs; d->env; d++) {
-                int k;
+                const char *known = flag ? d->flag : d->env;
+                size_t k;
                 if (!(d->scope & scope))
                         continue;
-                k = edits(name, n, flag ? d->flag : d->env);
+                k = mls_edits(name, n, known, strlen(known), 0, 2);
                 if (k < best_edits) {
                         best = d;
                         best_edits = k;

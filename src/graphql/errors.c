@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/edits.h"
 #include "graphql/graphql_int.h"
 
 json_t *mls__gql_error(const char *message, const struct mls__gql_loc *locs,
@@ -72,69 +73,23 @@ void mls__gql_errors_push(json_t **errors, json_t *error)
 
 /* --- suggestions (graphql-js suggestionList + didYouMean) --------------- */
 
+/* graphql-js lexicalDistance(), ok when within threshold: a case-only
+ * difference counts as one edit, otherwise case is ignored. */
 static size_t lexical_distance(const char *input, const char *option,
                                size_t threshold, bool *ok)
 {
-        size_t la = strlen(option), lb = strlen(input), d;
-        const char *a = option, *b = input;
-        size_t *rows;
+        size_t d;
 
-        *ok = false;
         if (strcmp(input, option) == 0) {
                 *ok = true;
                 return 0;
         }
-        if (la == lb && strcasecmp(input, option) == 0) {
+        if (strcasecmp(input, option) == 0) {
                 *ok = true;
                 return 1;
         }
-        if (la < lb) {
-                const char *t = a;
-                size_t tl = la;
-                a = b;
-                la = lb;
-                b = t;
-                lb = tl;
-        }
-        if (la - lb > threshold)
-                return 0;
-        rows = malloc(3 * (lb + 1) * sizeof(*rows));
-        if (!rows)
-                return 0;
-        for (size_t j = 0; j <= lb; j++)
-                rows[j] = j;
-        for (size_t i = 1; i <= la; i++) {
-                size_t *up = rows + ((i - 1) % 3) * (lb + 1);
-                size_t *cur = rows + (i % 3) * (lb + 1);
-                size_t smallest = cur[0] = i;
-                for (size_t j = 1; j <= lb; j++) {
-                        int ca = tolower((unsigned char)a[i - 1]);
-                        int cb = tolower((unsigned char)b[j - 1]);
-                        size_t cost = ca == cb ? 0 : 1;
-                        size_t cell = up[j] + 1;
-                        if (cur[j - 1] + 1 < cell)
-                                cell = cur[j - 1] + 1;
-                        if (up[j - 1] + cost < cell)
-                                cell = up[j - 1] + cost;
-                        if (i > 1 && j > 1 &&
-                            ca == tolower((unsigned char)b[j - 2]) &&
-                            tolower((unsigned char)a[i - 2]) == cb) {
-                                size_t dd =
-                                        rows[((i - 2) % 3) * (lb + 1) + j - 2];
-                                if (dd + 1 < cell)
-                                        cell = dd + 1;
-                        }
-                        if (cell < smallest)
-                                smallest = cell;
-                        cur[j] = cell;
-                }
-                if (smallest > threshold) {
-                        free(rows);
-                        return 0;
-                }
-        }
-        d = rows[(la % 3) * (lb + 1) + lb];
-        free(rows);
+        d = mls_edits(option, strlen(option), input, strlen(input), 1,
+                      threshold);
         *ok = d <= threshold;
         return d;
 }

@@ -4,11 +4,8 @@
  * resolvers, or, for subscriptions, prepared and run against fixed events
  * through both event paths, which must agree.
  *
- * Build and run (from the repository root):
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Isrc \
- *     tests/fuzz/fuzz_graphql.c src/graphql/[a-z]*.c src/common/buf.c \
- *     -ljansson -lm -o fuzz_graphql
- *   ./fuzz_graphql -max_total_time=60 tests/fuzz/corpus/graphql
+ * Built and run by scripts/fuzz; alone, from the repository root, after it:
+ *   build-fuzz/tests/fuzz_graphql -max_total_time=60 tests/fuzz/corpus/graphql
  */
 #include <stdint.h>
 #include <stdio.h>

@@ -2,14 +2,35 @@
  * map, the JSON writer and UTF-8. */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "common/buf.h"
+#include "common/edits.h"
 #include "common/json.h"
 #include "common/metrics.h"
 #include "common/redis_url.h"
 #include "common/strmap.h"
 #include "common/utf8.h"
 #include "test.h"
+
+static size_t edits(const char *a, const char *b, int fold, size_t cap)
+{
+        return mls_edits(a, strlen(a), b, strlen(b), fold, cap);
+}
+
+MLS_TEST(common_edits_count_typos_up_to_a_cap)
+{
+        CHECK_INT_EQ(edits("ROWS", "ROWS", 0, 2), 0);
+        CHECK_INT_EQ(edits("ROW", "ROWS", 0, 2), 1);  /* one short */
+        CHECK_INT_EQ(edits("PROT", "PORT", 0, 2), 1); /* a swap is one */
+        CHECK_INT_EQ(edits("PORT", "PART", 0, 2), 1); /* a replacement */
+        CHECK_INT_EQ(edits("", "abc", 0, 5), 3);
+        CHECK_INT_EQ(edits("kitten", "sitting", 0, 5), 3);
+        CHECK_INT_EQ(edits("kitten", "sitting", 0, 2), 3); /* cap + 1 */
+        CHECK_INT_EQ(edits("a", "abcdef", 0, 2), 3);       /* by length alone */
+        CHECK_INT_EQ(edits("Name", "nAME", 1, 2), 0);      /* folded */
+        CHECK_INT_EQ(edits("Name", "nAME", 0, 9), 4);
+}
 
 MLS_TEST(common_buf_limit)
 {
