@@ -95,6 +95,22 @@ static void answer(struct mls_httpd *h, struct conn *c, int complete)
         c->deadline = mls_clock_mono_ns() + WRITE_TIMEOUT_MS * 1000000LL;
 }
 
+int mls_httpd_head_complete(const char *req, size_t from, size_t len)
+{
+        /* a blank line ends the head; it may have begun up to three bytes
+         * before what the last read added */
+        for (size_t i = from > 3 ? from - 3 : 0; i < len; i++) {
+                if (req[i] != '\n' || i == 0)
+                        continue;
+                if (req[i - 1] == '\n')
+                        return 1;
+                if (i >= 3 && req[i - 1] == '\r' && req[i - 2] == '\n' &&
+                    req[i - 3] == '\r')
+                        return 1;
+        }
+        return 0;
+}
+
 static void conn_close(struct mls_httpd *h, int i)
 {
         struct conn *c = h->conns[i];
@@ -118,7 +134,7 @@ static int conn_read(struct mls_httpd *h, struct conn *c)
                 return -1;
         c->rlen += (size_t)r;
         c->req[c->rlen] = '\0';
-        if (strstr(c->req, "\r\n\r\n") || strstr(c->req, "\n\n"))
+        if (mls_httpd_head_complete(c->req, c->rlen - (size_t)r, c->rlen))
                 answer(h, c, 1);
         else if (c->rlen == REQ_MAX - 1)
                 answer(h, c, 0);

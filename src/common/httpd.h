@@ -32,6 +32,13 @@ mls_httpd_t *mls_httpd_start(const char *host, int port,
                              char *errstr, size_t errstr_size);
 /* The bound port. */
 int mls_httpd_port(const mls_httpd_t *h);
+/*
+ * Whether the request head in req[0..len) is complete (ends in a blank
+ * line, CRLF or bare LF), given that req[0..from) was not: only the new
+ * bytes are scanned, so a client that sends its request a byte at a time
+ * costs linear work, not quadratic.
+ */
+int mls_httpd_head_complete(const char *req, size_t from, size_t len);
 /* Stops the thread, closes the socket and frees h. */
 void mls_httpd_stop(mls_httpd_t *h);
 

@@ -1,11 +1,17 @@
 /* Buffers, JSON output helpers, metrics rendering, Redis URLs, the string
- * map, the JSON writer and UTF-8. */
+ * map, the JSON writer, UTF-8 and the metrics HTTP server. */
+#include <arpa/inet.h>
 #include <math.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "common/buf.h"
 #include "common/edits.h"
+#include "common/httpd.h"
 #include "common/json.h"
 #include "common/metrics.h"
 #include "common/redis_url.h"
@@ -525,4 +531,84 @@ MLS_TEST(common_utf8_refuses_invalid)
                 CHECK_INT_EQ(mls_utf8_decode(s, strlen(bad[i]), &l), 0);
                 CHECK_INT_EQ(l, 0);
         }
+}
+
+MLS_TEST(common_httpd_finds_the_head_end_in_what_was_added)
+{
+        static const char *const heads[] = {
+                "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
+                "GET /metrics HTTP/1.1\nHost: x\n\n",
+        };
+        for (size_t h = 0; h < 2; h++) {
+                size_t n = strlen(heads[h]);
+                /* a byte per read: complete with the last byte, not before */
+                for (size_t i = 1; i <= n; i++)
+                        CHECK_INT_EQ(
+                                mls_httpd_head_complete(heads[h], i - 1, i),
+                                i == n);
+                /* all at once, or the blank line split across two reads */
+                CHECK(mls_httpd_head_complete(heads[h], 0, n));
+                CHECK(mls_httpd_head_complete(heads[h], n - 1, n));
+                CHECK(!mls_httpd_head_complete(heads[h], 0, n - 1));
+        }
+        /* a NUL byte does not hide the end */
+        CHECK(mls_httpd_head_complete("GET /\0 HTTP/1.1\r\n\r\n", 0, 20));
+}
+
+static int answer_ok(void *opaque, const char *path, struct mls_buf *body,
+                     const char **content_type)
+{
+        (void)opaque;
+        (void)content_type;
+        mls_buf_printf(body, "path %s\n", path);
+        return 200;
+}
+
+/* Sends req in pieces of step bytes; returns the whole answer. */
+static void http_exchange(int port, const char *req, size_t len, size_t step,
+                          char *out, size_t out_size)
+{
+        struct sockaddr_in a = {.sin_family = AF_INET,
+                                .sin_port = htons((uint16_t)port),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+        size_t got = 0;
+        ssize_t r;
+
+        out[0] = '\0';
+        if (fd < 0)
+                return;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0) {
+                for (size_t i = 0; i < len; i += step)
+                        if (send(fd, req + i, len - i < step ? len - i : step,
+                                 MSG_NOSIGNAL) < 0)
+                                break;
+                while (got + 1 < out_size &&
+                       (r = recv(fd, out + got, out_size - 1 - got, 0)) > 0)
+                        got += (size_t)r;
+                out[got] = '\0';
+        }
+        close(fd);
+}
+
+MLS_TEST(common_httpd_answers_a_trickled_request_and_refuses_a_huge_one)
+{
+        char err[256], out[1024];
+        static char big[8191]; /* the cap, less the NUL */
+        mls_httpd_t *h = mls_httpd_start("127.0.0.1", 0, answer_ok, NULL, err,
+                                         sizeof(err));
+        const char *req = "GET /metrics?x=1 HTTP/1.1\r\nHost: x\r\n\r\n";
+
+        CHECK(h != NULL);
+        http_exchange(mls_httpd_port(h), req, strlen(req), 1, out, sizeof(out));
+        CHECK_CONTAINS(out, "HTTP/1.1 200 OK\r\n");
+        CHECK_CONTAINS(out, "\r\n\r\npath /metrics\n");
+        /* a head that fills the 8 KiB cap gets 400 there, not a wait */
+        memcpy(big, "GET /", 5);
+        memset(big + 5, 'a', sizeof(big) - 5);
+        http_exchange(mls_httpd_port(h), big, sizeof(big), 512, out,
+                      sizeof(out));
+        mls_httpd_stop(h);
+        CHECK_CONTAINS(out, "HTTP/1.1 400 Bad Request\r\n");
 }
