@@ -1,19 +1,22 @@
 // Hostile GraphQL and WebSocket traffic against a real `mlstream gateway`:
 // oversize and binary frames, bad JSON and bad UTF-8, messages before
 // connection_init, floods of subscribes and of connections, deep, wide and
-// exponential documents, fragment cycles. Each is refused with the close
-// code or GraphQL error the protocols name, and all the while two witness
-// clients (one per protocol) keep receiving a steady stream of events:
-// every one of them, in order, with the gateway still up at the end.
+// exponential documents, fragment cycles, floods of unknown field names.
+// Each is refused with the close code or GraphQL error the protocols name,
+// and all the while two witness clients (one per protocol) keep receiving a
+// steady stream of events: every one of them, in order, with the gateway
+// still up at the end.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import net from 'node:net';
 
 import WebSocket from 'ws';
 import { createClient } from 'graphql-ws';
 import pkg from 'subscriptions-transport-ws';
+import { buildSchema, parse, validate } from 'graphql';
 
-import { collector, gqlPost, metric, metricsText, modelId, openPublisher, prediction,
+import { MLSTREAM, collector, gqlPost, metric, metricsText, modelId, openPublisher, prediction,
          sleep, startGateway, startRedis, waitFor, waitMetric } from './helpers.mjs';
 
 const { SubscriptionClient } = pkg;
@@ -352,6 +355,35 @@ test('fragment cycles are a validation error', async () => {
   a = await firstAnswer('subscription { ...S } fragment S on Subscription { ...S }');
   assert.equal(a.type, 'error');
   assert.equal(a.payload[0].message, 'Cannot spread fragment "S" within itself.');
+});
+
+test('unknown field names: at most 100 errors, as graphql-js words them; a 16 KB name gets one', async () => {
+  // graphql-js, given our schema (schema.test.mjs: the one served), says
+  // what the errors must be
+  const schema = buildSchema(execFileSync(MLSTREAM, ['schema'], { encoding: 'utf8' }));
+  const expected = (doc) => validate(schema, parse(doc)).map((e) => e.message);
+  // near misses of real fields, each of which makes the gateway look for
+  // the closest names: the list stops at the validation error limit
+  let q = '{';
+  for (let i = 0; q.length < 16000; i++) q += ` a${i}: mlStreamingModel${i % 10}`;
+  q += ' }';
+  let a = await firstAnswer(q);
+  assert.equal(a.type, 'error');
+  assert.equal(a.payload.length, 101);
+  assert.match(a.payload[0].message, /^Cannot query field "mlStreamingModel0" on type "Query"\. Did you mean "mlStreamingModels"/);
+  assert.deepEqual(a.payload.map((e) => e.message), expected(q));
+  let h = await gqlPost(gw, { query: q });
+  assert.equal(h.status, 400);
+  assert.deepEqual(h.body.errors.map((e) => e.message), expected(q));
+  // one name as long as the document allows: one error, no suggestion
+  q = `{ m${'x'.repeat(16000)} }`;
+  a = await firstAnswer(q);
+  assert.equal(a.type, 'error');
+  assert.deepEqual(a.payload.map((e) => e.message), expected(q));
+  assert.equal(a.payload.length, 1);
+  h = await gqlPost(gw, { query: q });
+  assert.equal(h.status, 400);
+  await witnessesMoving();
 });
 
 test('HTTP: oversize bodies get 413, bad JSON 400, wrong media types 415', async () => {
