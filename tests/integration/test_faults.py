@@ -113,28 +113,40 @@ HOSTILE = [
     (b'{"features": [' + b"1," * 40000 + b"1]}", "oversize"),
     (b"null", "not_object"),
     (b"", "invalid_json"),
+    # past ML_MAX_ROWS_PER_MESSAGE (8 here) and ML_MAX_ROW_WIDTH (16 here)
+    (json.dumps({"features": [[1]] * 9}).encode(), "too_many_rows"),
+    (json.dumps({"features": [1] * 17}).encode(), "too_wide"),
+    (json.dumps({"features": [[1] * 17] * 2}).encode(), "too_wide"),
 ]
 
 
 def test_hostile_corpus_dead_lettered_good_ones_delivered(services, topic, engines):
-    eng = engines(topic=topic, extra_env=dict(engine_env(topic), ML_MAX_MESSAGE_BYTES="65536"))
+    eng = engines(topic=topic, extra_env=dict(engine_env(topic), ML_MAX_MESSAGE_BYTES="65536",
+                                              ML_MAX_ROWS_PER_MESSAGE="8",
+                                              ML_MAX_ROW_WIDTH="16"))
     eng.wait_ready()
     lines = []
     for i, (bad, _) in enumerate(HOSTILE):
         lines.append(json.dumps({"input_id": "g%d" % i, "features": [i]}).encode())
         lines.append(bad)
+    # exactly at the row and width limits: scored
+    lines.append(json.dumps({"input_id": "edge", "features": [[0.5] * 16] * 8}).encode())
     lines.append(b'{"input_id": "last", "features": [0]}')
     # kcat splits on newlines; none of the hostile inputs contain one
     data = b"".join(l + b"\n" for l in lines)
     subprocess.run(["kcat", "-P", "-b", services["KAFKA_BOOTSTRAP_SERVERS"], "-t", topic,
                     "-X", "message.max.bytes=1000000"], input=data, check=True, timeout=60)
-    want = {"g%d" % i for i in range(len(HOSTILE))} | {"last"}
+    want = {"g%d" % i for i in range(len(HOSTILE))} | {"edge", "last"}
     ids = output_ids(services, topic + ".out", want)
     assert set(ids) == want
     dlq = consume_all(services, topic + ".dlq", len(HOSTILE) - 1)  # "" is not sent by kcat
     reasons = collections.Counter(h["mls.error.reason"] for h, _ in dlq)
     want = collections.Counter(r for b, r in HOSTILE if b)
     assert reasons == want
+    # the refusal names the limit the message passed
+    why = {h["mls.error.reason"]: h["mls.error.message"] for h, _ in dlq}
+    assert "more than 8 rows" in why["too_many_rows"], why
+    assert "more than 16 numbers" in why["too_wide"], why
     m = eng.metrics()
     assert metric_sum(m, "ml_stream_inference_errors_total") == len(dlq)
     assert eng.proc.poll() is None
