@@ -8,8 +8,8 @@ import WebSocket from 'ws';
 import { createClient } from 'graphql-ws';
 import pkg from 'subscriptions-transport-ws';
 
-import { collector, modelId, openPublisher, prediction, sleep, startGateway,
-         startRedis, waitFor, waitMetric, metric } from './helpers.mjs';
+import { collector, metric, metricsText, modelId, openPublisher, prediction, sleep,
+         startGateway, startRedis, waitFor, waitMetric } from './helpers.mjs';
 
 const { SubscriptionClient } = pkg;
 
@@ -183,6 +183,41 @@ describe('resume after reconnect', () => {
     assert.deepEqual(live.events.map(number), [11]);
     for (const c of [a, b, live]) assert.ok(c.events.every((e) => e.data.mlInferenceStream.gap === null));
     for (const client of clients) await client.dispose();
+  });
+
+  test('GATEWAY_HISTORY_MAX_AGE_MS: predictions leave the history by age; a resume then reports the gap', async () => {
+    const aged = await startGateway(redis.url, { GATEWAY_HISTORY_MAX_AGE_MS: '1000' });
+    try {
+      await waitFor(async () => (await fetch(`${aged.http}/readyz`)).status === 200,
+                    10000, 'the gateway to be ready');
+      const model = modelId('aged');
+      for (let n = 1; n <= 5; n++) await pub.publish(prediction(model, n));
+      // the bytes the five hold, read in the same scrape that counts them
+      const held = await waitFor(async () => {
+        const t = await metricsText(aged);
+        const v = (name) => Number(t.match(new RegExp(`^${name} (\\S+)$`, 'm'))?.[1]);
+        return v('ml_stream_gateway_history_predictions') === 5 && v('ml_stream_gateway_history_bytes');
+      }, 5000, 'five held');
+      // with room to spare by bytes, age alone empties the history
+      await waitMetric(aged, 'ml_stream_gateway_history_predictions', (v) => v === 0,
+                       'the five to age out', 10000);
+      assert.equal(await metric(aged, 'ml_stream_gateway_history_evicted_total'), 5);
+      const left = await metric(aged, 'ml_stream_gateway_history_bytes');
+      assert.ok(left < held / 5, `${left} bytes left of ${held}: no prediction's`);
+      const client = createClient({ url: aged.ws, webSocketImpl: WebSocket, retryAttempts: 0, lazy: false });
+      const c = collector();
+      const resumes = await metric(aged, 'ml_stream_gateway_resumes_total');
+      client.subscribe({ query: RESUME, variables: { modelId: model, after: `inf-${model}-2` } }, c.sink);
+      await waitMetric(aged, 'ml_stream_gateway_resumes_total', (v) => v > resumes, 'the resume');
+      await pub.publish(prediction(model, 6));
+      await waitFor(() => c.events.length === 1, 5000, 'the live event');
+      assert.equal(number(c.events[0]), 6);
+      assert.deepEqual(c.events[0].data.mlInferenceStream.gap,
+                       { reason: 'CURSOR_UNKNOWN', missed: null, since: null });
+      await client.dispose();
+    } finally {
+      await aged.stop();
+    }
   });
 
   test('a gateway without history refuses after: with an error, not silence', async () => {
