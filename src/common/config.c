@@ -252,7 +252,9 @@ const struct mls_conf_def mls_conf_defs[] = {
          .scope = E | U,
          .section = "Engine",
          .offset = OFF(batch_max_rows),
-         .help = "Most rows scored together in one model call."},
+         .help = "Most rows scored together in one model call (a message "
+                 "with more rows, up to `ML_MAX_ROWS_PER_MESSAGE`, is scored "
+                 "in a call of its own)."},
         {.env = "ML_BATCH_MAX_WAIT_US",
          .flag = "batch-max-wait-us",
          .type = MLS_CONF_INT,
@@ -289,9 +291,9 @@ const struct mls_conf_def mls_conf_defs[] = {
          .scope = E | U,
          .section = "Engine",
          .offset = OFF(batch_max_bytes),
-         .help = "Most input bytes held in one batch; a batch closes when the "
-                 "next message would pass it (a single larger message is a "
-                 "batch of its own)."},
+         .help = "Input bytes at which a batch closes: the message that "
+                 "reaches this many closes it, so a batch holds at most this "
+                 "much plus one message."},
         {.env = "ML_BATCH_MAX_OUTPUT_BYTES",
          .flag = "batch-max-output-bytes",
          .type = MLS_CONF_INT,

@@ -173,6 +173,37 @@ def test_what_has_arrived_is_scored_together_without_a_batch_wait(services, topi
         sub.close()
 
 
+def test_batches_close_on_input_bytes(services, topic, engines):
+    # ML_BATCH_MAX_BYTES bounds what a batch holds on a backlog, whatever
+    # the row limit: 520-byte messages and 1,024 bytes close every batch at
+    # two messages (the one that reaches the limit closes it), where the
+    # row limit alone would take 256.
+    n = 400
+    lines = []
+    for i in range(n):
+        doc = {"input_id": "y%d" % i, "features": [i], "metadata": {"pad": ""}}
+        doc["metadata"]["pad"] = "p" * (520 - len(json.dumps(doc)))
+        lines.append(json.dumps(doc))
+    assert {len(l) for l in lines} == {520}
+    produce(services, topic, lines)
+    sub = Subscriber(services)
+    try:
+        eng = engines(topic=topic, extra_env={"ML_BATCH_MAX_BYTES": "1024",
+                                              "ML_BATCH_MAX_ROWS": "256"})
+        eng.wait_ready()
+        wait_for(lambda: len(sub.payloads()) >= n, 60, "%d predictions" % n)
+        assert sorted(p["input_id"] for p in sub.payloads()) == sorted("y%d" % i for i in range(n))
+        m = eng.metrics()
+        calls = metric_sum(m, "ml_stream_batch_rows_count")
+        within = sum(v for (name, labels), v in m.items()
+                     if name == "ml_stream_batch_rows_bucket" and float(dict(labels)["le"]) == 2)
+        assert metric_sum(m, "ml_stream_batch_rows_sum") == n
+        assert within == calls >= n / 2, (within, calls)
+        assert eng.stop() == 0
+    finally:
+        sub.close()
+
+
 def test_bad_configuration_fails_fast():
     for env, needle in [({"ML_BATCH_MAX_ROWS": "0"}, "ML_BATCH_MAX_ROWS"),
                         ({"ML_MODEL_FRAMEWORK": "onnx"}, "ML_MODEL_FRAMEWORK"),
