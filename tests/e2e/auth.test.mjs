@@ -1,6 +1,7 @@
 // Access control end to end (docs/security.md): static bearer tokens and
-// HS256 JWTs over HTTP, graphql-transport-ws (the graphql-ws client) and
-// the legacy graphql-ws protocol (subscriptions-transport-ws); tenant
+// HS256 JWTs (with their audience and issuer) over HTTP,
+// graphql-transport-ws (the graphql-ws client) and the legacy graphql-ws
+// protocol (subscriptions-transport-ws); tenant
 // isolation of the event stream and of mlStreamingStatus; expiry on live
 // connections; /metrics behind a token; the origin allowlist; and no secret
 // in the gateway's logs.
@@ -388,6 +389,42 @@ describe('tenant isolation', () => {
       assert.match(m, /ml_stream_gateway_auth_failures_total\{reason="no_tenant_claim"\} [1-9]/);
     } finally {
       await req.stop();
+    }
+  });
+  test('GATEWAY_JWT_AUDIENCE and GATEWAY_JWT_ISSUER refuse tokens meant for others', async () => {
+    const a = await startGateway(redis.url, {
+      GATEWAY_JWT_SECRET: SECRET,
+      GATEWAY_JWT_AUDIENCE: 'mlstream',
+      GATEWAY_JWT_ISSUER: 'https://idp.example.com',
+      ML_LOG_LEVEL: 'debug',
+    });
+    try {
+      const good = { aud: 'mlstream', iss: 'https://idp.example.com' };
+      const refused = [{}, { aud: 'mlstream' }, { iss: good.iss },
+                       { ...good, aud: 'mlstream-dev' }, { ...good, aud: ['grafana', 'other'] },
+                       { ...good, aud: 7 }, { ...good, iss: 'https://idp.example.com/' },
+                       { ...good, iss: 'https://evil.example.com' }];
+      for (const claims of refused) {
+        const r = await gqlPost(a, { query: '{ __typename }' }, bearer(jwt(claims)));
+        assert.equal(r.status, 403, JSON.stringify(claims));
+      }
+      for (const claims of [good, { ...good, aud: ['grafana', 'mlstream'] }]) {
+        const r = await gqlPost(a, { query: '{ __typename }' }, bearer(jwt(claims)));
+        assert.equal(r.status, 200, JSON.stringify(claims));
+      }
+      // on WebSockets too: a token for another audience is closed with 4403
+      let s = await session(a.ws, T, [initWith({ Authorization: `Bearer ${jwt({ ...good, aud: 'other' })}` })]);
+      assert.equal(s.code, 4403);
+      s = await session(a.ws, T, [initWith({ Authorization: `Bearer ${jwt(good)}` })],
+                        { onMessage: (ws) => ws.close(1000) });
+      assert.deepEqual([s.code, s.got], [1000, ['{"type":"connection_ack"}']]);
+      const m = await (await fetch(`${a.http}/metrics`)).text();
+      assert.match(m, new RegExp(`ml_stream_gateway_auth_failures_total\\{reason="invalid"\\} ${refused.length + 1}\\n`));
+      // the operator is told which claim did not match
+      assert.match(a.log(), /aud claim does not name the configured audience/);
+      assert.match(a.log(), /iss claim is not the configured issuer/);
+    } finally {
+      await a.stop();
     }
   });
 });
