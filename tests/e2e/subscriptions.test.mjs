@@ -1,5 +1,6 @@
 // Subscriptions end to end: real graphql-ws and subscriptions-transport-ws
-// clients against `mlstream gateway` fed by redis-cli PUBLISH.
+// clients against `mlstream gateway` fed by redis-cli PUBLISH; the
+// deduplication and latency windows at their settings.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 
@@ -8,8 +9,8 @@ import { createClient } from 'graphql-ws';
 import pkg from 'subscriptions-transport-ws';
 import { buildClientSchema, execute, getIntrospectionQuery, parse, validate } from 'graphql';
 
-import { collector, gqlPost, metric, modelId, prediction, publish, startGateway,
-         startRedis, waitFor, waitMetric } from './helpers.mjs';
+import { collector, gqlPost, metric, modelId, openPublisher, prediction, publish,
+         startGateway, startRedis, waitFor, waitMetric } from './helpers.mjs';
 
 const { SubscriptionClient } = pkg;
 
@@ -236,5 +237,72 @@ describe('graphql-ws legacy protocol (subscriptions-transport-ws client)', () =>
     r = await one({ query: 'subscription { mlInferenceStream(' });
     assert.match(JSON.stringify(r.errors), /Syntax Error/);
     client.close();
+  });
+});
+
+describe('the per-prediction windows: GATEWAY_DEDUPE_WINDOW, ML_LATENCY_WINDOW', () => {
+  let small, off, pub;
+  const INPUT = `subscription W($m: String!) { mlInferenceStream(modelId: $m) { inputId } }`;
+
+  before(async () => {
+    small = await startGateway(redis.url, { GATEWAY_DEDUPE_WINDOW: '8', ML_LATENCY_WINDOW: '5' });
+    off = await startGateway(redis.url, { GATEWAY_DEDUPE_WINDOW: '0' });
+    for (const g of [small, off])
+      await waitFor(async () => (await fetch(`${g.http}/readyz`)).status === 200, 10000, 'ready');
+    pub = await openPublisher(redis.url);
+  });
+
+  after(async () => {
+    pub?.close();
+    await small?.stop();
+    await off?.stop();
+  });
+
+  // Subscribes on g; resolves with the client and the collected inputIds.
+  async function watch(g, model) {
+    const client = createClient({ url: g.ws, webSocketImpl: WebSocket, retryAttempts: 0, lazy: false });
+    const c = collector();
+    const subs = await metric(g, 'ml_stream_gateway_subscriptions');
+    client.subscribe({ query: INPUT, variables: { m: model } }, c.sink);
+    await waitMetric(g, 'ml_stream_gateway_subscriptions', (v) => v === subs + 1, 'the subscription');
+    return { client, ids: () => c.events.map((e) => e.data.mlInferenceStream.inputId) };
+  }
+
+  test('a repeat within the window is dropped; one far past it is delivered again', async () => {
+    const model = modelId('dedupe');
+    const w = await watch(small, model);
+    const dropped = await metric(small, 'ml_stream_gateway_duplicates_dropped_total');
+    for (const n of [1, 2, 3]) await pub.publish(prediction(model, n));
+    await pub.publish(prediction(model, 1)); // two later predictions: remembered
+    for (let n = 4; n <= 40; n++) await pub.publish(prediction(model, n));
+    await pub.publish(prediction(model, 1)); // 39 later: the 8-id window forgot it
+    await pub.publish(prediction(model, 41));
+    const want = [1, 2, 3, ...Array.from({ length: 37 }, (_, i) => 4 + i), 1, 41].map((n) => `event-${n}`);
+    await waitFor(() => w.ids().at(-1) === 'event-41', 10000, 'the last event');
+    assert.deepEqual(w.ids(), want);
+    assert.equal(await metric(small, 'ml_stream_gateway_duplicates_dropped_total'), dropped + 1);
+    await w.client.dispose();
+  });
+
+  test('GATEWAY_DEDUPE_WINDOW=0 delivers a repeat', async () => {
+    const model = modelId('nodedupe');
+    const w = await watch(off, model);
+    for (const n of [1, 1, 2]) await pub.publish(prediction(model, n));
+    await waitFor(() => w.ids().at(-1) === 'event-2', 10000, 'the last event');
+    assert.deepEqual(w.ids(), ['event-1', 'event-1', 'event-2']);
+    assert.equal(await metric(off, 'ml_stream_gateway_duplicates_dropped_total'), 0);
+    await w.client.dispose();
+  });
+
+  test('the latency status covers the last ML_LATENCY_WINDOW predictions', async () => {
+    const model = modelId('window');
+    // latencies 1..20 ms; the window holds 16..20: mean 18, nearest-rank p95 20
+    for (let n = 1; n <= 20; n++) await pub.publish(prediction(model, n, { latency_ms: n }));
+    const q = `{ mlStreamingStatus(modelId: "${model}") { windowSize averageLatencyMs p95LatencyMs } }`;
+    const r = await waitFor(async () => {
+      const s = (await gqlPost(small, { query: q })).body.data.mlStreamingStatus;
+      return s.averageLatencyMs === 18 ? s : null;
+    }, 10000, 'the window to move on');
+    assert.deepEqual(r, { windowSize: 5, averageLatencyMs: 18, p95LatencyMs: 20 });
   });
 });
