@@ -162,8 +162,9 @@ static int bind_signature(struct tf_ctx *c, const struct mls_model_conf *conf,
                 else
                         snprintf(errstr, errstr_size,
                                  "signature " SIGNATURE " has outputs %s; "
-                                 "set output = NAME in the model's "
-                                 "configuration",
+                                 "choose one: output = NAME in its "
+                                 "model.conf, or ML_MODEL_OUTPUT with "
+                                 "ML_MODEL_PATH",
                                  sig->noutputs ? keys : "(none)");
                 return -1;
         }

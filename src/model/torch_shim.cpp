@@ -134,7 +134,8 @@ at::Tensor pick(const mls_torch &t, const c10::IValue &v)
                                 t.output + "\"; its keys: " + keys);
                 throw std::runtime_error(
                         "the model returns a dict (keys: " + keys +
-                        "); set output = KEY in the model's configuration");
+                        "); choose one: output = KEY in its model.conf, or "
+                        "ML_MODEL_OUTPUT with ML_MODEL_PATH");
         }
         throw std::runtime_error("the model returns a " + v.tagKind() +
                                  ", not a tensor, tuple, list or dict of "

@@ -118,18 +118,22 @@ def by_input_id(preds):
     return out
 
 
-def run_reference_check(services, topic, engines, framework, path, n=600):
+def run_reference_check(services, topic, engines, framework, path, n=600, output=None):
+    """The engine's predictions for n random inputs equal the framework's
+    own, for the model's only output or the one ML_MODEL_OUTPUT names."""
     rng = random.Random(7)
     sub = Subscriber(services)
     batches = [random_rows(rng, 1 + i % 3, 3) for i in range(n)]
     produce(services, topic, [json.dumps({"input_id": "r%d" % i, "model_id": "m",
                                           "features": rows})
                               for i, rows in enumerate(batches)])
-    eng = engines(topic=topic, extra_env=model_env({"ML_MODEL_FRAMEWORK": framework,
-                                                    "ML_MODEL_PATH": path}))
+    env = {"ML_MODEL_FRAMEWORK": framework, "ML_MODEL_PATH": path}
+    if output is not None:
+        env["ML_MODEL_OUTPUT"] = output
+    eng = engines(topic=topic, extra_env=model_env(env))
     eng.wait_ready()
     preds = by_input_id(collect(sub, n))
-    ref = reference(framework, [(path, None, batches)])[(path, "None")]
+    ref = reference(framework, [(path, output, batches)])[(path, str(output))]
     for i, rows in enumerate(batches):
         got = preds["r%d" % i]["predictions"]
         assert close(got, ref[i]), (i, rows, got, ref[i])
@@ -150,6 +154,20 @@ def test_torch_predictions_match_pytorch(services, topic, engines):
 def test_tensorflow_predictions_match_tensorflow(services, topic, engines):
     run_reference_check(services, topic, engines, "tensorflow",
                         os.path.join(FIXTURES, "tensorflow", "mlp"))
+
+
+@needs_torch
+def test_torch_output_chosen_by_ml_model_output(services, topic, engines):
+    # dict.pt returns {"logits", "probs"}: without a choice it is refused
+    # at start-up (test_bad_model_configuration_fails_at_start_up)
+    run_reference_check(services, topic, engines, "torch",
+                        os.path.join(FIXTURES, "torch", "dict.pt"), n=200, output="probs")
+
+
+@needs_tf
+def test_tensorflow_output_chosen_by_ml_model_output(services, topic, engines):
+    run_reference_check(services, topic, engines, "tensorflow",
+                        os.path.join(FIXTURES, "tensorflow", "twoout"), n=200, output="probs")
 
 
 def write_model(repo, model_id, conf, files=()):
@@ -416,7 +434,7 @@ def test_bad_model_configuration_fails_at_start_up(tmp_path):
                     "mat1 and mat2"]),
                   ({"ML_MODEL_FRAMEWORK": "torch",
                     "ML_MODEL_PATH": os.path.join(FIXTURES, "torch", "dict.pt")},
-                   ["ML_MODEL_PATH", "set output = KEY"])]
+                   ["ML_MODEL_PATH", "output = KEY in its model.conf, or ML_MODEL_OUTPUT"])]
     if "tensorflow" in FRAMEWORKS:
         cases += [({"ML_MODEL_FRAMEWORK": "tensorflow", "ML_MODEL_PATH": "/nonexistent/sm"},
                    ["ML_MODEL_PATH", "cannot load SavedModel /nonexistent/sm"])]

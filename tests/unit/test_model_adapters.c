@@ -180,7 +180,8 @@ MLS_TEST(model_adapters_torch_tuple_and_dict)
                     sizeof(err));
         CHECK(dict == NULL);
         CHECK_CONTAINS(err, "returns a dict (keys: logits, probs)");
-        CHECK_CONTAINS(err, "set output = KEY");
+        CHECK_CONTAINS(err, "choose one: output = KEY in its model.conf, or "
+                            "ML_MODEL_OUTPUT");
         dict = load("torch", FIXTURES "/torch/dict.pt", 0, "nope", err,
                     sizeof(err));
         CHECK(dict == NULL);
@@ -257,7 +258,8 @@ MLS_TEST(model_adapters_tensorflow_outputs_and_errors)
         m = load("tensorflow", FIXTURES "/tensorflow/twoout", 0, NULL, err,
                  sizeof(err));
         CHECK(m == NULL);
-        CHECK_CONTAINS(err, "has outputs probs, scores; set output = NAME");
+        CHECK_CONTAINS(err,
+                       "has outputs probs, scores; choose one: output = NAME");
         m = load("tensorflow", FIXTURES "/tensorflow/twoout", 0, "logits", err,
                  sizeof(err));
         CHECK(m == NULL);
