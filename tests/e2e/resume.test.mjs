@@ -186,7 +186,7 @@ describe('resume after reconnect', () => {
   });
 
   test('GATEWAY_HISTORY_MAX_AGE_MS: predictions leave the history by age; a resume then reports the gap', async () => {
-    const aged = await startGateway(redis.url, { GATEWAY_HISTORY_MAX_AGE_MS: '1000' });
+    const aged = await startGateway(redis.url, { GATEWAY_HISTORY_MAX_AGE_MS: '3000' });
     try {
       await waitFor(async () => (await fetch(`${aged.http}/readyz`)).status === 200,
                     10000, 'the gateway to be ready');
