@@ -61,29 +61,54 @@ static const char *reason(int status)
         }
 }
 
+static int is_space(char c)
+{
+        return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+int mls_httpd_request_line(const char *req, char *path, size_t path_size,
+                           int *head_only)
+{
+        const char *m = req, *u;
+        size_t mlen, ulen;
+
+        while (*req && !is_space(*req))
+                req++;
+        mlen = (size_t)(req - m);
+        while (*req == ' ' || *req == '\t')
+                req++;
+        u = req;
+        while (*req && !is_space(*req) && *req != '?')
+                req++;
+        ulen = (size_t)(req - u);
+        if (!mlen || !ulen || ulen >= path_size)
+                return 400;
+        *head_only = mlen == 4 && memcmp(m, "HEAD", 4) == 0;
+        if (!*head_only && !(mlen == 3 && memcmp(m, "GET", 3) == 0))
+                return 405;
+        memcpy(path, u, ulen);
+        path[ulen] = '\0';
+        return 0;
+}
+
 /* Builds the whole answer to the request in c->req into c->out. */
 static void answer(struct mls_httpd *h, struct conn *c, int complete)
 {
         struct mls_buf body;
         const char *ctype = "text/plain; charset=utf-8";
         char path[1024];
-        int status, head_only = 0;
+        int status = 400, head_only = 0;
 
         mls_buf_init(&body, BODY_MAX);
-        if (!complete || sscanf(c->req, "%*s %1023s", path) != 1) {
-                status = 400;
+        if (complete)
+                status = mls_httpd_request_line(c->req, path, sizeof(path),
+                                                &head_only);
+        if (status == 400)
                 mls_buf_puts(&body, "bad request\n");
-        } else if (strncmp(c->req, "GET ", 4) != 0 &&
-                   strncmp(c->req, "HEAD ", 5) != 0) {
-                status = 405;
+        else if (status == 405)
                 mls_buf_puts(&body, "only GET and HEAD\n");
-        } else {
-                char *q = strchr(path, '?');
-                if (q)
-                        *q = '\0';
-                head_only = c->req[0] == 'H';
+        else
                 status = h->handler(h->opaque, path, &body, &ctype);
-        }
         mls_buf_printf(&c->out,
                        "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n"
                        "Content-Length: %zu\r\nConnection: close\r\n\r\n",
@@ -97,9 +122,10 @@ static void answer(struct mls_httpd *h, struct conn *c, int complete)
 
 int mls_httpd_head_complete(const char *req, size_t from, size_t len)
 {
-        /* a blank line ends the head; it may have begun up to three bytes
-         * before what the last read added */
-        for (size_t i = from > 3 ? from - 3 : 0; i < len; i++) {
+        /* a blank line ends the head; the line feed that ends it is one
+         * of the bytes the last read added, or the head was complete
+         * before (the bytes before it are read wherever they are) */
+        for (size_t i = from; i < len; i++) {
                 if (req[i] != '\n' || i == 0)
                         continue;
                 if (req[i - 1] == '\n')

@@ -39,6 +39,14 @@ int mls_httpd_port(const mls_httpd_t *h);
  * costs linear work, not quadratic.
  */
 int mls_httpd_head_complete(const char *req, size_t from, size_t len);
+/*
+ * Reads the request line at the start of req (NUL-terminated): a GET or
+ * HEAD of a path (its query string dropped) returns 0 with the path in
+ * path[0..path_size) and *head_only set; returns 400 when there is no
+ * method or path, or the path does not fit, and 405 for other methods.
+ */
+int mls_httpd_request_line(const char *req, char *path, size_t path_size,
+                           int *head_only);
 /* Stops the thread, closes the socket and frees h. */
 void mls_httpd_stop(mls_httpd_t *h);
 

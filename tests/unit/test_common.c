@@ -4,6 +4,7 @@
 #include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -553,6 +554,56 @@ MLS_TEST(common_httpd_finds_the_head_end_in_what_was_added)
         }
         /* a NUL byte does not hide the end */
         CHECK(mls_httpd_head_complete("GET /\0 HTTP/1.1\r\n\r\n", 0, 20));
+}
+
+MLS_TEST(common_httpd_reads_the_request_line)
+{
+        char path[16], longer[64];
+        int head = -1;
+
+        CHECK_INT_EQ(mls_httpd_request_line("GET /metrics HTTP/1.1\r\n", path,
+                                            sizeof(path), &head),
+                     0);
+        CHECK_STR_EQ(path, "/metrics");
+        CHECK_INT_EQ(head, 0);
+        CHECK_INT_EQ(mls_httpd_request_line("HEAD /healthz?x=1 HTTP/1.1", path,
+                                            sizeof(path), &head),
+                     0);
+        CHECK_STR_EQ(path, "/healthz");
+        CHECK_INT_EQ(head, 1);
+        CHECK_INT_EQ(
+                mls_httpd_request_line("GET /x\n\n", path, sizeof(path), &head),
+                0);
+        CHECK_STR_EQ(path, "/x");
+        /* other methods, and look-alikes */
+        CHECK_INT_EQ(mls_httpd_request_line("POST /metrics HTTP/1.1", path,
+                                            sizeof(path), &head),
+                     405);
+        CHECK_INT_EQ(mls_httpd_request_line("GETS / HTTP/1.1", path,
+                                            sizeof(path), &head),
+                     405);
+        CHECK_INT_EQ(mls_httpd_request_line("get / HTTP/1.1", path,
+                                            sizeof(path), &head),
+                     405);
+        /* no method, no path, an empty path, a path too long */
+        CHECK_INT_EQ(mls_httpd_request_line("", path, sizeof(path), &head),
+                     400);
+        CHECK_INT_EQ(mls_httpd_request_line(" / HTTP/1.1", path, sizeof(path),
+                                            &head),
+                     400);
+        CHECK_INT_EQ(mls_httpd_request_line("GET\r\n\r\n", path, sizeof(path),
+                                            &head),
+                     400);
+        CHECK_INT_EQ(mls_httpd_request_line("GET ?a=1 HTTP/1.1", path,
+                                            sizeof(path), &head),
+                     400);
+        snprintf(longer, sizeof(longer), "GET /%0*d HTTP/1.1", 15, 0);
+        CHECK_INT_EQ(mls_httpd_request_line(longer, path, sizeof(path), &head),
+                     400);
+        snprintf(longer, sizeof(longer), "GET /%0*d HTTP/1.1", 14, 0);
+        CHECK_INT_EQ(mls_httpd_request_line(longer, path, sizeof(path), &head),
+                     0);
+        CHECK_INT_EQ(strlen(path), 15);
 }
 
 static int answer_ok(void *opaque, const char *path, struct mls_buf *body,
