@@ -122,9 +122,9 @@ static void answer(struct mls_httpd *h, struct conn *c, int complete)
 
 int mls_httpd_head_complete(const char *req, size_t from, size_t len)
 {
-        /* a blank line ends the head; the line feed that ends it is one
-         * of the bytes the last read added, or the head was complete
-         * before (the bytes before it are read wherever they are) */
+        /* a blank line ends the head. Its last line feed is among the
+         * bytes the last read added (an earlier one would have ended the
+         * head then); the bytes before it may be older. */
         for (size_t i = from; i < len; i++) {
                 if (req[i] != '\n' || i == 0)
                         continue;

@@ -575,28 +575,25 @@ MLS_TEST(common_httpd_reads_the_request_line)
                 mls_httpd_request_line("GET /x\n\n", path, sizeof(path), &head),
                 0);
         CHECK_STR_EQ(path, "/x");
-        /* other methods, and look-alikes */
-        CHECK_INT_EQ(mls_httpd_request_line("POST /metrics HTTP/1.1", path,
-                                            sizeof(path), &head),
-                     405);
-        CHECK_INT_EQ(mls_httpd_request_line("GETS / HTTP/1.1", path,
-                                            sizeof(path), &head),
-                     405);
-        CHECK_INT_EQ(mls_httpd_request_line("get / HTTP/1.1", path,
-                                            sizeof(path), &head),
-                     405);
-        /* no method, no path, an empty path, a path too long */
-        CHECK_INT_EQ(mls_httpd_request_line("", path, sizeof(path), &head),
-                     400);
-        CHECK_INT_EQ(mls_httpd_request_line(" / HTTP/1.1", path, sizeof(path),
-                                            &head),
-                     400);
-        CHECK_INT_EQ(mls_httpd_request_line("GET\r\n\r\n", path, sizeof(path),
-                                            &head),
-                     400);
-        CHECK_INT_EQ(mls_httpd_request_line("GET ?a=1 HTTP/1.1", path,
-                                            sizeof(path), &head),
-                     400);
+        /* other methods and look-alikes; no method, no path, an empty
+         * path */
+        static const struct {
+                const char *req;
+                int status;
+        } refused[] = {
+                {"POST /metrics HTTP/1.1", 405},
+                {"GETS / HTTP/1.1", 405},
+                {"get / HTTP/1.1", 405},
+                {"", 400},
+                {" / HTTP/1.1", 400},
+                {"GET\r\n\r\n", 400},
+                {"GET ?a=1 HTTP/1.1", 400},
+        };
+        for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+                CHECK_INT_EQ(mls_httpd_request_line(refused[i].req, path,
+                                                    sizeof(path), &head),
+                             refused[i].status);
+        /* a path one byte too long for the buffer, then one that fits */
         snprintf(longer, sizeof(longer), "GET /%0*d HTTP/1.1", 15, 0);
         CHECK_INT_EQ(mls_httpd_request_line(longer, path, sizeof(path), &head),
                      400);
