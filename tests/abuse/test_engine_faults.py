@@ -510,9 +510,7 @@ def test_good_backlog_memory_bounded(services, topic, engines, mode):
     # limit (ML_BATCH_MAX_ROWS, 256) is what closes every batch.
     m = parse_metrics(text)
     calls = metric_sum(m, "ml_stream_batch_rows_count")
-    within = sum(v for (name, labels), v in m.items()
-                 if name == "ml_stream_batch_rows_bucket"
-                 and float(dict(labels)["le"]) == 256)
+    within = metric_sum(m, "ml_stream_batch_rows_bucket", le="256")
     print("BUDGET: %d model calls, %.0f rows each on average, largest bound 256"
           % (calls, n / calls))
     assert within == calls, "%d of %d model calls had more than 256 rows" % (calls - within,

@@ -1,10 +1,9 @@
 // Access control end to end (docs/security.md): static bearer tokens and
 // HS256 JWTs (with their audience and issuer) over HTTP,
 // graphql-transport-ws (the graphql-ws client) and the legacy graphql-ws
-// protocol (subscriptions-transport-ws); tenant
-// isolation of the event stream and of mlStreamingStatus; expiry on live
-// connections; /metrics behind a token; the origin allowlist; and no secret
-// in the gateway's logs.
+// protocol (subscriptions-transport-ws); tenant isolation of the event
+// stream and of mlStreamingStatus; expiry on live connections; /metrics
+// behind a token; the origin allowlist; and no secret in the gateway's logs.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
@@ -391,6 +390,7 @@ describe('tenant isolation', () => {
       await req.stop();
     }
   });
+
   test('GATEWAY_JWT_AUDIENCE and GATEWAY_JWT_ISSUER refuse tokens meant for others', async () => {
     const a = await startGateway(redis.url, {
       GATEWAY_JWT_SECRET: SECRET,

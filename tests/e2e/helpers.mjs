@@ -173,13 +173,18 @@ export async function metricsText(gw) {
   return r.text();
 }
 
-// The value of one series ("name" or 'name{label="v"}'), or undefined.
-export async function metric(gw, series) {
-  const text = await metricsText(gw);
+// The value of one series ("name" or 'name{label="v"}') in a /metrics
+// text, or undefined.
+export function seriesValue(text, series) {
   for (const line of text.split('\n')) {
     if (line.startsWith(series + ' ')) return Number(line.slice(series.length + 1));
   }
   return undefined;
+}
+
+// The value of one series on gw's /metrics now, or undefined.
+export async function metric(gw, series) {
+  return seriesValue(await metricsText(gw), series);
 }
 
 export async function waitMetric(gw, series, pred, what, timeoutMs = 10000) {

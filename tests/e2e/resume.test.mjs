@@ -8,8 +8,8 @@ import WebSocket from 'ws';
 import { createClient } from 'graphql-ws';
 import pkg from 'subscriptions-transport-ws';
 
-import { collector, metric, metricsText, modelId, openPublisher, prediction, sleep,
-         startGateway, startRedis, waitFor, waitMetric } from './helpers.mjs';
+import { collector, metric, metricsText, modelId, openPublisher, prediction, seriesValue,
+         sleep, startGateway, startRedis, waitFor, waitMetric } from './helpers.mjs';
 
 const { SubscriptionClient } = pkg;
 
@@ -195,8 +195,8 @@ describe('resume after reconnect', () => {
       // the bytes the five hold, read in the same scrape that counts them
       const held = await waitFor(async () => {
         const t = await metricsText(aged);
-        const v = (name) => Number(t.match(new RegExp(`^${name} (\\S+)$`, 'm'))?.[1]);
-        return v('ml_stream_gateway_history_predictions') === 5 && v('ml_stream_gateway_history_bytes');
+        return seriesValue(t, 'ml_stream_gateway_history_predictions') === 5 &&
+               seriesValue(t, 'ml_stream_gateway_history_bytes');
       }, 5000, 'five held');
       // with room to spare by bytes, age alone empties the history
       await waitMetric(aged, 'ml_stream_gateway_history_predictions', (v) => v === 0,

@@ -195,8 +195,7 @@ def test_batches_close_on_input_bytes(services, topic, engines):
         assert sorted(p["input_id"] for p in sub.payloads()) == sorted("y%d" % i for i in range(n))
         m = eng.metrics()
         calls = metric_sum(m, "ml_stream_batch_rows_count")
-        within = sum(v for (name, labels), v in m.items()
-                     if name == "ml_stream_batch_rows_bucket" and float(dict(labels)["le"]) == 2)
+        within = metric_sum(m, "ml_stream_batch_rows_bucket", le="2")
         assert metric_sum(m, "ml_stream_batch_rows_sum") == n
         assert within == calls >= n / 2, (within, calls)
         assert eng.stop() == 0
