@@ -636,7 +636,8 @@ def test_hostile_cluster_seed_is_refused_within_a_bound_and_loses_nothing(
 def test_metrics_listener_not_wedged_by_stalled_clients(services, topic, engines):
     """Clients that ask for /metrics and never read, or connect and say
     nothing, do not block /healthz; 1,100 model ids do not grow /metrics
-    past the cap and no prediction goes uncounted."""
+    past the cap and no prediction goes uncounted; a request trickled a
+    byte at a time is answered, one past the request caps refused."""
     eng = engines(topic=topic, extra_env={"ML_LOG_LEVEL": "warn"})
     eng.wait_ready()
     produce(services, topic, [json.dumps({"model_id": "m%d" % i, "features": [1]})
@@ -671,7 +672,28 @@ def test_metrics_listener_not_wedged_by_stalled_clients(services, topic, engines
     finally:
         for s in stalled:
             s.close()
+    # a request sent a byte at a time is answered; a head that fills the
+    # 8 KiB cap, or a path past the server's 1 KiB, is refused with 400
+    assert raw_request(eng.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+                       step=1).endswith(b"\r\n\r\nok\n")
+    for req in (b"GET /" + b"a" * 8186, b"GET /" + b"a" * 1024 + b" HTTP/1.1\r\n\r\n"):
+        assert raw_request(eng.port, req).startswith(b"HTTP/1.1 400 Bad Request\r\n")
     assert eng.stop() == 0
+
+
+def raw_request(port, data, step=None):
+    """Sends data to 127.0.0.1:port (in pieces of step bytes) and returns
+    everything the server answers before it closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(0, len(data), step or len(data)):
+            s.sendall(data[i:i + (step or len(data))])
+        out = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return out
+            out += chunk
 
 
 def test_sigterm_while_broker_down_exits_within_drain_time(services, topic, engines):
