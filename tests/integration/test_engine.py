@@ -203,6 +203,32 @@ def test_batches_close_on_input_bytes(services, topic, engines):
         sub.close()
 
 
+def test_model_series_capped_by_ml_metrics_max_models(services, topic, engines):
+    # ML_METRICS_MAX_MODELS=3: the first three model ids seen get series of
+    # their own; every later id is counted under model_id="__other__", and
+    # the counts still add up to every message. ("unknown", for messages
+    # whose model id never resolved, is there from the start, outside the
+    # cap.)
+    first = ["cap-a", "cap-b", "cap-c"]
+    later = ["cap-d", "cap-e", "cap-f", "cap-g"]
+    eng = engines(topic=topic, extra_env={"ML_METRICS_MAX_MODELS": "3"})
+    eng.wait_ready()
+    produce(services, topic, [json.dumps({"model_id": m, "features": [1]})
+                              for m in first for _ in range(2)])
+    wait_for(lambda: metric_sum(eng.metrics(), "ml_stream_inference_predictions_total") == 6,
+             60, "the first six predictions counted")
+    produce(services, topic, [json.dumps({"model_id": m, "features": [1]})
+                              for m in later + first for _ in range(5)])
+    wait_for(lambda: metric_sum(eng.metrics(), "ml_stream_inference_predictions_total") == 41,
+             60, "all 41 predictions counted")
+    m = eng.metrics()
+    counts = {dict(l)["model_id"]: v for (n, l), v in m.items()
+              if n == "ml_stream_inference_predictions_total"}
+    assert counts == {"cap-a": 7, "cap-b": 7, "cap-c": 7, "__other__": 20,
+                      "unknown": 0}, counts
+    assert eng.stop() == 0
+
+
 def test_bad_configuration_fails_fast():
     for env, needle in [({"ML_BATCH_MAX_ROWS": "0"}, "ML_BATCH_MAX_ROWS"),
                         ({"ML_MODEL_FRAMEWORK": "onnx"}, "ML_MODEL_FRAMEWORK"),

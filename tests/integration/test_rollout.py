@@ -13,7 +13,9 @@ import shutil
 import socket
 import threading
 
-from mlshelpers import Subscriber, metric_sum, produce, redis_addr, wait_for
+import pytest
+
+from mlshelpers import CHANNEL, Subscriber, metric_sum, produce, redis_addr, wait_for
 from test_models import (FIXTURES, Producer, close, collect, model_env, needs_tf, needs_torch,
                          random_rows, reference)
 
@@ -306,6 +308,44 @@ def test_shadow_predictions_are_published_at_most_once(services, topic, engines,
     live.close()
     shadow.close()
     proxy.close()
+
+
+@pytest.mark.parametrize("mode", ["single", "per-model"])
+def test_shadow_channel_is_ml_stream_shadow_channel(services, topic, engines, tmp_path, mode):
+    """ML_STREAM_SHADOW_CHANNEL names where shadow predictions go (in the
+    per-model mode, the prefix of the model's channel); nothing goes to the
+    default shadow channel, and the live stream is unchanged."""
+    repo = tmp_path / "models"
+    for v in ("a", "b"):
+        (repo / "m" / v).mkdir(parents=True)
+        (repo / "m" / v / "model.conf").write_text("framework = identity\n")
+    (repo / "m" / "model.conf").write_text("serving = a\nshadow = b\n")
+    ours = "ops:shadow:" + topic[-6:]
+
+    def channel(prefix):
+        return prefix + ":{m}" if mode == "per-model" else prefix
+    live = Subscriber(services, channel(CHANNEL))
+    shadow = Subscriber(services, channel(ours))
+    default = Subscriber(services, channel(SHADOW_CHANNEL))
+    eng = engines(topic=topic, extra_env={"ML_MODEL_REPOSITORY": str(repo),
+                                          "ML_DEFAULT_MODEL_ID": "m",
+                                          "ML_STREAM_SHADOW_CHANNEL": ours,
+                                          "ML_STREAM_REDIS_CHANNEL_MODE": mode})
+    eng.wait_ready()
+    n = 50
+    produce(services, topic, [json.dumps({"input_id": "x%d" % i, "features": [i]})
+                              for i in range(n)])
+    want = {"x%d" % i for i in range(n)}
+    wait_for(lambda: {p["input_id"] for p in shadow.payloads("shadow")} == want, 60,
+             "every shadow prediction on %s" % channel(ours))
+    wait_for(lambda: {p["input_id"] for p in live.payloads("prediction")} == want, 60,
+             "every live prediction")
+    assert {p["model_version"] for p in shadow.payloads("shadow")} == {"b"}
+    assert not shadow.payloads("prediction")
+    assert eng.stop() == 0
+    assert default.raw() == [], "shadow predictions on the default channel"
+    for sub in (live, shadow, default):
+        sub.close()
 
 
 @needs_torch
