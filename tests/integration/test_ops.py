@@ -17,8 +17,8 @@ import tempfile
 import pytest
 import yaml
 
-from mlshelpers import (MLSTREAM, ROOT, free_port, http_get, metric_sum, parse_metrics,
-                        lag_of, produce, produce_to, wait_for)
+from mlshelpers import (MLSTREAM, ROOT, Subscriber, consume_all, free_port, http_get,
+                        metric_sum, parse_metrics, lag_of, produce, produce_to, wait_for)
 
 DEPLOY = os.path.join(ROOT, "deploy")
 RULES = os.path.join(DEPLOY, "prometheus", "rules.yml")
@@ -446,3 +446,49 @@ def test_kafka_client_log_lines_use_our_log_format():
             if ln.strip():
                 json.loads(ln)  # every line to the end, shutdown included
         log.close()
+
+
+def test_kafka_sasl_through_the_config_file(services, topic, engines, tmp_path):
+    """KAFKA_CONFIG_FILE gives SASL to every Kafka client of the engine: on
+    the broker's SASL/PLAIN listener the consumer scores and the producer
+    writes dead letters. With a wrong password the engine stays unready,
+    says that authentication failed, and never prints either password."""
+    if "KAFKA_SASL_BOOTSTRAP_SERVERS" not in services:
+        pytest.fail("the broker has no SASL listener: scripts/services stop kafka, then start")
+    password = services["KAFKA_SASL_PASSWORD"]
+
+    def conf_file(name, pw):
+        path = tmp_path / name
+        path.write_text("# the test broker's SASL listener\n"
+                        "security.protocol = SASL_PLAINTEXT\n"
+                        "sasl.mechanisms=PLAIN\n"
+                        "sasl.username=%s\nsasl.password=%s\n"
+                        % (services["KAFKA_SASL_USERNAME"], pw))
+        path.chmod(0o600)
+        return str(path)
+    sasl = {"KAFKA_BOOTSTRAP_SERVERS": services["KAFKA_SASL_BOOTSTRAP_SERVERS"]}
+    n = 20
+    produce(services, topic, [json.dumps({"input_id": "s%d" % i, "features": [i]})
+                              for i in range(n)] + ["not json"])
+    sub = Subscriber(services)
+    try:
+        eng = engines(topic=topic, extra_env=dict(sasl, KAFKA_CONFIG_FILE=conf_file("ok", password)))
+        eng.wait_ready()
+        wait_for(lambda: len(sub.payloads()) >= n, 60, "%d predictions" % n)
+        assert sorted(p["input_id"] for p in sub.payloads()) == sorted("s%d" % i for i in range(n))
+        dead = consume_all(services, topic + ".dlq", 1)
+        assert [(h["mls.error.reason"], v) for h, v in dead] == [("invalid_json", b"not json")]
+        assert eng.stop() == 0
+    finally:
+        sub.close()
+
+    wrong = "not-" + password
+    eng = engines(topic=topic, group="g-wrong-" + topic,
+                  extra_env=dict(sasl, KAFKA_CONFIG_FILE=conf_file("wrong", wrong)))
+    wait_for(lambda: "Authentication failed" in eng.output(), 60,
+             "the engine to log the failed authentication")
+    assert eng.proc.poll() is None, eng.output()
+    assert http_get(eng.url("/readyz"))[0] == 503
+    assert eng.stop() == 0
+    out = eng.output()
+    assert wrong not in out and password not in out
