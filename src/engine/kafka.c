@@ -42,6 +42,16 @@ static int load_file(rd_kafka_conf_t *conf, const char *path, char *errstr,
         while (fgets(line, sizeof(line), f)) {
                 char *p = line, *eq, *end;
                 lineno++;
+                /* a line fgets had to cut: its rest would be read as a
+                 * line of its own, or a value silently shortened */
+                if (!strchr(line, '\n') && !feof(f)) {
+                        snprintf(errstr, errstr_size,
+                                 "KAFKA_CONFIG_FILE %s:%d: line longer than "
+                                 "%zu bytes",
+                                 path, lineno, sizeof(line) - 2);
+                        fclose(f);
+                        return -1;
+                }
                 while (*p == ' ' || *p == '\t')
                         p++;
                 end = p + strlen(p);

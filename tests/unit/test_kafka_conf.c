@@ -75,6 +75,59 @@ MLS_TEST(kafka_conf_file_errors_name_the_line)
         CHECK_CONTAINS(err, "no.such.property");
 }
 
+/* A line longer than the reader's buffer is refused, not cut in two: the
+ * rest would be read as a line of its own. One just short of it, and a
+ * last line without a line feed, are read whole. */
+MLS_TEST(kafka_conf_file_long_lines)
+{
+        static const struct {
+                size_t value_len;
+                int newline, ok;
+        } cases[] = {
+                {4094 - (sizeof("client.id=") - 1), 1, 1},
+                {4094 - (sizeof("client.id=") - 1) + 1, 1, 0},
+                {4094 - (sizeof("client.id=") - 1), 0, 1},
+                {10000, 1, 0},
+        };
+
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                char path[] = "/tmp/mls-kafka-conf-XXXXXX";
+                int fd = mkstemp(path);
+                FILE *f = fdopen(fd, "w");
+                char *env[2], envbuf[128], err[512], v[8192];
+                struct mls_config cfg;
+                rd_kafka_conf_t *c;
+
+                fprintf(f, "client.id=");
+                for (size_t k = 0; k < cases[i].value_len; k++)
+                        fputc('x', f);
+                if (cases[i].newline)
+                        fputc('\n', f);
+                fclose(f);
+                snprintf(envbuf, sizeof(envbuf), "KAFKA_CONFIG_FILE=%s", path);
+                env[0] = envbuf;
+                env[1] = NULL;
+                CHECK_INT_EQ(mls_config_load(&cfg, MLS_SCOPE_ENGINE, env, 0,
+                                             NULL, err, sizeof(err)),
+                             0);
+                c = mls_kafka_conf(&cfg, RD_KAFKA_CONSUMER, NULL, err,
+                                   sizeof(err));
+                unlink(path);
+                mls_config_free(&cfg);
+                if (!cases[i].ok) {
+                        CHECK(c == NULL);
+                        CHECK_CONTAINS(err, ":1: line longer than 4094 bytes");
+                        continue;
+                }
+                CHECK(c != NULL);
+                if (!c)
+                        continue;
+                get(c, "client.id", v, sizeof(v));
+                CHECK_INT_EQ(strlen(v), cases[i].value_len);
+                rd_kafka_conf_destroy(c);
+        }
+}
+
 /* librdkafka before 2.1.0 waited for a seek's reply timeout_ms
  * microseconds (#4230): the engine's 10 s rewind after an aborted
  * transaction gave up after 10 ms on a loaded machine, and stopped. */
