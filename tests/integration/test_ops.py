@@ -452,19 +452,20 @@ def test_kafka_sasl_through_the_config_file(services, topic, engines, tmp_path):
     """KAFKA_CONFIG_FILE gives SASL to every Kafka client of the engine: on
     the broker's SASL/PLAIN listener the consumer scores and the producer
     writes dead letters. With a wrong password the engine stays unready,
-    says that authentication failed, and never prints either password."""
+    says that authentication failed, and never prints either password; a
+    file every user may read is warned of, once."""
     if "KAFKA_SASL_BOOTSTRAP_SERVERS" not in services:
         pytest.fail("the broker has no SASL listener: scripts/services stop kafka, then start")
     password = services["KAFKA_SASL_PASSWORD"]
 
-    def conf_file(name, pw):
+    def conf_file(name, pw, mode):
         path = tmp_path / name
         path.write_text("# the test broker's SASL listener\n"
                         "security.protocol = SASL_PLAINTEXT\n"
                         "sasl.mechanisms=PLAIN\n"
                         "sasl.username=%s\nsasl.password=%s\n"
                         % (services["KAFKA_SASL_USERNAME"], pw))
-        path.chmod(0o600)
+        path.chmod(mode)
         return str(path)
     sasl = {"KAFKA_BOOTSTRAP_SERVERS": services["KAFKA_SASL_BOOTSTRAP_SERVERS"]}
     n = 20
@@ -472,19 +473,21 @@ def test_kafka_sasl_through_the_config_file(services, topic, engines, tmp_path):
                               for i in range(n)] + ["not json"])
     sub = Subscriber(services)
     try:
-        eng = engines(topic=topic, extra_env=dict(sasl, KAFKA_CONFIG_FILE=conf_file("ok", password)))
+        eng = engines(topic=topic, extra_env=dict(sasl, KAFKA_CONFIG_FILE=conf_file("ok", password, 0o600)))
         eng.wait_ready()
         wait_for(lambda: len(sub.payloads()) >= n, 60, "%d predictions" % n)
         assert sorted(p["input_id"] for p in sub.payloads()) == sorted("s%d" % i for i in range(n))
         dead = consume_all(services, topic + ".dlq", 1)
         assert [(h["mls.error.reason"], v) for h, v in dead] == [("invalid_json", b"not json")]
         assert eng.stop() == 0
+        assert "readable by every user" not in eng.output()
     finally:
         sub.close()
 
+    # wrong, and readable by all: a warning, once for the engine's clients
     wrong = "not-" + password
     eng = engines(topic=topic, group="g-wrong-" + topic,
-                  extra_env=dict(sasl, KAFKA_CONFIG_FILE=conf_file("wrong", wrong)))
+                  extra_env=dict(sasl, KAFKA_CONFIG_FILE=conf_file("wrong", wrong, 0o644)))
     wait_for(lambda: "Authentication failed" in eng.output(), 60,
              "the engine to log the failed authentication")
     assert eng.proc.poll() is None, eng.output()
@@ -492,3 +495,5 @@ def test_kafka_sasl_through_the_config_file(services, topic, engines, tmp_path):
     assert eng.stop() == 0
     out = eng.output()
     assert wrong not in out and password not in out
+    assert out.count("KAFKA_CONFIG_FILE: %s is readable by every user (chmod 600 it)"
+                     % (tmp_path / "wrong")) == 1, out
