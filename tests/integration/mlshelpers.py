@@ -186,8 +186,6 @@ def good_input(i):
 def consume_all(env, topic, expect, timeout=30):
     """Reads a topic from the beginning until it holds expect messages.
     Returns [(headers dict, value bytes)]."""
-    fmt = "%h\\t%S\\t%s\\n"
-
     def read():
         r = subprocess.run(["kcat", "-C", "-b", env["KAFKA_BOOTSTRAP_SERVERS"],
                             "-t", topic, "-o", "beginning", "-e", "-q",
@@ -199,7 +197,7 @@ def consume_all(env, topic, expect, timeout=30):
                 continue
             h, size, rest = line.split(b"\t", 2)
             hdrs = {}
-            if h and h != b"":
+            if h:
                 for kv in h.decode().split(","):
                     if "=" in kv:
                         k, v = kv.split("=", 1)
@@ -207,7 +205,6 @@ def consume_all(env, topic, expect, timeout=30):
             out.append((hdrs, rest))
         return out if len(out) >= expect else None
 
-    del fmt
     return wait_for(read, timeout, "%d messages on %s" % (expect, topic))
 
 
