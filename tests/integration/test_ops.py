@@ -448,32 +448,36 @@ def test_kafka_client_log_lines_use_our_log_format():
         log.close()
 
 
-def test_kafka_sasl_through_the_config_file(services, topic, engines, tmp_path):
-    """KAFKA_CONFIG_FILE gives SASL to every Kafka client of the engine: on
-    the broker's SASL/PLAIN listener the consumer scores and the producer
-    writes dead letters. With a wrong password the engine stays unready,
-    says that authentication failed, and never prints either password; a
-    file every user may read is warned of, once."""
-    if "KAFKA_SASL_BOOTSTRAP_SERVERS" not in services:
-        pytest.fail("the broker has no SASL listener: scripts/services stop kafka, then start")
+def test_kafka_sasl_ssl_through_the_config_file(services, topic, engines, tmp_path):
+    """KAFKA_CONFIG_FILE gives SASL and TLS to every Kafka client of the
+    engine: on the broker's SASL_SSL listener the consumer scores and the
+    producer writes dead letters. With a wrong password, or without the CA
+    that signed the broker's certificate, the engine stays unready and says
+    why, never printing a password; a file every user may read is warned
+    of, once."""
+    if "KAFKA_SASL_CA_LOCATION" not in services:
+        pytest.fail("the broker has no SASL_SSL listener: scripts/services stop kafka, then start")
     password = services["KAFKA_SASL_PASSWORD"]
 
-    def conf_file(name, pw, mode):
+    def conf_file(name, pw, mode=0o600, ca=services["KAFKA_SASL_CA_LOCATION"]):
         path = tmp_path / name
-        path.write_text("# the test broker's SASL listener\n"
-                        "security.protocol = SASL_PLAINTEXT\n"
-                        "sasl.mechanisms=PLAIN\n"
-                        "sasl.username=%s\nsasl.password=%s\n"
-                        % (services["KAFKA_SASL_USERNAME"], pw))
+        text = ("# the test broker's SASL_SSL listener\n"
+                "security.protocol = SASL_SSL\n"
+                "sasl.mechanisms=PLAIN\n"
+                "sasl.username=%s\nsasl.password=%s\n"
+                % (services["KAFKA_SASL_USERNAME"], pw))
+        if ca:
+            text += "ssl.ca.location=%s\n" % ca
+        path.write_text(text)
         path.chmod(mode)
         return str(path)
-    sasl = {"KAFKA_BOOTSTRAP_SERVERS": services["KAFKA_SASL_BOOTSTRAP_SERVERS"]}
+    secure = {"KAFKA_BOOTSTRAP_SERVERS": services["KAFKA_SASL_BOOTSTRAP_SERVERS"]}
     n = 20
     produce(services, topic, [json.dumps({"input_id": "s%d" % i, "features": [i]})
                               for i in range(n)] + ["not json"])
     sub = Subscriber(services)
     try:
-        eng = engines(topic=topic, extra_env=dict(sasl, KAFKA_CONFIG_FILE=conf_file("ok", password, 0o600)))
+        eng = engines(topic=topic, extra_env=dict(secure, KAFKA_CONFIG_FILE=conf_file("ok", password)))
         eng.wait_ready()
         wait_for(lambda: len(sub.payloads()) >= n, 60, "%d predictions" % n)
         assert sorted(p["input_id"] for p in sub.payloads()) == sorted("s%d" % i for i in range(n))
@@ -484,16 +488,21 @@ def test_kafka_sasl_through_the_config_file(services, topic, engines, tmp_path):
     finally:
         sub.close()
 
-    # wrong, and readable by all: a warning, once for the engine's clients
     wrong = "not-" + password
-    eng = engines(topic=topic, group="g-wrong-" + topic,
-                  extra_env=dict(sasl, KAFKA_CONFIG_FILE=conf_file("wrong", wrong, 0o644)))
-    wait_for(lambda: "Authentication failed" in eng.output(), 60,
-             "the engine to log the failed authentication")
-    assert eng.proc.poll() is None, eng.output()
-    assert http_get(eng.url("/readyz"))[0] == 503
-    assert eng.stop() == 0
-    out = eng.output()
-    assert wrong not in out and password not in out
-    assert out.count("KAFKA_CONFIG_FILE: %s is readable by every user (chmod 600 it)"
-                     % (tmp_path / "wrong")) == 1, out
+    refusals = [
+        # wrong, and readable by all: warned of once for all the clients
+        (conf_file("wrong", wrong, mode=0o644), "SASL authentication error: Authentication failed"),
+        # the system's CAs do not know the test broker's certificate
+        (conf_file("noca", password, ca=None), "certificate verify failed"),
+    ]
+    for path, why in refusals:
+        eng = engines(topic=topic, group="g-refused-" + topic,
+                      extra_env=dict(secure, KAFKA_CONFIG_FILE=path))
+        wait_for(lambda: why in eng.output(), 60, "the engine to log: " + why)
+        assert eng.proc.poll() is None, eng.output()
+        assert http_get(eng.url("/readyz"))[0] == 503
+        assert eng.stop() == 0
+        out = eng.output()
+        assert wrong not in out and password not in out
+        warning = "KAFKA_CONFIG_FILE: %s is readable by every user (chmod 600 it)" % path
+        assert out.count(warning) == (path.endswith("wrong")), out
