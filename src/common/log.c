@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -130,4 +131,13 @@ void mls_log_limited(struct mls_log_limit *l, enum mls_log_level level,
                         suppressed);
         else
                 mls_log(level, "%s", msg);
+}
+
+void mls_warn_if_readable_by_all(int fd, const char *setting, const char *path)
+{
+        struct stat st;
+
+        if (fstat(fd, &st) == 0 && (st.st_mode & S_IROTH))
+                mls_warn("%s: %s is readable by every user (chmod 600 it)",
+                         setting, path);
 }

@@ -52,6 +52,10 @@ void mls_log_limited(struct mls_log_limit *l, enum mls_log_level level,
                      const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
 
+/* Warns when the file open on fd, named by setting, may be read by every
+ * user: for files that hold secrets. */
+void mls_warn_if_readable_by_all(int fd, const char *setting, const char *path);
+
 #define mls_debug(...) mls_log(MLS_LOG_DEBUG, __VA_ARGS__)
 #define mls_info(...) mls_log(MLS_LOG_INFO, __VA_ARGS__)
 #define mls_warn(...) mls_log(MLS_LOG_WARN, __VA_ARGS__)

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/stat.h>
 
 #include "common/clock.h"
 #include "common/log.h"
@@ -28,23 +27,10 @@ static int set(rd_kafka_conf_t *conf, const char *name, const char *value,
         return 0;
 }
 
-/* The file usually holds a password: say so once if every user may read
- * it (each Kafka client loads it). */
-static void warn_if_readable(FILE *f, const char *path)
-{
-        static atomic_int warned;
-        struct stat st;
-
-        if (fstat(fileno(f), &st) == 0 && (st.st_mode & S_IROTH) &&
-            !atomic_exchange(&warned, 1))
-                mls_warn("KAFKA_CONFIG_FILE: %s is readable by every user "
-                         "(chmod 600 it)",
-                         path);
-}
-
 static int load_file(rd_kafka_conf_t *conf, const char *path, char *errstr,
                      size_t errstr_size)
 {
+        static atomic_int checked;
         FILE *f = fopen(path, "r");
         char line[4096], origin[512];
         int lineno = 0;
@@ -54,7 +40,11 @@ static int load_file(rd_kafka_conf_t *conf, const char *path, char *errstr,
                          strerror(errno));
                 return -1;
         }
-        warn_if_readable(f, path);
+        /* it usually holds a password; each Kafka client loads it, the
+         * first one checks */
+        if (!atomic_exchange(&checked, 1))
+                mls_warn_if_readable_by_all(fileno(f), "KAFKA_CONFIG_FILE",
+                                            path);
         while (fgets(line, sizeof(line), f)) {
                 char *p = line, *eq, *end;
                 lineno++;

@@ -100,9 +100,7 @@ static int read_file(const char *setting, const char *path, char **out,
                          setting, path);
                 goto fail;
         }
-        if (st.st_mode & S_IROTH)
-                mls_warn("%s: %s is readable by every user (chmod 600 it)",
-                         setting, path);
+        mls_warn_if_readable_by_all(fd, setting, path);
         buf = malloc((size_t)st.st_size + 1);
         if (!buf) {
                 snprintf(errstr, errstr_size, "out of memory");
