@@ -69,7 +69,10 @@ const struct mls_conf_def mls_conf_defs[] = {
          .offset = OFF(kafka_config_file),
          .help = "librdkafka properties file (name=value lines, # comments) "
                  "applied to every Kafka client, e.g. SASL/SSL settings. "
-                 "`KAFKA_CONF_*` variables override it."},
+                 "`KAFKA_CONF_*` variables override it. The brokers and the "
+                 "group come from KAFKA_BOOTSTRAP_SERVERS and "
+                 "KAFKA_CONSUMER_GROUP: a file that names others is an error "
+                 "at start-up."},
         {.env = "REDIS_URL",
          .flag = "redis-url",
          .type = MLS_CONF_STR,
@@ -1421,5 +1424,15 @@ void mls_config_print_markdown(FILE *out)
                 "written as `_`, so `KAFKA_CONF_FETCH_WAIT_MAX_MS=1` sets "
                 "`fetch.wait.max.ms=1`. They are applied after "
                 "`KAFKA_CONFIG_FILE`. Properties that only consumers (or only "
-                "producers) understand are given only to those.\n");
+                "producers) understand are given only to those.\n\n"
+                "Some properties come from mlstream's own settings, and the "
+                "file and `KAFKA_CONF_*` may give them only the same value; "
+                "another is an error at start-up that names the setting to "
+                "use: `bootstrap.servers` (`KAFKA_BOOTSTRAP_SERVERS`), "
+                "`group.id` (`KAFKA_CONSUMER_GROUP`), "
+                "`enable.auto.offset.store` (always `false`: the engine "
+                "stores each offset once its message is delivered) and, with "
+                "`ML_EXACTLY_ONCE=true`, `enable.auto.commit` (`false`) and "
+                "`isolation.level` (`read_committed`). `transactional.id` "
+                "may be set only with `ML_EXACTLY_ONCE=true`.\n");
 }

@@ -778,8 +778,6 @@ static rd_kafka_t *consumer_new(mls_engine_t *e, char *errstr,
                                         kbytes,
                                         "enable.auto.commit",
                                         "false",
-                                        "enable.auto.offset.store",
-                                        "false",
                                         "auto.offset.reset",
                                         "earliest",
                                         "queued.min.messages",
@@ -809,26 +807,6 @@ static rd_kafka_t *consumer_new(mls_engine_t *e, char *errstr,
                               &ksize) == RD_KAFKA_CONF_OK)
                 e->prefetch_bytes = strtoll(kbytes, NULL, 10) * 1024;
 
-        if (rd_kafka_conf_set(conf, "group.id", cfg->kafka_consumer_group, kerr,
-                              sizeof(kerr)) != RD_KAFKA_CONF_OK ||
-            rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", kerr,
-                              sizeof(kerr)) != RD_KAFKA_CONF_OK) {
-                snprintf(errstr, errstr_size, "KAFKA_CONSUMER_GROUP: %s", kerr);
-                rd_kafka_conf_destroy(conf);
-                return NULL;
-        }
-        /* Exactly-once: offsets are committed by the transactions only,
-         * and read_committed makes the group's offsets that a transaction
-         * still holds wait for its outcome when partitions are assigned. */
-        if (e->txn &&
-            (rd_kafka_conf_set(conf, "enable.auto.commit", "false", kerr,
-                               sizeof(kerr)) != RD_KAFKA_CONF_OK ||
-             rd_kafka_conf_set(conf, "isolation.level", "read_committed", kerr,
-                               sizeof(kerr)) != RD_KAFKA_CONF_OK)) {
-                snprintf(errstr, errstr_size, "ML_EXACTLY_ONCE: %s", kerr);
-                rd_kafka_conf_destroy(conf);
-                return NULL;
-        }
         rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
         rd_kafka_conf_set_offset_commit_cb(conf, on_commit);
         e->lag = mls_lag_new(e->metrics);

@@ -27,7 +27,110 @@ static int set(rd_kafka_conf_t *conf, const char *name, const char *value,
         return 0;
 }
 
-static int load_file(rd_kafka_conf_t *conf, const char *path, char *errstr,
+/*
+ * Properties the engine sets itself, after KAFKA_CONFIG_FILE and
+ * KAFKA_CONF_*. Given there with another value they would be replaced
+ * without a word (the brokers, the group), or break a guarantee (offsets
+ * stored before delivery; a producer made transactional that never begins
+ * a transaction, so that the first dead letter stalls the engine): that is
+ * a start-up error saying what to set instead.
+ */
+struct owned {
+        const char *name;
+        const char *alias;   /* librdkafka's other name for it, or NULL */
+        const char *value;   /* NULL: the user may not set it at all */
+        const char *setting; /* the mlstream setting it comes from, or NULL */
+        const char *why;     /* otherwise: why the engine keeps it */
+};
+
+#define MAX_OWNED 5
+
+static int exactly_once(const struct mls_config *cfg)
+{
+        return cfg->exactly_once && strcmp(cfg->exactly_once, "true") == 0;
+}
+
+static size_t owned_by_engine(const struct mls_config *cfg,
+                              rd_kafka_type_t type, struct owned *o)
+{
+        size_t n = 0;
+
+        o[n++] = (struct owned){"bootstrap.servers", "metadata.broker.list",
+                                cfg->kafka_bootstrap_servers,
+                                "KAFKA_BOOTSTRAP_SERVERS", NULL};
+        if (type == RD_KAFKA_CONSUMER) {
+                o[n++] = (struct owned){"group.id", NULL,
+                                        cfg->kafka_consumer_group,
+                                        "KAFKA_CONSUMER_GROUP", NULL};
+                o[n++] = (struct owned){
+                        "enable.auto.offset.store", NULL, "false", NULL,
+                        "the engine stores each offset once its message "
+                        "is delivered"};
+                /* exactly once: read_committed also makes the offsets a
+                 * transaction still holds wait for its outcome when
+                 * partitions are assigned */
+                if (exactly_once(cfg)) {
+                        o[n++] = (struct owned){
+                                "enable.auto.commit", NULL, "false", NULL,
+                                "with ML_EXACTLY_ONCE=true the transactions "
+                                "commit the offsets"};
+                        o[n++] = (struct owned){
+                                "isolation.level", NULL, "read_committed", NULL,
+                                "with ML_EXACTLY_ONCE=true the engine reads "
+                                "committed transactions only"};
+                }
+        } else if (!exactly_once(cfg)) {
+                o[n++] = (struct owned){
+                        "transactional.id", NULL, NULL, NULL,
+                        "it is for ML_EXACTLY_ONCE=true; without that the "
+                        "engine never begins a transaction, and a "
+                        "transactional producer would send nothing"};
+        }
+        return n;
+}
+
+/* set() for a property the user gave (origin names where), refusing one
+ * of the n in owned with a value other than the engine's. */
+static int set_user(rd_kafka_conf_t *conf, const struct owned *owned, size_t n,
+                    const char *name, const char *value, const char *origin,
+                    char *errstr, size_t errstr_size)
+{
+        if (set(conf, name, value, origin, errstr, errstr_size) < 0)
+                return -1;
+        for (const struct owned *o = owned; o < owned + n; o++) {
+                char now[512];
+                size_t len = sizeof(now);
+                if (strcmp(name, o->name) != 0 &&
+                    !(o->alias && strcmp(name, o->alias) == 0))
+                        continue;
+                /* librdkafka's own spelling of it: "False" is false */
+                if (o->value &&
+                    rd_kafka_conf_get(conf, o->name, now, &len) ==
+                            RD_KAFKA_CONF_OK &&
+                    strcmp(now, o->value) == 0)
+                        return 0;
+                if (!o->value)
+                        snprintf(errstr, errstr_size,
+                                 "%s: %s may not be set: %s", origin, name,
+                                 o->why);
+                else if (o->setting)
+                        snprintf(errstr, errstr_size,
+                                 "%s: %s=%s, but mlstream sets %s from %s "
+                                 "(now \"%s\"): set %s instead, and leave "
+                                 "%s out",
+                                 origin, name, value, o->name, o->setting,
+                                 o->value, o->setting, name);
+                else
+                        snprintf(errstr, errstr_size,
+                                 "%s: %s=%s, but mlstream keeps it %s: %s",
+                                 origin, name, value, o->value, o->why);
+                return -1;
+        }
+        return 0;
+}
+
+static int load_file(rd_kafka_conf_t *conf, const char *path,
+                     const struct owned *owned, size_t nowned, char *errstr,
                      size_t errstr_size)
 {
         static atomic_int checked;
@@ -78,8 +181,9 @@ static int load_file(rd_kafka_conf_t *conf, const char *path, char *errstr,
                 *eq = '\0';
                 for (char *t = eq - 1; t >= p && (*t == ' ' || *t == '\t'); t--)
                         *t = '\0';
-                if (set(conf, p, eq + 1 + strspn(eq + 1, " \t"), origin, errstr,
-                        errstr_size) < 0) {
+                if (set_user(conf, owned, nowned, p,
+                             eq + 1 + strspn(eq + 1, " \t"), origin, errstr,
+                             errstr_size) < 0) {
                         fclose(f);
                         return -1;
                 }
@@ -211,6 +315,8 @@ rd_kafka_conf_t *mls_kafka_conf(const struct mls_config *cfg,
                                 size_t errstr_size)
 {
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        struct owned owned[MAX_OWNED];
+        size_t nowned = owned_by_engine(cfg, type, owned);
         char origin[300];
 
         mls_kafka_conf_log(conf);
@@ -219,7 +325,8 @@ rd_kafka_conf_t *mls_kafka_conf(const struct mls_config *cfg,
                 if (set(conf, d[0], d[1], "default", errstr, errstr_size) < 0)
                         goto fail;
         if (cfg->kafka_config_file &&
-            load_file(conf, cfg->kafka_config_file, errstr, errstr_size) < 0)
+            load_file(conf, cfg->kafka_config_file, owned, nowned, errstr,
+                      errstr_size) < 0)
                 goto fail;
         for (size_t i = 0; i < cfg->kafka_conf_count; i++) {
                 char *kv = strdup(cfg->kafka_conf[i]), *eq;
@@ -233,14 +340,17 @@ rd_kafka_conf_t *mls_kafka_conf(const struct mls_config *cfg,
                         continue;
                 }
                 snprintf(origin, sizeof(origin), "KAFKA_CONF_* (%s)", kv);
-                rc = set(conf, kv, eq + 1, origin, errstr, errstr_size);
+                rc = set_user(conf, owned, nowned, kv, eq + 1, origin, errstr,
+                              errstr_size);
                 free(kv);
                 if (rc < 0)
                         goto fail;
         }
-        if (set(conf, "bootstrap.servers", cfg->kafka_bootstrap_servers,
-                "KAFKA_BOOTSTRAP_SERVERS", errstr, errstr_size) < 0)
-                goto fail;
+        for (const struct owned *o = owned; o < owned + nowned; o++)
+                if (o->value && set(conf, o->name, o->value,
+                                    o->setting ? o->setting : o->name, errstr,
+                                    errstr_size) < 0)
+                        goto fail;
         return conf;
 fail:
         rd_kafka_conf_destroy(conf);

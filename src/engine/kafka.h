@@ -19,10 +19,13 @@
 /*
  * Builds a librdkafka configuration for a client of the given type:
  * defaults (NULL-terminated name/value pairs), then KAFKA_CONFIG_FILE, then
- * KAFKA_CONF_* settings, then bootstrap.servers. KAFKA_CONF_* properties
- * that only the other type of client understands are left out, so that one
- * environment can tune consumers and producers without warnings. Returns
- * NULL with errstr naming the file, line or property that failed.
+ * KAFKA_CONF_* settings, then the properties the engine sets itself
+ * (bootstrap.servers; a consumer's group.id and offset storage; what
+ * ML_EXACTLY_ONCE needs), which the file and KAFKA_CONF_* may only give
+ * the same values. KAFKA_CONF_* properties that only the other type of
+ * client understands are left out, so that one environment can tune
+ * consumers and producers without warnings. Returns NULL with errstr
+ * naming the file, line or property that failed.
  */
 rd_kafka_conf_t *mls_kafka_conf(const struct mls_config *cfg,
                                 rd_kafka_type_t type,

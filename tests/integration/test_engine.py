@@ -229,7 +229,10 @@ def test_model_series_capped_by_ml_metrics_max_models(services, topic, engines):
     assert eng.stop() == 0
 
 
-def test_bad_configuration_fails_fast():
+def test_bad_configuration_fails_fast(tmp_path):
+    props = tmp_path / "client.properties"
+    props.write_text("security.protocol=plaintext\nbootstrap.servers=pkc-1.example.com:9092\n")
+    props.chmod(0o600)
     for env, needle in [({"ML_BATCH_MAX_ROWS": "0"}, "ML_BATCH_MAX_ROWS"),
                         ({"ML_MODEL_FRAMEWORK": "onnx"}, "ML_MODEL_FRAMEWORK"),
                         ({"REDIS_URL": "http://nope"}, "REDIS_URL"),
@@ -238,7 +241,20 @@ def test_bad_configuration_fails_fast():
                         # judged by librdkafka only when it makes a producer:
                         # the dead-letter producer is made later, so the
                         # engine checks its settings at start-up
-                        ({"KAFKA_CONF_ACKS": "1"}, "`acks` must be set to `all`")]:
+                        ({"KAFKA_CONF_ACKS": "1"}, "`acks` must be set to `all`"),
+                        # properties the engine sets itself: another value
+                        # would be replaced without a word, or (a producer
+                        # made transactional outside ML_EXACTLY_ONCE) stall
+                        # the engine at its first dead letter
+                        ({"KAFKA_CONF_GROUP_ID": "scorers"},
+                         "KAFKA_CONF_* (group.id): group.id=scorers, but mlstream sets group.id "
+                         'from KAFKA_CONSUMER_GROUP (now "ml-streaming"): set '
+                         "KAFKA_CONSUMER_GROUP instead"),
+                        ({"KAFKA_CONFIG_FILE": str(props)},
+                         "KAFKA_CONFIG_FILE %s:2: bootstrap.servers=pkc-1.example.com:9092, but "
+                         "mlstream sets bootstrap.servers from KAFKA_BOOTSTRAP_SERVERS" % props),
+                        ({"KAFKA_CONF_TRANSACTIONAL_ID": "scorer-1"},
+                         "transactional.id may not be set: it is for ML_EXACTLY_ONCE=true")]:
         r = subprocess.run([MLSTREAM, "engine"], env=env, capture_output=True,
                            text=True, timeout=30)
         assert r.returncode == 2, (env, r.stderr)

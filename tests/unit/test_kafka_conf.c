@@ -141,3 +141,124 @@ MLS_TEST(kafka_seek_timeout_in_the_unit_librdkafka_reads)
         CHECK_INT_EQ(mls_kafka_seek_timeout(0x020002ff, -1), -1);
         CHECK_INT_EQ(mls_kafka_seek_timeout(0x020002ff, 3000000), INT_MAX);
 }
+
+/* The properties the engine sets itself may be given in KAFKA_CONF_* or
+ * the file only with the engine's value: another would be replaced without
+ * a word, or break a guarantee. */
+MLS_TEST(kafka_conf_engine_properties)
+{
+        static const struct {
+                const char *env[3];
+                rd_kafka_type_t type;
+                const char *error; /* NULL: accepted */
+        } cases[] = {
+                {{"KAFKA_CONF_GROUP_ID=other"},
+                 RD_KAFKA_CONSUMER,
+                 "KAFKA_CONF_* (group.id): group.id=other, but mlstream sets "
+                 "group.id from KAFKA_CONSUMER_GROUP (now \"ml-streaming\"): "
+                 "set KAFKA_CONSUMER_GROUP instead"},
+                {{"KAFKA_CONF_GROUP_ID=other"}, RD_KAFKA_PRODUCER, NULL},
+                {{"KAFKA_CONF_GROUP_ID=mine", "KAFKA_CONSUMER_GROUP=mine"},
+                 RD_KAFKA_CONSUMER,
+                 NULL},
+                {{"KAFKA_CONF_METADATA_BROKER_LIST=b:9092"},
+                 RD_KAFKA_PRODUCER,
+                 "metadata.broker.list=b:9092, but mlstream sets "
+                 "bootstrap.servers from KAFKA_BOOTSTRAP_SERVERS (now "
+                 "\"localhost:9092\")"},
+                {{"KAFKA_CONF_BOOTSTRAP_SERVERS=localhost:9092"},
+                 RD_KAFKA_CONSUMER,
+                 NULL},
+                {{"KAFKA_CONF_ENABLE_AUTO_OFFSET_STORE=true"},
+                 RD_KAFKA_CONSUMER,
+                 "enable.auto.offset.store=true, but mlstream keeps it "
+                 "false: the engine stores each offset once its message is "
+                 "delivered"},
+                {{"KAFKA_CONF_ENABLE_AUTO_OFFSET_STORE=False"},
+                 RD_KAFKA_CONSUMER,
+                 NULL},
+                {{"KAFKA_CONF_TRANSACTIONAL_ID=t1"},
+                 RD_KAFKA_PRODUCER,
+                 "KAFKA_CONF_* (transactional.id): transactional.id may not "
+                 "be set: it is for ML_EXACTLY_ONCE=true"},
+                {{"KAFKA_CONF_TRANSACTIONAL_ID=t1", "ML_EXACTLY_ONCE=true"},
+                 RD_KAFKA_PRODUCER,
+                 NULL},
+                {{"KAFKA_CONF_ISOLATION_LEVEL=read_uncommitted",
+                  "ML_EXACTLY_ONCE=true"},
+                 RD_KAFKA_CONSUMER,
+                 "isolation.level=read_uncommitted, but mlstream keeps it "
+                 "read_committed"},
+                {{"KAFKA_CONF_ISOLATION_LEVEL=read_uncommitted"},
+                 RD_KAFKA_CONSUMER,
+                 NULL},
+                {{"KAFKA_CONF_ENABLE_AUTO_COMMIT=true", "ML_EXACTLY_ONCE=true"},
+                 RD_KAFKA_CONSUMER,
+                 "with ML_EXACTLY_ONCE=true the transactions commit the "
+                 "offsets"},
+        };
+
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                struct mls_config cfg;
+                rd_kafka_conf_t *c;
+                char err[512], v[64];
+
+                CHECK_INT_EQ(mls_config_load(&cfg, MLS_SCOPE_ENGINE,
+                                             (char **)cases[i].env, 0, NULL,
+                                             err, sizeof(err)),
+                             0);
+                err[0] = '\0';
+                c = mls_kafka_conf(&cfg, cases[i].type, NULL, err, sizeof(err));
+                if (cases[i].error) {
+                        CHECK(c == NULL);
+                        CHECK_CONTAINS(err, cases[i].error);
+                } else if (!c) {
+                        CHECK_STR_EQ(err, "(accepted)");
+                }
+                if (c && cases[i].type == RD_KAFKA_CONSUMER) {
+                        get(c, "group.id", v, sizeof(v));
+                        CHECK_STR_EQ(v, cfg.kafka_consumer_group);
+                        get(c, "enable.auto.offset.store", v, sizeof(v));
+                        CHECK_STR_EQ(v, "false");
+                }
+                if (c && strcmp(cfg.exactly_once, "true") == 0 &&
+                    cases[i].type == RD_KAFKA_PRODUCER) {
+                        get(c, "transactional.id", v, sizeof(v));
+                        CHECK_STR_EQ(v, "t1");
+                }
+                if (c)
+                        rd_kafka_conf_destroy(c);
+                mls_config_free(&cfg);
+        }
+}
+
+/* The same from the properties file, with its line: a client.properties
+ * that names the brokers is refused, not silently replaced by
+ * KAFKA_BOOTSTRAP_SERVERS. */
+MLS_TEST(kafka_conf_file_engine_properties)
+{
+        char path[] = "/tmp/mls-kafka-conf-XXXXXX";
+        int fd = mkstemp(path);
+        FILE *f = fdopen(fd, "w");
+        char *env[2], envbuf[128], err[512];
+        struct mls_config cfg;
+        rd_kafka_conf_t *c;
+
+        fprintf(f, "security.protocol=plaintext\n"
+                   "bootstrap.servers=pkc-1.example.com:9092\n");
+        fclose(f);
+        snprintf(envbuf, sizeof(envbuf), "KAFKA_CONFIG_FILE=%s", path);
+        env[0] = envbuf;
+        env[1] = NULL;
+        CHECK_INT_EQ(mls_config_load(&cfg, MLS_SCOPE_ENGINE, env, 0, NULL, err,
+                                     sizeof(err)),
+                     0);
+        c = mls_kafka_conf(&cfg, RD_KAFKA_PRODUCER, NULL, err, sizeof(err));
+        unlink(path);
+        mls_config_free(&cfg);
+        CHECK(c == NULL);
+        CHECK_CONTAINS(err, path);
+        CHECK_CONTAINS(err, ":2: bootstrap.servers=pkc-1.example.com:9092, "
+                            "but mlstream sets bootstrap.servers from "
+                            "KAFKA_BOOTSTRAP_SERVERS");
+}
