@@ -1138,11 +1138,38 @@ static int has_prefix(const char *s, size_t n, const char *prefix)
         return n > pl && strncmp(s, prefix, pl) == 0;
 }
 
+/* Names that other Kafka and Redis clients give to what one of ours sets,
+ * too far from it for closest(). */
+static const struct {
+        const char *name, *ours;
+} elsewhere[] = {
+        {"KAFKA_BROKERS", "KAFKA_BOOTSTRAP_SERVERS"},
+        {"KAFKA_BROKER_LIST", "KAFKA_BOOTSTRAP_SERVERS"},
+        {"KAFKA_GROUP_ID", "KAFKA_CONSUMER_GROUP"},
+        {"KAFKA_GROUP", "KAFKA_CONSUMER_GROUP"},
+        {"KAFKA_TOPIC", "KAFKA_INFERENCE_TOPIC"},
+        {"KAFKA_INPUT_TOPIC", "KAFKA_INFERENCE_TOPIC"},
+        {"KAFKA_DEAD_LETTER_TOPIC", "KAFKA_DLQ_TOPIC"},
+        {"REDIS_HOST", "REDIS_URL"},
+        {"REDIS_PASSWORD", "REDIS_URL"},
+};
+
+static const char *elsewhere_ours(const char *name, size_t n)
+{
+        for (size_t i = 0; i < sizeof(elsewhere) / sizeof(elsewhere[0]); i++)
+                if (strlen(elsewhere[i].name) == n &&
+                    strncmp(name, elsewhere[i].name, n) == 0)
+                        return elsewhere[i].ours;
+        return NULL;
+}
+
 /*
  * Whether an environment variable (name n bytes) that names no setting
  * looks meant for mlstream: ML_ and GATEWAY_ are ours; KAFKA_ and REDIS_
  * are shared with other programs' settings (KAFKA_HEAP_OPTS, REDIS_HOST),
- * so only a near miss of one of ours counts there.
+ * so only a near miss of one of ours, or another client's name for one of
+ * ours, counts there (the latter only when ours is unset: warned about in
+ * mls_config_warn_unknown()).
  */
 static int meant_for_us(const char *name, size_t n)
 {
@@ -1150,7 +1177,8 @@ static int meant_for_us(const char *name, size_t n)
                 return 1;
         return (has_prefix(name, n, "KAFKA_") ||
                 has_prefix(name, n, "REDIS_")) &&
-               closest(name, n, 0, MLS_SCOPE_ALL) != NULL;
+               (elsewhere_ours(name, n) ||
+                closest(name, n, 0, MLS_SCOPE_ALL) != NULL);
 }
 
 static int add_unknown(struct mls_config *cfg, const char *name, size_t n)
@@ -1171,10 +1199,18 @@ void mls_config_warn_unknown(const struct mls_config *cfg)
 {
         for (size_t i = 0; i < cfg->unknown_env_count; i++) {
                 const char *name = cfg->unknown_env[i];
+                const char *ours = elsewhere_ours(name, strlen(name));
                 const struct mls_conf_def *d =
                         closest(name, strlen(name), 0, MLS_SCOPE_ALL);
 
-                if (d)
+                if (ours) {
+                        /* set beside ours, it is another program's */
+                        if (mls_config_origin(cfg, ours) == MLS_CONF_DEFAULT)
+                                mls_warn("%s is set but is no mlstream "
+                                         "setting: ignored (mlstream reads "
+                                         "%s, which is unset)",
+                                         name, ours);
+                } else if (d)
                         mls_warn("%s is set but is no mlstream setting: "
                                  "ignored (did you mean %s?)",
                                  name, d->env);
@@ -1396,7 +1432,9 @@ void mls_config_print_markdown(FILE *out)
                 "setting (`ML_*` and `GATEWAY_*`; `KAFKA_*` and `REDIS_*` "
                 "within two typos of a setting) is logged as a warning at "
                 "start-up, with the setting it is closest to, and "
-                "ignored.\n\n"
+                "ignored. So are other clients' names for one of ours "
+                "(`KAFKA_BROKERS`, `KAFKA_GROUP_ID`, `KAFKA_TOPIC`, "
+                "`REDIS_HOST`...) while ours is unset.\n\n"
                 "| variable | flag | type | default | commands | meaning |\n"
                 "|---|---|---|---|---|---|\n");
         for (const struct mls_conf_def *d = mls_conf_defs; d->env; d++) {

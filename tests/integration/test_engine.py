@@ -270,12 +270,15 @@ def test_misspelt_setting_is_reported_with_the_one_meant(services, topic, engine
     naming the flag meant."""
     eng = engines(topic=topic, extra_env={
         "ML_BATCH_MAX_ROW": "1", "GATEWAY_PORT": "4999",
-        "REDIS_HOST": "elsewhere", "KAFKA_HEAP_OPTS": "-Xmx1G"})
+        "REDIS_HOST": "elsewhere", "KAFKA_HEAP_OPTS": "-Xmx1G",
+        "KAFKA_GROUP_ID": "theirs", "KAFKA_TOPIC": "theirs"})
     eng.wait_ready()
     out = eng.output()
     assert ("ML_BATCH_MAX_ROW is set but is no mlstream setting: ignored "
             "(did you mean ML_BATCH_MAX_ROWS?)") in out, out
-    for other in ("GATEWAY_PORT", "REDIS_HOST", "KAFKA_HEAP_OPTS"):
+    # other clients' names for settings of ours that are set too
+    for other in ("GATEWAY_PORT", "REDIS_HOST", "KAFKA_HEAP_OPTS", "KAFKA_GROUP_ID",
+                  "KAFKA_TOPIC"):
         assert other not in out, out
     assert eng.stop() == 0
 
@@ -284,6 +287,25 @@ def test_misspelt_setting_is_reported_with_the_one_meant(services, topic, engine
     assert r.returncode == 2, r.stderr
     assert 'unknown option "--batch-max-row" (did you mean --batch-max-rows?)' in r.stderr, \
         r.stderr
+
+
+def test_other_clients_names_for_our_settings_are_reported():
+    """KAFKA_GROUP_ID, KAFKA_TOPIC, KAFKA_BROKERS, REDIS_HOST: what other
+    clients call settings of ours. Set while ours is unset, the engine would
+    run on the default group, topic, brokers or Redis without a word, so it
+    names the setting it reads at start-up (set beside ours, they are
+    another program's: the test above). acks=1 then stops it."""
+    r = subprocess.run([MLSTREAM, "engine"], capture_output=True, text=True, timeout=30,
+                       env={"KAFKA_GROUP_ID": "scorers", "KAFKA_TOPIC": "events",
+                            "KAFKA_BROKERS": "b1:9092", "REDIS_HOST": "cache",
+                            "KAFKA_CONF_ACKS": "1"})
+    assert r.returncode == 2, r.stderr
+    for name, ours in [("KAFKA_GROUP_ID", "KAFKA_CONSUMER_GROUP"),
+                       ("KAFKA_TOPIC", "KAFKA_INFERENCE_TOPIC"),
+                       ("KAFKA_BROKERS", "KAFKA_BOOTSTRAP_SERVERS"),
+                       ("REDIS_HOST", "REDIS_URL")]:
+        assert ("%s is set but is no mlstream setting: ignored (mlstream reads %s, "
+                "which is unset)" % (name, ours)) in r.stderr, r.stderr
 
 
 def test_dead_letter_producer_is_made_by_the_first_bad_message(services, topic, engines):

@@ -95,7 +95,7 @@ MLS_TEST(config_misspelt_variables_are_kept_to_be_reported)
                        "ML_NOTHING_LIKE_IT=1",       /* ours, no match */
                        "REDIS_ULR=redis://x:1",      /* a near miss */
                        "KAFKA_BOOTSTRAP_SERVER=x:1", /* a near miss */
-                       "REDIS_HOST=elsewhere",       /* another program's */
+                       "REDIS_HOST=elsewhere",       /* REDIS_URL elsewhere */
                        "KAFKA_HEAP_OPTS=-Xmx1G",     /* another program's */
                        "KAFKA_CONF_ACKS=all",        /* pass-through */
                        "GATEWAY_PORT=4000",          /* the gateway's */
@@ -109,12 +109,14 @@ MLS_TEST(config_misspelt_variables_are_kept_to_be_reported)
         CHECK_INT_EQ(mls_config_load(&c, MLS_SCOPE_ENGINE, env, 0, NULL, err,
                                      sizeof(err)),
                      0);
-        CHECK_INT_EQ(c.unknown_env_count, 5);
+        CHECK_INT_EQ(c.unknown_env_count, 6);
         CHECK_STR_EQ(c.unknown_env[0], "ML_BATCH_MAX_ROW");
         CHECK_STR_EQ(c.unknown_env[1], "GATEWAY_PROT");
         CHECK_STR_EQ(c.unknown_env[2], "ML_NOTHING_LIKE_IT");
         CHECK_STR_EQ(c.unknown_env[3], "REDIS_ULR");
         CHECK_STR_EQ(c.unknown_env[4], "KAFKA_BOOTSTRAP_SERVER");
+        /* reported only while REDIS_URL is unset (as it is here) */
+        CHECK_STR_EQ(c.unknown_env[5], "REDIS_HOST");
         /* ignored: the defaults stand */
         CHECK_INT_EQ(c.batch_max_rows, 256);
         CHECK_STR_EQ(c.redis_url, "redis://localhost:6379/0");
