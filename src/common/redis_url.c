@@ -43,6 +43,8 @@ static int copy_decoded(char *dst, size_t cap, const char *s, size_t n)
         return 0;
 }
 
+#define URL_FORM "redis://[[user]:password@]host[:port][/db]"
+
 int mls_redis_url_parse(const char *url, struct mls_redis_url *out,
                         char *errstr, size_t errstr_size)
 {
@@ -51,10 +53,17 @@ int mls_redis_url_parse(const char *url, struct mls_redis_url *out,
 
         memset(out, 0, sizeof(*out));
         out->port = 6379;
+        if (strncmp(url, "rediss://", 9) == 0) {
+                snprintf(errstr, errstr_size,
+                         "REDIS_URL: rediss:// (TLS) is not supported: the "
+                         "hiredis this build uses has no TLS; reach Redis "
+                         "over a private network with redis:// "
+                         "(docs/security.md)");
+                return -1;
+        }
         if (strncmp(url, "redis://", 8) != 0) {
                 snprintf(errstr, errstr_size,
-                         "REDIS_URL must start with redis:// "
-                         "(redis://[:password@]host:port/db)");
+                         "REDIS_URL must start with redis:// (" URL_FORM ")");
                 return -1;
         }
         p = url + 8;
@@ -120,8 +129,6 @@ too_long:
         snprintf(errstr, errstr_size, "REDIS_URL: a part is too long");
         return -1;
 bad:
-        snprintf(errstr, errstr_size,
-                 "REDIS_URL is not of the form "
-                 "redis://[:password@]host[:port][/db]");
+        snprintf(errstr, errstr_size, "REDIS_URL is not of the form " URL_FORM);
         return -1;
 }

@@ -174,6 +174,17 @@ MLS_TEST(common_redis_url)
         CHECK_INT_EQ(u.port, 6379);
         CHECK_INT_EQ(mls_redis_url_parse("http://h:1", &u, err, sizeof(err)),
                      -1);
+        CHECK_CONTAINS(err, "must start with redis://");
+        /* TLS is refused by name, not as an unknown scheme */
+        CHECK_INT_EQ(mls_redis_url_parse("rediss://:pw@h:6380/0", &u, err,
+                                         sizeof(err)),
+                     -1);
+        CHECK_CONTAINS(err, "rediss:// (TLS) is not supported");
+        CHECK(strstr(err, "pw") == NULL);
+        CHECK_INT_EQ(mls_redis_url_parse("redis://h:1/0?ssl=true", &u, err,
+                                         sizeof(err)),
+                     -1);
+        CHECK_CONTAINS(err, "[[user]:password@]host[:port][/db]");
         CHECK_INT_EQ(mls_redis_url_parse("redis://:pw@h:99999", &u, err,
                                          sizeof(err)),
                      -1);
