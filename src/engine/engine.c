@@ -1552,9 +1552,14 @@ static void close_consumer(mls_engine_t *e)
         if (!e->coordinator_ok || drain_left_ms(e) == 0) {
                 /* leaving needs the coordinator, and librdkafka 2.0 cannot
                  * be destroyed while a leave waits for one that is gone */
-                mls_warn("not leaving the consumer group: its coordinator "
-                         "did not answer; the group notices after "
-                         "session.timeout.ms");
+                if (atomic_load(&e->joined))
+                        mls_warn("not leaving the consumer group: its "
+                                 "coordinator did not answer; the group "
+                                 "notices after session.timeout.ms");
+                else
+                        mls_warn("stopped before joining the consumer "
+                                 "group; a join in flight expires after "
+                                 "session.timeout.ms");
                 rd_kafka_destroy_flags(e->consumer,
                                        RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
                 return;
