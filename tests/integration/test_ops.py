@@ -450,22 +450,24 @@ def test_kafka_client_log_lines_use_our_log_format():
 
 def test_kafka_sasl_ssl_through_the_config_file(services, topic, engines, tmp_path):
     """KAFKA_CONFIG_FILE gives SASL and TLS to every Kafka client of the
-    engine: on the broker's SASL_SSL listener the consumer scores and the
-    producer writes dead letters. With a wrong password, or without the CA
-    that signed the broker's certificate, the engine stays unready and says
-    why, never printing a password; a file every user may read is warned
-    of, once."""
+    engine: on the broker's SASL_SSL listener, with SASL/PLAIN and with
+    SCRAM-SHA-512 (the example in docs/security.md), the consumer scores
+    and the producer writes dead letters. With a wrong password, or without
+    the CA that signed the broker's certificate, the engine stays unready
+    and says why, never printing a password; a file every user may read is
+    warned of, once."""
     if "KAFKA_SASL_CA_LOCATION" not in services:
         pytest.fail("the broker has no SASL_SSL listener: scripts/services stop kafka, then start")
     password = services["KAFKA_SASL_PASSWORD"]
 
-    def conf_file(name, pw, mode=0o600, ca=services["KAFKA_SASL_CA_LOCATION"]):
+    def conf_file(name, pw, mode=0o600, ca=services["KAFKA_SASL_CA_LOCATION"],
+                  mechanism="PLAIN"):
         path = tmp_path / name
         text = ("# the test broker's SASL_SSL listener\n"
                 "security.protocol = SASL_SSL\n"
-                "sasl.mechanisms=PLAIN\n"
+                "sasl.mechanisms=%s\n"
                 "sasl.username=%s\nsasl.password=%s\n"
-                % (services["KAFKA_SASL_USERNAME"], pw))
+                % (mechanism, services["KAFKA_SASL_USERNAME"], pw))
         if ca:
             text += "ssl.ca.location=%s\n" % ca
         path.write_text(text)
@@ -475,18 +477,24 @@ def test_kafka_sasl_ssl_through_the_config_file(services, topic, engines, tmp_pa
     n = 20
     produce(services, topic, [json.dumps({"input_id": "s%d" % i, "features": [i]})
                               for i in range(n)] + ["not json"])
-    sub = Subscriber(services)
-    try:
-        eng = engines(topic=topic, extra_env=dict(secure, KAFKA_CONFIG_FILE=conf_file("ok", password)))
-        eng.wait_ready()
-        wait_for(lambda: len(sub.payloads()) >= n, 60, "%d predictions" % n)
-        assert sorted(p["input_id"] for p in sub.payloads()) == sorted("s%d" % i for i in range(n))
-        dead = consume_all(services, topic + ".dlq", 1)
-        assert [(h["mls.error.reason"], v) for h, v in dead] == [("invalid_json", b"not json")]
-        assert eng.stop() == 0
-        assert "readable by every user" not in eng.output()
-    finally:
-        sub.close()
+    # each mechanism in a group of its own: both score the whole topic
+    for round_, mechanism in enumerate(("PLAIN", "SCRAM-SHA-512"), 1):
+        sub = Subscriber(services)
+        try:
+            eng = engines(topic=topic, group="g-%s-%s" % (mechanism.lower(), topic),
+                          extra_env=dict(secure, KAFKA_CONFIG_FILE=conf_file(
+                              "ok-" + mechanism, password, mechanism=mechanism)))
+            eng.wait_ready()
+            wait_for(lambda: len(sub.payloads()) >= n, 60, "%d predictions" % n)
+            assert sorted(p["input_id"] for p in sub.payloads()) == \
+                sorted("s%d" % i for i in range(n)), mechanism
+            dead = consume_all(services, topic + ".dlq", round_)
+            assert [(h["mls.error.reason"], v) for h, v in dead] == \
+                [("invalid_json", b"not json")] * round_, mechanism
+            assert eng.stop() == 0
+            assert "readable by every user" not in eng.output()
+        finally:
+            sub.close()
 
     wrong = "not-" + password
     refusals = [
