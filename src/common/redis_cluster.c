@@ -704,8 +704,10 @@ static int conn_open(struct mls_cluster_pub *p, size_t i)
                 .tv_usec = MLS_CLUSTER_CONNECT_TIMEOUT_MS % 1000 * 1000,
         };
         static const char *ping[] = {"PING"};
+        const char *auth[3];
         char why[sizeof(cn->why)];
         int64_t t0;
+        int nauth;
 
         if (cn->c)
                 return 0;
@@ -725,15 +727,9 @@ static int conn_open(struct mls_cluster_pub *p, size_t i)
         redisSetTimeout(cn->c, tv);
         redisEnableKeepAlive(cn->c);
         mls_redis_replies_use(cn->c->reader, &p->bound);
-        if (u->password[0]) {
-                const char *argv[3] = {"AUTH", u->user, u->password};
-                int argc = u->user[0] ? 3 : 2;
-
-                if (argc == 2)
-                        argv[1] = u->password;
-                if (accepted(p, cn->c, argc, argv, why, sizeof(why)) < 0)
-                        goto fail;
-        }
+        if ((nauth = mls_redis_url_auth(u, auth)) &&
+            accepted(p, cn->c, nauth, auth, why, sizeof(why)) < 0)
+                goto fail;
         /* the kernel completes the handshake for a node that is stopped or
          * wedged: open means it answered */
         if (accepted(p, cn->c, 1, ping, why, sizeof(why)) < 0)

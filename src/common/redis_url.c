@@ -132,3 +132,16 @@ bad:
         snprintf(errstr, errstr_size, "REDIS_URL is not of the form " URL_FORM);
         return -1;
 }
+
+int mls_redis_url_auth(const struct mls_redis_url *u, const char *argv[3])
+{
+        int n = 0;
+
+        if (!u->password[0])
+                return 0;
+        argv[n++] = "AUTH";
+        if (u->user[0])
+                argv[n++] = u->user;
+        argv[n++] = u->password;
+        return n;
+}

@@ -18,4 +18,8 @@ struct mls_redis_url {
 int mls_redis_url_parse(const char *url, struct mls_redis_url *out,
                         char *errstr, size_t errstr_size);
 
+/* The AUTH command for u's credentials in argv, with the user (Redis 6
+ * ACLs) when u names one: its argument count, 0 when u has no password. */
+int mls_redis_url_auth(const struct mls_redis_url *u, const char *argv[3]);
+
 #endif

@@ -254,6 +254,8 @@ static int redis_reconnect(void *ctx, char *errstr, size_t errstr_size)
         static const char *ping[] = {"PING"};
         struct redis_sink *s = ctx;
         struct timeval tv = {.tv_sec = 2};
+        const char *auth[3];
+        int nauth;
 
         drop(s);
         s->c = redisConnectWithTimeout(s->url.host, s->url.port, tv);
@@ -266,17 +268,10 @@ static int redis_reconnect(void *ctx, char *errstr, size_t errstr_size)
         s->reply.refused = NULL;
         s->c->reader->fn = &reply_fns;
         s->c->reader->privdata = &s->reply;
-        if (s->url.password[0]) {
-                const char *argv[3] = {"AUTH", s->url.user, s->url.password};
-                int argc = 3;
-                if (!s->url.user[0]) {
-                        argv[1] = s->url.password;
-                        argc = 2;
-                }
-                if (command(s, errstr, errstr_size, argc, argv) < 0) {
-                        drop(s);
-                        return -1;
-                }
+        if ((nauth = mls_redis_url_auth(&s->url, auth)) &&
+            command(s, errstr, errstr_size, nauth, auth) < 0) {
+                drop(s);
+                return -1;
         }
         /* the kernel completes the handshake for a Redis that is stopped
          * or wedged: connected means it answered */

@@ -210,6 +210,36 @@ MLS_TEST(common_redis_url)
                 -1);
 }
 
+MLS_TEST(common_redis_url_auth)
+{
+        static const struct {
+                const char *url;
+                int argc;
+                const char *argv[3];
+        } cases[] = {
+                {"redis://h:1/0", 0, {NULL}},
+                {"redis://:s3cret@h", 2, {"AUTH", "s3cret"}},
+                {"redis://bob:s3cret@h", 3, {"AUTH", "bob", "s3cret"}},
+                /* a user without a password: nothing to send */
+                {"redis://bob:@h", 0, {NULL}},
+        };
+
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                struct mls_redis_url u;
+                const char *argv[3];
+                char err[200];
+                int argc;
+
+                CHECK_INT_EQ(
+                        mls_redis_url_parse(cases[i].url, &u, err, sizeof(err)),
+                        0);
+                argc = mls_redis_url_auth(&u, argv);
+                CHECK_INT_EQ(argc, cases[i].argc);
+                for (int k = 0; k < argc && k < 3; k++)
+                        CHECK_STR_EQ(argv[k], cases[i].argv[k]);
+        }
+}
+
 MLS_TEST(common_json_float_random_roundtrip)
 {
         struct mls_buf b;
