@@ -4,6 +4,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "engine/kafka.h"
@@ -15,6 +16,39 @@ static void get(rd_kafka_conf_t *c, const char *name, char *out, size_t cap)
 
         if (rd_kafka_conf_get(c, name, out, &n) != RD_KAFKA_CONF_OK)
                 snprintf(out, cap, "(unknown)");
+}
+
+/* mls_kafka_conf() for a client of type, with KAFKA_CONFIG_FILE naming a
+ * file that holds text: the file's name in path (removed on return), the
+ * error in err. */
+static rd_kafka_conf_t *conf_from_file(const char *text, rd_kafka_type_t type,
+                                       char path[32], char *err,
+                                       size_t err_size)
+{
+        char *env[2], envbuf[64];
+        struct mls_config cfg;
+        rd_kafka_conf_t *c = NULL;
+        FILE *f;
+        int fd;
+
+        snprintf(path, 32, "/tmp/mls-kafka-conf-XXXXXX");
+        fd = mkstemp(path);
+        if (fd < 0 || !(f = fdopen(fd, "w"))) {
+                snprintf(err, err_size, "cannot make a file");
+                return NULL;
+        }
+        fputs(text, f);
+        fclose(f);
+        snprintf(envbuf, sizeof(envbuf), "KAFKA_CONFIG_FILE=%s", path);
+        env[0] = envbuf;
+        env[1] = NULL;
+        if (mls_config_load(&cfg, MLS_SCOPE_ENGINE, env, 0, NULL, err,
+                            err_size) == 0) {
+                c = mls_kafka_conf(&cfg, type, NULL, err, err_size);
+                mls_config_free(&cfg);
+        }
+        unlink(path);
+        return c;
 }
 
 MLS_TEST(kafka_conf_per_client_type)
@@ -50,25 +84,12 @@ MLS_TEST(kafka_conf_per_client_type)
 
 MLS_TEST(kafka_conf_file_errors_name_the_line)
 {
-        char path[] = "/tmp/mls-kafka-conf-XXXXXX";
-        int fd = mkstemp(path);
-        FILE *f = fdopen(fd, "w");
-        char *env[2], envbuf[128], err[512];
-        struct mls_config cfg;
-        rd_kafka_conf_t *c;
+        char path[32], err[512];
+        rd_kafka_conf_t *c = conf_from_file(
+                "# SASL settings\nsecurity.protocol = plaintext\n\n"
+                "no.such.property=1\n",
+                RD_KAFKA_CONSUMER, path, err, sizeof(err));
 
-        fprintf(f, "# SASL settings\nsecurity.protocol = plaintext\n\n"
-                   "no.such.property=1\n");
-        fclose(f);
-        snprintf(envbuf, sizeof(envbuf), "KAFKA_CONFIG_FILE=%s", path);
-        env[0] = envbuf;
-        env[1] = NULL;
-        CHECK_INT_EQ(mls_config_load(&cfg, MLS_SCOPE_ENGINE, env, 0, NULL, err,
-                                     sizeof(err)),
-                     0);
-        c = mls_kafka_conf(&cfg, RD_KAFKA_CONSUMER, NULL, err, sizeof(err));
-        unlink(path);
-        mls_config_free(&cfg);
         CHECK(c == NULL);
         CHECK_CONTAINS(err, path);
         CHECK_CONTAINS(err, ":4:");
@@ -91,29 +112,17 @@ MLS_TEST(kafka_conf_file_long_lines)
         };
 
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-                char path[] = "/tmp/mls-kafka-conf-XXXXXX";
-                int fd = mkstemp(path);
-                FILE *f = fdopen(fd, "w");
-                char *env[2], envbuf[128], err[512], v[8192];
-                struct mls_config cfg;
+                char text[10100], path[32], err[512], v[8192];
+                size_t n = (size_t)snprintf(text, sizeof(text), "client.id=");
                 rd_kafka_conf_t *c;
 
-                fprintf(f, "client.id=");
-                for (size_t k = 0; k < cases[i].value_len; k++)
-                        fputc('x', f);
+                memset(text + n, 'x', cases[i].value_len);
+                n += cases[i].value_len;
                 if (cases[i].newline)
-                        fputc('\n', f);
-                fclose(f);
-                snprintf(envbuf, sizeof(envbuf), "KAFKA_CONFIG_FILE=%s", path);
-                env[0] = envbuf;
-                env[1] = NULL;
-                CHECK_INT_EQ(mls_config_load(&cfg, MLS_SCOPE_ENGINE, env, 0,
-                                             NULL, err, sizeof(err)),
-                             0);
-                c = mls_kafka_conf(&cfg, RD_KAFKA_CONSUMER, NULL, err,
+                        text[n++] = '\n';
+                text[n] = '\0';
+                c = conf_from_file(text, RD_KAFKA_CONSUMER, path, err,
                                    sizeof(err));
-                unlink(path);
-                mls_config_free(&cfg);
                 if (!cases[i].ok) {
                         CHECK(c == NULL);
                         CHECK_CONTAINS(err, ":1: line longer than 4094 bytes");
@@ -237,25 +246,12 @@ MLS_TEST(kafka_conf_engine_properties)
  * KAFKA_BOOTSTRAP_SERVERS. */
 MLS_TEST(kafka_conf_file_engine_properties)
 {
-        char path[] = "/tmp/mls-kafka-conf-XXXXXX";
-        int fd = mkstemp(path);
-        FILE *f = fdopen(fd, "w");
-        char *env[2], envbuf[128], err[512];
-        struct mls_config cfg;
-        rd_kafka_conf_t *c;
+        char path[32], err[512];
+        rd_kafka_conf_t *c =
+                conf_from_file("security.protocol=plaintext\n"
+                               "bootstrap.servers=pkc-1.example.com:9092\n",
+                               RD_KAFKA_PRODUCER, path, err, sizeof(err));
 
-        fprintf(f, "security.protocol=plaintext\n"
-                   "bootstrap.servers=pkc-1.example.com:9092\n");
-        fclose(f);
-        snprintf(envbuf, sizeof(envbuf), "KAFKA_CONFIG_FILE=%s", path);
-        env[0] = envbuf;
-        env[1] = NULL;
-        CHECK_INT_EQ(mls_config_load(&cfg, MLS_SCOPE_ENGINE, env, 0, NULL, err,
-                                     sizeof(err)),
-                     0);
-        c = mls_kafka_conf(&cfg, RD_KAFKA_PRODUCER, NULL, err, sizeof(err));
-        unlink(path);
-        mls_config_free(&cfg);
         CHECK(c == NULL);
         CHECK_CONTAINS(err, path);
         CHECK_CONTAINS(err, ":2: bootstrap.servers=pkc-1.example.com:9092, "
