@@ -1195,13 +1195,17 @@ static int add_unknown(struct mls_config *cfg, const char *name, size_t n)
         return 0;
 }
 
+int mls_config_exactly_once(const struct mls_config *cfg)
+{
+        return cfg->exactly_once && strcmp(cfg->exactly_once, "true") == 0;
+}
+
 void mls_config_warn_unknown(const struct mls_config *cfg)
 {
         for (size_t i = 0; i < cfg->unknown_env_count; i++) {
                 const char *name = cfg->unknown_env[i];
                 const char *ours = elsewhere_ours(name, strlen(name));
-                const struct mls_conf_def *d =
-                        closest(name, strlen(name), 0, MLS_SCOPE_ALL);
+                const struct mls_conf_def *d;
 
                 if (ours) {
                         /* set beside ours, it is another program's */
@@ -1210,7 +1214,7 @@ void mls_config_warn_unknown(const struct mls_config *cfg)
                                          "setting: ignored (mlstream reads "
                                          "%s, which is unset)",
                                          name, ours);
-                } else if (d)
+                } else if ((d = closest(name, strlen(name), 0, MLS_SCOPE_ALL)))
                         mls_warn("%s is set but is no mlstream setting: "
                                  "ignored (did you mean %s?)",
                                  name, d->env);

@@ -184,6 +184,8 @@ void mls_config_warn_unknown(const struct mls_config *cfg);
  * command's own), the environment or a flag. */
 enum mls_conf_origin mls_config_origin(const struct mls_config *cfg,
                                        const char *env);
+/* Whether ML_EXACTLY_ONCE is on. */
+int mls_config_exactly_once(const struct mls_config *cfg);
 
 /* Sets one setting by environment name, validating it. */
 int mls_config_set(struct mls_config *cfg, const char *env, const char *value,

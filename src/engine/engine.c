@@ -1173,7 +1173,7 @@ mls_engine_t *mls_engine_new(const struct mls_config *cfg,
         }
         if (shadow_sink_new(e, publisher.ops != NULL, errstr, errstr_size) < 0)
                 goto fail;
-        if (cfg->exactly_once && strcmp(cfg->exactly_once, "true") == 0) {
+        if (mls_config_exactly_once(cfg)) {
                 if (txn_producer_new(e, &out_max, &dlq_max, errstr,
                                      errstr_size) < 0)
                         goto fail;

@@ -45,11 +45,6 @@ struct owned {
 
 #define MAX_OWNED 5
 
-static int exactly_once(const struct mls_config *cfg)
-{
-        return cfg->exactly_once && strcmp(cfg->exactly_once, "true") == 0;
-}
-
 static size_t owned_by_engine(const struct mls_config *cfg,
                               rd_kafka_type_t type, struct owned *o)
 {
@@ -69,7 +64,7 @@ static size_t owned_by_engine(const struct mls_config *cfg,
                 /* exactly once: read_committed also makes the offsets a
                  * transaction still holds wait for its outcome when
                  * partitions are assigned */
-                if (exactly_once(cfg)) {
+                if (mls_config_exactly_once(cfg)) {
                         o[n++] = (struct owned){
                                 "enable.auto.commit", NULL, "false", NULL,
                                 "with ML_EXACTLY_ONCE=true the transactions "
@@ -79,7 +74,7 @@ static size_t owned_by_engine(const struct mls_config *cfg,
                                 "with ML_EXACTLY_ONCE=true the engine reads "
                                 "committed transactions only"};
                 }
-        } else if (!exactly_once(cfg)) {
+        } else if (!mls_config_exactly_once(cfg)) {
                 o[n++] = (struct owned){
                         "transactional.id", NULL, NULL, NULL,
                         "it is for ML_EXACTLY_ONCE=true; without that the "
